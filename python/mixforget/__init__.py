@@ -1,0 +1,35 @@
+"""mixforget: forgetting in continual post-training of generative models, measured.
+
+The model is the two-mode Gaussian mixture of arXiv 2510.18874 / 2603.12163,
+q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see MATH.md for every quantity.
+"""
+
+from . import kernels
+from ._core import __version__ as _core_version
+from .mixture import TwoMode
+from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
+from .results import GradientEstimates, Trajectory
+from .simulate import estimate_gradient, simulate
+from .population import population_flow, population_gradient
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "TwoMode",
+    "Objective",
+    "ForwardKL",
+    "ReverseKL",
+    "SDFT",
+    "TTTDiscover",
+    "OAPL",
+    "Trajectory",
+    "GradientEstimates",
+    "simulate",
+    "estimate_gradient",
+    "population_flow",
+    "population_gradient",
+    "kernels",
+]
+
+assert _core_version == __version__, "the compiled extension does not match the Python package"

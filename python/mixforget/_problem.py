@@ -1,0 +1,93 @@
+"""Turning validated Python objects into the Rust engine's TrainingProblem (one place for
+every entry point: simulate, estimate_gradient, population_flow, population_gradient)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from . import _core
+from ._validate import as_positive_int
+from .mixture import TwoMode
+from .objectives import Objective, TTTDiscover
+
+WEIGHT_PARAMS = ("logit", "direct")
+LR_GROUPS = ("weight", "old_mean", "new_mean")
+
+
+def check_models(target: Any, model: Any, model_name: str = "start") -> None:
+    if not isinstance(target, TwoMode):
+        raise TypeError(f"target must be a mixforget.TwoMode, got {type(target).__name__}")
+    if not isinstance(model, TwoMode):
+        raise TypeError(f"{model_name} must be a mixforget.TwoMode, got {type(model).__name__}")
+    if target.dim != model.dim:
+        raise ValueError(f"target and {model_name} must have the same dimension, got {target.dim} and {model.dim}")
+
+
+def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objective:
+    if not isinstance(objective, Objective):
+        raise TypeError(
+            "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL; "
+            f"got {type(objective).__name__}"
+        )
+    if isinstance(objective, TTTDiscover) and objective.adaptive and batch_size is not None and batch_size < 3:
+        raise ValueError(f"batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), got {batch_size}")
+    return objective
+
+
+def check_weight_param(weight_param: Any) -> str:
+    if weight_param not in WEIGHT_PARAMS:
+        raise ValueError(f"weight_param must be one of {list(WEIGHT_PARAMS)}, got {weight_param!r}")
+    return str(weight_param)
+
+
+def check_lr(lr: Any) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a positive number, got {lr!r}")
+    lr = float(lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    return lr
+
+
+def check_lr_scale(lr_scale: Optional[Mapping[str, Any]]) -> dict[str, float]:
+    """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group."""
+    scale = {g: 1.0 for g in LR_GROUPS}
+    if lr_scale is None:
+        return scale
+    if not isinstance(lr_scale, Mapping):
+        raise TypeError(f"lr_scale must be a dict with keys {list(LR_GROUPS)}, got {type(lr_scale).__name__}")
+    for key, value in lr_scale.items():
+        if key not in LR_GROUPS:
+            raise ValueError(f"lr_scale key must be one of {list(LR_GROUPS)}, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
+            raise ValueError(f"lr_scale[{key!r}] must be a finite number >= 0, got {value!r}")
+        scale[key] = float(value)
+    return scale
+
+
+def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
+    steps = as_positive_int("steps", steps)
+    record_every = as_positive_int("record_every", record_every)
+    if record_every > steps or steps % record_every:
+        raise ValueError(f"record_every must divide steps (1 <= record_every <= steps), got record_every={record_every}, steps={steps}")
+    return steps, record_every
+
+
+def build_problem(target: TwoMode, model: TwoMode, objective: Objective, weight_param: str, lr: float, lr_scale: Mapping[str, float]) -> Any:
+    """The Rust TrainingProblem: target p*, model covariances and start state θ_0."""
+    return _core.TrainingProblem(
+        target.old_weight,
+        np.stack([target.old_mean, target.new_mean]),
+        [target.old_cov, target.new_cov],
+        [model.old_cov, model.new_cov],
+        model.old_weight,
+        np.stack([model.old_mean, model.new_mean]),
+        objective.params(),
+        weight_param,
+        lr,
+        (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),
+    )

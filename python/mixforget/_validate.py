@@ -1,0 +1,148 @@
+"""Input validation shared by every public entry point (DESIGN §5).
+
+Every check raises ``ValueError``/``TypeError`` naming the argument and the allowed range,
+before any work is done.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_positive_int",
+    "as_probability",
+    "as_fraction",
+    "as_positive_float",
+    "as_cov",
+    "cholesky",
+]
+
+
+def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """Return ``value`` as a C-contiguous float64 array (float32 and strided inputs are
+    converted), checking its number of dimensions and that every entry is finite."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return arr
+
+
+def as_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in [minimum, maximum]; bools and floats are rejected."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _as_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def as_probability(name: str, value: Any) -> float:
+    """A weight strictly inside (0, 1)."""
+    value = _as_real(name, value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in the open interval (0, 1), got {value}")
+    return value
+
+
+def as_fraction(name: str, value: Any) -> float:
+    """A fraction in [0, 1), e.g. the replay fraction λ."""
+    value = _as_real(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def as_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
+    value = _as_real(name, value)
+    if value < 0.0 or (value == 0.0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def cholesky(name: str, full: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of an SPD matrix; symmetric, positive definite, well conditioned."""
+    if not np.allclose(full, full.T, rtol=1e-10, atol=1e-12):
+        raise ValueError(f"{name} must be symmetric")
+    try:
+        chol = np.linalg.cholesky(full)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{name} must be symmetric positive definite (Cholesky failed)") from None
+    diag = np.diag(chol)
+    if diag.min() <= 1e-12 * max(diag.max(), 1e-300):
+        raise ValueError(f"{name} is singular or nearly so (condition number too large)")
+    return chol
+
+
+def as_cov(name: str, value: Any, dim: int) -> np.ndarray:
+    """A covariance in one of three forms: scalar (isotropic σ²), 1-D (diagonal) or 2-D SPD.
+
+    Returned as a float64 array of ndim 0, 1 or 2, validated (positive / SPD)."""
+    arr = as_float_array(name, value, ndim=(0, 1, 2))
+    if arr.ndim == 0:
+        if arr <= 0:
+            raise ValueError(f"{name} must be > 0 (a scalar variance), got {float(arr)}")
+    elif arr.ndim == 1:
+        if arr.shape != (dim,):
+            raise ValueError(f"{name} as a diagonal must have shape ({dim},), got {arr.shape}")
+        if np.any(arr <= 0):
+            raise ValueError(f"{name} diagonal entries must all be > 0")
+    else:
+        if arr.shape != (dim, dim):
+            raise ValueError(f"{name} as a matrix must have shape ({dim}, {dim}), got {arr.shape}")
+        cholesky(name, arr)
+    return arr
+
+
+def cov_matrix(cov: np.ndarray, dim: int) -> np.ndarray:
+    """The full (d, d) matrix of a covariance given in any of the three forms."""
+    if cov.ndim == 0:
+        return float(cov) * np.eye(dim)
+    if cov.ndim == 1:
+        return np.diag(cov)
+    return cov
+
+
+def normalize_covs(name: str, covs: Any, k: int, dim: int) -> list[np.ndarray]:
+    """Per-component covariances for K components in R^d.
+
+    - a real scalar: one isotropic variance shared by all components;
+    - a list/tuple of K covariances, each scalar, (d,) diagonal or (d, d) SPD;
+    - an array with leading axis K: (K,) variances, (K, d) diagonals or (K, d, d) matrices.
+    """
+    if isinstance(covs, (list, tuple)):
+        items: Sequence[Any] = list(covs)
+    else:
+        arr = as_float_array(name, covs, ndim=(0, 1, 2, 3))
+        items = [arr] * k if arr.ndim == 0 else list(arr)
+    if len(items) != k:
+        raise ValueError(f"{name} must give {k} covariances (one per component), got {len(items)}")
+    return [as_cov(f"{name}[{i}]", c, dim) for i, c in enumerate(items)]

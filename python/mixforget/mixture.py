@@ -1,0 +1,252 @@
+"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (MATH §1–§2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._rng import RngLike
+from ._validate import as_cov, as_float_array, as_probability, cholesky, cov_matrix
+
+__all__ = ["TwoMode"]
+
+_UNSET: Any = object()
+
+
+class TwoMode:
+    """Two-mode Gaussian mixture, the model and the world of MATH §1.
+
+    ``q(x) = α φ(x; μ_o, Σ_o) + (1 − α) φ(x; μ_n, Σ_n)``.
+
+    Parameters
+    ----------
+    old_mean, new_mean : array_like (d,)
+        Means of the old-task and new-task components.
+    old_weight : float in (0, 1)
+        α, the weight of the old component.
+    cov : scalar, (d,) or (d, d)
+        Covariance shared by both components (isotropic, diagonal or full SPD).
+    old_cov, new_cov : optional
+        Give both instead of ``cov`` for unequal covariances.
+
+    Instances are immutable; use :meth:`replace` to derive a changed copy.
+    """
+
+    __slots__ = ("_old_mean", "_new_mean", "_old_weight", "_old_cov", "_new_cov")
+
+    def __init__(
+        self,
+        old_mean: Any,
+        new_mean: Any,
+        old_weight: float,
+        cov: Any = _UNSET,
+        *,
+        old_cov: Any = None,
+        new_cov: Any = None,
+    ) -> None:
+        om = as_float_array("old_mean", old_mean, ndim=(0, 1)).reshape(-1)
+        nm = as_float_array("new_mean", new_mean, ndim=(0, 1)).reshape(-1)
+        if om.size == 0:
+            raise ValueError("old_mean must have at least one coordinate")
+        if om.shape != nm.shape:
+            raise ValueError(f"old_mean and new_mean must have the same dimension, got {om.shape} and {nm.shape}")
+        d = om.size
+        alpha = as_probability("old_weight", old_weight)
+        if old_cov is not None or new_cov is not None:
+            if cov is not _UNSET:
+                raise ValueError("give either cov (shared) or both old_cov and new_cov, not both")
+            if old_cov is None or new_cov is None:
+                raise ValueError("old_cov and new_cov must be given together")
+            oc, nc = as_cov("old_cov", old_cov, d), as_cov("new_cov", new_cov, d)
+        else:
+            shared = as_cov("cov", 1.0 if cov is _UNSET else cov, d)
+            oc = nc = shared
+        for arr in (om, nm, oc, nc):
+            arr.setflags(write=False)
+        object.__setattr__(self, "_old_mean", om)
+        object.__setattr__(self, "_new_mean", nm)
+        object.__setattr__(self, "_old_weight", alpha)
+        object.__setattr__(self, "_old_cov", oc)
+        object.__setattr__(self, "_new_cov", nc)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TwoMode is immutable; use .replace(...)")
+
+    # -- parameters ---------------------------------------------------------------------
+    @property
+    def old_mean(self) -> np.ndarray:
+        """μ_o, shape (d,)."""
+        return self._old_mean
+
+    @property
+    def new_mean(self) -> np.ndarray:
+        """μ_n, shape (d,)."""
+        return self._new_mean
+
+    @property
+    def old_weight(self) -> float:
+        """α, the old component's weight."""
+        return self._old_weight
+
+    @property
+    def old_cov(self) -> np.ndarray:
+        """Σ_o as given (0-d scalar, (d,) diagonal or (d, d))."""
+        return self._old_cov
+
+    @property
+    def new_cov(self) -> np.ndarray:
+        """Σ_n as given (0-d scalar, (d,) diagonal or (d, d))."""
+        return self._new_cov
+
+    @property
+    def equal_cov(self) -> bool:
+        """True when Σ_o = Σ_n (the theory's case and the fast path)."""
+        return self._old_cov.shape == self._new_cov.shape and bool(np.array_equal(self._old_cov, self._new_cov))
+
+    @property
+    def cov(self) -> np.ndarray:
+        """The shared covariance; ValueError for unequal covariances."""
+        if not self.equal_cov:
+            raise ValueError("this TwoMode has unequal covariances; use old_cov / new_cov")
+        return self._old_cov
+
+    @property
+    def dim(self) -> int:
+        """d, the dimension of the sample space."""
+        return int(self._old_mean.size)
+
+    def cov_matrix(self, which: str = "old") -> np.ndarray:
+        """Full (d, d) covariance of component ``which`` ('old' or 'new')."""
+        if which not in ("old", "new"):
+            raise ValueError(f"which must be 'old' or 'new', got {which!r}")
+        return cov_matrix(self._old_cov if which == "old" else self._new_cov, self.dim)
+
+    def mahalanobis(self, delta: Any, which: str = "old") -> np.ndarray:
+        """‖δ‖_Σ = sqrt(δᵀ Σ⁻¹ δ) along the last axis, with Σ of component ``which``."""
+        delta = np.asarray(delta, dtype=np.float64)
+        chol = cholesky("cov", self.cov_matrix(which))
+        flat = delta.reshape(-1, self.dim)
+        white = np.linalg.solve(chol, flat.T).T
+        return np.sqrt(np.sum(white * white, axis=-1)).reshape(delta.shape[:-1])
+
+    # -- geometry (MATH §2) -------------------------------------------------------------
+    @property
+    def separation(self) -> float:
+        """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal)."""
+        avg = 0.5 * (self.cov_matrix("old") + self.cov_matrix("new"))
+        delta = self._old_mean - self._new_mean
+        return float(math.sqrt(delta @ np.linalg.solve(avg, delta)))
+
+    @property
+    def bhattacharyya(self) -> float:
+        """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (MATH §2).
+
+        D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_o det Σ_n)); equal covariance: exp(−Δ²/8).
+        """
+        so, sn = self.cov_matrix("old"), self.cov_matrix("new")
+        avg = 0.5 * (so + sn)
+        delta = self._old_mean - self._new_mean
+        _, ld_avg = np.linalg.slogdet(avg)
+        _, ld_o = np.linalg.slogdet(so)
+        _, ld_n = np.linalg.slogdet(sn)
+        db = 0.125 * float(delta @ np.linalg.solve(avg, delta)) + 0.5 * (ld_avg - 0.5 * (ld_o + ld_n))
+        return float(math.exp(-db))
+
+    # -- densities and samples (Rust kernels) ---------------------------------------------
+    def _kernel_args(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        weights = np.array([self._old_weight, 1.0 - self._old_weight])
+        means = np.stack([self._old_mean, self._new_mean])
+        return weights, means, [self._old_cov, self._new_cov]
+
+    def responsibilities(self, x: Any, threads: int | None = None) -> np.ndarray:
+        """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (MATH §2)."""
+        from . import kernels
+
+        return kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)
+
+    def logpdf(self, x: Any, threads: int | None = None) -> np.ndarray:
+        """log q(x) for each row of x (n, d), log-sum-exp stable."""
+        from . import kernels
+
+        return kernels.mixture_logpdf(self._as_points(x), *self._kernel_args(), threads=threads)
+
+    def sample(self, n: int, rng: RngLike = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw n points: label k ~ Bernoulli(α) (0 = old, 1 = new), then x ~ φ_k.
+
+        Returns (x (n, d), labels (n,) int8 with 0 = old)."""
+        from . import kernels
+
+        return kernels.sample_mixture(n, *self._kernel_args(), rng=rng, threads=threads)
+
+    def _as_points(self, x: Any) -> np.ndarray:
+        arr = as_float_array("x", x, ndim=(0, 1, 2))
+        if arr.ndim < 2:
+            if self.dim == 1:
+                arr = arr.reshape(-1, 1)
+            elif arr.ndim == 1 and arr.size == self.dim:
+                arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}), got {np.shape(x)}")
+        return arr
+
+    # -- copies -------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "TwoMode":
+        """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov, new_cov."""
+        allowed = {"old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise TypeError(f"replace() got unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        args: dict[str, Any] = {
+            "old_mean": changes.get("old_mean", self._old_mean),
+            "new_mean": changes.get("new_mean", self._new_mean),
+            "old_weight": changes.get("old_weight", self._old_weight),
+        }
+        if "cov" in changes:
+            if "old_cov" in changes or "new_cov" in changes:
+                raise ValueError("give either cov or old_cov/new_cov")
+            args["cov"] = changes["cov"]
+        elif "old_cov" in changes or "new_cov" in changes:
+            args["old_cov"] = changes.get("old_cov", self._old_cov)
+            args["new_cov"] = changes.get("new_cov", self._new_cov)
+        elif self.equal_cov:
+            args["cov"] = self._old_cov
+        else:
+            args["old_cov"], args["new_cov"] = self._old_cov, self._new_cov
+        return TwoMode(**args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists), for configs and storage."""
+        out: dict[str, Any] = {
+            "old_mean": self._old_mean.tolist(),
+            "new_mean": self._new_mean.tolist(),
+            "old_weight": self._old_weight,
+        }
+        if self.equal_cov:
+            out["cov"] = self._old_cov.tolist()
+        else:
+            out["old_cov"], out["new_cov"] = self._old_cov.tolist(), self._new_cov.tolist()
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TwoMode):
+            return NotImplemented
+        return (
+            self._old_weight == other._old_weight
+            and np.array_equal(self._old_mean, other._old_mean)
+            and np.array_equal(self._new_mean, other._new_mean)
+            and self._old_cov.shape == other._old_cov.shape
+            and np.array_equal(self._old_cov, other._old_cov)
+            and self._new_cov.shape == other._new_cov.shape
+            and np.array_equal(self._new_cov, other._new_cov)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._old_weight, self._old_mean.tobytes(), self._new_mean.tobytes()))
+
+    def __repr__(self) -> str:
+        covs = f"cov={self._old_cov.tolist()}" if self.equal_cov else (
+            f"old_cov={self._old_cov.tolist()}, new_cov={self._new_cov.tolist()}")
+        return (f"TwoMode(old_mean={self._old_mean.tolist()}, new_mean={self._new_mean.tolist()}, "
+                f"old_weight={self._old_weight}, {covs})")

@@ -1,0 +1,195 @@
+"""Result objects: :class:`Trajectory` (training runs) and :class:`GradientEstimates`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .mixture import TwoMode
+
+__all__ = ["Trajectory", "GradientEstimates", "mean_interval"]
+
+_Z95 = 1.959963984540054
+
+
+def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and normal-approximation 95% interval (mean ± 1.96 s/√n) along ``axis``."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    mean = values.mean(axis=axis)
+    if n < 2:
+        return mean, mean.copy(), mean.copy()
+    half = _Z95 * values.std(axis=axis, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Recorded training of R replicates (DESIGN §3).
+
+    Arrays: ``steps`` (n_rec,) — record 0 is the start; ``old_weight`` (R, n_rec);
+    ``old_mean``, ``new_mean`` (R, n_rec, d); ``starved`` (R, n_rec) cumulative count of
+    starved batches (MATH §4.3); ``diverged`` (R,) — replicates whose parameters became
+    non-finite (their records after that point repeat the last finite state).
+    ``target`` is the world p*, ``meta`` holds the objective, the settings and the seed
+    record (``meta["seed"]``) that reproduces the run.
+    """
+
+    steps: np.ndarray
+    old_weight: np.ndarray
+    old_mean: np.ndarray
+    new_mean: np.ndarray
+    starved: np.ndarray
+    diverged: np.ndarray
+    target: TwoMode
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def replicates(self) -> int:
+        return int(self.old_weight.shape[0])
+
+    @property
+    def drift(self) -> np.ndarray:
+        """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1, Mahalanobis)."""
+        return self.target.mahalanobis(self.old_mean - self.target.old_mean, "old")
+
+    @property
+    def new_error(self) -> np.ndarray:
+        """(R, n_rec) new-task error ‖μ_n(t) − μ_n*‖_Σ."""
+        return self.target.mahalanobis(self.new_mean - self.target.new_mean, "new")
+
+    @property
+    def mass_forgotten(self) -> np.ndarray:
+        """(R, n_rec) α* − α_t (MATH §1, mass forgetting)."""
+        return self.target.old_weight - self.old_weight
+
+    def summary(self) -> dict[str, Any]:
+        """Means and 95% intervals at the last record, over non-diverged replicates.
+
+        Keys: replicates, diverged, old_weight / drift / sup_drift / new_error /
+        starved (each a dict mean, lo, hi)."""
+        keep = ~self.diverged
+        out: dict[str, Any] = {"replicates": int(keep.sum()), "diverged": int(self.diverged.sum())}
+        if not keep.any():
+            return out
+        drift = self.drift[keep]
+        quantities = {
+            "old_weight": self.old_weight[keep, -1],
+            "drift": drift[:, -1],
+            "sup_drift": drift.max(axis=1),
+            "new_error": self.new_error[keep, -1],
+            "starved": self.starved[keep, -1].astype(np.float64),
+        }
+        for name, values in quantities.items():
+            mean, lo, hi = mean_interval(values)
+            out[name] = {"mean": float(mean), "lo": float(lo), "hi": float(hi)}
+        return out
+
+    def to_pandas(self) -> Any:
+        """Long table, one row per (replicate, record): replicate, step, old_weight, drift,
+        new_error, starved, diverged, old_mean_i, new_mean_i. Needs pandas (extra 'pandas')."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise ImportError("to_pandas() needs pandas: pip install 'mixforget[pandas]'") from exc
+        r, n = self.old_weight.shape
+        cols: dict[str, Any] = {
+            "replicate": np.repeat(np.arange(r), n),
+            "step": np.tile(self.steps, r),
+            "old_weight": self.old_weight.ravel(),
+            "drift": self.drift.ravel(),
+            "new_error": self.new_error.ravel(),
+            "starved": self.starved.ravel(),
+            "diverged": np.repeat(self.diverged, n),
+        }
+        for i in range(self.old_mean.shape[2]):
+            cols[f"old_mean_{i}"] = self.old_mean[:, :, i].ravel()
+            cols[f"new_mean_{i}"] = self.new_mean[:, :, i].ravel()
+        return pd.DataFrame(cols)
+
+    def plot(self, ax: Any = None, label: Optional[str] = None) -> Any:
+        """Mean old weight with its 95% band against steps, drift on a twin axis
+        (optional extra 'plot'). Returns the axes."""
+        from .plot import plot_trajectory
+
+        return plot_trajectory(self, ax=ax, label=label)
+
+    # -- storage ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write an .npz (no pickled objects); the metadata is stored as JSON text."""
+        path = Path(path)
+        meta = {"target": self.target.to_dict(), "meta": self.meta}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            steps=self.steps,
+            old_weight=self.old_weight,
+            old_mean=self.old_mean,
+            new_mean=self.new_mean,
+            starved=self.starved,
+            diverged=self.diverged,
+            meta_json=np.array(json.dumps(meta, default=_json_default)),
+        )
+        tmp.replace(path)  # atomic: a failed write leaves no half-written file
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trajectory":
+        """Read a file written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta_json"]))
+            return cls(
+                steps=data["steps"],
+                old_weight=data["old_weight"],
+                old_mean=data["old_mean"],
+                new_mean=data["new_mean"],
+                starved=data["starved"],
+                diverged=data["diverged"],
+                target=TwoMode(**meta["target"]),
+                meta=meta["meta"],
+            )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the metadata")
+
+
+@dataclass(frozen=True)
+class GradientEstimates:
+    """One-step Monte Carlo study (DESIGN §3, ``estimate_gradient``).
+
+    ``gradients`` (batches, 1 + 2d) ordered (weight, old_mean[0..d], new_mean[0..d]) in the
+    original coordinates; ``starved`` (batches,) bool; ``old_count`` (batches,) number of
+    old-labelled samples per batch; ``seed`` the record reproducing it.
+    """
+
+    gradients: np.ndarray
+    starved: np.ndarray
+    old_count: np.ndarray
+    seed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean gradient over batches."""
+        return self.gradients.mean(axis=0)
+
+    @property
+    def stderr(self) -> np.ndarray:
+        """Standard error of :attr:`mean` per parameter."""
+        n = self.gradients.shape[0]
+        return self.gradients.std(axis=0, ddof=1) / np.sqrt(n)
+
+    def as_dict(self, dim: int) -> dict[str, np.ndarray]:
+        """Mean gradient split into {weight, old_mean, new_mean}."""
+        m = self.mean
+        return {"weight": m[0], "old_mean": m[1 : 1 + dim], "new_mean": m[1 + dim : 1 + 2 * dim]}

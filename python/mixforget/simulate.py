@@ -1,0 +1,179 @@
+"""Finite-batch training over replicates (MATH §5) and one-step gradient studies."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from . import _core
+from ._problem import build_problem, check_lr, check_lr_scale, check_models, check_objective, check_steps, check_weight_param
+from ._rng import RngLike, resolve_rng, root_key, seed_record
+from ._validate import as_positive_int
+from .kernels import resolve_threads
+from .mixture import TwoMode
+from .objectives import Objective
+from .results import GradientEstimates, Trajectory
+
+__all__ = ["simulate", "estimate_gradient", "DEFAULT_MEMORY_LIMIT"]
+
+DEFAULT_MEMORY_LIMIT = 4 * 2**30
+#: Records per Rust call: small enough for a responsive progress bar and Ctrl-C, large
+#: enough that the per-call overhead is negligible. Results do not depend on it.
+_CALLS_PER_RUN = 50
+
+
+def simulate(
+    target: TwoMode,
+    start: TwoMode,
+    objective: Objective,
+    steps: int = 2000,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    replicates: int = 1000,
+    record_every: int = 10,
+    rng: RngLike = 0,
+    weight_param: str = "logit",
+    lr_scale: Optional[Mapping[str, float]] = None,
+    threads: Optional[int] = None,
+    progress: bool = False,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+) -> Trajectory:
+    """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
+    finite-batch steps (MATH §4–§5): sample a batch of ``batch_size`` (on-policy from the
+    current model, or from the training distribution, with replay slots), form the
+    objective's estimate ĝ, update θ ← θ − lr·m⊙ĝ, count starved batches (MATH §4.3).
+
+    The whole loop runs in Rust, rayon-parallel over replicates, each on its own random stream
+    derived from (rng, replicate): the same ``rng`` gives bit-identical results for any
+    ``threads``. It is called chunk by chunk so that ``progress=True`` shows a bar (tqdm,
+    optional) and Ctrl-C stops between chunks (KeyboardInterrupt is re-raised).
+    A replicate whose parameters become non-finite stops and is flagged in ``diverged``.
+
+    Raises ValueError before any work for invalid arguments, and when the recorded output
+    would exceed ``memory_limit`` bytes (raise ``record_every`` or lower ``replicates``).
+    """
+    check_models(target, start)
+    batch_size = as_positive_int("batch_size", batch_size)
+    objective = check_objective(objective, batch_size)
+    steps, record_every = check_steps(steps, record_every)
+    lr = check_lr(lr)
+    replicates = as_positive_int("replicates", replicates)
+    weight_param = check_weight_param(weight_param)
+    scale = check_lr_scale(lr_scale)
+    n_threads = resolve_threads(threads)
+    memory_limit = as_positive_int("memory_limit", memory_limit)
+    n_rec = steps // record_every + 1
+    out_bytes = replicates * n_rec * (8 * 2 + 16 * target.dim)
+    if out_bytes > memory_limit:
+        raise ValueError(
+            f"the recorded trajectory would take {out_bytes / 2**30:.2f} GiB, over memory_limit "
+            f"{memory_limit / 2**30:.2f} GiB: raise record_every (now {record_every}), lower replicates "
+            f"(now {replicates}) or pass a larger memory_limit"
+        )
+    seq = resolve_rng(rng)
+    problem = build_problem(target, start, objective, weight_param, lr, scale)
+    sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
+
+    d = target.dim
+    weights = [np.full((replicates, 1), start.old_weight)]
+    olds = [np.broadcast_to(start.old_mean, (replicates, 1, d)).copy()]
+    news = [np.broadcast_to(start.new_mean, (replicates, 1, d)).copy()]
+    starved = [np.zeros((replicates, 1), dtype=np.int64)]
+    chunk = record_every * max(1, (steps // record_every) // _CALLS_PER_RUN)
+    bar = _progress_bar(progress, steps)
+    began = time.perf_counter()
+    done = 0
+    try:
+        while done < steps:
+            n = min(chunk, steps - done)
+            w, o, nw, s = sim.advance(n, record_every)
+            weights.append(w)
+            olds.append(o)
+            news.append(nw)
+            starved.append(s)
+            done += n
+            if bar is not None:
+                bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - began
+    meta = {
+        "objective": objective.as_dict(),
+        "start": start.to_dict(),
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "replicates": replicates,
+        "record_every": record_every,
+        "weight_param": weight_param,
+        "lr_scale": scale,
+        "seed": seed_record(seq),
+        "wall_time": wall,
+        "threads": n_threads,
+        "implementation": "rust",
+    }
+    return Trajectory(
+        steps=np.arange(0, steps + 1, record_every),
+        old_weight=np.concatenate(weights, axis=1),
+        old_mean=np.concatenate(olds, axis=1),
+        new_mean=np.concatenate(news, axis=1),
+        starved=np.concatenate(starved, axis=1),
+        diverged=np.asarray(sim.diverged(), dtype=bool),
+        target=target,
+        meta=meta,
+    )
+
+
+class _TextBar:
+    """Minimal progress display on stderr when tqdm is not installed."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        sys.stderr.write(f"\rmixforget: {self.done}/{self.total} steps")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _progress_bar(progress: bool, total: int) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _TextBar(total)
+    return tqdm(total=total, unit="step", desc="mixforget")
+
+
+def estimate_gradient(
+    target: TwoMode,
+    model: TwoMode,
+    objective: Objective,
+    batch_size: int = 64,
+    batches: int = 100_000,
+    rng: RngLike = 0,
+    weight_param: str = "logit",
+    threads: Optional[int] = None,
+) -> GradientEstimates:
+    """One-step Monte Carlo study: ``batches`` independent finite-batch estimates ĝ of the
+    objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
+    old-labelled samples (MATH §4.3). Extra models (SDFT teacher, TTT q_0, OAPL lag) equal
+    ``model``. Compare with :func:`mixforget.population_gradient`."""
+    check_models(target, model, "model")
+    batch_size = as_positive_int("batch_size", batch_size)
+    objective = check_objective(objective, batch_size)
+    batches = as_positive_int("batches", batches)
+    weight_param = check_weight_param(weight_param)
+    n_threads = resolve_threads(threads)
+    seq = resolve_rng(rng)
+    problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
+    grads, counts = _core.estimate_gradient(problem, batch_size, batches, root_key(seq), n_threads)
+    return GradientEstimates(gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq))

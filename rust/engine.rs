@@ -1,0 +1,719 @@
+//! The training engine (MATH §3–§5): objectives, one generic score-function core,
+//! finite-batch sampling with replay slots, the update, extra state (SDFT teacher, OAPL lag,
+//! TTT start model), starvation counting and recording, over many replicates in parallel.
+//!
+//! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i): the objective contributes its
+//! sampling distribution and the per-sample coefficient c_i; ω_i = 1/B for a finite batch,
+//! quadrature weights for the exact expectation (population.rs). One core serves both.
+
+use crate::mixture::{log_add_exp, Cov, Gaussian};
+use crate::rng::Stream;
+use crate::starvation::{stratified_replay_count, Slots};
+use rayon::prelude::*;
+
+const LN_2: f64 = std::f64::consts::LN_2;
+/// Clip bounds of the direct weight parametrisation (2510.18874's code).
+pub const DIRECT_EPS: f64 = 1e-3;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WeightParam {
+    Logit,
+    Direct,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reward {
+    NewLogpdf,
+    TargetLogpdf,
+    NewIndicator { radius: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    ForwardKL { replay: f64, slots: Slots },
+    ReverseKL { replay: f64, slots: Slots, cap: f64, loo: bool },
+    Sdft { ema: f64, anchor: f64, forward: bool },
+    Ttt { beta: Option<f64>, kl_penalty: f64, reward: Reward },
+    Oapl { beta1: f64, beta2: f64, lag: usize, reward: Reward },
+}
+
+impl Objective {
+    /// Decode the flat parameter vector written by python/mixforget/objectives.py.
+    pub fn from_params(p: &[f64]) -> Result<Objective, String> {
+        if p.len() != 15 {
+            return Err(format!("objective parameters must have 15 entries, got {}", p.len()));
+        }
+        let slots = if p[2] == 0.0 { Slots::Bernoulli } else { Slots::Stratified };
+        let reward = || -> Result<Reward, String> {
+            Ok(match p[11] as i64 {
+                0 => Reward::NewLogpdf,
+                1 => Reward::TargetLogpdf,
+                2 => Reward::NewIndicator { radius: p[12] },
+                r => return Err(format!("unknown reward code {r}")),
+            })
+        };
+        let replay = p[1];
+        if !(0.0..1.0).contains(&replay) {
+            return Err(format!("replay must be in [0, 1), got {replay}"));
+        }
+        Ok(match p[0] as i64 {
+            0 => Objective::ForwardKL { replay, slots },
+            1 => Objective::ReverseKL { replay, slots, cap: p[3], loo: p[4] != 0.0 },
+            2 => Objective::Sdft { ema: p[5], anchor: p[6], forward: p[7] != 0.0 },
+            3 => Objective::Ttt { beta: if p[9] != 0.0 { None } else { Some(p[8]) }, kl_penalty: p[10], reward: reward()? },
+            4 => Objective::Oapl { beta1: p[13], beta2: p[14], lag: (p[5] as usize).max(1), reward: reward()? },
+            k => return Err(format!("unknown objective kind {k}")),
+        })
+    }
+
+    fn replay(&self) -> (f64, Slots) {
+        match *self {
+            Objective::ForwardKL { replay, slots } | Objective::ReverseKL { replay, slots, .. } => (replay, slots),
+            _ => (0.0, Slots::Bernoulli),
+        }
+    }
+}
+
+/// Trainable parameters θ = (weight parameter, μ_o, μ_n); the weight parameter is η = logit α
+/// or α itself (direct).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    pub weight: f64,
+    pub old: Vec<f64>,
+    pub new: Vec<f64>,
+}
+
+impl Params {
+    pub fn alpha(&self, wp: WeightParam) -> f64 {
+        match wp {
+            WeightParam::Logit => crate::mixture::sigmoid(self.weight),
+            WeightParam::Direct => self.weight,
+        }
+    }
+    pub fn from_alpha(alpha: f64, old: Vec<f64>, new: Vec<f64>, wp: WeightParam) -> Params {
+        let weight = match wp {
+            WeightParam::Logit => (alpha / (1.0 - alpha)).ln(),
+            WeightParam::Direct => alpha,
+        };
+        Params { weight, old, new }
+    }
+    fn is_finite(&self) -> bool {
+        self.weight.is_finite() && self.old.iter().chain(&self.new).all(|v| v.is_finite())
+    }
+    fn copy_from(&mut self, other: &Params) {
+        self.weight = other.weight;
+        self.old.copy_from_slice(&other.old);
+        self.new.copy_from_slice(&other.new);
+    }
+}
+
+/// A two-component mixture α φ_o + (1−α) φ_n.
+#[derive(Clone, Debug)]
+pub struct Mix2 {
+    pub alpha: f64,
+    pub old: Gaussian,
+    pub new: Gaussian,
+}
+
+impl Mix2 {
+    /// (log α φ_o(x), log (1−α) φ_n(x)).
+    #[inline]
+    pub fn log_parts(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64) {
+        (self.alpha.ln() + self.old.logpdf(x, scratch), (1.0 - self.alpha).ln() + self.new.logpdf(x, scratch))
+    }
+    #[inline]
+    pub fn logpdf(&self, x: &[f64], scratch: &mut [f64]) -> f64 {
+        let (a, b) = self.log_parts(x, scratch);
+        log_add_exp(a, b)
+    }
+    fn set(&mut self, alpha: f64, old: &[f64], new: &[f64]) {
+        self.alpha = alpha;
+        self.old.set_mean(old);
+        self.new.set_mean(new);
+    }
+}
+
+/// Every density an objective may need, at the current state.
+#[derive(Clone, Debug)]
+pub struct Models {
+    pub model: Mix2,
+    pub target: Mix2,
+    /// SDFT's teacher t (new mean already moved toward the truth by the anchor).
+    pub teacher: Mix2,
+    /// TTT-Discover's start model q_0.
+    pub start: Mix2,
+    /// OAPL's lagged model.
+    pub lag: Mix2,
+}
+
+/// Fixed description of a training problem (original coordinates).
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub dim: usize,
+    pub target: Mix2,
+    pub model_old_cov: Cov,
+    pub model_new_cov: Cov,
+    pub start: Params,
+    pub objective: Objective,
+    pub weight_param: WeightParam,
+    pub lr: f64,
+    /// Learning-rate multipliers for (weight, old mean, new mean); 0 freezes a group.
+    pub lr_scale: [f64; 3],
+}
+
+/// State of one replicate.
+#[derive(Clone, Debug)]
+pub struct Replicate {
+    pub theta: Params,
+    pub teacher: Params,
+    pub lag: Params,
+    pub steps_done: u64,
+    pub starved: i64,
+    pub diverged: bool,
+    pub rng: Stream,
+}
+
+impl Problem {
+    pub fn models_at(&self, r: &Replicate) -> Models {
+        let wp = self.weight_param;
+        let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
+        let mix = |p: &Params| Mix2 { alpha: p.alpha(wp), old: g(&p.old, &self.model_old_cov), new: g(&p.new, &self.model_new_cov) };
+        let mut models = Models { model: mix(&r.theta), target: self.target.clone(), teacher: mix(&r.teacher), start: mix(&self.start), lag: mix(&r.lag) };
+        self.refresh(&mut models, r);
+        models
+    }
+
+    /// Update the moving models in place (no allocation): θ, teacher (with its anchor), lag.
+    pub fn refresh(&self, models: &mut Models, r: &Replicate) {
+        let wp = self.weight_param;
+        models.model.set(r.theta.alpha(wp), &r.theta.old, &r.theta.new);
+        models.lag.set(r.lag.alpha(wp), &r.lag.old, &r.lag.new);
+        models.teacher.set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
+        if let Objective::Sdft { anchor, .. } = self.objective {
+            let truth = &self.target.new.mean;
+            for (m, t) in models.teacher.new.mean.iter_mut().zip(truth) {
+                *m = (1.0 - anchor) * *m + anchor * t;
+            }
+        }
+    }
+
+    pub fn new_replicate(&self, key: [u64; 2], index: u64) -> Replicate {
+        Replicate { theta: self.start.clone(), teacher: self.start.clone(), lag: self.start.clone(), steps_done: 0, starved: 0, diverged: false, rng: Stream::new(key, index) }
+    }
+}
+
+/// A batch of points with their averaging weights ω (Σ ω = 1) and old labels, plus
+/// per-sample work arrays: allocated once per replicate, reused every step.
+pub struct Batch {
+    pub dim: usize,
+    pub len: usize,
+    pub x: Vec<f64>,
+    pub omega: Vec<f64>,
+    pub old_label: Vec<bool>,
+    /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
+    pub replay_used: f64,
+    log_q: Vec<f64>,
+    resp_old: Vec<f64>,
+    value: Vec<f64>,
+    aux: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+impl Batch {
+    pub fn new(dim: usize, capacity: usize) -> Batch {
+        Batch {
+            dim,
+            len: capacity,
+            x: vec![0.0; capacity * dim],
+            omega: vec![1.0 / capacity.max(1) as f64; capacity],
+            old_label: vec![false; capacity],
+            replay_used: 0.0,
+            log_q: vec![0.0; capacity],
+            resp_old: vec![0.0; capacity],
+            value: vec![0.0; capacity],
+            aux: vec![0.0; capacity],
+            scratch: vec![0.0; dim],
+        }
+    }
+}
+
+/// A gradient of the loss: weight parameter, old mean, new mean.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grad {
+    pub weight: f64,
+    pub old: Vec<f64>,
+    pub new: Vec<f64>,
+}
+
+impl Grad {
+    pub fn zeros(dim: usize) -> Grad {
+        Grad { weight: 0.0, old: vec![0.0; dim], new: vec![0.0; dim] }
+    }
+    pub fn write_flat(&self, out: &mut [f64]) {
+        let d = self.old.len();
+        out[0] = self.weight;
+        out[1..1 + d].copy_from_slice(&self.old);
+        out[1 + d..1 + 2 * d].copy_from_slice(&self.new);
+    }
+}
+
+/// How the exact (population) evaluation differs from a finite batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exactness {
+    /// Expectations instead of leave-one-out batch statistics (the G → ∞ limit).
+    pub exact: bool,
+    /// Dimensions dropped by the span reduction (population.rs); their contribution to
+    /// log-density rewards is added in closed form where one exists.
+    pub perp_dims: usize,
+}
+
+/// Where the non-replay part of a batch comes from.
+enum Source<'a> {
+    Mixture(&'a Mix2),
+    Single(&'a Gaussian),
+}
+
+fn source<'a>(objective: &Objective, m: &'a Models) -> Source<'a> {
+    match objective {
+        Objective::ForwardKL { .. } => Source::Single(&m.target.new),
+        Objective::Sdft { forward: true, .. } => Source::Mixture(&m.teacher),
+        Objective::Oapl { .. } => Source::Mixture(&m.lag),
+        _ => Source::Mixture(&m.model),
+    }
+}
+
+/// The components of the full sampling distribution with their probabilities and labels
+/// (for exact expectations): replay λ from p_old*, the rest from the source.
+pub fn sampling_components<'a>(objective: &Objective, m: &'a Models) -> Vec<(f64, &'a Gaussian, bool)> {
+    let (replay, _) = objective.replay();
+    let mut out = Vec::with_capacity(3);
+    match source(objective, m) {
+        Source::Single(g) => out.push((1.0 - replay, g, false)),
+        Source::Mixture(mix) => {
+            out.push(((1.0 - replay) * mix.alpha, &mix.old, true));
+            out.push(((1.0 - replay) * (1.0 - mix.alpha), &mix.new, false));
+        }
+    }
+    if replay > 0.0 {
+        out.push((replay, &m.target.old, true));
+    }
+    out
+}
+
+/// Draw a finite batch (MATH §4: label first, then the point; replay slots). Returns the
+/// number of old-labelled samples.
+pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &mut Batch) -> usize {
+    let (replay, slots) = objective.replay();
+    let b = batch.len;
+    let n_strat = match slots {
+        Slots::Stratified => stratified_replay_count(replay, b).min(b),
+        Slots::Bernoulli => 0,
+    };
+    batch.replay_used = match slots {
+        Slots::Stratified => n_strat as f64 / b as f64,
+        Slots::Bernoulli => replay,
+    };
+    let src = source(objective, m);
+    let d = batch.dim;
+    let mut old_count = 0;
+    for i in 0..b {
+        let is_replay = match slots {
+            Slots::Bernoulli => replay > 0.0 && rng.uniform() < replay,
+            Slots::Stratified => i < n_strat,
+        };
+        let (g, old) = if is_replay {
+            (&m.target.old, true)
+        } else {
+            match src {
+                Source::Single(g) => (g, false),
+                Source::Mixture(mix) => {
+                    if rng.uniform() < mix.alpha {
+                        (&mix.old, true)
+                    } else {
+                        (&mix.new, false)
+                    }
+                }
+            }
+        };
+        g.draw_into(rng, &mut batch.x[i * d..(i + 1) * d]);
+        batch.old_label[i] = old;
+        old_count += old as usize;
+    }
+    old_count
+}
+
+fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64]) -> f64 {
+    match kind {
+        Reward::NewLogpdf => target.new.logpdf(x, scratch),
+        Reward::TargetLogpdf => target.logpdf(x, scratch),
+        Reward::NewIndicator { radius } => {
+            let mean = &target.new.mean;
+            let q = target.new.cov.mahalanobis_sq(|i| x[i] - mean[i], mean.len(), scratch);
+            if q <= radius * radius {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// Σ_j ω_j v_j over the others (leave-one-out) or over all (exact), normalised by the ω mass.
+#[inline]
+fn batch_mean(sum_wv: f64, sum_w: f64, w_i: f64, v_i: f64, exact: bool) -> f64 {
+    if exact {
+        return sum_wv / sum_w;
+    }
+    let den = sum_w - w_i;
+    if den <= 0.0 {
+        0.0
+    } else {
+        (sum_wv - w_i * v_i) / den
+    }
+}
+
+/// KL(p_β ‖ ω) for p_β ∝ ω e^{β r}, and its derivative β Var_p(r).
+fn tilt_kl(beta: f64, r: &[f64], omega: &[f64], r_max: f64) -> (f64, f64) {
+    let (mut z, mut m1, mut m2) = (0.0, 0.0, 0.0);
+    for (ri, wi) in r.iter().zip(omega) {
+        let e = wi * (beta * (ri - r_max)).exp();
+        let c = ri - r_max;
+        z += e;
+        m1 += e * c;
+        m2 += e * c * c;
+    }
+    let (mean, second) = (m1 / z, m2 / z);
+    (beta * mean - z.ln(), beta * (second - mean * mean).max(0.0))
+}
+
+/// Adaptive β of TTT-Discover: KL(softmax(β r) ‖ ω) = ln 2 by safeguarded Newton–bisection.
+/// When ln 2 is out of reach (equal rewards, or a group of two) the search stops at β = 1e8.
+pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
+    let r_max = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let f = |b: f64| tilt_kl(b, r, omega, r_max);
+    let (mut lo, mut hi) = (0.0, 1.0);
+    while f(hi).0 < LN_2 {
+        lo = hi;
+        hi *= 2.0;
+        if hi > 1e8 {
+            return 1e8;
+        }
+    }
+    let mut beta = 0.5 * (lo + hi);
+    for _ in 0..200 {
+        let (kl, slope) = f(beta);
+        let err = kl - LN_2;
+        if err.abs() < 1e-13 {
+            break;
+        }
+        if err > 0.0 {
+            hi = beta;
+        } else {
+            lo = beta;
+        }
+        let newton = beta - err / slope;
+        beta = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+        if hi - lo < 1e-15 * hi {
+            break;
+        }
+    }
+    beta
+}
+
+/// The generic score-function core: per-sample coefficients c_i of the objective, then
+/// ĝ = Σ ω_i c_i s(x_i) with s the score of the model (MATH §3).
+pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batch: &mut Batch, how: Exactness, grad: &mut Grad) -> Result<(), String> {
+    let d = batch.dim;
+    let n = batch.len;
+    let model = &m.model;
+    // Pass 1: model log-density, responsibilities, and the objective's per-sample value.
+    let mut sum_w = 0.0;
+    let mut sum_wv = 0.0;
+    let mut r_max = f64::NEG_INFINITY;
+    let replay_used = batch.replay_used;
+    for i in 0..n {
+        let x = &batch.x[i * d..(i + 1) * d];
+        let scratch = &mut batch.scratch;
+        let (lo, ln) = model.log_parts(x, scratch);
+        let log_q = log_add_exp(lo, ln);
+        batch.log_q[i] = log_q;
+        batch.resp_old[i] = (lo - log_q).exp();
+        let (value, aux) = match *problem_objective {
+            Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => (0.0, 0.0),
+            Objective::ReverseKL { cap, .. } => {
+                let (to, tn) = m.target.log_parts(x, scratch);
+                let ratio = log_q - log_add_exp(to, tn);
+                let w = if replay_used > 0.0 {
+                    let log_m = log_add_exp((1.0 - replay_used).ln() + log_q, replay_used.ln() + to - m.target.alpha.ln());
+                    (log_q - log_m).exp().min(cap)
+                } else {
+                    1.0
+                };
+                (w * ratio, w)
+            }
+            Objective::Sdft { .. } => (log_q - m.teacher.logpdf(x, scratch), 1.0),
+            Objective::Ttt { reward: kind, .. } => (reward(kind, &m.target, x, scratch), log_q - m.start.logpdf(x, scratch)),
+            Objective::Oapl { reward: kind, .. } => (reward(kind, &m.target, x, scratch), log_q - m.lag.logpdf(x, scratch)),
+        };
+        batch.value[i] = value;
+        batch.aux[i] = aux;
+        let w = batch.omega[i];
+        sum_w += w;
+        sum_wv += w * value;
+        r_max = r_max.max(value);
+    }
+    // Pass 2: batch statistics and the coefficients c_i (stored in `value`).
+    let exact = how.exact;
+    match *problem_objective {
+        Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => batch.value[..n].iter_mut().for_each(|v| *v = -1.0),
+        Objective::ReverseKL { .. } | Objective::Sdft { forward: false, .. } => {
+            // SDFT's reverse direction always uses the leave-one-out baseline.
+            let loo = !matches!(*problem_objective, Objective::ReverseKL { loo: false, .. });
+            for i in 0..n {
+                let v = batch.value[i];
+                let baseline = if loo { batch_mean(sum_wv, sum_w, batch.omega[i], v, exact) } else { 0.0 };
+                batch.value[i] = v - batch.aux[i] * baseline;
+            }
+        }
+        Objective::Ttt { beta, kl_penalty, reward: kind } => {
+            if exact && how.perp_dims > 0 && (beta.is_none() || matches!(kind, Reward::NewIndicator { .. })) {
+                return Err("the exact population limit of TTT-Discover with this reward or adaptive beta is implemented only when the means span all d dimensions (e.g. d = 1)".into());
+            }
+            let beta = match beta {
+                Some(b) => b,
+                None => adaptive_beta(&batch.value[..n], &batch.omega[..n]),
+            };
+            let (mut sum_we, mut sum_w2) = (0.0, 0.0);
+            for i in 0..n {
+                let e = (beta * (batch.value[i] - r_max)).exp();
+                batch.value[i] = e;
+                sum_we += batch.omega[i] * e;
+                sum_w2 += batch.omega[i];
+            }
+            for i in 0..n {
+                let e = batch.value[i];
+                let den = batch_mean(sum_we, sum_w2, batch.omega[i], e, exact);
+                let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
+                batch.value[i] = -advantage;
+            }
+        }
+        Objective::Oapl { beta1, beta2, reward: kind, .. } => {
+            // V̂ = β1 log Σ ω exp(r/β1), stable with the max shift.
+            let mut z = 0.0;
+            for i in 0..n {
+                z += batch.omega[i] * ((batch.value[i] - r_max) / beta1).exp();
+            }
+            let v_hat = r_max + beta1 * (z / sum_w).ln();
+            let shift = if exact && how.perp_dims > 0 {
+                match kind {
+                    Reward::NewIndicator { .. } => return Err("the exact population limit of OAPL with the indicator reward is implemented only when the means span all d dimensions (e.g. d = 1)".into()),
+                    // E over the dropped dimensions of (r − V̂) for log-density rewards.
+                    _ => -0.5 * how.perp_dims as f64 * (1.0 - beta1 * (1.0 + 1.0 / beta1).ln()),
+                }
+            } else {
+                0.0
+            };
+            for i in 0..n {
+                let advantage = batch.value[i] - v_hat + shift;
+                batch.value[i] = 2.0 * beta2 * (beta2 * batch.aux[i] - advantage);
+            }
+        }
+    }
+    // Pass 3: accumulate ĝ = Σ ω c s.
+    let alpha = model.alpha;
+    grad.weight = 0.0;
+    grad.old.iter_mut().for_each(|v| *v = 0.0);
+    grad.new.iter_mut().for_each(|v| *v = 0.0);
+    let (mut mass_old, mut mass_new) = (0.0, 0.0);
+    for i in 0..n {
+        let wc = batch.omega[i] * batch.value[i];
+        let r_old = batch.resp_old[i];
+        let r_new = 1.0 - r_old;
+        grad.weight += wc
+            * match wp {
+                WeightParam::Logit => r_old - alpha,
+                WeightParam::Direct => r_old / alpha - r_new / (1.0 - alpha),
+            };
+        let x = &batch.x[i * d..(i + 1) * d];
+        let (a, b) = (wc * r_old, wc * r_new);
+        for j in 0..d {
+            grad.old[j] += a * x[j];
+            grad.new[j] += b * x[j];
+        }
+        mass_old += a;
+        mass_new += b;
+    }
+    // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (MATH §3).
+    for j in 0..d {
+        grad.old[j] -= mass_old * model.old.mean[j];
+        grad.new[j] -= mass_new * model.new.mean[j];
+    }
+    model.old.cov.precision_apply(&mut grad.old);
+    model.new.cov.precision_apply(&mut grad.new);
+    Ok(())
+}
+
+impl Problem {
+    /// θ ← θ − lr·m⊙ĝ, then the objective's extra state; a non-finite θ freezes the replicate.
+    pub fn apply_update(&self, r: &mut Replicate, grad: &Grad, previous: &mut Params) {
+        previous.copy_from(&r.theta);
+        let [sw, so, sn] = self.lr_scale;
+        let lr = self.lr;
+        r.theta.weight -= lr * sw * grad.weight;
+        if self.weight_param == WeightParam::Direct {
+            r.theta.weight = r.theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
+        }
+        r.theta.old.iter_mut().zip(&grad.old).for_each(|(p, g)| *p -= lr * so * g);
+        r.theta.new.iter_mut().zip(&grad.new).for_each(|(p, g)| *p -= lr * sn * g);
+        r.steps_done += 1;
+        if !r.theta.is_finite() {
+            r.theta.copy_from(previous);
+            r.diverged = true;
+            return;
+        }
+        match self.objective {
+            Objective::Sdft { ema, .. } => {
+                let t = &mut r.teacher;
+                t.weight = (1.0 - ema) * t.weight + ema * r.theta.weight;
+                t.old.iter_mut().zip(&r.theta.old).for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
+                t.new.iter_mut().zip(&r.theta.new).for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
+            }
+            Objective::Oapl { lag, .. } if r.steps_done % lag as u64 == 0 => r.lag.copy_from(&r.theta),
+            _ => {}
+        }
+    }
+}
+
+/// Recording buffers for one chunk of steps: (R × n_rec) and (R × n_rec × d), row-major.
+pub struct Records<'a> {
+    pub weight: &'a mut [f64],
+    pub old: &'a mut [f64],
+    pub new: &'a mut [f64],
+    pub starved: &'a mut [i64],
+}
+
+/// Finite-batch training of many replicates (MATH §5), each on its own stream.
+pub struct Simulation {
+    pub problem: Problem,
+    pub batch_size: usize,
+    pub replicates: Vec<Replicate>,
+}
+
+impl Simulation {
+    pub fn new(problem: Problem, batch_size: usize, replicates: usize, key: [u64; 2]) -> Simulation {
+        let reps = (0..replicates).map(|r| problem.new_replicate(key, r as u64)).collect();
+        Simulation { problem, batch_size, replicates: reps }
+    }
+
+    /// Advance every replicate by `steps`, recording every `record_every` steps into `rec`
+    /// (n_rec = steps / record_every records per replicate). Parallel over replicates.
+    pub fn advance(&mut self, steps: usize, record_every: usize, rec: Records) {
+        let n_rec = steps / record_every;
+        let d = self.problem.dim;
+        let problem = &self.problem;
+        let b = self.batch_size;
+        self.replicates
+            .par_iter_mut()
+            .zip(rec.weight.par_chunks_mut(n_rec))
+            .zip(rec.old.par_chunks_mut(n_rec * d))
+            .zip(rec.new.par_chunks_mut(n_rec * d))
+            .zip(rec.starved.par_chunks_mut(n_rec))
+            .for_each(|((((rep, w_out), o_out), n_out), s_out)| {
+                let mut models = problem.models_at(rep);
+                let mut batch = Batch::new(d, b);
+                let mut grad = Grad::zeros(d);
+                let mut previous = rep.theta.clone();
+                for step in 0..steps {
+                    if !rep.diverged {
+                        problem.refresh(&mut models, rep);
+                        let old_count = draw_batch(&problem.objective, &models, &mut rep.rng, &mut batch);
+                        rep.starved += (old_count == 0) as i64;
+                        match evaluate(&problem.objective, problem.weight_param, &models, &mut batch, Exactness::default(), &mut grad) {
+                            Ok(()) => problem.apply_update(rep, &grad, &mut previous),
+                            Err(_) => rep.diverged = true, // finite batches never take the exact-only branches
+                        }
+                    }
+                    if (step + 1) % record_every == 0 {
+                        let k = (step + 1) / record_every - 1;
+                        w_out[k] = rep.theta.alpha(problem.weight_param);
+                        o_out[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
+                        n_out[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
+                        s_out[k] = rep.starved;
+                    }
+                }
+            });
+    }
+}
+
+/// One-step Monte Carlo study: `batches` independent finite-batch gradients at the start
+/// state, with starved flags and old counts. Batch chunk c uses stream (key, c).
+pub fn estimate_gradient(problem: &Problem, batch_size: usize, key: [u64; 2], grads: &mut [f64], old_counts: &mut [i64]) -> Result<(), String> {
+    const BATCHES_PER_STREAM: usize = 256;
+    let d = problem.dim;
+    let width = 1 + 2 * d;
+    let rep = problem.new_replicate(key, 0);
+    let models = problem.models_at(&rep);
+    grads
+        .par_chunks_mut(BATCHES_PER_STREAM * width)
+        .zip(old_counts.par_chunks_mut(BATCHES_PER_STREAM))
+        .enumerate()
+        .try_for_each(|(c, (g_out, n_out))| {
+            let mut rng = Stream::new(key, c as u64);
+            let mut batch = Batch::new(d, batch_size);
+            let mut grad = Grad::zeros(d);
+            for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {
+                *count = draw_batch(&problem.objective, &models, &mut rng, &mut batch) as i64;
+                evaluate(&problem.objective, problem.weight_param, &models, &mut batch, Exactness::default(), &mut grad)?;
+                grad.write_flat(g_row);
+            }
+            Ok(())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(objective: Objective) -> Problem {
+        let cov = Cov::scalar(1.0).unwrap();
+        let g = |m: f64| Gaussian::new(vec![m], cov.clone());
+        Problem {
+            dim: 1,
+            target: Mix2 { alpha: 0.75, old: g(-3.0), new: g(3.5) },
+            model_old_cov: cov.clone(),
+            model_new_cov: cov.clone(),
+            start: Params::from_alpha(0.75, vec![-3.0], vec![0.5], WeightParam::Logit),
+            objective,
+            weight_param: WeightParam::Logit,
+            lr: 0.05,
+            lr_scale: [1.0, 1.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn adaptive_beta_hits_ln2() {
+        let r = [0.1, -0.5, 2.0, 1.5, 0.0, -3.0];
+        let omega = [1.0 / 6.0; 6];
+        let beta = adaptive_beta(&r, &omega);
+        let r_max = 2.0;
+        assert!((tilt_kl(beta, &r, &omega, r_max).0 - LN_2).abs() < 1e-10);
+    }
+
+    #[test]
+    fn forward_kl_forgets_mass_and_simulation_is_deterministic() {
+        let p = problem(Objective::ForwardKL { replay: 0.0, slots: Slots::Bernoulli });
+        let run = |threads: usize| {
+            let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]);
+            let (mut w, mut o, mut n, mut s) = (vec![0.0; 8 * 4], vec![0.0; 8 * 4], vec![0.0; 8 * 4], vec![0i64; 8 * 4]);
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                sim.advance(200, 50, Records { weight: &mut w, old: &mut o, new: &mut n, starved: &mut s })
+            });
+            (w, o, n, s)
+        };
+        let a = run(1);
+        assert_eq!(a, run(2));
+        assert!(a.0.iter().skip(3).step_by(4).all(|&w| w < 0.3), "{:?}", a.0);
+        // every batch is starved without replay
+        assert!(a.3.iter().skip(3).step_by(4).all(|&s| s == 200));
+    }
+}

@@ -1,0 +1,349 @@
+//! The `mixforget._core` extension module: bindings only. Arguments arrive validated and
+//! normalised by the Python layer (python/mixforget/); here they are converted, checked once
+//! more for consistency, and handed to the pure-Rust kernels with the GIL released.
+//! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
+//! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
+
+pub mod engine;
+pub mod mixture;
+pub mod population;
+pub mod rng;
+pub mod starvation;
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use engine::{Mix2, Objective, Params, Problem, Records, Simulation, WeightParam};
+use mixture::{Cov, Gaussian, Mixture};
+use starvation::Slots;
+
+fn to_py_err(msg: String) -> PyErr {
+    match msg.strip_prefix("NotImplemented: ") {
+        Some(rest) => PyNotImplementedError::new_err(rest.to_string()),
+        None => PyValueError::new_err(msg),
+    }
+}
+
+/// A rayon pool per thread count, built once. 0 means "all cores".
+fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(|| Mutex::new(HashMap::new())).lock().map_err(|_| PyRuntimeError::new_err("thread-pool cache poisoned"))?;
+    if let Some(p) = pools.get(&threads) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))?);
+    pools.insert(threads, p.clone());
+    Ok(p)
+}
+
+/// Run `f` without the GIL, on `threads` threads, turning errors and panics into exceptions.
+fn run<T: Send>(py: Python<'_>, threads: usize, f: impl FnOnce() -> Result<T, String> + Send) -> PyResult<T> {
+    let p = pool(threads)?;
+    let out = py.detach(|| catch_unwind(AssertUnwindSafe(|| p.install(f))));
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(msg)) => Err(to_py_err(msg)),
+        Err(_) => Err(PyRuntimeError::new_err("internal error in the mixforget kernel (a Rust panic was caught); please report it")),
+    }
+}
+
+fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyResult<Cov> {
+    let data = c.as_slice().map_err(|_| PyValueError::new_err("covariance arrays must be C-contiguous float64"))?;
+    let res = match c.ndim() {
+        0 => Cov::scalar(data[0]),
+        1 if data.len() == dim => Cov::diag(data),
+        2 if data.len() == dim * dim => Cov::full(data, dim),
+        _ => Err(format!("covariance must be a scalar, ({dim},) or ({dim}, {dim})")),
+    };
+    res.map_err(|e| PyValueError::new_err(format!("covs: {e}")))
+}
+
+fn mixture_from(weights: &PyReadonlyArray1<'_, f64>, means: &PyReadonlyArray2<'_, f64>, covs: &[PyReadonlyArrayDyn<'_, f64>]) -> PyResult<Mixture> {
+    let w = weights.as_slice().map_err(|_| PyValueError::new_err("weights must be contiguous"))?;
+    let shape = means.shape();
+    let (k, d) = (shape[0], shape[1]);
+    if w.len() != k || covs.len() != k || k == 0 || d == 0 {
+        return Err(PyValueError::new_err(format!("weights ({}), means ({k}, {d}) and covs ({}) must describe the same K >= 1 components", w.len(), covs.len())));
+    }
+    let m = means.as_slice().map_err(|_| PyValueError::new_err("means must be C-contiguous"))?;
+    let comps = (0..k).map(|i| Ok(Gaussian::new(m[i * d..(i + 1) * d].to_vec(), cov_from_array(&covs[i], d)?))).collect::<PyResult<Vec<_>>>()?;
+    Ok(Mixture::new(w, comps))
+}
+
+fn points<'a>(x: &'a PyReadonlyArray2<'_, f64>, d: usize) -> PyResult<&'a [f64]> {
+    if x.shape()[1] != d {
+        return Err(PyValueError::new_err(format!("x must have {d} columns, got {}", x.shape()[1])));
+    }
+    x.as_slice().map_err(|_| PyValueError::new_err("x must be C-contiguous float64"))
+}
+
+/// responsibilities(x, weights, means, covs, threads) -> (n, K)
+#[pyfunction]
+fn responsibilities<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, threads: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let mix = mixture_from(&weights, &means, &covs)?;
+    let xs = points(&x, mix.dim())?;
+    let (n, k) = (x.shape()[0], mix.components.len());
+    let out = run(py, threads, || {
+        let mut out = vec![0.0; n * k];
+        mix.responsibilities(xs, &mut out);
+        Ok(out)
+    })?;
+    out.into_pyarray(py).reshape([n, k])
+}
+
+/// mixture_logpdf(x, weights, means, covs, threads) -> (n,)
+#[pyfunction]
+fn mixture_logpdf<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, threads: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let mix = mixture_from(&weights, &means, &covs)?;
+    let xs = points(&x, mix.dim())?;
+    let n = x.shape()[0];
+    let out = run(py, threads, || {
+        let mut out = vec![0.0; n];
+        mix.logpdf_many(xs, &mut out);
+        Ok(out)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// sample_mixture(n, weights, means, covs, key, threads) -> (x (n, d), labels (n,))
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn sample_mixture<'py>(py: Python<'py>, n: usize, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, key: (u64, u64), threads: usize) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
+    let mix = mixture_from(&weights, &means, &covs)?;
+    let d = mix.dim();
+    let (x, labels) = run(py, threads, || {
+        let mut x = vec![0.0; n * d];
+        let mut labels = vec![0i64; n];
+        mix.sample([key.0, key.1], &mut x, &mut labels);
+        Ok((x, labels))
+    })?;
+    Ok((x.into_pyarray(py).reshape([n, d])?, labels.into_pyarray(py)))
+}
+
+/// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads) -> (batches,)
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn starvation_counts<'py>(py: Python<'py>, old_weight: f64, batch_size: usize, batches: usize, replay: f64, stratified: bool, key: (u64, u64), threads: usize) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let slots = if stratified { Slots::Stratified } else { Slots::Bernoulli };
+    let out = run(py, threads, || {
+        let mut out = vec![0i64; batches];
+        starvation::starvation_counts(old_weight, batch_size, replay, slots, [key.0, key.1], &mut out)?;
+        Ok(out)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// A training problem: target, model covariances, start, objective and update settings.
+#[pyclass(module = "mixforget._core", frozen)]
+struct TrainingProblem {
+    inner: Problem,
+}
+
+#[pymethods]
+impl TrainingProblem {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        target_weight: f64,
+        target_means: PyReadonlyArray2<'_, f64>,
+        target_covs: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        model_covs: Vec<PyReadonlyArrayDyn<'_, f64>>,
+        start_weight: f64,
+        start_means: PyReadonlyArray2<'_, f64>,
+        objective: PyReadonlyArray1<'_, f64>,
+        weight_param: &str,
+        lr: f64,
+        lr_scale: (f64, f64, f64),
+    ) -> PyResult<Self> {
+        let shape = target_means.shape();
+        if shape[0] != 2 || start_means.shape() != shape || target_covs.len() != 2 || model_covs.len() != 2 {
+            return Err(PyValueError::new_err("target_means and start_means must both be (2, d), with two covariances each"));
+        }
+        let d = shape[1];
+        let tm = target_means.as_slice().map_err(|_| PyValueError::new_err("target_means must be contiguous"))?;
+        let sm = start_means.as_slice().map_err(|_| PyValueError::new_err("start_means must be contiguous"))?;
+        for (name, a) in [("target_weight", target_weight), ("start_weight", start_weight)] {
+            if !(a > 0.0 && a < 1.0) {
+                return Err(PyValueError::new_err(format!("{name} must be in (0, 1), got {a}")));
+            }
+        }
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(PyValueError::new_err(format!("lr must be > 0, got {lr}")));
+        }
+        let wp = match weight_param {
+            "logit" => WeightParam::Logit,
+            "direct" => WeightParam::Direct,
+            other => return Err(PyValueError::new_err(format!("weight_param must be 'logit' or 'direct', got {other:?}"))),
+        };
+        let objective = Objective::from_params(objective.as_slice().map_err(|_| PyValueError::new_err("objective parameters must be contiguous"))?).map_err(PyValueError::new_err)?;
+        let target = Mix2 { alpha: target_weight, old: Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?), new: Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?) };
+        let inner = Problem {
+            dim: d,
+            target,
+            model_old_cov: cov_from_array(&model_covs[0], d)?,
+            model_new_cov: cov_from_array(&model_covs[1], d)?,
+            start: Params::from_alpha(start_weight, sm[..d].to_vec(), sm[d..].to_vec(), wp),
+            objective,
+            weight_param: wp,
+            lr,
+            lr_scale: [lr_scale.0, lr_scale.1, lr_scale.2],
+        };
+        Ok(TrainingProblem { inner })
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim
+    }
+}
+
+type RecordArrays<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>, Bound<'py, PyArray3<f64>>, Bound<'py, PyArray2<i64>>);
+
+struct RecordBuffers {
+    weight: Vec<f64>,
+    old: Vec<f64>,
+    new: Vec<f64>,
+    starved: Vec<i64>,
+}
+
+impl RecordBuffers {
+    fn new(replicates: usize, n_rec: usize, d: usize) -> Self {
+        RecordBuffers { weight: vec![0.0; replicates * n_rec], old: vec![0.0; replicates * n_rec * d], new: vec![0.0; replicates * n_rec * d], starved: vec![0; replicates * n_rec] }
+    }
+    fn records(&mut self) -> Records<'_> {
+        Records { weight: &mut self.weight, old: &mut self.old, new: &mut self.new, starved: &mut self.starved }
+    }
+    fn into_arrays(self, py: Python<'_>, replicates: usize, n_rec: usize, d: usize) -> PyResult<RecordArrays<'_>> {
+        Ok((
+            self.weight.into_pyarray(py).reshape([replicates, n_rec])?,
+            self.old.into_pyarray(py).reshape([replicates, n_rec, d])?,
+            self.new.into_pyarray(py).reshape([replicates, n_rec, d])?,
+            self.starved.into_pyarray(py).reshape([replicates, n_rec])?,
+        ))
+    }
+}
+
+/// Finite-batch training of many replicates; call `advance` chunk by chunk.
+#[pyclass(module = "mixforget._core")]
+struct Simulator {
+    inner: Simulation,
+    threads: usize,
+}
+
+#[pymethods]
+impl Simulator {
+    #[new]
+    fn new(problem: &TrainingProblem, batch_size: usize, replicates: usize, key: (u64, u64), threads: usize) -> PyResult<Self> {
+        if batch_size == 0 || replicates == 0 {
+            return Err(PyValueError::new_err("batch_size and replicates must be >= 1"));
+        }
+        Ok(Simulator { inner: Simulation::new(problem.inner.clone(), batch_size, replicates, [key.0, key.1]), threads })
+    }
+
+    /// Advance all replicates by `steps` (a multiple of `record_every`); returns the records
+    /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)).
+    fn advance<'py>(&mut self, py: Python<'py>, steps: usize, record_every: usize) -> PyResult<RecordArrays<'py>> {
+        if record_every == 0 || steps % record_every != 0 {
+            return Err(PyValueError::new_err("steps must be a positive multiple of record_every"));
+        }
+        let (r, d, n_rec) = (self.inner.replicates.len(), self.inner.problem.dim, steps / record_every);
+        let sim = &mut self.inner;
+        let buffers = run(py, self.threads, || {
+            let mut buf = RecordBuffers::new(r, n_rec, d);
+            sim.advance(steps, record_every, buf.records());
+            Ok(buf)
+        })?;
+        buffers.into_arrays(py, r, n_rec, d)
+    }
+
+    /// (R,) bool: replicates stopped because a parameter became non-finite.
+    fn diverged<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        self.inner.replicates.iter().map(|r| r.diverged).collect::<Vec<_>>().into_pyarray(py)
+    }
+}
+
+/// population_flow(problem, steps, record_every) -> (records..., diverged)
+#[pyfunction]
+fn population_flow<'py>(py: Python<'py>, problem: &TrainingProblem, steps: usize, record_every: usize) -> PyResult<(RecordArrays<'py>, bool)> {
+    if record_every == 0 || steps % record_every != 0 {
+        return Err(PyValueError::new_err("steps must be a positive multiple of record_every"));
+    }
+    let (d, n_rec) = (problem.inner.dim, steps / record_every);
+    let p = &problem.inner;
+    let (buf, diverged) = run(py, 0, || {
+        let mut buf = RecordBuffers::new(1, n_rec, d);
+        let diverged = population::population_flow(p, steps, record_every, buf.records())?;
+        Ok((buf, diverged))
+    })?;
+    Ok((buf.into_arrays(py, 1, n_rec, d)?, diverged))
+}
+
+/// population_gradient(problem) -> (1 + 2d,) exact gradient at the start state.
+#[pyfunction]
+fn population_gradient<'py>(py: Python<'py>, problem: &TrainingProblem) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let p = &problem.inner;
+    let out = run(py, 0, || {
+        let g = population::exact_gradient(p, &p.new_replicate([0, 0], 0))?;
+        let mut flat = vec![0.0; 1 + 2 * p.dim];
+        g.write_flat(&mut flat);
+        Ok(flat)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
+/// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d), old counts)
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn estimate_gradient<'py>(py: Python<'py>, problem: &TrainingProblem, batch_size: usize, batches: usize, key: (u64, u64), threads: usize) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
+    if batch_size == 0 {
+        return Err(PyValueError::new_err("batch_size must be >= 1"));
+    }
+    let p = &problem.inner;
+    let width = 1 + 2 * p.dim;
+    let (grads, counts) = run(py, threads, || {
+        let mut grads = vec![0.0; batches * width];
+        let mut counts = vec![0i64; batches];
+        engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts)?;
+        Ok((grads, counts))
+    })?;
+    Ok((grads.into_pyarray(py).reshape([batches, width])?, counts.into_pyarray(py)))
+}
+
+/// normal_floor(n, key, threads) -> sum of n standard normals drawn in parallel chunks: the
+/// RNG cost floor that the benchmarks compare every workload with.
+#[pyfunction]
+fn normal_floor(py: Python<'_>, n: usize, key: (u64, u64), threads: usize) -> PyResult<f64> {
+    use rayon::prelude::*;
+    run(py, threads, || {
+        let chunks = n.div_ceil(mixture::CHUNK);
+        Ok((0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let mut rng = rng::Stream::new([key.0, key.1], c as u64);
+                let len = mixture::CHUNK.min(n - c * mixture::CHUNK);
+                (0..len).map(|_| rng::normal(&mut rng)).sum::<f64>()
+            })
+            .sum())
+    })
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(responsibilities, m)?)?;
+    m.add_function(wrap_pyfunction!(mixture_logpdf, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_mixture, m)?)?;
+    m.add_function(wrap_pyfunction!(starvation_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(population_flow, m)?)?;
+    m.add_function(wrap_pyfunction!(population_gradient, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_gradient, m)?)?;
+    m.add_function(wrap_pyfunction!(normal_floor, m)?)?;
+    m.add_class::<TrainingProblem>()?;
+    m.add_class::<Simulator>()?;
+    Ok(())
+}

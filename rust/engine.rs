@@ -420,6 +420,14 @@ pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
     beta
 }
 
+/// Bounded importance weight of replay (MATH §4.2): w = min(c, q/m), m = (1−λ) q + λ p_old,
+/// so w ≤ 1/(1−λ) before any cap.
+#[inline]
+pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
+    let log_m = log_add_exp((1.0 - replay).ln() + log_q, replay.ln() + log_p_old);
+    (log_q - log_m).exp().min(cap)
+}
+
 /// The generic score-function core: per-sample coefficients c_i of the objective, then
 /// ĝ = Σ ω_i c_i s(x_i) with s the score of the model (MATH §3).
 pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batch: &mut Batch, how: Exactness, grad: &mut Grad) -> Result<(), String> {
@@ -443,12 +451,7 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
             Objective::ReverseKL { cap, .. } => {
                 let (to, tn) = m.target.log_parts(x, scratch);
                 let ratio = log_q - log_add_exp(to, tn);
-                let w = if replay_used > 0.0 {
-                    let log_m = log_add_exp((1.0 - replay_used).ln() + log_q, replay_used.ln() + to - m.target.alpha.ln());
-                    (log_q - log_m).exp().min(cap)
-                } else {
-                    1.0
-                };
+                let w = if replay_used > 0.0 { replay_weight(log_q, to - m.target.alpha.ln(), replay_used, cap) } else { 1.0 };
                 (w * ratio, w)
             }
             Objective::Sdft { .. } => (log_q - m.teacher.logpdf(x, scratch), 1.0),

@@ -314,6 +314,32 @@ fn estimate_gradient<'py>(py: Python<'py>, problem: &TrainingProblem, batch_size
     Ok((grads.into_pyarray(py).reshape([batches, width])?, counts.into_pyarray(py)))
 }
 
+/// replay_weights(problem, x, threads) -> (n,) the bounded importance weights min(c, q/m)
+/// of the problem's ReverseKL objective at the start model, for points x (n, d).
+#[pyfunction]
+fn replay_weights<'py>(py: Python<'py>, problem: &TrainingProblem, x: PyReadonlyArray2<'py, f64>, threads: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let p = &problem.inner;
+    let (replay, cap) = match p.objective {
+        Objective::ReverseKL { replay, cap, .. } => (replay, cap),
+        _ => return Err(PyValueError::new_err("replay_weights needs a ReverseKL objective")),
+    };
+    let xs = points(&x, p.dim)?;
+    let models = p.models_at(&p.new_replicate([0, 0], 0));
+    let out = run(py, threads, || {
+        use rayon::prelude::*;
+        let mut out = vec![0.0; xs.len() / p.dim];
+        out.par_chunks_mut(mixture::CHUNK).zip(xs.par_chunks(mixture::CHUNK * p.dim)).for_each(|(o, xc)| {
+            let mut scratch = vec![0.0; p.dim];
+            for (w, x) in o.iter_mut().zip(xc.chunks(p.dim)) {
+                let log_q = models.model.logpdf(x, &mut scratch);
+                *w = if replay > 0.0 { engine::replay_weight(log_q, models.target.old.logpdf(x, &mut scratch), replay, cap) } else { 1.0f64.min(cap) };
+            }
+        });
+        Ok(out)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
 /// normal_floor(n, key, threads) -> sum of n standard normals drawn in parallel chunks: the
 /// RNG cost floor that the benchmarks compare every workload with.
 #[pyfunction]
@@ -343,6 +369,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(population_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(normal_floor, m)?)?;
+    m.add_function(wrap_pyfunction!(replay_weights, m)?)?;
     m.add_class::<TrainingProblem>()?;
     m.add_class::<Simulator>()?;
     Ok(())

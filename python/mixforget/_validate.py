@@ -35,7 +35,7 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
         raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr = np.asarray(arr, dtype=np.float64, order="C")  # keeps 0-d arrays 0-d
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:

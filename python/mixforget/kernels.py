@@ -18,7 +18,7 @@ from . import _core
 from ._rng import RngLike, resolve_rng, root_key
 from ._validate import as_float_array, as_fraction, as_positive_int, as_probability, normalize_covs
 
-__all__ = ["responsibilities", "mixture_logpdf", "sample_mixture", "starvation_counts", "resolve_threads"]
+__all__ = ["responsibilities", "mixture_logpdf", "sample_mixture", "starvation_counts", "replay_weights", "resolve_threads"]
 
 
 def resolve_threads(threads: Any) -> int:
@@ -113,3 +113,17 @@ def starvation_counts(
         raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
     key = root_key(resolve_rng(rng))
     return _core.starvation_counts(alpha, b, nb, lam, slots == "stratified", key, resolve_threads(threads))
+
+
+def replay_weights(x: Any, model: Any, target: Any, replay: float, weight_cap: float | None = None, threads: int | None = None) -> np.ndarray:
+    """Bounded importance weights of reverse-KL replay (MATH §4.2) at points x (n, d):
+    w = min(c, q_θ(x)/m(x)), m = (1−λ) q_θ + λ p_old, so w ≤ 1/(1−λ) without a cap.
+    ``model`` is q_θ and ``target`` gives p_old (both TwoMode)."""
+    from ._problem import build_problem, check_lr_scale, check_models
+    from .objectives import ReverseKL
+
+    check_models(target, model, "model")
+    objective = ReverseKL(replay=replay, weight_cap=weight_cap)
+    pts = as_points(x, model.dim)
+    problem = build_problem(target, model, objective, "logit", 1.0, check_lr_scale(None))
+    return _core.replay_weights(problem, pts, resolve_threads(threads))

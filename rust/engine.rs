@@ -6,7 +6,8 @@
 //! sampling distribution and the per-sample coefficient c_i; ω_i = 1/B for a finite batch,
 //! quadrature weights for the exact expectation (population.rs). One core serves both.
 
-use crate::mixture::{log_add_exp, Cov, Gaussian};
+use crate::fastmath;
+use crate::mixture::{Cov, Gaussian};
 use crate::rng::Stream;
 use crate::starvation::{stratified_replay_count, Slots};
 use rayon::prelude::*;
@@ -107,27 +108,61 @@ impl Params {
     }
 }
 
-/// A two-component mixture α φ_o + (1−α) φ_n.
+/// A two-component mixture α φ_o + (1−α) φ_n, with its log weights cached.
 #[derive(Clone, Debug)]
 pub struct Mix2 {
     pub alpha: f64,
     pub old: Gaussian,
     pub new: Gaussian,
+    ln_alpha: f64,
+    ln_alpha_c: f64,
+}
+
+/// log(e^a + e^b) and e^a/(e^a + e^b) from one exp and one log1p.
+#[inline(always)]
+pub fn log_sum_and_share(a: f64, b: f64) -> (f64, f64) {
+    let (hi, lo, a_is_hi) = if a >= b { (a, b, true) } else { (b, a, false) };
+    if lo == f64::NEG_INFINITY {
+        return (hi, if a_is_hi { 1.0 } else { 0.0 });
+    }
+    let t = (lo - hi).exp();
+    let one_plus = 1.0 + t;
+    let share = if a_is_hi { 1.0 / one_plus } else { t / one_plus };
+    // ln(1 + t) with t ≤ 1: the absolute error of ln is what matters for log q, and plain ln
+    // is several times faster than log1p.
+    (hi + one_plus.ln(), share)
 }
 
 impl Mix2 {
+    pub fn new(alpha: f64, old: Gaussian, new: Gaussian) -> Mix2 {
+        Mix2 { alpha, old, new, ln_alpha: alpha.ln(), ln_alpha_c: (1.0 - alpha).ln() }
+    }
     /// (log α φ_o(x), log (1−α) φ_n(x)).
     #[inline]
     pub fn log_parts(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64) {
-        (self.alpha.ln() + self.old.logpdf(x, scratch), (1.0 - self.alpha).ln() + self.new.logpdf(x, scratch))
+        (self.ln_alpha + self.old.logpdf(x, scratch), self.ln_alpha_c + self.new.logpdf(x, scratch))
+    }
+    /// (log q(x), r_o(x), log α φ_o(x)).
+    #[inline]
+    pub fn log_resp(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64, f64) {
+        let (a, b) = self.log_parts(x, scratch);
+        let (log_q, r_old) = log_sum_and_share(a, b);
+        (log_q, r_old, a)
     }
     #[inline]
     pub fn logpdf(&self, x: &[f64], scratch: &mut [f64]) -> f64 {
         let (a, b) = self.log_parts(x, scratch);
-        log_add_exp(a, b)
+        log_sum_and_share(a, b).0
+    }
+    pub fn ln_alpha(&self) -> f64 {
+        self.ln_alpha
     }
     fn set(&mut self, alpha: f64, old: &[f64], new: &[f64]) {
-        self.alpha = alpha;
+        if alpha != self.alpha {
+            self.alpha = alpha;
+            self.ln_alpha = alpha.ln();
+            self.ln_alpha_c = (1.0 - alpha).ln();
+        }
         self.old.set_mean(old);
         self.new.set_mean(new);
     }
@@ -177,7 +212,7 @@ impl Problem {
     pub fn models_at(&self, r: &Replicate) -> Models {
         let wp = self.weight_param;
         let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
-        let mix = |p: &Params| Mix2 { alpha: p.alpha(wp), old: g(&p.old, &self.model_old_cov), new: g(&p.new, &self.model_new_cov) };
+        let mix = |p: &Params| Mix2::new(p.alpha(wp), g(&p.old, &self.model_old_cov), g(&p.new, &self.model_new_cov));
         let mut models = Models { model: mix(&r.theta), target: self.target.clone(), teacher: mix(&r.teacher), start: mix(&self.start), lag: mix(&r.lag) };
         self.refresh(&mut models, r);
         models
@@ -214,6 +249,11 @@ pub struct Batch {
     pub replay_used: f64,
     log_q: Vec<f64>,
     resp_old: Vec<f64>,
+    part_a: Vec<f64>,
+    part_b: Vec<f64>,
+    second_a: Vec<f64>,
+    second_b: Vec<f64>,
+    log_second: Vec<f64>,
     value: Vec<f64>,
     aux: Vec<f64>,
     scratch: Vec<f64>,
@@ -230,6 +270,11 @@ impl Batch {
             replay_used: 0.0,
             log_q: vec![0.0; capacity],
             resp_old: vec![0.0; capacity],
+            part_a: vec![0.0; capacity],
+            part_b: vec![0.0; capacity],
+            second_a: vec![0.0; capacity],
+            second_b: vec![0.0; capacity],
+            log_second: vec![0.0; capacity],
             value: vec![0.0; capacity],
             aux: vec![0.0; capacity],
             scratch: vec![0.0; dim],
@@ -342,14 +387,18 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
     old_count
 }
 
-fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64]) -> f64 {
+/// The reward R(x) (MATH, rewards). In exact (quadrature) mode a point on the indicator's
+/// boundary counts one half, which keeps the trapezoidal rule second order across the jump.
+fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64], exact: bool) -> f64 {
     match kind {
         Reward::NewLogpdf => target.new.logpdf(x, scratch),
         Reward::TargetLogpdf => target.logpdf(x, scratch),
         Reward::NewIndicator { radius } => {
             let mean = &target.new.mean;
             let q = target.new.cov.mahalanobis_sq(|i| x[i] - mean[i], mean.len(), scratch);
-            if q <= radius * radius {
+            if exact && (q - radius * radius).abs() <= 1e-9 * radius * radius {
+                0.5
+            } else if q <= radius * radius {
                 1.0
             } else {
                 0.0
@@ -424,8 +473,7 @@ pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
 /// so w ≤ 1/(1−λ) before any cap.
 #[inline]
 pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
-    let log_m = log_add_exp((1.0 - replay).ln() + log_q, replay.ln() + log_p_old);
-    (log_q - log_m).exp().min(cap)
+    (1.0 / ((1.0 - replay) + replay * fastmath::exp(log_p_old - log_q))).min(cap)
 }
 
 /// The generic score-function core: per-sample coefficients c_i of the objective, then
@@ -434,36 +482,63 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
     let d = batch.dim;
     let n = batch.len;
     let model = &m.model;
-    // Pass 1: model log-density, responsibilities, and the objective's per-sample value.
-    let mut sum_w = 0.0;
-    let mut sum_wv = 0.0;
-    let mut r_max = f64::NEG_INFINITY;
-    let replay_used = batch.replay_used;
+    // Pass 1a: log parts of the model and of the objective's second density (scalar loop).
+    let second: Option<&Mix2> = match *problem_objective {
+        Objective::ReverseKL { .. } => Some(&m.target),
+        Objective::Sdft { forward: false, .. } => Some(&m.teacher),
+        Objective::Ttt { .. } => Some(&m.start),
+        Objective::Oapl { .. } => Some(&m.lag),
+        _ => None,
+    };
     for i in 0..n {
         let x = &batch.x[i * d..(i + 1) * d];
-        let scratch = &mut batch.scratch;
-        let (lo, ln) = model.log_parts(x, scratch);
-        let log_q = log_add_exp(lo, ln);
-        batch.log_q[i] = log_q;
-        batch.resp_old[i] = (lo - log_q).exp();
-        let (value, aux) = match *problem_objective {
-            Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => (0.0, 0.0),
-            Objective::ReverseKL { cap, .. } => {
-                let (to, tn) = m.target.log_parts(x, scratch);
-                let ratio = log_q - log_add_exp(to, tn);
-                let w = if replay_used > 0.0 { replay_weight(log_q, to - m.target.alpha.ln(), replay_used, cap) } else { 1.0 };
-                (w * ratio, w)
+        let (a, b) = model.log_parts(x, &mut batch.scratch);
+        batch.part_a[i] = a;
+        batch.part_b[i] = b;
+        if let Some(mix) = second {
+            let (a, b) = mix.log_parts(x, &mut batch.scratch);
+            batch.second_a[i] = a;
+            batch.second_b[i] = b;
+        }
+    }
+    // Pass 1b: log-sum-exp and responsibilities, vectorised.
+    fastmath::log_sum_share(&batch.part_a[..n], &batch.part_b[..n], &mut batch.log_q[..n], &mut batch.resp_old[..n]);
+    if second.is_some() {
+        fastmath::log_sum_share(&batch.second_a[..n], &batch.second_b[..n], &mut batch.log_second[..n], &mut batch.aux[..n]);
+    }
+    // Pass 1c: the objective's per-sample value and auxiliary quantity.
+    let replay_used = batch.replay_used;
+    match *problem_objective {
+        Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => {}
+        Objective::ReverseKL { cap, .. } => {
+            let ln_target_alpha = m.target.ln_alpha();
+            for i in 0..n {
+                let ratio = batch.log_q[i] - batch.log_second[i];
+                let w = if replay_used > 0.0 { replay_weight(batch.log_q[i], batch.second_a[i] - ln_target_alpha, replay_used, cap) } else { 1.0 };
+                batch.value[i] = w * ratio;
+                batch.aux[i] = w;
             }
-            Objective::Sdft { .. } => (log_q - m.teacher.logpdf(x, scratch), 1.0),
-            Objective::Ttt { reward: kind, .. } => (reward(kind, &m.target, x, scratch), log_q - m.start.logpdf(x, scratch)),
-            Objective::Oapl { reward: kind, .. } => (reward(kind, &m.target, x, scratch), log_q - m.lag.logpdf(x, scratch)),
-        };
-        batch.value[i] = value;
-        batch.aux[i] = aux;
-        let w = batch.omega[i];
+        }
+        Objective::Sdft { .. } => {
+            for i in 0..n {
+                batch.value[i] = batch.log_q[i] - batch.log_second[i];
+                batch.aux[i] = 1.0;
+            }
+        }
+        Objective::Ttt { reward: kind, .. } | Objective::Oapl { reward: kind, .. } => {
+            for i in 0..n {
+                let x = &batch.x[i * d..(i + 1) * d];
+                batch.value[i] = reward(kind, &m.target, x, &mut batch.scratch, how.exact);
+                batch.aux[i] = batch.log_q[i] - batch.log_second[i];
+            }
+        }
+    }
+    let (mut sum_w, mut sum_wv, mut r_max) = (0.0, 0.0, f64::NEG_INFINITY);
+    for i in 0..n {
+        let (w, v) = (batch.omega[i], batch.value[i]);
         sum_w += w;
-        sum_wv += w * value;
-        r_max = r_max.max(value);
+        sum_wv += w * v;
+        r_max = r_max.max(v);
     }
     // Pass 2: batch statistics and the coefficients c_i (stored in `value`).
     let exact = how.exact;
@@ -682,7 +757,7 @@ mod tests {
         let g = |m: f64| Gaussian::new(vec![m], cov.clone());
         Problem {
             dim: 1,
-            target: Mix2 { alpha: 0.75, old: g(-3.0), new: g(3.5) },
+            target: Mix2::new(0.75, g(-3.0), g(3.5)),
             model_old_cov: cov.clone(),
             model_new_cov: cov.clone(),
             start: Params::from_alpha(0.75, vec![-3.0], vec![0.5], WeightParam::Logit),

@@ -5,6 +5,7 @@
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
 
 pub mod engine;
+pub mod fastmath;
 pub mod mixture;
 pub mod population;
 pub mod rng;
@@ -181,7 +182,7 @@ impl TrainingProblem {
             other => return Err(PyValueError::new_err(format!("weight_param must be 'logit' or 'direct', got {other:?}"))),
         };
         let objective = Objective::from_params(objective.as_slice().map_err(|_| PyValueError::new_err("objective parameters must be contiguous"))?).map_err(PyValueError::new_err)?;
-        let target = Mix2 { alpha: target_weight, old: Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?), new: Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?) };
+        let target = Mix2::new(target_weight, Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?), Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?));
         let inner = Problem {
             dim: d,
             target,

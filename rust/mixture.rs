@@ -149,7 +149,7 @@ impl Cov {
     }
 
     /// Squared Mahalanobis norm ‖δ‖²_Σ, using `scratch` (len d) for the full case.
-    #[inline]
+    #[inline(always)]
     pub fn mahalanobis_sq(&self, delta_of: impl Fn(usize) -> f64, dim: usize, scratch: &mut [f64]) -> f64 {
         match self {
             Cov::Scalar { sd } => {
@@ -199,7 +199,7 @@ impl Gaussian {
     }
 
     /// log φ(x); `scratch` must hold d values (used only for full covariances).
-    #[inline]
+    #[inline(always)]
     pub fn logpdf(&self, x: &[f64], scratch: &mut [f64]) -> f64 {
         let m = &self.mean;
         let q = self.cov.mahalanobis_sq(|i| x[i] - m[i], m.len(), scratch);

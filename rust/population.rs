@@ -8,7 +8,7 @@
 //! responsibilities of well-separated modes: node spacing h ≤ 0.75/Δ_max gives an error
 //! ~ exp(−2π²/(h Δ_max)) < 1e-11.
 
-use crate::engine::{evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Objective, Params, Problem, Records, Replicate};
+use crate::engine::{evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Objective, Params, Problem, Records, Replicate, Reward};
 use crate::mixture::{Cov, Gaussian};
 
 /// Half-width of the quadrature grid in standard deviations.
@@ -100,7 +100,7 @@ fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), S
         basis.iter().map(|b| b.iter().zip(v.iter().zip(&anchor)).map(|(bi, (vi, ai))| bi * (vi - ai)).sum()).collect()
     };
     let unit = Cov::Scalar { sd: 1.0 };
-    let mix = |x: &Mix2| Mix2 { alpha: x.alpha, old: Gaussian::new(project(&x.old.mean), unit.clone()), new: Gaussian::new(project(&x.new.mean), unit.clone()) };
+    let mix = |x: &Mix2| Mix2::new(x.alpha, Gaussian::new(project(&x.old.mean), unit.clone()), Gaussian::new(project(&x.new.mean), unit.clone()));
     let reduced = Models { model: mix(&m.model), target: mix(&m.target), teacher: mix(&m.teacher), start: mix(&m.start), lag: mix(&m.lag) };
     Ok((reduced, Reduction { basis, whitening: cov.clone() }, d - k))
 }
@@ -119,30 +119,76 @@ fn largest_separation(m: &Models) -> f64 {
     best
 }
 
-/// The quadrature "batch": every grid node of every sampling component, with weights ω.
-fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
-    let comps = sampling_components(objective, m);
-    let k = m.model.old.dim();
-    let mut h = (0.75 / largest_separation(m)).min(0.1);
-    let mut per_dim = 2 * (HALF_WIDTH / h).ceil() as usize + 1;
-    if (per_dim as f64).powi(k as i32) > MAX_NODES {
-        per_dim = MAX_NODES.powf(1.0 / k as f64).floor() as usize | 1;
-        h = 2.0 * HALF_WIDTH / (per_dim - 1) as f64;
+/// Boundary points (in the reduced coordinate) of an indicator reward, 1-D problems only.
+fn indicator_jumps(objective: &Objective, m: &Models) -> Option<(f64, f64)> {
+    let radius = match *objective {
+        Objective::Ttt { reward: Reward::NewIndicator { radius }, .. } | Objective::Oapl { reward: Reward::NewIndicator { radius }, .. } => radius,
+        _ => return None,
+    };
+    if m.target.new.dim() != 1 {
+        return None;
     }
-    let nodes: Vec<f64> = (0..per_dim).map(|j| -HALF_WIDTH + j as f64 * h).collect();
+    let mut unit = [1.0];
+    m.target.new.cov.color(&mut unit); // σ of the target's new component
+    let c = m.target.new.mean[0];
+    Some((c - radius * unit[0], c + radius * unit[0]))
+}
+
+/// 1-D nodes (standard units) and normalised Gaussian weights for one component: a uniform
+/// grid of spacing ≤ h on [−W, W]; with jump points, the spacing divides their distance and
+/// the grid passes through both, so the trapezoidal rule stays second order across the jump.
+fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
+    let nodes: Vec<f64> = match jumps {
+        None => {
+            let per_dim = 2 * (HALF_WIDTH / h).ceil() as usize + 1;
+            let step = 2.0 * HALF_WIDTH / (per_dim - 1) as f64;
+            (0..per_dim).map(|j| -HALF_WIDTH + j as f64 * step).collect()
+        }
+        Some((lo, hi)) => {
+            let h = h.min(1e-3);
+            let step = if hi > lo { (hi - lo) / ((hi - lo) / h).ceil() } else { h };
+            let first = ((-HALF_WIDTH - lo) / step).ceil() as i64;
+            let last = ((HALF_WIDTH - lo) / step).floor() as i64;
+            (first..=last).map(|j| lo + j as f64 * step).collect()
+        }
+    };
     let raw: Vec<f64> = nodes.iter().map(|t| (-0.5 * t * t).exp()).collect();
     let total: f64 = raw.iter().sum();
-    let w1: Vec<f64> = raw.iter().map(|w| w / total).collect();
-    let per_comp = per_dim.pow(k as u32);
-    let active: Vec<_> = comps.into_iter().filter(|c| c.0 > 0.0).collect();
-    let mut batch = Batch::new(k, per_comp * active.len());
+    (nodes, raw.into_iter().map(|w| w / total).collect())
+}
+
+/// The quadrature "batch": every grid node of every sampling component, with weights ω.
+fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
+    let comps: Vec<_> = sampling_components(objective, m).into_iter().filter(|c| c.0 > 0.0).collect();
+    let k = m.model.old.dim();
+    let mut h = (0.75 / largest_separation(m)).min(0.1);
+    let per_dim_budget = MAX_NODES.powf(1.0 / k as f64).floor();
+    if (2.0 * HALF_WIDTH / h + 1.0) > per_dim_budget {
+        h = 2.0 * HALF_WIDTH / (per_dim_budget - 1.0);
+    }
+    let jumps = indicator_jumps(objective, m);
+    // Per component: its 1-D nodes (in its own standard units) and weights.
+    let grids: Vec<(Vec<f64>, Vec<f64>)> = comps
+        .iter()
+        .map(|(_, g, _)| {
+            let local = jumps.map(|(lo, hi)| {
+                let mut sd = [1.0];
+                g.cov.color(&mut sd);
+                ((lo - g.mean[0]) / sd[0], (hi - g.mean[0]) / sd[0])
+            });
+            nodes_1d(h, local)
+        })
+        .collect();
+    let total: usize = grids.iter().map(|(n, _)| n.len().pow(k as u32)).sum();
+    let mut batch = Batch::new(k, total);
     let mut idx = vec![0usize; k];
     let mut i = 0;
-    for (prob, g, old) in active {
+    for ((prob, g, old), (nodes, w1)) in comps.iter().zip(&grids) {
+        let per_dim = nodes.len();
         idx.iter_mut().for_each(|v| *v = 0);
-        for _ in 0..per_comp {
+        for _ in 0..per_dim.pow(k as u32) {
             let x = &mut batch.x[i * k..(i + 1) * k];
-            let mut w = prob;
+            let mut w = *prob;
             for (dim, &j) in idx.iter().enumerate() {
                 x[dim] = nodes[j];
                 w *= w1[j];
@@ -150,7 +196,7 @@ fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
             g.cov.color(x);
             x.iter_mut().zip(&g.mean).for_each(|(v, mu)| *v += mu);
             batch.omega[i] = w;
-            batch.old_label[i] = old;
+            batch.old_label[i] = *old;
             i += 1;
             for v in idx.iter_mut() {
                 *v += 1;
@@ -222,7 +268,7 @@ mod tests {
         };
         Problem {
             dim: d,
-            target: Mix2 { alpha: 0.6, old: Gaussian::new(point(-1.5), cov.clone()), new: Gaussian::new(point(1.5), cov.clone()) },
+            target: Mix2::new(0.6, Gaussian::new(point(-1.5), cov.clone()), Gaussian::new(point(1.5), cov.clone())),
             model_old_cov: cov.clone(),
             model_new_cov: cov,
             start: Params::from_alpha(0.6, point(-1.5), point(0.2), WeightParam::Logit),

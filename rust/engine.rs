@@ -31,20 +31,48 @@ pub enum Reward {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Objective {
-    ForwardKL { replay: f64, slots: Slots },
-    ReverseKL { replay: f64, slots: Slots, cap: f64, loo: bool },
-    Sdft { ema: f64, anchor: f64, forward: bool },
-    Ttt { beta: Option<f64>, kl_penalty: f64, reward: Reward },
-    Oapl { beta1: f64, beta2: f64, lag: usize, reward: Reward },
+    ForwardKL {
+        replay: f64,
+        slots: Slots,
+    },
+    ReverseKL {
+        replay: f64,
+        slots: Slots,
+        cap: f64,
+        loo: bool,
+    },
+    Sdft {
+        ema: f64,
+        anchor: f64,
+        forward: bool,
+    },
+    Ttt {
+        beta: Option<f64>,
+        kl_penalty: f64,
+        reward: Reward,
+    },
+    Oapl {
+        beta1: f64,
+        beta2: f64,
+        lag: usize,
+        reward: Reward,
+    },
 }
 
 impl Objective {
     /// Decode the flat parameter vector written by python/mixforget/objectives.py.
     pub fn from_params(p: &[f64]) -> Result<Objective, String> {
         if p.len() != 15 {
-            return Err(format!("objective parameters must have 15 entries, got {}", p.len()));
+            return Err(format!(
+                "objective parameters must have 15 entries, got {}",
+                p.len()
+            ));
         }
-        let slots = if p[2] == 0.0 { Slots::Bernoulli } else { Slots::Stratified };
+        let slots = if p[2] == 0.0 {
+            Slots::Bernoulli
+        } else {
+            Slots::Stratified
+        };
         let reward = || -> Result<Reward, String> {
             Ok(match p[11] as i64 {
                 0 => Reward::NewLogpdf,
@@ -59,17 +87,37 @@ impl Objective {
         }
         Ok(match p[0] as i64 {
             0 => Objective::ForwardKL { replay, slots },
-            1 => Objective::ReverseKL { replay, slots, cap: p[3], loo: p[4] != 0.0 },
-            2 => Objective::Sdft { ema: p[5], anchor: p[6], forward: p[7] != 0.0 },
-            3 => Objective::Ttt { beta: if p[9] != 0.0 { None } else { Some(p[8]) }, kl_penalty: p[10], reward: reward()? },
-            4 => Objective::Oapl { beta1: p[13], beta2: p[14], lag: (p[5] as usize).max(1), reward: reward()? },
+            1 => Objective::ReverseKL {
+                replay,
+                slots,
+                cap: p[3],
+                loo: p[4] != 0.0,
+            },
+            2 => Objective::Sdft {
+                ema: p[5],
+                anchor: p[6],
+                forward: p[7] != 0.0,
+            },
+            3 => Objective::Ttt {
+                beta: if p[9] != 0.0 { None } else { Some(p[8]) },
+                kl_penalty: p[10],
+                reward: reward()?,
+            },
+            4 => Objective::Oapl {
+                beta1: p[13],
+                beta2: p[14],
+                lag: (p[5] as usize).max(1),
+                reward: reward()?,
+            },
             k => return Err(format!("unknown objective kind {k}")),
         })
     }
 
     fn replay(&self) -> (f64, Slots) {
         match *self {
-            Objective::ForwardKL { replay, slots } | Objective::ReverseKL { replay, slots, .. } => (replay, slots),
+            Objective::ForwardKL { replay, slots } | Objective::ReverseKL { replay, slots, .. } => {
+                (replay, slots)
+            }
             _ => (0.0, Slots::Bernoulli),
         }
     }
@@ -127,7 +175,11 @@ pub fn log_sum_and_share(a: f64, b: f64) -> (f64, f64) {
     }
     let t = (lo - hi).exp();
     let one_plus = 1.0 + t;
-    let share = if a_is_hi { 1.0 / one_plus } else { t / one_plus };
+    let share = if a_is_hi {
+        1.0 / one_plus
+    } else {
+        t / one_plus
+    };
     // ln(1 + t) with t ≤ 1: the absolute error of ln is what matters for log q, and plain ln
     // is several times faster than log1p.
     (hi + one_plus.ln(), share)
@@ -135,12 +187,21 @@ pub fn log_sum_and_share(a: f64, b: f64) -> (f64, f64) {
 
 impl Mix2 {
     pub fn new(alpha: f64, old: Gaussian, new: Gaussian) -> Mix2 {
-        Mix2 { alpha, old, new, ln_alpha: alpha.ln(), ln_alpha_c: (1.0 - alpha).ln() }
+        Mix2 {
+            alpha,
+            old,
+            new,
+            ln_alpha: alpha.ln(),
+            ln_alpha_c: (1.0 - alpha).ln(),
+        }
     }
     /// (log α φ_o(x), log (1−α) φ_n(x)).
     #[inline]
     pub fn log_parts(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64) {
-        (self.ln_alpha + self.old.logpdf(x, scratch), self.ln_alpha_c + self.new.logpdf(x, scratch))
+        (
+            self.ln_alpha + self.old.logpdf(x, scratch),
+            self.ln_alpha_c + self.new.logpdf(x, scratch),
+        )
     }
     /// (log q(x), r_o(x), log α φ_o(x)).
     #[inline]
@@ -212,8 +273,20 @@ impl Problem {
     pub fn models_at(&self, r: &Replicate) -> Models {
         let wp = self.weight_param;
         let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
-        let mix = |p: &Params| Mix2::new(p.alpha(wp), g(&p.old, &self.model_old_cov), g(&p.new, &self.model_new_cov));
-        let mut models = Models { model: mix(&r.theta), target: self.target.clone(), teacher: mix(&r.teacher), start: mix(&self.start), lag: mix(&r.lag) };
+        let mix = |p: &Params| {
+            Mix2::new(
+                p.alpha(wp),
+                g(&p.old, &self.model_old_cov),
+                g(&p.new, &self.model_new_cov),
+            )
+        };
+        let mut models = Models {
+            model: mix(&r.theta),
+            target: self.target.clone(),
+            teacher: mix(&r.teacher),
+            start: mix(&self.start),
+            lag: mix(&r.lag),
+        };
         self.refresh(&mut models, r);
         models
     }
@@ -221,9 +294,13 @@ impl Problem {
     /// Update the moving models in place (no allocation): θ, teacher (with its anchor), lag.
     pub fn refresh(&self, models: &mut Models, r: &Replicate) {
         let wp = self.weight_param;
-        models.model.set(r.theta.alpha(wp), &r.theta.old, &r.theta.new);
+        models
+            .model
+            .set(r.theta.alpha(wp), &r.theta.old, &r.theta.new);
         models.lag.set(r.lag.alpha(wp), &r.lag.old, &r.lag.new);
-        models.teacher.set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
+        models
+            .teacher
+            .set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
         if let Objective::Sdft { anchor, .. } = self.objective {
             let truth = &self.target.new.mean;
             for (m, t) in models.teacher.new.mean.iter_mut().zip(truth) {
@@ -233,7 +310,15 @@ impl Problem {
     }
 
     pub fn new_replicate(&self, key: [u64; 2], index: u64) -> Replicate {
-        Replicate { theta: self.start.clone(), teacher: self.start.clone(), lag: self.start.clone(), steps_done: 0, starved: 0, diverged: false, rng: Stream::new(key, index) }
+        Replicate {
+            theta: self.start.clone(),
+            teacher: self.start.clone(),
+            lag: self.start.clone(),
+            steps_done: 0,
+            starved: 0,
+            diverged: false,
+            rng: Stream::new(key, index),
+        }
     }
 }
 
@@ -292,7 +377,11 @@ pub struct Grad {
 
 impl Grad {
     pub fn zeros(dim: usize) -> Grad {
-        Grad { weight: 0.0, old: vec![0.0; dim], new: vec![0.0; dim] }
+        Grad {
+            weight: 0.0,
+            old: vec![0.0; dim],
+            new: vec![0.0; dim],
+        }
     }
     pub fn write_flat(&self, out: &mut [f64]) {
         let d = self.old.len();
@@ -329,7 +418,10 @@ fn source<'a>(objective: &Objective, m: &'a Models) -> Source<'a> {
 
 /// The components of the full sampling distribution with their probabilities and labels
 /// (for exact expectations): replay λ from p_old*, the rest from the source.
-pub fn sampling_components<'a>(objective: &Objective, m: &'a Models) -> Vec<(f64, &'a Gaussian, bool)> {
+pub fn sampling_components<'a>(
+    objective: &Objective,
+    m: &'a Models,
+) -> Vec<(f64, &'a Gaussian, bool)> {
     let (replay, _) = objective.replay();
     let mut out = Vec::with_capacity(3);
     match source(objective, m) {
@@ -395,7 +487,10 @@ fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64], exact: bo
         Reward::TargetLogpdf => target.logpdf(x, scratch),
         Reward::NewIndicator { radius } => {
             let mean = &target.new.mean;
-            let q = target.new.cov.mahalanobis_sq(|i| x[i] - mean[i], mean.len(), scratch);
+            let q = target
+                .new
+                .cov
+                .mahalanobis_sq(|i| x[i] - mean[i], mean.len(), scratch);
             if exact && (q - radius * radius).abs() <= 1e-9 * radius * radius {
                 0.5
             } else if q <= radius * radius {
@@ -461,7 +556,11 @@ pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
             lo = beta;
         }
         let newton = beta - err / slope;
-        beta = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+        beta = if slope > 0.0 && newton > lo && newton < hi {
+            newton
+        } else {
+            0.5 * (lo + hi)
+        };
         if hi - lo < 1e-15 * hi {
             break;
         }
@@ -478,7 +577,14 @@ pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
 
 /// The generic score-function core: per-sample coefficients c_i of the objective, then
 /// ĝ = Σ ω_i c_i s(x_i) with s the score of the model (MATH §3).
-pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batch: &mut Batch, how: Exactness, grad: &mut Grad) -> Result<(), String> {
+pub fn evaluate(
+    problem_objective: &Objective,
+    wp: WeightParam,
+    m: &Models,
+    batch: &mut Batch,
+    how: Exactness,
+    grad: &mut Grad,
+) -> Result<(), String> {
     let d = batch.dim;
     let n = batch.len;
     let model = &m.model;
@@ -502,9 +608,19 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
         }
     }
     // Pass 1b: log-sum-exp and responsibilities, vectorised.
-    fastmath::log_sum_share(&batch.part_a[..n], &batch.part_b[..n], &mut batch.log_q[..n], &mut batch.resp_old[..n]);
+    fastmath::log_sum_share(
+        &batch.part_a[..n],
+        &batch.part_b[..n],
+        &mut batch.log_q[..n],
+        &mut batch.resp_old[..n],
+    );
     if second.is_some() {
-        fastmath::log_sum_share(&batch.second_a[..n], &batch.second_b[..n], &mut batch.log_second[..n], &mut batch.aux[..n]);
+        fastmath::log_sum_share(
+            &batch.second_a[..n],
+            &batch.second_b[..n],
+            &mut batch.log_second[..n],
+            &mut batch.aux[..n],
+        );
     }
     // Pass 1c: the objective's per-sample value and auxiliary quantity.
     let replay_used = batch.replay_used;
@@ -514,7 +630,16 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
             let ln_target_alpha = m.target.ln_alpha();
             for i in 0..n {
                 let ratio = batch.log_q[i] - batch.log_second[i];
-                let w = if replay_used > 0.0 { replay_weight(batch.log_q[i], batch.second_a[i] - ln_target_alpha, replay_used, cap) } else { 1.0 };
+                let w = if replay_used > 0.0 {
+                    replay_weight(
+                        batch.log_q[i],
+                        batch.second_a[i] - ln_target_alpha,
+                        replay_used,
+                        cap,
+                    )
+                } else {
+                    1.0
+                };
                 batch.value[i] = w * ratio;
                 batch.aux[i] = w;
             }
@@ -543,18 +668,31 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
     // Pass 2: batch statistics and the coefficients c_i (stored in `value`).
     let exact = how.exact;
     match *problem_objective {
-        Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => batch.value[..n].iter_mut().for_each(|v| *v = -1.0),
+        Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => {
+            batch.value[..n].iter_mut().for_each(|v| *v = -1.0)
+        }
         Objective::ReverseKL { .. } | Objective::Sdft { forward: false, .. } => {
             // SDFT's reverse direction always uses the leave-one-out baseline.
             let loo = !matches!(*problem_objective, Objective::ReverseKL { loo: false, .. });
             for i in 0..n {
                 let v = batch.value[i];
-                let baseline = if loo { batch_mean(sum_wv, sum_w, batch.omega[i], v, exact) } else { 0.0 };
+                let baseline = if loo {
+                    batch_mean(sum_wv, sum_w, batch.omega[i], v, exact)
+                } else {
+                    0.0
+                };
                 batch.value[i] = v - batch.aux[i] * baseline;
             }
         }
-        Objective::Ttt { beta, kl_penalty, reward: kind } => {
-            if exact && how.perp_dims > 0 && (beta.is_none() || matches!(kind, Reward::NewIndicator { .. })) {
+        Objective::Ttt {
+            beta,
+            kl_penalty,
+            reward: kind,
+        } => {
+            if exact
+                && how.perp_dims > 0
+                && (beta.is_none() || matches!(kind, Reward::NewIndicator { .. }))
+            {
                 return Err("the exact population limit of TTT-Discover with this reward or adaptive beta is implemented only when the means span all d dimensions (e.g. d = 1)".into());
             }
             let beta = match beta {
@@ -571,11 +709,17 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
             for i in 0..n {
                 let e = batch.value[i];
                 let den = batch_mean(sum_we, sum_w2, batch.omega[i], e, exact);
-                let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
+                let advantage =
+                    if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
                 batch.value[i] = -advantage;
             }
         }
-        Objective::Oapl { beta1, beta2, reward: kind, .. } => {
+        Objective::Oapl {
+            beta1,
+            beta2,
+            reward: kind,
+            ..
+        } => {
             // V̂ = β1 log Σ ω exp(r/β1), stable with the max shift.
             let mut z = 0.0;
             for i in 0..n {
@@ -614,18 +758,22 @@ pub fn evaluate(problem_objective: &Objective, wp: WeightParam, m: &Models, batc
             };
         let x = &batch.x[i * d..(i + 1) * d];
         let (a, b) = (wc * r_old, wc * r_new);
-        for j in 0..d {
-            grad.old[j] += a * x[j];
-            grad.new[j] += b * x[j];
+        for ((go, gn), xj) in grad.old.iter_mut().zip(grad.new.iter_mut()).zip(x) {
+            *go += a * xj;
+            *gn += b * xj;
         }
         mass_old += a;
         mass_new += b;
     }
     // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (MATH §3).
-    for j in 0..d {
-        grad.old[j] -= mass_old * model.old.mean[j];
-        grad.new[j] -= mass_new * model.new.mean[j];
-    }
+    grad.old
+        .iter_mut()
+        .zip(&model.old.mean)
+        .for_each(|(g, mu)| *g -= mass_old * mu);
+    grad.new
+        .iter_mut()
+        .zip(&model.new.mean)
+        .for_each(|(g, mu)| *g -= mass_new * mu);
     model.old.cov.precision_apply(&mut grad.old);
     model.new.cov.precision_apply(&mut grad.new);
     Ok(())
@@ -641,8 +789,16 @@ impl Problem {
         if self.weight_param == WeightParam::Direct {
             r.theta.weight = r.theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
         }
-        r.theta.old.iter_mut().zip(&grad.old).for_each(|(p, g)| *p -= lr * so * g);
-        r.theta.new.iter_mut().zip(&grad.new).for_each(|(p, g)| *p -= lr * sn * g);
+        r.theta
+            .old
+            .iter_mut()
+            .zip(&grad.old)
+            .for_each(|(p, g)| *p -= lr * so * g);
+        r.theta
+            .new
+            .iter_mut()
+            .zip(&grad.new)
+            .for_each(|(p, g)| *p -= lr * sn * g);
         r.steps_done += 1;
         if !r.theta.is_finite() {
             r.theta.copy_from(previous);
@@ -653,10 +809,18 @@ impl Problem {
             Objective::Sdft { ema, .. } => {
                 let t = &mut r.teacher;
                 t.weight = (1.0 - ema) * t.weight + ema * r.theta.weight;
-                t.old.iter_mut().zip(&r.theta.old).for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
-                t.new.iter_mut().zip(&r.theta.new).for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
+                t.old
+                    .iter_mut()
+                    .zip(&r.theta.old)
+                    .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
+                t.new
+                    .iter_mut()
+                    .zip(&r.theta.new)
+                    .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
             }
-            Objective::Oapl { lag, .. } if r.steps_done % lag as u64 == 0 => r.lag.copy_from(&r.theta),
+            Objective::Oapl { lag, .. } if r.steps_done % lag as u64 == 0 => {
+                r.lag.copy_from(&r.theta)
+            }
             _ => {}
         }
     }
@@ -678,9 +842,20 @@ pub struct Simulation {
 }
 
 impl Simulation {
-    pub fn new(problem: Problem, batch_size: usize, replicates: usize, key: [u64; 2]) -> Simulation {
-        let reps = (0..replicates).map(|r| problem.new_replicate(key, r as u64)).collect();
-        Simulation { problem, batch_size, replicates: reps }
+    pub fn new(
+        problem: Problem,
+        batch_size: usize,
+        replicates: usize,
+        key: [u64; 2],
+    ) -> Simulation {
+        let reps = (0..replicates)
+            .map(|r| problem.new_replicate(key, r as u64))
+            .collect();
+        Simulation {
+            problem,
+            batch_size,
+            replicates: reps,
+        }
     }
 
     /// Advance every replicate by `steps`, recording every `record_every` steps into `rec`
@@ -704,9 +879,17 @@ impl Simulation {
                 for step in 0..steps {
                     if !rep.diverged {
                         problem.refresh(&mut models, rep);
-                        let old_count = draw_batch(&problem.objective, &models, &mut rep.rng, &mut batch);
+                        let old_count =
+                            draw_batch(&problem.objective, &models, &mut rep.rng, &mut batch);
                         rep.starved += (old_count == 0) as i64;
-                        match evaluate(&problem.objective, problem.weight_param, &models, &mut batch, Exactness::default(), &mut grad) {
+                        match evaluate(
+                            &problem.objective,
+                            problem.weight_param,
+                            &models,
+                            &mut batch,
+                            Exactness::default(),
+                            &mut grad,
+                        ) {
                             Ok(()) => problem.apply_update(rep, &grad, &mut previous),
                             Err(_) => rep.diverged = true, // finite batches never take the exact-only branches
                         }
@@ -725,7 +908,13 @@ impl Simulation {
 
 /// One-step Monte Carlo study: `batches` independent finite-batch gradients at the start
 /// state, with starved flags and old counts. Batch chunk c uses stream (key, c).
-pub fn estimate_gradient(problem: &Problem, batch_size: usize, key: [u64; 2], grads: &mut [f64], old_counts: &mut [i64]) -> Result<(), String> {
+pub fn estimate_gradient(
+    problem: &Problem,
+    batch_size: usize,
+    key: [u64; 2],
+    grads: &mut [f64],
+    old_counts: &mut [i64],
+) -> Result<(), String> {
     const BATCHES_PER_STREAM: usize = 256;
     let d = problem.dim;
     let width = 1 + 2 * d;
@@ -741,7 +930,14 @@ pub fn estimate_gradient(problem: &Problem, batch_size: usize, key: [u64; 2], gr
             let mut grad = Grad::zeros(d);
             for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {
                 *count = draw_batch(&problem.objective, &models, &mut rng, &mut batch) as i64;
-                evaluate(&problem.objective, problem.weight_param, &models, &mut batch, Exactness::default(), &mut grad)?;
+                evaluate(
+                    &problem.objective,
+                    problem.weight_param,
+                    &models,
+                    &mut batch,
+                    Exactness::default(),
+                    &mut grad,
+                )?;
                 grad.write_flat(g_row);
             }
             Ok(())
@@ -779,13 +975,34 @@ mod tests {
 
     #[test]
     fn forward_kl_forgets_mass_and_simulation_is_deterministic() {
-        let p = problem(Objective::ForwardKL { replay: 0.0, slots: Slots::Bernoulli });
+        let p = problem(Objective::ForwardKL {
+            replay: 0.0,
+            slots: Slots::Bernoulli,
+        });
         let run = |threads: usize| {
             let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]);
-            let (mut w, mut o, mut n, mut s) = (vec![0.0; 8 * 4], vec![0.0; 8 * 4], vec![0.0; 8 * 4], vec![0i64; 8 * 4]);
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
-                sim.advance(200, 50, Records { weight: &mut w, old: &mut o, new: &mut n, starved: &mut s })
-            });
+            let (mut w, mut o, mut n, mut s) = (
+                vec![0.0; 8 * 4],
+                vec![0.0; 8 * 4],
+                vec![0.0; 8 * 4],
+                vec![0i64; 8 * 4],
+            );
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    sim.advance(
+                        200,
+                        50,
+                        Records {
+                            weight: &mut w,
+                            old: &mut o,
+                            new: &mut n,
+                            starved: &mut s,
+                        },
+                    )
+                });
             (w, o, n, s)
         };
         let a = run(1);

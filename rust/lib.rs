@@ -15,7 +15,10 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -33,59 +36,107 @@ fn to_py_err(msg: String) -> PyErr {
 /// A rayon pool per thread count, built once. 0 means "all cores".
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS.get_or_init(|| Mutex::new(HashMap::new())).lock().map_err(|_| PyRuntimeError::new_err("thread-pool cache poisoned"))?;
+    let mut pools = POOLS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .map_err(|_| PyRuntimeError::new_err("thread-pool cache poisoned"))?;
     if let Some(p) = pools.get(&threads) {
         return Ok(p.clone());
     }
-    let p = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))?);
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))?,
+    );
     pools.insert(threads, p.clone());
     Ok(p)
 }
 
 /// Run `f` without the GIL, on `threads` threads, turning errors and panics into exceptions.
-fn run<T: Send>(py: Python<'_>, threads: usize, f: impl FnOnce() -> Result<T, String> + Send) -> PyResult<T> {
+fn run<T: Send>(
+    py: Python<'_>,
+    threads: usize,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> PyResult<T> {
     let p = pool(threads)?;
     let out = py.detach(|| catch_unwind(AssertUnwindSafe(|| p.install(f))));
     match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(msg)) => Err(to_py_err(msg)),
-        Err(_) => Err(PyRuntimeError::new_err("internal error in the mixforget kernel (a Rust panic was caught); please report it")),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "internal error in the mixforget kernel (a Rust panic was caught); please report it",
+        )),
     }
 }
 
 fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyResult<Cov> {
-    let data = c.as_slice().map_err(|_| PyValueError::new_err("covariance arrays must be C-contiguous float64"))?;
+    let data = c
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("covariance arrays must be C-contiguous float64"))?;
     let res = match c.ndim() {
         0 => Cov::scalar(data[0]),
         1 if data.len() == dim => Cov::diag(data),
         2 if data.len() == dim * dim => Cov::full(data, dim),
-        _ => Err(format!("covariance must be a scalar, ({dim},) or ({dim}, {dim})")),
+        _ => Err(format!(
+            "covariance must be a scalar, ({dim},) or ({dim}, {dim})"
+        )),
     };
     res.map_err(|e| PyValueError::new_err(format!("covs: {e}")))
 }
 
-fn mixture_from(weights: &PyReadonlyArray1<'_, f64>, means: &PyReadonlyArray2<'_, f64>, covs: &[PyReadonlyArrayDyn<'_, f64>]) -> PyResult<Mixture> {
-    let w = weights.as_slice().map_err(|_| PyValueError::new_err("weights must be contiguous"))?;
+fn mixture_from(
+    weights: &PyReadonlyArray1<'_, f64>,
+    means: &PyReadonlyArray2<'_, f64>,
+    covs: &[PyReadonlyArrayDyn<'_, f64>],
+) -> PyResult<Mixture> {
+    let w = weights
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("weights must be contiguous"))?;
     let shape = means.shape();
     let (k, d) = (shape[0], shape[1]);
     if w.len() != k || covs.len() != k || k == 0 || d == 0 {
-        return Err(PyValueError::new_err(format!("weights ({}), means ({k}, {d}) and covs ({}) must describe the same K >= 1 components", w.len(), covs.len())));
+        return Err(PyValueError::new_err(format!(
+            "weights ({}), means ({k}, {d}) and covs ({}) must describe the same K >= 1 components",
+            w.len(),
+            covs.len()
+        )));
     }
-    let m = means.as_slice().map_err(|_| PyValueError::new_err("means must be C-contiguous"))?;
-    let comps = (0..k).map(|i| Ok(Gaussian::new(m[i * d..(i + 1) * d].to_vec(), cov_from_array(&covs[i], d)?))).collect::<PyResult<Vec<_>>>()?;
+    let m = means
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("means must be C-contiguous"))?;
+    let comps = (0..k)
+        .map(|i| {
+            Ok(Gaussian::new(
+                m[i * d..(i + 1) * d].to_vec(),
+                cov_from_array(&covs[i], d)?,
+            ))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     Ok(Mixture::new(w, comps))
 }
 
 fn points<'a>(x: &'a PyReadonlyArray2<'_, f64>, d: usize) -> PyResult<&'a [f64]> {
     if x.shape()[1] != d {
-        return Err(PyValueError::new_err(format!("x must have {d} columns, got {}", x.shape()[1])));
+        return Err(PyValueError::new_err(format!(
+            "x must have {d} columns, got {}",
+            x.shape()[1]
+        )));
     }
-    x.as_slice().map_err(|_| PyValueError::new_err("x must be C-contiguous float64"))
+    x.as_slice()
+        .map_err(|_| PyValueError::new_err("x must be C-contiguous float64"))
 }
 
 /// responsibilities(x, weights, means, covs, threads) -> (n, K)
 #[pyfunction]
-fn responsibilities<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, threads: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn responsibilities<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    weights: PyReadonlyArray1<'py, f64>,
+    means: PyReadonlyArray2<'py, f64>,
+    covs: Vec<PyReadonlyArrayDyn<'py, f64>>,
+    threads: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let mix = mixture_from(&weights, &means, &covs)?;
     let xs = points(&x, mix.dim())?;
     let (n, k) = (x.shape()[0], mix.components.len());
@@ -99,7 +150,14 @@ fn responsibilities<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights
 
 /// mixture_logpdf(x, weights, means, covs, threads) -> (n,)
 #[pyfunction]
-fn mixture_logpdf<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, threads: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+fn mixture_logpdf<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    weights: PyReadonlyArray1<'py, f64>,
+    means: PyReadonlyArray2<'py, f64>,
+    covs: Vec<PyReadonlyArrayDyn<'py, f64>>,
+    threads: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let mix = mixture_from(&weights, &means, &covs)?;
     let xs = points(&x, mix.dim())?;
     let n = x.shape()[0];
@@ -114,7 +172,15 @@ fn mixture_logpdf<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>, weights: 
 /// sample_mixture(n, weights, means, covs, key, threads) -> (x (n, d), labels (n,))
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn sample_mixture<'py>(py: Python<'py>, n: usize, weights: PyReadonlyArray1<'py, f64>, means: PyReadonlyArray2<'py, f64>, covs: Vec<PyReadonlyArrayDyn<'py, f64>>, key: (u64, u64), threads: usize) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
+fn sample_mixture<'py>(
+    py: Python<'py>,
+    n: usize,
+    weights: PyReadonlyArray1<'py, f64>,
+    means: PyReadonlyArray2<'py, f64>,
+    covs: Vec<PyReadonlyArrayDyn<'py, f64>>,
+    key: (u64, u64),
+    threads: usize,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     let mix = mixture_from(&weights, &means, &covs)?;
     let d = mix.dim();
     let (x, labels) = run(py, threads, || {
@@ -129,11 +195,31 @@ fn sample_mixture<'py>(py: Python<'py>, n: usize, weights: PyReadonlyArray1<'py,
 /// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads) -> (batches,)
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-fn starvation_counts<'py>(py: Python<'py>, old_weight: f64, batch_size: usize, batches: usize, replay: f64, stratified: bool, key: (u64, u64), threads: usize) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let slots = if stratified { Slots::Stratified } else { Slots::Bernoulli };
+fn starvation_counts<'py>(
+    py: Python<'py>,
+    old_weight: f64,
+    batch_size: usize,
+    batches: usize,
+    replay: f64,
+    stratified: bool,
+    key: (u64, u64),
+    threads: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let slots = if stratified {
+        Slots::Stratified
+    } else {
+        Slots::Bernoulli
+    };
     let out = run(py, threads, || {
         let mut out = vec![0i64; batches];
-        starvation::starvation_counts(old_weight, batch_size, replay, slots, [key.0, key.1], &mut out)?;
+        starvation::starvation_counts(
+            old_weight,
+            batch_size,
+            replay,
+            slots,
+            [key.0, key.1],
+            &mut out,
+        )?;
         Ok(out)
     })?;
     Ok(out.into_pyarray(py))
@@ -162,15 +248,30 @@ impl TrainingProblem {
         lr_scale: (f64, f64, f64),
     ) -> PyResult<Self> {
         let shape = target_means.shape();
-        if shape[0] != 2 || start_means.shape() != shape || target_covs.len() != 2 || model_covs.len() != 2 {
-            return Err(PyValueError::new_err("target_means and start_means must both be (2, d), with two covariances each"));
+        if shape[0] != 2
+            || start_means.shape() != shape
+            || target_covs.len() != 2
+            || model_covs.len() != 2
+        {
+            return Err(PyValueError::new_err(
+                "target_means and start_means must both be (2, d), with two covariances each",
+            ));
         }
         let d = shape[1];
-        let tm = target_means.as_slice().map_err(|_| PyValueError::new_err("target_means must be contiguous"))?;
-        let sm = start_means.as_slice().map_err(|_| PyValueError::new_err("start_means must be contiguous"))?;
-        for (name, a) in [("target_weight", target_weight), ("start_weight", start_weight)] {
+        let tm = target_means
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("target_means must be contiguous"))?;
+        let sm = start_means
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("start_means must be contiguous"))?;
+        for (name, a) in [
+            ("target_weight", target_weight),
+            ("start_weight", start_weight),
+        ] {
             if !(a > 0.0 && a < 1.0) {
-                return Err(PyValueError::new_err(format!("{name} must be in (0, 1), got {a}")));
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be in (0, 1), got {a}"
+                )));
             }
         }
         if !(lr.is_finite() && lr > 0.0) {
@@ -179,10 +280,23 @@ impl TrainingProblem {
         let wp = match weight_param {
             "logit" => WeightParam::Logit,
             "direct" => WeightParam::Direct,
-            other => return Err(PyValueError::new_err(format!("weight_param must be 'logit' or 'direct', got {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "weight_param must be 'logit' or 'direct', got {other:?}"
+                )))
+            }
         };
-        let objective = Objective::from_params(objective.as_slice().map_err(|_| PyValueError::new_err("objective parameters must be contiguous"))?).map_err(PyValueError::new_err)?;
-        let target = Mix2::new(target_weight, Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?), Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?));
+        let objective = Objective::from_params(
+            objective
+                .as_slice()
+                .map_err(|_| PyValueError::new_err("objective parameters must be contiguous"))?,
+        )
+        .map_err(PyValueError::new_err)?;
+        let target = Mix2::new(
+            target_weight,
+            Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?),
+            Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?),
+        );
         let inner = Problem {
             dim: d,
             target,
@@ -203,7 +317,12 @@ impl TrainingProblem {
     }
 }
 
-type RecordArrays<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>, Bound<'py, PyArray3<f64>>, Bound<'py, PyArray2<i64>>);
+type RecordArrays<'py> = (
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray3<f64>>,
+    Bound<'py, PyArray3<f64>>,
+    Bound<'py, PyArray2<i64>>,
+);
 
 struct RecordBuffers {
     weight: Vec<f64>,
@@ -214,12 +333,28 @@ struct RecordBuffers {
 
 impl RecordBuffers {
     fn new(replicates: usize, n_rec: usize, d: usize) -> Self {
-        RecordBuffers { weight: vec![0.0; replicates * n_rec], old: vec![0.0; replicates * n_rec * d], new: vec![0.0; replicates * n_rec * d], starved: vec![0; replicates * n_rec] }
+        RecordBuffers {
+            weight: vec![0.0; replicates * n_rec],
+            old: vec![0.0; replicates * n_rec * d],
+            new: vec![0.0; replicates * n_rec * d],
+            starved: vec![0; replicates * n_rec],
+        }
     }
     fn records(&mut self) -> Records<'_> {
-        Records { weight: &mut self.weight, old: &mut self.old, new: &mut self.new, starved: &mut self.starved }
+        Records {
+            weight: &mut self.weight,
+            old: &mut self.old,
+            new: &mut self.new,
+            starved: &mut self.starved,
+        }
     }
-    fn into_arrays(self, py: Python<'_>, replicates: usize, n_rec: usize, d: usize) -> PyResult<RecordArrays<'_>> {
+    fn into_arrays(
+        self,
+        py: Python<'_>,
+        replicates: usize,
+        n_rec: usize,
+        d: usize,
+    ) -> PyResult<RecordArrays<'_>> {
         Ok((
             self.weight.into_pyarray(py).reshape([replicates, n_rec])?,
             self.old.into_pyarray(py).reshape([replicates, n_rec, d])?,
@@ -239,20 +374,47 @@ struct Simulator {
 #[pymethods]
 impl Simulator {
     #[new]
-    fn new(problem: &TrainingProblem, batch_size: usize, replicates: usize, key: (u64, u64), threads: usize) -> PyResult<Self> {
+    fn new(
+        problem: &TrainingProblem,
+        batch_size: usize,
+        replicates: usize,
+        key: (u64, u64),
+        threads: usize,
+    ) -> PyResult<Self> {
         if batch_size == 0 || replicates == 0 {
-            return Err(PyValueError::new_err("batch_size and replicates must be >= 1"));
+            return Err(PyValueError::new_err(
+                "batch_size and replicates must be >= 1",
+            ));
         }
-        Ok(Simulator { inner: Simulation::new(problem.inner.clone(), batch_size, replicates, [key.0, key.1]), threads })
+        Ok(Simulator {
+            inner: Simulation::new(
+                problem.inner.clone(),
+                batch_size,
+                replicates,
+                [key.0, key.1],
+            ),
+            threads,
+        })
     }
 
     /// Advance all replicates by `steps` (a multiple of `record_every`); returns the records
     /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)).
-    fn advance<'py>(&mut self, py: Python<'py>, steps: usize, record_every: usize) -> PyResult<RecordArrays<'py>> {
+    fn advance<'py>(
+        &mut self,
+        py: Python<'py>,
+        steps: usize,
+        record_every: usize,
+    ) -> PyResult<RecordArrays<'py>> {
         if record_every == 0 || steps % record_every != 0 {
-            return Err(PyValueError::new_err("steps must be a positive multiple of record_every"));
+            return Err(PyValueError::new_err(
+                "steps must be a positive multiple of record_every",
+            ));
         }
-        let (r, d, n_rec) = (self.inner.replicates.len(), self.inner.problem.dim, steps / record_every);
+        let (r, d, n_rec) = (
+            self.inner.replicates.len(),
+            self.inner.problem.dim,
+            steps / record_every,
+        );
         let sim = &mut self.inner;
         let buffers = run(py, self.threads, || {
             let mut buf = RecordBuffers::new(r, n_rec, d);
@@ -264,15 +426,27 @@ impl Simulator {
 
     /// (R,) bool: replicates stopped because a parameter became non-finite.
     fn diverged<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        self.inner.replicates.iter().map(|r| r.diverged).collect::<Vec<_>>().into_pyarray(py)
+        self.inner
+            .replicates
+            .iter()
+            .map(|r| r.diverged)
+            .collect::<Vec<_>>()
+            .into_pyarray(py)
     }
 }
 
 /// population_flow(problem, steps, record_every) -> (records..., diverged)
 #[pyfunction]
-fn population_flow<'py>(py: Python<'py>, problem: &TrainingProblem, steps: usize, record_every: usize) -> PyResult<(RecordArrays<'py>, bool)> {
+fn population_flow<'py>(
+    py: Python<'py>,
+    problem: &TrainingProblem,
+    steps: usize,
+    record_every: usize,
+) -> PyResult<(RecordArrays<'py>, bool)> {
     if record_every == 0 || steps % record_every != 0 {
-        return Err(PyValueError::new_err("steps must be a positive multiple of record_every"));
+        return Err(PyValueError::new_err(
+            "steps must be a positive multiple of record_every",
+        ));
     }
     let (d, n_rec) = (problem.inner.dim, steps / record_every);
     let p = &problem.inner;
@@ -286,7 +460,10 @@ fn population_flow<'py>(py: Python<'py>, problem: &TrainingProblem, steps: usize
 
 /// population_gradient(problem) -> (1 + 2d,) exact gradient at the start state.
 #[pyfunction]
-fn population_gradient<'py>(py: Python<'py>, problem: &TrainingProblem) -> PyResult<Bound<'py, PyArray1<f64>>> {
+fn population_gradient<'py>(
+    py: Python<'py>,
+    problem: &TrainingProblem,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let p = &problem.inner;
     let out = run(py, 0, || {
         let g = population::exact_gradient(p, &p.new_replicate([0, 0], 0))?;
@@ -300,7 +477,14 @@ fn population_gradient<'py>(py: Python<'py>, problem: &TrainingProblem) -> PyRes
 /// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d), old counts)
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn estimate_gradient<'py>(py: Python<'py>, problem: &TrainingProblem, batch_size: usize, batches: usize, key: (u64, u64), threads: usize) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
+fn estimate_gradient<'py>(
+    py: Python<'py>,
+    problem: &TrainingProblem,
+    batch_size: usize,
+    batches: usize,
+    key: (u64, u64),
+    threads: usize,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be >= 1"));
     }
@@ -312,30 +496,53 @@ fn estimate_gradient<'py>(py: Python<'py>, problem: &TrainingProblem, batch_size
         engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts)?;
         Ok((grads, counts))
     })?;
-    Ok((grads.into_pyarray(py).reshape([batches, width])?, counts.into_pyarray(py)))
+    Ok((
+        grads.into_pyarray(py).reshape([batches, width])?,
+        counts.into_pyarray(py),
+    ))
 }
 
 /// replay_weights(problem, x, threads) -> (n,) the bounded importance weights min(c, q/m)
 /// of the problem's ReverseKL objective at the start model, for points x (n, d).
 #[pyfunction]
-fn replay_weights<'py>(py: Python<'py>, problem: &TrainingProblem, x: PyReadonlyArray2<'py, f64>, threads: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+fn replay_weights<'py>(
+    py: Python<'py>,
+    problem: &TrainingProblem,
+    x: PyReadonlyArray2<'py, f64>,
+    threads: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let p = &problem.inner;
     let (replay, cap) = match p.objective {
         Objective::ReverseKL { replay, cap, .. } => (replay, cap),
-        _ => return Err(PyValueError::new_err("replay_weights needs a ReverseKL objective")),
+        _ => {
+            return Err(PyValueError::new_err(
+                "replay_weights needs a ReverseKL objective",
+            ))
+        }
     };
     let xs = points(&x, p.dim)?;
     let models = p.models_at(&p.new_replicate([0, 0], 0));
     let out = run(py, threads, || {
         use rayon::prelude::*;
         let mut out = vec![0.0; xs.len() / p.dim];
-        out.par_chunks_mut(mixture::CHUNK).zip(xs.par_chunks(mixture::CHUNK * p.dim)).for_each(|(o, xc)| {
-            let mut scratch = vec![0.0; p.dim];
-            for (w, x) in o.iter_mut().zip(xc.chunks(p.dim)) {
-                let log_q = models.model.logpdf(x, &mut scratch);
-                *w = if replay > 0.0 { engine::replay_weight(log_q, models.target.old.logpdf(x, &mut scratch), replay, cap) } else { 1.0f64.min(cap) };
-            }
-        });
+        out.par_chunks_mut(mixture::CHUNK)
+            .zip(xs.par_chunks(mixture::CHUNK * p.dim))
+            .for_each(|(o, xc)| {
+                let mut scratch = vec![0.0; p.dim];
+                for (w, x) in o.iter_mut().zip(xc.chunks(p.dim)) {
+                    let log_q = models.model.logpdf(x, &mut scratch);
+                    *w = if replay > 0.0 {
+                        engine::replay_weight(
+                            log_q,
+                            models.target.old.logpdf(x, &mut scratch),
+                            replay,
+                            cap,
+                        )
+                    } else {
+                        1.0f64.min(cap)
+                    };
+                }
+            });
         Ok(out)
     })?;
     Ok(out.into_pyarray(py))

@@ -34,7 +34,9 @@ impl Cov {
         if var.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err("diagonal variances must be finite and > 0".into());
         }
-        Ok(Cov::Diag { sd: var.iter().map(|v| v.sqrt()).collect() })
+        Ok(Cov::Diag {
+            sd: var.iter().map(|v| v.sqrt()).collect(),
+        })
     }
 
     /// Cholesky of a symmetric matrix (row-major); Err if not positive definite.
@@ -150,7 +152,12 @@ impl Cov {
 
     /// Squared Mahalanobis norm ‖δ‖²_Σ, using `scratch` (len d) for the full case.
     #[inline(always)]
-    pub fn mahalanobis_sq(&self, delta_of: impl Fn(usize) -> f64, dim: usize, scratch: &mut [f64]) -> f64 {
+    pub fn mahalanobis_sq(
+        &self,
+        delta_of: impl Fn(usize) -> f64,
+        dim: usize,
+        scratch: &mut [f64],
+    ) -> f64 {
         match self {
             Cov::Scalar { sd } => {
                 let inv = 1.0 / (sd * sd);
@@ -180,7 +187,11 @@ impl Gaussian {
     pub fn new(mean: Vec<f64>, cov: Cov) -> Gaussian {
         let d = mean.len();
         let log_norm = -cov.half_log_det(d) - 0.5 * d as f64 * LN_2PI;
-        Gaussian { mean, cov, log_norm }
+        Gaussian {
+            mean,
+            cov,
+            log_norm,
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -189,7 +200,11 @@ impl Gaussian {
 
     /// The same covariance around another mean.
     pub fn with_mean(&self, mean: &[f64]) -> Gaussian {
-        Gaussian { mean: mean.to_vec(), cov: self.cov.clone(), log_norm: self.log_norm }
+        Gaussian {
+            mean: mean.to_vec(),
+            cov: self.cov.clone(),
+            log_norm: self.log_norm,
+        }
     }
 
     /// Overwrite the mean in place (no allocation).
@@ -252,12 +267,20 @@ impl Mixture {
             let (c0, c1) = (&components[0], &components[1]);
             let mut a: Vec<f64> = c0.mean.iter().zip(&c1.mean).map(|(p, q)| p - q).collect();
             c0.cov.precision_apply(&mut a);
-            let mid: f64 = a.iter().zip(c0.mean.iter().zip(&c1.mean)).map(|(ai, (p, q))| ai * 0.5 * (p + q)).sum();
+            let mid: f64 = a
+                .iter()
+                .zip(c0.mean.iter().zip(&c1.mean))
+                .map(|(ai, (p, q))| ai * 0.5 * (p + q))
+                .sum();
             Some((a, weights[0].ln() - weights[1].ln() - mid))
         } else {
             None
         };
-        Mixture { log_weights: weights.iter().map(|w| w.ln()).collect(), components, logistic }
+        Mixture {
+            log_weights: weights.iter().map(|w| w.ln()).collect(),
+            components,
+            logistic,
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -299,23 +322,27 @@ impl Mixture {
     /// Responsibilities of n points (row-major n×d) into out (n×K), in parallel.
     pub fn responsibilities(&self, x: &[f64], out: &mut [f64]) {
         let (d, k) = (self.dim(), self.components.len());
-        out.par_chunks_mut(CHUNK * k).zip(x.par_chunks(CHUNK * d)).for_each(|(o, xs)| {
-            let mut scratch = vec![0.0; d];
-            for (orow, xrow) in o.chunks_mut(k).zip(xs.chunks(d)) {
-                self.responsibilities_into(xrow, orow, &mut scratch);
-            }
-        });
+        out.par_chunks_mut(CHUNK * k)
+            .zip(x.par_chunks(CHUNK * d))
+            .for_each(|(o, xs)| {
+                let mut scratch = vec![0.0; d];
+                for (orow, xrow) in o.chunks_mut(k).zip(xs.chunks(d)) {
+                    self.responsibilities_into(xrow, orow, &mut scratch);
+                }
+            });
     }
 
     /// log q of n points into out (n), in parallel.
     pub fn logpdf_many(&self, x: &[f64], out: &mut [f64]) {
         let d = self.dim();
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK * d)).for_each(|(o, xs)| {
-            let mut scratch = vec![0.0; d];
-            for (ov, xrow) in o.iter_mut().zip(xs.chunks(d)) {
-                *ov = self.logpdf(xrow, &mut scratch);
-            }
-        });
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK * d))
+            .for_each(|(o, xs)| {
+                let mut scratch = vec![0.0; d];
+                for (ov, xrow) in o.iter_mut().zip(xs.chunks(d)) {
+                    *ov = self.logpdf(xrow, &mut scratch);
+                }
+            });
     }
 
     /// Draw n points: label k from the weights, then x ~ φ_k. Chunk c uses stream (key, c).
@@ -330,15 +357,18 @@ impl Mixture {
             })
             .collect();
         let last = self.components.len() - 1;
-        x.par_chunks_mut(CHUNK * d).zip(labels.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (xs, ls))| {
-            let mut rng = Stream::new(key, c as u64);
-            for (xrow, label) in xs.chunks_mut(d).zip(ls.iter_mut()) {
-                let u = rng.uniform() * cumulative[last];
-                let k = cumulative.iter().position(|&cw| u < cw).unwrap_or(last);
-                *label = k as i64;
-                self.components[k].draw_into(&mut rng, xrow);
-            }
-        });
+        x.par_chunks_mut(CHUNK * d)
+            .zip(labels.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (xs, ls))| {
+                let mut rng = Stream::new(key, c as u64);
+                for (xrow, label) in xs.chunks_mut(d).zip(ls.iter_mut()) {
+                    let u = rng.uniform() * cumulative[last];
+                    let k = cumulative.iter().position(|&cw| u < cw).unwrap_or(last);
+                    *label = k as i64;
+                    self.components[k].draw_into(&mut rng, xrow);
+                }
+            });
     }
 }
 
@@ -369,7 +399,10 @@ mod tests {
 
     #[test]
     fn fast_path_equals_log_sum_exp() {
-        let comps = vec![Gaussian::new(vec![-1.0, 0.5], Cov::scalar(2.0).unwrap()), Gaussian::new(vec![2.0, 1.0], Cov::scalar(2.0).unwrap())];
+        let comps = vec![
+            Gaussian::new(vec![-1.0, 0.5], Cov::scalar(2.0).unwrap()),
+            Gaussian::new(vec![2.0, 1.0], Cov::scalar(2.0).unwrap()),
+        ];
         let fast = Mixture::new(&[0.3, 0.7], comps.clone());
         let mut slow = Mixture::new(&[0.3, 0.7], comps);
         slow.logistic = None;
@@ -378,20 +411,30 @@ mod tests {
             let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
             fast.responsibilities_into(&x, &mut a, &mut scratch);
             slow.responsibilities_into(&x, &mut b, &mut scratch);
-            assert!((a[0] - b[0]).abs() < 1e-12 && (a[1] - b[1]).abs() < 1e-12, "{a:?} {b:?}");
+            assert!(
+                (a[0] - b[0]).abs() < 1e-12 && (a[1] - b[1]).abs() < 1e-12,
+                "{a:?} {b:?}"
+            );
             assert!((a[0] + a[1] - 1.0).abs() < 1e-12);
         }
     }
 
     #[test]
     fn sampling_is_chunk_deterministic() {
-        let comps = vec![Gaussian::new(vec![0.0], Cov::scalar(1.0).unwrap()), Gaussian::new(vec![5.0], Cov::scalar(1.0).unwrap())];
+        let comps = vec![
+            Gaussian::new(vec![0.0], Cov::scalar(1.0).unwrap()),
+            Gaussian::new(vec![5.0], Cov::scalar(1.0).unwrap()),
+        ];
         let mix = Mixture::new(&[0.25, 0.75], comps);
         let n = 3 * CHUNK + 7;
         let (mut x1, mut l1) = (vec![0.0; n], vec![0i64; n]);
         let (mut x2, mut l2) = (vec![0.0; n], vec![0i64; n]);
         mix.sample([1, 2], &mut x1, &mut l1);
-        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| mix.sample([1, 2], &mut x2, &mut l2));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| mix.sample([1, 2], &mut x2, &mut l2));
         assert_eq!(x1, x2);
         assert_eq!(l1, l2);
         let frac = l1.iter().filter(|&&l| l == 0).count() as f64 / n as f64;

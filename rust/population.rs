@@ -8,7 +8,10 @@
 //! responsibilities of well-separated modes: node spacing h ≤ 0.75/Δ_max gives an error
 //! ~ exp(−2π²/(h Δ_max)) < 1e-11.
 
-use crate::engine::{evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Objective, Params, Problem, Records, Replicate, Reward};
+use crate::engine::{
+    evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Objective, Params,
+    Problem, Records, Replicate, Reward,
+};
 use crate::mixture::{Cov, Gaussian};
 
 /// Half-width of the quadrature grid in standard deviations.
@@ -40,9 +43,16 @@ impl Reduction {
 }
 
 fn relevant_means(problem: &Problem, m: &Models) -> Vec<Vec<f64>> {
-    let mut means = vec![m.model.old.mean.clone(), m.model.new.mean.clone(), m.target.old.mean.clone(), m.target.new.mean.clone()];
+    let mut means = vec![
+        m.model.old.mean.clone(),
+        m.model.new.mean.clone(),
+        m.target.old.mean.clone(),
+        m.target.new.mean.clone(),
+    ];
     match problem.objective {
-        Objective::Sdft { .. } => means.extend([m.teacher.old.mean.clone(), m.teacher.new.mean.clone()]),
+        Objective::Sdft { .. } => {
+            means.extend([m.teacher.old.mean.clone(), m.teacher.new.mean.clone()])
+        }
         Objective::Ttt { .. } => means.extend([m.start.old.mean.clone(), m.start.new.mean.clone()]),
         Objective::Oapl { .. } => means.extend([m.lag.old.mean.clone(), m.lag.new.mean.clone()]),
         _ => {}
@@ -54,10 +64,19 @@ fn relevant_means(problem: &Problem, m: &Models) -> Vec<Vec<f64>> {
 fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), String> {
     let d = problem.dim;
     let cov = &m.target.old.cov;
-    let equal = [&m.target.new.cov, &m.model.old.cov, &m.model.new.cov].iter().all(|c| *c == cov);
+    let equal = [&m.target.new.cov, &m.model.old.cov, &m.model.new.cov]
+        .iter()
+        .all(|c| *c == cov);
     if !equal {
         if d == 1 {
-            return Ok((m.clone(), Reduction { basis: vec![], whitening: Cov::Scalar { sd: 1.0 } }, 0));
+            return Ok((
+                m.clone(),
+                Reduction {
+                    basis: vec![],
+                    whitening: Cov::Scalar { sd: 1.0 },
+                },
+                0,
+            ));
         }
         return Err("NotImplemented: exact population expectations with unequal covariances are available for d = 1 only".into());
     }
@@ -69,7 +88,10 @@ fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), S
         })
         .collect();
     let anchor = whitened[0].clone();
-    let scale = whitened.iter().map(|v| v.iter().map(|x| x * x).sum::<f64>().sqrt()).fold(1.0, f64::max);
+    let scale = whitened
+        .iter()
+        .map(|v| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+        .fold(1.0, f64::max);
     let mut basis: Vec<Vec<f64>> = Vec::new();
     for v in &whitened {
         let mut w: Vec<f64> = v.iter().zip(&anchor).map(|(a, b)| a - b).collect();
@@ -97,22 +119,64 @@ fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), S
     let project = |mean: &[f64]| -> Vec<f64> {
         let mut v = mean.to_vec();
         cov.whiten(&mut v);
-        basis.iter().map(|b| b.iter().zip(v.iter().zip(&anchor)).map(|(bi, (vi, ai))| bi * (vi - ai)).sum()).collect()
+        basis
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .zip(v.iter().zip(&anchor))
+                    .map(|(bi, (vi, ai))| bi * (vi - ai))
+                    .sum()
+            })
+            .collect()
     };
     let unit = Cov::Scalar { sd: 1.0 };
-    let mix = |x: &Mix2| Mix2::new(x.alpha, Gaussian::new(project(&x.old.mean), unit.clone()), Gaussian::new(project(&x.new.mean), unit.clone()));
-    let reduced = Models { model: mix(&m.model), target: mix(&m.target), teacher: mix(&m.teacher), start: mix(&m.start), lag: mix(&m.lag) };
-    Ok((reduced, Reduction { basis, whitening: cov.clone() }, d - k))
+    let mix = |x: &Mix2| {
+        Mix2::new(
+            x.alpha,
+            Gaussian::new(project(&x.old.mean), unit.clone()),
+            Gaussian::new(project(&x.new.mean), unit.clone()),
+        )
+    };
+    let reduced = Models {
+        model: mix(&m.model),
+        target: mix(&m.target),
+        teacher: mix(&m.teacher),
+        start: mix(&m.start),
+        lag: mix(&m.lag),
+    };
+    Ok((
+        reduced,
+        Reduction {
+            basis,
+            whitening: cov.clone(),
+        },
+        d - k,
+    ))
 }
 
 fn largest_separation(m: &Models) -> f64 {
-    let comps = [&m.model.old, &m.model.new, &m.target.old, &m.target.new, &m.teacher.old, &m.teacher.new, &m.start.old, &m.start.new, &m.lag.old, &m.lag.new];
+    let comps = [
+        &m.model.old,
+        &m.model.new,
+        &m.target.old,
+        &m.target.new,
+        &m.teacher.old,
+        &m.teacher.new,
+        &m.start.old,
+        &m.start.new,
+        &m.lag.old,
+        &m.lag.new,
+    ];
     let mut best: f64 = 1.0;
     for a in comps {
         for b in comps {
             let mut scratch = vec![0.0; a.dim()];
-            let q = a.cov.mahalanobis_sq(|i| a.mean[i] - b.mean[i], a.dim(), &mut scratch);
-            let q2 = b.cov.mahalanobis_sq(|i| a.mean[i] - b.mean[i], a.dim(), &mut scratch);
+            let q = a
+                .cov
+                .mahalanobis_sq(|i| a.mean[i] - b.mean[i], a.dim(), &mut scratch);
+            let q2 = b
+                .cov
+                .mahalanobis_sq(|i| a.mean[i] - b.mean[i], a.dim(), &mut scratch);
             best = best.max(q.max(q2).sqrt());
         }
     }
@@ -122,7 +186,14 @@ fn largest_separation(m: &Models) -> f64 {
 /// Boundary points (in the reduced coordinate) of an indicator reward, 1-D problems only.
 fn indicator_jumps(objective: &Objective, m: &Models) -> Option<(f64, f64)> {
     let radius = match *objective {
-        Objective::Ttt { reward: Reward::NewIndicator { radius }, .. } | Objective::Oapl { reward: Reward::NewIndicator { radius }, .. } => radius,
+        Objective::Ttt {
+            reward: Reward::NewIndicator { radius },
+            ..
+        }
+        | Objective::Oapl {
+            reward: Reward::NewIndicator { radius },
+            ..
+        } => radius,
         _ => return None,
     };
     if m.target.new.dim() != 1 {
@@ -142,11 +213,17 @@ fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
         None => {
             let per_dim = 2 * (HALF_WIDTH / h).ceil() as usize + 1;
             let step = 2.0 * HALF_WIDTH / (per_dim - 1) as f64;
-            (0..per_dim).map(|j| -HALF_WIDTH + j as f64 * step).collect()
+            (0..per_dim)
+                .map(|j| -HALF_WIDTH + j as f64 * step)
+                .collect()
         }
         Some((lo, hi)) => {
             let h = h.min(1e-3);
-            let step = if hi > lo { (hi - lo) / ((hi - lo) / h).ceil() } else { h };
+            let step = if hi > lo {
+                (hi - lo) / ((hi - lo) / h).ceil()
+            } else {
+                h
+            };
             let first = ((-HALF_WIDTH - lo) / step).ceil() as i64;
             let last = ((HALF_WIDTH - lo) / step).floor() as i64;
             (first..=last).map(|j| lo + j as f64 * step).collect()
@@ -159,7 +236,10 @@ fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
 
 /// The quadrature "batch": every grid node of every sampling component, with weights ω.
 fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
-    let comps: Vec<_> = sampling_components(objective, m).into_iter().filter(|c| c.0 > 0.0).collect();
+    let comps: Vec<_> = sampling_components(objective, m)
+        .into_iter()
+        .filter(|c| c.0 > 0.0)
+        .collect();
     let k = m.model.old.dim();
     let mut h = (0.75 / largest_separation(m)).min(0.1);
     let per_dim_budget = MAX_NODES.powf(1.0 / k as f64).floor();
@@ -221,7 +301,17 @@ pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> Result<Grad, String
     let mut batch = quadrature_batch(&problem.objective, &reduced);
     let k = reduced.model.old.dim();
     let mut g = Grad::zeros(k);
-    evaluate(&problem.objective, problem.weight_param, &reduced, &mut batch, Exactness { exact: true, perp_dims }, &mut g)?;
+    evaluate(
+        &problem.objective,
+        problem.weight_param,
+        &reduced,
+        &mut batch,
+        Exactness {
+            exact: true,
+            perp_dims,
+        },
+        &mut g,
+    )?;
     let mut out = Grad::zeros(problem.dim);
     out.weight = g.weight;
     reduction.lift(&g.old, &mut out.old);
@@ -230,7 +320,12 @@ pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> Result<Grad, String
 }
 
 /// Deterministic flow θ ← θ − lr·m⊙∇L(θ) for `steps` steps, recording every `record_every`.
-pub fn population_flow(problem: &Problem, steps: usize, record_every: usize, rec: Records) -> Result<bool, String> {
+pub fn population_flow(
+    problem: &Problem,
+    steps: usize,
+    record_every: usize,
+    rec: Records,
+) -> Result<bool, String> {
     let d = problem.dim;
     let mut rep = problem.new_replicate([0, 0], 0);
     let mut previous: Params = rep.theta.clone();
@@ -268,7 +363,11 @@ mod tests {
         };
         Problem {
             dim: d,
-            target: Mix2::new(0.6, Gaussian::new(point(-1.5), cov.clone()), Gaussian::new(point(1.5), cov.clone())),
+            target: Mix2::new(
+                0.6,
+                Gaussian::new(point(-1.5), cov.clone()),
+                Gaussian::new(point(1.5), cov.clone()),
+            ),
             model_old_cov: cov.clone(),
             model_new_cov: cov,
             start: Params::from_alpha(0.6, point(-1.5), point(0.2), WeightParam::Logit),
@@ -282,9 +381,22 @@ mod tests {
     #[test]
     fn exact_gradient_matches_monte_carlo_mean() {
         for objective in [
-            Objective::ReverseKL { replay: 0.0, slots: Slots::Bernoulli, cap: f64::INFINITY, loo: true },
-            Objective::ReverseKL { replay: 0.3, slots: Slots::Bernoulli, cap: f64::INFINITY, loo: true },
-            Objective::ForwardKL { replay: 0.3, slots: Slots::Bernoulli },
+            Objective::ReverseKL {
+                replay: 0.0,
+                slots: Slots::Bernoulli,
+                cap: f64::INFINITY,
+                loo: true,
+            },
+            Objective::ReverseKL {
+                replay: 0.3,
+                slots: Slots::Bernoulli,
+                cap: f64::INFINITY,
+                loo: true,
+            },
+            Objective::ForwardKL {
+                replay: 0.3,
+                slots: Slots::Bernoulli,
+            },
         ] {
             for d in [1, 3] {
                 let p = problem(objective, d);
@@ -296,11 +408,15 @@ mod tests {
                 estimate_gradient(&p, 32, [9, 9], &mut grads, &mut counts).unwrap();
                 let mut flat = vec![0.0; width];
                 exact.write_flat(&mut flat);
-                for j in 0..width {
+                for (j, expected) in flat.iter().enumerate() {
                     let col: Vec<f64> = grads.iter().skip(j).step_by(width).cloned().collect();
                     let mean = col.iter().sum::<f64>() / n as f64;
-                    let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-                    assert!((mean - flat[j]).abs() < 5.0 * sd / (n as f64).sqrt() + 1e-12, "{objective:?} d={d} j={j}: {mean} vs {}", flat[j]);
+                    let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64)
+                        .sqrt();
+                    assert!(
+                        (mean - expected).abs() < 5.0 * sd / (n as f64).sqrt() + 1e-12,
+                        "{objective:?} d={d} j={j}: {mean} vs {expected}"
+                    );
                 }
             }
         }

@@ -23,7 +23,14 @@ pub fn stratified_replay_count(replay: f64, batch_size: usize) -> usize {
 
 /// Per-batch old-labelled counts into `out` (one entry per batch).
 /// Bernoulli slots: Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α).
-pub fn starvation_counts(old_weight: f64, batch_size: usize, replay: f64, slots: Slots, key: [u64; 2], out: &mut [i64]) -> Result<(), String> {
+pub fn starvation_counts(
+    old_weight: f64,
+    batch_size: usize,
+    replay: f64,
+    slots: Slots,
+    key: [u64; 2],
+    out: &mut [i64],
+) -> Result<(), String> {
     let (fixed, trials, p) = match slots {
         Slots::Bernoulli => (0, batch_size, replay + (1.0 - replay) * old_weight),
         Slots::Stratified => {
@@ -31,7 +38,8 @@ pub fn starvation_counts(old_weight: f64, batch_size: usize, replay: f64, slots:
             (k, batch_size - k, old_weight)
         }
     };
-    let dist = Binomial::new(trials as u64, p).map_err(|e| format!("invalid binomial parameters: {e}"))?;
+    let dist =
+        Binomial::new(trials as u64, p).map_err(|e| format!("invalid binomial parameters: {e}"))?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
         let mut rng = Stream::new(key, c as u64);
         for v in o.iter_mut() {

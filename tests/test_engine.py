@@ -277,3 +277,35 @@ def test_mismatched_dimensions_and_bad_objectives(target):
 def test_memory_error_message_suggests_a_fix(target, start):
     with pytest.raises(ValueError, match="record_every"):
         mf.simulate(target, start, mf.ReverseKL(), steps=1000, replicates=100_000, record_every=1, memory_limit=2**30)
+
+
+def test_ctrl_c_stops_between_chunks():
+    """SIGINT during a long simulate: the in-flight chunk finishes, KeyboardInterrupt is raised
+    in Python and the process ends long before the run would have."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import mixforget as mf, sys\n"
+        "t = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75)\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    mf.simulate(t, t.replace(new_mean=[0.5]), mf.ReverseKL(), steps=10_000_000, batch_size=64, lr=0.05, replicates=100, record_every=100)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(3)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("simulate did not stop after SIGINT")
+    assert proc.returncode == 3, (out, err)
+    assert "interrupted" in out

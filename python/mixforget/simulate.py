@@ -20,9 +20,11 @@ from .results import GradientEstimates, Trajectory
 __all__ = ["simulate", "estimate_gradient", "DEFAULT_MEMORY_LIMIT"]
 
 DEFAULT_MEMORY_LIMIT = 4 * 2**30
-#: Records per Rust call: small enough for a responsive progress bar and Ctrl-C, large
-#: enough that the per-call overhead is negligible. Results do not depend on it.
-_CALLS_PER_RUN = 50
+#: Work per Rust call (samples): a fraction of a second, so that the progress bar moves and
+#: Ctrl-C is honoured promptly, while the per-call overhead stays negligible. At most 1/20 of
+#: the run per call. Results do not depend on the chunking (the streams live in Rust).
+_SAMPLES_PER_CALL = 2**24
+_MIN_CALLS = 20
 
 
 def simulate(
@@ -82,7 +84,9 @@ def simulate(
     olds = [np.broadcast_to(start.old_mean, (replicates, 1, d)).copy()]
     news = [np.broadcast_to(start.new_mean, (replicates, 1, d)).copy()]
     starved = [np.zeros((replicates, 1), dtype=np.int64)]
-    chunk = record_every * max(1, (steps // record_every) // _CALLS_PER_RUN)
+    n_records = steps // record_every
+    by_work = _SAMPLES_PER_CALL // (replicates * batch_size * record_every)
+    chunk = record_every * max(1, min(-(-n_records // _MIN_CALLS), by_work))
     bar = _progress_bar(progress, steps)
     began = time.perf_counter()
     done = 0

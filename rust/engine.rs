@@ -203,6 +203,11 @@ impl Mix2 {
             self.ln_alpha_c + self.new.logpdf(x, scratch),
         )
     }
+    /// log α φ_o and log (1−α) φ_n for the rows of x (n × d).
+    pub fn log_parts_rows(&self, x: &[f64], old: &mut [f64], new: &mut [f64], scratch: &mut [f64]) {
+        self.old.logpdf_rows(x, self.ln_alpha, old, scratch);
+        self.new.logpdf_rows(x, self.ln_alpha_c, new, scratch);
+    }
     /// (log q(x), r_o(x), log α φ_o(x)).
     #[inline]
     pub fn log_resp(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64, f64) {
@@ -479,9 +484,8 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
     old_count
 }
 
-/// The reward R(x) (MATH, rewards). In exact (quadrature) mode a point on the indicator's
-/// boundary counts one half, which keeps the trapezoidal rule second order across the jump.
-fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64], exact: bool) -> f64 {
+/// The reward R(x) (MATH, rewards).
+fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64]) -> f64 {
     match kind {
         Reward::NewLogpdf => target.new.logpdf(x, scratch),
         Reward::TargetLogpdf => target.logpdf(x, scratch),
@@ -491,9 +495,7 @@ fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64], exact: bo
                 .new
                 .cov
                 .mahalanobis_sq(|i| x[i] - mean[i], mean.len(), scratch);
-            if exact && (q - radius * radius).abs() <= 1e-9 * radius * radius {
-                0.5
-            } else if q <= radius * radius {
+            if q <= radius * radius {
                 1.0
             } else {
                 0.0
@@ -596,16 +598,20 @@ pub fn evaluate(
         Objective::Oapl { .. } => Some(&m.lag),
         _ => None,
     };
-    for i in 0..n {
-        let x = &batch.x[i * d..(i + 1) * d];
-        let (a, b) = model.log_parts(x, &mut batch.scratch);
-        batch.part_a[i] = a;
-        batch.part_b[i] = b;
-        if let Some(mix) = second {
-            let (a, b) = mix.log_parts(x, &mut batch.scratch);
-            batch.second_a[i] = a;
-            batch.second_b[i] = b;
-        }
+    let xs = &batch.x[..n * d];
+    model.log_parts_rows(
+        xs,
+        &mut batch.part_a[..n],
+        &mut batch.part_b[..n],
+        &mut batch.scratch,
+    );
+    if let Some(mix) = second {
+        mix.log_parts_rows(
+            xs,
+            &mut batch.second_a[..n],
+            &mut batch.second_b[..n],
+            &mut batch.scratch,
+        );
     }
     // Pass 1b: log-sum-exp and responsibilities, vectorised.
     fastmath::log_sum_share(
@@ -653,7 +659,7 @@ pub fn evaluate(
         Objective::Ttt { reward: kind, .. } | Objective::Oapl { reward: kind, .. } => {
             for i in 0..n {
                 let x = &batch.x[i * d..(i + 1) * d];
-                batch.value[i] = reward(kind, &m.target, x, &mut batch.scratch, how.exact);
+                batch.value[i] = reward(kind, &m.target, x, &mut batch.scratch);
                 batch.aux[i] = batch.log_q[i] - batch.log_second[i];
             }
         }

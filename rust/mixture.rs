@@ -221,6 +221,40 @@ impl Gaussian {
         self.log_norm - 0.5 * q
     }
 
+    /// out[i] = offset + log φ(x_i) for the rows of x (n × d), one covariance dispatch per
+    /// call and simple loops that vectorise (the engine's hot path).
+    pub fn logpdf_rows(&self, x: &[f64], offset: f64, out: &mut [f64], scratch: &mut [f64]) {
+        let d = self.mean.len();
+        let base = offset + self.log_norm;
+        let n = out.len().min(x.len() / d);
+        match &self.cov {
+            Cov::Scalar { sd } => {
+                let c = -0.5 / (sd * sd);
+                if d == 1 {
+                    let mu = self.mean[0];
+                    for (o, xi) in out[..n].iter_mut().zip(&x[..n]) {
+                        let t = xi - mu;
+                        *o = base + c * t * t;
+                    }
+                } else {
+                    for (o, row) in out[..n].iter_mut().zip(x.chunks_exact(d)) {
+                        let q: f64 = row
+                            .iter()
+                            .zip(&self.mean)
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        *o = base + c * q;
+                    }
+                }
+            }
+            _ => {
+                for (o, row) in out[..n].iter_mut().zip(x.chunks_exact(d)) {
+                    *o = offset + self.logpdf(row, scratch);
+                }
+            }
+        }
+    }
+
     /// x ← mean + L z for z standard normal (z is overwritten into x).
     #[inline]
     pub fn draw_into(&self, rng: &mut Stream, x: &mut [f64]) {

@@ -4,7 +4,7 @@ The model is the two-mode Gaussian mixture of arXiv 2510.18874 / 2603.12163,
 q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see MATH.md for every quantity.
 """
 
-from . import kernels
+from . import kernels, reference, studies, theory
 from ._core import __version__ as _core_version
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
@@ -30,6 +30,9 @@ __all__ = [
     "population_flow",
     "population_gradient",
     "kernels",
+    "reference",
+    "studies",
+    "theory",
 ]
 
 assert _core_version == __version__, "the compiled extension does not match the Python package"

@@ -335,6 +335,8 @@ pub struct Batch {
     pub x: Vec<f64>,
     pub omega: Vec<f64>,
     pub old_label: Vec<bool>,
+    /// Which sampling component each point came from (see `draw_batch`).
+    component: Vec<u8>,
     /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
     pub replay_used: f64,
     log_q: Vec<f64>,
@@ -357,6 +359,7 @@ impl Batch {
             x: vec![0.0; capacity * dim],
             omega: vec![1.0 / capacity.max(1) as f64; capacity],
             old_label: vec![false; capacity],
+            component: vec![0; capacity],
             replay_used: 0.0,
             log_q: vec![0.0; capacity],
             resp_old: vec![0.0; capacity],
@@ -455,31 +458,50 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
         Slots::Stratified => n_strat as f64 / b as f64,
         Slots::Bernoulli => replay,
     };
-    let src = source(objective, m);
-    let d = batch.dim;
+    // Components: 0 = the source's old component (or its single one), 1 = its new one,
+    // 2 = replay from p_old*.
+    let (comps, source_alpha): ([&Gaussian; 3], f64) = match source(objective, m) {
+        Source::Single(g) => ([g, g, &m.target.old], 0.0),
+        Source::Mixture(mix) => ([&mix.old, &mix.new, &m.target.old], mix.alpha),
+    };
+    let single = matches!(source(objective, m), Source::Single(_));
+    // Labels first (one uniform each), then all the normals: simple loops, no dispatch.
     let mut old_count = 0;
     for i in 0..b {
         let is_replay = match slots {
             Slots::Bernoulli => replay > 0.0 && rng.uniform() < replay,
             Slots::Stratified => i < n_strat,
         };
-        let (g, old) = if is_replay {
-            (&m.target.old, true)
+        let c: u8 = if is_replay {
+            2
+        } else if single || rng.uniform() >= source_alpha {
+            1
         } else {
-            match src {
-                Source::Single(g) => (g, false),
-                Source::Mixture(mix) => {
-                    if rng.uniform() < mix.alpha {
-                        (&mix.old, true)
-                    } else {
-                        (&mix.new, false)
-                    }
-                }
-            }
+            0
         };
-        g.draw_into(rng, &mut batch.x[i * d..(i + 1) * d]);
+        batch.component[i] = c;
+        let old = c != 1 && !(single && c == 0);
         batch.old_label[i] = old;
         old_count += old as usize;
+    }
+    let d = batch.dim;
+    for z in batch.x[..b * d].iter_mut() {
+        *z = crate::rng::normal(rng);
+    }
+    // x = μ_c + L_c z.
+    let all_scalar = comps.iter().all(|g| matches!(g.cov, Cov::Scalar { .. }));
+    if all_scalar && d == 1 {
+        let sd = comps.map(|g| if let Cov::Scalar { sd } = g.cov { sd } else { 1.0 });
+        let mu = comps.map(|g| g.mean[0]);
+        for (x, &c) in batch.x[..b].iter_mut().zip(&batch.component[..b]) {
+            *x = mu[c as usize] + sd[c as usize] * *x;
+        }
+    } else {
+        for (row, &c) in batch.x[..b * d].chunks_exact_mut(d).zip(&batch.component[..b]) {
+            let g = comps[c as usize];
+            g.cov.color(row);
+            row.iter_mut().zip(&g.mean).for_each(|(v, mu)| *v += mu);
+        }
     }
     old_count
 }

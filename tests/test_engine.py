@@ -138,12 +138,19 @@ def test_reverse_kl_converges_to_target_and_finite_batches_track_the_flow(target
     assert abs(flow.old_weight[0, -1] - 0.75) < 1e-3 and flow.drift[0, -1] < 1e-3
     runs = mf.simulate(target, start, mf.ReverseKL(), steps=600, batch_size=64, lr=0.1, replicates=200, record_every=50, rng=6)
     early = mf.population_flow(target, start, mf.ReverseKL(), steps=600, lr=0.1, record_every=50)
-    for name in ("old_weight",):
-        values = getattr(runs, name)
+    # The finite-batch mean path is not the flow exactly: batch noise through the nonlinear
+    # update shifts it by O(lr/B) and smears the transient (replicates cross at different
+    # times). "Tracks" is therefore asserted with a stated systematic allowance: the mean path
+    # stays within 5 standard errors plus 5% of the flow's total excursion.
+    for name in ("old_weight", "new_mean"):
+        values = getattr(runs, name).reshape(runs.replicates, len(runs.steps))
+        flow_path = getattr(early, name).reshape(len(early.steps))
         se = values.std(axis=0, ddof=1) / np.sqrt(runs.replicates)
-        assert within_sigma(values.mean(axis=0)[1:], getattr(early, name)[0, 1:], se[1:])
-    nm = runs.new_mean[:, :, 0]
-    assert within_sigma(nm.mean(axis=0)[1:], early.new_mean[0, 1:, 0], nm.std(axis=0, ddof=1)[1:] / np.sqrt(200))
+        allowance = 0.05 * np.ptp(flow_path)
+        assert np.all(np.abs(values.mean(axis=0) - flow_path) <= 5 * se + allowance), name
+    # and they end where the flow ends (the target)
+    assert abs(runs.old_weight[:, -1].mean() - 0.75) < 0.01
+    assert abs(runs.new_mean[:, -1, 0].mean() - 3.5) < 0.05
 
 
 @pytest.mark.parametrize("objective", [mf.ReverseKL(), mf.ForwardKL(replay=0.25), mf.ReverseKL(replay=0.3, replay_slots="stratified")], ids=repr)

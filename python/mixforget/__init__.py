@@ -11,6 +11,7 @@ from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
 from .results import GradientEstimates, Trajectory
 from .simulate import estimate_gradient, simulate
 from .population import population_flow, population_gradient
+from .sweep import sweep
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "estimate_gradient",
     "population_flow",
     "population_gradient",
+    "sweep",
     "kernels",
     "reference",
     "studies",

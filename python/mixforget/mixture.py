@@ -229,6 +229,10 @@ class TwoMode:
             out["old_cov"], out["new_cov"] = self._old_cov.tolist(), self._new_cov.tolist()
         return out
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Immutable with __slots__: pickle (multiprocessing, Dask) rebuilds from plain data.
+        return (_from_dict, (self.to_dict(),))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TwoMode):
             return NotImplemented
@@ -250,3 +254,7 @@ class TwoMode:
             f"old_cov={self._old_cov.tolist()}, new_cov={self._new_cov.tolist()}")
         return (f"TwoMode(old_mean={self._old_mean.tolist()}, new_mean={self._new_mean.tolist()}, "
                 f"old_weight={self._old_weight}, {covs})")
+
+
+def _from_dict(data: dict[str, Any]) -> TwoMode:
+    return TwoMode(**data)

@@ -1,0 +1,48 @@
+"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (DESIGN §4), Rust vs the NumPy
+twin vs the RNG floor in one group; thread scaling (1 and 2 threads) in a second group."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixforget import bench as mb
+
+GROUP = "W1 simulate ReverseKL d=1"
+SCALING = "W1 thread scaling"
+
+
+@pytest.fixture(scope="module")
+def workload(sizes):
+    return mb.make_workload("W1", sizes["W1"])
+
+
+def _check(res, replicates, steps):
+    assert res.old_weight.shape == (replicates, steps // mb._record_every(steps) + 1)
+    assert not res.diverged.any()
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_w1_rng_floor(benchmark, measure, workload, threads, rounds):
+    measure.floor_entry(benchmark, workload, threads, rounds(3))
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_w1_rust(benchmark, measure, workload, threads, rounds):
+    res = measure(benchmark, workload, "rust", lambda: workload.rust(threads), threads=threads,
+                  rounds=rounds(3), steps=workload.steps)
+    _check(res, workload.sizes["replicates"], workload.steps)
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_w1_numpy(benchmark, measure, workload, rounds):
+    res = measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3),
+                  samples=workload.numpy_units, steps=workload.numpy_steps)
+    _check(res, workload.sizes["replicates"], workload.numpy_steps)
+
+
+@pytest.mark.benchmark(group=SCALING)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_w1_threads(benchmark, measure, workload, rounds, n_threads):
+    res = measure(benchmark, workload, f"rust_{n_threads}t", lambda: workload.rust(n_threads), threads=n_threads,
+                  rounds=rounds(3), steps=workload.steps, extra={"usable_cores": mb.usable_cores()})
+    _check(res, workload.sizes["replicates"], workload.steps)

@@ -1,0 +1,477 @@
+"""The ``mixforget`` command line (DESIGN §3).
+
+Subcommands::
+
+    mixforget demo [--out DIR] [--replicates N] [--threads T] [--steps S] [--seed S] [--no-figures]
+    mixforget simulate CONFIG.toml --out FILE.npz [--threads T] [--progress]
+    mixforget sweep CONFIG.toml --db FILE [--scheduler ADDRESS] [--workers N]
+                    [--keep-trajectories DIR] [--progress]
+    mixforget bench [--quick]          (implemented in mixforget.bench)
+
+Exit status: 0 success; 1 a failed run (or a demo whose numbers do not show the expected
+effects); 2 a usage or configuration error (nothing written). Configuration files are
+described in :mod:`mixforget.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["main", "build_parser", "run_demo", "format_demo_table", "DEMO_SETTINGS"]
+
+#: The canonical study: the default problem of the docs (1-D, old mode −3, new target 3.5,
+#: start new mean 0.5, α* = 0.75, cov 1), forward vs reverse KL, with and without replay.
+DEMO_SETTINGS: dict[str, Any] = {
+    "target": {"old_mean": [-3.0], "new_mean": [3.5], "old_weight": 0.75, "cov": 1.0},
+    "start_new_mean": [0.5],
+    "runs": [("ForwardKL", 0.0), ("ForwardKL", 0.25), ("ReverseKL", 0.0), ("ReverseKL", 0.25)],
+    "steps": 1000,
+    "batch_size": 64,
+    "lr": 0.05,
+    "replicates": 1000,
+    "record_every": 10,
+    # figure (c): starvation rate against batch size
+    "starvation_batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128],
+    "starvation_old_weights": [0.02, 0.1],
+    "starvation_replays": [0.0, 0.25],
+    "starvation_batches": 200_000,
+    "gradient_batches": 20_000,
+}
+
+
+class _UsageError(Exception):
+    """A usage/configuration problem: message on stderr, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------
+def _fmt_ci(stats: Optional[dict[str, float]], digits: int = 4) -> str:
+    if not stats:
+        return "n/a"
+    return f"{stats['mean']:.{digits}f} [{stats['lo']:.{digits}f}, {stats['hi']:.{digits}f}]"
+
+
+def format_demo_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The demo's table as text (one line per run)."""
+    header = ["objective", "replay", "old weight α_T (95% CI)", "flow α_T", "sup drift (95% CI)",
+              "new-mode error (95% CI)", "starved/run", "wall s"]
+    body = []
+    for r in rows:
+        body.append([
+            r["objective"], f"{r['replay']:.2f}", _fmt_ci(r["old_weight"]), f"{r['old_weight_population']:.4f}",
+            _fmt_ci(r["sup_drift"]), _fmt_ci(r["new_error"]), f"{r['starved']['mean']:.1f}" if r.get("starved") else "n/a",
+            f"{r['wall_time']:.2f}",
+        ])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def _starvation_table(settings: dict[str, Any], seed: np.random.SeedSequence, threads: Optional[int]
+                      ) -> list[dict[str, Any]]:
+    """Measured starvation rates: kernels.starvation_counts for every (α, λ, B), and
+    estimate_gradient (ReverseKL on the demo problem with the model's α set) as a cross-check."""
+    import mixforget as mf
+
+    from mixforget.theory import starvation_probability
+
+    def theory_p(a: float, b: int, lam: float) -> float:
+        return float(starvation_probability(a, b, lam))
+
+    target = mf.TwoMode(**settings["target"])
+    cells = [(a, lam, b) for a in settings["starvation_old_weights"] for lam in settings["starvation_replays"]
+             for b in settings["starvation_batch_sizes"]]
+    seeds = seed.spawn(2 * len(cells))
+    rows = []
+    for k, (a, lam, b) in enumerate(cells):
+        counts = mf.kernels.starvation_counts(a, b, settings["starvation_batches"], replay=lam, rng=seeds[2 * k],
+                                              threads=threads)
+        rows.append({"source": "starvation_counts", "old_weight": a, "replay": lam, "batch_size": b,
+                     "batches": settings["starvation_batches"], "measured": float(np.mean(counts == 0)),
+                     "predicted": float(theory_p(a, b, lam))})
+        if b in (8, 32):
+            model = target.replace(old_weight=a)
+            est = mf.estimate_gradient(target, model, mf.ReverseKL(replay=lam), batch_size=b,
+                                       batches=settings["gradient_batches"], rng=seeds[2 * k + 1], threads=threads)
+            rows.append({"source": "estimate_gradient", "old_weight": a, "replay": lam, "batch_size": b,
+                         "batches": settings["gradient_batches"], "measured": float(np.mean(est.starved)),
+                         "predicted": float(theory_p(a, b, lam))})
+    return rows
+
+
+def _demo_figures(out: Path, trajs: dict[str, Any], flows: dict[str, Any], starvation: list[dict[str, Any]]) -> list[str]:
+    import matplotlib
+
+    from matplotlib.figure import Figure
+
+    from .plot import plot_densities, plot_forgetting, plot_starvation
+
+    del matplotlib  # imported to fail early with ImportError when missing
+    paths = []
+    labels = list(trajs)
+    fig = Figure(figsize=(9.5, 7.0), layout="constrained")
+    axes = fig.subplots(2, 2)
+    plot_densities(trajs, axes=[axes[i // 2, i % 2] for i in range(len(labels))])
+    fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target p*")
+    paths.append(out / "densities.png")
+    fig.savefig(paths[-1], dpi=110)
+
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
+    fig.suptitle("(b) forgetting over training: finite batch (mean, 95% band) vs population flow (dashed)")
+    paths.append(out / "forgetting.png")
+    fig.savefig(paths[-1], dpi=110)
+
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax = fig.subplots()
+    counts = [r for r in starvation if r["source"] == "starvation_counts"]
+    grads = [r for r in starvation if r["source"] == "estimate_gradient"]
+    plot_starvation(counts, ax=ax)
+    keep = [r for r in grads if r["measured"] > 0]
+    if keep:
+        ax.scatter([r["batch_size"] for r in keep], [r["measured"] for r in keep], marker="x", color="black",
+                   zorder=4, label="estimate_gradient (ReverseKL)")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("(c) starved batches vs batch size (rates of 0 not shown)")
+    paths.append(out / "starvation.png")
+    fig.savefig(paths[-1], dpi=110)
+    return [str(p) for p in paths]
+
+
+def run_demo(out: str | Path = "mixforget-demo", replicates: int = 1000, threads: Optional[int] = None,
+             steps: Optional[int] = None, seed: int = 0, figures: bool = True, stream: Any = None) -> dict[str, Any]:
+    """The canonical study (DESIGN §3): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
+    on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
+    ``densities.png``, ``forgetting.png``, ``starvation.png`` into ``out``.
+
+    Returns the summary dict: settings, one row per run (final old weight, sup drift, new-mode
+    error, starved batches per replicate — each mean with its 95% interval —, the population
+    flow's final old weight, wall time), the starvation table, the checks (ForwardKL λ=0 old
+    weight < 0.1: mass forgetting; ReverseKL within 0.05 of α*: retention) and the figures."""
+    import mixforget as mf
+
+    stream = sys.stdout if stream is None else stream
+    began = time.perf_counter()
+    settings = dict(DEMO_SETTINGS)
+    settings["replicates"] = int(replicates)
+    if steps is not None:
+        settings["steps"] = int(steps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = mf.TwoMode(**settings["target"])
+    start = target.replace(new_mean=settings["start_new_mean"])
+    root = np.random.SeedSequence(seed)
+    run_seeds = root.spawn(len(settings["runs"]) + 1)
+    trajs: dict[str, Any] = {}
+    flows: dict[str, Any] = {}
+    rows = []
+    print(f"mixforget demo: target {target}, start new mean {settings['start_new_mean']}, "
+          f"B={settings['batch_size']}, lr={settings['lr']}, steps={settings['steps']}, "
+          f"replicates={settings['replicates']}", file=stream)
+    for k, (kind, lam) in enumerate(settings["runs"]):
+        objective = getattr(mf, kind)(replay=lam)
+        label = f"{kind}, λ={lam:g}"
+        traj = mf.simulate(target, start, objective, steps=settings["steps"], batch_size=settings["batch_size"],
+                           lr=settings["lr"], replicates=settings["replicates"],
+                           record_every=settings["record_every"], rng=run_seeds[k], threads=threads)
+        flow = mf.population_flow(target, start, objective, steps=settings["steps"], lr=settings["lr"],
+                                  record_every=settings["record_every"])
+        trajs[label], flows[label] = traj, flow
+        summ = traj.summary()
+        rows.append({
+            "objective": kind, "replay": lam, "label": label,
+            "replicates": summ["replicates"], "diverged": summ["diverged"],
+            "old_weight": summ.get("old_weight"), "old_weight_population": float(flow.old_weight[0, -1]),
+            "sup_drift": summ.get("sup_drift"), "sup_drift_population": float(flow.drift[0].max()),
+            "new_error": summ.get("new_error"), "starved": summ.get("starved"),
+            "wall_time": float(traj.meta["wall_time"]),
+        })
+    starvation = _starvation_table(settings, run_seeds[-1], threads)
+    print(format_demo_table(rows), file=stream)
+
+    alpha_star = target.old_weight
+    fwd = next(r for r in rows if r["objective"] == "ForwardKL" and r["replay"] == 0.0)
+    rev = [r for r in rows if r["objective"] == "ReverseKL"]
+    checks = {
+        "forward_kl_mass_forgetting": bool(fwd["old_weight"] and fwd["old_weight"]["mean"] < 0.1),
+        "reverse_kl_retention": bool(all(r["old_weight"] and abs(r["old_weight"]["mean"] - alpha_star) <= 0.05
+                                         for r in rev)),
+    }
+    print(f"\nForwardKL λ=0 forgets the old mode's mass: α_T = {fwd['old_weight']['mean']:.4f} < 0.1 "
+          f"[{'ok' if checks['forward_kl_mass_forgetting'] else 'FAILED'}]", file=stream)
+    for r in rev:
+        print(f"{r['label']} retains it: |α_T − α*| = {abs(r['old_weight']['mean'] - alpha_star):.4f} <= 0.05 "
+              f"[{'ok' if checks['reverse_kl_retention'] else 'FAILED'}]", file=stream)
+    print("starvation (fraction of batches with no old-labelled sample), B=32:", file=stream)
+    for r in starvation:
+        if r["batch_size"] == 32 and r["source"] == "starvation_counts":
+            print(f"  α={r['old_weight']:g} λ={r['replay']:g}: measured {r['measured']:.3g}, "
+                  f"predicted {r['predicted']:.3g}", file=stream)
+
+    figure_paths: list[str] = []
+    figures_note = "not requested"
+    if figures:
+        try:
+            import matplotlib
+
+            if "matplotlib.pyplot" not in sys.modules:
+                matplotlib.use("Agg")  # files only; never open a window
+            figure_paths = _demo_figures(out, trajs, flows, starvation)
+            figures_note = "written"
+        except ImportError:
+            figures_note = "skipped (matplotlib is not installed: pip install 'mixforget[plot]')"
+    summary = {
+        "settings": {**{k: v for k, v in settings.items() if k != "runs"}, "runs": [list(r) for r in settings["runs"]],
+                     "seed": seed, "threads": threads},
+        "alpha_star": alpha_star,
+        "rows": rows,
+        "starvation": starvation,
+        "checks": checks,
+        "figures": figure_paths,
+        "total_time": time.perf_counter() - began,
+    }
+    with open(out / "summary.json", "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    if figure_paths:
+        print(f"\nfigures: {', '.join(figure_paths)}", file=stream)
+    else:
+        print(f"\nfigures {figures_note}", file=stream)
+    print(f"summary: {out / 'summary.json'}   total {summary['total_time']:.1f} s", file=stream)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# simulate / sweep
+# ---------------------------------------------------------------------------------------
+def _load(path: str) -> Any:
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _UsageError(f"invalid config {path}: {exc}") from None
+
+
+def _check_output_path(path: str, what: str) -> Path:
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise _UsageError(f"{what}: directory {parent} does not exist")
+    if p.is_dir():
+        raise _UsageError(f"{what}: {p} is a directory")
+    return p
+
+
+def _print_summary(summary: dict[str, Any], stream: Any) -> None:
+    print(f"replicates {summary['replicates']} (diverged {summary['diverged']})", file=stream)
+    for name in ("old_weight", "drift", "sup_drift", "new_error", "starved"):
+        if name in summary:
+            print(f"  {name:<11} {_fmt_ci(summary[name])}", file=stream)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import mixforget as mf
+
+    cfg = _load(args.config)
+    out = _check_output_path(args.out, "--out")
+    if cfg.grid is not None:
+        print("note: the [sweep] section is ignored by `mixforget simulate`", file=sys.stderr)
+    kwargs = cfg.simulate_kwargs()
+    if args.threads is not None:
+        kwargs["threads"] = args.threads
+    try:
+        traj = mf.simulate(**kwargs, progress=args.progress)
+    except (ValueError, TypeError) as exc:
+        raise _UsageError(str(exc)) from None
+    traj.save(out)
+    print(f"{cfg.objective!r}: {traj.replicates} replicates, {int(traj.steps[-1])} steps in "
+          f"{traj.meta['wall_time']:.2f} s")
+    _print_summary(traj.summary(), sys.stdout)
+    print(f"wrote {out}")
+    return 0
+
+
+def _executor(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """(executor or None, objects to close afterwards)."""
+    if args.scheduler:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise _UsageError("--scheduler needs dask.distributed, the optional extra 'dask': "
+                              "pip install 'mixforget[dask]'") from None
+        if args.scheduler == "local":
+            cluster = LocalCluster(n_workers=args.workers or 1, threads_per_worker=1, processes=True)
+            client = Client(cluster)
+            return client.get_executor(), [client, cluster]
+        client = Client(args.scheduler)
+        return client.get_executor(), [client]
+    if args.workers and args.workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=args.workers)
+        return pool, [pool]
+    return None, []
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    cfg = _load(args.config)
+    if cfg.grid is None:
+        raise _UsageError(f"invalid config {args.config}: `mixforget sweep` needs a [sweep.grid] table "
+                          "(key = [values]; see mixforget.config)")
+    _check_output_path(args.db, "--db")
+    keep = args.keep_trajectories or cfg.keep_trajectories
+    base = cfg.sweep_base()
+    if args.threads is not None:
+        base["threads"] = args.threads
+    executor, closers = _executor(args)
+    began = time.perf_counter()
+    try:
+        try:
+            rows = sweep(base, cfg.grid, args.db, executor=executor, rng=cfg.rng, progress=args.progress,
+                         keep_trajectories=keep, population=cfg.population,
+                         separation_mode=cfg.separation_mode)
+        except (ValueError, TypeError) as exc:
+            raise _UsageError(str(exc)) from None
+    finally:
+        for obj in closers:
+            try:
+                if hasattr(obj, "close"):  # dask Client / LocalCluster (close, never shut the scheduler down)
+                    obj.close()
+                else:  # ThreadPoolExecutor
+                    obj.shutdown()
+            except Exception:  # pragma: no cover - best effort
+                pass
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    keys = list(cfg.grid)
+    header = ["point", *keys, "old weight α_T", "sup drift", "new error", "starved", "wall s"]
+    body = []
+    for r in records:
+        body.append([str(r["point"]), *(str(r[k]) for k in keys),
+                     *(f"{r[c]:.4f}" if r[c] is not None else "n/a" for c in ("old_weight_mean", "sup_drift_mean", "new_error_mean")),
+                     f"{r['starved_mean']:.1f}" if r["starved_mean"] is not None else "n/a", f"{r['wall_time']:.2f}"])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for b in body:
+        print("  ".join(c.ljust(w) for c, w in zip(b, widths)))
+    print(f"{len(records)} points in {args.db} ({time.perf_counter() - began:.1f} s)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    every = DEMO_SETTINGS["record_every"]
+    if args.steps is not None and args.steps % every:
+        raise _UsageError(f"--steps must be a multiple of {every}, got {args.steps}")
+    summary = run_demo(out=args.out, replicates=args.replicates, threads=args.threads, steps=args.steps,
+                       seed=args.seed, figures=not args.no_figures)
+    return 0 if all(summary["checks"].values()) else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        import mixforget.bench as bench
+    except ImportError as exc:
+        print(f"mixforget: bench is not available: {exc}", file=sys.stderr)
+        return 1
+    rc = bench.main(args)
+    return int(rc or 0)
+
+
+# ---------------------------------------------------------------------------------------
+# parser and entry point
+# ---------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``mixforget`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="mixforget", description="Forgetting in two-mode Gaussian mixtures, measured.")
+    parser.add_argument("--version", action="version", version=f"mixforget {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,simulate,sweep,bench}")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="the canonical study: forward vs reverse KL, replay, starvation")
+    p.add_argument("--out", default="mixforget-demo", help="output directory (default: mixforget-demo)")
+    p.add_argument("--replicates", type=_positive_int, default=DEMO_SETTINGS["replicates"],
+                   help=f"replicates per run (default {DEMO_SETTINGS['replicates']})")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"training steps, a multiple of {DEMO_SETTINGS['record_every']} (default {DEMO_SETTINGS['steps']})")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="root seed (default 0)")
+    p.add_argument("--no-figures", action="store_true", help="print the table only")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="run one configuration and save the Trajectory (.npz)")
+    p.add_argument("config", help="TOML configuration (see mixforget.config)")
+    p.add_argument("--out", required=True, help="output .npz (mixforget.Trajectory.load reads it)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: config or all cores)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("sweep", help="run a configuration's [sweep.grid] into a resumable SQLite db")
+    p.add_argument("config", help="TOML configuration with a [sweep.grid] table")
+    p.add_argument("--db", required=True, help="SQLite file; re-running resumes it")
+    p.add_argument("--scheduler", default=None,
+                   help="dask.distributed scheduler address (tcp://host:8786), or 'local' for a local cluster")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="points computed concurrently (threads; with --scheduler local: worker processes)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="threads per point (default: config or all cores)")
+    p.add_argument("--keep-trajectories", default=None, metavar="DIR", help="save each point's Trajectory there")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("bench", help="Rust vs NumPy timings on this machine (mixforget.bench)")
+    p.add_argument("--quick", action="store_true", help="small workloads only")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``mixforget`` command; returns the exit status (0 ok, 1 failure,
+    2 usage or configuration error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except _UsageError as exc:
+        print(f"mixforget {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mixforget: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Figures (optional extra 'plot': matplotlib, imported lazily).
+
+Trajectories
+    :func:`plot_trajectory` — mean old weight with its 95% band against steps, drift on a
+    twin axis (used by :meth:`mixforget.Trajectory.plot`);
+    :func:`plot_forgetting` — old weight and drift of several runs with 95% bands, population
+    flows overlaid; :func:`plot_densities` — model densities over training against the target
+    (1-D).
+Theory checks (tables: a list of dicts or a pandas DataFrame)
+    :func:`plot_drift_vs_separation` — log sup drift against Δ² with an e^{−Δ²/8} reference
+    (MATH §7.3); :func:`plot_starvation` — starved-batch rate against batch size with the
+    (1−α)^B and ((1−λ)(1−α))^B curves (MATH §4.3, §7.4).
+
+Every function takes an optional ``ax`` (or ``axes``) and returns what it drew on; with
+``ax=None`` a new figure is made through ``matplotlib.pyplot``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .results import Trajectory, mean_interval
+
+__all__ = [
+    "plot_trajectory",
+    "plot_forgetting",
+    "plot_densities",
+    "plot_drift_vs_separation",
+    "plot_starvation",
+    "require_matplotlib",
+]
+
+_BAND_ALPHA = 0.25
+
+
+def require_matplotlib() -> Any:
+    """Import and return matplotlib, or raise ImportError naming the extra 'plot'."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "mixforget plotting needs matplotlib, the optional extra 'plot': pip install 'mixforget[plot]'"
+        ) from exc
+    return matplotlib
+
+
+def _axes(ax: Any) -> Any:
+    if ax is not None:
+        return ax
+    require_matplotlib()
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    return ax
+
+
+def _columns(table: Any) -> dict[str, np.ndarray]:
+    """Column arrays of a DataFrame, a dict of columns or a list of row dicts."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):  # pandas DataFrame
+        return {str(c): np.asarray(table[c].to_numpy()) for c in table.columns}
+    if isinstance(table, Mapping):
+        return {str(k): np.asarray(v) for k, v in table.items()}
+    rows = list(table)
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    return {k: np.asarray([row.get(k) for row in rows]) for k in keys}
+
+
+def _float_column(cols: Mapping[str, np.ndarray], name: str) -> Optional[np.ndarray]:
+    if name not in cols:
+        return None
+    values = np.array([np.nan if v is None else float(v) for v in cols[name]], dtype=np.float64)
+    return None if np.all(np.isnan(values)) else values
+
+
+def _kept(traj: Trajectory) -> np.ndarray:
+    keep = ~np.asarray(traj.diverged, dtype=bool)
+    return keep if keep.any() else np.ones_like(keep)
+
+
+def _band(ax: Any, steps: np.ndarray, values: np.ndarray, **kw: Any) -> Any:
+    mean, lo, hi = mean_interval(values, axis=0)
+    (line,) = ax.plot(steps, mean, **kw)
+    if values.shape[0] > 1:
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=_BAND_ALPHA, linewidth=0)
+    return line
+
+
+def plot_trajectory(traj: Trajectory, ax: Any = None, label: Optional[str] = None) -> Any:
+    """Mean old weight α_t with its 95% band (mean ± 1.96 s/√R over non-diverged replicates)
+    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1) dashed on a twin
+    axis in the same colour. Calling it again on the same ``ax`` adds to both axes.
+    Returns the primary axes (the twin is ``ax.mixforget_twin``)."""
+    ax = _axes(ax)
+    keep = _kept(traj)
+    name = label if label is not None else str(traj.meta.get("objective", {}).get("kind", "α"))
+    line = _band(ax, traj.steps, traj.old_weight[keep], label=f"{name}: old weight")
+    twin = getattr(ax, "mixforget_twin", None)
+    if twin is None:
+        twin = ax.twinx()
+        ax.mixforget_twin = twin
+        twin.set_ylabel("old-mode drift ‖μ_o − μ_o*‖_Σ (dashed)")
+    _band(twin, traj.steps, traj.drift[keep], color=line.get_color(), linestyle="--", label=f"{name}: drift")
+    ax.set_xlabel("step")
+    ax.set_ylabel("old weight α (solid)")
+    return ax
+
+
+def plot_forgetting(trajectories: Mapping[str, Trajectory], flows: Optional[Mapping[str, Trajectory]] = None,
+                    axes: Optional[Sequence[Any]] = None) -> Sequence[Any]:
+    """Two panels: old weight α_t and drift D_t against steps for each labelled run, mean
+    with 95% band; the population flow of the same label (MATH §6), if given, as a thin black
+    dashed line. Returns the two axes."""
+    if axes is None:
+        require_matplotlib()
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax_w, ax_d = axes[0], axes[1]
+    flows = flows or {}
+    for label, traj in trajectories.items():
+        keep = _kept(traj)
+        line = _band(ax_w, traj.steps, traj.old_weight[keep], label=label)
+        _band(ax_d, traj.steps, traj.drift[keep], color=line.get_color(), label=label)
+        flow = flows.get(label)
+        if flow is not None:
+            for ax, values in ((ax_w, flow.old_weight[0]), (ax_d, flow.drift[0])):
+                ax.plot(flow.steps, values, color="black", linestyle="--", linewidth=0.9, zorder=3)
+    if flows:
+        ax_w.plot([], [], color="black", linestyle="--", linewidth=0.9, label="population flow")
+    first = next(iter(trajectories.values()), None)
+    if first is not None:
+        ax_w.axhline(first.target.old_weight, color="grey", linewidth=0.8, linestyle=":")
+        ax_w.annotate("α*", (first.steps[-1], first.target.old_weight), textcoords="offset points",
+                      xytext=(-14, 4), color="grey")
+    ax_w.set_xlabel("step")
+    ax_w.set_ylabel("old weight α_t")
+    ax_w.set_title("mass forgetting: mean and 95% band")
+    ax_w.legend(fontsize="small")
+    ax_d.set_xlabel("step")
+    ax_d.set_ylabel("drift ‖μ_o(t) − μ_o*‖_Σ")
+    ax_d.set_title("old-component drift: mean and 95% band")
+    return axes
+
+
+def _normal_pdf_1d(x: np.ndarray, mean: float, var: float) -> np.ndarray:
+    return np.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2.0 * math.pi * var)
+
+
+def _mixture_pdf_1d(x: np.ndarray, alpha: float, mo: float, mn: float, vo: float, vn: float) -> np.ndarray:
+    return alpha * _normal_pdf_1d(x, mo, vo) + (1.0 - alpha) * _normal_pdf_1d(x, mn, vn)
+
+
+def plot_densities(trajectories: Mapping[str, Trajectory], snapshots: Optional[Sequence[int]] = None,
+                   axes: Optional[Sequence[Any]] = None, x: Optional[np.ndarray] = None) -> Sequence[Any]:
+    """One panel per labelled run (1-D problems): the model density q_θ at several steps,
+    drawn with the replicate-mean parameters (mean α, mean μ_o, mean μ_n over non-diverged
+    replicates), over the target density p* (grey fill). ForwardKL runs also show their
+    training distribution p_train = (1−λ) p_new + λ p_old (MATH §4.1, black dotted).
+    ``snapshots``: steps to draw (nearest records); default 0, 5%, 15%, 40% and 100% of the
+    run. Returns the axes."""
+    runs = list(trajectories.items())
+    if not runs:
+        raise ValueError("trajectories must not be empty")
+    if any(t.target.dim != 1 for _, t in runs):
+        raise ValueError("plot_densities draws 1-D problems only (target.dim == 1)")
+    if axes is None:
+        require_matplotlib()
+        import matplotlib.pyplot as plt
+
+        _, grid = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6), squeeze=False)
+        axes = list(grid[0])
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, (label, traj) in zip(axes, runs):
+        tgt = traj.target
+        vo, vn = float(tgt.cov_matrix("old")[0, 0]), float(tgt.cov_matrix("new")[0, 0])
+        mo_t, mn_t = float(tgt.old_mean[0]), float(tgt.new_mean[0])
+        keep = _kept(traj)
+        w = traj.old_weight[keep].mean(axis=0)
+        mo = traj.old_mean[keep, :, 0].mean(axis=0)
+        mn = traj.new_mean[keep, :, 0].mean(axis=0)
+        if x is None:
+            lo = min(mo_t, mn_t, float(mo.min()), float(mn.min())) - 4.0 * math.sqrt(max(vo, vn))
+            hi = max(mo_t, mn_t, float(mo.max()), float(mn.max())) + 4.0 * math.sqrt(max(vo, vn))
+            xs = np.linspace(lo, hi, 600)
+        else:
+            xs = np.asarray(x, dtype=np.float64)
+        ax.fill_between(xs, _mixture_pdf_1d(xs, tgt.old_weight, mo_t, mn_t, vo, vn), color="0.85",
+                        label="target p*", linewidth=0)
+        objective = traj.meta.get("objective", {})
+        if objective.get("kind") == "ForwardKL":
+            lam = float(objective.get("replay", 0.0))
+            ax.plot(xs, _mixture_pdf_1d(xs, lam, mo_t, mn_t, vo, vn), color="black", linestyle=":",
+                    linewidth=1.0, label="p_train")
+        if snapshots is None:
+            last = int(traj.steps[-1])
+            wanted = [0, round(0.05 * last), round(0.15 * last), round(0.4 * last), last]
+        else:
+            wanted = list(snapshots)
+        idx = sorted({int(np.argmin(np.abs(traj.steps - s))) for s in wanted})
+        for j, k in enumerate(idx):
+            colour = cmap(j / max(1, len(idx) - 1) * 0.9)
+            alpha = float(np.clip(w[k], 0.0, 1.0))
+            ax.plot(xs, _mixture_pdf_1d(xs, alpha, mo[k], mn[k], vo, vn), color=colour,
+                    label=f"step {int(traj.steps[k])}")
+        ax.set_title(label)
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+        ax.legend(fontsize="x-small")
+    return axes
+
+
+def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = None) -> Any:
+    """log sup_t D_t against Δ² with an e^{−Δ²/8} reference line (MATH §7.3: the slope of
+    log sup drift against Δ² approaches −1/8 as Δ grows).
+
+    ``table``: list of dicts, dict of columns or DataFrame (e.g. :func:`mixforget.sweep`'s
+    result with ``grid={"separation": …}``) with columns
+
+    - ``separation`` — Δ (required);
+    - ``sup_drift_mean`` (and optionally ``sup_drift_lo``, ``sup_drift_hi``) — finite-batch
+      mean of the per-replicate sup drift with its 95% interval: markers with error bars;
+    - ``sup_drift_population`` — the population flow's sup drift: a line;
+    - ``bhattacharyya`` — BC; defaults to e^{−Δ²/8} (equal covariance).
+
+    At least one of ``sup_drift_mean`` and ``sup_drift_population`` is needed. ``by``: a
+    column whose values split the rows into labelled series (e.g. ``"batch_size"``). The
+    reference C·BC is anchored on the first series at its largest Δ. Non-positive values are
+    left out (log scale). Returns the axes.
+    """
+    ax = _axes(ax)
+    cols = _columns(table)
+    sep = _float_column(cols, "separation")
+    if sep is None:
+        raise ValueError("table needs a 'separation' column (Δ)")
+    mean = _float_column(cols, "sup_drift_mean")
+    pop = _float_column(cols, "sup_drift_population")
+    if mean is None and pop is None:
+        raise ValueError("table needs 'sup_drift_mean' and/or 'sup_drift_population'")
+    lo, hi = _float_column(cols, "sup_drift_lo"), _float_column(cols, "sup_drift_hi")
+    bc = _float_column(cols, "bhattacharyya")
+    if bc is None:
+        bc = np.exp(-(sep**2) / 8.0)
+    if by is not None and by not in cols:
+        raise ValueError(f"by={by!r} is not a column of the table")
+    groups = [None] if by is None else list(dict.fromkeys(cols[by].tolist()))
+    anchor: Optional[tuple[float, float, float]] = None
+    for g in groups:
+        sel = np.ones(sep.size, dtype=bool) if by is None else (cols[by] == g)
+        order = np.argsort(sep[sel])
+        x2 = (sep[sel] ** 2)[order]
+        suffix = "" if g is None else f" ({by}={g})"
+        line_colour = None
+        if pop is not None:
+            y = pop[sel][order]
+            ok = np.isfinite(y) & (y > 0)
+            (line,) = ax.plot(x2[ok], y[ok], marker=".", label=f"population flow{suffix}")
+            line_colour = line.get_color()
+            if anchor is None and ok.any():
+                anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
+        if mean is not None:
+            y = mean[sel][order]
+            ok = np.isfinite(y) & (y > 0)
+            yerr = None
+            if lo is not None and hi is not None:
+                yerr = np.vstack([y - lo[sel][order], hi[sel][order] - y])[:, ok]
+            ax.errorbar(x2[ok], y[ok], yerr=yerr, fmt="o", markersize=4, capsize=2, color=line_colour,
+                        label=f"finite batch, mean sup drift{suffix}")
+            if anchor is None and ok.any():
+                anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
+    if anchor is not None:
+        xs = np.linspace(float(np.nanmin(sep)) ** 2, float(np.nanmax(sep)) ** 2, 200)
+        c = anchor[1] / anchor[2]
+        ax.plot(xs, c * np.exp(-xs / 8.0), color="black", linestyle="--", linewidth=1.0,
+                label="∝ exp(−Δ²/8) = BC")
+    ax.set_yscale("log")
+    ax.set_xlabel("Δ² (squared Mahalanobis separation)")
+    ax.set_ylabel("sup_t ‖μ_o(t) − μ_o*‖_Σ")
+    ax.set_title("old-mode drift is gated by overlap")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots: str) -> np.ndarray:
+    from .theory import starvation_probability
+
+    return np.asarray(starvation_probability(alpha, b, lam, slots=slots), dtype=np.float64)
+
+
+def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any:
+    """Starved-batch rate against batch size B (MATH §4.3, §7.4): measured rates as markers,
+    the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log scale.
+
+    ``table``: list of dicts, dict of columns or DataFrame with columns
+
+    - ``batch_size`` — B; ``old_weight`` — α; ``replay`` — λ (default 0);
+    - ``measured`` — fraction of starved batches;
+    - ``batches`` (optional) — number of batches behind ``measured``: 95% binomial error
+      bars (normal approximation);
+    - ``predicted`` (optional) — the theory value at that row; when absent it is computed
+      (:func:`mixforget.theory.starvation_probability` with ``slots``).
+
+    One series (colour) per (α, λ); measured rates of 0 cannot be drawn on the log scale and
+    are left out; the y axis stops at 0.2 / max(batches) (or 1e-9), below what was measurable.
+    Returns the axes."""
+    ax = _axes(ax)
+    cols = _columns(table)
+    for name in ("batch_size", "old_weight", "measured"):
+        if name not in cols:
+            raise ValueError(f"table needs a {name!r} column (batch_size, old_weight, measured; optional replay, batches, predicted)")
+    b = _float_column(cols, "batch_size")
+    alpha = _float_column(cols, "old_weight")
+    measured = _float_column(cols, "measured")
+    assert b is not None and alpha is not None and measured is not None
+    lam = _float_column(cols, "replay")
+    if lam is None:
+        lam = np.zeros_like(b)
+    batches = _float_column(cols, "batches")
+    keys = list(dict.fromkeys(zip(alpha.tolist(), lam.tolist())))
+    for a, l in keys:
+        sel = (alpha == a) & (lam == l)
+        order = np.argsort(b[sel])
+        bs, ms = b[sel][order], measured[sel][order]
+        curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
+        curve = _starvation_theory(np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, l), slots)
+        name = f"α={a:g}" + (f", λ={l:g}" if l > 0 else "")
+        formula = "((1−λ)(1−α))^B" if l > 0 else "(1−α)^B"
+        ok = curve > 0
+        (line,) = ax.plot(curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}")
+        keep = np.isfinite(ms) & (ms > 0)
+        yerr = None
+        if batches is not None:
+            n = batches[sel][order]
+            half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
+            yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
+        ax.errorbar(bs[keep], ms[keep], yerr=yerr, fmt="o", markersize=4, capsize=2, color=line.get_color(),
+                    label=f"{name}: measured")
+    ax.set_yscale("log")
+    positive = measured[np.isfinite(measured) & (measured > 0)]
+    floor = 0.2 / float(np.nanmax(batches)) if batches is not None else 1e-9
+    if positive.size:
+        floor = min(floor, 0.5 * float(positive.min()))
+    ax.set_ylim(bottom=floor, top=1.5)
+    if b.min() > 0 and b.max() / b.min() >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("fraction of starved batches")
+    ax.set_title("old-mode starvation")
+    ax.legend(fontsize="x-small")
+    return ax

@@ -133,6 +133,9 @@ class Ledger:
         group[entry.impl] = entry
         numpy = group.get("numpy")
         one = next((e for e in group.values() if e.impl.startswith("rust") and e.threads == 1), None)
+        rust = group.get("rust")
+        if numpy is not None and rust is not None:
+            numpy.info["rust_speedup"] = numpy.per_sample / rust.per_sample
         for e in group.values():
             if numpy is not None and e is not numpy and e.impl != "rng_floor":
                 e.info["speedup_vs_numpy"] = numpy.per_sample / e.per_sample

@@ -491,13 +491,22 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
     // x = μ_c + L_c z.
     let all_scalar = comps.iter().all(|g| matches!(g.cov, Cov::Scalar { .. }));
     if all_scalar && d == 1 {
-        let sd = comps.map(|g| if let Cov::Scalar { sd } = g.cov { sd } else { 1.0 });
+        let sd = comps.map(|g| {
+            if let Cov::Scalar { sd } = g.cov {
+                sd
+            } else {
+                1.0
+            }
+        });
         let mu = comps.map(|g| g.mean[0]);
         for (x, &c) in batch.x[..b].iter_mut().zip(&batch.component[..b]) {
             *x = mu[c as usize] + sd[c as usize] * *x;
         }
     } else {
-        for (row, &c) in batch.x[..b * d].chunks_exact_mut(d).zip(&batch.component[..b]) {
+        for (row, &c) in batch.x[..b * d]
+            .chunks_exact_mut(d)
+            .zip(&batch.component[..b])
+        {
             let g = comps[c as usize];
             g.cov.color(row);
             row.iter_mut().zip(&g.mean).for_each(|(v, mu)| *v += mu);

@@ -326,8 +326,12 @@ impl Mixture {
     pub fn responsibilities_into(&self, x: &[f64], out: &mut [f64], scratch: &mut [f64]) {
         if let Some((a, b)) = &self.logistic {
             let z: f64 = a.iter().zip(x).map(|(p, q)| p * q).sum::<f64>() + b;
-            out[0] = sigmoid(z);
-            out[1] = sigmoid(-z);
+            // σ(z) and σ(−z) from one exponential.
+            let e = crate::fastmath::exp(-z.abs());
+            let inv = 1.0 / (1.0 + e);
+            let (hi, lo) = (inv, e * inv);
+            out[0] = if z >= 0.0 { hi } else { lo };
+            out[1] = if z >= 0.0 { lo } else { hi };
             return;
         }
         let mut max = f64::NEG_INFINITY;

@@ -21,6 +21,57 @@ pub fn stratified_replay_count(replay: f64, batch_size: usize) -> usize {
     (replay * batch_size as f64).round() as usize
 }
 
+/// Inverse-CDF table of Binomial(n, p): cdf[k] = P(X ≤ k). Built from the mode outwards
+/// with the pmf recursion, so nothing underflows where the mass is; exact to rounding.
+struct BinomialTable {
+    cdf: Vec<f64>,
+    mean: f64,
+}
+
+impl BinomialTable {
+    fn new(n: usize, p: f64) -> BinomialTable {
+        let mode = ((n as f64 + 1.0) * p).floor().min(n as f64) as usize;
+        let ratio = p / (1.0 - p);
+        let mut pmf = vec![0.0; n + 1];
+        pmf[mode] = 1.0;
+        for k in mode..n {
+            pmf[k + 1] = pmf[k] * (n - k) as f64 / (k + 1) as f64 * ratio;
+        }
+        for k in (1..=mode).rev() {
+            pmf[k - 1] = pmf[k] * k as f64 / (n - k + 1) as f64 / ratio;
+        }
+        let total: f64 = pmf.iter().sum();
+        let mut acc = 0.0;
+        let cdf = pmf
+            .iter()
+            .map(|v| {
+                acc += v / total;
+                acc
+            })
+            .collect();
+        BinomialTable {
+            cdf,
+            mean: n as f64 * p,
+        }
+    }
+
+    /// One draw from a uniform u ∈ [0, 1): the smallest k with u < cdf[k].
+    #[inline(always)]
+    fn draw(&self, u: f64) -> usize {
+        let last = self.cdf.len() - 1;
+        if self.mean < 16.0 {
+            // short linear search from 0: about mean + 1 comparisons
+            self.cdf.iter().position(|&c| u < c).unwrap_or(last)
+        } else {
+            self.cdf.partition_point(|&c| c <= u).min(last)
+        }
+    }
+}
+
+/// Batches up to this size use the exact inverse-CDF table (one uniform per batch); larger
+/// ones rand_distr's BTPE sampler.
+const TABLE_MAX_BATCH: usize = 1 << 16;
+
 /// Per-batch old-labelled counts into `out` (one entry per batch).
 /// Bernoulli slots: Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α).
 pub fn starvation_counts(
@@ -38,6 +89,39 @@ pub fn starvation_counts(
             (k, batch_size - k, old_weight)
         }
     };
+    if !(p > 0.0 && p < 1.0) {
+        return Err(format!(
+            "the old-label probability must be in (0, 1), got {p}"
+        ));
+    }
+    if trials <= TABLE_MAX_BATCH {
+        let table = BinomialTable::new(trials, p);
+        // Small means: count k with u ≥ cdf[k] over the support that carries mass in double
+        // precision, one comparison pass per k over the whole chunk (branch-free, vectorised).
+        let support = table
+            .cdf
+            .iter()
+            .position(|&c| c >= 1.0)
+            .unwrap_or(table.cdf.len() - 1);
+        let branch_free = table.mean < 16.0 && support <= 64;
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+            let mut rng = Stream::new(key, c as u64);
+            if branch_free {
+                let u: Vec<f64> = (0..o.len()).map(|_| rng.uniform()).collect();
+                o.iter_mut().for_each(|v| *v = fixed as i64);
+                for &edge in &table.cdf[..support] {
+                    for (v, &ui) in o.iter_mut().zip(&u) {
+                        *v += (ui >= edge) as i64;
+                    }
+                }
+            } else {
+                for v in o.iter_mut() {
+                    *v = (fixed + table.draw(rng.uniform())) as i64;
+                }
+            }
+        });
+        return Ok(());
+    }
     let dist =
         Binomial::new(trials as u64, p).map_err(|e| format!("invalid binomial parameters: {e}"))?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
@@ -63,5 +147,27 @@ mod tests {
         assert!((p - expect).abs() < 5.0 * (expect * (1.0 - expect) / n as f64).sqrt());
         starvation_counts(0.05, 32, 0.25, Slots::Stratified, [3, 4], &mut out).unwrap();
         assert!(out.iter().all(|&c| c >= 8));
+    }
+
+    #[test]
+    fn binomial_table_moments() {
+        for (n, p) in [(32usize, 0.05), (7, 0.9), (2000, 0.5), (1, 0.3)] {
+            let table = BinomialTable::new(n, p);
+            assert!((table.cdf[n] - 1.0).abs() < 1e-12);
+            let mut rng = Stream::new([1, 1], 0);
+            let m = 200_000;
+            let draws: Vec<f64> = (0..m).map(|_| table.draw(rng.uniform()) as f64).collect();
+            let mean = draws.iter().sum::<f64>() / m as f64;
+            let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1) as f64;
+            let sd = (n as f64 * p * (1.0 - p)).sqrt();
+            assert!(
+                (mean - n as f64 * p).abs() < 5.0 * sd / (m as f64).sqrt(),
+                "n={n} p={p} mean={mean}"
+            );
+            assert!(
+                (var / (sd * sd) - 1.0).abs() < 5.0 * (2.0 / m as f64).sqrt() * 1.5,
+                "n={n} p={p} var={var}"
+            );
+        }
     }
 }

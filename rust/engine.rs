@@ -564,7 +564,9 @@ fn tilt_kl(beta: f64, r: &[f64], omega: &[f64], r_max: f64) -> (f64, f64) {
 }
 
 /// Adaptive β of TTT-Discover: KL(softmax(β r) ‖ ω) = ln 2 by safeguarded Newton–bisection.
-/// When ln 2 is out of reach (equal rewards, or a group of two) the search stops at β = 1e8.
+/// KL grows with β toward −ln(ω-mass of the top rewards); when ln 2 is out of reach (all
+/// rewards equal) the search stops at β = 1e8. With a group of two distinct rewards the
+/// supremum is ln 2 itself, reached to rounding once β·(r_max − r_min) is a few tens.
 pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
     let r_max = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let f = |b: f64| tilt_kl(b, r, omega, r_max);

@@ -17,12 +17,14 @@ from mixforget.cli import main
 from mixforget.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# subprocesses import the same mixforget as this process (installed wheel or editable tree)
+PACKAGE_PARENT = str(Path(mf.__file__).resolve().parent.parent)
 EXAMPLES = ROOT / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                MPLBACKEND="Agg")
     return subprocess.run([sys.executable, "-m", "mixforget.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)

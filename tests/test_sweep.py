@@ -20,6 +20,8 @@ from mixforget.config import load_config
 from mixforget.sweep import COLUMNS, apply_separation, expand_grid, load_sweep, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+# subprocesses import the same mixforget as this process (installed wheel or editable tree)
+PACKAGE_PARENT = str(Path(mf.__file__).resolve().parent.parent)
 #: columns that legitimately differ between two runs of the same sweep
 VOLATILE = ("wall_time", "trajectory")
 
@@ -183,7 +185,7 @@ def test_resume_after_sigkill(tmp_path):
         "[sweep.grid]\nseparation = [4.0, 6.0]\n\"objective.replay\" = [0.0, 0.25]\nlr = [0.02, 0.05]\n"
     )
     db = tmp_path / "killed.sqlite"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "mixforget.cli", "sweep", str(cfg), "--db", str(db)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rows = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -91,3 +92,61 @@ def build_problem(target: TwoMode, model: TwoMode, objective: Objective, weight_
         lr,
         (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),
     )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Validated arguments of a finite-batch run (mf.simulate and its NumPy twin)."""
+
+    objective: Objective
+    steps: int
+    batch_size: int
+    lr: float
+    replicates: int
+    record_every: int
+    weight_param: str
+    lr_scale: dict[str, float]
+    threads: int
+    memory_limit: int
+
+
+def check_run(
+    target: Any,
+    start: Any,
+    objective: Any,
+    steps: Any,
+    batch_size: Any,
+    lr: Any,
+    replicates: Any,
+    record_every: Any,
+    weight_param: Any,
+    lr_scale: Any,
+    threads: Any,
+    progress: Any,
+    memory_limit: Any,
+) -> RunSettings:
+    """Every check of a simulate call, before any work (DESIGN §5), including the memory
+    limit on the recorded output."""
+    from .kernels import resolve_threads
+
+    check_models(target, start)
+    batch_size = as_positive_int("batch_size", batch_size)
+    objective = check_objective(objective, batch_size)
+    steps, record_every = check_steps(steps, record_every)
+    lr = check_lr(lr)
+    replicates = as_positive_int("replicates", replicates)
+    weight_param = check_weight_param(weight_param)
+    scale = check_lr_scale(lr_scale)
+    n_threads = resolve_threads(threads)
+    memory_limit = as_positive_int("memory_limit", memory_limit)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    n_rec = steps // record_every + 1
+    out_bytes = replicates * n_rec * (8 * 2 + 16 * target.dim)
+    if out_bytes > memory_limit:
+        raise ValueError(
+            f"the recorded trajectory would take {out_bytes / 2**30:.2f} GiB, over memory_limit "
+            f"{memory_limit / 2**30:.2f} GiB: raise record_every (now {record_every}), lower replicates "
+            f"(now {replicates}) or pass a larger memory_limit"
+        )
+    return RunSettings(objective, steps, batch_size, lr, replicates, record_every, weight_param, scale, n_threads, memory_limit)

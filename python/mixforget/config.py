@@ -382,7 +382,7 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
     allowed = (list(GRID_RUN_KEYS) + ["separation", "old_weight", "objective"]
-               + [f"objective.<field>", "target.<key>", "start.<key>"])
+               + ["objective.<field>", "target.<key>", "start.<key>"])
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]

@@ -90,6 +90,17 @@ def sample_mixture(n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0
     return _core.sample_mixture(n, w, m, c, key, resolve_threads(threads))
 
 
+def starvation_args(old_weight: Any, batch_size: Any, batches: Any, replay: Any, slots: Any) -> tuple[float, int, int, float]:
+    """Validated (α, B, batches, λ) of a starvation-count request (shared with the twin)."""
+    alpha = as_probability("old_weight", old_weight)
+    b = as_positive_int("batch_size", batch_size)
+    nb = as_positive_int("batches", batches)
+    lam = as_fraction("replay", replay)
+    if slots not in ("bernoulli", "stratified"):
+        raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
+    return alpha, b, nb, lam
+
+
 def starvation_counts(
     old_weight: float,
     batch_size: int,
@@ -105,12 +116,7 @@ def starvation_counts(
     Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α). A batch is
     starved when its count is 0: P = ((1−λ)(1−α))^B for Bernoulli slots. The samples are not
     materialised. Returns (batches,) int64."""
-    alpha = as_probability("old_weight", old_weight)
-    b = as_positive_int("batch_size", batch_size)
-    nb = as_positive_int("batches", batches)
-    lam = as_fraction("replay", replay)
-    if slots not in ("bernoulli", "stratified"):
-        raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
+    alpha, b, nb, lam = starvation_args(old_weight, batch_size, batches, replay, slots)
     key = root_key(resolve_rng(rng))
     return _core.starvation_counts(alpha, b, nb, lam, slots == "stratified", key, resolve_threads(threads))
 

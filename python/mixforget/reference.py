@@ -35,10 +35,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ._problem import check_lr, check_lr_scale, check_models, check_objective, check_steps, check_weight_param
+from ._problem import check_models, check_objective, check_run, check_weight_param
 from ._rng import RngLike, resolve_rng, seed_record
-from ._validate import as_fraction, as_positive_int, as_probability
-from .kernels import as_points, mixture_args, resolve_threads
+from ._validate import as_positive_int
+from .kernels import as_points, mixture_args, resolve_threads, starvation_args
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
 from .results import GradientEstimates, Trajectory
@@ -59,7 +59,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LN2 = math.log(2.0)
 _DIRECT_EPS = 1e-3  # MATH §1: the direct weight is clipped to [ε, 1 − ε]
 _BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (MATH §4.5)
-_SLOTS = ("bernoulli", "stratified")
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
 
 
@@ -623,12 +622,7 @@ def starvation_counts(
     bernoulli slots: Binomial(B, λ + (1 − λ)α) (replay and on-policy old draws both count);
     stratified: round(λB) + Binomial(B − round(λB), α), ties away from zero. A batch is
     starved when its count is 0."""
-    alpha = as_probability("old_weight", old_weight)
-    b = as_positive_int("batch_size", batch_size)
-    n = as_positive_int("batches", batches)
-    lam = as_fraction("replay", replay)
-    if slots not in _SLOTS:
-        raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
+    alpha, b, n, lam = starvation_args(old_weight, batch_size, batches, replay, slots)
     resolve_threads(threads)
     gen = np.random.default_rng(resolve_rng(rng))
     if slots == "bernoulli":
@@ -673,27 +667,11 @@ def simulate(
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes."""
     t0 = time.perf_counter()
-    check_models(target, start)
-    batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
-    steps, record_every = check_steps(steps, record_every)
-    lr = check_lr(lr)
-    replicates = as_positive_int("replicates", replicates)
-    weight_param = check_weight_param(weight_param)
-    scale = check_lr_scale(lr_scale)
-    n_threads = resolve_threads(threads)
-    memory_limit = as_positive_int("memory_limit", memory_limit)
+    run = check_run(target, start, objective, steps, batch_size, lr, replicates, record_every, weight_param, lr_scale, threads, progress, memory_limit)
+    objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
+    replicates, record_every, weight_param, scale, n_threads = run.replicates, run.record_every, run.weight_param, run.lr_scale, run.threads
     r, d = replicates, target.dim
     n_rec = steps // record_every + 1
-    out_bytes = r * n_rec * (8 * 2 + 16 * d)
-    if out_bytes > memory_limit:
-        raise ValueError(
-            f"the recorded trajectory would take {out_bytes / 2**30:.2f} GiB, over memory_limit "
-            f"{memory_limit / 2**30:.2f} GiB: raise record_every (now {record_every}), lower replicates "
-            f"(now {replicates}) or pass a larger memory_limit"
-        )
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     ctx = _Ctx.build(target, start, objective, weight_param)
     seq = resolve_rng(rng)
     gen = np.random.default_rng(seq)

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from . import _core
-from ._problem import build_problem, check_lr, check_lr_scale, check_models, check_objective, check_steps, check_weight_param
+from ._problem import build_problem, check_lr_scale, check_models, check_objective, check_run, check_weight_param
 from ._rng import RngLike, resolve_rng, root_key, seed_record
 from ._validate import as_positive_int
 from .kernels import resolve_threads
@@ -57,24 +57,9 @@ def simulate(
     Raises ValueError before any work for invalid arguments, and when the recorded output
     would exceed ``memory_limit`` bytes (raise ``record_every`` or lower ``replicates``).
     """
-    check_models(target, start)
-    batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
-    steps, record_every = check_steps(steps, record_every)
-    lr = check_lr(lr)
-    replicates = as_positive_int("replicates", replicates)
-    weight_param = check_weight_param(weight_param)
-    scale = check_lr_scale(lr_scale)
-    n_threads = resolve_threads(threads)
-    memory_limit = as_positive_int("memory_limit", memory_limit)
-    n_rec = steps // record_every + 1
-    out_bytes = replicates * n_rec * (8 * 2 + 16 * target.dim)
-    if out_bytes > memory_limit:
-        raise ValueError(
-            f"the recorded trajectory would take {out_bytes / 2**30:.2f} GiB, over memory_limit "
-            f"{memory_limit / 2**30:.2f} GiB: raise record_every (now {record_every}), lower replicates "
-            f"(now {replicates}) or pass a larger memory_limit"
-        )
+    run = check_run(target, start, objective, steps, batch_size, lr, replicates, record_every, weight_param, lr_scale, threads, progress, memory_limit)
+    objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
+    replicates, record_every, weight_param, scale, n_threads = run.replicates, run.record_every, run.weight_param, run.lr_scale, run.threads
     seq = resolve_rng(rng)
     problem = build_problem(target, start, objective, weight_param, lr, scale)
     sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)

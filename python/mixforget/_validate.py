@@ -17,6 +17,8 @@ __all__ = [
     "as_probability",
     "as_fraction",
     "as_positive_float",
+    "as_real",
+    "as_choice",
     "as_cov",
     "cholesky",
 ]
@@ -56,7 +58,8 @@ def as_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None
     return value
 
 
-def _as_real(name: str, value: Any) -> float:
+def as_real(name: str, value: Any) -> float:
+    """A finite real number (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -65,9 +68,16 @@ def _as_real(name: str, value: Any) -> float:
     return value
 
 
+def as_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """One of the allowed strings."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
 def as_probability(name: str, value: Any) -> float:
     """A weight strictly inside (0, 1)."""
-    value = _as_real(name, value)
+    value = as_real(name, value)
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in the open interval (0, 1), got {value}")
     return value
@@ -75,14 +85,14 @@ def as_probability(name: str, value: Any) -> float:
 
 def as_fraction(name: str, value: Any) -> float:
     """A fraction in [0, 1), e.g. the replay fraction λ."""
-    value = _as_real(name, value)
+    value = as_real(name, value)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return value
 
 
 def as_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    value = _as_real(name, value)
+    value = as_real(name, value)
     if value < 0.0 or (value == 0.0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return value

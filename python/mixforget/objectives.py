@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
-from ._validate import as_fraction, as_positive_float, as_positive_int
+from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
 
 __all__ = ["Objective", "ForwardKL", "ReverseKL", "SDFT", "TTTDiscover", "OAPL", "objective_from_dict", "REWARDS"]
 
@@ -27,11 +27,6 @@ REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
 _KIND = {"ForwardKL": 0, "ReverseKL": 1, "SDFT": 2, "TTTDiscover": 3, "OAPL": 4}
 N_PARAMS = 15
 
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
 
 
 class Objective:
@@ -78,7 +73,7 @@ class ForwardKL(Objective):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
-        _choice("replay_slots", self.replay_slots, SLOTS)
+        as_choice("replay_slots", self.replay_slots, SLOTS)
 
     def _fill(self, p: np.ndarray) -> None:
         p[1] = self.replay
@@ -106,8 +101,8 @@ class ReverseKL(Objective):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
-        _choice("replay_slots", self.replay_slots, SLOTS)
-        _choice("baseline", self.baseline, BASELINES)
+        as_choice("replay_slots", self.replay_slots, SLOTS)
+        as_choice("baseline", self.baseline, BASELINES)
         if self.weight_cap is not None:
             cap = as_positive_float("weight_cap", self.weight_cap)
             object.__setattr__(self, "weight_cap", cap)
@@ -142,7 +137,7 @@ class SDFT(Objective):
             raise ValueError(f"anchor must be in [0, 1], got {anchor}")
         object.__setattr__(self, "ema", ema)
         object.__setattr__(self, "anchor", anchor)
-        _choice("direction", self.direction, DIRECTIONS)
+        as_choice("direction", self.direction, DIRECTIONS)
 
     def _fill(self, p: np.ndarray) -> None:
         p[5] = self.ema
@@ -156,7 +151,7 @@ class SDFT(Objective):
 
 
 def _check_reward(reward: Any, radius: Any) -> float:
-    _choice("reward", reward, REWARDS)
+    as_choice("reward", reward, REWARDS)
     return as_positive_float("radius", radius)
 
 

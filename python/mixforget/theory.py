@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ._validate import as_cov, as_float_array, as_fraction, as_positive_float, as_probability, cov_matrix
+from ._validate import as_choice, as_cov, as_float_array, as_fraction, as_positive_float, as_probability, as_real, cov_matrix
 from .mixture import TwoMode
 
 __all__ = [
@@ -96,19 +96,6 @@ def _check_model(model: Any, name: str = "model") -> TwoMode:
     return model
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def _trapezoid_step(delta: float) -> float:
@@ -170,7 +157,7 @@ def _equal_cov(model: TwoMode) -> bool:
 def _cov_full(name: str, value: Any, dim: int) -> np.ndarray:
     """A covariance (scalar, (d,) diagonal or (d, d) SPD) as a validated (d, d) matrix."""
     if not isinstance(value, (str, bytes)) and value is not None and np.ndim(value) == 0:
-        var = _real(name, value.item() if isinstance(value, np.ndarray) else value)
+        var = as_real(name, value.item() if isinstance(value, np.ndarray) else value)
         if var <= 0.0:
             raise ValueError(f"{name} must be > 0 (a scalar variance), got {var}")
         return var * np.eye(dim)
@@ -265,7 +252,7 @@ def misassignment(model: TwoMode, kind: str = "hard") -> dict[str, float]:
     old_to_new_bound.
     """
     model = _check_model(model)
-    _choice("kind", kind, ("hard", "soft"))
+    as_choice("kind", kind, ("hard", "soft"))
     alpha = model.old_weight
     c = _logit(alpha)
     bc = model.bhattacharyya
@@ -396,7 +383,7 @@ def starvation_probability(old_weight: Any, batch_size: Any, replay: Any = 0.0,
     Vectorised: ``old_weight`` ∈ [0, 1], ``batch_size`` (integers ≥ 1) and ``replay`` ∈ [0, 1)
     broadcast together; a float is returned when all three are scalars.
     """
-    _choice("slots", slots, _SLOTS)
+    as_choice("slots", slots, _SLOTS)
     alpha = _as_prob_array("old_weight", old_weight, upper_open=False)
     b = _as_batch_sizes(batch_size)
     lam = _as_prob_array("replay", replay, upper_open=True)
@@ -465,7 +452,7 @@ def expected_starved_batches(path_or_trajectory: Any, batch_size: Optional[int] 
     from .results import Trajectory
 
     if slots is not None:
-        _choice("slots", slots, _SLOTS)
+        as_choice("slots", slots, _SLOTS)
     if not isinstance(cumulative, bool):
         raise TypeError(f"cumulative must be a bool, got {cumulative!r}")
     if isinstance(path_or_trajectory, Trajectory):
@@ -590,7 +577,7 @@ def fisher(model: TwoMode, weight_param: str = "logit") -> np.ndarray:
     Unequal covariance: d = 1 by 1-D quadrature (step halving), otherwise NotImplementedError.
     """
     model = _check_model(model)
-    _choice("weight_param", weight_param, _WEIGHT_PARAMS)
+    as_choice("weight_param", weight_param, _WEIGHT_PARAMS)
     alpha = model.old_weight
     d = model.dim
     if _equal_cov(model):
@@ -687,7 +674,7 @@ def oapl_period_weight(alpha_lag: float, delta_r: float, beta: float, periods: i
     Check: α_lag = 0.6, β = 0.5, Δr = 1 → 0.168747.
     """
     alpha = as_probability("alpha_lag", alpha_lag)
-    dr = _real("delta_r", delta_r)
+    dr = as_real("delta_r", delta_r)
     beta = as_positive_float("beta", beta)
     if isinstance(periods, bool) or not isinstance(periods, numbers.Integral) or periods < 0:
         raise ValueError(f"periods must be an integer >= 0, got {periods!r}")
@@ -710,8 +697,8 @@ def tttdiscover_stationary_weight(alpha0: float, beta: float, r_old: float, r_ne
     """
     a0 = as_probability("alpha0", alpha0)
     beta = as_positive_float("beta", beta)
-    ro = _real("r_old", r_old)
-    rn = _real("r_new", r_new)
+    ro = as_real("r_old", r_old)
+    rn = as_real("r_new", r_new)
     lam = as_positive_float("kl_penalty", kl_penalty, allow_zero=True)
     top = max(ro, rn)
     ea, eb = math.exp(beta * (ro - top)), math.exp(beta * (rn - top))

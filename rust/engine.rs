@@ -466,21 +466,25 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
     };
     let single = matches!(source(objective, m), Source::Single(_));
     // Labels first (one uniform each), then all the normals: simple loops, no dispatch.
+    // u < α is decided on the integer 53-bit draw (same outcome as Stream::uniform() < α),
+    // branch-free, because the label is a coin flip the predictor cannot learn.
+    let below = |p: f64| (p * (1u64 << 53) as f64).ceil() as u64;
+    let alpha_bits = below(source_alpha);
+    let replay_bits = below(replay);
     let mut old_count = 0;
     for i in 0..b {
         let is_replay = match slots {
-            Slots::Bernoulli => replay > 0.0 && rng.uniform() < replay,
+            Slots::Bernoulli => replay > 0.0 && (rng.next_u64() >> 11) < replay_bits,
             Slots::Stratified => i < n_strat,
         };
-        let c: u8 = if is_replay {
-            2
-        } else if single || rng.uniform() >= source_alpha {
-            1
+        let on_new = if single {
+            1u8
         } else {
-            0
+            ((rng.next_u64() >> 11) >= alpha_bits) as u8
         };
+        let c = if is_replay { 2 } else { on_new };
         batch.component[i] = c;
-        let old = c != 1 && !(single && c == 0);
+        let old = c != 1;
         batch.old_label[i] = old;
         old_count += old as usize;
     }
@@ -780,29 +784,43 @@ pub fn evaluate(
             }
         }
     }
-    // Pass 3: accumulate ĝ = Σ ω c s.
+    // Pass 3: accumulate ĝ = Σ ω c s. Per-sample weights first (vectorised), then the sums.
     let alpha = model.alpha;
-    grad.weight = 0.0;
-    grad.old.iter_mut().for_each(|v| *v = 0.0);
-    grad.new.iter_mut().for_each(|v| *v = 0.0);
-    let (mut mass_old, mut mass_new) = (0.0, 0.0);
+    let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
+    let mut weight_grad = 0.0;
     for i in 0..n {
         let wc = batch.omega[i] * batch.value[i];
         let r_old = batch.resp_old[i];
         let r_new = 1.0 - r_old;
-        grad.weight += wc
+        coef_old[i] = wc * r_old;
+        coef_new[i] = wc * r_new;
+        weight_grad += wc
             * match wp {
                 WeightParam::Logit => r_old - alpha,
                 WeightParam::Direct => r_old / alpha - r_new / (1.0 - alpha),
             };
-        let x = &batch.x[i * d..(i + 1) * d];
-        let (a, b) = (wc * r_old, wc * r_new);
-        for ((go, gn), xj) in grad.old.iter_mut().zip(grad.new.iter_mut()).zip(x) {
-            *go += a * xj;
-            *gn += b * xj;
+    }
+    grad.weight = weight_grad;
+    let mass_old: f64 = coef_old.iter().sum();
+    let mass_new: f64 = coef_new.iter().sum();
+    if d == 1 {
+        // local accumulators: no store-to-load chain through grad's memory
+        let xs = &batch.x[..n];
+        grad.old[0] = coef_old.iter().zip(xs).map(|(a, x)| a * x).sum();
+        grad.new[0] = coef_new.iter().zip(xs).map(|(b, x)| b * x).sum();
+    } else {
+        grad.old.iter_mut().for_each(|v| *v = 0.0);
+        grad.new.iter_mut().for_each(|v| *v = 0.0);
+        for ((row, a), b) in batch.x[..n * d]
+            .chunks_exact(d)
+            .zip(coef_old.iter())
+            .zip(coef_new.iter())
+        {
+            for ((go, gn), xj) in grad.old.iter_mut().zip(grad.new.iter_mut()).zip(row) {
+                *go += a * xj;
+                *gn += b * xj;
+            }
         }
-        mass_old += a;
-        mass_new += b;
     }
     // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (MATH §3).
     grad.old

@@ -250,3 +250,9 @@ def test_stubs_match_the_extension():
     pytest.importorskip("mypy")
     out = subprocess.run([sys.executable, "-m", "mypy.stubtest", "mixforget._core"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_public_package_type_checks():
+    pytest.importorskip("mypy")
+    out = subprocess.run([sys.executable, "-m", "mypy", "-p", "mixforget", "--ignore-missing-imports"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -48,7 +48,7 @@ def root_key(seq: np.random.SeedSequence) -> tuple[int, int]:
 
 def seed_record(seq: np.random.SeedSequence) -> dict[str, Any]:
     """JSON/npz-friendly record of a SeedSequence: entropy as a decimal string, spawn key."""
-    entropy = seq.entropy
+    entropy: Any = seq.entropy  # an int, or a sequence of ints when built from one
     if isinstance(entropy, (list, tuple, np.ndarray)):
         entropy_str = ",".join(str(int(e)) for e in entropy)
     else:

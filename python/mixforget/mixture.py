@@ -35,6 +35,11 @@ class TwoMode:
     """
 
     __slots__ = ("_old_mean", "_new_mean", "_old_weight", "_old_cov", "_new_cov")
+    _old_mean: np.ndarray
+    _new_mean: np.ndarray
+    _old_weight: float
+    _old_cov: np.ndarray
+    _new_cov: np.ndarray
 
     def __init__(
         self,

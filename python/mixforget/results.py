@@ -154,14 +154,22 @@ class Trajectory:
             )
 
 
-def _json_default(value: Any) -> Any:
+def numpy_to_plain(value: Any) -> Any:
+    """NumPy arrays and scalars as plain Python (lists, int, float); anything else unchanged."""
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, (np.integer,)):
+    if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, (np.floating,)):
+    if isinstance(value, np.floating):
         return float(value)
-    raise TypeError(f"cannot store {type(value).__name__} in the metadata")
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    plain = numpy_to_plain(value)
+    if plain is value:
+        raise TypeError(f"cannot store {type(value).__name__} in the metadata")
+    return plain
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from ._validate import as_positive_int, as_probability
 from .mixture import TwoMode
 from .objectives import Objective, objective_from_dict
 from .population import population_flow
-from .results import Trajectory
+from .results import Trajectory, numpy_to_plain
 from .simulate import simulate
 
 __all__ = ["sweep", "load_sweep", "apply_separation", "expand_grid", "METRICS", "COLUMNS", "SEPARATION_MODES"]
@@ -137,12 +137,8 @@ def _plain(value: Any) -> Any:
         return {"TwoMode": value.to_dict()}
     if isinstance(value, Objective):
         return {"Objective": value.as_dict()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, (np.ndarray, np.integer, np.floating)):
+        return numpy_to_plain(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

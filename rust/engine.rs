@@ -208,13 +208,6 @@ impl Mix2 {
         self.old.logpdf_rows(x, self.ln_alpha, old, scratch);
         self.new.logpdf_rows(x, self.ln_alpha_c, new, scratch);
     }
-    /// (log q(x), r_o(x), log α φ_o(x)).
-    #[inline]
-    pub fn log_resp(&self, x: &[f64], scratch: &mut [f64]) -> (f64, f64, f64) {
-        let (a, b) = self.log_parts(x, scratch);
-        let (log_q, r_old) = log_sum_and_share(a, b);
-        (log_q, r_old, a)
-    }
     #[inline]
     pub fn logpdf(&self, x: &[f64], scratch: &mut [f64]) -> f64 {
         let (a, b) = self.log_parts(x, scratch);

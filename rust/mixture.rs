@@ -198,15 +198,6 @@ impl Gaussian {
         self.mean.len()
     }
 
-    /// The same covariance around another mean.
-    pub fn with_mean(&self, mean: &[f64]) -> Gaussian {
-        Gaussian {
-            mean: mean.to_vec(),
-            cov: self.cov.clone(),
-            log_norm: self.log_norm,
-        }
-    }
-
     /// Overwrite the mean in place (no allocation).
     #[inline]
     pub fn set_mean(&mut self, mean: &[f64]) {

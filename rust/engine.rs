@@ -532,17 +532,84 @@ fn reward(kind: Reward, target: &Mix2, x: &[f64], scratch: &mut [f64]) -> f64 {
     }
 }
 
-/// Σ_j ω_j v_j over the others (leave-one-out) or over all (exact), normalised by the ω mass.
-#[inline]
-fn batch_mean(sum_wv: f64, sum_w: f64, w_i: f64, v_i: f64, exact: bool) -> f64 {
-    if exact {
-        return sum_wv / sum_w;
+/// Σ_i Π_k f_k(i) over `len` terms with four interleaved partial sums in registers: a fixed
+/// order (deterministic) that is not latency-bound on a single accumulator.
+#[inline(always)]
+fn sum4(len: usize, term: impl Fn(usize) -> f64) -> f64 {
+    let (mut s0, mut s1, mut s2, mut s3) = (0.0, 0.0, 0.0, 0.0);
+    let full = len - len % 4;
+    let mut i = 0;
+    while i < full {
+        s0 += term(i);
+        s1 += term(i + 1);
+        s2 += term(i + 2);
+        s3 += term(i + 3);
+        i += 4;
     }
-    let den = sum_w - w_i;
-    if den <= 0.0 {
-        0.0
-    } else {
-        (sum_wv - w_i * v_i) / den
+    while i < len {
+        s0 += term(i);
+        i += 1;
+    }
+    (s0 + s1) + (s2 + s3)
+}
+
+/// Σ a_i b_i (c_i when given).
+#[inline]
+fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    match c {
+        None => sum4(n, |i| a[i] * b[i]),
+        Some(c) => {
+            let c = &c[..n];
+            sum4(n, |i| a[i] * b[i] * c[i])
+        }
+    }
+}
+
+/// Σ a_i.
+#[inline]
+fn sum(a: &[f64]) -> f64 {
+    sum4(a.len(), |i| a[i])
+}
+
+/// The batch mean of ω-weighted values seen from sample i: over the others (leave-one-out,
+/// finite batches) or over all (exact expectations), b_i = (Σ ω v − own·v_i)·scale. Finite
+/// batches have uniform ω, so the leave-one-out denominator is one constant (no per-sample
+/// division); a batch of one has no others and gets b = 0.
+struct LooMean {
+    total: f64,
+    own: f64,
+    scale: f64,
+}
+
+impl LooMean {
+    fn new(sum_wv: f64, sum_w: f64, omega: f64, exact: bool) -> LooMean {
+        if exact {
+            return LooMean {
+                total: sum_wv,
+                own: 0.0,
+                scale: 1.0 / sum_w,
+            };
+        }
+        let den = sum_w - omega;
+        if den > 0.0 {
+            LooMean {
+                total: sum_wv,
+                own: omega,
+                scale: 1.0 / den,
+            }
+        } else {
+            LooMean {
+                total: 0.0,
+                own: 0.0,
+                scale: 0.0,
+            }
+        }
+    }
+    #[inline(always)]
+    fn at(&self, v_i: f64) -> f64 {
+        (self.total - self.own * v_i) * self.scale
     }
 }
 
@@ -664,20 +731,18 @@ pub fn evaluate(
         Objective::ForwardKL { .. } | Objective::Sdft { forward: true, .. } => {}
         Objective::ReverseKL { cap, .. } => {
             let ln_target_alpha = m.target.ln_alpha();
-            for i in 0..n {
-                let ratio = batch.log_q[i] - batch.log_second[i];
-                let w = if replay_used > 0.0 {
-                    replay_weight(
-                        batch.log_q[i],
-                        batch.second_a[i] - ln_target_alpha,
-                        replay_used,
-                        cap,
-                    )
-                } else {
-                    1.0
-                };
-                batch.value[i] = w * ratio;
-                batch.aux[i] = w;
+            if replay_used > 0.0 {
+                for i in 0..n {
+                    let log_old = batch.second_a[i] - ln_target_alpha;
+                    let w = replay_weight(batch.log_q[i], log_old, replay_used, cap);
+                    batch.value[i] = w * (batch.log_q[i] - batch.log_second[i]);
+                    batch.aux[i] = w;
+                }
+            } else {
+                for i in 0..n {
+                    batch.value[i] = batch.log_q[i] - batch.log_second[i];
+                    batch.aux[i] = 1.0;
+                }
             }
         }
         Objective::Sdft { .. } => {
@@ -694,13 +759,19 @@ pub fn evaluate(
             }
         }
     }
-    let (mut sum_w, mut sum_wv, mut r_max) = (0.0, 0.0, f64::NEG_INFINITY);
-    for i in 0..n {
-        let (w, v) = (batch.omega[i], batch.value[i]);
-        sum_w += w;
-        sum_wv += w * v;
-        r_max = r_max.max(v);
-    }
+    let sum_w: f64 = batch.omega[..n].iter().sum();
+    let sum_wv: f64 = batch.omega[..n]
+        .iter()
+        .zip(&batch.value[..n])
+        .map(|(w, v)| w * v)
+        .sum();
+    // the largest reward (TTT-Discover, OAPL): a shift for stable exponentials
+    let r_max = || {
+        batch.value[..n]
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
     // Pass 2: batch statistics and the coefficients c_i (stored in `value`).
     let exact = how.exact;
     match *problem_objective {
@@ -710,14 +781,12 @@ pub fn evaluate(
         Objective::ReverseKL { .. } | Objective::Sdft { forward: false, .. } => {
             // SDFT's reverse direction always uses the leave-one-out baseline.
             let loo = !matches!(*problem_objective, Objective::ReverseKL { loo: false, .. });
-            for i in 0..n {
-                let v = batch.value[i];
-                let baseline = if loo {
-                    batch_mean(sum_wv, sum_w, batch.omega[i], v, exact)
-                } else {
-                    0.0
-                };
-                batch.value[i] = v - batch.aux[i] * baseline;
+            if loo {
+                let baseline = LooMean::new(sum_wv, sum_w, batch.omega[0], exact);
+                for i in 0..n {
+                    let v = batch.value[i];
+                    batch.value[i] = v - batch.aux[i] * baseline.at(v);
+                }
             }
         }
         Objective::Ttt {
@@ -735,16 +804,17 @@ pub fn evaluate(
                 Some(b) => b,
                 None => adaptive_beta(&batch.value[..n], &batch.omega[..n]),
             };
-            let (mut sum_we, mut sum_w2) = (0.0, 0.0);
+            let shift = r_max();
+            let mut sum_we = 0.0;
             for i in 0..n {
-                let e = (beta * (batch.value[i] - r_max)).exp();
+                let e = (beta * (batch.value[i] - shift)).exp();
                 batch.value[i] = e;
                 sum_we += batch.omega[i] * e;
-                sum_w2 += batch.omega[i];
             }
+            let mean_e = LooMean::new(sum_we, sum_w, batch.omega[0], exact);
             for i in 0..n {
                 let e = batch.value[i];
-                let den = batch_mean(sum_we, sum_w2, batch.omega[i], e, exact);
+                let den = mean_e.at(e);
                 let advantage =
                     if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
                 batch.value[i] = -advantage;
@@ -757,6 +827,7 @@ pub fn evaluate(
             ..
         } => {
             // V̂ = β1 log Σ ω exp(r/β1), stable with the max shift.
+            let r_max = r_max();
             let mut z = 0.0;
             for i in 0..n {
                 z += batch.omega[i] * ((batch.value[i] - r_max) / beta1).exp();
@@ -780,27 +851,33 @@ pub fn evaluate(
     // Pass 3: accumulate ĝ = Σ ω c s. Per-sample weights first (vectorised), then the sums.
     let alpha = model.alpha;
     let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
-    let mut weight_grad = 0.0;
+    let weight_score = &mut batch.second_b[..n];
     for i in 0..n {
         let wc = batch.omega[i] * batch.value[i];
         let r_old = batch.resp_old[i];
-        let r_new = 1.0 - r_old;
         coef_old[i] = wc * r_old;
-        coef_new[i] = wc * r_new;
-        weight_grad += wc
-            * match wp {
-                WeightParam::Logit => r_old - alpha,
-                WeightParam::Direct => r_old / alpha - r_new / (1.0 - alpha),
-            };
+        coef_new[i] = wc * (1.0 - r_old);
     }
-    grad.weight = weight_grad;
-    let mass_old: f64 = coef_old.iter().sum();
-    let mass_new: f64 = coef_new.iter().sum();
+    match wp {
+        WeightParam::Logit => {
+            for (s, r) in weight_score.iter_mut().zip(&batch.resp_old[..n]) {
+                *s = r - alpha;
+            }
+        }
+        WeightParam::Direct => {
+            for (s, r) in weight_score.iter_mut().zip(&batch.resp_old[..n]) {
+                *s = r / alpha - (1.0 - r) / (1.0 - alpha);
+            }
+        }
+    }
+    grad.weight = dot(&batch.omega[..n], &batch.value[..n], Some(weight_score));
+    let mass_old = sum(coef_old);
+    let mass_new = sum(coef_new);
     if d == 1 {
         // local accumulators: no store-to-load chain through grad's memory
         let xs = &batch.x[..n];
-        grad.old[0] = coef_old.iter().zip(xs).map(|(a, x)| a * x).sum();
-        grad.new[0] = coef_new.iter().zip(xs).map(|(b, x)| b * x).sum();
+        grad.old[0] = dot(coef_old, xs, None);
+        grad.new[0] = dot(coef_new, xs, None);
     } else {
         grad.old.iter_mut().for_each(|v| *v = 0.0);
         grad.new.iter_mut().for_each(|v| *v = 0.0);

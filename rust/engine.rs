@@ -718,11 +718,10 @@ pub fn evaluate(
         &mut batch.resp_old[..n],
     );
     if second.is_some() {
-        fastmath::log_sum_share(
+        fastmath::log_sum(
             &batch.second_a[..n],
             &batch.second_b[..n],
             &mut batch.log_second[..n],
-            &mut batch.aux[..n],
         );
     }
     // Pass 1c: the objective's per-sample value and auxiliary quantity.

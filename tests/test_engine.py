@@ -316,3 +316,25 @@ def test_ctrl_c_stops_between_chunks():
         raise AssertionError("simulate did not stop after SIGINT")
     assert proc.returncode == 3, (out, err)
     assert "interrupted" in out
+
+
+def test_every_output_is_bounded_by_the_memory_limit(target, start):
+    """DESIGN §5: requests whose outputs exceed the limit are refused before any work."""
+    limit = mf.get_memory_limit()
+    try:
+        mf.set_memory_limit(2**20)
+        with pytest.raises(ValueError, match="memory limit"):
+            kernels.sample_mixture(10**6, [0.5, 0.5], [[0.0], [1.0]], 1.0)
+        with pytest.raises(ValueError, match="memory limit"):
+            reference.sample_mixture(10**6, [0.5, 0.5], [[0.0], [1.0]], 1.0)
+        with pytest.raises(ValueError, match="memory limit"):
+            kernels.starvation_counts(0.1, 8, 10**6)
+        with pytest.raises(ValueError, match="memory limit"):
+            mf.estimate_gradient(target, start, mf.ReverseKL(), batch_size=8, batches=10**6)
+        with pytest.raises(ValueError, match="memory limit"):
+            mf.simulate(target, start, mf.ReverseKL(), steps=1000, replicates=1000, record_every=1)
+        kernels.sample_mixture(1000, [0.5, 0.5], [[0.0], [1.0]], 1.0)  # small requests still run
+    finally:
+        mf.set_memory_limit(limit)
+    with pytest.raises(ValueError, match="nbytes"):
+        mf.set_memory_limit(0)

@@ -12,6 +12,7 @@ from .results import GradientEstimates, Trajectory
 from .simulate import estimate_gradient, simulate
 from .population import population_flow, population_gradient
 from .sweep import sweep
+from ._validate import get_memory_limit, set_memory_limit
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "population_flow",
     "population_gradient",
     "sweep",
+    "set_memory_limit",
+    "get_memory_limit",
     "kernels",
     "reference",
     "studies",

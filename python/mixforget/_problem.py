@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from . import _core
-from ._validate import as_positive_int
+from ._validate import as_positive_int, check_output_size, get_memory_limit
 from .mixture import TwoMode
 from .objectives import Objective, TTTDiscover
 
@@ -138,15 +138,14 @@ def check_run(
     weight_param = check_weight_param(weight_param)
     scale = check_lr_scale(lr_scale)
     n_threads = resolve_threads(threads)
-    memory_limit = as_positive_int("memory_limit", memory_limit)
+    memory_limit = get_memory_limit() if memory_limit is None else as_positive_int("memory_limit", memory_limit)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     n_rec = steps // record_every + 1
-    out_bytes = replicates * n_rec * (8 * 2 + 16 * target.dim)
-    if out_bytes > memory_limit:
-        raise ValueError(
-            f"the recorded trajectory would take {out_bytes / 2**30:.2f} GiB, over memory_limit "
-            f"{memory_limit / 2**30:.2f} GiB: raise record_every (now {record_every}), lower replicates "
-            f"(now {replicates}) or pass a larger memory_limit"
-        )
+    check_output_size(
+        "the recorded trajectory",
+        replicates * n_rec * (8 * 2 + 16 * target.dim),
+        f"raise record_every (now {record_every}) or lower replicates (now {replicates})",
+        memory_limit,
+    )
     return RunSettings(objective, steps, batch_size, lr, replicates, record_every, weight_param, scale, n_threads, memory_limit)

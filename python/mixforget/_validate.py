@@ -12,6 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "set_memory_limit",
+    "get_memory_limit",
+    "check_output_size",
     "as_float_array",
     "as_positive_int",
     "as_probability",
@@ -22,6 +26,32 @@ __all__ = [
     "as_cov",
     "cholesky",
 ]
+
+
+DEFAULT_MEMORY_LIMIT = 4 * 2**30
+_memory_limit = [DEFAULT_MEMORY_LIMIT]
+
+
+def set_memory_limit(nbytes: int) -> None:
+    """Largest output (bytes) any call may allocate before it is refused (DESIGN §5);
+    default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
+    _memory_limit[0] = as_positive_int("nbytes", nbytes)
+
+
+def get_memory_limit() -> int:
+    """The current limit of :func:`set_memory_limit`."""
+    return _memory_limit[0]
+
+
+def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None) -> None:
+    """Refuse, before any work, an output larger than the memory limit (ValueError with the
+    size and a fix)."""
+    limit = get_memory_limit() if limit is None else limit
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit {limit / 2**30:.2f} GiB: "
+            f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
+        )
 
 
 def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from ._rng import RngLike, resolve_rng, root_key
-from ._validate import as_float_array, as_fraction, as_positive_int, as_probability, normalize_covs
+from ._validate import as_float_array, as_fraction, as_positive_int, as_probability, check_output_size, normalize_covs
 
 __all__ = ["responsibilities", "mixture_logpdf", "sample_mixture", "starvation_counts", "replay_weights", "resolve_threads"]
 
@@ -80,12 +80,19 @@ def mixture_logpdf(x: Any, weights: Any, means: Any, covs: Any, threads: int | N
     return _core.mixture_logpdf(pts, w, m, c, resolve_threads(threads))
 
 
+def sample_args(n: Any, weights: Any, means: Any, covs: Any) -> tuple[int, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Validated (n, weights, means, covs) of a sampling request (shared with the twin)."""
+    n = as_positive_int("n", n)
+    w, m, c = mixture_args(weights, means, covs)
+    check_output_size(f"sampling n={n} points", n * (m.shape[1] + 1) * 8, "draw fewer points per call")
+    return n, w, m, c
+
+
 def sample_mixture(n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (MATH §4).
 
     Returns (x (n, d) float64, labels (n,) int64 component indices)."""
-    n = as_positive_int("n", n)
-    w, m, c = mixture_args(weights, means, covs)
+    n, w, m, c = sample_args(n, weights, means, covs)
     key = root_key(resolve_rng(rng))
     return _core.sample_mixture(n, w, m, c, key, resolve_threads(threads))
 
@@ -98,6 +105,7 @@ def starvation_args(old_weight: Any, batch_size: Any, batches: Any, replay: Any,
     lam = as_fraction("replay", replay)
     if slots not in ("bernoulli", "stratified"):
         raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
+    check_output_size(f"batches={nb} counts", nb * 8, "count fewer batches per call")
     return alpha, b, nb, lam
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from ._problem import check_models, check_objective, check_run, check_weight_param
 from ._rng import RngLike, resolve_rng, seed_record
 from ._validate import as_positive_int
-from .kernels import as_points, mixture_args, resolve_threads, starvation_args
+from .kernels import as_points, mixture_args, resolve_threads, sample_args, starvation_args
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
 from .results import GradientEstimates, Trajectory
@@ -591,8 +591,7 @@ def sample_mixture(
     """n draws from a K-component mixture: label k with probability α_k first (two modes:
     Bernoulli(α), 0 = old), then x ~ φ_k (MATH §4). Returns (x (n, d) float64, labels (n,)
     int64 component indices)."""
-    n = as_positive_int("n", n)
-    w, m, c = mixture_args(weights, means, covs)
+    n, w, m, c = sample_args(n, weights, means, covs)
     resolve_threads(threads)
     gen = np.random.default_rng(resolve_rng(rng))
     d = m.shape[1]
@@ -650,7 +649,7 @@ def simulate(
     lr_scale: Optional[Mapping[str, float]] = None,
     threads: Optional[int] = None,
     progress: bool = False,
-    memory_limit: int = 4 * 2**30,
+    memory_limit: Optional[int] = None,
 ) -> Trajectory:
     """Finite-batch training of ``replicates`` independent copies of ``start`` (MATH §4–§5),
     NumPy twin of :func:`mixforget.simulate`, vectorised over replicates and batch.

@@ -11,7 +11,7 @@ import numpy as np
 from . import _core
 from ._problem import build_problem, check_lr_scale, check_models, check_objective, check_run, check_weight_param
 from ._rng import RngLike, resolve_rng, root_key, seed_record
-from ._validate import as_positive_int
+from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT, as_positive_int, check_output_size
 from .kernels import resolve_threads
 from .mixture import TwoMode
 from .objectives import Objective
@@ -19,7 +19,7 @@ from .results import GradientEstimates, Trajectory
 
 __all__ = ["simulate", "estimate_gradient", "DEFAULT_MEMORY_LIMIT"]
 
-DEFAULT_MEMORY_LIMIT = 4 * 2**30
+DEFAULT_MEMORY_LIMIT = _DEFAULT_LIMIT
 #: Work per Rust call (samples): a fraction of a second, so that the progress bar moves and
 #: Ctrl-C is honoured promptly, while the per-call overhead stays negligible. At most 1/20 of
 #: the run per call. Results do not depend on the chunking (the streams live in Rust).
@@ -41,7 +41,7 @@ def simulate(
     lr_scale: Optional[Mapping[str, float]] = None,
     threads: Optional[int] = None,
     progress: bool = False,
-    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    memory_limit: Optional[int] = None,
 ) -> Trajectory:
     """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
     finite-batch steps (MATH §4–§5): sample a batch of ``batch_size`` (on-policy from the
@@ -55,7 +55,8 @@ def simulate(
     A replicate whose parameters become non-finite stops and is flagged in ``diverged``.
 
     Raises ValueError before any work for invalid arguments, and when the recorded output
-    would exceed ``memory_limit`` bytes (raise ``record_every`` or lower ``replicates``).
+    would exceed ``memory_limit`` bytes (default: :func:`mixforget.get_memory_limit`, 4 GiB
+    unless set; raise ``record_every`` or lower ``replicates``).
     """
     run = check_run(target, start, objective, steps, batch_size, lr, replicates, record_every, weight_param, lr_scale, threads, progress, memory_limit)
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
@@ -160,6 +161,7 @@ def estimate_gradient(
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches)
+    check_output_size(f"batches={batches} gradient estimates", batches * (2 * target.dim + 3) * 8, "estimate fewer batches per call")
     weight_param = check_weight_param(weight_param)
     n_threads = resolve_threads(threads)
     seq = resolve_rng(rng)

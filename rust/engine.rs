@@ -366,6 +366,32 @@ impl Batch {
             scratch: vec![0.0; dim],
         }
     }
+
+    /// Reshape for `len` points in `dim` dimensions, reusing the allocations (exact
+    /// evaluations rebuild their quadrature batch every step). ω and labels are left for the
+    /// caller to fill.
+    pub fn reset(&mut self, dim: usize, len: usize) {
+        self.dim = dim;
+        self.len = len;
+        self.x.resize(len * dim, 0.0);
+        self.scratch.resize(dim, 0.0);
+        self.component.resize(len, 0);
+        self.old_label.resize(len, false);
+        for v in [
+            &mut self.omega,
+            &mut self.log_q,
+            &mut self.resp_old,
+            &mut self.part_a,
+            &mut self.part_b,
+            &mut self.second_a,
+            &mut self.second_b,
+            &mut self.log_second,
+            &mut self.value,
+            &mut self.aux,
+        ] {
+            v.resize(len, 0.0);
+        }
+    }
 }
 
 /// A gradient of the loss: weight parameter, old mean, new mean.
@@ -391,6 +417,24 @@ impl Grad {
         out[1 + d..1 + 2 * d].copy_from_slice(&self.new);
     }
 }
+
+/// Points per parallel chunk of an exact (quadrature) evaluation.
+const PAR_CHUNK: usize = 8192;
+
+/// One chunk of points with its per-sample density outputs (see `evaluate`, pass 1).
+type DensityChunk<'a> = (
+    (
+        (
+            (
+                (((&'a [f64], &'a mut [f64]), &'a mut [f64]), &'a mut [f64]),
+                &'a mut [f64],
+            ),
+            &'a mut [f64],
+        ),
+        &'a mut [f64],
+    ),
+    &'a mut [f64],
+);
 
 /// How the exact (population) evaluation differs from a finite batch.
 #[derive(Clone, Copy, Debug, Default)]
@@ -695,33 +739,55 @@ pub fn evaluate(
         Objective::Oapl { .. } => Some(&m.lag),
         _ => None,
     };
-    let xs = &batch.x[..n * d];
-    model.log_parts_rows(
-        xs,
-        &mut batch.part_a[..n],
-        &mut batch.part_b[..n],
-        &mut batch.scratch,
-    );
-    if let Some(mix) = second {
-        mix.log_parts_rows(
-            xs,
-            &mut batch.second_a[..n],
-            &mut batch.second_b[..n],
+    // Pass 1a/1b over chunks: in parallel for large exact (quadrature) batches, in one piece
+    // for finite batches (those already run one replicate per thread).
+    let chunk = if how.exact && n > 2 * PAR_CHUNK {
+        PAR_CHUNK
+    } else {
+        n.max(1)
+    };
+    let run_chunk = |(((((((xs, pa), pb), sa), sb), lq), ro), ls): DensityChunk<'_>,
+                     scratch: &mut [f64]| {
+        model.log_parts_rows(xs, pa, pb, scratch);
+        fastmath::log_sum_share(pa, pb, lq, ro);
+        if let Some(mix) = second {
+            mix.log_parts_rows(xs, sa, sb, scratch);
+            fastmath::log_sum(sa, sb, ls);
+        }
+    };
+    if chunk < n {
+        batch.x[..n * d]
+            .par_chunks(chunk * d)
+            .zip(batch.part_a[..n].par_chunks_mut(chunk))
+            .zip(batch.part_b[..n].par_chunks_mut(chunk))
+            .zip(batch.second_a[..n].par_chunks_mut(chunk))
+            .zip(batch.second_b[..n].par_chunks_mut(chunk))
+            .zip(batch.log_q[..n].par_chunks_mut(chunk))
+            .zip(batch.resp_old[..n].par_chunks_mut(chunk))
+            .zip(batch.log_second[..n].par_chunks_mut(chunk))
+            .for_each(|c| run_chunk(c, &mut vec![0.0; d]));
+    } else {
+        run_chunk(
+            (
+                (
+                    (
+                        (
+                            (
+                                (
+                                    (&batch.x[..n * d], &mut batch.part_a[..n]),
+                                    &mut batch.part_b[..n],
+                                ),
+                                &mut batch.second_a[..n],
+                            ),
+                            &mut batch.second_b[..n],
+                        ),
+                        &mut batch.log_q[..n],
+                    ),
+                    &mut batch.resp_old[..n],
+                ),
+                &mut batch.log_second[..n],
+            ),
             &mut batch.scratch,
-        );
-    }
-    // Pass 1b: log-sum-exp and responsibilities, vectorised.
-    fastmath::log_sum_share(
-        &batch.part_a[..n],
-        &batch.part_b[..n],
-        &mut batch.log_q[..n],
-        &mut batch.resp_old[..n],
-    );
-    if second.is_some() {
-        fastmath::log_sum(
-            &batch.second_a[..n],
-            &batch.second_b[..n],
-            &mut batch.log_second[..n],
         );
     }
     // Pass 1c: the objective's per-sample value and auxiliary quantity.

@@ -261,7 +261,7 @@ fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// The quadrature "batch": every grid node of every sampling component, with weights ω.
-fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
+fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
     let comps: Vec<_> = sampling_components(objective, m)
         .into_iter()
         .filter(|c| c.0 > 0.0)
@@ -286,7 +286,7 @@ fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
         })
         .collect();
     let total: usize = grids.iter().map(|(n, _)| n.len().pow(k as u32)).sum();
-    let mut batch = Batch::new(k, total);
+    batch.reset(k, total);
     let mut idx = vec![0usize; k];
     let mut i = 0;
     for ((prob, g, old), (nodes, w1)) in comps.iter().zip(&grids) {
@@ -317,21 +317,29 @@ fn quadrature_batch(objective: &Objective, m: &Models) -> Batch {
         Objective::ForwardKL { replay, .. } | Objective::ReverseKL { replay, .. } => replay,
         _ => 0.0,
     };
-    batch
 }
 
 /// The exact gradient of the objective at a replicate's state, in original coordinates.
 pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> Result<Grad, String> {
+    exact_gradient_in(problem, rep, &mut Batch::new(1, 0))
+}
+
+/// `exact_gradient` with a caller-owned quadrature buffer, reused across a flow's steps.
+fn exact_gradient_in(
+    problem: &Problem,
+    rep: &Replicate,
+    batch: &mut Batch,
+) -> Result<Grad, String> {
     let models = problem.models_at(rep);
     let (reduced, reduction, perp_dims) = reduce(problem, &models)?;
-    let mut batch = quadrature_batch(&problem.objective, &reduced);
+    quadrature_batch(&problem.objective, &reduced, batch);
     let k = reduced.model.old.dim();
     let mut g = Grad::zeros(k);
     evaluate(
         &problem.objective,
         problem.weight_param,
         &reduced,
-        &mut batch,
+        batch,
         Exactness {
             exact: true,
             perp_dims,
@@ -355,9 +363,10 @@ pub fn population_flow(
     let d = problem.dim;
     let mut rep = problem.new_replicate([0, 0], 0);
     let mut previous: Params = rep.theta.clone();
+    let mut batch = Batch::new(1, 0);
     for step in 0..steps {
         if !rep.diverged {
-            let g = exact_gradient(problem, &rep)?;
+            let g = exact_gradient_in(problem, &rep, &mut batch)?;
             problem.apply_update(&mut rep, &g, &mut previous);
         }
         if (step + 1) % record_every == 0 {

@@ -100,6 +100,38 @@ fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     }
 }
 
+#[inline(always)]
+fn logistic_pairs_body(z: &[f64], out: &mut [f64]) {
+    let n = z.len().min(out.len() / 2);
+    for (zi, pair) in z[..n].iter().zip(out.chunks_exact_mut(2)) {
+        let e = exp(if *zi > 0.0 { -zi } else { *zi }); // e^{−|z|}
+        let inv = 1.0 / (1.0 + e);
+        let (hi, lo) = (inv, e * inv);
+        let pos = *zi >= 0.0;
+        pair[0] = if pos { hi } else { lo };
+        pair[1] = if pos { lo } else { hi };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn logistic_pairs_avx2(z: &[f64], out: &mut [f64]) {
+    logistic_pairs_body(z, out)
+}
+
+/// out[2i] = σ(z_i), out[2i+1] = σ(−z_i) = 1 − σ(z_i), from one exponential each.
+pub fn logistic_pairs(z: &[f64], out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2 (checked just above).
+            unsafe { logistic_pairs_avx2(z, out) };
+            return;
+        }
+    }
+    logistic_pairs_body(z, out)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn log_sum_avx2(a: &[f64], b: &[f64], log_sum: &mut [f64]) {

@@ -351,6 +351,23 @@ impl Mixture {
     /// Responsibilities of n points (row-major n×d) into out (n×K), in parallel.
     pub fn responsibilities(&self, x: &[f64], out: &mut [f64]) {
         let (d, k) = (self.dim(), self.components.len());
+        if let Some((a, b)) = &self.logistic {
+            // Equal-covariance two components: z = aᵀx + b per point, then σ(±z) in one
+            // vectorised pass (crate::fastmath::logistic_pairs).
+            out.par_chunks_mut(CHUNK * 2)
+                .zip(x.par_chunks(CHUNK * d))
+                .for_each(|(o, xs)| {
+                    let z: Vec<f64> = if d == 1 {
+                        xs.iter().map(|xi| a[0] * xi + b).collect()
+                    } else {
+                        xs.chunks_exact(d)
+                            .map(|row| a.iter().zip(row).map(|(p, q)| p * q).sum::<f64>() + b)
+                            .collect()
+                    };
+                    crate::fastmath::logistic_pairs(&z, o);
+                });
+            return;
+        }
         out.par_chunks_mut(CHUNK * k)
             .zip(x.par_chunks(CHUNK * d))
             .for_each(|(o, xs)| {

@@ -327,7 +327,6 @@ pub struct Batch {
     pub len: usize,
     pub x: Vec<f64>,
     pub omega: Vec<f64>,
-    pub old_label: Vec<bool>,
     /// Which sampling component each point came from (see `draw_batch`).
     component: Vec<u8>,
     /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
@@ -351,7 +350,6 @@ impl Batch {
             len: capacity,
             x: vec![0.0; capacity * dim],
             omega: vec![1.0 / capacity.max(1) as f64; capacity],
-            old_label: vec![false; capacity],
             component: vec![0; capacity],
             replay_used: 0.0,
             log_q: vec![0.0; capacity],
@@ -368,15 +366,14 @@ impl Batch {
     }
 
     /// Reshape for `len` points in `dim` dimensions, reusing the allocations (exact
-    /// evaluations rebuild their quadrature batch every step). ω and labels are left for the
-    /// caller to fill.
+    /// evaluations rebuild their quadrature batch every step). ω is left for the caller to
+    /// fill.
     pub fn reset(&mut self, dim: usize, len: usize) {
         self.dim = dim;
         self.len = len;
         self.x.resize(len * dim, 0.0);
         self.scratch.resize(dim, 0.0);
         self.component.resize(len, 0);
-        self.old_label.resize(len, false);
         for v in [
             &mut self.omega,
             &mut self.log_q,
@@ -461,23 +458,20 @@ fn source<'a>(objective: &Objective, m: &'a Models) -> Source<'a> {
     }
 }
 
-/// The components of the full sampling distribution with their probabilities and labels
-/// (for exact expectations): replay λ from p_old*, the rest from the source.
-pub fn sampling_components<'a>(
-    objective: &Objective,
-    m: &'a Models,
-) -> Vec<(f64, &'a Gaussian, bool)> {
+/// The components of the full sampling distribution with their probabilities (for exact
+/// expectations): replay λ from p_old*, the rest from the source.
+pub fn sampling_components<'a>(objective: &Objective, m: &'a Models) -> Vec<(f64, &'a Gaussian)> {
     let (replay, _) = objective.replay();
     let mut out = Vec::with_capacity(3);
     match source(objective, m) {
-        Source::Single(g) => out.push((1.0 - replay, g, false)),
+        Source::Single(g) => out.push((1.0 - replay, g)),
         Source::Mixture(mix) => {
-            out.push(((1.0 - replay) * mix.alpha, &mix.old, true));
-            out.push(((1.0 - replay) * (1.0 - mix.alpha), &mix.new, false));
+            out.push(((1.0 - replay) * mix.alpha, &mix.old));
+            out.push(((1.0 - replay) * (1.0 - mix.alpha), &mix.new));
         }
     }
     if replay > 0.0 {
-        out.push((replay, &m.target.old, true));
+        out.push((replay, &m.target.old));
     }
     out
 }
@@ -497,11 +491,10 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
     };
     // Components: 0 = the source's old component (or its single one), 1 = its new one,
     // 2 = replay from p_old*.
-    let (comps, source_alpha): ([&Gaussian; 3], f64) = match source(objective, m) {
-        Source::Single(g) => ([g, g, &m.target.old], 0.0),
-        Source::Mixture(mix) => ([&mix.old, &mix.new, &m.target.old], mix.alpha),
+    let (comps, source_alpha, single): ([&Gaussian; 3], f64, bool) = match source(objective, m) {
+        Source::Single(g) => ([g, g, &m.target.old], 0.0, true),
+        Source::Mixture(mix) => ([&mix.old, &mix.new, &m.target.old], mix.alpha, false),
     };
-    let single = matches!(source(objective, m), Source::Single(_));
     // Labels first (one uniform each), then all the normals: simple loops, no dispatch.
     // u < α is decided on the integer 53-bit draw (same outcome as Stream::uniform() < α),
     // branch-free, because the label is a coin flip the predictor cannot learn.
@@ -521,9 +514,7 @@ pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &m
         };
         let c = if is_replay { 2 } else { on_new };
         batch.component[i] = c;
-        let old = c != 1;
-        batch.old_label[i] = old;
-        old_count += old as usize;
+        old_count += (c != 1) as usize;
     }
     let d = batch.dim;
     for z in batch.x[..b * d].iter_mut() {

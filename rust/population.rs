@@ -276,7 +276,7 @@ fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
     // Per component: its 1-D nodes (in its own standard units) and weights.
     let grids: Vec<(Vec<f64>, Vec<f64>)> = comps
         .iter()
-        .map(|(_, g, _)| {
+        .map(|(_, g)| {
             let local = jumps.map(|(lo, hi)| {
                 let mut sd = [1.0];
                 g.cov.color(&mut sd);
@@ -289,7 +289,7 @@ fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
     batch.reset(k, total);
     let mut idx = vec![0usize; k];
     let mut i = 0;
-    for ((prob, g, old), (nodes, w1)) in comps.iter().zip(&grids) {
+    for ((prob, g), (nodes, w1)) in comps.iter().zip(&grids) {
         let per_dim = nodes.len();
         idx.iter_mut().for_each(|v| *v = 0);
         for _ in 0..per_dim.pow(k as u32) {
@@ -302,7 +302,6 @@ fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
             g.cov.color(x);
             x.iter_mut().zip(&g.mean).for_each(|(v, mu)| *v += mu);
             batch.omega[i] = w;
-            batch.old_label[i] = *old;
             i += 1;
             for v in idx.iter_mut() {
                 *v += 1;

@@ -963,6 +963,42 @@ pub fn evaluate(
 }
 
 impl Problem {
+    /// One finite-batch estimate ĝ at `models`: draw the batch from the objective's sampling
+    /// distribution (MATH §4), then the score-function core. Returns the old-labelled count.
+    pub fn batch_gradient(
+        &self,
+        models: &Models,
+        rng: &mut Stream,
+        batch: &mut Batch,
+        grad: &mut Grad,
+    ) -> Result<usize, String> {
+        let old_count = draw_batch(&self.objective, models, rng, batch);
+        evaluate(
+            &self.objective,
+            self.weight_param,
+            models,
+            batch,
+            Exactness::default(),
+            grad,
+        )?;
+        Ok(old_count)
+    }
+
+    /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count) into its
+    /// per-replicate slices of the recording buffers.
+    pub fn record(
+        &self,
+        rep: &Replicate,
+        k: usize,
+        (weight, old, new, starved): (&mut [f64], &mut [f64], &mut [f64], &mut [i64]),
+    ) {
+        let d = self.dim;
+        weight[k] = rep.theta.alpha(self.weight_param);
+        old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
+        new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
+        starved[k] = rep.starved;
+    }
+
     /// θ ← θ − lr·m⊙ĝ, then the objective's extra state; a non-finite θ freezes the replicate.
     pub fn apply_update(&self, r: &mut Replicate, grad: &Grad, previous: &mut Params) {
         previous.copy_from(&r.theta);
@@ -1062,27 +1098,17 @@ impl Simulation {
                 for step in 0..steps {
                     if !rep.diverged {
                         problem.refresh(&mut models, rep);
-                        let old_count =
-                            draw_batch(&problem.objective, &models, &mut rep.rng, &mut batch);
-                        rep.starved += (old_count == 0) as i64;
-                        match evaluate(
-                            &problem.objective,
-                            problem.weight_param,
-                            &models,
-                            &mut batch,
-                            Exactness::default(),
-                            &mut grad,
-                        ) {
-                            Ok(()) => problem.apply_update(rep, &grad, &mut previous),
+                        match problem.batch_gradient(&models, &mut rep.rng, &mut batch, &mut grad) {
+                            Ok(old_count) => {
+                                rep.starved += (old_count == 0) as i64;
+                                problem.apply_update(rep, &grad, &mut previous);
+                            }
                             Err(_) => rep.diverged = true, // finite batches never take the exact-only branches
                         }
                     }
                     if (step + 1) % record_every == 0 {
                         let k = (step + 1) / record_every - 1;
-                        w_out[k] = rep.theta.alpha(problem.weight_param);
-                        o_out[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
-                        n_out[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
-                        s_out[k] = rep.starved;
+                        problem.record(rep, k, (w_out, o_out, n_out, s_out));
                     }
                 }
             });
@@ -1112,15 +1138,7 @@ pub fn estimate_gradient(
             let mut batch = Batch::new(d, batch_size);
             let mut grad = Grad::zeros(d);
             for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {
-                *count = draw_batch(&problem.objective, &models, &mut rng, &mut batch) as i64;
-                evaluate(
-                    &problem.objective,
-                    problem.weight_param,
-                    &models,
-                    &mut batch,
-                    Exactness::default(),
-                    &mut grad,
-                )?;
+                *count = problem.batch_gradient(&models, &mut rng, &mut batch, &mut grad)? as i64;
                 grad.write_flat(g_row);
             }
             Ok(())

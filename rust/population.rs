@@ -359,7 +359,6 @@ pub fn population_flow(
     record_every: usize,
     rec: Records,
 ) -> Result<bool, String> {
-    let d = problem.dim;
     let mut rep = problem.new_replicate([0, 0], 0);
     let mut previous: Params = rep.theta.clone();
     let mut batch = Batch::new(1, 0);
@@ -370,10 +369,16 @@ pub fn population_flow(
         }
         if (step + 1) % record_every == 0 {
             let k = (step + 1) / record_every - 1;
-            rec.weight[k] = rep.theta.alpha(problem.weight_param);
-            rec.old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
-            rec.new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
-            rec.starved[k] = 0;
+            problem.record(
+                &rep,
+                k,
+                (
+                    &mut *rec.weight,
+                    &mut *rec.old,
+                    &mut *rec.new,
+                    &mut *rec.starved,
+                ),
+            );
         }
     }
     Ok(rep.diverged)

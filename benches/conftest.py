@@ -31,7 +31,12 @@ import pytest
 import mixforget
 from mixforget import bench as mb
 
-_SIZE_SETS = {"full": mb.FULL_SIZES, "cli": mb.CLI_SIZES, "quick": mb.QUICK_SIZES, "smoke": mb.SMOKE_SIZES}
+_SIZE_SETS = {
+    "full": mb.FULL_SIZES,
+    "cli": mb.CLI_SIZES,
+    "quick": mb.QUICK_SIZES,
+    "smoke": mb.SMOKE_SIZES,
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -39,7 +44,9 @@ _SIZE_SETS = {"full": mb.FULL_SIZES, "cli": mb.CLI_SIZES, "quick": mb.QUICK_SIZE
 # ---------------------------------------------------------------------------------------
 def _disabled(config: pytest.Config) -> bool:
     try:
-        return bool(config.getoption("benchmark_disable")) and not bool(config.getoption("benchmark_enable"))
+        return bool(config.getoption("benchmark_disable")) and not bool(
+            config.getoption("benchmark_enable")
+        )
     except ValueError:  # pytest-benchmark missing: the benchmark fixture is missing too
         return True
 
@@ -51,7 +58,9 @@ def size_set(pytestconfig: pytest.Config) -> str:
     if not name:
         name = "smoke" if _disabled(pytestconfig) else "full"
     if name not in _SIZE_SETS:
-        raise pytest.UsageError(f"MIXFORGET_BENCH_SIZES must be one of {sorted(_SIZE_SETS)}, got {name!r}")
+        raise pytest.UsageError(
+            f"MIXFORGET_BENCH_SIZES must be one of {sorted(_SIZE_SETS)}, got {name!r}"
+        )
     return name
 
 
@@ -132,7 +141,9 @@ class Ledger:
         group = self.groups.setdefault(entry.group, {})
         group[entry.impl] = entry
         numpy = group.get("numpy")
-        one = next((e for e in group.values() if e.impl.startswith("rust") and e.threads == 1), None)
+        one = next(
+            (e for e in group.values() if e.impl.startswith("rust") and e.threads == 1), None
+        )
         rust = group.get("rust")
         if numpy is not None and rust is not None:
             numpy.info["rust_speedup"] = numpy.per_sample / rust.per_sample
@@ -202,30 +213,34 @@ class Measure:
         n = workload.rust_units if samples is None else int(samples)
         scaled = best * workload.rust_units / n
         floor_threads = threads if impl != "numpy" else mb.usable_cores()
-        floor_s = self.floor.seconds(workload.normals, floor_threads) if impl != "rng_floor" else best
+        floor_s = (
+            self.floor.seconds(workload.normals, floor_threads) if impl != "rng_floor" else best
+        )
         info = benchmark.extra_info
-        info.update({
-            "workload": workload.key,
-            "title": workload.title,
-            "impl": impl,
-            "size_set": self.size_set,
-            "sizes": dict(workload.sizes),
-            "threads": threads,
-            "samples": n,
-            "sample_unit": workload.unit,
-            "normals_of_rust_size": workload.normals,
-            "seconds_best": best,
-            "rounds": rounds if not self.disabled else 1,
-            "ns_per_sample_per_core": best * threads / n * 1e9,
-            "seconds_at_rust_size": scaled,
-            "rng_floor_seconds": floor_s,
-            "rng_floor_threads": floor_threads,
-            "floor_multiple": scaled / floor_s if floor_s > 0 else math.inf,
-            "numpy_version": np.__version__,
-            "mixforget_version": mixforget.__version__,
-            "cpu": self.machine["cpu"],
-            "cores": self.machine["cores"],
-        })
+        info.update(
+            {
+                "workload": workload.key,
+                "title": workload.title,
+                "impl": impl,
+                "size_set": self.size_set,
+                "sizes": dict(workload.sizes),
+                "threads": threads,
+                "samples": n,
+                "sample_unit": workload.unit,
+                "normals_of_rust_size": workload.normals,
+                "seconds_best": best,
+                "rounds": rounds if not self.disabled else 1,
+                "ns_per_sample_per_core": best * threads / n * 1e9,
+                "seconds_at_rust_size": scaled,
+                "rng_floor_seconds": floor_s,
+                "rng_floor_threads": floor_threads,
+                "floor_multiple": scaled / floor_s if floor_s > 0 else math.inf,
+                "numpy_version": np.__version__,
+                "mixforget_version": mixforget.__version__,
+                "cpu": self.machine["cpu"],
+                "cores": self.machine["cores"],
+            }
+        )
         if steps is not None:
             info["steps_run"] = steps
             info["seconds_per_step"] = best / steps
@@ -237,12 +252,21 @@ class Measure:
         self.ledger.add(Entry(benchmark.group or workload.key, impl, threads, best / n, info))
         return result
 
-    def floor_entry(self, benchmark: Any, workload: mb.Workload, threads: int, rounds: int = 3) -> None:
+    def floor_entry(
+        self, benchmark: Any, workload: mb.Workload, threads: int, rounds: int = 3
+    ) -> None:
         """The group's RNG floor entry: ``normal_floor`` drawing the normals of the workload's
         Rust size on ``threads`` threads (stored for the other entries' floor multiple)."""
         n = workload.normals
-        self(benchmark, workload, "rng_floor", lambda: mb.rng_floor(n, threads, repeats=1),
-             threads=threads, rounds=rounds, samples=workload.rust_units)
+        self(
+            benchmark,
+            workload,
+            "rng_floor",
+            lambda: mb.rng_floor(n, threads, repeats=1),
+            threads=threads,
+            rounds=rounds,
+            samples=workload.rust_units,
+        )
         info = benchmark.extra_info
         info["normals"] = n
         info["ns_per_normal_per_core"] = info["seconds_best"] * threads / n * 1e9
@@ -250,8 +274,13 @@ class Measure:
 
 
 @pytest.fixture(scope="session")
-def measure(size_set: str, machine: dict[str, Any], floor: FloorCache, ledger: Ledger,
-            pytestconfig: pytest.Config) -> Measure:
+def measure(
+    size_set: str,
+    machine: dict[str, Any],
+    floor: FloorCache,
+    ledger: Ledger,
+    pytestconfig: pytest.Config,
+) -> Measure:
     return Measure(size_set, machine, floor, ledger, _disabled(pytestconfig))
 
 
@@ -264,11 +293,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr = terminalreporter
     tr.section("mixforget benchmark ratios (per sample, equal work)")
     machine = mb.machine_info()
-    sets = sorted({str(e.info.get("size_set")) for g in _LEDGER.groups.values() for e in g.values()})
-    tr.write_line(f"{machine['cpu']}, {machine['cores']} usable cores, NumPy {machine['numpy']}; sizes: {', '.join(sets)}"
-                  + (" (smoke run: timings meaningless)" if sets == ["smoke"] else ""))
-    tr.write_line(f"{'group':<38} {'impl':<12} {'thr':>3} {'s (Rust size)':>13} {'ns/sample/core':>15} "
-                  f"{'× floor':>8} {'vs NumPy':>9} {'vs 1 thr':>9}")
+    sets = sorted(
+        {str(e.info.get("size_set")) for g in _LEDGER.groups.values() for e in g.values()}
+    )
+    tr.write_line(
+        f"{machine['cpu']}, {machine['cores']} usable cores, NumPy {machine['numpy']}; sizes: {', '.join(sets)}"
+        + (" (smoke run: timings meaningless)" if sets == ["smoke"] else "")
+    )
+    tr.write_line(
+        f"{'group':<38} {'impl':<12} {'thr':>3} {'s (Rust size)':>13} {'ns/sample/core':>15} "
+        f"{'× floor':>8} {'vs NumPy':>9} {'vs 1 thr':>9}"
+    )
     for group, entries in _LEDGER.groups.items():
         for e in entries.values():
             i = e.info
@@ -277,4 +312,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             tr.write_line(
                 f"{group[:38]:<38} {e.impl:<12} {e.threads:>3} {i['seconds_at_rust_size']:>13.4g} "
                 f"{i['ns_per_sample_per_core']:>15.1f} {i['floor_multiple']:>8.2f} "
-                f"{(f'{vs_np:.1f}×' if vs_np else '—'):>9} {(f'{vs_1:.2f}×' if vs_1 else '—'):>9}")
+                f"{(f'{vs_np:.1f}×' if vs_np else '—'):>9} {(f'{vs_1:.2f}×' if vs_1 else '—'):>9}"
+            )

@@ -20,8 +20,23 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @numba.njit(parallel=True, cache=False)
-def _simulate_rkl_1d(replicates, steps, batch, lr, eta0, mo0, mn0, var, log_a_star, log_b_star, mo_star, mn_star,
-                     world_var, record_every, seed):
+def _simulate_rkl_1d(
+    replicates,
+    steps,
+    batch,
+    lr,
+    eta0,
+    mo0,
+    mn0,
+    var,
+    log_a_star,
+    log_b_star,
+    mo_star,
+    mn_star,
+    world_var,
+    record_every,
+    seed,
+):
     n_rec = steps // record_every + 1
     rec_w = np.empty((replicates, n_rec))
     rec_mo = np.empty((replicates, n_rec))
@@ -99,11 +114,22 @@ def numba_w1(sizes, seed=0):
     steps = int(sizes["steps"])
     a_star = target.old_weight
     return _simulate_rkl_1d(
-        int(sizes["replicates"]), steps, int(sizes["batch_size"]), 0.05,
+        int(sizes["replicates"]),
+        steps,
+        int(sizes["batch_size"]),
+        0.05,
         math.log(start.old_weight / (1.0 - start.old_weight)),
-        float(start.old_mean[0]), float(start.new_mean[0]), 1.0,
-        math.log(a_star), math.log1p(-a_star), float(target.old_mean[0]), float(target.new_mean[0]), 1.0,
-        mb._record_every(steps), seed)
+        float(start.old_mean[0]),
+        float(start.new_mean[0]),
+        1.0,
+        math.log(a_star),
+        math.log1p(-a_star),
+        float(target.old_mean[0]),
+        float(target.new_mean[0]),
+        1.0,
+        mb._record_every(steps),
+        seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +141,22 @@ def workload(sizes):
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_numba(benchmark, measure, workload, threads, rounds):
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    rec_w, rec_mo, rec_mn, _, diverged = measure(
-        benchmark, workload, "numba", lambda: numba_w1(workload.sizes), threads=numba.get_num_threads(),
-        rounds=rounds(3), steps=workload.steps, extra={"numba_version": numba.__version__})
+    rec_w, _rec_mo, rec_mn, _, diverged = measure(
+        benchmark,
+        workload,
+        "numba",
+        lambda: numba_w1(workload.sizes),
+        threads=numba.get_num_threads(),
+        rounds=rounds(3),
+        steps=workload.steps,
+        extra={"numba_version": numba.__version__},
+    )
     assert not diverged.any()
     # same law as the Rust engine: final means agree within 5 standard errors
     rust = workload.rust(threads)
-    for ours, theirs in ((rec_w[:, -1], rust.old_weight[:, -1]), (rec_mn[:, -1], rust.new_mean[:, -1, 0])):
+    for ours, theirs in (
+        (rec_w[:, -1], rust.old_weight[:, -1]),
+        (rec_mn[:, -1], rust.new_mean[:, -1, 0]),
+    ):
         se = math.sqrt(ours.var() / ours.size + theirs.var() / theirs.size) + 1e-12
         assert abs(ours.mean() - theirs.mean()) <= 5 * se

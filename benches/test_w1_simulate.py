@@ -28,21 +28,44 @@ def test_w1_rng_floor(benchmark, measure, workload, threads, rounds):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_rust(benchmark, measure, workload, threads, rounds):
-    res = measure(benchmark, workload, "rust", lambda: workload.rust(threads), threads=threads,
-                  rounds=rounds(3), steps=workload.steps)
+    res = measure(
+        benchmark,
+        workload,
+        "rust",
+        lambda: workload.rust(threads),
+        threads=threads,
+        rounds=rounds(3),
+        steps=workload.steps,
+    )
     _check(res, workload.sizes["replicates"], workload.steps)
 
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_numpy(benchmark, measure, workload, rounds):
-    res = measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3),
-                  samples=workload.numpy_units, steps=workload.numpy_steps)
+    res = measure(
+        benchmark,
+        workload,
+        "numpy",
+        workload.numpy,
+        threads=1,
+        rounds=rounds(3),
+        samples=workload.numpy_units,
+        steps=workload.numpy_steps,
+    )
     _check(res, workload.sizes["replicates"], workload.numpy_steps)
 
 
 @pytest.mark.benchmark(group=SCALING)
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_w1_threads(benchmark, measure, workload, rounds, n_threads):
-    res = measure(benchmark, workload, f"rust_{n_threads}t", lambda: workload.rust(n_threads), threads=n_threads,
-                  rounds=rounds(3), steps=workload.steps, extra={"usable_cores": mb.usable_cores()})
+    res = measure(
+        benchmark,
+        workload,
+        f"rust_{n_threads}t",
+        lambda: workload.rust(n_threads),
+        threads=n_threads,
+        rounds=rounds(3),
+        steps=workload.steps,
+        extra={"usable_cores": mb.usable_cores()},
+    )
     _check(res, workload.sizes["replicates"], workload.steps)

@@ -28,14 +28,29 @@ def test_w2_rng_floor(benchmark, measure, workload, threads, rounds):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w2_rust(benchmark, measure, workload, threads, rounds):
-    res = measure(benchmark, workload, "rust", lambda: workload.rust(threads), threads=threads,
-                  rounds=rounds(3), steps=workload.steps)
+    res = measure(
+        benchmark,
+        workload,
+        "rust",
+        lambda: workload.rust(threads),
+        threads=threads,
+        rounds=rounds(3),
+        steps=workload.steps,
+    )
     _check(res, workload.sizes["replicates"], workload.steps)
 
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w2_numpy(benchmark, measure, workload, rounds):
     big = workload.numpy_units >= 10**7
-    res = measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(1 if big else 3),
-                  samples=workload.numpy_units, steps=workload.numpy_steps)
+    res = measure(
+        benchmark,
+        workload,
+        "numpy",
+        workload.numpy,
+        threads=1,
+        rounds=rounds(1 if big else 3),
+        samples=workload.numpy_units,
+        steps=workload.numpy_steps,
+    )
     _check(res, workload.sizes["replicates"], workload.numpy_steps)

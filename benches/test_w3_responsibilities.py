@@ -36,10 +36,21 @@ def test_w3_rng_floor(benchmark, measure, workload, threads, rounds, key):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_w3_rust(benchmark, measure, workload, threads, rounds, key):
-    _check(measure(benchmark, workload, "rust", lambda: workload.rust(threads), threads=threads, rounds=rounds(3)),
-           workload)
+    _check(
+        measure(
+            benchmark,
+            workload,
+            "rust",
+            lambda: workload.rust(threads),
+            threads=threads,
+            rounds=rounds(3),
+        ),
+        workload,
+    )
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_w3_numpy(benchmark, measure, workload, rounds, key):
-    _check(measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3)), workload)
+    _check(
+        measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3)), workload
+    )

@@ -18,7 +18,7 @@ def workload(sizes):
 
 def _check(c, w):
     assert c.shape == (w.sizes["batches"],)
-    assert 0 <= int(c[:1000].min()) and int(c[:1000].max()) <= w.sizes["batch_size"]
+    assert int(c[:1000].min()) >= 0 and int(c[:1000].max()) <= w.sizes["batch_size"]
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -28,10 +28,21 @@ def test_w4_rng_floor(benchmark, measure, workload, threads, rounds):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w4_rust(benchmark, measure, workload, threads, rounds):
-    _check(measure(benchmark, workload, "rust", lambda: workload.rust(threads), threads=threads, rounds=rounds(3)),
-           workload)
+    _check(
+        measure(
+            benchmark,
+            workload,
+            "rust",
+            lambda: workload.rust(threads),
+            threads=threads,
+            rounds=rounds(3),
+        ),
+        workload,
+    )
 
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w4_numpy(benchmark, measure, workload, rounds):
-    _check(measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3)), workload)
+    _check(
+        measure(benchmark, workload, "numpy", workload.numpy, threads=1, rounds=rounds(3)), workload
+    )

@@ -29,10 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer replicates and batches")
     parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    parser.add_argument("--replicates", type=int, default=None, help="finite-batch replicates per Δ")
+    parser.add_argument(
+        "--replicates", type=int, default=None, help="finite-batch replicates per Δ"
+    )
     parser.add_argument("--batches", type=int, default=None, help="batches per starvation setting")
-    parser.add_argument("--plots", metavar="PREFIX", default=None,
-                        help="also write PREFIX_drift.png and PREFIX_starvation.png (needs matplotlib)")
+    parser.add_argument(
+        "--plots",
+        metavar="PREFIX",
+        default=None,
+        help="also write PREFIX_drift.png and PREFIX_starvation.png (needs matplotlib)",
+    )
     args = parser.parse_args(argv)
 
     replicates = args.replicates if args.replicates is not None else (50 if args.quick else 200)
@@ -41,26 +47,51 @@ def main(argv: list[str] | None = None) -> int:
     objective = mf.ReverseKL(baseline="none")
 
     began = time.perf_counter()
-    drift = studies.drift_vs_separation(separations, objective, old_weight=0.75, start_offset=2.0,
-                                        steps=3000, lr=0.1, batch_size=64, replicates=replicates,
-                                        fit_points=4, rng=args.seed)
-    starve = studies.starvation([0.02, 0.05, 0.1], [4, 8, 16, 32], [0.25], objective=mf.ReverseKL(),
-                                separation=4.0, old_mean_offset=0.3, batches=batches, rng=args.seed)
+    drift = studies.drift_vs_separation(
+        separations,
+        objective,
+        old_weight=0.75,
+        start_offset=2.0,
+        steps=3000,
+        lr=0.1,
+        batch_size=64,
+        replicates=replicates,
+        fit_points=4,
+        rng=args.seed,
+    )
+    starve = studies.starvation(
+        [0.02, 0.05, 0.1],
+        [4, 8, 16, 32],
+        [0.25],
+        objective=mf.ReverseKL(),
+        separation=4.0,
+        old_mean_offset=0.3,
+        batches=batches,
+        rng=args.seed,
+    )
     wall = time.perf_counter() - began
 
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    command = "python " + " ".join(
+        shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]
+    )
     print(f"<!-- produced by: {command} -->")
-    print(f"<!-- mixforget {mf.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
-          f"{wall:.1f} s -->")
+    print(
+        f"<!-- mixforget {mf.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
+        f"{wall:.1f} s -->"
+    )
     print()
-    print("**Old-mode drift vs separation** (MATH §7.3). ReverseKL (no baseline), α* = 0.75, "
-          "standard start with the new mean 2σ beyond its target, lr = 0.1, 3000 steps; "
-          f"finite batches: B = 64, {replicates} replicates.")
+    print(
+        "**Old-mode drift vs separation** (MATH §7.3). ReverseKL (no baseline), α* = 0.75, "
+        "standard start with the new mean 2σ beyond its target, lr = 0.1, 3000 steps; "
+        f"finite batches: B = 64, {replicates} replicates."
+    )
     print()
     print(drift.to_markdown())
     print()
-    print("**Starvation and replay** (MATH §4.3, §7.4–7.5). ReverseKL (loo baseline) with bernoulli "
-          "replay λ = 0.25; the model is the target (Δ = 4) with its old mean moved by 0.3σ.")
+    print(
+        "**Starvation and replay** (MATH §4.3, §7.4–7.5). ReverseKL (loo baseline) with bernoulli "
+        "replay λ = 0.25; the model is the target (Δ = 4) with its old mean moved by 0.3σ."
+    )
     print()
     print(starve.to_markdown())
     if args.plots:

@@ -17,5 +17,7 @@ def start(target: mf.TwoMode) -> mf.TwoMode:
 
 
 def within_sigma(value, expected, stderr, k=5.0):
-    value, expected, stderr = np.broadcast_arrays(np.asarray(value, float), np.asarray(expected, float), np.asarray(stderr, float))
+    value, expected, stderr = np.broadcast_arrays(
+        np.asarray(value, float), np.asarray(expected, float), np.asarray(stderr, float)
+    )
     return np.all(np.abs(value - expected) <= k * stderr + 1e-15)

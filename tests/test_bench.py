@@ -15,13 +15,29 @@ import pytest
 import mixforget.bench as mb
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["workload", "sizes", "Rust", "NumPy", "speed-up", "ns/sample/core", "× RNG floor", "threads"]
+COLUMNS = [
+    "workload",
+    "sizes",
+    "Rust",
+    "NumPy",
+    "speed-up",
+    "ns/sample/core",
+    "× RNG floor",
+    "threads",
+]
 
 
 def test_main_quick_prints_full_table(capsys):
-    assert mb.main(argparse.Namespace(quick=True, command="bench"), sizes=mb.SMOKE_SIZES, repeats=1) == 0
+    assert (
+        mb.main(argparse.Namespace(quick=True, command="bench"), sizes=mb.SMOKE_SIZES, repeats=1)
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "machine:" in out and "usable cores" in out and f"NumPy {__import__('numpy').__version__}" in out
+    assert (
+        "machine:" in out
+        and "usable cores" in out
+        and f"NumPy {__import__('numpy').__version__}" in out
+    )
     header = next(line for line in out.splitlines() if line.startswith("workload"))
     for col in COLUMNS:
         assert col in header
@@ -44,7 +60,9 @@ def test_rows_are_consistent():
             assert r[k] > 0 and math.isfinite(r[k]), (r["workload"], k)
         assert r["speedup"] == pytest.approx(r["numpy_s"] / r["rust_s"])
         assert r["floor_multiple"] == pytest.approx(r["rust_s"] / r["floor_s"])
-        assert r["rust_ns_per_sample_core"] == pytest.approx(r["rust_s"] * r["threads"] / r["samples"] * 1e9)
+        assert r["rust_ns_per_sample_core"] == pytest.approx(
+            r["rust_s"] * r["threads"] / r["samples"] * 1e9
+        )
         assert r["numpy_s"] == pytest.approx(r["numpy_measured_s"] * r["numpy_scale"])
     w1, w1_1t, w2 = rows[0], rows[1], rows[2]
     assert w1["threads"] == 2 and w1_1t["threads"] == 1
@@ -64,9 +82,18 @@ def test_one_thread_has_no_scaling_row():
 def test_workloads_match_design_sizes():
     w1 = mb.make_workload("W1", {"replicates": 3, "steps": 20, "numpy_steps": 10, "batch_size": 4})
     assert (w1.rust_units, w1.numpy_units, w1.normals) == (3 * 20 * 4, 3 * 10 * 4, 3 * 20 * 4)
-    assert mb.FULL_SIZES["W1"] == {"dim": 1, "replicates": 1000, "batch_size": 64, "steps": 1000, "numpy_steps": 1000}
+    assert mb.FULL_SIZES["W1"] == {
+        "dim": 1,
+        "replicates": 1000,
+        "batch_size": 64,
+        "steps": 1000,
+        "numpy_steps": 1000,
+    }
     assert mb.FULL_SIZES["W2"]["dim"] == 32 and mb.FULL_SIZES["W3a"]["points"] == 10**7
-    assert mb.FULL_SIZES["W3b"] == {"points": 10**6, "dim": 32} and mb.FULL_SIZES["W4"]["batches"] == 10**8
+    assert (
+        mb.FULL_SIZES["W3b"] == {"points": 10**6, "dim": 32}
+        and mb.FULL_SIZES["W4"]["batches"] == 10**8
+    )
     target, start = mb.default_problem(32)
     assert target.dim == 32 and target.separation == pytest.approx(6.5)
     assert start == target.replace(new_mean=0.5 * __import__("numpy").ones(32) / math.sqrt(32))
@@ -85,8 +112,13 @@ def test_machine_info():
 
 
 def test_module_help_runs():
-    proc = subprocess.run([sys.executable, "-m", "mixforget.bench", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mixforget.bench", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "--quick" in proc.stdout
 
 
@@ -95,8 +127,21 @@ def test_benches_smoke_run():
     pytest.importorskip("pytest_benchmark")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXFORGET_BENCH_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benches", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benches",
+            "--benchmark-disable",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "passed" in proc.stdout and "mixforget benchmark ratios" in proc.stdout

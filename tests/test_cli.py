@@ -24,10 +24,18 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", "mixforget.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        MPLBACKEND="Agg",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mixforget.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -43,7 +51,12 @@ def test_demo(tmp_path):
         assert len(data) > 1000 and data[:8] == PNG, name
     summary = json.loads((out / "summary.json").read_text())
     rows = {(r["objective"], r["replay"]): r for r in summary["rows"]}
-    assert set(rows) == {("ForwardKL", 0.0), ("ForwardKL", 0.25), ("ReverseKL", 0.0), ("ReverseKL", 0.25)}
+    assert set(rows) == {
+        ("ForwardKL", 0.0),
+        ("ForwardKL", 0.25),
+        ("ReverseKL", 0.0),
+        ("ReverseKL", 0.25),
+    }
     assert summary["settings"]["replicates"] == 1000 and summary["settings"]["batch_size"] == 64
     # mass forgetting under SFT without replay; retention under reverse KL (MATH §4.1, §4.2)
     assert rows[("ForwardKL", 0.0)]["old_weight"]["hi"] < 0.1
@@ -64,7 +77,9 @@ def test_demo(tmp_path):
 
 def test_demo_without_matplotlib(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    rc = main(["demo", "--out", str(tmp_path), "--replicates", "20", "--steps", "100", "--threads", "1"])
+    rc = main(
+        ["demo", "--out", str(tmp_path), "--replicates", "20", "--steps", "100", "--threads", "1"]
+    )
     out = capsys.readouterr().out
     assert "figures skipped" in out and "mixforget[plot]" in out
     assert not list(tmp_path.glob("*.png"))
@@ -87,7 +102,10 @@ def test_simulate_subprocess_writes_trajectory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     traj = mf.Trajectory.load(out)
     cfg = load_config(EXAMPLES / "quick.toml")
-    assert traj.old_weight.shape == (cfg.run["replicates"], cfg.run["steps"] // cfg.run["record_every"] + 1)
+    assert traj.old_weight.shape == (
+        cfg.run["replicates"],
+        cfg.run["steps"] // cfg.run["record_every"] + 1,
+    )
     assert traj.meta["objective"] == cfg.objective.as_dict() and traj.target == cfg.target
     # the file is what simulate() gives with the config's arguments
     again = mf.simulate(**cfg.simulate_kwargs())
@@ -105,8 +123,12 @@ def test_examples_are_valid(name):
 
 def test_sweep_command(tmp_path, capsys):
     cfg = tmp_path / "s.toml"
-    cfg.write_text((EXAMPLES / "sweep.toml").read_text().replace("replicates = 200", "replicates = 32")
-                   .replace("steps = 400", "steps = 100"))
+    cfg.write_text(
+        (EXAMPLES / "sweep.toml")
+        .read_text()
+        .replace("replicates = 200", "replicates = 32")
+        .replace("steps = 400", "steps = 100")
+    )
     db = tmp_path / "s.sqlite"
     assert main(["sweep", str(cfg), "--db", str(db), "--workers", "2"]) == 0
     out = capsys.readouterr().out
@@ -129,7 +151,7 @@ def test_sweep_needs_grid(tmp_path, capsys):
 # bad configurations: exit status 2, a message naming the key, nothing written
 # ---------------------------------------------------------------------------------------
 GOOD = {
-    "target": 'old_mean = [-3.0]\nnew_mean = [3.5]\nold_weight = 0.75\ncov = 1.0',
+    "target": "old_mean = [-3.0]\nnew_mean = [3.5]\nold_weight = 0.75\ncov = 1.0",
     "start": "new_mean = [0.5]",
     "objective": 'kind = "ReverseKL"\nreplay = 0.0',
     "run": "steps = 100\nbatch_size = 16\nlr = 0.05\nreplicates = 10\nrecord_every = 10\nrng = 0",
@@ -150,24 +172,51 @@ BAD = [
     (_toml(extra="[runn]\nsteps = 3\n"), ["runn", "allowed keys"]),
     (_toml(objective='kind = "ReverseKL"\nema = 0.1'), ["objective.ema", "ReverseKL", "replay"]),
     (_toml(target=GOOD["target"] + "\nweight = 0.5"), ["target.weight", "old_weight"]),
-    (_toml(extra='[sweep.grid]\nrng = [1, 2]\n'), ["rng", "allowed grid keys"]),
+    (_toml(extra="[sweep.grid]\nrng = [1, 2]\n"), ["rng", "allowed grid keys"]),
     # wrong types
-    (_toml(run=GOOD["run"].replace("steps = 100", 'steps = "100"')), ["run.steps", "integer", "'100'"]),
+    (
+        _toml(run=GOOD["run"].replace("steps = 100", 'steps = "100"')),
+        ["run.steps", "integer", "'100'"],
+    ),
     (_toml(run=GOOD["run"].replace("lr = 0.05", 'lr = "fast"')), ["run.lr", "number > 0"]),
     (_toml(run=GOOD["run"].replace("steps = 100", "steps = 100.0")), ["run.steps", "integer"]),
-    (_toml(target=GOOD["target"].replace("old_weight = 0.75", "old_weight = true")), ["target.old_weight", "(0, 1)"]),
-    (_toml(target=GOOD["target"].replace("new_mean = [3.5]", 'new_mean = ["a"]')), ["target.new_mean", "list of numbers"]),
+    (
+        _toml(target=GOOD["target"].replace("old_weight = 0.75", "old_weight = true")),
+        ["target.old_weight", "(0, 1)"],
+    ),
+    (
+        _toml(target=GOOD["target"].replace("new_mean = [3.5]", 'new_mean = ["a"]')),
+        ["target.new_mean", "list of numbers"],
+    ),
     (_toml(extra="[sweep.grid]\nbatch_size = 16\n"), ["batch_size", "array"]),
     # out of range
-    (_toml(target=GOOD["target"].replace("old_weight = 0.75", "old_weight = 1.5")), ["target.old_weight", "(0, 1)", "1.5"]),
+    (
+        _toml(target=GOOD["target"].replace("old_weight = 0.75", "old_weight = 1.5")),
+        ["target.old_weight", "(0, 1)", "1.5"],
+    ),
     (_toml(objective='kind = "ReverseKL"\nreplay = 1.0'), ["objective.replay", "[0, 1)"]),
-    (_toml(run=GOOD["run"].replace("batch_size = 16", "batch_size = 0")), ["run.batch_size", ">= 1"]),
-    (_toml(run=GOOD["run"].replace("record_every = 10", "record_every = 7")), ["run.record_every", "divide"]),
-    (_toml(run=GOOD["run"] + '\nweight_param = "softmax"'), ["run.weight_param", "logit", "direct"]),
+    (
+        _toml(run=GOOD["run"].replace("batch_size = 16", "batch_size = 0")),
+        ["run.batch_size", ">= 1"],
+    ),
+    (
+        _toml(run=GOOD["run"].replace("record_every = 10", "record_every = 7")),
+        ["run.record_every", "divide"],
+    ),
+    (
+        _toml(run=GOOD["run"] + '\nweight_param = "softmax"'),
+        ["run.weight_param", "logit", "direct"],
+    ),
     (_toml(objective='kind = "Adam"'), ["objective.kind", "ReverseKL", "ForwardKL"]),
     (_toml(target=GOOD["target"].replace("cov = 1.0", "cov = -1.0")), ["target.cov", "> 0"]),
-    (_toml(extra='[sweep.grid]\n"objective.replay" = [0.0, 2.0]\n'), ["objective.replay", "[0, 1)", "2.0"]),
-    (_toml(extra='[sweep]\nseparation_mode = "wide"\n'), ["sweep.separation_mode", "proportional", "fixed"]),
+    (
+        _toml(extra='[sweep.grid]\n"objective.replay" = [0.0, 2.0]\n'),
+        ["objective.replay", "[0, 1)", "2.0"],
+    ),
+    (
+        _toml(extra='[sweep]\nseparation_mode = "wide"\n'),
+        ["sweep.separation_mode", "proportional", "fixed"],
+    ),
     # not TOML
     ("[target\nold_mean = 1", ["not valid TOML"]),
 ]
@@ -202,7 +251,10 @@ def test_missing_file_and_arguments(tmp_path, capsys):
     assert main(["simulate", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "x.npz")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["simulate", str(EXAMPLES / "quick.toml")]) == 2  # --out required
-    assert main(["simulate", str(EXAMPLES / "quick.toml"), "--out", str(tmp_path / "no" / "x.npz")]) == 2
+    assert (
+        main(["simulate", str(EXAMPLES / "quick.toml"), "--out", str(tmp_path / "no" / "x.npz")])
+        == 2
+    )
     assert main([]) == 2
     assert main(["--version"]) == 0
 
@@ -214,7 +266,9 @@ def test_config_defaults_and_start():
     with pytest.raises(ConfigError, match="target.old_weight is required"):
         from mixforget.config import parse_config
 
-        parse_config({"target": {"old_mean": 0.0, "new_mean": 1.0}, "objective": {"kind": "ForwardKL"}})
+        parse_config(
+            {"target": {"old_mean": 0.0, "new_mean": 1.0}, "objective": {"kind": "ForwardKL"}}
+        )
 
 
 def test_bench_slot(monkeypatch):
@@ -240,7 +294,16 @@ def axes():
 
 
 def test_plot_trajectory(axes, target, start):
-    traj = mf.simulate(target, start, mf.ReverseKL(), steps=50, batch_size=16, replicates=20, record_every=10, rng=0)
+    traj = mf.simulate(
+        target,
+        start,
+        mf.ReverseKL(),
+        steps=50,
+        batch_size=16,
+        replicates=20,
+        record_every=10,
+        rng=0,
+    )
     ax = traj.plot(ax=axes, label="rkl")
     assert ax is axes and len(ax.lines) == 1 and len(ax.mixforget_twin.lines) == 1
     np.testing.assert_allclose(ax.lines[0].get_ydata(), traj.old_weight.mean(axis=0))
@@ -253,14 +316,31 @@ def test_plot_trajectory(axes, target, start):
 def test_plot_drift_and_starvation_tables(axes):
     from mixforget.plot import plot_drift_vs_separation, plot_starvation
 
-    rows = [{"separation": d, "sup_drift_mean": np.exp(-d * d / 8), "sup_drift_lo": 0.9 * np.exp(-d * d / 8),
-             "sup_drift_hi": 1.1 * np.exp(-d * d / 8), "sup_drift_population": np.exp(-d * d / 8)} for d in (2, 4, 6)]
+    rows = [
+        {
+            "separation": d,
+            "sup_drift_mean": np.exp(-d * d / 8),
+            "sup_drift_lo": 0.9 * np.exp(-d * d / 8),
+            "sup_drift_hi": 1.1 * np.exp(-d * d / 8),
+            "sup_drift_population": np.exp(-d * d / 8),
+        }
+        for d in (2, 4, 6)
+    ]
     assert plot_drift_vs_separation(rows, ax=axes) is axes
     assert axes.get_yscale() == "log"
     pd = pytest.importorskip("pandas")
     plot_drift_vs_separation(pd.DataFrame(rows), ax=axes)
-    star = [{"batch_size": b, "old_weight": 0.1, "replay": lam, "measured": (1 - lam) ** b * 0.9 ** b,
-             "batches": 10_000} for b in (1, 8, 32) for lam in (0.0, 0.25)]
+    star = [
+        {
+            "batch_size": b,
+            "old_weight": 0.1,
+            "replay": lam,
+            "measured": (1 - lam) ** b * 0.9**b,
+            "batches": 10_000,
+        }
+        for b in (1, 8, 32)
+        for lam in (0.0, 0.25)
+    ]
     ax = plot_starvation(pd.DataFrame(star), ax=axes)
     assert ax is axes
     with pytest.raises(ValueError, match="separation"):

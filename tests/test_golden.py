@@ -75,8 +75,16 @@ def _run(case: str) -> str:
     objective = OBJECTIVES[name]
     if kind == "simulate":
         res = mf.simulate(
-            target, start, objective, steps=40, batch_size=16, lr=0.05, replicates=6,
-            record_every=10, rng=11, threads=2,
+            target,
+            start,
+            objective,
+            steps=40,
+            batch_size=16,
+            lr=0.05,
+            replicates=6,
+            record_every=10,
+            rng=11,
+            threads=2,
         )
         return _digest(res.old_weight, res.old_mean, res.new_mean, res.starved, res.diverged)
     if kind == "gradient":

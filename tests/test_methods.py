@@ -30,9 +30,8 @@ from scipy import integrate, optimize, stats
 from scipy.special import logsumexp
 
 import mixforget as mf
-from mixforget import reference, theory
-
 from conftest import within_sigma
+from mixforget import reference, theory
 
 LN2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -50,11 +49,15 @@ def off_target(target: mf.TwoMode) -> mf.TwoMode:
     """A model away from the target in weight, old mean (also off-axis for d > 1) and new mean."""
     shift = np.zeros(target.dim)
     shift[0] = 0.4
-    return target.replace(old_weight=0.45, old_mean=target.old_mean + shift, new_mean=target.new_mean * 0.3)
+    return target.replace(
+        old_weight=0.45, old_mean=target.old_mean + shift, new_mean=target.new_mean * 0.3
+    )
 
 
 def flat(g: dict) -> np.ndarray:
-    return np.concatenate([[g["weight"]], np.atleast_1d(g["old_mean"]), np.atleast_1d(g["new_mean"])])
+    return np.concatenate(
+        [[g["weight"]], np.atleast_1d(g["old_mean"]), np.atleast_1d(g["new_mean"])]
+    )
 
 
 def z_scores(value, expected, se) -> np.ndarray:
@@ -69,7 +72,10 @@ def reward_fn(target: mf.TwoMode, reward: str, radius: float = 1.0):
     if reward == "new_logpdf":
         return lambda x: -HALF_LOG_2PI - 0.5 * (x - mn) ** 2
     if reward == "target_logpdf":
-        return lambda x: np.logaddexp(math.log(a) - 0.5 * (x - mo) ** 2, math.log1p(-a) - 0.5 * (x - mn) ** 2) - HALF_LOG_2PI
+        return lambda x: (
+            np.logaddexp(math.log(a) - 0.5 * (x - mo) ** 2, math.log1p(-a) - 0.5 * (x - mn) ** 2)
+            - HALF_LOG_2PI
+        )
     return lambda x: (np.abs(x - mn) <= radius).astype(float)
 
 
@@ -77,16 +83,28 @@ def expect_d1(model: mf.TwoMode, f, breaks=()) -> float:
     """E_{x~q}[f(x)] for a 1-D unit-variance model by adaptive quadrature per component,
     split at the reward's discontinuities ``breaks`` (accuracy ~1e-12)."""
     total = 0.0
-    for w, mu in ((model.old_weight, float(model.old_mean[0])), (1.0 - model.old_weight, float(model.new_mean[0]))):
+    for w, mu in (
+        (model.old_weight, float(model.old_mean[0])),
+        (1.0 - model.old_weight, float(model.new_mean[0])),
+    ):
         lo, hi = mu - 13.0, mu + 13.0
         pts = sorted({lo, hi, *[b for b in breaks if lo < b < hi]})
         for l, h in zip(pts[:-1], pts[1:]):
-            val, _ = integrate.quad(lambda x: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x), l, h, epsabs=1e-15, epsrel=1e-13, limit=400)
+            val, _ = integrate.quad(
+                lambda x: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x),
+                l,
+                h,
+                epsabs=1e-15,
+                epsrel=1e-13,
+                limit=400,
+            )
             total += w * val
     return total
 
 
-def ttt_exact_gradient_d1(target: mf.TwoMode, model: mf.TwoMode, beta: float, reward: str, radius: float = 1.0) -> np.ndarray:
+def ttt_exact_gradient_d1(
+    target: mf.TwoMode, model: mf.TwoMode, beta: float, reward: str, radius: float = 1.0
+) -> np.ndarray:
     """The G → ∞ TTT-Discover gradient at q_0 = q (the KL term vanishes there):
     g = −E_q[e s] / E_q[e], e = e^{β R} (MATH §4.5), with s the score of MATH §3 (logit weight,
     unit variance). Independent of the engine; exact up to quadrature error (~1e-12)."""
@@ -97,7 +115,9 @@ def ttt_exact_gradient_d1(target: mf.TwoMode, model: mf.TwoMode, beta: float, re
     shift = float(r(np.array([mn_star]))[0])
 
     def resp_old(x):
-        return 1.0 / (1.0 + math.exp(math.log((1 - a) / a) + 0.5 * (x - mo) ** 2 - 0.5 * (x - mn) ** 2))
+        return 1.0 / (
+            1.0 + math.exp(math.log((1 - a) / a) + 0.5 * (x - mo) ** 2 - 0.5 * (x - mn) ** 2)
+        )
 
     def e(x):
         return math.exp(beta * (float(r(np.array([x]))[0]) - shift))
@@ -119,10 +139,16 @@ def ttt_loo_factor(target, model, beta, reward, radius, group, groups=100_000, s
     n = group - 1
     if reward == "new_indicator":
         mn_star = float(target.new_mean[0])
-        p = expect_d1(model, lambda x: 1.0 if abs(x - mn_star) <= radius else 0.0, (mn_star - radius, mn_star + radius))
+        p = expect_d1(
+            model,
+            lambda x: 1.0 if abs(x - mn_star) <= radius else 0.0,
+            (mn_star - radius, mn_star + radius),
+        )
         k = np.arange(n + 1)
         inv = 1.0 / (1.0 + (math.exp(beta) - 1.0) * k / n)
-        return (1.0 + (math.exp(beta) - 1.0) * p) * float(np.sum(stats.binom.pmf(k, n, p) * inv)), 0.0
+        return (1.0 + (math.exp(beta) - 1.0) * p) * float(
+            np.sum(stats.binom.pmf(k, n, p) * inv)
+        ), 0.0
     shift = float(r(target.new_mean[:1])[0])
     ee = expect_d1(model, lambda x: math.exp(beta * (float(r(np.array([x]))[0]) - shift)))
     gen = np.random.default_rng(seed)
@@ -154,7 +180,15 @@ def test_sdft_estimators_are_unbiased(objective, d, weight_param):
     model = off_target(target)
     exact = flat(mf.population_gradient(target, model, objective, weight_param=weight_param))
     assert np.max(np.abs(exact)) > 0.05  # a real, non-zero gradient
-    est = mf.estimate_gradient(target, model, objective, batch_size=16, batches=40_000, rng=10 + d, weight_param=weight_param)
+    est = mf.estimate_gradient(
+        target,
+        model,
+        objective,
+        batch_size=16,
+        batches=40_000,
+        rng=10 + d,
+        weight_param=weight_param,
+    )
     assert within_sigma(est.mean, exact, est.stderr), z_scores(est.mean, exact, est.stderr)
 
 
@@ -183,23 +217,40 @@ def test_tttdiscover_finite_group_bias_is_the_loo_factor_and_vanishes(objective)
     np.testing.assert_allclose(engine, exact, atol=tol, rtol=0)
     rel_bias = []
     for group in (4, 16, 64):
-        est = mf.estimate_gradient(target, model, objective, batch_size=group, batches=1_600_000 // group, rng=group)
-        kappa, kappa_se = ttt_loo_factor(target, model, objective.beta, objective.reward, objective.radius, group, seed=group)
+        est = mf.estimate_gradient(
+            target, model, objective, batch_size=group, batches=1_600_000 // group, rng=group
+        )
+        kappa, kappa_se = ttt_loo_factor(
+            target, model, objective.beta, objective.reward, objective.radius, group, seed=group
+        )
         # exact finite-G structure: E[ĝ_G] = κ_G g_∞ (the λ-term vanishes at q_0 = q)
         se = np.sqrt(est.stderr**2 + (kappa_se * exact) ** 2)
-        assert within_sigma(est.mean, kappa * exact, se), (group, z_scores(est.mean, kappa * exact, se))
+        assert within_sigma(est.mean, kappa * exact, se), (
+            group,
+            z_scores(est.mean, kappa * exact, se),
+        )
         bias = est.mean - exact
-        print(f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}")
+        print(
+            f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}"
+        )
         rel_bias.append(kappa - 1.0)
         # the bias is real at every finite G (ratio estimator) and has the sign of g_∞
         assert kappa > 1.0 + 5 * kappa_se
     # it vanishes like 1/(G − 1): (G − 1)(κ_G − 1) → CV²(e) = Var_q(e)/E_q[e]²
     r = reward_fn(target, objective.reward, objective.radius)
     mn_star = float(target.new_mean[0])
-    brk = (mn_star - objective.radius, mn_star + objective.radius) if objective.reward == "new_indicator" else ()
+    brk = (
+        (mn_star - objective.radius, mn_star + objective.radius)
+        if objective.reward == "new_indicator"
+        else ()
+    )
     c = float(r(target.new_mean[:1])[0])
-    m1 = expect_d1(model, lambda x: math.exp(objective.beta * (float(r(np.array([x]))[0]) - c)), brk)
-    m2 = expect_d1(model, lambda x: math.exp(2 * objective.beta * (float(r(np.array([x]))[0]) - c)), brk)
+    m1 = expect_d1(
+        model, lambda x: math.exp(objective.beta * (float(r(np.array([x]))[0]) - c)), brk
+    )
+    m2 = expect_d1(
+        model, lambda x: math.exp(2 * objective.beta * (float(r(np.array([x]))[0]) - c)), brk
+    )
     cv2 = m2 / m1**2 - 1.0
     assert rel_bias[0] > rel_bias[1] > rel_bias[2] > 0
     assert 63 * rel_bias[2] == pytest.approx(cv2, rel=0.2)
@@ -210,11 +261,17 @@ def test_tttdiscover_kl_term_vanishes_in_the_one_step_study():
     # λ-term of A_i contributes nothing (it is exercised by the flows below).
     target = two_mode(1)
     model = off_target(target)
-    a = mf.estimate_gradient(target, model, mf.TTTDiscover(beta=1.0), batch_size=8, batches=5000, rng=3)
-    b = mf.estimate_gradient(target, model, mf.TTTDiscover(beta=1.0, kl_penalty=2.0), batch_size=8, batches=5000, rng=3)
+    a = mf.estimate_gradient(
+        target, model, mf.TTTDiscover(beta=1.0), batch_size=8, batches=5000, rng=3
+    )
+    b = mf.estimate_gradient(
+        target, model, mf.TTTDiscover(beta=1.0, kl_penalty=2.0), batch_size=8, batches=5000, rng=3
+    )
     np.testing.assert_array_equal(a.gradients, b.gradients)
-    np.testing.assert_array_equal(flat(mf.population_gradient(target, model, mf.TTTDiscover(beta=1.0))),
-                                  flat(mf.population_gradient(target, model, mf.TTTDiscover(beta=1.0, kl_penalty=2.0))))
+    np.testing.assert_array_equal(
+        flat(mf.population_gradient(target, model, mf.TTTDiscover(beta=1.0))),
+        flat(mf.population_gradient(target, model, mf.TTTDiscover(beta=1.0, kl_penalty=2.0))),
+    )
 
 
 @pytest.mark.parametrize("d", [1, 3])
@@ -226,7 +283,9 @@ def test_tttdiscover_consistent_as_group_grows(d):
     objective = mf.TTTDiscover(beta=1.0, kl_penalty=0.5, reward="new_logpdf")
     exact = flat(mf.population_gradient(target, model, objective))
     g64 = mf.estimate_gradient(target, model, objective, batch_size=64, batches=30_000, rng=64 + d)
-    g128 = mf.estimate_gradient(target, model, objective, batch_size=128, batches=30_000, rng=128 + d)
+    g128 = mf.estimate_gradient(
+        target, model, objective, batch_size=128, batches=30_000, rng=128 + d
+    )
     combo = (127 * g128.mean - 63 * g64.mean) / 64
     se = np.sqrt((127 * g128.stderr) ** 2 + (63 * g64.stderr) ** 2) / 64
     assert within_sigma(combo, exact, se), z_scores(combo, exact, se)
@@ -255,15 +314,28 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
     model = off_target(target)
     exact = flat(mf.population_gradient(target, model, objective))
     if d == 1:
-        np.testing.assert_allclose(exact, flat(reference.population_gradient(target, model, objective)), atol=1e-9)
-    lead = -2 * objective.beta1 * objective.beta2 * flat(
-        mf.population_gradient(target, model, mf.TTTDiscover(beta=1.0 / objective.beta1, reward=objective.reward))
+        np.testing.assert_allclose(
+            exact, flat(reference.population_gradient(target, model, objective)), atol=1e-9
+        )
+    lead = (
+        -2
+        * objective.beta1
+        * objective.beta2
+        * flat(
+            mf.population_gradient(
+                target, model, mf.TTTDiscover(beta=1.0 / objective.beta1, reward=objective.reward)
+            )
+        )
     )
     sizes = []
     for group in (4, 16, 64):
-        est = mf.estimate_gradient(target, model, objective, batch_size=group, batches=1_600_000 // group, rng=group + d)
+        est = mf.estimate_gradient(
+            target, model, objective, batch_size=group, batches=1_600_000 // group, rng=group + d
+        )
         bias = est.mean - exact
-        print(f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± {group * est.stderr} (lead {lead})")
+        print(
+            f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± {group * est.stderr} (lead {lead})"
+        )
         sizes.append(np.abs(bias[0]))
         if group == 4:
             assert np.max(np.abs(z_scores(est.mean, exact, est.stderr))) > 10  # biased at small G
@@ -272,7 +344,9 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
     assert sizes[0] > sizes[1] > sizes[2]
     # Richardson in 1/G: 2 ĝ_2G − ĝ_G is unbiased up to O(1/G²)
     g64 = mf.estimate_gradient(target, model, objective, batch_size=64, batches=40_000, rng=640 + d)
-    g128 = mf.estimate_gradient(target, model, objective, batch_size=128, batches=40_000, rng=1280 + d)
+    g128 = mf.estimate_gradient(
+        target, model, objective, batch_size=128, batches=40_000, rng=1280 + d
+    )
     combo = 2 * g128.mean - g64.mean
     se = np.sqrt(4 * g128.stderr**2 + g64.stderr**2)
     assert within_sigma(combo, exact, se), z_scores(combo, exact, se)
@@ -287,8 +361,13 @@ def indicator_closed_form(target, model, radius):
     p_o = stats.norm.cdf(hi - mo) - stats.norm.cdf(lo - mo)
     p_n = stats.norm.cdf(hi - mn) - stats.norm.cdf(lo - mn)
     p_q = a * p_o + (1 - a) * p_n
-    ers = np.array([a * (p_o - p_q), a * (stats.norm.pdf(lo - mo) - stats.norm.pdf(hi - mo)),
-                    (1 - a) * (stats.norm.pdf(lo - mn) - stats.norm.pdf(hi - mn))])
+    ers = np.array(
+        [
+            a * (p_o - p_q),
+            a * (stats.norm.pdf(lo - mo) - stats.norm.pdf(hi - mo)),
+            (1 - a) * (stats.norm.pdf(lo - mn) - stats.norm.pdf(hi - mn)),
+        ]
+    )
     return p_q, ers
 
 
@@ -300,9 +379,13 @@ def test_indicator_reward_closed_forms_and_oapl_population_gradient():
     for beta, radius in ((1.0, 1.0), (2.0, 0.7)):
         p_q, ers = indicator_closed_form(target, model, radius)
         closed = -math.expm1(beta) * ers / (1 + math.expm1(beta) * p_q)
-        np.testing.assert_allclose(ttt_exact_gradient_d1(target, model, beta, "new_indicator", radius), closed, atol=1e-12)
+        np.testing.assert_allclose(
+            ttt_exact_gradient_d1(target, model, beta, "new_indicator", radius), closed, atol=1e-12
+        )
         oapl = mf.OAPL(beta1=0.7, beta2=beta, reward="new_indicator", radius=radius)
-        np.testing.assert_allclose(flat(mf.population_gradient(target, model, oapl)), -2 * beta * ers, atol=1e-6)
+        np.testing.assert_allclose(
+            flat(mf.population_gradient(target, model, oapl)), -2 * beta * ers, atol=1e-6
+        )
 
 
 def test_population_gradient_with_indicator_reward_is_accurate():
@@ -312,7 +395,9 @@ def test_population_gradient_with_indicator_reward_is_accurate():
         objective = mf.TTTDiscover(beta=beta, reward="new_indicator", radius=radius)
         p_q, ers = indicator_closed_form(target, model, radius)
         exact = -math.expm1(beta) * ers / (1 + math.expm1(beta) * p_q)
-        np.testing.assert_allclose(flat(mf.population_gradient(target, model, objective)), exact, atol=1e-8)
+        np.testing.assert_allclose(
+            flat(mf.population_gradient(target, model, objective)), exact, atol=1e-8
+        )
 
 
 # =====================================================================================
@@ -335,11 +420,16 @@ def test_estimate_gradient_matches_numpy_twin(objective):
         target = two_mode(d)
         model = off_target(target)
         fast = mf.estimate_gradient(target, model, objective, batch_size=8, batches=40_000, rng=1)
-        slow = reference.estimate_gradient(target, model, objective, batch_size=8, batches=40_000, rng=2)
+        slow = reference.estimate_gradient(
+            target, model, objective, batch_size=8, batches=40_000, rng=2
+        )
         se = np.sqrt(fast.stderr**2 + slow.stderr**2)
         assert within_sigma(fast.mean, slow.mean, se), (d, z_scores(fast.mean, slow.mean, se))
-        assert within_sigma(fast.old_count.mean(), slow.old_count.mean(),
-                            math.hypot(fast.old_count.std(), slow.old_count.std()) / math.sqrt(40_000))
+        assert within_sigma(
+            fast.old_count.mean(),
+            slow.old_count.mean(),
+            math.hypot(fast.old_count.std(), slow.old_count.std()) / math.sqrt(40_000),
+        )
 
 
 @pytest.mark.parametrize("objective", PARITY, ids=lambda v: repr(v)[:48])
@@ -353,7 +443,10 @@ def test_simulate_matches_numpy_twin_in_distribution(objective):
     for name in ("old_weight", "old_mean", "new_mean", "starved"):
         a, b = getattr(fast, name).astype(float)[:, 1:], getattr(slow, name).astype(float)[:, 1:]
         se = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
-        assert within_sigma(a.mean(axis=0), b.mean(axis=0), se), (name, z_scores(a.mean(axis=0), b.mean(axis=0), se))
+        assert within_sigma(a.mean(axis=0), b.mean(axis=0), se), (
+            name,
+            z_scores(a.mean(axis=0), b.mean(axis=0), se),
+        )
     # and the trajectories really move (the comparison is not between two frozen starts)
     assert np.max(np.abs(fast.new_mean[:, -1].mean(axis=0) - start.new_mean)) > 0.02
 
@@ -361,10 +454,18 @@ def test_simulate_matches_numpy_twin_in_distribution(objective):
 def test_population_gradient_matches_numpy_twin_d1():
     target = two_mode(1)
     model = off_target(target)
-    for objective in (mf.SDFT(anchor=0.5), mf.SDFT(anchor=0.3, direction="forward"), mf.TTTDiscover(beta=1.0, reward="target_logpdf"),
-                      mf.TTTDiscover(beta="adaptive", reward="new_logpdf"), mf.OAPL(beta1=0.5, beta2=2.0, reward="new_logpdf")):
-        np.testing.assert_allclose(flat(mf.population_gradient(target, model, objective)),
-                                   flat(reference.population_gradient(target, model, objective)), atol=1e-9)
+    for objective in (
+        mf.SDFT(anchor=0.5),
+        mf.SDFT(anchor=0.3, direction="forward"),
+        mf.TTTDiscover(beta=1.0, reward="target_logpdf"),
+        mf.TTTDiscover(beta="adaptive", reward="new_logpdf"),
+        mf.OAPL(beta1=0.5, beta2=2.0, reward="new_logpdf"),
+    ):
+        np.testing.assert_allclose(
+            flat(mf.population_gradient(target, model, objective)),
+            flat(reference.population_gradient(target, model, objective)),
+            atol=1e-9,
+        )
 
 
 # --- adaptive β (MATH §4.5): KL(softmax(βr) ‖ uniform_G) = ln 2 -----------------------------
@@ -421,18 +522,24 @@ def test_rust_and_twin_adaptive_beta_hit_ln2_through_label_counts(group):
     objective = mf.TTTDiscover(beta="adaptive", reward="new_indicator", radius=12.0)
     seen = set()
     for impl, seed in ((mf, 5), (reference, 6)):
-        est = impl.estimate_gradient(target, target, objective, batch_size=group, batches=4000, rng=seed)
+        est = impl.estimate_gradient(
+            target, target, objective, batch_size=group, batches=4000, rng=seed
+        )
         ks = group - est.old_count
         for k in np.unique(ks):
             gw = est.gradients[ks == k, 0]
             assert np.ptp(gw) <= 1e-14  # a function of k alone
             r = np.r_[np.ones(k), np.zeros(group - k)]
             if 0 < k < group / 2:  # ln 2 reachable: KL(softmax(βr) ‖ U) → log(G/k) > ln 2
-                beta_exact = optimize.brentq(lambda b: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15)
+                beta_exact = optimize.brentq(
+                    lambda b: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15
+                )
                 expected = _two_level_weight_gradient(group, k, 0.7, beta_exact)
                 # invert the batch gradient for the β the implementation used
                 f = lambda b: _two_level_weight_gradient(group, k, 0.7, b) - gw[0]  # noqa: E731
-                beta_used = optimize.brentq(f, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15)
+                beta_used = optimize.brentq(
+                    f, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15
+                )
                 assert abs(softmax_kl(beta_used, r) - LN2) < 1e-8
                 assert beta_used == pytest.approx(beta_exact, rel=1e-8)
                 assert gw[0] == pytest.approx(expected, rel=1e-10, abs=1e-13)
@@ -448,10 +555,16 @@ def test_adaptive_beta_rust_vs_twin_in_distribution_and_population_limit():
     model = off_target(target)
     objective = mf.TTTDiscover(beta="adaptive", reward="new_logpdf")
     exact = flat(mf.population_gradient(target, model, objective))
-    np.testing.assert_allclose(exact, flat(reference.population_gradient(target, model, objective)), atol=1e-9)
+    np.testing.assert_allclose(
+        exact, flat(reference.population_gradient(target, model, objective)), atol=1e-9
+    )
     for group in (4, 32):
-        fast = mf.estimate_gradient(target, model, objective, batch_size=group, batches=320_000 // group, rng=group)
-        slow = reference.estimate_gradient(target, model, objective, batch_size=group, batches=320_000 // group, rng=group + 1)
+        fast = mf.estimate_gradient(
+            target, model, objective, batch_size=group, batches=320_000 // group, rng=group
+        )
+        slow = reference.estimate_gradient(
+            target, model, objective, batch_size=group, batches=320_000 // group, rng=group + 1
+        )
         se = np.sqrt(fast.stderr**2 + slow.stderr**2)
         assert within_sigma(fast.mean, slow.mean, se), (group, z_scores(fast.mean, slow.mean, se))
     # consistent: the G = 32 mean approaches the G → ∞ limit (ratio bias, MATH §4.5)
@@ -467,9 +580,16 @@ STANDARD = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
 
 
 @pytest.mark.parametrize("start_new", [0.5, 2.5])
-@pytest.mark.parametrize("objective", [mf.SDFT(ema=0.05, anchor=0.25), mf.SDFT(ema=0.05, anchor=0.5),
-                                       mf.SDFT(ema=0.05, anchor=0.5, direction="forward"),
-                                       mf.SDFT(ema=0.05, anchor=1.0, direction="forward")], ids=repr)
+@pytest.mark.parametrize(
+    "objective",
+    [
+        mf.SDFT(ema=0.05, anchor=0.25),
+        mf.SDFT(ema=0.05, anchor=0.5),
+        mf.SDFT(ema=0.05, anchor=0.5, direction="forward"),
+        mf.SDFT(ema=0.05, anchor=1.0, direction="forward"),
+    ],
+    ids=repr,
+)
 def test_sdft_with_anchor_keeps_old_weight_and_learns_new_mode(objective, start_new):
     # Population flow from the standard start (old component correct). The old weight may only
     # move through overlap: tolerance |α_t − α*| ≤ ½ BC(start), BC = exp(−Δ²/8) between the
@@ -494,11 +614,21 @@ def test_sdft_without_anchor_every_state_is_stationary(direction):
     for d in (1, 3):
         target = two_mode(d)
         for _ in range(3):
-            model = target.replace(old_weight=float(rng.uniform(0.1, 0.9)), old_mean=rng.normal(size=d), new_mean=rng.normal(size=d) + 2)
-            np.testing.assert_allclose(flat(mf.population_gradient(target, model, objective)), 0.0, atol=1e-10)
+            model = target.replace(
+                old_weight=float(rng.uniform(0.1, 0.9)),
+                old_mean=rng.normal(size=d),
+                new_mean=rng.normal(size=d) + 2,
+            )
+            np.testing.assert_allclose(
+                flat(mf.population_gradient(target, model, objective)), 0.0, atol=1e-10
+            )
     start = STANDARD.replace(new_mean=[0.5])
     flow = mf.population_flow(STANDARD, start, objective, steps=500, lr=0.1, record_every=50)
-    assert np.all(flow.old_weight == 0.75) and np.all(flow.old_mean == -3.0) and np.all(flow.new_mean == 0.5)
+    assert (
+        np.all(flow.old_weight == 0.75)
+        and np.all(flow.old_mean == -3.0)
+        and np.all(flow.new_mean == 0.5)
+    )
 
 
 def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
@@ -507,8 +637,17 @@ def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
     # while Var(μ_o) grows ~ linearly in steps. Test: Var(t) = a + b t, i.e. the increments over
     # [T, 2T] and [2T, 4T] are in ratio 1:2 (5σ, delta-method SE over replicates), and b > 0.
     target = mf.TwoMode(old_mean=[-5.0], new_mean=[5.0], old_weight=0.6, cov=1.0)
-    runs = mf.simulate(target, target, mf.SDFT(ema=0.05, anchor=0.0, direction="forward"), steps=800,
-                       batch_size=16, lr=0.1, replicates=4000, record_every=200, rng=7)
+    runs = mf.simulate(
+        target,
+        target,
+        mf.SDFT(ema=0.05, anchor=0.0, direction="forward"),
+        steps=800,
+        batch_size=16,
+        lr=0.1,
+        replicates=4000,
+        record_every=200,
+        rng=7,
+    )
     mo = runs.old_mean[:, :, 0]
     assert within_sigma(mo[:, -1].mean(), -5.0, mo[:, -1].std(ddof=1) / math.sqrt(len(mo)))
     y = (mo - mo.mean(axis=0)) ** 2  # per-replicate squared deviations: mean(y) = Var
@@ -520,9 +659,22 @@ def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
     print(f"\nSDFT κ=0 forward: Var(μ_o) at t=200/400/800 = {v1:.4g} / {v2:.4g} / {v4:.4g}")
     # reverse direction: log q − log t ≡ 0 for every sample, so ĝ ≡ 0 and nothing moves even
     # with finite batches (MATH §7.10's random walk needs the forward direction).
-    rev = mf.simulate(target, target.replace(new_mean=[1.0]), mf.SDFT(ema=0.05, anchor=0.0), steps=200,
-                      batch_size=16, lr=0.1, replicates=50, record_every=100, rng=8)
-    assert np.all(rev.old_mean == -5.0) and np.all(rev.new_mean == 1.0) and np.all(rev.old_weight == 0.6)
+    rev = mf.simulate(
+        target,
+        target.replace(new_mean=[1.0]),
+        mf.SDFT(ema=0.05, anchor=0.0),
+        steps=200,
+        batch_size=16,
+        lr=0.1,
+        replicates=50,
+        record_every=100,
+        rng=8,
+    )
+    assert (
+        np.all(rev.old_mean == -5.0)
+        and np.all(rev.new_mean == 1.0)
+        and np.all(rev.old_weight == 0.6)
+    )
 
 
 def test_tttdiscover_kl_penalty_retains_old_mass():
@@ -531,7 +683,14 @@ def test_tttdiscover_kl_penalty_retains_old_mass():
     start = STANDARD.replace(new_mean=[0.5])
     finals = []
     for lam in (0.0, 0.3, 1.0, 3.0):
-        flow = mf.population_flow(STANDARD, start, mf.TTTDiscover(beta=0.5, kl_penalty=lam), steps=2000, lr=0.1, record_every=100)
+        flow = mf.population_flow(
+            STANDARD,
+            start,
+            mf.TTTDiscover(beta=0.5, kl_penalty=lam),
+            steps=2000,
+            lr=0.1,
+            record_every=100,
+        )
         finals.append(flow.old_weight[0, -1])
         if lam == 0.0:
             assert np.all(np.diff(flow.old_weight[0]) < 0) and finals[0] < 0.01
@@ -541,7 +700,9 @@ def test_tttdiscover_kl_penalty_retains_old_mass():
     # same ordering under finite batches (means over replicates)
     kw = dict(steps=300, batch_size=32, lr=0.1, replicates=300, record_every=100)
     a0 = mf.simulate(STANDARD, start, mf.TTTDiscover(beta=0.5), rng=1, **kw).old_weight[:, -1]
-    a1 = mf.simulate(STANDARD, start, mf.TTTDiscover(beta=0.5, kl_penalty=1.0), rng=2, **kw).old_weight[:, -1]
+    a1 = mf.simulate(
+        STANDARD, start, mf.TTTDiscover(beta=0.5, kl_penalty=1.0), rng=2, **kw
+    ).old_weight[:, -1]
     diff_se = math.sqrt(a0.var(ddof=1) / len(a0) + a1.var(ddof=1) / len(a1))
     assert a1.mean() - a0.mean() > 5 * diff_se
 
@@ -552,7 +713,9 @@ def test_tttdiscover_kl_penalty_retains_old_mass():
 WIDE = mf.TwoMode(old_mean=[-10.0], new_mean=[10.0], old_weight=0.6, cov=1.0)
 
 
-@pytest.mark.parametrize("beta,lam,lr", [(0.5, 1.0, 1.0), (1.0, 0.5, 3.0), (2.0, 2.0, 1.0), (0.5, 0.0, 1.0)])
+@pytest.mark.parametrize(
+    "beta,lam,lr", [(0.5, 1.0, 1.0), (1.0, 0.5, 3.0), (2.0, 2.0, 1.0), (0.5, 0.0, 1.0)]
+)
 def test_tttdiscover_population_limit_matches_stationary_weight(beta, lam, lr):
     # MATH §7.10: the population flow's fixed point is the stationary point of
     # log E_q e^{βR} − λ KL(q ‖ q_0) (r_o = 0, r_n = 1, q_0 = the start, α_0 = 0.6).
@@ -563,14 +726,23 @@ def test_tttdiscover_population_limit_matches_stationary_weight(beta, lam, lr):
         assert abs(flow.old_weight[0, -1] - expected) < 1e-9
         assert abs(flow.old_weight[0, -2] - expected) < 1e-9  # stationary
     else:  # λ = 0: no interior fixed point, α → 0 monotonically
-        assert expected == 0.0 and np.all(np.diff(flow.old_weight[0]) < 0) and flow.old_weight[0, -1] < 0.05
+        assert (
+            expected == 0.0
+            and np.all(np.diff(flow.old_weight[0]) < 0)
+            and flow.old_weight[0, -1] < 0.05
+        )
     # constant per-mode rewards move no mean
-    assert np.max(np.abs(flow.old_mean - WIDE.old_mean)) < 1e-9 and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
+    assert (
+        np.max(np.abs(flow.old_mean - WIDE.old_mean)) < 1e-9
+        and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
+    )
     if (beta, lam) == (0.5, 1.0):
         assert flow.old_weight[0, -1] == pytest.approx(0.4801, abs=5e-5)  # MATH §7.10 check value
 
 
-@pytest.mark.parametrize("beta,lag,lr,periods", [(0.5, 60, 3.5, 2), (1.0, 100, 0.9, 3), (2.0, 60, 0.24, 5)])
+@pytest.mark.parametrize(
+    "beta,lag,lr,periods", [(0.5, 60, 3.5, 2), (1.0, 100, 0.9, 3), (2.0, 60, 0.24, 5)]
+)
 def test_oapl_old_weight_follows_per_period_tilt(beta, lag, lr, periods):
     # β1 = β2 = β; each lag period the regression's optimum is q_lag e^{r/β}/Z, so with per-mode
     # constant rewards logit α drops by Δr/β per period (MATH §4.6, §7.10). Inner steps per
@@ -579,7 +751,10 @@ def test_oapl_old_weight_follows_per_period_tilt(beta, lag, lr, periods):
     flow = mf.population_flow(WIDE, WIDE, objective, steps=periods * lag, lr=lr, record_every=lag)
     expected = [theory.oapl_period_weight(0.6, 1.0, beta, k) for k in range(periods + 1)]
     np.testing.assert_allclose(flow.old_weight[0], expected, rtol=1e-7, atol=1e-10)
-    assert np.max(np.abs(flow.old_mean - WIDE.old_mean)) < 1e-9 and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
+    assert (
+        np.max(np.abs(flow.old_mean - WIDE.old_mean)) < 1e-9
+        and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
+    )
     if beta == 0.5:
         assert flow.old_weight[0, 1] == pytest.approx(0.168747, abs=1e-6)  # MATH §7.10 check value
 
@@ -591,7 +766,9 @@ def test_oapl_flat_reward_keeps_old_mass_and_finite_batches_follow_the_tilt():
     flow = mf.population_flow(WIDE, WIDE, flat_obj, steps=200, lr=0.5, record_every=50)
     np.testing.assert_allclose(flow.old_weight[0], 0.6, atol=1e-12)
     tilt = mf.OAPL(beta1=1.0, beta2=1.0, lag=100, reward="new_indicator", radius=8.0)
-    runs = mf.simulate(WIDE, WIDE, tilt, steps=100, batch_size=64, lr=0.5, replicates=400, record_every=100, rng=3)
+    runs = mf.simulate(
+        WIDE, WIDE, tilt, steps=100, batch_size=64, lr=0.5, replicates=400, record_every=100, rng=3
+    )
     a = runs.old_weight[:, -1]
     # the per-period optimum with the batch's own V̂ differs from the exact tilt by O(1/G):
     # the mean must sit near σ(logit 0.6 − 1) = 0.3556 (tolerance 0.02) and far from 0.6

@@ -20,12 +20,17 @@ def mixtures(draw):
     weights = raw / raw.sum()
     if k == 1:
         weights = np.array([1.0])
-    means = np.array(draw(st.lists(st.floats(-20, 20), min_size=k * d, max_size=k * d))).reshape(k, d)
+    means = np.array(draw(st.lists(st.floats(-20, 20), min_size=k * d, max_size=k * d))).reshape(
+        k, d
+    )
     kind = draw(st.sampled_from(["scalar", "diag"]))
     if kind == "scalar":
         covs = [draw(st.floats(0.05, 10.0)) for _ in range(k)]
     else:
-        covs = [np.array(draw(st.lists(st.floats(0.05, 10.0), min_size=d, max_size=d))) for _ in range(k)]
+        covs = [
+            np.array(draw(st.lists(st.floats(0.05, 10.0), min_size=d, max_size=d)))
+            for _ in range(k)
+        ]
     scale = draw(st.sampled_from([1.0, 30.0, 1e3]))
     seed = draw(st.integers(0, 2**32 - 1))
     x = np.random.default_rng(seed).normal(scale=scale, size=(25, d))
@@ -39,7 +44,9 @@ def test_responsibilities_agree_with_twin_and_sum_to_one(case):
     fast = kernels.responsibilities(x, weights, means, covs)
     assert np.all(np.isfinite(fast)) and np.all(fast >= 0)
     np.testing.assert_allclose(fast.sum(axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(fast, reference.responsibilities(x, weights, means, covs), atol=1e-12)
+    np.testing.assert_allclose(
+        fast, reference.responsibilities(x, weights, means, covs), atol=1e-12
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -52,9 +59,17 @@ def test_logpdf_agrees_with_twin(case):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.floats(0.01, 0.99), st.integers(1, 200), st.floats(0.0, 0.95), st.sampled_from(["bernoulli", "stratified"]), st.integers(0, 2**32 - 1))
+@given(
+    st.floats(0.01, 0.99),
+    st.integers(1, 200),
+    st.floats(0.0, 0.95),
+    st.sampled_from(["bernoulli", "stratified"]),
+    st.integers(0, 2**32 - 1),
+)
 def test_starvation_counts_stay_in_range(alpha, batch_size, replay, slots, seed):
-    counts = kernels.starvation_counts(alpha, batch_size, 2000, replay=replay, slots=slots, rng=seed)
+    counts = kernels.starvation_counts(
+        alpha, batch_size, 2000, replay=replay, slots=slots, rng=seed
+    )
     assert counts.dtype == np.int64 and counts.min() >= 0 and counts.max() <= batch_size
     if slots == "stratified":
         assert counts.min() >= int(mf.theory.stratified_replay_count(replay, batch_size))

@@ -37,7 +37,11 @@ def _within(est: np.ndarray, exact: np.ndarray, se: np.ndarray, k: float = 5.0) 
 # ---------------------------------------------------------------------------------------
 def _direct_logs(x, weights, means, full_covs):
     return np.stack(
-        [math.log(w) + stats.multivariate_normal(m, c).logpdf(x) for w, m, c in zip(weights, means, full_covs)], axis=1
+        [
+            math.log(w) + stats.multivariate_normal(m, c).logpdf(x)
+            for w, m, c in zip(weights, means, full_covs)
+        ],
+        axis=1,
     )
 
 
@@ -45,18 +49,28 @@ def test_responsibilities_match_direct_formula_general_k():
     rng = np.random.default_rng(0)
     weights = np.array([0.2, 0.5, 0.3])
     means = rng.normal(size=(3, 2)) * 2.0
-    covs = [np.array([0.5, 2.0]), np.array([[1.0, 0.3], [0.3, 0.8]]), np.array([[2.0, -0.5], [-0.5, 1.0]])]
+    covs = [
+        np.array([0.5, 2.0]),
+        np.array([[1.0, 0.3], [0.3, 0.8]]),
+        np.array([[2.0, -0.5], [-0.5, 1.0]]),
+    ]
     full = [np.diag(covs[0]), covs[1], covs[2]]
     x = rng.normal(size=(2000, 2)) * 3.0
     logs = _direct_logs(x, weights, means, full)
     r = ref.responsibilities(x, weights, means, covs)
     assert r.shape == (2000, 3) and r.dtype == np.float64
-    np.testing.assert_allclose(r, np.exp(logs - logsumexp(logs, axis=1, keepdims=True)), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        r, np.exp(logs - logsumexp(logs, axis=1, keepdims=True)), rtol=1e-10, atol=1e-14
+    )
     assert np.max(np.abs(r.sum(axis=1) - 1.0)) < 1e-12
-    np.testing.assert_allclose(ref.mixture_logpdf(x, weights, means, covs), logsumexp(logs, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        ref.mixture_logpdf(x, weights, means, covs), logsumexp(logs, axis=1), rtol=1e-12
+    )
     # an array with leading axis K is the same as a list
     stacked = np.stack(full)
-    np.testing.assert_allclose(ref.responsibilities(x, weights, means, stacked), r, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        ref.responsibilities(x, weights, means, stacked), r, rtol=1e-12, atol=1e-15
+    )
 
 
 def test_scalar_cov_shared_by_components_in_higher_dimension():
@@ -80,7 +94,9 @@ def test_responsibilities_stable_far_away_and_input_forms():
     xs = np.linspace(-3, 3, 20).reshape(-1, 2)[:, :1]
     np.testing.assert_allclose(
         ref.responsibilities(xs.astype(np.float32), np.float32(w), m, 1.0),
-        ref.responsibilities(np.ascontiguousarray(xs.astype(np.float32), dtype=np.float64), w, m, 1.0),
+        ref.responsibilities(
+            np.ascontiguousarray(xs.astype(np.float32), dtype=np.float64), w, m, 1.0
+        ),
     )
     # K = 1: weights [1.0], responsibilities all one
     one = ref.responsibilities(np.arange(5.0), [1.0], [[0.0]], 1.0)
@@ -134,11 +150,15 @@ def test_sample_mixture_moments():
         _within(xk.mean(axis=0), means[k], np.sqrt(np.diag(full) / nk))
         _within(xk.var(axis=0, ddof=1), np.diag(full), np.sqrt(2.0 / nk) * np.diag(full))
     c0 = np.cov(x[labels == 0].T)
-    assert c0[0, 1] == pytest.approx(0.5, abs=5 * math.sqrt((1.0 * 2.0 + 0.25) / np.sum(labels == 0)))
+    assert c0[0, 1] == pytest.approx(
+        0.5, abs=5 * math.sqrt((1.0 * 2.0 + 0.25) / np.sum(labels == 0))
+    )
     # same seed, same draws; equal covariances take the shared path
     x2, l2 = ref.sample_mixture(n, weights, means, covs, rng=1)
     assert np.array_equal(x, x2) and np.array_equal(labels, l2)
-    xe, le = ref.sample_mixture(10, [0.5, 0.5], [[0.0], [10.0]], 1e-6, rng=np.random.SeedSequence(3))
+    xe, le = ref.sample_mixture(
+        10, [0.5, 0.5], [[0.0], [10.0]], 1e-6, rng=np.random.SeedSequence(3)
+    )
     np.testing.assert_allclose(xe[:, 0], 10.0 * le, atol=0.01)
 
 
@@ -186,7 +206,9 @@ UNBIASED = [
 @pytest.mark.parametrize("objective,weight_param", UNBIASED, ids=lambda v: repr(v)[:48])
 def test_unbiased_estimators_match_population_gradient(objective, weight_param):
     exact = _flat(ref.population_gradient(TARGET, MODEL, objective, weight_param=weight_param))
-    est = ref.estimate_gradient(TARGET, MODEL, objective, batch_size=32, batches=20_000, rng=11, weight_param=weight_param)
+    est = ref.estimate_gradient(
+        TARGET, MODEL, objective, batch_size=32, batches=20_000, rng=11, weight_param=weight_param
+    )
     assert est.gradients.shape == (20_000, 3)
     _within(est.mean, exact, est.stderr)
 
@@ -209,7 +231,9 @@ def test_replay_population_equals_on_policy_and_weights_are_bounded():
 
 
 @pytest.mark.parametrize(
-    "objective", [TTTDiscover(beta=2.0), TTTDiscover(beta="adaptive"), OAPL(lag=1)], ids=lambda v: repr(v)[:40]
+    "objective",
+    [TTTDiscover(beta=2.0), TTTDiscover(beta="adaptive"), OAPL(lag=1)],
+    ids=lambda v: repr(v)[:40],
 )
 def test_ratio_estimators_consistent_as_group_grows(objective):
     # The LOO entropic weights (TTT-Discover) and V̂ (OAPL) are ratio estimators with an
@@ -226,7 +250,9 @@ def test_ratio_estimators_consistent_as_group_grows(objective):
 
 def test_tttdiscover_bias_is_visible_at_small_group():
     exact = _flat(ref.population_gradient(TARGET, MODEL, TTTDiscover(beta=2.0)))
-    est = ref.estimate_gradient(TARGET, MODEL, TTTDiscover(beta=2.0), batch_size=16, batches=20_000, rng=5)
+    est = ref.estimate_gradient(
+        TARGET, MODEL, TTTDiscover(beta=2.0), batch_size=16, batches=20_000, rng=5
+    )
     z = (est.mean - exact) / est.stderr
     assert np.max(np.abs(z)) > 10  # the finite-G ratio bias is real and measurable
 
@@ -263,9 +289,29 @@ def test_population_gradient_is_one_dimensional_only():
 def test_one_step_of_simulate_is_the_estimator():
     # mean of −(θ_1 − θ_0)/lr over replicates is the population gradient (uncapped replay)
     objective, lr = ReverseKL(replay=0.3), 1e-3
-    tr = ref.simulate(TARGET, MODEL, objective, steps=1, batch_size=32, lr=lr, replicates=20_000, record_every=1, rng=7)
+    tr = ref.simulate(
+        TARGET,
+        MODEL,
+        objective,
+        steps=1,
+        batch_size=32,
+        lr=lr,
+        replicates=20_000,
+        record_every=1,
+        rng=7,
+    )
     eta = np.log(tr.old_weight / (1 - tr.old_weight))
-    g = -np.stack([eta[:, 1] - eta[:, 0], tr.old_mean[:, 1, 0] - tr.old_mean[:, 0, 0], tr.new_mean[:, 1, 0] - tr.new_mean[:, 0, 0]], axis=1) / lr
+    g = (
+        -np.stack(
+            [
+                eta[:, 1] - eta[:, 0],
+                tr.old_mean[:, 1, 0] - tr.old_mean[:, 0, 0],
+                tr.new_mean[:, 1, 0] - tr.new_mean[:, 0, 0],
+            ],
+            axis=1,
+        )
+        / lr
+    )
     exact = _flat(ref.population_gradient(TARGET, MODEL, objective))
     _within(g.mean(axis=0), exact, g.std(axis=0, ddof=1) / math.sqrt(len(g)))
 
@@ -273,7 +319,17 @@ def test_one_step_of_simulate_is_the_estimator():
 def test_forward_kl_without_replay_forgets_mass():
     target = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
     start = target.replace(new_mean=[0.5])
-    tr = ref.simulate(target, start, ForwardKL(), steps=300, batch_size=32, lr=0.05, replicates=300, record_every=10, rng=0)
+    tr = ref.simulate(
+        target,
+        start,
+        ForwardKL(),
+        steps=300,
+        batch_size=32,
+        lr=0.05,
+        replicates=300,
+        record_every=10,
+        rng=0,
+    )
     alpha = tr.old_weight.mean(axis=0)
     se = tr.old_weight.std(axis=0, ddof=1) / math.sqrt(tr.replicates)
     assert alpha[0] == 0.75
@@ -284,38 +340,115 @@ def test_forward_kl_without_replay_forgets_mass():
 
 
 def test_trajectory_shapes_and_meta():
-    t2 = mf.TwoMode(old_mean=[0.0, 0.0], new_mean=[4.0, 0.0], old_weight=0.5, cov=[[1.0, 0.2], [0.2, 1.5]])
+    t2 = mf.TwoMode(
+        old_mean=[0.0, 0.0], new_mean=[4.0, 0.0], old_weight=0.5, cov=[[1.0, 0.2], [0.2, 1.5]]
+    )
     s2 = t2.replace(new_mean=[1.0, 1.0])
-    for objective in (ReverseKL(replay=0.2), SDFT(), TTTDiscover(beta=0.5, kl_penalty=0.5), OAPL(lag=3)):
-        tr = ref.simulate(t2, s2, objective, steps=12, batch_size=8, lr=0.02, replicates=5, record_every=4, rng=3)
+    for objective in (
+        ReverseKL(replay=0.2),
+        SDFT(),
+        TTTDiscover(beta=0.5, kl_penalty=0.5),
+        OAPL(lag=3),
+    ):
+        tr = ref.simulate(
+            t2, s2, objective, steps=12, batch_size=8, lr=0.02, replicates=5, record_every=4, rng=3
+        )
         assert isinstance(tr, mf.Trajectory)
         assert np.array_equal(tr.steps, [0, 4, 8, 12])
-        assert tr.old_weight.shape == (5, 4) and tr.old_mean.shape == (5, 4, 2) and tr.new_mean.shape == (5, 4, 2)
-        assert tr.starved.shape == (5, 4) and tr.starved.dtype == np.int64 and tr.diverged.shape == (5,)
+        assert (
+            tr.old_weight.shape == (5, 4)
+            and tr.old_mean.shape == (5, 4, 2)
+            and tr.new_mean.shape == (5, 4, 2)
+        )
+        assert (
+            tr.starved.shape == (5, 4)
+            and tr.starved.dtype == np.int64
+            and tr.diverged.shape == (5,)
+        )
         assert np.all(np.diff(tr.starved, axis=1) >= 0)
         assert np.all(tr.old_weight[:, 0] == 0.5) and np.all(tr.new_mean[:, 0] == [1.0, 1.0])
         assert tr.meta["implementation"] == "numpy" and tr.meta["objective"] == objective.as_dict()
-        for key in ("batch_size", "lr", "steps", "record_every", "weight_param", "lr_scale", "seed", "wall_time", "threads"):
+        for key in (
+            "batch_size",
+            "lr",
+            "steps",
+            "record_every",
+            "weight_param",
+            "lr_scale",
+            "seed",
+            "wall_time",
+            "threads",
+        ):
             assert key in tr.meta
-    again = ref.simulate(t2, s2, OAPL(lag=3), steps=12, batch_size=8, lr=0.02, replicates=5, record_every=4,
-                         rng=seed_from_record(tr.meta["seed"]))
-    assert np.array_equal(again.old_mean, tr.old_mean) and np.array_equal(again.old_weight, tr.old_weight)
+    again = ref.simulate(
+        t2,
+        s2,
+        OAPL(lag=3),
+        steps=12,
+        batch_size=8,
+        lr=0.02,
+        replicates=5,
+        record_every=4,
+        rng=seed_from_record(tr.meta["seed"]),
+    )
+    assert np.array_equal(again.old_mean, tr.old_mean) and np.array_equal(
+        again.old_weight, tr.old_weight
+    )
     with pytest.raises(ValueError):
         ref.simulate(t2, s2, ReverseKL(), steps=10, batch_size=8, lr=0.1, record_every=3)
     with pytest.raises(ValueError):
-        ref.simulate(t2, s2, ReverseKL(), steps=10, batch_size=8, lr=0.1, replicates=10**6, record_every=1, memory_limit=2**20)
+        ref.simulate(
+            t2,
+            s2,
+            ReverseKL(),
+            steps=10,
+            batch_size=8,
+            lr=0.1,
+            replicates=10**6,
+            record_every=1,
+            memory_limit=2**20,
+        )
 
 
 def test_lr_scale_direct_clipping_and_divergence():
     start = TARGET.replace(new_mean=[0.5])
-    frozen = ref.simulate(TARGET, start, ReverseKL(), steps=20, batch_size=16, lr=0.1, replicates=20, record_every=10,
-                          lr_scale={"old_mean": 0.0}, rng=1)
+    frozen = ref.simulate(
+        TARGET,
+        start,
+        ReverseKL(),
+        steps=20,
+        batch_size=16,
+        lr=0.1,
+        replicates=20,
+        record_every=10,
+        lr_scale={"old_mean": 0.0},
+        rng=1,
+    )
     assert np.all(frozen.old_mean == TARGET.old_mean)
-    clipped = ref.simulate(TARGET, start, ForwardKL(), steps=50, batch_size=16, lr=1.0, replicates=20, record_every=10,
-                           weight_param="direct", rng=2)
+    clipped = ref.simulate(
+        TARGET,
+        start,
+        ForwardKL(),
+        steps=50,
+        batch_size=16,
+        lr=1.0,
+        replicates=20,
+        record_every=10,
+        weight_param="direct",
+        rng=2,
+    )
     assert clipped.old_weight.min() >= 1e-3 and np.any(clipped.old_weight[:, -1] == 1e-3)
-    wild = ref.simulate(TARGET, start, ReverseKL(baseline="none"), steps=10, batch_size=16, lr=1e307, replicates=20,
-                        record_every=5, rng=3)
+    wild = ref.simulate(
+        TARGET,
+        start,
+        ReverseKL(baseline="none"),
+        steps=10,
+        batch_size=16,
+        lr=1e307,
+        replicates=20,
+        record_every=5,
+        rng=3,
+    )
     assert wild.diverged.any()
     for arr in (wild.old_weight, wild.old_mean, wild.new_mean):
         assert np.all(np.isfinite(arr))

@@ -18,8 +18,9 @@ SEPARATIONS = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
 @pytest.fixture(scope="module")
 def drift_population():
     """Prediction 3 grid, population flow only (exact, deterministic)."""
-    return studies.drift_vs_separation(SEPARATIONS, mf.ReverseKL(baseline="none"), replicates=0,
-                                       steps=3000, lr=0.1, fit_points=4)
+    return studies.drift_vs_separation(
+        SEPARATIONS, mf.ReverseKL(baseline="none"), replicates=0, steps=3000, lr=0.1, fit_points=4
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def test_prediction3_sup_drift_below_one_constant_times_bc(drift_population):
     c = 1.0
     bc = drift_population.column("bhattacharyya")
     sup = drift_population.column("sup_drift_population")
-    assert np.allclose(bc, np.exp(-np.asarray(SEPARATIONS) ** 2 / 8.0), rtol=1e-12)
+    assert np.allclose(bc, np.exp(-(np.asarray(SEPARATIONS) ** 2) / 8.0), rtol=1e-12)
     assert np.all(sup > 0.0)
     assert np.all(sup <= c * bc), sup / bc
     assert drift_population.constant_population <= c
@@ -78,25 +79,45 @@ def test_prediction3_finite_batch_mean_path_tracks_population():
     start = target.replace(new_mean=[10.0])
     obj = mf.ReverseKL(baseline="none")
     flow = mf.population_flow(target, start, obj, steps=1000, lr=0.1, record_every=5)
-    traj = mf.simulate(target, start, obj, steps=1000, batch_size=64, lr=0.1, replicates=400,
-                       record_every=5, rng=2)
+    traj = mf.simulate(
+        target, start, obj, steps=1000, batch_size=64, lr=0.1, replicates=400, record_every=5, rng=2
+    )
     assert not traj.diverged.any()
-    for arr, ref in ((traj.old_mean[:, :, 0], flow.old_mean[0, :, 0]),
-                     (traj.old_weight, flow.old_weight[0]),
-                     (traj.new_mean[:, :, 0], flow.new_mean[0, :, 0])):
+    for arr, ref in (
+        (traj.old_mean[:, :, 0], flow.old_mean[0, :, 0]),
+        (traj.old_weight, flow.old_weight[0]),
+        (traj.new_mean[:, :, 0], flow.new_mean[0, :, 0]),
+    ):
         mean = arr.mean(axis=0)
         se = arr.std(axis=0, ddof=1) / math.sqrt(arr.shape[0])
         assert np.all(np.abs(mean - ref) <= 5.0 * se + 1e-12)
 
 
 def test_drift_study_rows_markdown_and_finite_batch_columns():
-    study = studies.drift_vs_separation([2.0, 4.0, 6.0], steps=300, lr=0.1, replicates=20,
-                                        batch_size=32, record_every=5, fit_points=3, rng=5)
+    study = studies.drift_vs_separation(
+        [2.0, 4.0, 6.0],
+        steps=300,
+        lr=0.1,
+        replicates=20,
+        batch_size=32,
+        record_every=5,
+        fit_points=3,
+        rng=5,
+    )
     assert isinstance(study, studies.DriftSeparationStudy)
     assert len(study.rows) == 3
-    keys = {"separation", "bhattacharyya", "sup_drift_population", "ratio_population",
-            "sup_drift_batch_mean", "sup_drift_batch_lo", "sup_drift_batch_hi", "sup_mean_path_drift",
-            "replicates", "diverged"}
+    keys = {
+        "separation",
+        "bhattacharyya",
+        "sup_drift_population",
+        "ratio_population",
+        "sup_drift_batch_mean",
+        "sup_drift_batch_lo",
+        "sup_drift_batch_hi",
+        "sup_mean_path_drift",
+        "replicates",
+        "diverged",
+    }
     for row in study.rows:
         assert keys <= set(row)
         assert row["sup_drift_batch_lo"] <= row["sup_drift_batch_mean"] <= row["sup_drift_batch_hi"]
@@ -111,8 +132,16 @@ def test_drift_study_rows_markdown_and_finite_batch_columns():
     with pytest.raises(dataclasses_frozen_error()):
         study.slope_population = 0.0  # type: ignore[misc]
     # same seed, same numbers
-    again = studies.drift_vs_separation([2.0, 4.0, 6.0], steps=300, lr=0.1, replicates=20,
-                                        batch_size=32, record_every=5, fit_points=3, rng=5)
+    again = studies.drift_vs_separation(
+        [2.0, 4.0, 6.0],
+        steps=300,
+        lr=0.1,
+        replicates=20,
+        batch_size=32,
+        record_every=5,
+        fit_points=3,
+        rng=5,
+    )
     assert again.rows == study.rows
 
 
@@ -128,10 +157,15 @@ def test_drift_study_in_d_dimensions_matches_one_dimension():
     not equivalent: gradient descent on μ is not invariant under whitening.)"""
     kw = dict(replicates=0, steps=600, lr=0.1, record_every=2)
     one = studies.drift_vs_separation([3.0, 5.0], **kw)
-    three = studies.drift_vs_separation([3.0, 5.0], dim=3, cov=1.0, direction=[1.0, -1.0, 2.0], **kw)
-    np.testing.assert_allclose(three.column("sup_drift_population"), one.column("sup_drift_population"),
-                               rtol=1e-8)
-    assert three.settings["direction"] == pytest.approx(list(np.array([1.0, -1.0, 2.0]) / math.sqrt(6.0)))
+    three = studies.drift_vs_separation(
+        [3.0, 5.0], dim=3, cov=1.0, direction=[1.0, -1.0, 2.0], **kw
+    )
+    np.testing.assert_allclose(
+        three.column("sup_drift_population"), one.column("sup_drift_population"), rtol=1e-8
+    )
+    assert three.settings["direction"] == pytest.approx(
+        list(np.array([1.0, -1.0, 2.0]) / math.sqrt(6.0))
+    )
 
 
 def test_drift_study_validates_arguments():
@@ -152,24 +186,30 @@ def test_drift_study_validates_arguments():
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def starvation_study():
-    return studies.starvation([0.02, 0.05, 0.1, 0.25], [4, 8, 16, 32], [0.1, 0.25],
-                              batches=50_000, rng=11)
+    return studies.starvation(
+        [0.02, 0.05, 0.1, 0.25], [4, 8, 16, 32], [0.1, 0.25], batches=50_000, rng=11
+    )
 
 
 def test_prediction4_starvation_measured_matches_predicted(starvation_study):
     rows = starvation_study.rows
     assert len(rows) == 4 * 4 * 2
     for r in rows:
-        assert r["predicted_onpolicy"] == pytest.approx((1 - r["old_weight"]) ** r["batch_size"], rel=1e-12)
+        assert r["predicted_onpolicy"] == pytest.approx(
+            (1 - r["old_weight"]) ** r["batch_size"], rel=1e-12
+        )
         assert r["predicted_replay"] == pytest.approx(
-            ((1 - r["replay"]) * (1 - r["old_weight"])) ** r["batch_size"], rel=1e-12)
+            ((1 - r["replay"]) * (1 - r["old_weight"])) ** r["batch_size"], rel=1e-12
+        )
         for which in ("onpolicy", "replay"):
             p, n = r[f"predicted_{which}"], r["batches"]
             se = math.sqrt(p * (1 - p) / n)
             assert abs(r[f"measured_{which}"] - p) <= 5.0 * se + 1.0 / n, (which, r)
             assert r[f"{which}_lo"] <= r[f"measured_{which}"] <= r[f"{which}_hi"]
     # MATH §7.9 check values
-    row = next(r for r in rows if r["old_weight"] == 0.05 and r["batch_size"] == 32 and r["replay"] == 0.25)
+    row = next(
+        r for r in rows if r["old_weight"] == 0.05 and r["batch_size"] == 32 and r["replay"] == 0.25
+    )
     assert row["predicted_onpolicy"] == pytest.approx(0.193711, abs=5e-7)
     assert row["predicted_replay"] == pytest.approx(1.946e-5, rel=1e-3)
 
@@ -177,8 +217,15 @@ def test_prediction4_starvation_measured_matches_predicted(starvation_study):
 def test_prediction4_starvation_stratified_slots():
     # round(0.25·B) ≥ 1 replay samples in every batch: never starved (P = 0 exactly);
     # round(0.05·8) = 0: no replay slot, on-policy (1 − α)^B.
-    study = studies.starvation([0.05], [8, 32], [0.05, 0.25], slots="stratified",
-                               objective=mf.ReverseKL(baseline="none"), batches=40_000, rng=3)
+    study = studies.starvation(
+        [0.05],
+        [8, 32],
+        [0.05, 0.25],
+        slots="stratified",
+        objective=mf.ReverseKL(baseline="none"),
+        batches=40_000,
+        rng=3,
+    )
     for r in study.rows:
         k = round(r["replay"] * r["batch_size"] + 1e-12)
         if k >= 1:
@@ -196,8 +243,16 @@ def test_prediction4_starvation_stratified_slots():
 @pytest.mark.parametrize("baseline", ["loo", "none"])
 def test_prediction5_replay_same_population_gradient_lower_variance(baseline):
     # starvation-prone: small α, small B (P starved from 0.66 to 0.92 on-policy)
-    study = studies.starvation([0.02, 0.05], [4, 8], [0.25], objective=mf.ReverseKL(baseline=baseline),
-                               separation=4.0, old_mean_offset=0.3, batches=100_000, rng=7)
+    study = studies.starvation(
+        [0.02, 0.05],
+        [4, 8],
+        [0.25],
+        objective=mf.ReverseKL(baseline=baseline),
+        separation=4.0,
+        old_mean_offset=0.3,
+        batches=100_000,
+        rng=7,
+    )
     for r in study.rows:
         assert r["predicted_onpolicy"] > 0.6
         # uncapped weights: the population gradient is unchanged by replay (all parameters)
@@ -205,10 +260,14 @@ def test_prediction5_replay_same_population_gradient_lower_variance(baseline):
         assert r["population_onpolicy"] > 1e-3  # the model is off the target: non-zero gradient
         # both estimators are unbiased for it (so the variance drop is not bought with bias)
         for which in ("onpolicy", "replay"):
-            assert abs(r[f"mean_{which}"] - r["population_onpolicy"]) <= 5.0 * r[f"mean_{which}_se"], (which, r)
+            assert (
+                abs(r[f"mean_{which}"] - r["population_onpolicy"]) <= 5.0 * r[f"mean_{which}_se"]
+            ), (which, r)
         # the old-mean gradient variance drops, by more than 5 standard errors of the log ratio
         log_ratio = math.log(r["variance_ratio"])
-        se = math.hypot(r["var_onpolicy_se"] / r["var_onpolicy"], r["var_replay_se"] / r["var_replay"])
+        se = math.hypot(
+            r["var_onpolicy_se"] / r["var_onpolicy"], r["var_replay_se"] / r["var_replay"]
+        )
         assert log_ratio > 5.0 * se, (log_ratio, se, r)
         assert r["log_variance_ratio_z"] == pytest.approx(log_ratio / se)
         assert r["variance_ratio"] > 2.0
@@ -266,7 +325,9 @@ def test_plots_with_agg(drift_population, starvation_study):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    study = studies.drift_vs_separation([2.0, 4.0], steps=200, lr=0.1, replicates=10, record_every=5, rng=1)
+    study = studies.drift_vs_separation(
+        [2.0, 4.0], steps=200, lr=0.1, replicates=10, record_every=5, rng=1
+    )
     for obj in (drift_population, study, starvation_study):
         ax = obj.plot()
         assert ax.figure is not None

@@ -36,8 +36,16 @@ def _stable(table):
 
 @pytest.fixture
 def base(target, start):
-    return dict(target=target, start=start, objective=mf.ReverseKL(), steps=100, batch_size=32, lr=0.05,
-                replicates=64, record_every=10)
+    return dict(
+        target=target,
+        start=start,
+        objective=mf.ReverseKL(),
+        steps=100,
+        batch_size=32,
+        lr=0.05,
+        replicates=64,
+        record_every=10,
+    )
 
 
 GRID = {"separation": [3.0, 5.0], "objective.replay": [0.0, 0.25], "batch_size": [8, 32]}
@@ -45,8 +53,14 @@ GRID = {"separation": [3.0, 5.0], "objective.replay": [0.0, 0.25], "batch_size":
 
 def test_expand_grid_order_is_cartesian_last_key_fastest():
     pts = expand_grid({"a": [1, 2], "b": ["x", "y", "z"]})
-    assert pts == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"},
-                   {"a": 2, "b": "x"}, {"a": 2, "b": "y"}, {"a": 2, "b": "z"}]
+    assert pts == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 1, "b": "z"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+        {"a": 2, "b": "z"},
+    ]
 
 
 @pytest.mark.parametrize("mode", ["proportional", "fixed"])
@@ -59,9 +73,13 @@ def test_apply_separation(target, start, mode):
         assert s.old_weight == start.old_weight
         k = delta / target.separation
         if mode == "proportional":  # offset from the target's new mean scales with Δ
-            np.testing.assert_allclose(s.new_mean - t.new_mean, k * (start.new_mean - target.new_mean), rtol=1e-12)
+            np.testing.assert_allclose(
+                s.new_mean - t.new_mean, k * (start.new_mean - target.new_mean), rtol=1e-12
+            )
         else:  # offset kept
-            np.testing.assert_allclose(s.new_mean - t.new_mean, start.new_mean - target.new_mean, atol=1e-12)
+            np.testing.assert_allclose(
+                s.new_mean - t.new_mean, start.new_mean - target.new_mean, atol=1e-12
+            )
 
 
 def test_apply_separation_2d_keeps_orthogonal_part():
@@ -80,8 +98,12 @@ def test_serial_rows_and_seeds(tmp_path, base):
     points = expand_grid(GRID)
     for r, p in zip(rows, points):
         assert json.loads(r["params"]) == p
-        assert (r["separation"], r["objective.replay"], r["batch_size"]) == (p["separation"], p["objective.replay"], p["batch_size"])
-        assert r["bhattacharyya"] == pytest.approx(np.exp(-p["separation"] ** 2 / 8))
+        assert (r["separation"], r["objective.replay"], r["batch_size"]) == (
+            p["separation"],
+            p["objective.replay"],
+            p["batch_size"],
+        )
+        assert r["bhattacharyya"] == pytest.approx(np.exp(-(p["separation"] ** 2) / 8))
         assert r["replicates"] + r["diverged"] == 64
         assert r["old_weight_lo"] <= r["old_weight_mean"] <= r["old_weight_hi"]
         assert r["trajectory"] is None and r["old_weight_population"] is None
@@ -121,9 +143,15 @@ def test_thread_executor_equals_serial(tmp_path, base):
 def test_dask_cluster_equals_serial(tmp_path, base):
     distributed = pytest.importorskip("distributed")
     serial = sweep(base, GRID, tmp_path / "serial.sqlite", rng=11)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        dask_rows = sweep(base, GRID, tmp_path / "dask.sqlite", executor=client.get_executor(), rng=11)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        dask_rows = sweep(
+            base, GRID, tmp_path / "dask.sqlite", executor=client.get_executor(), rng=11
+        )
     assert _stable(dask_rows) == _stable(serial)
 
 
@@ -180,14 +208,20 @@ def test_resume_after_sigkill(tmp_path):
     cfg = tmp_path / "kill.toml"
     cfg.write_text(
         "[target]\nold_mean = [-3.0]\nnew_mean = [3.5]\nold_weight = 0.75\n"
-        "[start]\nnew_mean = [0.5]\n[objective]\nkind = \"ReverseKL\"\n"
+        '[start]\nnew_mean = [0.5]\n[objective]\nkind = "ReverseKL"\n'
         "[run]\nsteps = 300\nbatch_size = 64\nlr = 0.05\nreplicates = 200\nrecord_every = 10\nrng = 9\n"
-        "[sweep.grid]\nseparation = [4.0, 6.0]\n\"objective.replay\" = [0.0, 0.25]\nlr = [0.02, 0.05]\n"
+        '[sweep.grid]\nseparation = [4.0, 6.0]\n"objective.replay" = [0.0, 0.25]\nlr = [0.02, 0.05]\n'
     )
     db = tmp_path / "killed.sqlite"
-    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "mixforget.cli", "sweep", str(cfg), "--db", str(db)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(
+        os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixforget.cli", "sweep", str(cfg), "--db", str(db)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     rows = 0
     deadline = time.monotonic() + 120
     try:
@@ -249,14 +283,24 @@ def test_rng_none_reuses_the_recorded_seed(tmp_path, base):
     again = sweep(base, {"lr": [0.05, 0.1]}, db, rng=None)
     assert _records(again) == _records(first)
     entropy = _records(first)[0]["seed_entropy"]
-    other = sweep(base, {"lr": [0.05, 0.1]}, tmp_path / "b.sqlite", rng=np.random.SeedSequence(int(entropy)))
+    other = sweep(
+        base, {"lr": [0.05, 0.1]}, tmp_path / "b.sqlite", rng=np.random.SeedSequence(int(entropy))
+    )
     assert _stable(other) == _stable(first)
 
 
 def test_keep_trajectories_and_population(tmp_path, base):
     keep = tmp_path / "traj"
-    rows = _records(sweep(base, {"separation": [4.0, 6.0]}, tmp_path / "a.sqlite", rng=2,
-                          keep_trajectories=keep, population=True))
+    rows = _records(
+        sweep(
+            base,
+            {"separation": [4.0, 6.0]},
+            tmp_path / "a.sqlite",
+            rng=2,
+            keep_trajectories=keep,
+            population=True,
+        )
+    )
     for r in rows:
         path = Path(r["trajectory"])
         assert path.parent == keep and path.exists()
@@ -281,23 +325,32 @@ def test_objective_grid_and_fields(tmp_path, base):
 
 
 def test_old_weight_and_model_field_keys(tmp_path, base):
-    rows = _records(sweep(base, {"old_weight": [0.3], "start.old_weight": [0.5], "target.cov": [2.0]},
-                          tmp_path / "a.sqlite", rng=0))
+    rows = _records(
+        sweep(
+            base,
+            {"old_weight": [0.3], "start.old_weight": [0.5], "target.cov": [2.0]},
+            tmp_path / "a.sqlite",
+            rng=0,
+        )
+    )
     cfg = json.loads(rows[0]["config"])
     assert cfg["target"]["old_weight"] == 0.3 and cfg["start"]["old_weight"] == 0.5
     assert cfg["target"]["cov"] == 2.0 and cfg["start"]["cov"] == 1.0
 
 
-@pytest.mark.parametrize("grid, match", [
-    ({"bogus": [1]}, "unknown grid key"),
-    ({"rng": [1, 2]}, "unknown grid key"),
-    ({"batch_size": []}, "must not be empty"),
-    ({"batch_size": [0]}, "batch_size"),
-    ({"objective.replay": [1.5]}, "replay"),
-    ({"objective.ema": [0.1]}, "has fields"),
-    ({"separation": [-1.0]}, "separation"),
-    ({"record_every": [7]}, "record_every"),
-])
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        ({"bogus": [1]}, "unknown grid key"),
+        ({"rng": [1, 2]}, "unknown grid key"),
+        ({"batch_size": []}, "must not be empty"),
+        ({"batch_size": [0]}, "batch_size"),
+        ({"objective.replay": [1.5]}, "replay"),
+        ({"objective.ema": [0.1]}, "has fields"),
+        ({"separation": [-1.0]}, "separation"),
+        ({"record_every": [7]}, "record_every"),
+    ],
+)
 def test_bad_grid_fails_before_any_work(tmp_path, base, grid, match):
     db = tmp_path / "bad.sqlite"
     with pytest.raises((ValueError, TypeError), match=match):
@@ -311,7 +364,11 @@ def test_bad_base(tmp_path, base):
     with pytest.raises(ValueError, match="pass rng"):
         sweep({**base, "rng": 1}, {"lr": [0.1]}, tmp_path / "a.sqlite")
     with pytest.raises(ValueError, match="must contain 'objective'"):
-        sweep({k: v for k, v in base.items() if k != "objective"}, {"lr": [0.1]}, tmp_path / "a.sqlite")
+        sweep(
+            {k: v for k, v in base.items() if k != "objective"},
+            {"lr": [0.1]},
+            tmp_path / "a.sqlite",
+        )
 
 
 def test_list_of_dicts_without_pandas(tmp_path, base, monkeypatch):

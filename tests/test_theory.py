@@ -66,7 +66,9 @@ def test_check_values():
     assert th.starvation_probability(0.05, 32, replay=0.25) == pytest.approx(1.946e-5, abs=5e-9)
     assert th.starvation_probability(0.05, 32, replay=0.25, slots="stratified") == 0.0
     assert th.oapl_period_weight(0.6, 1.0, 0.5) == pytest.approx(0.168747, abs=5e-7)
-    assert th.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, 1.0) == pytest.approx(0.4801, abs=5e-5)
+    assert th.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, 1.0) == pytest.approx(
+        0.4801, abs=5e-5
+    )
     assert th.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, 0.0) == 0.0
     assert th.replay_weight_bound(0.25) == pytest.approx(4.0 / 3.0)
     assert th.replay_weight_bound(0.0) == 1.0
@@ -97,12 +99,18 @@ def test_bhattacharyya_equal_cov_general_d():
     assert th.bhattacharyya(ma, mb, 2.0, 2.0) == pytest.approx(math.exp(-(d @ d) / 16), rel=1e-13)
     # diagonal given as (d,) equals the matrix form
     diag = np.array([2.0, 1.0, 0.7])
-    assert th.bhattacharyya(ma, mb, diag) == pytest.approx(th.bhattacharyya(ma, mb, np.diag(diag)), rel=1e-14)
+    assert th.bhattacharyya(ma, mb, diag) == pytest.approx(
+        th.bhattacharyya(ma, mb, np.diag(diag)), rel=1e-14
+    )
 
 
-@pytest.mark.parametrize("ma,mb,va,vb", [(0.0, 3.0, 1.0, 2.0), (-1.0, 0.5, 0.3, 4.0), (0.0, 0.0, 1.0, 9.0)])
+@pytest.mark.parametrize(
+    "ma,mb,va,vb", [(0.0, 3.0, 1.0, 2.0), (-1.0, 0.5, 0.3, 4.0), (0.0, 0.0, 1.0, 9.0)]
+)
 def test_bhattacharyya_unequal_cov_vs_quadrature(ma, mb, va, vb):
-    f = lambda x: math.sqrt(stats.norm.pdf(x, ma, math.sqrt(va)) * stats.norm.pdf(x, mb, math.sqrt(vb)))
+    f = lambda x: math.sqrt(
+        stats.norm.pdf(x, ma, math.sqrt(va)) * stats.norm.pdf(x, mb, math.sqrt(vb))
+    )
     ref, _ = integrate.quad(f, -np.inf, np.inf, epsabs=0, epsrel=1e-12, limit=200)
     assert th.bhattacharyya(ma, mb, va, vb) == pytest.approx(ref, rel=1e-9)
     model = TwoMode([ma], [mb], 0.4, old_cov=va, new_cov=vb)
@@ -147,10 +155,20 @@ def test_soft_misassignment_far_tail_relative_accuracy():
         for alpha in (0.1, 0.5, 0.9):
             got = th.misassignment(_model_1d(alpha, delta), "soft")
             lc = math.log(alpha / (1 - alpha))
-            a = lc - delta ** 2 / 2
-            f = lambda z: math.exp(-math.log1p(math.exp(-(a + delta * z))) - z * z / 2) / math.sqrt(2 * math.pi)
-            ref, _ = integrate.quad(f, -15, delta + 15, epsabs=0, epsrel=1e-13, limit=500,
-                                    points=[0.0, delta / 2, -a / delta, delta])
+            a = lc - delta**2 / 2
+            f = lambda z: (
+                math.exp(-math.log1p(math.exp(-(a + delta * z))) - z * z / 2)
+                / math.sqrt(2 * math.pi)
+            )
+            ref, _ = integrate.quad(
+                f,
+                -15,
+                delta + 15,
+                epsabs=0,
+                epsrel=1e-13,
+                limit=500,
+                points=[0.0, delta / 2, -a / delta, delta],
+            )
             assert got["new_to_old"] == pytest.approx(ref, rel=1e-9)
 
 
@@ -159,8 +177,12 @@ def test_hard_closed_form_direct():
         for delta in DELTAS:
             c = math.log(alpha / (1 - alpha))
             got = th.misassignment(_model_1d(alpha, delta), "hard")
-            assert got["new_to_old"] == pytest.approx(stats.norm.cdf(c / delta - delta / 2), rel=1e-12)
-            assert got["old_to_new"] == pytest.approx(stats.norm.cdf(-c / delta - delta / 2), rel=1e-12)
+            assert got["new_to_old"] == pytest.approx(
+                stats.norm.cdf(c / delta - delta / 2), rel=1e-12
+            )
+            assert got["old_to_new"] == pytest.approx(
+                stats.norm.cdf(-c / delta - delta / 2), rel=1e-12
+            )
 
 
 def test_misassignment_general_d_depends_only_on_separation():
@@ -204,8 +226,12 @@ def test_unequal_cov_1d_vs_scipy(model):
 
     kw = dict(epsabs=0, epsrel=1e-12, limit=500)
     rng = (min(mo - 30 * so, mn - 30 * sn), max(mo + 30 * so, mn + 30 * sn))
-    n2o, _ = integrate.quad(lambda x: stats.norm.pdf(x, mn, sn) * r_o(x), *rng, points=[mo, mn], **kw)
-    o2n, _ = integrate.quad(lambda x: stats.norm.pdf(x, mo, so) * (1 - r_o(x)), *rng, points=[mo, mn], **kw)
+    n2o, _ = integrate.quad(
+        lambda x: stats.norm.pdf(x, mn, sn) * r_o(x), *rng, points=[mo, mn], **kw
+    )
+    o2n, _ = integrate.quad(
+        lambda x: stats.norm.pdf(x, mo, so) * (1 - r_o(x)), *rng, points=[mo, mn], **kw
+    )
     soft = th.misassignment(model, "soft")
     assert soft["new_to_old"] == pytest.approx(n2o, rel=1e-9)
     assert soft["old_to_new"] == pytest.approx(o2n, rel=1e-9)
@@ -215,8 +241,12 @@ def test_unequal_cov_1d_vs_scipy(model):
     lo = math.log(a) + stats.norm.logpdf(x, mo, so)
     ln = math.log(1 - a) + stats.norm.logpdf(x, mn, sn)
     hard = th.misassignment(model, "hard")
-    assert hard["new_to_old"] == pytest.approx(np.sum(stats.norm.pdf(x, mn, sn) * (lo > ln)) * dx, abs=1e-4)
-    assert hard["old_to_new"] == pytest.approx(np.sum(stats.norm.pdf(x, mo, so) * (lo < ln)) * dx, abs=1e-4)
+    assert hard["new_to_old"] == pytest.approx(
+        np.sum(stats.norm.pdf(x, mn, sn) * (lo > ln)) * dx, abs=1e-4
+    )
+    assert hard["old_to_new"] == pytest.approx(
+        np.sum(stats.norm.pdf(x, mo, so) * (lo < ln)) * dx, abs=1e-4
+    )
 
 
 def test_unequal_cov_given_in_different_forms_is_equal_cov():
@@ -246,25 +276,33 @@ def _grid_models():
 
 @pytest.mark.parametrize("kind", ["soft", "hard"])
 def test_bounds_hold_on_grid(kind):
-    for model in list(_grid_models()) + [_model_1d(a, d) for a in (0.01, 0.3, 0.99) for d in (0.5, 3.0, 10.0)]:
+    for model in list(_grid_models()) + [
+        _model_1d(a, d) for a in (0.01, 0.3, 0.99) for d in (0.5, 3.0, 10.0)
+    ]:
         m = th.misassignment(model, kind)
         assert 0.0 <= m["new_to_old"] <= m["new_to_old_bound"] * (1 + 1e-12), (model, m)
         assert 0.0 <= m["old_to_new"] <= m["old_to_new_bound"] * (1 + 1e-12), (model, m)
         a = model.old_weight
         factor = 0.5 if kind == "soft" else 1.0
-        assert m["new_to_old_bound"] == pytest.approx(factor * math.sqrt(a / (1 - a)) * model.bhattacharyya)
-        assert m["old_to_new_bound"] == pytest.approx(factor * math.sqrt((1 - a) / a) * model.bhattacharyya)
+        assert m["new_to_old_bound"] == pytest.approx(
+            factor * math.sqrt(a / (1 - a)) * model.bhattacharyya
+        )
+        assert m["old_to_new_bound"] == pytest.approx(
+            factor * math.sqrt((1 - a) / a) * model.bhattacharyya
+        )
 
 
 def test_hard_equal_weights_below_half_bc():
     for delta in np.linspace(0.1, 12, 40):
         m = th.misassignment(_model_1d(0.5, float(delta)), "hard")
-        assert m["new_to_old"] <= 0.5 * math.exp(-delta ** 2 / 8)
+        assert m["new_to_old"] <= 0.5 * math.exp(-(delta**2) / 8)
 
 
 def test_symmetry_identity():
     """α·E_{φ_o}[r_n] = (1−α)·E_{φ_n}[r_o] (MATH §7.9)."""
-    models = list(_grid_models()) + [_model_1d(a, d) for a in (0.01, 0.99) for d in (0.3, 8.0, 10.0, 20.0)]
+    models = list(_grid_models()) + [
+        _model_1d(a, d) for a in (0.01, 0.99) for d in (0.3, 8.0, 10.0, 20.0)
+    ]
     for model in models:
         m = th.misassignment(model, "soft")
         a = model.old_weight
@@ -337,22 +375,24 @@ def test_starvation_formulas_and_vectorisation():
     assert got.shape == (3, 4)
     np.testing.assert_allclose(got, ((1 - lam) * (1 - alpha)) ** 16, rtol=1e-12)
     b = np.array([1, 4, 64])
-    np.testing.assert_allclose(th.starvation_probability(0.2, b), 0.8 ** b, rtol=1e-13)
+    np.testing.assert_allclose(th.starvation_probability(0.2, b), 0.8**b, rtol=1e-13)
     # stratified: round(λB) ≥ 1 ⇒ 0, else on-policy; ties away from zero (λB = 0.5 → 1)
-    assert th.starvation_probability(0.2, 4, 0.1, "stratified") == pytest.approx(0.8 ** 4)  # λB = 0.4
+    assert th.starvation_probability(0.2, 4, 0.1, "stratified") == pytest.approx(0.8**4)  # λB = 0.4
     assert th.starvation_probability(0.2, 5, 0.1, "stratified") == 0.0  # λB = 0.5 → 1
-    assert th.starvation_probability(0.2, 4, 0.0, "stratified") == pytest.approx(0.8 ** 4)
+    assert th.starvation_probability(0.2, 4, 0.0, "stratified") == pytest.approx(0.8**4)
     assert th.stratified_replay_count(0.25, 2) == 1
     assert th.stratified_replay_count(0.25, 32) == 8
-    np.testing.assert_array_equal(th.stratified_replay_count(0.1, np.array([4, 5, 14, 15])), [0, 1, 1, 2])
+    np.testing.assert_array_equal(
+        th.stratified_replay_count(0.1, np.array([4, 5, 14, 15])), [0, 1, 1, 2]
+    )
 
 
 STARVATION_CASES = [
     (0.05, 32, 0.0, "bernoulli"),
     (0.05, 32, 0.25, "bernoulli"),
     (0.05, 32, 0.25, "stratified"),
-    (0.3, 4, 0.1, "stratified"),   # round(0.4) = 0: on-policy formula
-    (0.2, 5, 0.1, "stratified"),   # round(0.5) = 1 (ties away from zero): never starved
+    (0.3, 4, 0.1, "stratified"),  # round(0.4) = 0: on-policy formula
+    (0.2, 5, 0.1, "stratified"),  # round(0.5) = 1 (ties away from zero): never starved
     (0.5, 3, 0.5, "bernoulli"),
     (0.01, 64, 0.0, "bernoulli"),
     (0.1, 16, 0.02, "bernoulli"),
@@ -364,7 +404,9 @@ def test_starvation_vs_kernel(alpha, batch, replay, slots):
     from mixforget import kernels
 
     n = 2_000_000
-    counts = np.asarray(kernels.starvation_counts(alpha, batch, n, replay=replay, slots=slots, rng=3))
+    counts = np.asarray(
+        kernels.starvation_counts(alpha, batch, n, replay=replay, slots=slots, rng=3)
+    )
     assert counts.shape == (n,)
     freq = float(np.mean(counts == 0))
     p = th.starvation_probability(alpha, batch, replay, slots)
@@ -380,11 +422,18 @@ def _hand_trajectory(old_weight, steps, objective, batch_size=8):
     old_weight = np.asarray(old_weight, dtype=float)
     r, n = old_weight.shape
     return Trajectory(
-        steps=np.asarray(steps), old_weight=old_weight,
-        old_mean=np.zeros((r, n, 1)), new_mean=np.ones((r, n, 1)),
-        starved=np.zeros((r, n)), diverged=np.zeros(r, bool),
+        steps=np.asarray(steps),
+        old_weight=old_weight,
+        old_mean=np.zeros((r, n, 1)),
+        new_mean=np.ones((r, n, 1)),
+        starved=np.zeros((r, n)),
+        diverged=np.zeros(r, bool),
         target=_model_1d(0.5, 3.0),
-        meta={"objective": objective.as_dict(), "batch_size": batch_size, "record_every": int(steps[1] - steps[0])},
+        meta={
+            "objective": objective.as_dict(),
+            "batch_size": batch_size,
+            "record_every": int(steps[1] - steps[0]),
+        },
     )
 
 
@@ -393,9 +442,14 @@ def test_expected_starved_batches_array_and_trajectory():
     expect = np.sum((1 - path) ** 8)
     assert th.expected_starved_batches(path, batch_size=8) == pytest.approx(expect, rel=1e-13)
     two = np.stack([path, path[::-1]])
-    np.testing.assert_allclose(th.expected_starved_batches(two, batch_size=8), [expect, expect], rtol=1e-13)
-    np.testing.assert_allclose(th.expected_starved_batches(path, batch_size=8, cumulative=True),
-                               np.cumsum((1 - path) ** 8), rtol=1e-13)
+    np.testing.assert_allclose(
+        th.expected_starved_batches(two, batch_size=8), [expect, expect], rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        th.expected_starved_batches(path, batch_size=8, cumulative=True),
+        np.cumsum((1 - path) ** 8),
+        rtol=1e-13,
+    )
     bern = np.sum(((1 - 0.2) * (1 - path)) ** 8)
     assert th.expected_starved_batches(path, 8, replay=0.2) == pytest.approx(bern, rel=1e-13)
     with pytest.raises(ValueError, match="batch_size"):
@@ -410,22 +464,29 @@ def test_expected_starved_batches_array_and_trajectory():
     np.testing.assert_allclose(got, 5 * p.sum(axis=1), rtol=1e-13)
     cum = th.expected_starved_batches(traj, cumulative=True)
     assert cum.shape == rec.shape
-    np.testing.assert_allclose(cum, np.concatenate([np.zeros((2, 1)), 5 * np.cumsum(p, axis=1)], axis=1), rtol=1e-13)
+    np.testing.assert_allclose(
+        cum, np.concatenate([np.zeros((2, 1)), 5 * np.cumsum(p, axis=1)], axis=1), rtol=1e-13
+    )
     # explicit overrides
-    np.testing.assert_allclose(th.expected_starved_batches(traj, batch_size=4, replay=0.0),
-                               5 * ((1 - rec[:, :3]) ** 4).sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(
+        th.expected_starved_batches(traj, batch_size=4, replay=0.0),
+        5 * ((1 - rec[:, :3]) ** 4).sum(axis=1),
+        rtol=1e-13,
+    )
     # stratified replay ≥ 1 slot: never starved
     traj = _hand_trajectory(rec, steps, ReverseKL(replay=0.25, replay_slots="stratified"))
     np.testing.assert_array_equal(th.expected_starved_batches(traj), [0.0, 0.0])
     # ForwardKL: non-replay samples are new-task data ⇒ P = (1 − λ)^B whatever α
     traj = _hand_trajectory(rec, steps, ForwardKL(replay=0.1))
-    np.testing.assert_allclose(th.expected_starved_batches(traj), [15 * 0.9 ** 8] * 2, rtol=1e-13)
+    np.testing.assert_allclose(th.expected_starved_batches(traj), [15 * 0.9**8] * 2, rtol=1e-13)
     traj = _hand_trajectory(rec, steps, ForwardKL())
     np.testing.assert_allclose(th.expected_starved_batches(traj), [15.0, 15.0])
     # OAPL samples from the lagged model: α at L⌊t/L⌋
     traj = _hand_trajectory(rec, steps, OAPL(lag=10))
     p = (1 - rec) ** 8
-    np.testing.assert_allclose(th.expected_starved_batches(traj), 10 * p[:, 0] + 5 * p[:, 2], rtol=1e-13)
+    np.testing.assert_allclose(
+        th.expected_starved_batches(traj), 10 * p[:, 0] + 5 * p[:, 2], rtol=1e-13
+    )
 
 
 def test_expected_starved_matches_simulation():
@@ -436,8 +497,17 @@ def test_expected_starved_matches_simulation():
     target = TwoMode(old_mean=[-2.0], new_mean=[2.0], old_weight=0.2)
     start = target.replace(new_mean=[0.5])
     for objective in (ReverseKL(), ReverseKL(replay=0.1), ForwardKL(replay=0.1)):
-        traj = mf.simulate(target, start, objective, steps=40, batch_size=8, lr=0.05,
-                           replicates=2000, record_every=1, rng=5)
+        traj = mf.simulate(
+            target,
+            start,
+            objective,
+            steps=40,
+            batch_size=8,
+            lr=0.05,
+            replicates=2000,
+            record_every=1,
+            rng=5,
+        )
         keep = ~traj.diverged
         diff = traj.starved[keep, -1] - th.expected_starved_batches(traj)[keep]
         se = diff.std(ddof=1) / math.sqrt(diff.size)
@@ -453,11 +523,14 @@ def _scores(model: TwoMode, x: np.ndarray, ro: np.ndarray) -> np.ndarray:
     sio = np.linalg.inv(model.cov_matrix("old"))
     sin = np.linalg.inv(model.cov_matrix("new"))
     a = model.old_weight
-    return np.concatenate([
-        (ro - a)[:, None],
-        ro[:, None] * ((x - model.old_mean) @ sio),
-        (1 - ro)[:, None] * ((x - model.new_mean) @ sin),
-    ], axis=1)
+    return np.concatenate(
+        [
+            (ro - a)[:, None],
+            ro[:, None] * ((x - model.old_mean) @ sio),
+            (1 - ro)[:, None] * ((x - model.new_mean) @ sin),
+        ],
+        axis=1,
+    )
 
 
 def _fisher_grid_2d(model: TwoMode) -> np.ndarray:
@@ -496,11 +569,10 @@ def test_fisher_vs_grid_quadrature(model):
     assert np.linalg.eigvalsh(f).min() >= -1e-12
 
 
-@pytest.mark.parametrize("model", FISHER_MODELS[:2] + [
-    TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]),
-    TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0),
-    TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5),
-])
+@pytest.mark.parametrize(
+    "model",
+    [*FISHER_MODELS[:2], TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]), TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0), TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5)],
+)
 def test_fisher_vs_monte_carlo(model):
     n = 400_000
     x, _ = _sample(model, n, seed=21)
@@ -524,13 +596,22 @@ def test_fisher_unequal_1d_vs_scipy():
         lo = math.log(a) + stats.norm.logpdf(x, 0.0, 1.0)
         ln = math.log(1 - a) + stats.norm.logpdf(x, 3.0, math.sqrt(2.0))
         ro = 1.0 / (1.0 + math.exp(ln - lo))
-        return np.array([ro - a, ro * x, (1 - ro) * (x - 3.0) / 2.0]), math.exp(np.logaddexp(lo, ln))
+        return np.array([ro - a, ro * x, (1 - ro) * (x - 3.0) / 2.0]), math.exp(
+            np.logaddexp(lo, ln)
+        )
 
     f = th.fisher(model)
     for i in range(3):
         for j in range(3):
-            ref, _ = integrate.quad(lambda x: (lambda sq: sq[0][i] * sq[0][j] * sq[1])(s_of(x)),
-                                    -40, 45, points=[0.0, 3.0], epsabs=1e-14, epsrel=1e-12, limit=400)
+            ref, _ = integrate.quad(
+                lambda x: (lambda sq: sq[0][i] * sq[0][j] * sq[1])(s_of(x)),
+                -40,
+                45,
+                points=[0.0, 3.0],
+                epsabs=1e-14,
+                epsrel=1e-12,
+                limit=400,
+            )
             assert f[i, j] == pytest.approx(ref, rel=1e-9, abs=1e-13)
 
 
@@ -576,7 +657,9 @@ def test_local_rate():
     scaled = th.local_rate(sep, 0.2, lr_scale={"weight": 0.5})
     assert scaled == pytest.approx(1 - 0.2 * min(0.5 * 0.21, 0.15, 0.35), rel=1e-10)
     # large steps: spectral radius, not 1 − lr λ_min
-    assert th.local_rate(sep, 10.0) == pytest.approx(max(abs(1 - 10 * 0.21), abs(1 - 10 * 0.15), abs(1 - 10 * 0.35)))
+    assert th.local_rate(sep, 10.0) == pytest.approx(
+        max(abs(1 - 10 * 0.21), abs(1 - 10 * 0.15), abs(1 - 10 * 0.35))
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -592,15 +675,24 @@ def test_oapl_periods():
 
 
 def test_tttdiscover_fixed_point():
-    for a0, beta, ro, rn, lam in [(0.6, 0.5, 0.0, 1.0, 1.0), (0.3, 2.0, 1.0, 0.0, 0.5),
-                                  (0.5, 1.0, 100.0, 103.0, 2.0), (0.9, 4.0, 0.0, 5.0, 0.1)]:
+    for a0, beta, ro, rn, lam in [
+        (0.6, 0.5, 0.0, 1.0, 1.0),
+        (0.3, 2.0, 1.0, 0.0, 0.5),
+        (0.5, 1.0, 100.0, 103.0, 2.0),
+        (0.9, 4.0, 0.0, 5.0, 0.1),
+    ]:
         a = th.tttdiscover_stationary_weight(a0, beta, ro, rn, lam)
         z = a * math.exp(beta * (ro - rn)) + (1 - a)
         rhs = math.log(a0 / (1 - a0)) + (math.exp(beta * (ro - rn)) - 1) / (lam * z)
         assert math.log(a / (1 - a)) == pytest.approx(rhs, abs=1e-9)
     # shift invariance of the rewards, monotone in λ, limits
-    assert th.tttdiscover_stationary_weight(0.6, 0.5, 10.0, 11.0, 1.0) == pytest.approx(0.4801, abs=5e-5)
-    ws = [th.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, lam) for lam in (0.1, 1.0, 10.0, 1000.0)]
+    assert th.tttdiscover_stationary_weight(0.6, 0.5, 10.0, 11.0, 1.0) == pytest.approx(
+        0.4801, abs=5e-5
+    )
+    ws = [
+        th.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, lam)
+        for lam in (0.1, 1.0, 10.0, 1000.0)
+    ]
     assert all(x < y for x, y in zip(ws, ws[1:])) and ws[-1] == pytest.approx(0.6, abs=1e-3)
     assert th.tttdiscover_stationary_weight(0.6, 0.5, 1.0, 0.0, 0.0) == 1.0
     assert th.tttdiscover_stationary_weight(0.6, 0.5, 1.0, 1.0, 0.0) == 0.6
@@ -609,45 +701,51 @@ def test_tttdiscover_fixed_point():
 # ---------------------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("call,match", [
-    (lambda: th.starvation_probability(1.5, 8), "old_weight"),
-    (lambda: th.starvation_probability(-0.1, 8), "old_weight"),
-    (lambda: th.starvation_probability(0.1, 0), "batch_size"),
-    (lambda: th.starvation_probability(0.1, 8, replay=1.0), "replay"),
-    (lambda: th.starvation_probability(0.1, 8, slots="sometimes"), "slots"),
-    (lambda: th.starvation_probability([0.1, 0.2], 8, [0.1, 0.2, 0.3]), "broadcast"),
-    (lambda: th.starvation_probability(float("nan"), 8), "old_weight"),
-    (lambda: th.replay_weight_bound(1.0), "replay"),
-    (lambda: th.forward_kl_optimum(-0.1), "replay"),
-    (lambda: th.misassignment(_model_1d(0.5, 1.0), "fuzzy"), "kind"),
-    (lambda: th.fisher(_model_1d(0.5, 1.0), "probit"), "weight_param"),
-    (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.0), "lr"),
-    (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.1, lr_scale={"bias": 1.0}), "lr_scale"),
-    (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.1, lr_scale={"weight": -1.0}), "lr_scale"),
-    (lambda: th.oapl_period_weight(1.0, 1.0, 0.5), "alpha_lag"),
-    (lambda: th.oapl_period_weight(0.5, 1.0, 0.0), "beta"),
-    (lambda: th.oapl_period_weight(0.5, 1.0, 1.0, periods=-1), "periods"),
-    (lambda: th.tttdiscover_stationary_weight(0.0, 1.0, 0.0, 1.0, 1.0), "alpha0"),
-    (lambda: th.tttdiscover_stationary_weight(0.5, 1.0, 0.0, 1.0, -1.0), "kl_penalty"),
-    (lambda: th.tttdiscover_stationary_weight(0.5, 1.0, float("inf"), 1.0, 1.0), "r_old"),
-    (lambda: th.bhattacharyya([0.0, 1.0], [1.0]), "dimension"),
-    (lambda: th.bhattacharyya([0.0], [1.0], -1.0), "cov_a"),
-    (lambda: th.bhattacharyya([0.0], [1.0], 1.0, 0.0), "cov_b"),
-    (lambda: th.expected_starved_batches(np.full(5, 0.5), 8, slots="x"), "slots"),
-    (lambda: th.expected_starved_batches(np.full(5, 2.0), 8), "old_weight"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: th.starvation_probability(1.5, 8), "old_weight"),
+        (lambda: th.starvation_probability(-0.1, 8), "old_weight"),
+        (lambda: th.starvation_probability(0.1, 0), "batch_size"),
+        (lambda: th.starvation_probability(0.1, 8, replay=1.0), "replay"),
+        (lambda: th.starvation_probability(0.1, 8, slots="sometimes"), "slots"),
+        (lambda: th.starvation_probability([0.1, 0.2], 8, [0.1, 0.2, 0.3]), "broadcast"),
+        (lambda: th.starvation_probability(float("nan"), 8), "old_weight"),
+        (lambda: th.replay_weight_bound(1.0), "replay"),
+        (lambda: th.forward_kl_optimum(-0.1), "replay"),
+        (lambda: th.misassignment(_model_1d(0.5, 1.0), "fuzzy"), "kind"),
+        (lambda: th.fisher(_model_1d(0.5, 1.0), "probit"), "weight_param"),
+        (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.0), "lr"),
+        (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.1, lr_scale={"bias": 1.0}), "lr_scale"),
+        (lambda: th.local_rate(_model_1d(0.5, 1.0), 0.1, lr_scale={"weight": -1.0}), "lr_scale"),
+        (lambda: th.oapl_period_weight(1.0, 1.0, 0.5), "alpha_lag"),
+        (lambda: th.oapl_period_weight(0.5, 1.0, 0.0), "beta"),
+        (lambda: th.oapl_period_weight(0.5, 1.0, 1.0, periods=-1), "periods"),
+        (lambda: th.tttdiscover_stationary_weight(0.0, 1.0, 0.0, 1.0, 1.0), "alpha0"),
+        (lambda: th.tttdiscover_stationary_weight(0.5, 1.0, 0.0, 1.0, -1.0), "kl_penalty"),
+        (lambda: th.tttdiscover_stationary_weight(0.5, 1.0, float("inf"), 1.0, 1.0), "r_old"),
+        (lambda: th.bhattacharyya([0.0, 1.0], [1.0]), "dimension"),
+        (lambda: th.bhattacharyya([0.0], [1.0], -1.0), "cov_a"),
+        (lambda: th.bhattacharyya([0.0], [1.0], 1.0, 0.0), "cov_b"),
+        (lambda: th.expected_starved_batches(np.full(5, 0.5), 8, slots="x"), "slots"),
+        (lambda: th.expected_starved_batches(np.full(5, 2.0), 8), "old_weight"),
+    ],
+)
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
 
 
-@pytest.mark.parametrize("call", [
-    lambda: th.misassignment("not a model"),
-    lambda: th.fisher(None),
-    lambda: th.starvation_probability(0.1, 8.5),
-    lambda: th.starvation_probability(0.1, True),
-    lambda: th.bhattacharyya([0.0]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: th.misassignment("not a model"),
+        lambda: th.fisher(None),
+        lambda: th.starvation_probability(0.1, 8.5),
+        lambda: th.starvation_probability(0.1, True),
+        lambda: th.bhattacharyya([0.0]),
+    ],
+)
 def test_bad_input_raises_type_error(call):
     with pytest.raises(TypeError):
         call()

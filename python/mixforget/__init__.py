@@ -6,37 +6,37 @@ q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see MATH.md for every quantity.
 
 from . import kernels, reference, studies, theory
 from ._core import __version__ as _core_version
+from ._validate import get_memory_limit, set_memory_limit
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
+from .population import population_flow, population_gradient
 from .results import GradientEstimates, Trajectory
 from .simulate import estimate_gradient, simulate
-from .population import population_flow, population_gradient
 from .sweep import sweep
-from ._validate import get_memory_limit, set_memory_limit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
-    "TwoMode",
-    "Objective",
-    "ForwardKL",
-    "ReverseKL",
-    "SDFT",
-    "TTTDiscover",
     "OAPL",
-    "Trajectory",
+    "SDFT",
+    "ForwardKL",
     "GradientEstimates",
-    "simulate",
+    "Objective",
+    "ReverseKL",
+    "TTTDiscover",
+    "Trajectory",
+    "TwoMode",
+    "__version__",
     "estimate_gradient",
-    "population_flow",
-    "population_gradient",
-    "sweep",
-    "set_memory_limit",
     "get_memory_limit",
     "kernels",
+    "population_flow",
+    "population_gradient",
     "reference",
+    "set_memory_limit",
+    "simulate",
     "studies",
+    "sweep",
     "theory",
 ]
 

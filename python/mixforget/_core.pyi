@@ -1,12 +1,15 @@
 """Type stubs of the compiled Rust extension (rust/lib.rs). Arguments are validated by the
 Python layer (mixforget.kernels, mixforget.simulate, ...); call those instead."""
 
-from typing import Sequence, final
+from collections.abc import Sequence
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "Simulator",
+    "TrainingProblem",
     "__version__",
     "estimate_gradient",
     "mixture_logpdf",
@@ -17,8 +20,6 @@ __all__ = [
     "responsibilities",
     "sample_mixture",
     "starvation_counts",
-    "Simulator",
-    "TrainingProblem",
 ]
 
 __version__: str
@@ -27,13 +28,31 @@ _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
 _Records = tuple[_F64, _F64, _F64, _I64]
 
-def responsibilities(x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int) -> _F64: ...
-def mixture_logpdf(x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int) -> _F64: ...
-def sample_mixture(n: int, weights: _F64, means: _F64, covs: Sequence[_F64], key: tuple[int, int], threads: int) -> tuple[_F64, _I64]: ...
-def starvation_counts(old_weight: float, batch_size: int, batches: int, replay: float, stratified: bool, key: tuple[int, int], threads: int) -> _I64: ...
-def population_flow(problem: TrainingProblem, steps: int, record_every: int) -> tuple[_Records, bool]: ...
+def responsibilities(
+    x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
+) -> _F64: ...
+def mixture_logpdf(
+    x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
+) -> _F64: ...
+def sample_mixture(
+    n: int, weights: _F64, means: _F64, covs: Sequence[_F64], key: tuple[int, int], threads: int
+) -> tuple[_F64, _I64]: ...
+def starvation_counts(
+    old_weight: float,
+    batch_size: int,
+    batches: int,
+    replay: float,
+    stratified: bool,
+    key: tuple[int, int],
+    threads: int,
+) -> _I64: ...
+def population_flow(
+    problem: TrainingProblem, steps: int, record_every: int
+) -> tuple[_Records, bool]: ...
 def population_gradient(problem: TrainingProblem) -> _F64: ...
-def estimate_gradient(problem: TrainingProblem, batch_size: int, batches: int, key: tuple[int, int], threads: int) -> tuple[_F64, _I64]: ...
+def estimate_gradient(
+    problem: TrainingProblem, batch_size: int, batches: int, key: tuple[int, int], threads: int
+) -> tuple[_F64, _I64]: ...
 def replay_weights(problem: TrainingProblem, x: _F64, threads: int) -> _F64: ...
 def normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
 
@@ -57,6 +76,13 @@ class TrainingProblem:
 
 @final
 class Simulator:
-    def __new__(cls, problem: TrainingProblem, batch_size: int, replicates: int, key: tuple[int, int], threads: int) -> Simulator: ...
+    def __new__(
+        cls,
+        problem: TrainingProblem,
+        batch_size: int,
+        replicates: int,
+        key: tuple[int, int],
+        threads: int,
+    ) -> Simulator: ...
     def advance(self, steps: int, record_every: int) -> _Records: ...
     def diverged(self) -> npt.NDArray[np.bool_]: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -25,7 +26,9 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
     if not isinstance(model, TwoMode):
         raise TypeError(f"{model_name} must be a mixforget.TwoMode, got {type(model).__name__}")
     if target.dim != model.dim:
-        raise ValueError(f"target and {model_name} must have the same dimension, got {target.dim} and {model.dim}")
+        raise ValueError(
+            f"target and {model_name} must have the same dimension, got {target.dim} and {model.dim}"
+        )
 
 
 def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objective:
@@ -34,8 +37,15 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL; "
             f"got {type(objective).__name__}"
         )
-    if isinstance(objective, TTTDiscover) and objective.adaptive and batch_size is not None and batch_size < 3:
-        raise ValueError(f"batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), got {batch_size}")
+    if (
+        isinstance(objective, TTTDiscover)
+        and objective.adaptive
+        and batch_size is not None
+        and batch_size < 3
+    ):
+        raise ValueError(
+            f"batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), got {batch_size}"
+        )
     return objective
 
 
@@ -56,15 +66,22 @@ def check_lr(lr: Any) -> float:
 
 def check_lr_scale(lr_scale: Optional[Mapping[str, Any]]) -> dict[str, float]:
     """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group."""
-    scale = {g: 1.0 for g in LR_GROUPS}
+    scale = dict.fromkeys(LR_GROUPS, 1.0)
     if lr_scale is None:
         return scale
     if not isinstance(lr_scale, Mapping):
-        raise TypeError(f"lr_scale must be a dict with keys {list(LR_GROUPS)}, got {type(lr_scale).__name__}")
+        raise TypeError(
+            f"lr_scale must be a dict with keys {list(LR_GROUPS)}, got {type(lr_scale).__name__}"
+        )
     for key, value in lr_scale.items():
         if key not in LR_GROUPS:
             raise ValueError(f"lr_scale key must be one of {list(LR_GROUPS)}, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or float(value) < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(float(value))
+            or float(value) < 0
+        ):
             raise ValueError(f"lr_scale[{key!r}] must be a finite number >= 0, got {value!r}")
         scale[key] = float(value)
     return scale
@@ -74,11 +91,20 @@ def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
     steps = as_positive_int("steps", steps)
     record_every = as_positive_int("record_every", record_every)
     if record_every > steps or steps % record_every:
-        raise ValueError(f"record_every must divide steps (1 <= record_every <= steps), got record_every={record_every}, steps={steps}")
+        raise ValueError(
+            f"record_every must divide steps (1 <= record_every <= steps), got record_every={record_every}, steps={steps}"
+        )
     return steps, record_every
 
 
-def build_problem(target: TwoMode, model: TwoMode, objective: Objective, weight_param: str, lr: float, lr_scale: Mapping[str, float]) -> Any:
+def build_problem(
+    target: TwoMode,
+    model: TwoMode,
+    objective: Objective,
+    weight_param: str,
+    lr: float,
+    lr_scale: Mapping[str, float],
+) -> Any:
     """The Rust TrainingProblem: target p*, model covariances and start state θ_0."""
     return _core.TrainingProblem(
         target.old_weight,
@@ -138,7 +164,11 @@ def check_run(
     weight_param = check_weight_param(weight_param)
     scale = check_lr_scale(lr_scale)
     n_threads = resolve_threads(threads)
-    memory_limit = get_memory_limit() if memory_limit is None else as_positive_int("memory_limit", memory_limit)
+    memory_limit = (
+        get_memory_limit()
+        if memory_limit is None
+        else as_positive_int("memory_limit", memory_limit)
+    )
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     n_rec = steps // record_every + 1
@@ -148,4 +178,15 @@ def check_run(
         f"raise record_every (now {record_every}) or lower replicates (now {replicates})",
         memory_limit,
     )
-    return RunSettings(objective, steps, batch_size, lr, replicates, record_every, weight_param, scale, n_threads, memory_limit)
+    return RunSettings(
+        objective,
+        steps,
+        batch_size,
+        lr,
+        replicates,
+        record_every,
+        weight_param,
+        scale,
+        n_threads,
+        memory_limit,
+    )

@@ -14,7 +14,7 @@ import numpy as np
 
 RngLike = Union[None, int, np.random.Generator, np.random.SeedSequence]
 
-__all__ = ["RngLike", "resolve_rng", "root_key", "seed_record", "seed_from_record"]
+__all__ = ["RngLike", "resolve_rng", "root_key", "seed_from_record", "seed_record"]
 
 
 def resolve_rng(rng: Any) -> np.random.SeedSequence:

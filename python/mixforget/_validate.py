@@ -7,24 +7,25 @@ before any work is done.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
-    "set_memory_limit",
-    "get_memory_limit",
-    "check_output_size",
-    "as_float_array",
-    "as_positive_int",
-    "as_probability",
-    "as_fraction",
-    "as_positive_float",
-    "as_real",
     "as_choice",
     "as_cov",
+    "as_float_array",
+    "as_fraction",
+    "as_positive_float",
+    "as_positive_int",
+    "as_probability",
+    "as_real",
+    "check_output_size",
     "cholesky",
+    "get_memory_limit",
+    "set_memory_limit",
 ]
 
 
@@ -71,7 +72,9 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
-            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {arr.shape}"
+            )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return arr

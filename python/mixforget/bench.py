@@ -37,27 +37,28 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 __all__ = [
-    "WORKLOADS",
-    "FULL_SIZES",
     "CLI_SIZES",
+    "FULL_SIZES",
     "QUICK_SIZES",
     "SMOKE_SIZES",
+    "WORKLOADS",
     "Workload",
+    "best_of",
     "default_problem",
+    "format_table",
+    "machine_info",
+    "main",
     "make_workload",
     "rng_floor",
-    "best_of",
-    "machine_info",
-    "usable_cores",
     "run_benchmarks",
-    "format_table",
-    "main",
+    "usable_cores",
 ]
 
 #: Workload keys in table order.
@@ -230,7 +231,7 @@ class Workload:
 def _si(n: int) -> str:
     n = int(n)
     if n >= 10**6 and n % 10**5 == 0:
-        exp = int(math.floor(math.log10(n)))
+        exp = math.floor(math.log10(n))
         mant = n / 10**exp
         return f"{mant:g}e{exp}" if mant != 1 else f"1e{exp}"
     return str(n)
@@ -261,15 +262,45 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
     objective = ReverseKL()
 
     def rust(threads: int) -> Any:
-        return simulate(target, start, objective, steps=t, batch_size=b, lr=0.05, replicates=r,
-                        record_every=_record_every(t), rng=0, threads=threads)
+        return simulate(
+            target,
+            start,
+            objective,
+            steps=t,
+            batch_size=b,
+            lr=0.05,
+            replicates=r,
+            record_every=_record_every(t),
+            rng=0,
+            threads=threads,
+        )
 
     def numpy_() -> Any:
-        return reference.simulate(target, start, objective, steps=tn, batch_size=b, lr=0.05, replicates=r,
-                                  record_every=_record_every(tn), rng=0)
+        return reference.simulate(
+            target,
+            start,
+            objective,
+            steps=tn,
+            batch_size=b,
+            lr=0.05,
+            replicates=r,
+            record_every=_record_every(tn),
+            rng=0,
+        )
 
-    return Workload(key, _TITLES[key], s, "drawn point", r * t * b, r * tn * b, r * t * b * d, rust, numpy_,
-                    steps=t, numpy_steps=tn)
+    return Workload(
+        key,
+        _TITLES[key],
+        s,
+        "drawn point",
+        r * t * b,
+        r * tn * b,
+        r * t * b * d,
+        rust,
+        numpy_,
+        steps=t,
+        numpy_steps=tn,
+    )
 
 
 def _responsibilities_workload(key: str, s: dict[str, Any]) -> Workload:
@@ -307,7 +338,9 @@ def _starvation_workload(key: str, s: dict[str, Any]) -> Workload:
 # ---------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------
-def _row(w: Workload, label: str, threads: int, rust_s: float, numpy_measured_s: float, floor_s: float) -> dict[str, Any]:
+def _row(
+    w: Workload, label: str, threads: int, rust_s: float, numpy_measured_s: float, floor_s: float
+) -> dict[str, Any]:
     numpy_s = numpy_measured_s * w.numpy_scale
     return {
         "workload": label,
@@ -349,7 +382,9 @@ def run_benchmarks(
     sizes = dict(sizes or {})
     unknown = set(sizes) - set(WORKLOADS)
     if unknown:
-        raise ValueError(f"sizes has unknown workloads {sorted(unknown)}; expected keys among {list(WORKLOADS)}")
+        raise ValueError(
+            f"sizes has unknown workloads {sorted(unknown)}; expected keys among {list(WORKLOADS)}"
+        )
     n_threads = usable_cores() if threads is None else int(threads)
     if n_threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -384,28 +419,45 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, Any] | None = None) -> str:
+def format_table(
+    rows: Sequence[Mapping[str, Any]], machine: Mapping[str, Any] | None = None
+) -> str:
     """The benchmark table as text: workload, sizes, Rust time, NumPy time (scaled to the
     Rust size, * where extrapolated per step), speed-up, Rust ns per sample per core,
     multiple of the RNG floor, threads; a machine line on top and the thread scaling below."""
     machine = machine_info() if machine is None else machine
-    header = ["workload", "sizes", "Rust", "NumPy", "speed-up", "ns/sample/core", "× RNG floor", "threads"]
+    header = [
+        "workload",
+        "sizes",
+        "Rust",
+        "NumPy",
+        "speed-up",
+        "ns/sample/core",
+        "× RNG floor",
+        "threads",
+    ]
     body = []
     for r in rows:
-        body.append([
-            str(r["workload"]),
-            str(r["sizes"]),
-            _fmt_s(r["rust_s"]),
-            _fmt_s(r["numpy_s"]) + ("*" if r.get("numpy_scaled") else ""),
-            f"{r['speedup']:.1f}×",
-            f"{r['rust_ns_per_sample_core']:.1f}",
-            f"{r['floor_multiple']:.2f}",
-            str(r["threads"]),
-        ])
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+        body.append(
+            [
+                str(r["workload"]),
+                str(r["sizes"]),
+                _fmt_s(r["rust_s"]),
+                _fmt_s(r["numpy_s"]) + ("*" if r.get("numpy_scaled") else ""),
+                f"{r['speedup']:.1f}×",
+                f"{r['rust_ns_per_sample_core']:.1f}",
+                f"{r['floor_multiple']:.2f}",
+                str(r["threads"]),
+            ]
+        )
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths))
+        )
 
     out = [
         f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count {machine.get('cpu_count', '?')}); "
@@ -415,15 +467,25 @@ def format_table(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, Any] |
     ]
     out += [line(b) for b in body]
     out.append("")
-    out.append("Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;")
-    out.append("* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at equal work.")
-    out.append("ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: batches).")
-    out.append("× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, W3: n·d, W4: one")
+    out.append(
+        "Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;"
+    )
+    out.append(
+        "* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at equal work."
+    )
+    out.append(
+        "ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: batches)."
+    )
+    out.append(
+        "× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, W3: n·d, W4: one"
+    )
     out.append("per batch), measured in this run with the same threads.")
     for r in rows:
         if r["workload"] == "W1" and "thread_speedup" in r:
-            out.append(f"Thread scaling W1: 1 → {r['threads']} threads: {r['thread_speedup']:.2f}× "
-                       f"({r['thread_speedup'] / r['threads'] * 100:.0f}% parallel efficiency).")
+            out.append(
+                f"Thread scaling W1: 1 → {r['threads']} threads: {r['thread_speedup']:.2f}× "
+                f"({r['thread_speedup'] / r['threads'] * 100:.0f}% parallel efficiency)."
+            )
     return "\n".join(out)
 
 
@@ -431,7 +493,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, Any] |
 # entry points
 # ---------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mixforget bench", description="Rust vs NumPy timings on this machine (DESIGN §4).")
+    p = argparse.ArgumentParser(
+        prog="mixforget bench", description="Rust vs NumPy timings on this machine (DESIGN §4)."
+    )
     p.add_argument("--quick", action="store_true", help="small workloads only (about ten seconds)")
     return p
 
@@ -449,11 +513,18 @@ def main(
         args = _parser().parse_args(None if args is None else list(args))
     quick = bool(getattr(args, "quick", False))
     machine = machine_info()
-    print(f"mixforget bench{' --quick' if quick else ''}: Rust vs NumPy on {machine['cpu']} "
-          f"({machine['cores']} cores)", flush=True)
+    print(
+        f"mixforget bench{' --quick' if quick else ''}: Rust vs NumPy on {machine['cpu']} "
+        f"({machine['cores']} cores)",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    rows = run_benchmarks(quick=quick, sizes=sizes, repeats=repeats,
-                          progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    rows = run_benchmarks(
+        quick=quick,
+        sizes=sizes,
+        repeats=repeats,
+        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
+    )
     print(format_table(rows, machine))
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0

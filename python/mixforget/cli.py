@@ -19,12 +19,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "run_demo", "format_demo_table", "DEMO_SETTINGS"]
+__all__ = ["DEMO_SETTINGS", "build_parser", "format_demo_table", "main", "run_demo"]
 
 #: The canonical study: the default problem of the docs (1-D, old mode −3, new target 3.5,
 #: start new mean 0.5, α* = 0.75, cov 1), forward vs reverse KL, with and without replay.
@@ -61,56 +62,103 @@ def _fmt_ci(stats: Optional[dict[str, float]], digits: int = 4) -> str:
 
 def format_demo_table(rows: Sequence[dict[str, Any]]) -> str:
     """The demo's table as text (one line per run)."""
-    header = ["objective", "replay", "old weight α_T (95% CI)", "flow α_T", "sup drift (95% CI)",
-              "new-mode error (95% CI)", "starved/run", "wall s"]
+    header = [
+        "objective",
+        "replay",
+        "old weight α_T (95% CI)",
+        "flow α_T",
+        "sup drift (95% CI)",
+        "new-mode error (95% CI)",
+        "starved/run",
+        "wall s",
+    ]
     body = []
     for r in rows:
-        body.append([
-            r["objective"], f"{r['replay']:.2f}", _fmt_ci(r["old_weight"]), f"{r['old_weight_population']:.4f}",
-            _fmt_ci(r["sup_drift"]), _fmt_ci(r["new_error"]), f"{r['starved']['mean']:.1f}" if r.get("starved") else "n/a",
-            f"{r['wall_time']:.2f}",
-        ])
+        body.append(
+            [
+                r["objective"],
+                f"{r['replay']:.2f}",
+                _fmt_ci(r["old_weight"]),
+                f"{r['old_weight_population']:.4f}",
+                _fmt_ci(r["sup_drift"]),
+                _fmt_ci(r["new_error"]),
+                f"{r['starved']['mean']:.1f}" if r.get("starved") else "n/a",
+                f"{r['wall_time']:.2f}",
+            ]
+        )
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(header, widths)),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
     return "\n".join(lines)
 
 
-def _starvation_table(settings: dict[str, Any], seed: np.random.SeedSequence, threads: Optional[int]
-                      ) -> list[dict[str, Any]]:
+def _starvation_table(
+    settings: dict[str, Any], seed: np.random.SeedSequence, threads: Optional[int]
+) -> list[dict[str, Any]]:
     """Measured starvation rates: kernels.starvation_counts for every (α, λ, B), and
     estimate_gradient (ReverseKL on the demo problem with the model's α set) as a cross-check."""
     import mixforget as mf
-
     from mixforget.theory import starvation_probability
 
     def theory_p(a: float, b: int, lam: float) -> float:
         return float(starvation_probability(a, b, lam))
 
     target = mf.TwoMode(**settings["target"])
-    cells = [(a, lam, b) for a in settings["starvation_old_weights"] for lam in settings["starvation_replays"]
-             for b in settings["starvation_batch_sizes"]]
+    cells = [
+        (a, lam, b)
+        for a in settings["starvation_old_weights"]
+        for lam in settings["starvation_replays"]
+        for b in settings["starvation_batch_sizes"]
+    ]
     seeds = seed.spawn(2 * len(cells))
     rows = []
     for k, (a, lam, b) in enumerate(cells):
-        counts = mf.kernels.starvation_counts(a, b, settings["starvation_batches"], replay=lam, rng=seeds[2 * k],
-                                              threads=threads)
-        rows.append({"source": "starvation_counts", "old_weight": a, "replay": lam, "batch_size": b,
-                     "batches": settings["starvation_batches"], "measured": float(np.mean(counts == 0)),
-                     "predicted": float(theory_p(a, b, lam))})
+        counts = mf.kernels.starvation_counts(
+            a, b, settings["starvation_batches"], replay=lam, rng=seeds[2 * k], threads=threads
+        )
+        rows.append(
+            {
+                "source": "starvation_counts",
+                "old_weight": a,
+                "replay": lam,
+                "batch_size": b,
+                "batches": settings["starvation_batches"],
+                "measured": float(np.mean(counts == 0)),
+                "predicted": float(theory_p(a, b, lam)),
+            }
+        )
         if b in (8, 32):
             model = target.replace(old_weight=a)
-            est = mf.estimate_gradient(target, model, mf.ReverseKL(replay=lam), batch_size=b,
-                                       batches=settings["gradient_batches"], rng=seeds[2 * k + 1], threads=threads)
-            rows.append({"source": "estimate_gradient", "old_weight": a, "replay": lam, "batch_size": b,
-                         "batches": settings["gradient_batches"], "measured": float(np.mean(est.starved)),
-                         "predicted": float(theory_p(a, b, lam))})
+            est = mf.estimate_gradient(
+                target,
+                model,
+                mf.ReverseKL(replay=lam),
+                batch_size=b,
+                batches=settings["gradient_batches"],
+                rng=seeds[2 * k + 1],
+                threads=threads,
+            )
+            rows.append(
+                {
+                    "source": "estimate_gradient",
+                    "old_weight": a,
+                    "replay": lam,
+                    "batch_size": b,
+                    "batches": settings["gradient_batches"],
+                    "measured": float(np.mean(est.starved)),
+                    "predicted": float(theory_p(a, b, lam)),
+                }
+            )
     return rows
 
 
-def _demo_figures(out: Path, trajs: dict[str, Any], flows: dict[str, Any], starvation: list[dict[str, Any]]) -> list[str]:
+def _demo_figures(
+    out: Path, trajs: dict[str, Any], flows: dict[str, Any], starvation: list[dict[str, Any]]
+) -> list[str]:
     import matplotlib
-
     from matplotlib.figure import Figure
 
     from .plot import plot_densities, plot_forgetting, plot_starvation
@@ -127,7 +175,9 @@ def _demo_figures(out: Path, trajs: dict[str, Any], flows: dict[str, Any], starv
 
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
-    fig.suptitle("(b) forgetting over training: finite batch (mean, 95% band) vs population flow (dashed)")
+    fig.suptitle(
+        "(b) forgetting over training: finite batch (mean, 95% band) vs population flow (dashed)"
+    )
     paths.append(out / "forgetting.png")
     fig.savefig(paths[-1], dpi=110)
 
@@ -138,8 +188,14 @@ def _demo_figures(out: Path, trajs: dict[str, Any], flows: dict[str, Any], starv
     plot_starvation(counts, ax=ax)
     keep = [r for r in grads if r["measured"] > 0]
     if keep:
-        ax.scatter([r["batch_size"] for r in keep], [r["measured"] for r in keep], marker="x", color="black",
-                   zorder=4, label="estimate_gradient (ReverseKL)")
+        ax.scatter(
+            [r["batch_size"] for r in keep],
+            [r["measured"] for r in keep],
+            marker="x",
+            color="black",
+            zorder=4,
+            label="estimate_gradient (ReverseKL)",
+        )
         ax.legend(fontsize="x-small")
     fig.suptitle("(c) starved batches vs batch size (rates of 0 not shown)")
     paths.append(out / "starvation.png")
@@ -147,8 +203,15 @@ def _demo_figures(out: Path, trajs: dict[str, Any], flows: dict[str, Any], starv
     return [str(p) for p in paths]
 
 
-def run_demo(out: str | Path = "mixforget-demo", replicates: int = 1000, threads: Optional[int] = None,
-             steps: Optional[int] = None, seed: int = 0, figures: bool = True, stream: Any = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "mixforget-demo",
+    replicates: int = 1000,
+    threads: Optional[int] = None,
+    steps: Optional[int] = None,
+    seed: int = 0,
+    figures: bool = True,
+    stream: Any = None,
+) -> dict[str, Any]:
     """The canonical study (DESIGN §3): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
     on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
     ``densities.png``, ``forgetting.png``, ``starvation.png`` into ``out``.
@@ -174,27 +237,53 @@ def run_demo(out: str | Path = "mixforget-demo", replicates: int = 1000, threads
     trajs: dict[str, Any] = {}
     flows: dict[str, Any] = {}
     rows = []
-    print(f"mixforget demo: target {target}, start new mean {settings['start_new_mean']}, "
-          f"B={settings['batch_size']}, lr={settings['lr']}, steps={settings['steps']}, "
-          f"replicates={settings['replicates']}", file=stream)
+    print(
+        f"mixforget demo: target {target}, start new mean {settings['start_new_mean']}, "
+        f"B={settings['batch_size']}, lr={settings['lr']}, steps={settings['steps']}, "
+        f"replicates={settings['replicates']}",
+        file=stream,
+    )
     for k, (kind, lam) in enumerate(settings["runs"]):
         objective = getattr(mf, kind)(replay=lam)
         label = f"{kind}, λ={lam:g}"
-        traj = mf.simulate(target, start, objective, steps=settings["steps"], batch_size=settings["batch_size"],
-                           lr=settings["lr"], replicates=settings["replicates"],
-                           record_every=settings["record_every"], rng=run_seeds[k], threads=threads)
-        flow = mf.population_flow(target, start, objective, steps=settings["steps"], lr=settings["lr"],
-                                  record_every=settings["record_every"])
+        traj = mf.simulate(
+            target,
+            start,
+            objective,
+            steps=settings["steps"],
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            replicates=settings["replicates"],
+            record_every=settings["record_every"],
+            rng=run_seeds[k],
+            threads=threads,
+        )
+        flow = mf.population_flow(
+            target,
+            start,
+            objective,
+            steps=settings["steps"],
+            lr=settings["lr"],
+            record_every=settings["record_every"],
+        )
         trajs[label], flows[label] = traj, flow
         summ = traj.summary()
-        rows.append({
-            "objective": kind, "replay": lam, "label": label,
-            "replicates": summ["replicates"], "diverged": summ["diverged"],
-            "old_weight": summ.get("old_weight"), "old_weight_population": float(flow.old_weight[0, -1]),
-            "sup_drift": summ.get("sup_drift"), "sup_drift_population": float(flow.drift[0].max()),
-            "new_error": summ.get("new_error"), "starved": summ.get("starved"),
-            "wall_time": float(traj.meta["wall_time"]),
-        })
+        rows.append(
+            {
+                "objective": kind,
+                "replay": lam,
+                "label": label,
+                "replicates": summ["replicates"],
+                "diverged": summ["diverged"],
+                "old_weight": summ.get("old_weight"),
+                "old_weight_population": float(flow.old_weight[0, -1]),
+                "sup_drift": summ.get("sup_drift"),
+                "sup_drift_population": float(flow.drift[0].max()),
+                "new_error": summ.get("new_error"),
+                "starved": summ.get("starved"),
+                "wall_time": float(traj.meta["wall_time"]),
+            }
+        )
     starvation = _starvation_table(settings, run_seeds[-1], threads)
     print(format_demo_table(rows), file=stream)
 
@@ -203,19 +292,29 @@ def run_demo(out: str | Path = "mixforget-demo", replicates: int = 1000, threads
     rev = [r for r in rows if r["objective"] == "ReverseKL"]
     checks = {
         "forward_kl_mass_forgetting": bool(fwd["old_weight"] and fwd["old_weight"]["mean"] < 0.1),
-        "reverse_kl_retention": bool(all(r["old_weight"] and abs(r["old_weight"]["mean"] - alpha_star) <= 0.05
-                                         for r in rev)),
+        "reverse_kl_retention": bool(
+            all(r["old_weight"] and abs(r["old_weight"]["mean"] - alpha_star) <= 0.05 for r in rev)
+        ),
     }
-    print(f"\nForwardKL λ=0 forgets the old mode's mass: α_T = {fwd['old_weight']['mean']:.4f} < 0.1 "
-          f"[{'ok' if checks['forward_kl_mass_forgetting'] else 'FAILED'}]", file=stream)
+    print(
+        f"\nForwardKL λ=0 forgets the old mode's mass: α_T = {fwd['old_weight']['mean']:.4f} < 0.1 "
+        f"[{'ok' if checks['forward_kl_mass_forgetting'] else 'FAILED'}]",
+        file=stream,
+    )
     for r in rev:
-        print(f"{r['label']} retains it: |α_T − α*| = {abs(r['old_weight']['mean'] - alpha_star):.4f} <= 0.05 "
-              f"[{'ok' if checks['reverse_kl_retention'] else 'FAILED'}]", file=stream)
+        print(
+            f"{r['label']} retains it: |α_T − α*| = {abs(r['old_weight']['mean'] - alpha_star):.4f} <= 0.05 "
+            f"[{'ok' if checks['reverse_kl_retention'] else 'FAILED'}]",
+            file=stream,
+        )
     print("starvation (fraction of batches with no old-labelled sample), B=32:", file=stream)
     for r in starvation:
         if r["batch_size"] == 32 and r["source"] == "starvation_counts":
-            print(f"  α={r['old_weight']:g} λ={r['replay']:g}: measured {r['measured']:.3g}, "
-                  f"predicted {r['predicted']:.3g}", file=stream)
+            print(
+                f"  α={r['old_weight']:g} λ={r['replay']:g}: measured {r['measured']:.3g}, "
+                f"predicted {r['predicted']:.3g}",
+                file=stream,
+            )
 
     figure_paths: list[str] = []
     figures_note = "not requested"
@@ -230,8 +329,12 @@ def run_demo(out: str | Path = "mixforget-demo", replicates: int = 1000, threads
         except ImportError:
             figures_note = "skipped (matplotlib is not installed: pip install 'mixforget[plot]')"
     summary = {
-        "settings": {**{k: v for k, v in settings.items() if k != "runs"}, "runs": [list(r) for r in settings["runs"]],
-                     "seed": seed, "threads": threads},
+        "settings": {
+            **{k: v for k, v in settings.items() if k != "runs"},
+            "runs": [list(r) for r in settings["runs"]],
+            "seed": seed,
+            "threads": threads,
+        },
         "alpha_star": alpha_star,
         "rows": rows,
         "starvation": starvation,
@@ -293,8 +396,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise _UsageError(str(exc)) from None
     traj.save(out)
-    print(f"{cfg.objective!r}: {traj.replicates} replicates, {int(traj.steps[-1])} steps in "
-          f"{traj.meta['wall_time']:.2f} s")
+    print(
+        f"{cfg.objective!r}: {traj.replicates} replicates, {int(traj.steps[-1])} steps in "
+        f"{traj.meta['wall_time']:.2f} s"
+    )
     _print_summary(traj.summary(), sys.stdout)
     print(f"wrote {out}")
     return 0
@@ -306,10 +411,14 @@ def _executor(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise _UsageError("--scheduler needs dask.distributed, the optional extra 'dask': "
-                              "pip install 'mixforget[dask]'") from None
+            raise _UsageError(
+                "--scheduler needs dask.distributed, the optional extra 'dask': "
+                "pip install 'mixforget[dask]'"
+            ) from None
         if args.scheduler == "local":
-            cluster = LocalCluster(n_workers=args.workers or 1, threads_per_worker=1, processes=True)
+            cluster = LocalCluster(
+                n_workers=args.workers or 1, threads_per_worker=1, processes=True
+            )
             client = Client(cluster)
             return client.get_executor(), [client, cluster]
         client = Client(args.scheduler)
@@ -327,8 +436,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     if cfg.grid is None:
-        raise _UsageError(f"invalid config {args.config}: `mixforget sweep` needs a [sweep.grid] table "
-                          "(key = [values]; see mixforget.config)")
+        raise _UsageError(
+            f"invalid config {args.config}: `mixforget sweep` needs a [sweep.grid] table "
+            "(key = [values]; see mixforget.config)"
+        )
     _check_output_path(args.db, "--db")
     keep = args.keep_trajectories or cfg.keep_trajectories
     base = cfg.sweep_base()
@@ -338,15 +449,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     try:
         try:
-            rows = sweep(base, cfg.grid, args.db, executor=executor, rng=cfg.rng, progress=args.progress,
-                         keep_trajectories=keep, population=cfg.population,
-                         separation_mode=cfg.separation_mode)
+            rows = sweep(
+                base,
+                cfg.grid,
+                args.db,
+                executor=executor,
+                rng=cfg.rng,
+                progress=args.progress,
+                keep_trajectories=keep,
+                population=cfg.population,
+                separation_mode=cfg.separation_mode,
+            )
         except (ValueError, TypeError) as exc:
             raise _UsageError(str(exc)) from None
     finally:
         for obj in closers:
             try:
-                if hasattr(obj, "close"):  # dask Client / LocalCluster (close, never shut the scheduler down)
+                if hasattr(
+                    obj, "close"
+                ):  # dask Client / LocalCluster (close, never shut the scheduler down)
                     obj.close()
                 else:  # ThreadPoolExecutor
                     obj.shutdown()
@@ -357,10 +478,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     header = ["point", *keys, "old weight α_T", "sup drift", "new error", "starved", "wall s"]
     body = []
     for r in records:
-        body.append([str(r["point"]), *(str(r[k]) for k in keys),
-                     *(f"{r[c]:.4f}" if r[c] is not None else "n/a" for c in ("old_weight_mean", "sup_drift_mean", "new_error_mean")),
-                     f"{r['starved_mean']:.1f}" if r["starved_mean"] is not None else "n/a", f"{r['wall_time']:.2f}"])
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+        body.append(
+            [
+                str(r["point"]),
+                *(str(r[k]) for k in keys),
+                *(
+                    f"{r[c]:.4f}" if r[c] is not None else "n/a"
+                    for c in ("old_weight_mean", "sup_drift_mean", "new_error_mean")
+                ),
+                f"{r['starved_mean']:.1f}" if r["starved_mean"] is not None else "n/a",
+                f"{r['wall_time']:.2f}",
+            ]
+        )
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for b in body:
         print("  ".join(c.ljust(w) for c, w in zip(b, widths)))
@@ -372,8 +504,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     every = DEMO_SETTINGS["record_every"]
     if args.steps is not None and args.steps % every:
         raise _UsageError(f"--steps must be a multiple of {every}, got {args.steps}")
-    summary = run_demo(out=args.out, replicates=args.replicates, threads=args.threads, steps=args.steps,
-                       seed=args.seed, figures=not args.no_figures)
+    summary = run_demo(
+        out=args.out,
+        replicates=args.replicates,
+        threads=args.threads,
+        steps=args.steps,
+        seed=args.seed,
+        figures=not args.no_figures,
+    )
     return 0 if all(summary["checks"].values()) else 1
 
 
@@ -414,18 +552,34 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``mixforget`` command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="mixforget", description="Forgetting in two-mode Gaussian mixtures, measured.")
+    parser = argparse.ArgumentParser(
+        prog="mixforget", description="Forgetting in two-mode Gaussian mixtures, measured."
+    )
     parser.add_argument("--version", action="version", version=f"mixforget {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{demo,simulate,sweep,bench}")
     sub.required = True
 
-    p = sub.add_parser("demo", help="the canonical study: forward vs reverse KL, replay, starvation")
-    p.add_argument("--out", default="mixforget-demo", help="output directory (default: mixforget-demo)")
-    p.add_argument("--replicates", type=_positive_int, default=DEMO_SETTINGS["replicates"],
-                   help=f"replicates per run (default {DEMO_SETTINGS['replicates']})")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: all cores)")
-    p.add_argument("--steps", type=_positive_int, default=None,
-                   help=f"training steps, a multiple of {DEMO_SETTINGS['record_every']} (default {DEMO_SETTINGS['steps']})")
+    p = sub.add_parser(
+        "demo", help="the canonical study: forward vs reverse KL, replay, starvation"
+    )
+    p.add_argument(
+        "--out", default="mixforget-demo", help="output directory (default: mixforget-demo)"
+    )
+    p.add_argument(
+        "--replicates",
+        type=_positive_int,
+        default=DEMO_SETTINGS["replicates"],
+        help=f"replicates per run (default {DEMO_SETTINGS['replicates']})",
+    )
+    p.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads (default: all cores)"
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help=f"training steps, a multiple of {DEMO_SETTINGS['record_every']} (default {DEMO_SETTINGS['steps']})",
+    )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="root seed (default 0)")
     p.add_argument("--no-figures", action="store_true", help="print the table only")
     p.set_defaults(func=_cmd_demo)
@@ -433,19 +587,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="run one configuration and save the Trajectory (.npz)")
     p.add_argument("config", help="TOML configuration (see mixforget.config)")
     p.add_argument("--out", required=True, help="output .npz (mixforget.Trajectory.load reads it)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads (default: config or all cores)")
+    p.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads (default: config or all cores)"
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("sweep", help="run a configuration's [sweep.grid] into a resumable SQLite db")
+    p = sub.add_parser(
+        "sweep", help="run a configuration's [sweep.grid] into a resumable SQLite db"
+    )
     p.add_argument("config", help="TOML configuration with a [sweep.grid] table")
     p.add_argument("--db", required=True, help="SQLite file; re-running resumes it")
-    p.add_argument("--scheduler", default=None,
-                   help="dask.distributed scheduler address (tcp://host:8786), or 'local' for a local cluster")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="points computed concurrently (threads; with --scheduler local: worker processes)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="threads per point (default: config or all cores)")
-    p.add_argument("--keep-trajectories", default=None, metavar="DIR", help="save each point's Trajectory there")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask.distributed scheduler address (tcp://host:8786), or 'local' for a local cluster",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="points computed concurrently (threads; with --scheduler local: worker processes)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="threads per point (default: config or all cores)",
+    )
+    p.add_argument(
+        "--keep-trajectories",
+        default=None,
+        metavar="DIR",
+        help="save each point's Trajectory there",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_sweep)
 

@@ -55,14 +55,15 @@ import dataclasses
 import math
 import numbers
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
 
-__all__ = ["ConfigError", "Config", "load_config", "parse_config", "GRID_RUN_KEYS"]
+__all__ = ["GRID_RUN_KEYS", "Config", "ConfigError", "load_config", "parse_config"]
 
 if sys.version_info >= (3, 11):
     import tomllib as _toml
@@ -84,8 +85,14 @@ Spec = Callable[[str, Any], Any]
 
 
 def _describe(value: Any) -> str:
-    kinds = {bool: "a boolean", str: "a string", int: "an integer", float: "a number",
-             list: "an array", dict: "a table"}
+    kinds = {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     for typ, name in kinds.items():
         if type(value) is typ:
             return f"{value!r} ({name})"
@@ -97,7 +104,9 @@ def _is_real(value: Any) -> bool:
 
 
 def int_spec(minimum: int = 1, maximum: Optional[int] = None) -> Spec:
-    desc = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    desc = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    )
 
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -111,7 +120,9 @@ def int_spec(minimum: int = 1, maximum: Optional[int] = None) -> Spec:
     return check
 
 
-def float_spec(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> Spec:
+def float_spec(
+    lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False
+) -> Spec:
     if lo == -math.inf and hi == math.inf:
         desc = "a finite number"
     elif hi == math.inf:
@@ -123,7 +134,11 @@ def float_spec(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = Fals
         if not _is_real(value):
             raise ConfigError(f"{key} must be {desc}, got {_describe(value)}")
         v = float(value)
-        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        ok = (
+            math.isfinite(v)
+            and (v > lo if lo_open else v >= lo)
+            and (v < hi if hi_open else v <= hi)
+        )
         if not ok:
             raise ConfigError(f"{key} must be {desc}, got {value!r}")
         return v
@@ -178,8 +193,12 @@ def _cov_spec(key: str, value: Any) -> Any:
         if not all(math.isfinite(float(v)) and float(v) > 0 for v in value):
             raise ConfigError(f"{key} must be {desc}, got {value!r}")
         return [float(v) for v in value]
-    if (isinstance(value, list) and value and all(isinstance(r, list) and r for r in value)
-            and all(_is_real(v) and math.isfinite(float(v)) for r in value for v in r)):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(r, list) and r for r in value)
+        and all(_is_real(v) and math.isfinite(float(v)) for r in value for v in r)
+    ):
         return [[float(v) for v in r] for r in value]
     raise ConfigError(f"{key} must be {desc}, got {_describe(value)}")
 
@@ -206,7 +225,9 @@ MODEL_KEYS: dict[str, Spec] = {
     "new_cov": _cov_spec,
 }
 
-OBJECTIVE_CLASSES: dict[str, type] = {c.__name__: c for c in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL)}
+OBJECTIVE_CLASSES: dict[str, type] = {
+    c.__name__: c for c in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL)
+}
 
 OBJECTIVE_FIELDS: dict[str, Spec] = {
     "replay": _FRACTION,
@@ -228,11 +249,15 @@ OBJECTIVE_FIELDS: dict[str, Spec] = {
 
 def _lr_scale_spec(key: str, value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a table with keys ['new_mean', 'old_mean', 'weight'], got {_describe(value)}")
+        raise ConfigError(
+            f"{key} must be a table with keys ['new_mean', 'old_mean', 'weight'], got {_describe(value)}"
+        )
     out = {}
     for k, v in value.items():
         if k not in ("weight", "old_mean", "new_mean"):
-            raise ConfigError(f"unknown key '{key}.{k}'; allowed keys: ['new_mean', 'old_mean', 'weight']")
+            raise ConfigError(
+                f"unknown key '{key}.{k}'; allowed keys: ['new_mean', 'old_mean', 'weight']"
+            )
         out[k] = _NONNEG(f"{key}.{k}", v)
     return out
 
@@ -271,7 +296,9 @@ def _check_unknown(where: str, table: Mapping[str, Any], allowed: Any) -> None:
         if key not in allowed:
             prefix = f"{where}." if where else ""
             section = f"[{where}]" if where else "the top level"
-            raise ConfigError(f"unknown key '{prefix}{key}'; allowed keys in {section}: {sorted(allowed)}")
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'; allowed keys in {section}: {sorted(allowed)}"
+            )
 
 
 def _table(where: str, value: Any) -> dict[str, Any]:
@@ -306,8 +333,14 @@ class Config:
 
     def simulate_kwargs(self) -> dict[str, Any]:
         """Arguments for :func:`mixforget.simulate` (including rng and threads)."""
-        return {"target": self.target, "start": self.start, "objective": self.objective,
-                **self.run, "rng": self.rng, "threads": self.threads}
+        return {
+            "target": self.target,
+            "start": self.start,
+            "objective": self.objective,
+            **self.run,
+            "rng": self.rng,
+            "threads": self.threads,
+        }
 
     def sweep_base(self) -> dict[str, Any]:
         """The ``base`` of :func:`mixforget.sweep` (the sweep's rng is :attr:`rng`)."""
@@ -323,7 +356,9 @@ def load_config(path: str | Path) -> Config:
     Raises :class:`ConfigError` for a missing or unreadable file, a TOML syntax error or any
     schema violation."""
     if _toml is None:  # pragma: no cover
-        raise ConfigError("reading TOML needs Python >= 3.11 or the 'tomli' package: pip install tomli")
+        raise ConfigError(
+            "reading TOML needs Python >= 3.11 or the 'tomli' package: pip install tomli"
+        )
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -343,7 +378,9 @@ def _model(section: str, table: dict[str, Any], defaults: Optional[TwoMode]) -> 
     if defaults is None:
         for key in ("old_mean", "new_mean", "old_weight"):
             if key not in values:
-                raise ConfigError(f"{section}.{key} is required (keys of [{section}]: old_mean, new_mean, old_weight, cov)")
+                raise ConfigError(
+                    f"{section}.{key} is required (keys of [{section}]: old_mean, new_mean, old_weight, cov)"
+                )
         if "cov" not in values and "old_cov" not in values and "new_cov" not in values:
             values["cov"] = 1.0
         args = values
@@ -368,7 +405,9 @@ def _objective(table: dict[str, Any], where: str = "objective") -> Objective:
     fields = {k: v for k, v in table.items() if k != "kind"}
     for key in fields:
         if key not in names:
-            raise ConfigError(f"unknown key '{where}.{key}' for kind = {kind!r}; allowed keys: {['kind'] + names}")
+            raise ConfigError(
+                f"unknown key '{where}.{key}' for kind = {kind!r}; allowed keys: {['kind', *names]}"
+            )
     values = {k: OBJECTIVE_FIELDS[k](f"{where}.{k}", v) for k, v in fields.items()}
     try:
         obj: Objective = cls(**values)
@@ -381,14 +420,17 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
     table = _table("sweep.grid", table)
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
-    allowed = (list(GRID_RUN_KEYS) + ["separation", "old_weight", "objective"]
-               + ["objective.<field>", "target.<key>", "start.<key>"])
+    allowed = (
+        [*list(GRID_RUN_KEYS), "separation", "old_weight", "objective", "objective.<field>", "target.<key>", "start.<key>"]
+    )
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]
         if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
-            raise ConfigError("sweep.grid.objective must be a non-empty array of tables like "
-                              "{ kind = \"ReverseKL\", replay = 0.1 }")
+            raise ConfigError(
+                "sweep.grid.objective must be a non-empty array of tables like "
+                '{ kind = "ReverseKL", replay = 0.1 }'
+            )
         kinds = [_objective(t, f"sweep.grid.objective[{i}]") for i, t in enumerate(raw)]
     grid: dict[str, list[Any]] = {}
     for key, values in table.items():
@@ -397,7 +439,9 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
             grid[key] = kinds
             continue
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where} must be a non-empty array of values, got {_describe(values)}")
+            raise ConfigError(
+                f"{where} must be a non-empty array of values, got {_describe(values)}"
+            )
         if key in GRID_RUN_KEYS:
             spec = RUN_KEYS[key]
         elif key == "separation":
@@ -409,7 +453,9 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
             for obj in kinds:
                 names = [f.name for f in dataclasses.fields(obj)]  # type: ignore[arg-type]
                 if name not in names:
-                    raise ConfigError(f"unknown grid key '{key}': {type(obj).__name__} has fields {names}")
+                    raise ConfigError(
+                        f"unknown grid key '{key}': {type(obj).__name__} has fields {names}"
+                    )
             spec = OBJECTIVE_FIELDS[name]
         elif key.startswith(("target.", "start.")):
             name = key.split(".", 1)[1]
@@ -417,7 +463,11 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
                 raise ConfigError(f"unknown grid key '{key}'; model keys: {sorted(MODEL_KEYS)}")
             spec = MODEL_KEYS[name]
         else:
-            hint = " (rng is set per point by the sweep; use [run] rng for the root seed)" if key in ("rng", "threads") else ""
+            hint = (
+                " (rng is set per point by the sweep; use [run] rng for the root seed)"
+                if key in ("rng", "threads")
+                else ""
+            )
             raise ConfigError(f"unknown grid key '{key}'{hint}; allowed grid keys: {allowed}")
         grid[key] = [spec(f"{where}[{i}]", v) for i, v in enumerate(values)]
     return grid
@@ -425,7 +475,9 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
 
 def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Config:
     """Validate an already-parsed TOML document (a dict) and build a :class:`Config`."""
-    data = _table("top level", dict(data)) if isinstance(data, Mapping) else _table("top level", data)
+    data = (
+        _table("top level", dict(data)) if isinstance(data, Mapping) else _table("top level", data)
+    )
     _check_unknown("", data, SECTIONS)
     if "target" not in data:
         raise ConfigError("[target] is required (keys: old_mean, new_mean, old_weight, cov)")
@@ -444,8 +496,10 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     rng = run.pop("rng")
     threads = run.pop("threads", None)
     if run["record_every"] > run["steps"] or run["steps"] % run["record_every"]:
-        raise ConfigError(f"run.record_every must divide run.steps (1 <= record_every <= steps), got "
-                          f"record_every = {run['record_every']}, steps = {run['steps']}")
+        raise ConfigError(
+            f"run.record_every must divide run.steps (1 <= record_every <= steps), got "
+            f"record_every = {run['record_every']}, steps = {run['steps']}"
+        )
 
     grid = None
     keep = None
@@ -461,7 +515,19 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
         if "population" in sweep:
             population = _bool_spec("sweep.population", sweep["population"])
         if "separation_mode" in sweep:
-            separation_mode = choice_spec(("proportional", "fixed"))("sweep.separation_mode", sweep["separation_mode"])
-    return Config(target=target, start=start, objective=objective, run=run, rng=rng, threads=threads,
-                  grid=grid, keep_trajectories=keep, population=population,
-                  separation_mode=separation_mode, source=source)
+            separation_mode = choice_spec(("proportional", "fixed"))(
+                "sweep.separation_mode", sweep["separation_mode"]
+            )
+    return Config(
+        target=target,
+        start=start,
+        objective=objective,
+        run=run,
+        rng=rng,
+        threads=threads,
+        grid=grid,
+        keep_trajectories=keep,
+        population=population,
+        separation_mode=separation_mode,
+        source=source,
+    )

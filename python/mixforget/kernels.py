@@ -16,9 +16,23 @@ import numpy as np
 
 from . import _core
 from ._rng import RngLike, resolve_rng, root_key
-from ._validate import as_float_array, as_fraction, as_positive_int, as_probability, check_output_size, normalize_covs
+from ._validate import (
+    as_float_array,
+    as_fraction,
+    as_positive_int,
+    as_probability,
+    check_output_size,
+    normalize_covs,
+)
 
-__all__ = ["responsibilities", "mixture_logpdf", "sample_mixture", "starvation_counts", "replay_weights", "resolve_threads"]
+__all__ = [
+    "mixture_logpdf",
+    "replay_weights",
+    "resolve_threads",
+    "responsibilities",
+    "sample_mixture",
+    "starvation_counts",
+]
 
 
 def resolve_threads(threads: Any) -> int:
@@ -28,7 +42,9 @@ def resolve_threads(threads: Any) -> int:
     return as_positive_int("threads", threads, maximum=max(1024, os.cpu_count() or 1))
 
 
-def mixture_args(weights: Any, means: Any, covs: Any) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def mixture_args(
+    weights: Any, means: Any, covs: Any
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Validate a K-component mixture: weights (K,) in (0, 1) summing to 1 (K = 1: [1.0]),
     means (K, d) (1-D means are K points in d = 1), covs per :func:`normalize_covs`."""
     w = as_float_array("weights", weights, ndim=(0, 1)).reshape(-1)
@@ -62,7 +78,9 @@ def as_points(x: Any, dim: int) -> np.ndarray:
     return arr
 
 
-def responsibilities(x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None) -> np.ndarray:
+def responsibilities(
+    x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None
+) -> np.ndarray:
     """Posterior component probabilities r_k(x) = w_k φ_k(x) / Σ_j w_j φ_j(x) (MATH §2).
 
     (n, K), log-sum-exp stable (rows sum to 1 to 1e-12, no NaN far in the tails); two
@@ -73,22 +91,30 @@ def responsibilities(x: Any, weights: Any, means: Any, covs: Any, threads: int |
     return _core.responsibilities(pts, w, m, c, resolve_threads(threads))
 
 
-def mixture_logpdf(x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None) -> np.ndarray:
+def mixture_logpdf(
+    x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None
+) -> np.ndarray:
     """log Σ_k w_k φ(x; μ_k, Σ_k) for each row of x, log-sum-exp stable."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
     return _core.mixture_logpdf(pts, w, m, c, resolve_threads(threads))
 
 
-def sample_args(n: Any, weights: Any, means: Any, covs: Any) -> tuple[int, np.ndarray, np.ndarray, list[np.ndarray]]:
+def sample_args(
+    n: Any, weights: Any, means: Any, covs: Any
+) -> tuple[int, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Validated (n, weights, means, covs) of a sampling request (shared with the twin)."""
     n = as_positive_int("n", n)
     w, m, c = mixture_args(weights, means, covs)
-    check_output_size(f"sampling n={n} points", n * (m.shape[1] + 1) * 8, "draw fewer points per call")
+    check_output_size(
+        f"sampling n={n} points", n * (m.shape[1] + 1) * 8, "draw fewer points per call"
+    )
     return n, w, m, c
 
 
-def sample_mixture(n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sample_mixture(
+    n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (MATH §4).
 
     Returns (x (n, d) float64, labels (n,) int64 component indices)."""
@@ -97,7 +123,9 @@ def sample_mixture(n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0
     return _core.sample_mixture(n, w, m, c, key, resolve_threads(threads))
 
 
-def starvation_args(old_weight: Any, batch_size: Any, batches: Any, replay: Any, slots: Any) -> tuple[float, int, int, float]:
+def starvation_args(
+    old_weight: Any, batch_size: Any, batches: Any, replay: Any, slots: Any
+) -> tuple[float, int, int, float]:
     """Validated (α, B, batches, λ) of a starvation-count request (shared with the twin)."""
     alpha = as_probability("old_weight", old_weight)
     b = as_positive_int("batch_size", batch_size)
@@ -126,10 +154,19 @@ def starvation_counts(
     materialised. Returns (batches,) int64."""
     alpha, b, nb, lam = starvation_args(old_weight, batch_size, batches, replay, slots)
     key = root_key(resolve_rng(rng))
-    return _core.starvation_counts(alpha, b, nb, lam, slots == "stratified", key, resolve_threads(threads))
+    return _core.starvation_counts(
+        alpha, b, nb, lam, slots == "stratified", key, resolve_threads(threads)
+    )
 
 
-def replay_weights(x: Any, model: Any, target: Any, replay: float, weight_cap: float | None = None, threads: int | None = None) -> np.ndarray:
+def replay_weights(
+    x: Any,
+    model: Any,
+    target: Any,
+    replay: float,
+    weight_cap: float | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
     """Bounded importance weights of reverse-KL replay (MATH §4.2) at points x (n, d):
     w = min(c, q_θ(x)/m(x)), m = (1−λ) q_θ + λ p_old, so w ≤ 1/(1−λ) without a cap.
     ``model`` is q_θ and ``target`` gives p_old (both TwoMode)."""

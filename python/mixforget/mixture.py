@@ -34,7 +34,7 @@ class TwoMode:
     Instances are immutable; use :meth:`replace` to derive a changed copy.
     """
 
-    __slots__ = ("_old_mean", "_new_mean", "_old_weight", "_old_cov", "_new_cov")
+    __slots__ = ("_new_cov", "_new_mean", "_old_cov", "_old_mean", "_old_weight")
     _old_mean: np.ndarray
     _new_mean: np.ndarray
     _old_weight: float
@@ -56,7 +56,9 @@ class TwoMode:
         if om.size == 0:
             raise ValueError("old_mean must have at least one coordinate")
         if om.shape != nm.shape:
-            raise ValueError(f"old_mean and new_mean must have the same dimension, got {om.shape} and {nm.shape}")
+            raise ValueError(
+                f"old_mean and new_mean must have the same dimension, got {om.shape} and {nm.shape}"
+            )
         d = om.size
         alpha = as_probability("old_weight", old_weight)
         if old_cov is not None or new_cov is not None:
@@ -108,7 +110,9 @@ class TwoMode:
     @property
     def equal_cov(self) -> bool:
         """True when Σ_o = Σ_n (the theory's case and the fast path)."""
-        return self._old_cov.shape == self._new_cov.shape and bool(np.array_equal(self._old_cov, self._new_cov))
+        return self._old_cov.shape == self._new_cov.shape and bool(
+            np.array_equal(self._old_cov, self._new_cov)
+        )
 
     @property
     def cov(self) -> np.ndarray:
@@ -156,7 +160,9 @@ class TwoMode:
         _, ld_avg = np.linalg.slogdet(avg)
         _, ld_o = np.linalg.slogdet(so)
         _, ld_n = np.linalg.slogdet(sn)
-        db = 0.125 * float(delta @ np.linalg.solve(avg, delta)) + 0.5 * (ld_avg - 0.5 * (ld_o + ld_n))
+        db = 0.125 * float(delta @ np.linalg.solve(avg, delta)) + 0.5 * (
+            ld_avg - 0.5 * (ld_o + ld_n)
+        )
         return float(math.exp(-db))
 
     # -- densities and samples (Rust kernels) ---------------------------------------------
@@ -177,7 +183,9 @@ class TwoMode:
 
         return kernels.mixture_logpdf(self._as_points(x), *self._kernel_args(), threads=threads)
 
-    def sample(self, n: int, rng: RngLike = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, n: int, rng: RngLike = None, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw n points: label k ~ Bernoulli(α) (0 = old, 1 = new), then x ~ φ_k.
 
         Returns (x (n, d), labels (n,) int8 with 0 = old)."""
@@ -197,12 +205,14 @@ class TwoMode:
         return arr
 
     # -- copies -------------------------------------------------------------------------
-    def replace(self, **changes: Any) -> "TwoMode":
+    def replace(self, **changes: Any) -> TwoMode:
         """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov, new_cov."""
         allowed = {"old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov"}
         unknown = set(changes) - allowed
         if unknown:
-            raise TypeError(f"replace() got unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise TypeError(
+                f"replace() got unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         args: dict[str, Any] = {
             "old_mean": changes.get("old_mean", self._old_mean),
             "new_mean": changes.get("new_mean", self._new_mean),
@@ -255,10 +265,15 @@ class TwoMode:
         return hash((self._old_weight, self._old_mean.tobytes(), self._new_mean.tobytes()))
 
     def __repr__(self) -> str:
-        covs = f"cov={self._old_cov.tolist()}" if self.equal_cov else (
-            f"old_cov={self._old_cov.tolist()}, new_cov={self._new_cov.tolist()}")
-        return (f"TwoMode(old_mean={self._old_mean.tolist()}, new_mean={self._new_mean.tolist()}, "
-                f"old_weight={self._old_weight}, {covs})")
+        covs = (
+            f"cov={self._old_cov.tolist()}"
+            if self.equal_cov
+            else (f"old_cov={self._old_cov.tolist()}, new_cov={self._new_cov.tolist()}")
+        )
+        return (
+            f"TwoMode(old_mean={self._old_mean.tolist()}, new_mean={self._new_mean.tolist()}, "
+            f"old_weight={self._old_weight}, {covs})"
+        )
 
 
 def _from_dict(data: dict[str, Any]) -> TwoMode:

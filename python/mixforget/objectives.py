@@ -16,7 +16,16 @@ import numpy as np
 
 from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
 
-__all__ = ["Objective", "ForwardKL", "ReverseKL", "SDFT", "TTTDiscover", "OAPL", "objective_from_dict", "REWARDS"]
+__all__ = [
+    "OAPL",
+    "REWARDS",
+    "SDFT",
+    "ForwardKL",
+    "Objective",
+    "ReverseKL",
+    "TTTDiscover",
+    "objective_from_dict",
+]
 
 SLOTS = ("bernoulli", "stratified")
 BASELINES = ("none", "loo")
@@ -26,7 +35,6 @@ REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
 # Layout of the parameter vector handed to Rust (rust/engine.rs, ObjectiveSpec::from_params).
 _KIND = {"ForwardKL": 0, "ReverseKL": 1, "SDFT": 2, "TTTDiscover": 3, "OAPL": 4}
 N_PARAMS = 15
-
 
 
 class Objective:
@@ -176,7 +184,9 @@ class TTTDiscover(Objective):
                 raise ValueError(f"beta must be a positive number or 'adaptive', got {self.beta!r}")
         else:
             object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
-        object.__setattr__(self, "kl_penalty", as_positive_float("kl_penalty", self.kl_penalty, allow_zero=True))
+        object.__setattr__(
+            self, "kl_penalty", as_positive_float("kl_penalty", self.kl_penalty, allow_zero=True)
+        )
         object.__setattr__(self, "radius", _check_reward(self.reward, self.radius))
 
     @property
@@ -242,5 +252,3 @@ def objective_from_dict(data: dict[str, Any]) -> Objective:
 
 def is_objective(value: Any) -> bool:
     return isinstance(value, Objective)
-
-

@@ -18,18 +18,19 @@ Every function takes an optional ``ax`` (or ``axes``) and returns what it drew o
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from .results import Trajectory, mean_interval
 
 __all__ = [
-    "plot_trajectory",
-    "plot_forgetting",
     "plot_densities",
     "plot_drift_vs_separation",
+    "plot_forgetting",
     "plot_starvation",
+    "plot_trajectory",
     "require_matplotlib",
 ]
 
@@ -104,14 +105,24 @@ def plot_trajectory(traj: Trajectory, ax: Any = None, label: Optional[str] = Non
         twin = ax.twinx()
         ax.mixforget_twin = twin
         twin.set_ylabel("old-mode drift ‖μ_o − μ_o*‖_Σ (dashed)")
-    _band(twin, traj.steps, traj.drift[keep], color=line.get_color(), linestyle="--", label=f"{name}: drift")
+    _band(
+        twin,
+        traj.steps,
+        traj.drift[keep],
+        color=line.get_color(),
+        linestyle="--",
+        label=f"{name}: drift",
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("old weight α (solid)")
     return ax
 
 
-def plot_forgetting(trajectories: Mapping[str, Trajectory], flows: Optional[Mapping[str, Trajectory]] = None,
-                    axes: Optional[Sequence[Any]] = None) -> Sequence[Any]:
+def plot_forgetting(
+    trajectories: Mapping[str, Trajectory],
+    flows: Optional[Mapping[str, Trajectory]] = None,
+    axes: Optional[Sequence[Any]] = None,
+) -> Sequence[Any]:
     """Two panels: old weight α_t and drift D_t against steps for each labelled run, mean
     with 95% band; the population flow of the same label (MATH §6), if given, as a thin black
     dashed line. Returns the two axes."""
@@ -135,8 +146,13 @@ def plot_forgetting(trajectories: Mapping[str, Trajectory], flows: Optional[Mapp
     first = next(iter(trajectories.values()), None)
     if first is not None:
         ax_w.axhline(first.target.old_weight, color="grey", linewidth=0.8, linestyle=":")
-        ax_w.annotate("α*", (first.steps[-1], first.target.old_weight), textcoords="offset points",
-                      xytext=(-14, 4), color="grey")
+        ax_w.annotate(
+            "α*",
+            (first.steps[-1], first.target.old_weight),
+            textcoords="offset points",
+            xytext=(-14, 4),
+            color="grey",
+        )
     ax_w.set_xlabel("step")
     ax_w.set_ylabel("old weight α_t")
     ax_w.set_title("mass forgetting: mean and 95% band")
@@ -151,12 +167,18 @@ def _normal_pdf_1d(x: np.ndarray, mean: float, var: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2.0 * math.pi * var)
 
 
-def _mixture_pdf_1d(x: np.ndarray, alpha: float, mo: float, mn: float, vo: float, vn: float) -> np.ndarray:
+def _mixture_pdf_1d(
+    x: np.ndarray, alpha: float, mo: float, mn: float, vo: float, vn: float
+) -> np.ndarray:
     return alpha * _normal_pdf_1d(x, mo, vo) + (1.0 - alpha) * _normal_pdf_1d(x, mn, vn)
 
 
-def plot_densities(trajectories: Mapping[str, Trajectory], snapshots: Optional[Sequence[int]] = None,
-                   axes: Optional[Sequence[Any]] = None, x: Optional[np.ndarray] = None) -> Sequence[Any]:
+def plot_densities(
+    trajectories: Mapping[str, Trajectory],
+    snapshots: Optional[Sequence[int]] = None,
+    axes: Optional[Sequence[Any]] = None,
+    x: Optional[np.ndarray] = None,
+) -> Sequence[Any]:
     """One panel per labelled run (1-D problems): the model density q_θ at several steps,
     drawn with the replicate-mean parameters (mean α, mean μ_o, mean μ_n over non-diverged
     replicates), over the target density p* (grey fill). ForwardKL runs also show their
@@ -191,13 +213,24 @@ def plot_densities(trajectories: Mapping[str, Trajectory], snapshots: Optional[S
             xs = np.linspace(lo, hi, 600)
         else:
             xs = np.asarray(x, dtype=np.float64)
-        ax.fill_between(xs, _mixture_pdf_1d(xs, tgt.old_weight, mo_t, mn_t, vo, vn), color="0.85",
-                        label="target p*", linewidth=0)
+        ax.fill_between(
+            xs,
+            _mixture_pdf_1d(xs, tgt.old_weight, mo_t, mn_t, vo, vn),
+            color="0.85",
+            label="target p*",
+            linewidth=0,
+        )
         objective = traj.meta.get("objective", {})
         if objective.get("kind") == "ForwardKL":
             lam = float(objective.get("replay", 0.0))
-            ax.plot(xs, _mixture_pdf_1d(xs, lam, mo_t, mn_t, vo, vn), color="black", linestyle=":",
-                    linewidth=1.0, label="p_train")
+            ax.plot(
+                xs,
+                _mixture_pdf_1d(xs, lam, mo_t, mn_t, vo, vn),
+                color="black",
+                linestyle=":",
+                linewidth=1.0,
+                label="p_train",
+            )
         if snapshots is None:
             last = int(traj.steps[-1])
             wanted = [0, round(0.05 * last), round(0.15 * last), round(0.4 * last), last]
@@ -207,8 +240,12 @@ def plot_densities(trajectories: Mapping[str, Trajectory], snapshots: Optional[S
         for j, k in enumerate(idx):
             colour = cmap(j / max(1, len(idx) - 1) * 0.9)
             alpha = float(np.clip(w[k], 0.0, 1.0))
-            ax.plot(xs, _mixture_pdf_1d(xs, alpha, mo[k], mn[k], vo, vn), color=colour,
-                    label=f"step {int(traj.steps[k])}")
+            ax.plot(
+                xs,
+                _mixture_pdf_1d(xs, alpha, mo[k], mn[k], vo, vn),
+                color=colour,
+                label=f"step {int(traj.steps[k])}",
+            )
         ax.set_title(label)
         ax.set_xlabel("x")
         ax.set_ylabel("density")
@@ -270,15 +307,29 @@ def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = Non
             yerr = None
             if lo is not None and hi is not None:
                 yerr = np.vstack([y - lo[sel][order], hi[sel][order] - y])[:, ok]
-            ax.errorbar(x2[ok], y[ok], yerr=yerr, fmt="o", markersize=4, capsize=2, color=line_colour,
-                        label=f"finite batch, mean sup drift{suffix}")
+            ax.errorbar(
+                x2[ok],
+                y[ok],
+                yerr=yerr,
+                fmt="o",
+                markersize=4,
+                capsize=2,
+                color=line_colour,
+                label=f"finite batch, mean sup drift{suffix}",
+            )
             if anchor is None and ok.any():
                 anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
     if anchor is not None:
         xs = np.linspace(float(np.nanmin(sep)) ** 2, float(np.nanmax(sep)) ** 2, 200)
         c = anchor[1] / anchor[2]
-        ax.plot(xs, c * np.exp(-xs / 8.0), color="black", linestyle="--", linewidth=1.0,
-                label="∝ exp(−Δ²/8) = BC")
+        ax.plot(
+            xs,
+            c * np.exp(-xs / 8.0),
+            color="black",
+            linestyle="--",
+            linewidth=1.0,
+            label="∝ exp(−Δ²/8) = BC",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("Δ² (squared Mahalanobis separation)")
     ax.set_ylabel("sup_t ‖μ_o(t) − μ_o*‖_Σ")
@@ -313,7 +364,9 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     cols = _columns(table)
     for name in ("batch_size", "old_weight", "measured"):
         if name not in cols:
-            raise ValueError(f"table needs a {name!r} column (batch_size, old_weight, measured; optional replay, batches, predicted)")
+            raise ValueError(
+                f"table needs a {name!r} column (batch_size, old_weight, measured; optional replay, batches, predicted)"
+            )
     b = _float_column(cols, "batch_size")
     alpha = _float_column(cols, "old_weight")
     measured = _float_column(cols, "measured")
@@ -328,19 +381,31 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
         order = np.argsort(b[sel])
         bs, ms = b[sel][order], measured[sel][order]
         curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
-        curve = _starvation_theory(np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, l), slots)
+        curve = _starvation_theory(
+            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, l), slots
+        )
         name = f"α={a:g}" + (f", λ={l:g}" if l > 0 else "")
         formula = "((1−λ)(1−α))^B" if l > 0 else "(1−α)^B"
         ok = curve > 0
-        (line,) = ax.plot(curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}")
+        (line,) = ax.plot(
+            curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}"
+        )
         keep = np.isfinite(ms) & (ms > 0)
         yerr = None
         if batches is not None:
             n = batches[sel][order]
             half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
             yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
-        ax.errorbar(bs[keep], ms[keep], yerr=yerr, fmt="o", markersize=4, capsize=2, color=line.get_color(),
-                    label=f"{name}: measured")
+        ax.errorbar(
+            bs[keep],
+            ms[keep],
+            yerr=yerr,
+            fmt="o",
+            markersize=4,
+            capsize=2,
+            color=line.get_color(),
+            label=f"{name}: measured",
+        )
     ax.set_yscale("log")
     positive = measured[np.isfinite(measured) & (measured > 0)]
     floor = 0.2 / float(np.nanmax(batches)) if batches is not None else 1e-9

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 import numpy as np
 
 from . import _core
-from ._problem import build_problem, check_lr, check_lr_scale, check_models, check_objective, check_steps, check_weight_param
+from ._problem import (
+    build_problem,
+    check_lr,
+    check_lr_scale,
+    check_models,
+    check_objective,
+    check_steps,
+    check_weight_param,
+)
 from .mixture import TwoMode
 from .objectives import Objective
 from .results import Trajectory
@@ -16,7 +25,9 @@ from .results import Trajectory
 __all__ = ["population_flow", "population_gradient"]
 
 
-def population_gradient(target: TwoMode, model: TwoMode, objective: Objective, weight_param: str = "logit") -> dict[str, np.ndarray | float]:
+def population_gradient(
+    target: TwoMode, model: TwoMode, objective: Objective, weight_param: str = "logit"
+) -> dict[str, np.ndarray | float]:
     """Exact gradient of the objective's loss at ``model`` (the G → ∞ limit of its estimator).
 
     Equal covariance: expectations are quadratures on the affine span of the means in

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -45,14 +46,14 @@ from .results import GradientEstimates, Trajectory
 from .theory import stratified_replay_count
 
 __all__ = [
-    "responsibilities",
-    "mixture_logpdf",
-    "sample_mixture",
-    "starvation_counts",
-    "replay_weights",
-    "simulate",
     "estimate_gradient",
+    "mixture_logpdf",
     "population_gradient",
+    "replay_weights",
+    "responsibilities",
+    "sample_mixture",
+    "simulate",
+    "starvation_counts",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -93,7 +94,7 @@ class _Gauss:
             logdet = 2.0 * float(np.sum(np.log(np.diag(self.chol))))
         self.lognorm = -0.5 * (dim * _LOG_2PI + logdet)
 
-    def same(self, other: "_Gauss") -> bool:
+    def same(self, other: _Gauss) -> bool:
         return self.cov.shape == other.cov.shape and bool(np.array_equal(self.cov, other.cov))
 
     def whiten(self, v: np.ndarray) -> np.ndarray:
@@ -152,7 +153,9 @@ def _model_mix(model: TwoMode, weight_param: str) -> _Mix:
     return _mix_from_param(wp, model.old_mean[None, :], model.new_mean[None, :], weight_param)
 
 
-def _mix_logpdf(x: np.ndarray, mix: _Mix, g_o: _Gauss, g_n: _Gauss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mix_logpdf(
+    x: np.ndarray, mix: _Mix, g_o: _Gauss, g_n: _Gauss
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """At x (R, N, d): (log φ_o, log φ_n, log q), each (R, N), log q by log-sum-exp."""
     lpo = g_o.logpdf(x, mix.mo[:, None, :])
     lpn = g_n.logpdf(x, mix.mn[:, None, :])
@@ -170,7 +173,7 @@ def _score_mean(
     g_o: _Gauss,
     g_n: _Gauss,
     weight_param: str,
-    avg: "_Averager",
+    avg: _Averager,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (MATH §3), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
@@ -279,14 +282,19 @@ class _Ctx:
     g_n: _Gauss
 
     @classmethod
-    def build(cls, target: TwoMode, model: TwoMode, objective: Objective, weight_param: str) -> "_Ctx":
+    def build(
+        cls, target: TwoMode, model: TwoMode, objective: Objective, weight_param: str
+    ) -> _Ctx:
         d = target.dim
         return cls(
             objective=objective,
             weight_param=weight_param,
             dim=d,
             world=_mix_from_param(
-                np.array([target.old_weight]), target.old_mean[None, :], target.new_mean[None, :], "direct"
+                np.array([target.old_weight]),
+                target.old_mean[None, :],
+                target.new_mean[None, :],
+                "direct",
             ),
             wg_o=_Gauss(target.old_cov, d),
             wg_n=_Gauss(target.new_cov, d),
@@ -390,7 +398,9 @@ def _log_ratio_coef(w: Any, ell: np.ndarray, avg: _Averager, loo: bool) -> np.nd
     return wl - w * avg.loo(wl) if loo else wl
 
 
-def _replay_weight(ctx: _Ctx, x: np.ndarray, lq: np.ndarray, lam: float, cap: Optional[float]) -> Any:
+def _replay_weight(
+    ctx: _Ctx, x: np.ndarray, lq: np.ndarray, lam: float, cap: Optional[float]
+) -> Any:
     """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (MATH §4.2); w = 1 without replay (the cap
     only applies to replay weights, as in the Rust engine)."""
     if lam <= 0.0:
@@ -401,7 +411,9 @@ def _replay_weight(ctx: _Ctx, x: np.ndarray, lq: np.ndarray, lam: float, cap: Op
     return w if cap is None else np.minimum(w, cap)
 
 
-def _coefficient(ctx: _Ctx, x: np.ndarray, lq: np.ndarray, avg: _Averager, extra: _Extra) -> np.ndarray:
+def _coefficient(
+    ctx: _Ctx, x: np.ndarray, lq: np.ndarray, avg: _Averager, extra: _Extra
+) -> np.ndarray:
     """Per-sample coefficient c_i of ĝ = avg_i[c_i s(x_i)] (MATH §4):
 
     - ForwardKL, SDFT forward: −1;
@@ -464,11 +476,15 @@ def _draw_two(
     old = gen.random(z.shape[:2]) < mix.alpha[:, None]
     if g_o.same(g_n):
         return g_o.color(z) + np.where(old[..., None], mix.mo[:, None, :], mix.mn[:, None, :]), old
-    x = np.where(old[..., None], mix.mo[:, None, :] + g_o.color(z), mix.mn[:, None, :] + g_n.color(z))
+    x = np.where(
+        old[..., None], mix.mo[:, None, :] + g_o.color(z), mix.mn[:, None, :] + g_n.color(z)
+    )
     return x, old
 
 
-def _replay_mask(gen: np.random.Generator, r: int, b: int, lam: float, slots: str) -> Optional[np.ndarray]:
+def _replay_mask(
+    gen: np.random.Generator, r: int, b: int, lam: float, slots: str
+) -> Optional[np.ndarray]:
     """Replay slots (MATH §4.1): each w.p. λ ('bernoulli') or the first round(λB) ('stratified')."""
     if lam <= 0.0:
         return None
@@ -526,7 +542,9 @@ def _sampling_logpdf(ctx: _Ctx, x: np.ndarray, model: _Mix, extra: _Extra) -> np
         if obj.replay == 0.0:
             return ctx.log_new_world(x)
         lam = obj.replay
-        return np.logaddexp(math.log1p(-lam) + ctx.log_new_world(x), math.log(lam) + ctx.log_old_world(x))
+        return np.logaddexp(
+            math.log1p(-lam) + ctx.log_new_world(x), math.log(lam) + ctx.log_old_world(x)
+        )
     if isinstance(obj, SDFT) and obj.direction == "forward":
         assert extra.teacher is not None
         return ctx.mixture_logpdf(x, extra.teacher)
@@ -545,7 +563,9 @@ def _sampling_logpdf(ctx: _Ctx, x: np.ndarray, model: _Mix, extra: _Extra) -> np
 # =====================================================================================
 
 
-def _component_logs(x: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: list[np.ndarray]) -> np.ndarray:
+def _component_logs(
+    x: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: list[np.ndarray]
+) -> np.ndarray:
     """(n, K) log α_k + log φ_k(x)."""
     d = means.shape[1]
     out = np.empty((x.shape[0], weights.size))
@@ -555,7 +575,9 @@ def _component_logs(x: np.ndarray, weights: np.ndarray, means: np.ndarray, covs:
     return out
 
 
-def responsibilities(x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None) -> np.ndarray:
+def responsibilities(
+    x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None
+) -> np.ndarray:
     """Posterior component probabilities r_k(x) = α_k φ_k(x) / q(x), (n, K) float64 (MATH §2).
 
     Any K ≥ 1 (K = 1: weights must be [1.0]); softmax of log α_k + log φ_k(x) with
@@ -574,7 +596,9 @@ def responsibilities(x: Any, weights: Any, means: Any, covs: Any, threads: Optio
     return logs
 
 
-def mixture_logpdf(x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None) -> np.ndarray:
+def mixture_logpdf(
+    x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None
+) -> np.ndarray:
     """log q(x) = log Σ_k α_k φ_k(x) for each row of x, (n,) float64, log-sum-exp stable
     (MATH §2). Arguments as in :func:`responsibilities`."""
     w, m, c = mixture_args(weights, means, covs)
@@ -666,9 +690,29 @@ def simulate(
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes."""
     t0 = time.perf_counter()
-    run = check_run(target, start, objective, steps, batch_size, lr, replicates, record_every, weight_param, lr_scale, threads, progress, memory_limit)
+    run = check_run(
+        target,
+        start,
+        objective,
+        steps,
+        batch_size,
+        lr,
+        replicates,
+        record_every,
+        weight_param,
+        lr_scale,
+        threads,
+        progress,
+        memory_limit,
+    )
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
-    replicates, record_every, weight_param, scale, n_threads = run.replicates, run.record_every, run.weight_param, run.lr_scale, run.threads
+    replicates, record_every, weight_param, scale, n_threads = (
+        run.replicates,
+        run.record_every,
+        run.weight_param,
+        run.lr_scale,
+        run.threads,
+    )
     r, d = replicates, target.dim
     n_rec = steps // record_every + 1
     ctx = _Ctx.build(target, start, objective, weight_param)
@@ -717,7 +761,12 @@ def simulate(
             mo_new = mo - lr * scale["old_mean"] * g_mo
             mn_new = mn - lr * scale["new_mean"] * g_mn
             starved += ~diverged & ~old.any(axis=1)
-            ok = ~diverged & np.isfinite(w_new) & np.isfinite(mo_new).all(axis=1) & np.isfinite(mn_new).all(axis=1)
+            ok = (
+                ~diverged
+                & np.isfinite(w_new)
+                & np.isfinite(mo_new).all(axis=1)
+                & np.isfinite(mn_new).all(axis=1)
+            )
             diverged |= ~ok
             w = np.where(ok, w_new, w)
             mo = np.where(ok[:, None], mo_new, mo)
@@ -782,7 +831,9 @@ def _one_step(ctx: _Ctx, model: TwoMode, batch_size: Optional[int]) -> tuple[_Mi
     mix = _model_mix(model, ctx.weight_param)
     wp = np.array([_weight_param_of(model.old_weight, ctx.weight_param)])
     teacher = ctx.teacher(wp, mix.mo, mix.mn) if isinstance(ctx.objective, SDFT) else None
-    return mix, _Extra(teacher=teacher, q0=mix, lag=mix, lam_eff=_lam_eff(ctx.objective, batch_size))
+    return mix, _Extra(
+        teacher=teacher, q0=mix, lag=mix, lam_eff=_lam_eff(ctx.objective, batch_size)
+    )
 
 
 def estimate_gradient(
@@ -824,7 +875,9 @@ def estimate_gradient(
             grads[lo:hi, 1 : 1 + d] = g_mo
             grads[lo:hi, 1 + d :] = g_mn
             old_count[lo:hi] = old.sum(axis=1)
-    return GradientEstimates(gradients=grads, starved=old_count == 0, old_count=old_count, seed=seed_record(seq))
+    return GradientEstimates(
+        gradients=grads, starved=old_count == 0, old_count=old_count, seed=seed_record(seq)
+    )
 
 
 def population_gradient(
@@ -847,29 +900,52 @@ def population_gradient(
     objective = check_objective(objective)
     weight_param = check_weight_param(weight_param)
     if target.dim != 1:
-        raise NotImplementedError("reference.population_gradient is brute-force 1-D quadrature: d = 1 only")
+        raise NotImplementedError(
+            "reference.population_gradient is brute-force 1-D quadrature: d = 1 only"
+        )
     ctx = _Ctx.build(target, model, objective, weight_param)
     mix, extra = _one_step(ctx, model, None)
 
-    centers = [float(v[0]) for v in (target.old_mean, target.new_mean, model.old_mean, model.new_mean)]
-    sds = [math.sqrt(float(np.reshape(c, -1)[0])) for c in (target.old_cov, target.new_cov, model.old_cov, model.new_cov)]
+    centers = [
+        float(v[0]) for v in (target.old_mean, target.new_mean, model.old_mean, model.new_mean)
+    ]
+    sds = [
+        math.sqrt(float(np.reshape(c, -1)[0]))
+        for c in (target.old_cov, target.new_cov, model.old_cov, model.new_cov)
+    ]
     lo, hi = min(centers) - 40.0 * max(sds), max(centers) + 40.0 * max(sds)
-    n = max(200_001, int(math.ceil(20.0 * (hi - lo) / min(sds))) | 1)
+    n = max(200_001, math.ceil(20.0 * (hi - lo) / min(sds)) | 1)
     x = np.linspace(lo, hi, n).reshape(1, n, 1)
     with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
         avg = _QuadMean(_sampling_logpdf(ctx, x, mix, extra)[0], (hi - lo) / (n - 1))
         g_w, g_mo, g_mn = _gradient(ctx, x, avg, mix, extra)
-    return {"weight": float(g_w[0]), "old_mean": np.asarray(g_mo[0]), "new_mean": np.asarray(g_mn[0])}
+    return {
+        "weight": float(g_w[0]),
+        "old_mean": np.asarray(g_mo[0]),
+        "new_mean": np.asarray(g_mn[0]),
+    }
 
 
-def replay_weights(x: Any, model: TwoMode, target: TwoMode, replay: float, weight_cap: Optional[float] = None, threads: Optional[int] = None) -> np.ndarray:
+def replay_weights(
+    x: Any,
+    model: TwoMode,
+    target: TwoMode,
+    replay: float,
+    weight_cap: Optional[float] = None,
+    threads: Optional[int] = None,
+) -> np.ndarray:
     """NumPy twin of :func:`mixforget.kernels.replay_weights` (MATH §4.2):
     w = min(c, q_θ/m), m = (1−λ) q_θ + λ p_old, written as 1 / ((1−λ) + λ p_old/q_θ)."""
     check_models(target, model, "model")
     objective = ReverseKL(replay=replay, weight_cap=weight_cap)
     resolve_threads(threads)
     pts = as_points(x, model.dim)
-    log_q = mixture_logpdf(pts, [model.old_weight, 1.0 - model.old_weight], np.stack([model.old_mean, model.new_mean]), [model.old_cov, model.new_cov])
+    log_q = mixture_logpdf(
+        pts,
+        [model.old_weight, 1.0 - model.old_weight],
+        np.stack([model.old_mean, model.new_mean]),
+        [model.old_cov, model.new_cov],
+    )
     cap = np.inf if objective.weight_cap is None else objective.weight_cap
     lam = objective.replay
     if lam == 0.0:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .mixture import TwoMode
 
-__all__ = ["Trajectory", "GradientEstimates", "mean_interval"]
+__all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
 
 _Z95 = 1.959963984540054
 
@@ -138,7 +138,7 @@ class Trajectory:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trajectory":
+    def load(cls, path: str | Path) -> Trajectory:
         """Read a file written by :meth:`save` (``allow_pickle=False``)."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta_json"]))

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 
 from . import _core
-from ._problem import build_problem, check_lr_scale, check_models, check_objective, check_run, check_weight_param
+from ._problem import (
+    build_problem,
+    check_lr_scale,
+    check_models,
+    check_objective,
+    check_run,
+    check_weight_param,
+)
 from ._rng import RngLike, resolve_rng, root_key, seed_record
-from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT, as_positive_int, check_output_size
+from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
+from ._validate import as_positive_int, check_output_size
 from .kernels import resolve_threads
 from .mixture import TwoMode
 from .objectives import Objective
 from .results import GradientEstimates, Trajectory
 
-__all__ = ["simulate", "estimate_gradient", "DEFAULT_MEMORY_LIMIT"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "estimate_gradient", "simulate"]
 
 DEFAULT_MEMORY_LIMIT = _DEFAULT_LIMIT
 #: Work per Rust call (samples): a fraction of a second, so that the progress bar moves and
@@ -58,9 +67,29 @@ def simulate(
     would exceed ``memory_limit`` bytes (default: :func:`mixforget.get_memory_limit`, 4 GiB
     unless set; raise ``record_every`` or lower ``replicates``).
     """
-    run = check_run(target, start, objective, steps, batch_size, lr, replicates, record_every, weight_param, lr_scale, threads, progress, memory_limit)
+    run = check_run(
+        target,
+        start,
+        objective,
+        steps,
+        batch_size,
+        lr,
+        replicates,
+        record_every,
+        weight_param,
+        lr_scale,
+        threads,
+        progress,
+        memory_limit,
+    )
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
-    replicates, record_every, weight_param, scale, n_threads = run.replicates, run.record_every, run.weight_param, run.lr_scale, run.threads
+    replicates, record_every, weight_param, scale, n_threads = (
+        run.replicates,
+        run.record_every,
+        run.weight_param,
+        run.lr_scale,
+        run.threads,
+    )
     seq = resolve_rng(rng)
     problem = build_problem(target, start, objective, weight_param, lr, scale)
     sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
@@ -161,10 +190,16 @@ def estimate_gradient(
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches)
-    check_output_size(f"batches={batches} gradient estimates", batches * (2 * target.dim + 3) * 8, "estimate fewer batches per call")
+    check_output_size(
+        f"batches={batches} gradient estimates",
+        batches * (2 * target.dim + 3) * 8,
+        "estimate fewer batches per call",
+    )
     weight_param = check_weight_param(weight_param)
     n_threads = resolve_threads(threads)
     seq = resolve_rng(rng)
     problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
     grads, counts = _core.estimate_gradient(problem, batch_size, batches, root_key(seq), n_threads)
-    return GradientEstimates(gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq))
+    return GradientEstimates(
+        gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq)
+    )

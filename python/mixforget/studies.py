@@ -27,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -42,11 +43,11 @@ from .results import mean_interval
 from .simulate import estimate_gradient, simulate
 
 __all__ = [
-    "drift_vs_separation",
-    "starvation",
     "DriftSeparationStudy",
     "StarvationStudy",
     "binomial_interval",
+    "drift_vs_separation",
+    "starvation",
     "variance_with_stderr",
 ]
 
@@ -241,11 +242,18 @@ class DriftSeparationStudy:
             header += [f"sup_t D_t, B={b} (mean [95% CI])", "sup_t ‖E μ_o(t) − μ_o*‖"]
         lines = []
         for r in self.rows:
-            line = [_fmt(r["separation"], 3), _fmt(r["bhattacharyya"]), _fmt(r["sup_drift_population"]),
-                    _fmt(r["ratio_population"], 3)]
+            line = [
+                _fmt(r["separation"], 3),
+                _fmt(r["bhattacharyya"]),
+                _fmt(r["sup_drift_population"]),
+                _fmt(r["ratio_population"], 3),
+            ]
             if has_batch:
-                line += [f"{_fmt(r['sup_drift_batch_mean'], 3)} [{_fmt(r['sup_drift_batch_lo'], 3)}, "
-                         f"{_fmt(r['sup_drift_batch_hi'], 3)}]", _fmt(r["sup_mean_path_drift"], 3)]
+                line += [
+                    f"{_fmt(r['sup_drift_batch_mean'], 3)} [{_fmt(r['sup_drift_batch_lo'], 3)}, "
+                    f"{_fmt(r['sup_drift_batch_hi'], 3)}]",
+                    _fmt(r["sup_mean_path_drift"], 3),
+                ]
             lines.append(line)
         fit = ", ".join(_fmt(s, 3) for s in self.fit_separations)
         text = _markdown(header, lines)
@@ -257,8 +265,10 @@ class DriftSeparationStudy:
             f" C = max sup_t D_t / BC = {self.constant_population:.3f}."
         )
         if has_batch and not math.isnan(self.slope_batch):
-            text += (f" Finite-batch means: slope {self.slope_batch:.4f}, with Δ^k "
-                     f"{self.slope_batch_corrected:.4f} (k = {self.poly_exponent_batch:.2f}).")
+            text += (
+                f" Finite-batch means: slope {self.slope_batch:.4f}, with Δ^k "
+                f"{self.slope_batch_corrected:.4f} (k = {self.poly_exponent_batch:.2f})."
+            )
         return text
 
     def plot(self, ax: Any = None) -> Any:
@@ -272,12 +282,29 @@ class DriftSeparationStudy:
             mean = self.column("sup_drift_batch_mean")
             lo, hi = self.column("sup_drift_batch_lo"), self.column("sup_drift_batch_hi")
             err = np.vstack([np.maximum(mean - lo, 0.0), np.maximum(hi - mean, 0.0)])
-            ax.errorbar(x, mean, yerr=err, fmt="s", color="C1", capsize=3,
-                        label=f"finite batch B={self.settings.get('batch_size')} (mean, 95%)")
-            ax.plot(x, self.column("sup_mean_path_drift"), "^:", color="C2", label="drift of the mean path")
+            ax.errorbar(
+                x,
+                mean,
+                yerr=err,
+                fmt="s",
+                color="C1",
+                capsize=3,
+                label=f"finite batch B={self.settings.get('batch_size')} (mean, 95%)",
+            )
+            ax.plot(
+                x,
+                self.column("sup_mean_path_drift"),
+                "^:",
+                color="C2",
+                label="drift of the mean path",
+            )
         grid = np.linspace(x.min(), x.max(), 200)
-        ax.plot(grid, self.constant_population * np.exp(-grid / 8.0), "k--",
-                label=f"C·exp(−Δ²/8), C = {self.constant_population:.2f}")
+        ax.plot(
+            grid,
+            self.constant_population * np.exp(-grid / 8.0),
+            "k--",
+            label=f"C·exp(−Δ²/8), C = {self.constant_population:.2f}",
+        )
         ax.set_yscale("log")
         ax.set_xlabel("Δ² (squared Mahalanobis separation)")
         ax.set_ylabel("sup_t D_t (old-mean drift)")
@@ -350,10 +377,20 @@ def drift_vs_separation(
         raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
     dim = as_positive_int("dim", dim)
     fit_points = as_positive_int("fit_points", fit_points)
-    if isinstance(start_offset, bool) or not isinstance(start_offset, numbers.Real) or not math.isfinite(start_offset):
+    if (
+        isinstance(start_offset, bool)
+        or not isinstance(start_offset, numbers.Real)
+        or not math.isfinite(start_offset)
+    ):
         raise ValueError(f"start_offset must be a finite number, got {start_offset!r}")
-    if isinstance(replicates, bool) or not isinstance(replicates, numbers.Integral) or replicates < 0:
-        raise ValueError(f"replicates must be an integer >= 0 (0: no finite-batch runs), got {replicates!r}")
+    if (
+        isinstance(replicates, bool)
+        or not isinstance(replicates, numbers.Integral)
+        or replicates < 0
+    ):
+        raise ValueError(
+            f"replicates must be an integer >= 0 (0: no finite-batch runs), got {replicates!r}"
+        )
     u, _ = _unit_direction(direction, dim, cov)
     origin = np.zeros(dim)
     root = resolve_rng(rng)
@@ -364,10 +401,20 @@ def drift_vs_separation(
         target = TwoMode(origin, float(delta) * u, old_weight, cov)
         start = target.replace(new_mean=float(delta + start_offset) * u)
         if np.array_equal(start.new_mean, start.old_mean):
-            raise ValueError(f"start_offset = {start_offset} puts the start's new mean on the old mean at Δ = {delta}")
+            raise ValueError(
+                f"start_offset = {start_offset} puts the start's new mean on the old mean at Δ = {delta}"
+            )
         bc = float(math.exp(-delta * delta / 8.0))
-        flow = population_flow(target, start, objective, steps=steps, lr=lr, record_every=record_every,
-                               weight_param=weight_param, lr_scale=lr_scale)
+        flow = population_flow(
+            target,
+            start,
+            objective,
+            steps=steps,
+            lr=lr,
+            record_every=record_every,
+            weight_param=weight_param,
+            lr_scale=lr_scale,
+        )
         drift = flow.drift[0]
         k = int(np.argmax(drift))
         row: dict[str, Any] = {
@@ -382,24 +429,40 @@ def drift_vs_separation(
             "population_diverged": bool(flow.diverged[0]),
         }
         if replicates > 0:
-            traj = simulate(target, start, objective, steps=steps, batch_size=batch_size, lr=lr,
-                            replicates=int(replicates), record_every=record_every, rng=child,
-                            weight_param=weight_param, lr_scale=lr_scale, threads=threads, progress=progress)
+            traj = simulate(
+                target,
+                start,
+                objective,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                replicates=int(replicates),
+                record_every=record_every,
+                rng=child,
+                weight_param=weight_param,
+                lr_scale=lr_scale,
+                threads=threads,
+                progress=progress,
+            )
             keep = ~traj.diverged
             bdrift = traj.drift[keep]
             sups = bdrift.max(axis=1)
             mean, lo, hi = mean_interval(sups)
             mean_path = traj.old_mean[keep].mean(axis=0)  # (n_rec, d)
-            row.update({
-                "sup_drift_batch_mean": float(mean),
-                "sup_drift_batch_lo": float(lo),
-                "sup_drift_batch_hi": float(hi),
-                "ratio_batch": float(mean) / bc,
-                "sup_mean_path_drift": float(np.max(target.mahalanobis(mean_path - target.old_mean, "old"))),
-                "final_drift_batch_mean": float(bdrift[:, -1].mean()),
-                "replicates": int(keep.sum()),
-                "diverged": int(traj.diverged.sum()),
-            })
+            row.update(
+                {
+                    "sup_drift_batch_mean": float(mean),
+                    "sup_drift_batch_lo": float(lo),
+                    "sup_drift_batch_hi": float(hi),
+                    "ratio_batch": float(mean) / bc,
+                    "sup_mean_path_drift": float(
+                        np.max(target.mahalanobis(mean_path - target.old_mean, "old"))
+                    ),
+                    "final_drift_batch_mean": float(bdrift[:, -1].mean()),
+                    "replicates": int(keep.sum()),
+                    "diverged": int(traj.diverged.sum()),
+                }
+            )
         rows.append(row)
 
     n_fit = min(fit_points, sep.size)
@@ -482,24 +545,42 @@ class StarvationStudy:
     def to_markdown(self) -> str:
         """Markdown table: predicted vs measured starvation with and without replay, and the
         variance of the old-mean gradient estimate."""
-        header = ["α", "B", "λ", "P starved (1−α)^B", "measured [95%]", "P starved, replay",
-                  "measured [95%]", "Var ĝ_μo on-policy", "Var ĝ_μo replay", "ratio",
-                  "max diff. population ∇"]
+        header = [
+            "α",
+            "B",
+            "λ",
+            "P starved (1−α)^B",
+            "measured [95%]",
+            "P starved, replay",
+            "measured [95%]",
+            "Var ĝ_μo on-policy",
+            "Var ĝ_μo replay",
+            "ratio",
+            "max diff. population ∇",
+        ]
         lines = []
         for r in self.rows:
-            lines.append([
-                _fmt(r["old_weight"], 3), _fmt(r["batch_size"]), _fmt(r["replay"], 3),
-                _fmt(r["predicted_onpolicy"]),
-                f"{_fmt(r['measured_onpolicy'])} [{_fmt(r['onpolicy_lo'], 3)}, {_fmt(r['onpolicy_hi'], 3)}]",
-                _fmt(r["predicted_replay"]),
-                f"{_fmt(r['measured_replay'])} [{_fmt(r['replay_lo'], 3)}, {_fmt(r['replay_hi'], 3)}]",
-                _fmt(r["var_onpolicy"], 3), _fmt(r["var_replay"], 3), _fmt(r["variance_ratio"], 3),
-                _fmt(r["population_max_abs_diff"], 2),
-            ])
+            lines.append(
+                [
+                    _fmt(r["old_weight"], 3),
+                    _fmt(r["batch_size"]),
+                    _fmt(r["replay"], 3),
+                    _fmt(r["predicted_onpolicy"]),
+                    f"{_fmt(r['measured_onpolicy'])} [{_fmt(r['onpolicy_lo'], 3)}, {_fmt(r['onpolicy_hi'], 3)}]",
+                    _fmt(r["predicted_replay"]),
+                    f"{_fmt(r['measured_replay'])} [{_fmt(r['replay_lo'], 3)}, {_fmt(r['replay_hi'], 3)}]",
+                    _fmt(r["var_onpolicy"], 3),
+                    _fmt(r["var_replay"], 3),
+                    _fmt(r["variance_ratio"], 3),
+                    _fmt(r["population_max_abs_diff"], 2),
+                ]
+            )
         s = self.settings
-        note = (f"\n\n{s.get('batches')} batches per setting; slots = {s.get('slots')}; target Δ = "
-                f"{_fmt(s.get('separation'), 3)}, model old mean offset {_fmt(s.get('old_mean_offset'), 3)}σ "
-                f"(so the old-mean gradient is non-zero).")
+        note = (
+            f"\n\n{s.get('batches')} batches per setting; slots = {s.get('slots')}; target Δ = "
+            f"{_fmt(s.get('separation'), 3)}, model old mean offset {_fmt(s.get('old_mean_offset'), 3)}σ "
+            f"(so the old-mean gradient is non-zero)."
+        )
         return _markdown(header, lines) + note
 
     def plot(self, ax: Any = None) -> Any:
@@ -515,14 +596,24 @@ class StarvationStudy:
         for i, a in enumerate(alphas):
             colour = f"C{i % 10}"
             sub = [r for r in self.rows if r["old_weight"] == a]
-            ax.plot(grid, theory.starvation_probability(a, grid.astype(np.int64)), "-", color=colour,
-                    label=f"(1−α)^B, α={_fmt(a, 3)}")
+            ax.plot(
+                grid,
+                theory.starvation_probability(a, grid.astype(np.int64)),
+                "-",
+                color=colour,
+                label=f"(1−α)^B, α={_fmt(a, 3)}",
+            )
             onpolicy = {r["batch_size"]: r for r in sub}  # one point per B
             self._points(ax, list(onpolicy.values()), "onpolicy", colour, "o")
             for j, lam in enumerate(sorted({r["replay"] for r in sub if r["replay"] > 0})):
                 if bernoulli:
-                    ax.plot(grid, theory.starvation_probability(a, grid.astype(np.int64), lam),
-                            linestyle=_DASHES[j % len(_DASHES)], color=colour, label=f"((1−λ)(1−α))^B, α={_fmt(a, 3)}, λ={_fmt(lam, 3)}")
+                    ax.plot(
+                        grid,
+                        theory.starvation_probability(a, grid.astype(np.int64), lam),
+                        linestyle=_DASHES[j % len(_DASHES)],
+                        color=colour,
+                        label=f"((1−λ)(1−α))^B, α={_fmt(a, 3)}, λ={_fmt(lam, 3)}",
+                    )
                 self._points(ax, [r for r in sub if r["replay"] == lam], "replay", colour, "s")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -544,7 +635,15 @@ class StarvationStudy:
         ok = m > 0
         if ok.any():
             err = np.vstack([m[ok] - lo[ok], hi[ok] - m[ok]])
-            ax.errorbar(b[ok], m[ok], yerr=err, fmt=marker, color=colour, capsize=3, mfc="none" if which == "replay" else colour)
+            ax.errorbar(
+                b[ok],
+                m[ok],
+                yerr=err,
+                fmt=marker,
+                color=colour,
+                capsize=3,
+                mfc="none" if which == "replay" else colour,
+            )
 
 
 def _as_list(name: str, values: Any) -> list[Any]:
@@ -608,7 +707,9 @@ def starvation(
     if objective is None:
         objective = ReverseKL()
     if not isinstance(objective, ReverseKL):
-        raise TypeError(f"objective must be a mixforget.ReverseKL template, got {type(objective).__name__}")
+        raise TypeError(
+            f"objective must be a mixforget.ReverseKL template, got {type(objective).__name__}"
+        )
     batches = as_positive_int("batches", batches)
     dim = as_positive_int("dim", dim)
     u, _ = _unit_direction(None, dim, cov)
@@ -622,8 +723,16 @@ def starvation(
         target = TwoMode(np.zeros(dim), separation * u, a, cov)
         model = target.replace(old_mean=old_mean_offset * u)
         streams = child.spawn(1 + len(lams))
-        on_est = estimate_gradient(target, model, on_obj, batch_size=b, batches=batches, rng=streams[0],
-                                   weight_param=weight_param, threads=threads)
+        on_est = estimate_gradient(
+            target,
+            model,
+            on_obj,
+            batch_size=b,
+            batches=batches,
+            rng=streams[0],
+            weight_param=weight_param,
+            threads=threads,
+        )
         on_pop = population_gradient(target, model, on_obj, weight_param=weight_param)
         on_flat = _flat_gradient(on_pop)
         g_on = on_est.gradients[:, 1]
@@ -635,8 +744,16 @@ def starvation(
             if lam == 0.0:
                 rep_est, rep_pop = on_est, on_pop
             else:
-                rep_est = estimate_gradient(target, model, rep_obj, batch_size=b, batches=batches, rng=stream,
-                                            weight_param=weight_param, threads=threads)
+                rep_est = estimate_gradient(
+                    target,
+                    model,
+                    rep_obj,
+                    batch_size=b,
+                    batches=batches,
+                    rng=stream,
+                    weight_param=weight_param,
+                    threads=threads,
+                )
                 rep_pop = population_gradient(target, model, rep_obj, weight_param=weight_param)
             rep_flat = _flat_gradient(rep_pop)
             g_rep = rep_est.gradients[:, 1]
@@ -644,39 +761,47 @@ def starvation(
             k_rep = int(rep_est.starved.sum())
             p_rep = float(theory.starvation_probability(a, b, lam, slots))
             ratio = var_on / var_rep if var_rep > 0 else math.inf
-            log_se = math.hypot(var_on_se / var_on, var_rep_se / var_rep) if var_on > 0 and var_rep > 0 else math.nan
+            log_se = (
+                math.hypot(var_on_se / var_on, var_rep_se / var_rep)
+                if var_on > 0 and var_rep > 0
+                else math.nan
+            )
             on_lo, on_hi = binomial_interval(k_on, batches)
             rep_lo, rep_hi = binomial_interval(k_rep, batches)
-            rows.append({
-                "old_weight": a,
-                "batch_size": b,
-                "replay": lam,
-                "slots": slots,
-                "batches": batches,
-                "predicted_onpolicy": p_on,
-                "measured_onpolicy": k_on / batches,
-                "onpolicy_lo": on_lo,
-                "onpolicy_hi": on_hi,
-                "z_onpolicy": _binomial_z(k_on, batches, p_on),
-                "predicted_replay": p_rep,
-                "measured_replay": k_rep / batches,
-                "replay_lo": rep_lo,
-                "replay_hi": rep_hi,
-                "z_replay": _binomial_z(k_rep, batches, p_rep),
-                "var_onpolicy": var_on,
-                "var_onpolicy_se": var_on_se,
-                "var_replay": var_rep,
-                "var_replay_se": var_rep_se,
-                "variance_ratio": ratio,
-                "log_variance_ratio_z": (math.log(ratio) / log_se) if log_se and log_se > 0 else math.nan,
-                "mean_onpolicy": float(g_on.mean()),
-                "mean_onpolicy_se": float(g_on.std(ddof=1) / math.sqrt(batches)),
-                "mean_replay": float(g_rep.mean()),
-                "mean_replay_se": float(g_rep.std(ddof=1) / math.sqrt(batches)),
-                "population_onpolicy": float(on_flat[1]),
-                "population_replay": float(rep_flat[1]),
-                "population_max_abs_diff": float(np.max(np.abs(rep_flat - on_flat))),
-            })
+            rows.append(
+                {
+                    "old_weight": a,
+                    "batch_size": b,
+                    "replay": lam,
+                    "slots": slots,
+                    "batches": batches,
+                    "predicted_onpolicy": p_on,
+                    "measured_onpolicy": k_on / batches,
+                    "onpolicy_lo": on_lo,
+                    "onpolicy_hi": on_hi,
+                    "z_onpolicy": _binomial_z(k_on, batches, p_on),
+                    "predicted_replay": p_rep,
+                    "measured_replay": k_rep / batches,
+                    "replay_lo": rep_lo,
+                    "replay_hi": rep_hi,
+                    "z_replay": _binomial_z(k_rep, batches, p_rep),
+                    "var_onpolicy": var_on,
+                    "var_onpolicy_se": var_on_se,
+                    "var_replay": var_rep,
+                    "var_replay_se": var_rep_se,
+                    "variance_ratio": ratio,
+                    "log_variance_ratio_z": (math.log(ratio) / log_se)
+                    if log_se and log_se > 0
+                    else math.nan,
+                    "mean_onpolicy": float(g_on.mean()),
+                    "mean_onpolicy_se": float(g_on.std(ddof=1) / math.sqrt(batches)),
+                    "mean_replay": float(g_rep.mean()),
+                    "mean_replay_se": float(g_rep.std(ddof=1) / math.sqrt(batches)),
+                    "population_onpolicy": float(on_flat[1]),
+                    "population_replay": float(rep_flat[1]),
+                    "population_max_abs_diff": float(np.max(np.abs(rep_flat - on_flat))),
+                }
+            )
     settings = {
         "objective": objective.as_dict(),
         "slots": slots,
@@ -693,8 +818,12 @@ def starvation(
 
 def _flat_gradient(grad: dict[str, Any]) -> np.ndarray:
     """(weight, old_mean…, new_mean…) as one vector, the order of GradientEstimates."""
-    return np.concatenate([np.atleast_1d(np.asarray(grad[k], dtype=np.float64))
-                           for k in ("weight", "old_mean", "new_mean")])
+    return np.concatenate(
+        [
+            np.atleast_1d(np.asarray(grad[k], dtype=np.float64))
+            for k in ("weight", "old_mean", "new_mean")
+        ]
+    )
 
 
 def _binomial_z(successes: int, trials: int, p: float) -> float:

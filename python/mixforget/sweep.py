@@ -38,12 +38,20 @@ import math
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from ._problem import check_lr, check_lr_scale, check_models, check_objective, check_steps, check_weight_param
+from ._problem import (
+    check_lr,
+    check_lr_scale,
+    check_models,
+    check_objective,
+    check_steps,
+    check_weight_param,
+)
 from ._rng import RngLike, resolve_rng, seed_from_record, seed_record
 from ._validate import as_positive_int, as_probability
 from .mixture import TwoMode
@@ -52,7 +60,15 @@ from .population import population_flow
 from .results import Trajectory, numpy_to_plain
 from .simulate import simulate
 
-__all__ = ["sweep", "load_sweep", "apply_separation", "expand_grid", "METRICS", "COLUMNS", "SEPARATION_MODES"]
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "SEPARATION_MODES",
+    "apply_separation",
+    "expand_grid",
+    "load_sweep",
+    "sweep",
+]
 
 FORMAT = "mixforget-sweep-1"
 
@@ -62,18 +78,25 @@ METRICS = ("old_weight", "drift", "sup_drift", "new_error", "starved")
 _METRIC_COLUMNS = [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
 #: Columns of the ``points`` table, in order.
 COLUMNS = (
-    ["point", "params", "config", "seed_entropy", "seed_spawn_key", "separation", "bhattacharyya",
-     "replicates", "diverged"]
-    + _METRIC_COLUMNS
-    + ["old_weight_population", "sup_drift_population", "wall_time", "trajectory"]
+    ["point", "params", "config", "seed_entropy", "seed_spawn_key", "separation", "bhattacharyya", "replicates", "diverged", *_METRIC_COLUMNS, "old_weight_population", "sup_drift_population", "wall_time", "trajectory"]
 )
 
-_SIM_PARAMS = [p for p in inspect.signature(simulate).parameters]
+_SIM_PARAMS = list(inspect.signature(simulate).parameters)
 #: base keys that do not change results (left out of the hash and of the stored config).
 _EXECUTION_KEYS = ("threads", "memory_limit")
 _BASE_KEYS = [k for k in _SIM_PARAMS if k not in ("rng", "progress")]
-_GRID_PLAIN_KEYS = ("target", "start", "objective", "steps", "batch_size", "lr", "replicates",
-                    "record_every", "weight_param", "lr_scale")
+_GRID_PLAIN_KEYS = (
+    "target",
+    "start",
+    "objective",
+    "steps",
+    "batch_size",
+    "lr",
+    "replicates",
+    "record_every",
+    "weight_param",
+    "lr_scale",
+)
 _MODEL_FIELDS = ("old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov")
 
 
@@ -83,8 +106,9 @@ _MODEL_FIELDS = ("old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_co
 SEPARATION_MODES = ("proportional", "fixed")
 
 
-def apply_separation(target: TwoMode, start: TwoMode, separation: float,
-                     mode: str = "proportional") -> tuple[TwoMode, TwoMode]:
+def apply_separation(
+    target: TwoMode, start: TwoMode, separation: float, mode: str = "proportional"
+) -> tuple[TwoMode, TwoMode]:
     """Move the new means so that the target's Mahalanobis separation Δ equals ``separation``
     (MATH §2).
 
@@ -112,7 +136,9 @@ def apply_separation(target: TwoMode, start: TwoMode, separation: float,
         raise ValueError(f"separation must be a finite number > 0, got {separation!r}")
     delta0 = target.separation
     if delta0 <= 0:
-        raise ValueError("separation: the target's old and new means coincide, the direction is undefined")
+        raise ValueError(
+            "separation: the target's old and new means coincide, the direction is undefined"
+        )
     k = sep / delta0
     o = target.old_mean
     v = target.new_mean - o
@@ -169,7 +195,9 @@ def _display(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 def _check_base(base: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(base, Mapping):
-        raise TypeError(f"base must be a dict of mixforget.simulate keyword arguments, got {type(base).__name__}")
+        raise TypeError(
+            f"base must be a dict of mixforget.simulate keyword arguments, got {type(base).__name__}"
+        )
     for key in base:
         if key in ("rng", "progress"):
             raise ValueError(f"base[{key!r}] is not allowed: pass {key}= to sweep() itself")
@@ -177,7 +205,9 @@ def _check_base(base: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown base key {key!r}; allowed: {_BASE_KEYS}")
     for key in ("target", "start", "objective"):
         if key not in base:
-            raise ValueError(f"base must contain {key!r} (keys of mixforget.simulate: {_BASE_KEYS})")
+            raise ValueError(
+                f"base must contain {key!r} (keys of mixforget.simulate: {_BASE_KEYS})"
+            )
     return dict(base)
 
 
@@ -200,7 +230,9 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
                 f"unknown grid key {key!r}; allowed: {list(_GRID_PLAIN_KEYS)}, 'separation', 'old_weight', "
                 f"'target.<field>', 'start.<field>' (fields {list(_MODEL_FIELDS)}), 'objective.<field>'"
             )
-        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, np.ndarray, range)):
+        if isinstance(values, (str, bytes)) or not isinstance(
+            values, (list, tuple, np.ndarray, range)
+        ):
             raise TypeError(f"grid[{key!r}] must be a list of values, got {type(values).__name__}")
         values = list(values)
         if not values:
@@ -209,8 +241,9 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     return out
 
 
-def _resolve_point(base: Mapping[str, Any], values: Mapping[str, Any], separation_mode: str = "proportional"
-                   ) -> dict[str, Any]:
+def _resolve_point(
+    base: Mapping[str, Any], values: Mapping[str, Any], separation_mode: str = "proportional"
+) -> dict[str, Any]:
     """simulate() keyword arguments of one grid point (validated)."""
     kw = dict(base)
     for key, value in values.items():
@@ -233,7 +266,9 @@ def _resolve_point(base: Mapping[str, Any], values: Mapping[str, Any], separatio
         if head == "objective" and name:
             fields = [f.name for f in dataclasses.fields(objective)]  # type: ignore[arg-type]
             if name not in fields:
-                raise ValueError(f"grid key {key!r}: {type(objective).__name__} has fields {fields}")
+                raise ValueError(
+                    f"grid key {key!r}: {type(objective).__name__} has fields {fields}"
+                )
             objective = dataclasses.replace(objective, **{name: value})  # type: ignore[type-var]
     if "separation" in values:
         target, start = apply_separation(target, start, values["separation"], separation_mode)
@@ -268,7 +303,9 @@ def _canonical_values(values: Mapping[str, Any], kw: Mapping[str, Any]) -> dict[
     return out
 
 
-def _task(kw: Mapping[str, Any], seed: dict[str, Any], keep: bool, population: bool) -> dict[str, Any]:
+def _task(
+    kw: Mapping[str, Any], seed: dict[str, Any], keep: bool, population: bool
+) -> dict[str, Any]:
     """Plain-data description of one point, picklable for any executor."""
     run = {k: v for k, v in kw.items() if k not in ("target", "start", "objective")}
     return {
@@ -312,18 +349,30 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             metrics[f"{name}_{s}"] = None if stats is None else float(stats[s])
     if task["population"]:
         run = task["run"]
-        flow = population_flow(target, start, objective, steps=run["steps"], lr=run["lr"],
-                               record_every=run["record_every"], weight_param=run["weight_param"],
-                               lr_scale=run["lr_scale"])
+        flow = population_flow(
+            target,
+            start,
+            objective,
+            steps=run["steps"],
+            lr=run["lr"],
+            record_every=run["record_every"],
+            weight_param=run["weight_param"],
+            lr_scale=run["lr_scale"],
+        )
         if not bool(flow.diverged[0]):
             metrics["old_weight_population"] = float(flow.old_weight[0, -1])
             metrics["sup_drift_population"] = float(flow.drift[0].max())
     payload = None
     if task["keep"]:
         payload = {
-            "steps": traj.steps, "old_weight": traj.old_weight, "old_mean": traj.old_mean,
-            "new_mean": traj.new_mean, "starved": traj.starved, "diverged": traj.diverged,
-            "target": target.to_dict(), "meta": traj.meta,
+            "steps": traj.steps,
+            "old_weight": traj.old_weight,
+            "old_mean": traj.old_mean,
+            "new_mean": traj.new_mean,
+            "starved": traj.starved,
+            "diverged": traj.diverged,
+            "target": target.to_dict(),
+            "meta": traj.meta,
         }
     return {"metrics": metrics, "wall_time": wall, "trajectory": payload}
 
@@ -331,9 +380,16 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 # database
 # ---------------------------------------------------------------------------------------
-_SQL_TYPES = {"point": "INTEGER PRIMARY KEY", "params": "TEXT NOT NULL", "config": "TEXT NOT NULL",
-              "seed_entropy": "TEXT NOT NULL", "seed_spawn_key": "TEXT NOT NULL", "replicates": "INTEGER",
-              "diverged": "INTEGER", "trajectory": "TEXT"}
+_SQL_TYPES = {
+    "point": "INTEGER PRIMARY KEY",
+    "params": "TEXT NOT NULL",
+    "config": "TEXT NOT NULL",
+    "seed_entropy": "TEXT NOT NULL",
+    "seed_spawn_key": "TEXT NOT NULL",
+    "replicates": "INTEGER",
+    "diverged": "INTEGER",
+    "trajectory": "TEXT",
+}
 
 
 def _connect(db: str | Path) -> sqlite3.Connection:
@@ -375,8 +431,10 @@ def _write_point(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     placeholders = ", ".join("?" for _ in COLUMNS)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(f"INSERT INTO points ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                     [row.get(c) for c in COLUMNS])
+        conn.execute(
+            f"INSERT INTO points ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+            [row.get(c) for c in COLUMNS],
+        )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -530,7 +588,9 @@ def sweep(
     grid = _check_grid(grid)
     population = bool(population)
     if separation_mode not in SEPARATION_MODES:
-        raise ValueError(f"separation_mode must be one of {list(SEPARATION_MODES)}, got {separation_mode!r}")
+        raise ValueError(
+            f"separation_mode must be one of {list(SEPARATION_MODES)}, got {separation_mode!r}"
+        )
     points = expand_grid(grid)
     resolved = []
     for i, values in enumerate(points):
@@ -546,15 +606,22 @@ def sweep(
     else:
         root = resolve_rng(rng)
     root_record = seed_record(root)
-    base_plain = {k: v for k, v in _base_identity(base).items() if k not in grid}  # overridden keys do not count
+    base_plain = {
+        k: v for k, v in _base_identity(base).items() if k not in grid
+    }  # overridden keys do not count
     shape = [len(v) for v in grid.values()]
     index = list(itertools.product(*(range(n) for n in shape)))
     grid_plain = []
     for p, key in enumerate(grid):
         first = [next(i for i, idx in enumerate(index) if idx[p] == j) for j in range(shape[p])]
         grid_plain.append([key, [resolved[i][1][key] for i in first]])
-    identity = {"format": FORMAT, "base": base_plain, "grid": grid_plain, "seed": root_record,
-                "population": population}
+    identity = {
+        "format": FORMAT,
+        "base": base_plain,
+        "grid": grid_plain,
+        "seed": root_record,
+        "population": population,
+    }
     if "separation" in grid:
         identity["separation_mode"] = separation_mode
     digest = hashlib.sha256(_dumps(identity).encode()).hexdigest()
@@ -570,15 +637,24 @@ def sweep(
         keep_dir.mkdir(parents=True, exist_ok=True)
     conn = _connect(db)
     try:
-        _create(conn, {"hash": digest, "format": FORMAT, "seed": json.dumps(root_record),
-                       "base": _dumps(base_plain), "grid": _dumps(grid_plain), "n_points": str(len(points))})
+        _create(
+            conn,
+            {
+                "hash": digest,
+                "format": FORMAT,
+                "seed": json.dumps(root_record),
+                "base": _dumps(base_plain),
+                "grid": _dumps(grid_plain),
+                "n_points": str(len(points)),
+            },
+        )
         done = {r[0] for r in conn.execute("SELECT point FROM points")}
         tasks: dict[int, dict[str, Any]] = {}
         params: dict[int, str] = {}
         for i, (kw, canon) in enumerate(resolved):
             if i in done:
                 continue
-            child = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (i,))
+            child = np.random.SeedSequence(root.entropy, spawn_key=(*tuple(root.spawn_key), i))
             tasks[i] = _task(kw, seed_record(child), keep_dir is not None, population)
             params[i] = _dumps(canon)
         bar = _bar(progress, len(points), len(done))

@@ -21,21 +21,30 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ._validate import as_choice, as_cov, as_float_array, as_fraction, as_positive_float, as_probability, as_real, cov_matrix
+from ._validate import (
+    as_choice,
+    as_cov,
+    as_float_array,
+    as_fraction,
+    as_positive_float,
+    as_probability,
+    as_real,
+    cov_matrix,
+)
 from .mixture import TwoMode
 
 __all__ = [
     "bhattacharyya",
-    "misassignment",
-    "starvation_probability",
     "expected_starved_batches",
-    "replay_weight_bound",
-    "forward_kl_optimum",
     "fisher",
+    "forward_kl_optimum",
     "local_rate",
+    "misassignment",
     "oapl_period_weight",
-    "tttdiscover_stationary_weight",
+    "replay_weight_bound",
+    "starvation_probability",
     "stratified_replay_count",
+    "tttdiscover_stationary_weight",
 ]
 
 _SQRT2 = math.sqrt(2.0)
@@ -96,8 +105,6 @@ def _check_model(model: Any, name: str = "model") -> TwoMode:
     return model
 
 
-
-
 def _trapezoid_step(delta: float) -> float:
     """Trapezoid step for E_{z~N(0,1)}[g(σ(a + Δ z)) · poly(z)].
 
@@ -108,7 +115,7 @@ def _trapezoid_step(delta: float) -> float:
 
 
 def _line_nodes(lo: float, hi: float, h: float) -> np.ndarray:
-    n = int(math.ceil((hi - lo) / h))
+    n = math.ceil((hi - lo) / h)
     return lo + h * np.arange(n + 1)
 
 
@@ -125,16 +132,22 @@ def _log_expect_sigmoid(a: float, delta: float) -> float:
     return m + math.log(float(np.exp(logf - m).sum()) * h)
 
 
-def _trapezoid_converged(func: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
-                         h0: float = 0.25, rtol: float = 1e-13, atol: float = 1e-300,
-                         min_h: float = 1e-5) -> np.ndarray:
+def _trapezoid_converged(
+    func: Callable[[np.ndarray], np.ndarray],
+    lo: float,
+    hi: float,
+    h0: float = 0.25,
+    rtol: float = 1e-13,
+    atol: float = 1e-300,
+    min_h: float = 1e-5,
+) -> np.ndarray:
     """∫_lo^hi func(z) dz (func vectorised, returning (..., n) for n nodes) by trapezoid
     with step halving until two successive rules agree to rtol (relative) or atol."""
-    n = int(math.ceil((hi - lo) / h0))
+    n = math.ceil((hi - lo) / h0)
     h = (hi - lo) / n
     z = lo + h * np.arange(n + 1)
     vals = func(z)
-    total = (vals.sum(axis=-1) - 0.5 * (vals[..., 0] + vals[..., -1]))  # sum with end weights ½
+    total = vals.sum(axis=-1) - 0.5 * (vals[..., 0] + vals[..., -1])  # sum with end weights ½
     est = total * h
     while True:
         mid = z[:-1] + 0.5 * h
@@ -195,7 +208,11 @@ def bhattacharyya(mean_a: Any, mean_b: Any = None, cov_a: Any = 1.0, cov_b: Any 
     ``bhattacharyya(model)`` with a :class:`~mixforget.TwoMode` (its two components).
     """
     if isinstance(mean_a, TwoMode):
-        if mean_b is not None or cov_b is not None or not (isinstance(cov_a, float) and cov_a == 1.0):
+        if (
+            mean_b is not None
+            or cov_b is not None
+            or not (isinstance(cov_a, float) and cov_a == 1.0)
+        ):
             raise TypeError("bhattacharyya(model) takes no further arguments")
         return mean_a.bhattacharyya
     if mean_b is None:
@@ -205,7 +222,9 @@ def bhattacharyya(mean_a: Any, mean_b: Any = None, cov_a: Any = 1.0, cov_b: Any 
     if ma.size == 0:
         raise ValueError("mean_a must have at least one coordinate")
     if ma.shape != mb.shape:
-        raise ValueError(f"mean_a and mean_b must have the same dimension, got {ma.shape} and {mb.shape}")
+        raise ValueError(
+            f"mean_a and mean_b must have the same dimension, got {ma.shape} and {mb.shape}"
+        )
     d = ma.size
     sa = _cov_full("cov_a", cov_a, d)
     delta = ma - mb
@@ -278,7 +297,8 @@ def misassignment(model: TwoMode, kind: str = "hard") -> dict[str, float]:
         if model.dim != 1:
             raise NotImplementedError(
                 "misassignment with unequal covariances is implemented for d = 1 only "
-                f"(got d = {model.dim})")
+                f"(got d = {model.dim})"
+            )
         n2o, o2n = _misassignment_unequal_1d(model, kind)
     out["new_to_old"] = float(n2o)
     out["old_to_new"] = float(o2n)
@@ -320,6 +340,7 @@ def _misassignment_unequal_1d(model: TwoMode, kind: str) -> tuple[float, float]:
             x = mean + sd * z
             g = (a * x + b) * x + c
             return np.exp(_log_sigmoid(sign * g) - 0.5 * z * z - _LOG_SQRT_2PI)
+
         return f
 
     n2o = float(_trapezoid_converged(integrand(mn, sn, 1.0), -14.0, 14.0))
@@ -333,7 +354,9 @@ def _misassignment_unequal_1d(model: TwoMode, kind: str) -> tuple[float, float]:
 def _as_batch_sizes(value: Any) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"batch_size must be an integer (or an array of integers) >= 1, got {value!r}")
+        raise TypeError(
+            f"batch_size must be an integer (or an array of integers) >= 1, got {value!r}"
+        )
     if np.any(arr < 1):
         raise ValueError(f"batch_size must be >= 1, got {value!r}")
     return arr.astype(np.float64)
@@ -367,8 +390,9 @@ def stratified_replay_count(replay: Any, batch_size: Any) -> Union[int, np.ndarr
     return int(k) if k.ndim == 0 else k
 
 
-def starvation_probability(old_weight: Any, batch_size: Any, replay: Any = 0.0,
-                           slots: str = "bernoulli") -> Union[float, np.ndarray]:
+def starvation_probability(
+    old_weight: Any, batch_size: Any, replay: Any = 0.0, slots: str = "bernoulli"
+) -> Union[float, np.ndarray]:
     """Probability that a batch holds no old-labelled sample (MATH §4.3).
 
     - on-policy (λ = 0): P = (1 − α)^B;
@@ -390,8 +414,10 @@ def starvation_probability(old_weight: Any, batch_size: Any, replay: Any = 0.0,
     try:
         alpha, b, lam = np.broadcast_arrays(alpha, b, lam)
     except ValueError:
-        raise ValueError(f"old_weight, batch_size and replay must broadcast together, got shapes "
-                         f"{np.shape(old_weight)}, {np.shape(batch_size)}, {np.shape(replay)}") from None
+        raise ValueError(
+            f"old_weight, batch_size and replay must broadcast together, got shapes "
+            f"{np.shape(old_weight)}, {np.shape(batch_size)}, {np.shape(replay)}"
+        ) from None
     with np.errstate(divide="ignore"):
         log_on = np.log1p(-alpha)
         if slots == "bernoulli":
@@ -413,9 +439,13 @@ def _onpolicy_index(steps_total: int, record_steps: np.ndarray, lag: Optional[in
     return idx
 
 
-def expected_starved_batches(path_or_trajectory: Any, batch_size: Optional[int] = None,
-                             replay: Optional[float] = None, slots: Optional[str] = None,
-                             cumulative: bool = False) -> Union[float, np.ndarray]:
+def expected_starved_batches(
+    path_or_trajectory: Any,
+    batch_size: Optional[int] = None,
+    replay: Optional[float] = None,
+    slots: Optional[str] = None,
+    cumulative: bool = False,
+) -> Union[float, np.ndarray]:
     """Expected number of starved batches along a path, Σ_t P(α_t) (MATH §4.3).
 
     P is :func:`starvation_probability`. Two input forms:
@@ -456,12 +486,18 @@ def expected_starved_batches(path_or_trajectory: Any, batch_size: Optional[int] 
     if not isinstance(cumulative, bool):
         raise TypeError(f"cumulative must be a bool, got {cumulative!r}")
     if isinstance(path_or_trajectory, Trajectory):
-        return _expected_starved_trajectory(path_or_trajectory, batch_size, replay, slots, cumulative)
+        return _expected_starved_trajectory(
+            path_or_trajectory, batch_size, replay, slots, cumulative
+        )
     if batch_size is None:
         raise ValueError("batch_size is required when the path is an array of old weights")
-    path = as_float_array("path_or_trajectory", path_or_trajectory).reshape(np.shape(path_or_trajectory))
+    path = as_float_array("path_or_trajectory", path_or_trajectory).reshape(
+        np.shape(path_or_trajectory)
+    )
     if path.ndim == 0:
-        raise ValueError("path_or_trajectory must have at least one dimension (one old weight per step)")
+        raise ValueError(
+            "path_or_trajectory must have at least one dimension (one old weight per step)"
+        )
     if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool):
         raise TypeError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     lam = 0.0 if replay is None else as_fraction("replay", replay)
@@ -472,8 +508,13 @@ def expected_starved_batches(path_or_trajectory: Any, batch_size: Optional[int] 
     return float(total) if total.ndim == 0 else total
 
 
-def _expected_starved_trajectory(traj: Any, batch_size: Optional[int], replay: Optional[float],
-                                 slots: Optional[str], cumulative: bool) -> np.ndarray:
+def _expected_starved_trajectory(
+    traj: Any,
+    batch_size: Optional[int],
+    replay: Optional[float],
+    slots: Optional[str],
+    cumulative: bool,
+) -> np.ndarray:
     from .objectives import objective_from_dict
 
     meta = traj.meta or {}
@@ -481,11 +522,19 @@ def _expected_starved_trajectory(traj: Any, batch_size: Optional[int], replay: O
         if "batch_size" not in meta:
             raise ValueError("the trajectory's meta has no 'batch_size'; pass batch_size=")
         batch_size = int(meta["batch_size"])
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+    if (
+        not isinstance(batch_size, numbers.Integral)
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     objective = objective_from_dict(meta["objective"]) if "objective" in meta else None
     kind = type(objective).__name__ if objective is not None else None
-    lam = float(getattr(objective, "replay", 0.0)) if replay is None else as_fraction("replay", replay)
+    lam = (
+        float(getattr(objective, "replay", 0.0))
+        if replay is None
+        else as_fraction("replay", replay)
+    )
     rule = slots if slots is not None else str(getattr(objective, "replay_slots", "bernoulli"))
 
     steps = np.asarray(traj.steps, dtype=np.int64)
@@ -543,10 +592,15 @@ def _fisher_moments_equal(alpha: float, delta: float) -> dict[str, float]:
         sn_ = t + 0.5 * delta  # (x − μ_n) along u
         dw = ro - alpha
         terms = {
-            "ee": dw * dw, "eo": dw * ro * so_, "en": dw * rn * sn_,
-            "aoo": (ro * so_) ** 2, "boo": ro * ro,
-            "aon": ro * rn * so_ * sn_, "bon": ro * rn,
-            "ann": (rn * sn_) ** 2, "bnn": rn * rn,
+            "ee": dw * dw,
+            "eo": dw * ro * so_,
+            "en": dw * rn * sn_,
+            "aoo": (ro * so_) ** 2,
+            "boo": ro * ro,
+            "aon": ro * rn * so_ * sn_,
+            "bon": ro * rn,
+            "ann": (rn * sn_) ** 2,
+            "bnn": rn * rn,
         }
         for k, v in terms.items():
             out[k] += mix * float(np.dot(w, v))
@@ -601,7 +655,8 @@ def fisher(model: TwoMode, weight_param: str = "logit") -> np.ndarray:
     else:
         if d != 1:
             raise NotImplementedError(
-                f"fisher with unequal covariances is implemented for d = 1 only (got d = {d})")
+                f"fisher with unequal covariances is implemented for d = 1 only (got d = {d})"
+            )
         f = _fisher_unequal_1d(model)
     if weight_param == "direct":
         scale = 1.0 / (alpha * (1.0 - alpha))
@@ -631,8 +686,12 @@ def _fisher_unequal_1d(model: TwoMode) -> np.ndarray:
     return total
 
 
-def local_rate(model: TwoMode, lr: float, weight_param: str = "logit",
-               lr_scale: Optional[dict[str, float]] = None) -> float:
+def local_rate(
+    model: TwoMode,
+    lr: float,
+    weight_param: str = "logit",
+    lr_scale: Optional[dict[str, float]] = None,
+) -> float:
     """Asymptotic per-step contraction factor of the population flow near its fixed point
     (MATH §7.8): 1 − lr·λ_min(F), F = :func:`fisher` of ``model`` (taken as the fixed point,
     e.g. the target for ReverseKL, where the loss Hessian equals F).
@@ -650,13 +709,21 @@ def local_rate(model: TwoMode, lr: float, weight_param: str = "logit",
     scale = {"weight": 1.0, "old_mean": 1.0, "new_mean": 1.0}
     if lr_scale is not None:
         if not isinstance(lr_scale, dict):
-            raise TypeError(f"lr_scale must be a dict with keys weight, old_mean, new_mean, got {lr_scale!r}")
+            raise TypeError(
+                f"lr_scale must be a dict with keys weight, old_mean, new_mean, got {lr_scale!r}"
+            )
         unknown = set(lr_scale) - set(scale)
         if unknown:
-            raise ValueError(f"lr_scale has unknown key(s) {sorted(unknown)}; allowed: {sorted(scale)}")
+            raise ValueError(
+                f"lr_scale has unknown key(s) {sorted(unknown)}; allowed: {sorted(scale)}"
+            )
         for k, val in lr_scale.items():
             scale[k] = as_positive_float(f"lr_scale[{k!r}]", val, allow_zero=True)
-    msqrt = np.sqrt(np.concatenate([[scale["weight"]], np.full(d, scale["old_mean"]), np.full(d, scale["new_mean"])]))
+    msqrt = np.sqrt(
+        np.concatenate(
+            [[scale["weight"]], np.full(d, scale["old_mean"]), np.full(d, scale["new_mean"])]
+        )
+    )
     sym = msqrt[:, None] * f * msqrt[None, :]
     eig = np.linalg.eigvalsh(0.5 * (sym + sym.T))
     return float(np.max(np.abs(1.0 - lr * eig)))
@@ -681,8 +748,9 @@ def oapl_period_weight(alpha_lag: float, delta_r: float, beta: float, periods: i
     return _sigmoid(_logit(alpha) - int(periods) * dr / beta)
 
 
-def tttdiscover_stationary_weight(alpha0: float, beta: float, r_old: float, r_new: float,
-                                  kl_penalty: float) -> float:
+def tttdiscover_stationary_weight(
+    alpha0: float, beta: float, r_old: float, r_new: float, kl_penalty: float
+) -> float:
     """Stationary old weight of the TTT-Discover population flow (MATH §4.5, §7.10).
 
     Well-separated modes with per-mode constant rewards r_o, r_n; stationary point of

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import theory
 from .mixture import TwoMode
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
@@ -66,6 +67,57 @@ class Trajectory:
     def mass_forgotten(self) -> np.ndarray:
         """(R, n_rec) α* − α_t (MATH §1, mass forgetting)."""
         return self.target.old_weight - self.old_weight
+
+    # -- overlap accuracy (arXiv 2510.18874) ---------------------------------------------
+    def start_model(self) -> TwoMode:
+        """The start model q_0 as recorded in ``meta["start"]`` (its covariances are the
+        model's covariances along the run, scaled by the trained σ_k when there are any)."""
+        start = self.meta.get("start")
+        if start is None:
+            raise ValueError(
+                "this Trajectory has no meta['start'] (the start model), whose covariances the "
+                "overlap accuracy needs; trajectories from mixforget.simulate, "
+                "population_flow and the reference implementation record it"
+            )
+        return start if isinstance(start, TwoMode) else TwoMode(**start)
+
+    def overlap_accuracy(self) -> np.ndarray:
+        """(R, n_rec, 2) overlap accuracies [acc_old, acc_new] at every record, in closed form
+        (:func:`mixforget.theory.overlap_accuracy`):
+
+        acc_old(t) = ∫ min(α* p*_old, α_t q_old,t) dx / α*,
+        acc_new(t) = ∫ min((1 − α*) p*_new, (1 − α_t) q_new,t) dx / (1 − α*),
+
+        with the recorded α_t, μ_o(t), μ_n(t), the start model's covariances
+        (:meth:`start_model`) and, when the trajectory records trained scales
+        (``old_scale`` / ``new_scale``), component covariances σ_k(t)²·S_k,
+        S_k = Σ_k / det(Σ_k)^{1/d}. Exact for d = 1; for d > 1 when each model component's
+        covariance equals the target's (NotImplementedError otherwise)."""
+        start = self.start_model()
+        return theory.overlap_accuracy_records(
+            self.target,
+            self.old_weight,
+            self.old_mean,
+            self.new_mean,
+            start.cov_matrix("old"),
+            start.cov_matrix("new"),
+            # per-record σ_k of runs with trainable scales; None (the start covariances)
+            # for trajectories that do not record them
+            getattr(self, "old_scale", None),
+            getattr(self, "new_scale", None),
+        )
+
+    def drop(self) -> np.ndarray:
+        """(R, n_rec) forgetting of the old task, drop(t) = acc_old(0) − acc_old(t)
+        (:meth:`overlap_accuracy`; positive when the old task is lost, 0 at the start)."""
+        acc = self.overlap_accuracy()[..., 0]
+        return acc[:, :1] - acc
+
+    def gain(self) -> np.ndarray:
+        """(R, n_rec) learning of the new task, gain(t) = acc_new(t) − acc_new(0)
+        (:meth:`overlap_accuracy`; positive when the new task is learnt, 0 at the start)."""
+        acc = self.overlap_accuracy()[..., 1]
+        return acc - acc[:, :1]
 
     def summary(self) -> dict[str, Any]:
         """Means and 95% intervals at the last record, over non-diverged replicates.

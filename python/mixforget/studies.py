@@ -851,7 +851,7 @@ def objective_label(objective: Objective) -> str:
     defaults, e.g. ``"ForwardKL"``, ``"ReverseKL(replay=0.25)"``."""
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
-    parts = []
+    parts: list[str] = []
     if dataclasses.is_dataclass(objective):
         for f in dataclasses.fields(objective):
             value = getattr(objective, f.name)
@@ -1064,9 +1064,10 @@ def _as_lr_grid(lrs: Any, n_objectives: int) -> list[list[float]]:
         for v in _as_list("lrs", values):
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise TypeError(f"lrs must hold numbers, got {v!r}")
-            if not (math.isfinite(v) and v > 0):
+            lr = float(v)
+            if not (math.isfinite(lr) and lr > 0):
                 raise ValueError(f"lrs must be finite numbers > 0, got {v!r}")
-            out.append(float(v))
+            out.append(lr)
         if len(set(out)) != len(out):
             raise ValueError(f"lrs must not repeat a value, got {out}")
         return out
@@ -1087,9 +1088,10 @@ def _as_thresholds(thresholds: Any) -> list[float]:
     for v in _as_list("thresholds", thresholds):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"thresholds must hold numbers, got {v!r}")
-        if not (math.isfinite(v) and 0.0 < v <= 1.0):
+        g = float(v)
+        if not (math.isfinite(g) and 0.0 < g <= 1.0):
             raise ValueError(f"thresholds must lie in (0, 1] (gains of accuracy), got {v!r}")
-        out.append(float(v))
+        out.append(g)
     if len(set(out)) != len(out):
         raise ValueError(f"thresholds must not repeat a value, got {out}")
     return sorted(out)

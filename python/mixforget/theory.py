@@ -979,7 +979,9 @@ def _component_accuracy(
     if dim == 1:
         sd_star = math.sqrt(float(cov_star[0, 0]))
         sd = np.sqrt(cov[0, 0]) if scale is None else scale
-        over = _overlap_1d(weight_star, mean_star[0], sd_star, weight, mean[..., 0], sd)
+        over = _overlap_1d(
+            np.asarray(weight_star), mean_star[0], np.asarray(sd_star), weight, mean[..., 0], sd
+        )
         return over / weight_star
     shape_star, scale_star = _shape_and_scale(cov_star)
     if scale is None:

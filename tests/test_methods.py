@@ -32,6 +32,8 @@ from scipy.special import logsumexp
 import mixforget as mf
 from conftest import within_sigma
 from mixforget import reference, theory
+from mixforget.reference._averaging import BatchMean
+from mixforget.reference.ttt_discover import adaptive_beta
 
 LN2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -475,8 +477,6 @@ def softmax_kl(beta: float, r: np.ndarray) -> float:
 
 
 def test_twin_adaptive_beta_hits_ln2_on_given_reward_vectors():
-    from mixforget.reference import _adaptive_beta, _BatchMean
-
     vectors = [
         [0.1, -0.5, 2.0, 1.5, 0.0, -3.0],  # the engine's own cargo-test vector
         [0.0, 0.0, 1.0],  # G = 3, one winner
@@ -487,18 +487,18 @@ def test_twin_adaptive_beta_hits_ln2_on_given_reward_vectors():
     ]
     for r in vectors:
         r = np.asarray(r, float)
-        beta = float(_adaptive_beta(r[None, :], _BatchMean(r.size))[0, 0])
+        beta = float(adaptive_beta(r[None, :], BatchMean(r.size))[0, 0])
         assert abs(softmax_kl(beta, r) - LN2) < 1e-8, (r, beta)
         # and it is the unique root (KL is increasing in β)
         root = optimize.brentq(lambda b: softmax_kl(b, r) - LN2, 1e-12, 1e9, xtol=1e-14, rtol=1e-14)
         assert beta == pytest.approx(root, rel=1e-8)
     # ln 2 out of reach (equal rewards) gives the cap 1e8
-    assert float(_adaptive_beta(np.ones((1, 3)), _BatchMean(3))[0, 0]) == 1e8
+    assert float(adaptive_beta(np.ones((1, 3)), BatchMean(3))[0, 0]) == 1e8
     # half the group tied at the top (incl. a group of two): ln 2 is the supremum log(G/k),
     # reached to rounding at a finite β (≈ 48), not the cap
     for r in ([1.0, 1.0, 0.0, 0.0], [0.0, 1.0]):
         r = np.asarray(r)
-        beta = float(_adaptive_beta(r[None, :], _BatchMean(r.size))[0, 0])
+        beta = float(adaptive_beta(r[None, :], BatchMean(r.size))[0, 0])
         assert beta >= 30 and abs(softmax_kl(beta, r) - LN2) < 1e-8
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._validate import as_positive_int, check_output_size, get_memory_limit
+from ._validate import as_positive_int, check_output_size, get_memory_limit, resolve_threads
 from .mixture import TwoMode
 from .objectives import Objective, TTTDiscover
 
@@ -153,8 +153,6 @@ def check_run(
 ) -> RunSettings:
     """Every check of a simulate call, before any work (DESIGN §5), including the memory
     limit on the recorded output."""
-    from .kernels import resolve_threads
-
     check_models(target, start)
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)

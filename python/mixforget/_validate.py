@@ -7,6 +7,7 @@ before any work is done.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -189,3 +190,10 @@ def normalize_covs(name: str, covs: Any, k: int, dim: int) -> list[np.ndarray]:
     if len(items) != k:
         raise ValueError(f"{name} must give {k} covariances (one per component), got {len(items)}")
     return [as_cov(f"{name}[{i}]", c, dim) for i, c in enumerate(items)]
+
+
+def resolve_threads(threads: Any) -> int:
+    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1."""
+    if threads is None:
+        return 0
+    return as_positive_int("threads", threads, maximum=max(1024, os.cpu_count() or 1))

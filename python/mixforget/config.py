@@ -420,9 +420,15 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
     table = _table("sweep.grid", table)
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
-    allowed = (
-        [*list(GRID_RUN_KEYS), "separation", "old_weight", "objective", "objective.<field>", "target.<key>", "start.<key>"]
-    )
+    allowed = [
+        *list(GRID_RUN_KEYS),
+        "separation",
+        "old_weight",
+        "objective",
+        "objective.<field>",
+        "target.<key>",
+        "start.<key>",
+    ]
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]

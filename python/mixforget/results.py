@@ -9,22 +9,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._plotting import plot_trajectory
+from ._stats import mean_interval
 from .mixture import TwoMode
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
-
-_Z95 = 1.959963984540054
-
-
-def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and normal-approximation 95% interval (mean ± 1.96 s/√n) along ``axis``."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        return mean, mean.copy(), mean.copy()
-    half = _Z95 * values.std(axis=axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)
@@ -114,8 +103,6 @@ class Trajectory:
     def plot(self, ax: Any = None, label: Optional[str] = None) -> Any:
         """Mean old weight with its 95% band against steps, drift on a twin axis
         (optional extra 'plot'). Returns the axes."""
-        from .plot import plot_trajectory
-
         return plot_trajectory(self, ax=ax, label=label)
 
     # -- storage ------------------------------------------------------------------------

@@ -77,9 +77,22 @@ METRICS = ("old_weight", "drift", "sup_drift", "new_error", "starved")
 
 _METRIC_COLUMNS = [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
 #: Columns of the ``points`` table, in order.
-COLUMNS = (
-    ["point", "params", "config", "seed_entropy", "seed_spawn_key", "separation", "bhattacharyya", "replicates", "diverged", *_METRIC_COLUMNS, "old_weight_population", "sup_drift_population", "wall_time", "trajectory"]
-)
+COLUMNS = [
+    "point",
+    "params",
+    "config",
+    "seed_entropy",
+    "seed_spawn_key",
+    "separation",
+    "bhattacharyya",
+    "replicates",
+    "diverged",
+    *_METRIC_COLUMNS,
+    "old_weight_population",
+    "sup_drift_population",
+    "wall_time",
+    "trajectory",
+]
 
 _SIM_PARAMS = list(inspect.signature(simulate).parameters)
 #: base keys that do not change results (left out of the hash and of the stored config).

@@ -32,6 +32,8 @@ from ._validate import (
     cov_matrix,
 )
 from .mixture import TwoMode
+from .objectives import objective_from_dict
+from .results import Trajectory
 
 __all__ = [
     "bhattacharyya",
@@ -479,8 +481,6 @@ def expected_starved_batches(
     - ``cumulative=True`` returns (R, n_rec), the expected cumulative count at each record
       (entry 0 is 0), the layout of ``traj.starved``.
     """
-    from .results import Trajectory
-
     if slots is not None:
         as_choice("slots", slots, _SLOTS)
     if not isinstance(cumulative, bool):
@@ -515,8 +515,6 @@ def _expected_starved_trajectory(
     slots: Optional[str],
     cumulative: bool,
 ) -> np.ndarray:
-    from .objectives import objective_from_dict
-
     meta = traj.meta or {}
     if batch_size is None:
         if "batch_size" not in meta:

@@ -13,8 +13,7 @@ import numpy as np
 
 from .._problem import check_models, check_objective, check_run, check_weight_param
 from .._rng import RngLike, resolve_rng, seed_record
-from .._validate import as_positive_int
-from ..kernels import resolve_threads
+from .._validate import as_positive_int, resolve_threads
 from ..mixture import TwoMode
 from ..objectives import Objective
 from ..results import GradientEstimates, Trajectory

@@ -7,8 +7,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._kernels import as_points, mixture_args, sample_args, starvation_args
 from .._rng import RngLike, resolve_rng
-from ..kernels import as_points, mixture_args, resolve_threads, sample_args, starvation_args
+from .._validate import resolve_threads
 from ..theory import stratified_replay_count
 from ._densities import Gauss
 

@@ -21,8 +21,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._kernels import as_points
 from .._problem import check_models
-from ..kernels import as_points, resolve_threads
+from .._validate import resolve_threads
 from ..mixture import TwoMode
 from ..objectives import ReverseKL
 from ..theory import stratified_replay_count

@@ -91,11 +91,11 @@ def expect_d1(model: mf.TwoMode, f, breaks=()) -> float:
     ):
         lo, hi = mu - 13.0, mu + 13.0
         pts = sorted({lo, hi, *[b for b in breaks if lo < b < hi]})
-        for l, h in zip(pts[:-1], pts[1:]):
+        for left, right in zip(pts[:-1], pts[1:]):
             val, _ = integrate.quad(
-                lambda x: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x),
-                l,
-                h,
+                lambda x, mu=mu: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x),
+                left,
+                right,
                 epsabs=1e-15,
                 epsrel=1e-13,
                 limit=400,
@@ -233,7 +233,8 @@ def test_tttdiscover_finite_group_bias_is_the_loo_factor_and_vanishes(objective)
         )
         bias = est.mean - exact
         print(
-            f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}"
+            f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, "
+            f"κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}"
         )
         rel_bias.append(kappa - 1.0)
         # the bias is real at every finite G (ratio estimator) and has the sign of g_∞
@@ -336,7 +337,8 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
         )
         bias = est.mean - exact
         print(
-            f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± {group * est.stderr} (lead {lead})"
+            f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± "
+            f"{group * est.stderr} (lead {lead})"
         )
         sizes.append(np.abs(bias[0]))
         if group == 4:
@@ -356,8 +358,9 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
 
 def indicator_closed_form(target, model, radius):
     """For R = 1[|x − μ_n*| ≤ radius] (d = 1, unit variance): E_q[R] and E_q[R s] in closed
-    form — q r_o = α φ_o, so E_q[R (r_o − α)] = α (P_o − P_q), E_q[R r_o (x − μ_o)] = α (φ(a − μ_o) − φ(b − μ_o)),
-    and likewise for the new component, with [a, b] the indicator's interval."""
+    form — q r_o = α φ_o, so E_q[R (r_o − α)] = α (P_o − P_q),
+    E_q[R r_o (x − μ_o)] = α (φ(a − μ_o) − φ(b − μ_o)), and likewise for the new component,
+    with [a, b] the indicator's interval."""
     lo, hi = float(target.new_mean[0]) - radius, float(target.new_mean[0]) + radius
     a, mo, mn = model.old_weight, float(model.old_mean[0]), float(model.new_mean[0])
     p_o = stats.norm.cdf(hi - mo) - stats.norm.cdf(lo - mo)
@@ -490,7 +493,9 @@ def test_twin_adaptive_beta_hits_ln2_on_given_reward_vectors():
         beta = float(adaptive_beta(r[None, :], BatchMean(r.size))[0, 0])
         assert abs(softmax_kl(beta, r) - LN2) < 1e-8, (r, beta)
         # and it is the unique root (KL is increasing in β)
-        root = optimize.brentq(lambda b: softmax_kl(b, r) - LN2, 1e-12, 1e9, xtol=1e-14, rtol=1e-14)
+        root = optimize.brentq(
+            lambda b, r=r: softmax_kl(b, r) - LN2, 1e-12, 1e9, xtol=1e-14, rtol=1e-14
+        )
         assert beta == pytest.approx(root, rel=1e-8)
     # ln 2 out of reach (equal rewards) gives the cap 1e8
     assert float(adaptive_beta(np.ones((1, 3)), BatchMean(3))[0, 0]) == 1e8
@@ -532,13 +537,16 @@ def test_rust_and_twin_adaptive_beta_hit_ln2_through_label_counts(group):
             r = np.r_[np.ones(k), np.zeros(group - k)]
             if 0 < k < group / 2:  # ln 2 reachable: KL(softmax(βr) ‖ U) → log(G/k) > ln 2
                 beta_exact = optimize.brentq(
-                    lambda b: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15
+                    lambda b, r=r: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15
                 )
                 expected = _two_level_weight_gradient(group, k, 0.7, beta_exact)
+
                 # invert the batch gradient for the β the implementation used
-                f = lambda b: _two_level_weight_gradient(group, k, 0.7, b) - gw[0]  # noqa: E731
+                def gradient_gap(b, k=k, target_gw=gw[0]):
+                    return _two_level_weight_gradient(group, k, 0.7, b) - target_gw
+
                 beta_used = optimize.brentq(
-                    f, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15
+                    gradient_gap, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15
                 )
                 assert abs(softmax_kl(beta_used, r) - LN2) < 1e-8
                 assert beta_used == pytest.approx(beta_exact, rel=1e-8)

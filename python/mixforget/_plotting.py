@@ -44,7 +44,8 @@ def require_matplotlib() -> Any:
         import matplotlib
     except ImportError as exc:
         raise ImportError(
-            "mixforget plotting needs matplotlib, the optional extra 'plot': pip install 'mixforget[plot]'"
+            "mixforget plotting needs matplotlib, the optional extra 'plot': pip install "
+            "'mixforget[plot]'"
         ) from exc
     return matplotlib
 

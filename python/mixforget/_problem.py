@@ -27,7 +27,8 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
         raise TypeError(f"{model_name} must be a mixforget.TwoMode, got {type(model).__name__}")
     if target.dim != model.dim:
         raise ValueError(
-            f"target and {model_name} must have the same dimension, got {target.dim} and {model.dim}"
+            f"target and {model_name} must have the same dimension, got {target.dim} and "
+            f"{model.dim}"
         )
 
 
@@ -44,7 +45,8 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         and batch_size < 3
     ):
         raise ValueError(
-            f"batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), got {batch_size}"
+            "batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), "
+            f"got {batch_size}"
         )
     return objective
 
@@ -92,7 +94,8 @@ def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
     record_every = as_positive_int("record_every", record_every)
     if record_every > steps or steps % record_every:
         raise ValueError(
-            f"record_every must divide steps (1 <= record_every <= steps), got record_every={record_every}, steps={steps}"
+            "record_every must divide steps (1 <= record_every <= steps), got "
+            f"record_every={record_every}, steps={steps}"
         )
     return steps, record_every
 

@@ -51,7 +51,8 @@ def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None
     limit = get_memory_limit() if limit is None else limit
     if nbytes > limit:
         raise ValueError(
-            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit {limit / 2**30:.2f} GiB: "
+            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit "
+            f"{limit / 2**30:.2f} GiB: "
             f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
         )
 
@@ -74,7 +75,8 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
             raise ValueError(
-                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {arr.shape}"
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape "
+                f"{arr.shape}"
             )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")

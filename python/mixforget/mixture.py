@@ -201,7 +201,8 @@ class TwoMode:
 
     # -- copies -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> TwoMode:
-        """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov, new_cov."""
+        """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov,
+        new_cov."""
         allowed = {"old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov"}
         unknown = set(changes) - allowed
         if unknown:

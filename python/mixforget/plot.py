@@ -304,7 +304,8 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     for name in ("batch_size", "old_weight", "measured"):
         if name not in cols:
             raise ValueError(
-                f"table needs a {name!r} column (batch_size, old_weight, measured; optional replay, batches, predicted)"
+                f"table needs a {name!r} column (batch_size, old_weight, measured; optional "
+                "replay, batches, predicted)"
             )
     b = _float_column(cols, "batch_size")
     alpha = _float_column(cols, "old_weight")
@@ -315,16 +316,16 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
         lam = np.zeros_like(b)
     batches = _float_column(cols, "batches")
     keys = list(dict.fromkeys(zip(alpha.tolist(), lam.tolist())))
-    for a, l in keys:
-        sel = (alpha == a) & (lam == l)
+    for a, lam_k in keys:
+        sel = (alpha == a) & (lam == lam_k)
         order = np.argsort(b[sel])
         bs, ms = b[sel][order], measured[sel][order]
         curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
         curve = _starvation_theory(
-            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, l), slots
+            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, lam_k), slots
         )
-        name = f"α={a:g}" + (f", λ={l:g}" if l > 0 else "")
-        formula = "((1−λ)(1−α))^B" if l > 0 else "(1−α)^B"
+        name = f"α={a:g}" + (f", λ={lam_k:g}" if lam_k > 0 else "")
+        formula = "((1−λ)(1−α))^B" if lam_k > 0 else "(1−α)^B"
         ok = curve > 0
         (line,) = ax.plot(
             curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}"

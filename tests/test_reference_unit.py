@@ -20,6 +20,7 @@ from mixforget._rng import seed_from_record
 from mixforget.objectives import OAPL, SDFT, ForwardKL, ReverseKL, TTTDiscover
 from mixforget.reference._averaging import BatchMean
 from mixforget.reference._objective import Context, Params
+from mixforget.reference._registry import TWINS, twin_for
 from mixforget.reference.reverse_kl import replay_weight
 from mixforget.reference.ttt_discover import adaptive_beta
 
@@ -454,3 +455,25 @@ def test_lr_scale_direct_clipping_and_divergence():
         assert np.all(np.isfinite(arr))
     first = wild.diverged & np.all(wild.old_weight == wild.old_weight[:, :1], axis=1)
     assert np.all(wild.new_mean[first] == 0.5)  # frozen at the last finite state (here the start)
+
+
+def test_every_objective_has_exactly_one_twin_module():
+    # the core dispatches through the registry only: each public objective maps to the twin
+    # defined in the module of its name, and an unknown objective is refused by name
+    modules = {
+        "ForwardKL": "forward_kl",
+        "ReverseKL": "reverse_kl",
+        "SDFT": "sdft",
+        "TTTDiscover": "ttt_discover",
+        "OAPL": "oapl",
+    }
+    assert set(TWINS) == set(modules)
+    for kind, module in modules.items():
+        assert TWINS[kind].__module__ == f"{ref.__name__}.{module}"
+
+    class Unknown(mf.Objective):
+        pass
+
+    ctx = Context.build(TARGET, MODEL, "logit")
+    with pytest.raises(TypeError, match="Unknown"):
+        twin_for(Unknown(), ctx, 8)

@@ -297,8 +297,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         {str(e.info.get("size_set")) for g in _LEDGER.groups.values() for e in g.values()}
     )
     tr.write_line(
-        f"{machine['cpu']}, {machine['cores']} usable cores, NumPy {machine['numpy']}; sizes: {', '.join(sets)}"
-        + (" (smoke run: timings meaningless)" if sets == ["smoke"] else "")
+        f"{machine['cpu']}, {machine['cores']} usable cores, NumPy {machine['numpy']}; sizes: "
+        f"{', '.join(sets)}" + (" (smoke run: timings meaningless)" if sets == ["smoke"] else "")
     )
     tr.write_line(
         f"{'group':<38} {'impl':<12} {'thr':>3} {'s (Rust size)':>13} {'ns/sample/core':>15} "

@@ -49,9 +49,11 @@ def _row(method, setting, target, alpha, drift, new_err, theory_alpha=None, cond
     retains = alpha >= target.old_weight - RETAIN_TOL and drift <= DRIFT_TOL
     learns = new_err <= LEARN_TOL
     th = "–" if theory_alpha is None else _fmt(theory_alpha)
+    retains_cell = "yes" if retains else "**no**"
+    learns_cell = "yes" if learns else "no"
     return (
-        f"| {method} | {setting} | {_fmt(alpha)} | {_fmt(target.old_weight)} | {th} | {_fmt(drift)} | "
-        f"{_fmt(new_err)} | {'yes' if retains else '**no**'} | {'yes' if learns else 'no'} | {condition} |"
+        f"| {method} | {setting} | {_fmt(alpha)} | {_fmt(target.old_weight)} | {th} | "
+        f"{_fmt(drift)} | {_fmt(new_err)} | {retains_cell} | {learns_cell} | {condition} |"
     )
 
 
@@ -82,7 +84,8 @@ def flow_row(
 def main() -> None:
     began = time.perf_counter()
     rows = [
-        "| method | setting (population flow unless stated) | α_T | α* | theory α | drift D_T | new error | retains old? | learns new? | why / condition |",
+        "| method | setting (population flow unless stated) | α_T | α* | theory α | drift D_T | "
+        "new error | retains old? | learns new? | why / condition |",
         "|---|---|---|---|---|---|---|---|---|---|",
         flow_row(
             "SFT (ForwardKL)",
@@ -126,7 +129,9 @@ def main() -> None:
             "SDFT",
             "standard, κ = 1, reverse",
             mf.SDFT(ema=0.05, anchor=1.0),
-            condition="strong anchor + mode-seeking KL: mass moves *to* the old mode, new mode slow",
+            condition=(
+                "strong anchor + mode-seeking KL: mass moves *to* the old mode, new mode slow"
+            ),
         ),
         flow_row(
             "SDFT",
@@ -160,7 +165,10 @@ def main() -> None:
             float(a.mean()),
             float(d.mean()),
             float(e.mean()),
-            condition=f"random walk: sd(μ_o) {sd[0]:.3f} → {sd[1]:.3f} for 4× the steps (≈ 2×: variance ∝ steps)",
+            condition=(
+                f"random walk: sd(μ_o) {sd[0]:.3f} → {sd[1]:.3f} for 4× the steps "
+                "(≈ 2×: variance ∝ steps)"
+            ),
         )
     )
     rows += [
@@ -223,7 +231,9 @@ def main() -> None:
             float(a.mean()),
             float(runs.drift[:, -1].mean()),
             float(runs.new_error[:, -1].mean()),
-            condition=f"finite batches: α_T = {a.mean():.4f} ± {a.std(ddof=1) / math.sqrt(len(a)):.4f}",
+            condition=(
+                f"finite batches: α_T = {a.mean():.4f} ± {a.std(ddof=1) / math.sqrt(len(a)):.4f}"
+            ),
         )
     )
     lag = 60
@@ -262,7 +272,8 @@ def main() -> None:
     print("$ python scripts/methods_table.py")
     print()
     print(
-        f"retains old: α_T ≥ α* − {RETAIN_TOL} and D_T ≤ {DRIFT_TOL}; learns new: new error ≤ {LEARN_TOL} (Mahalanobis)."
+        f"retains old: α_T ≥ α* − {RETAIN_TOL} and D_T ≤ {DRIFT_TOL}; learns new: new error ≤ "
+        f"{LEARN_TOL} (Mahalanobis)."
     )
     print()
     print("\n".join(rows))

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"<!-- produced by: {command} -->")
     print(
-        f"<!-- mixforget {mf.__version__}, numpy {np.__version__}, Python {platform.python_version()}, "
+        f"<!-- mixforget {mf.__version__}, numpy {np.__version__}, Python "
+        f"{platform.python_version()}, "
         f"{wall:.1f} s -->"
     )
     print()

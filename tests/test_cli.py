@@ -263,7 +263,7 @@ def test_config_defaults_and_start():
     cfg = load_config(EXAMPLES / "quick.toml")
     assert cfg.start == cfg.target.replace(new_mean=[0.5])
     assert cfg.run["weight_param"] == "logit" and cfg.threads is None and cfg.grid is None
-    with pytest.raises(ConfigError, match="target.old_weight is required"):
+    with pytest.raises(ConfigError, match=r"target\.old_weight is required"):
         from mixforget.config import parse_config
 
         parse_config(

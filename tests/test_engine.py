@@ -497,7 +497,8 @@ def test_ctrl_c_stops_between_chunks():
         "t = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75)\n"
         "print('ready', flush=True)\n"
         "try:\n"
-        "    mf.simulate(t, t.replace(new_mean=[0.5]), mf.ReverseKL(), steps=10_000_000, batch_size=64, lr=0.05, replicates=100, record_every=100)\n"
+        "    mf.simulate(t, t.replace(new_mean=[0.5]), mf.ReverseKL(), steps=10_000_000, "
+        "batch_size=64, lr=0.05, replicates=100, record_every=100)\n"
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
         "    sys.exit(3)\n"
@@ -513,7 +514,7 @@ def test_ctrl_c_stops_between_chunks():
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("simulate did not stop after SIGINT")
+        raise AssertionError("simulate did not stop after SIGINT") from None
     assert proc.returncode == 3, (out, err)
     assert "interrupted" in out
 

@@ -32,6 +32,8 @@ from scipy.special import logsumexp
 import mixforget as mf
 from conftest import within_sigma
 from mixforget import reference, theory
+from mixforget.reference._averaging import BatchMean
+from mixforget.reference.ttt_discover import adaptive_beta
 
 LN2 = math.log(2.0)
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -89,11 +91,11 @@ def expect_d1(model: mf.TwoMode, f, breaks=()) -> float:
     ):
         lo, hi = mu - 13.0, mu + 13.0
         pts = sorted({lo, hi, *[b for b in breaks if lo < b < hi]})
-        for l, h in zip(pts[:-1], pts[1:]):
+        for left, right in zip(pts[:-1], pts[1:]):
             val, _ = integrate.quad(
-                lambda x: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x),
-                l,
-                h,
+                lambda x, mu=mu: math.exp(-0.5 * (x - mu) ** 2) / math.sqrt(2 * math.pi) * f(x),
+                left,
+                right,
                 epsabs=1e-15,
                 epsrel=1e-13,
                 limit=400,
@@ -231,7 +233,8 @@ def test_tttdiscover_finite_group_bias_is_the_loo_factor_and_vanishes(objective)
         )
         bias = est.mean - exact
         print(
-            f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}"
+            f"\nTTT {objective.reward} β={objective.beta} G={group}: bias {bias} ± {est.stderr}, "
+            f"κ_G − 1 = {kappa - 1:.5f} ± {kappa_se:.1e}"
         )
         rel_bias.append(kappa - 1.0)
         # the bias is real at every finite G (ratio estimator) and has the sign of g_∞
@@ -334,7 +337,8 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
         )
         bias = est.mean - exact
         print(
-            f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± {group * est.stderr} (lead {lead})"
+            f"\nOAPL d={d} {objective.reward} G={group}: G·bias {group * bias} ± "
+            f"{group * est.stderr} (lead {lead})"
         )
         sizes.append(np.abs(bias[0]))
         if group == 4:
@@ -354,8 +358,9 @@ def test_oapl_finite_group_bias_is_order_one_over_group(objective, d):
 
 def indicator_closed_form(target, model, radius):
     """For R = 1[|x − μ_n*| ≤ radius] (d = 1, unit variance): E_q[R] and E_q[R s] in closed
-    form — q r_o = α φ_o, so E_q[R (r_o − α)] = α (P_o − P_q), E_q[R r_o (x − μ_o)] = α (φ(a − μ_o) − φ(b − μ_o)),
-    and likewise for the new component, with [a, b] the indicator's interval."""
+    form — q r_o = α φ_o, so E_q[R (r_o − α)] = α (P_o − P_q),
+    E_q[R r_o (x − μ_o)] = α (φ(a − μ_o) − φ(b − μ_o)), and likewise for the new component,
+    with [a, b] the indicator's interval."""
     lo, hi = float(target.new_mean[0]) - radius, float(target.new_mean[0]) + radius
     a, mo, mn = model.old_weight, float(model.old_mean[0]), float(model.new_mean[0])
     p_o = stats.norm.cdf(hi - mo) - stats.norm.cdf(lo - mo)
@@ -475,8 +480,6 @@ def softmax_kl(beta: float, r: np.ndarray) -> float:
 
 
 def test_twin_adaptive_beta_hits_ln2_on_given_reward_vectors():
-    from mixforget.reference import _adaptive_beta, _BatchMean
-
     vectors = [
         [0.1, -0.5, 2.0, 1.5, 0.0, -3.0],  # the engine's own cargo-test vector
         [0.0, 0.0, 1.0],  # G = 3, one winner
@@ -487,18 +490,20 @@ def test_twin_adaptive_beta_hits_ln2_on_given_reward_vectors():
     ]
     for r in vectors:
         r = np.asarray(r, float)
-        beta = float(_adaptive_beta(r[None, :], _BatchMean(r.size))[0, 0])
+        beta = float(adaptive_beta(r[None, :], BatchMean(r.size))[0, 0])
         assert abs(softmax_kl(beta, r) - LN2) < 1e-8, (r, beta)
         # and it is the unique root (KL is increasing in β)
-        root = optimize.brentq(lambda b: softmax_kl(b, r) - LN2, 1e-12, 1e9, xtol=1e-14, rtol=1e-14)
+        root = optimize.brentq(
+            lambda b, r=r: softmax_kl(b, r) - LN2, 1e-12, 1e9, xtol=1e-14, rtol=1e-14
+        )
         assert beta == pytest.approx(root, rel=1e-8)
     # ln 2 out of reach (equal rewards) gives the cap 1e8
-    assert float(_adaptive_beta(np.ones((1, 3)), _BatchMean(3))[0, 0]) == 1e8
+    assert float(adaptive_beta(np.ones((1, 3)), BatchMean(3))[0, 0]) == 1e8
     # half the group tied at the top (incl. a group of two): ln 2 is the supremum log(G/k),
     # reached to rounding at a finite β (≈ 48), not the cap
     for r in ([1.0, 1.0, 0.0, 0.0], [0.0, 1.0]):
         r = np.asarray(r)
-        beta = float(_adaptive_beta(r[None, :], _BatchMean(r.size))[0, 0])
+        beta = float(adaptive_beta(r[None, :], BatchMean(r.size))[0, 0])
         assert beta >= 30 and abs(softmax_kl(beta, r) - LN2) < 1e-8
 
 
@@ -532,13 +537,16 @@ def test_rust_and_twin_adaptive_beta_hit_ln2_through_label_counts(group):
             r = np.r_[np.ones(k), np.zeros(group - k)]
             if 0 < k < group / 2:  # ln 2 reachable: KL(softmax(βr) ‖ U) → log(G/k) > ln 2
                 beta_exact = optimize.brentq(
-                    lambda b: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15
+                    lambda b, r=r: softmax_kl(b, r) - LN2, 1e-9, 1e4, xtol=1e-15, rtol=1e-15
                 )
                 expected = _two_level_weight_gradient(group, k, 0.7, beta_exact)
+
                 # invert the batch gradient for the β the implementation used
-                f = lambda b: _two_level_weight_gradient(group, k, 0.7, b) - gw[0]  # noqa: E731
+                def gradient_gap(b, k=k, target_gw=gw[0]):
+                    return _two_level_weight_gradient(group, k, 0.7, b) - target_gw
+
                 beta_used = optimize.brentq(
-                    f, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15
+                    gradient_gap, 0.5 * beta_exact, 2.0 * beta_exact, xtol=1e-15, rtol=1e-15
                 )
                 assert abs(softmax_kl(beta_used, r) - LN2) < 1e-8
                 assert beta_used == pytest.approx(beta_exact, rel=1e-8)

@@ -18,6 +18,11 @@ import mixforget as mf
 from mixforget import reference as ref
 from mixforget._rng import seed_from_record
 from mixforget.objectives import OAPL, SDFT, ForwardKL, ReverseKL, TTTDiscover
+from mixforget.reference._averaging import BatchMean
+from mixforget.reference._objective import Context, Params
+from mixforget.reference._registry import TWINS, twin_for
+from mixforget.reference.reverse_kl import replay_weight
+from mixforget.reference.ttt_discover import adaptive_beta
 
 TARGET = mf.TwoMode(old_mean=[-2.0], new_mean=[2.0], old_weight=0.6, cov=1.0)
 MODEL = TARGET.replace(old_mean=[-1.7], new_mean=[0.5], old_weight=0.5)
@@ -221,12 +226,10 @@ def test_replay_population_equals_on_policy_and_weights_are_bounded():
         np.testing.assert_allclose(off, on, rtol=1e-9, atol=1e-12)
     capped = _flat(ref.population_gradient(TARGET, MODEL, ReverseKL(replay=0.5, weight_cap=1.2)))
     assert np.max(np.abs(capped - on)) > 1e-4  # truncation is biased
-    from mixforget.reference import _Ctx, _one_step, _replay_weight
-
-    ctx = _Ctx.build(TARGET, MODEL, ReverseKL(replay=0.3), "logit")
-    mix, _ = _one_step(ctx, MODEL, None)
+    ctx = Context.build(TARGET, MODEL, "logit")
+    mix = Params.of_model(MODEL, "logit").mix("logit")
     x = np.linspace(-30, 30, 2001).reshape(1, -1, 1)
-    w = _replay_weight(ctx, x, ctx.mixture_logpdf(x, mix), 0.3, None)
+    w = replay_weight(ctx, x, ctx.mixture_logpdf(x, mix), 0.3, None)
     assert w.max() <= 1 / 0.7 * (1 + 1e-12) and w.min() > 0
 
 
@@ -265,16 +268,14 @@ def test_sdft_without_anchor_is_stationary():
 
 
 def test_adaptive_beta_solves_kl_ln2():
-    from mixforget.reference import _adaptive_beta, _BatchMean
-
     rng = np.random.default_rng(4)
     r = rng.normal(size=(50, 16)) * rng.uniform(0.01, 10.0, size=(50, 1))
-    beta = _adaptive_beta(r, _BatchMean(16))
+    beta = adaptive_beta(r, BatchMean(16))
     p = np.exp(beta * r - logsumexp(beta * r, axis=1, keepdims=True))
     kl = np.sum(p * np.log(p * 16), axis=1)
     np.testing.assert_allclose(kl, math.log(2.0), atol=1e-10)
     # ln 2 out of reach (equal rewards): the search stops at the cap 1e8
-    assert np.all(_adaptive_beta(np.ones((2, 5)), _BatchMean(5)) == 1e8)
+    assert np.all(adaptive_beta(np.ones((2, 5)), BatchMean(5)) == 1e8)
 
 
 def test_population_gradient_is_one_dimensional_only():
@@ -454,3 +455,25 @@ def test_lr_scale_direct_clipping_and_divergence():
         assert np.all(np.isfinite(arr))
     first = wild.diverged & np.all(wild.old_weight == wild.old_weight[:, :1], axis=1)
     assert np.all(wild.new_mean[first] == 0.5)  # frozen at the last finite state (here the start)
+
+
+def test_every_objective_has_exactly_one_twin_module():
+    # the core dispatches through the registry only: each public objective maps to the twin
+    # defined in the module of its name, and an unknown objective is refused by name
+    modules = {
+        "ForwardKL": "forward_kl",
+        "ReverseKL": "reverse_kl",
+        "SDFT": "sdft",
+        "TTTDiscover": "ttt_discover",
+        "OAPL": "oapl",
+    }
+    assert set(TWINS) == set(modules)
+    for kind, module in modules.items():
+        assert TWINS[kind].__module__ == f"{ref.__name__}.{module}"
+
+    class Unknown(mf.Objective):
+        pass
+
+    ctx = Context.build(TARGET, MODEL, "logit")
+    with pytest.raises(TypeError, match="Unknown"):
+        twin_for(Unknown(), ctx, 8)

@@ -28,7 +28,8 @@ def drift_population():
 # ---------------------------------------------------------------------------------------
 def test_prediction3_reverse_kl_converges_to_target(drift_population):
     # converges to p*, at least as fast as the asymptotic local rate of MATH §7.8 predicts
-    # (the initial error is start_offset = 2 in the new mean; Δ = 2 is the slowest, rate^3000 ≈ 2e-3)
+    # (the initial error is start_offset = 2 in the new mean; Δ = 2 is the slowest,
+    # rate^3000 ≈ 2e-3)
     steps, lr = drift_population.settings["steps"], drift_population.settings["lr"]
     for row in drift_population.rows:
         target = mf.TwoMode([0.0], [row["separation"]], 0.75, 1.0)

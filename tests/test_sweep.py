@@ -209,8 +209,10 @@ def test_resume_after_sigkill(tmp_path):
     cfg.write_text(
         "[target]\nold_mean = [-3.0]\nnew_mean = [3.5]\nold_weight = 0.75\n"
         '[start]\nnew_mean = [0.5]\n[objective]\nkind = "ReverseKL"\n'
-        "[run]\nsteps = 300\nbatch_size = 64\nlr = 0.05\nreplicates = 200\nrecord_every = 10\nrng = 9\n"
-        '[sweep.grid]\nseparation = [4.0, 6.0]\n"objective.replay" = [0.0, 0.25]\nlr = [0.02, 0.05]\n'
+        "[run]\nsteps = 300\nbatch_size = 64\nlr = 0.05\nreplicates = 200\n"
+        "record_every = 10\nrng = 9\n"
+        '[sweep.grid]\nseparation = [4.0, 6.0]\n"objective.replay" = [0.0, 0.25]\n'
+        "lr = [0.02, 0.05]\n"
     )
     db = tmp_path / "killed.sqlite"
     env = dict(

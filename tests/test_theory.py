@@ -108,10 +108,12 @@ def test_bhattacharyya_equal_cov_general_d():
     "ma,mb,va,vb", [(0.0, 3.0, 1.0, 2.0), (-1.0, 0.5, 0.3, 4.0), (0.0, 0.0, 1.0, 9.0)]
 )
 def test_bhattacharyya_unequal_cov_vs_quadrature(ma, mb, va, vb):
-    f = lambda x: math.sqrt(
-        stats.norm.pdf(x, ma, math.sqrt(va)) * stats.norm.pdf(x, mb, math.sqrt(vb))
-    )
-    ref, _ = integrate.quad(f, -np.inf, np.inf, epsabs=0, epsrel=1e-12, limit=200)
+    def root_product(x):
+        return math.sqrt(
+            stats.norm.pdf(x, ma, math.sqrt(va)) * stats.norm.pdf(x, mb, math.sqrt(vb))
+        )
+
+    ref, _ = integrate.quad(root_product, -np.inf, np.inf, epsabs=0, epsrel=1e-12, limit=200)
     assert th.bhattacharyya(ma, mb, va, vb) == pytest.approx(ref, rel=1e-9)
     model = TwoMode([ma], [mb], 0.4, old_cov=va, new_cov=vb)
     assert th.bhattacharyya(model) == pytest.approx(ref, rel=1e-9)
@@ -156,12 +158,14 @@ def test_soft_misassignment_far_tail_relative_accuracy():
             got = th.misassignment(_model_1d(alpha, delta), "soft")
             lc = math.log(alpha / (1 - alpha))
             a = lc - delta**2 / 2
-            f = lambda z: (
-                math.exp(-math.log1p(math.exp(-(a + delta * z))) - z * z / 2)
-                / math.sqrt(2 * math.pi)
-            )
+
+            def soft_new_to_old(z, a=a, delta=delta):
+                return math.exp(-math.log1p(math.exp(-(a + delta * z))) - z * z / 2) / math.sqrt(
+                    2 * math.pi
+                )
+
             ref, _ = integrate.quad(
-                f,
+                soft_new_to_old,
                 -15,
                 delta + 15,
                 epsabs=0,
@@ -571,7 +575,12 @@ def test_fisher_vs_grid_quadrature(model):
 
 @pytest.mark.parametrize(
     "model",
-    [*FISHER_MODELS[:2], TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]), TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0), TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5)],
+    [
+        *FISHER_MODELS[:2],
+        TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]),
+        TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0),
+        TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5),
+    ],
 )
 def test_fisher_vs_monte_carlo(model):
     n = 400_000
@@ -604,7 +613,7 @@ def test_fisher_unequal_1d_vs_scipy():
     for i in range(3):
         for j in range(3):
             ref, _ = integrate.quad(
-                lambda x: (lambda sq: sq[0][i] * sq[0][j] * sq[1])(s_of(x)),
+                lambda x, i=i, j=j: (lambda sq: sq[0][i] * sq[0][j] * sq[1])(s_of(x)),
                 -40,
                 45,
                 points=[0.0, 3.0],

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._validate import as_positive_int, check_output_size, get_memory_limit
+from ._validate import as_positive_int, check_output_size, get_memory_limit, resolve_threads
 from .mixture import TwoMode
 from .objectives import Objective, TTTDiscover
 
@@ -27,7 +27,8 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
         raise TypeError(f"{model_name} must be a mixforget.TwoMode, got {type(model).__name__}")
     if target.dim != model.dim:
         raise ValueError(
-            f"target and {model_name} must have the same dimension, got {target.dim} and {model.dim}"
+            f"target and {model_name} must have the same dimension, got {target.dim} and "
+            f"{model.dim}"
         )
 
 
@@ -44,7 +45,8 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         and batch_size < 3
     ):
         raise ValueError(
-            f"batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), got {batch_size}"
+            "batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), "
+            f"got {batch_size}"
         )
     return objective
 
@@ -92,7 +94,8 @@ def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
     record_every = as_positive_int("record_every", record_every)
     if record_every > steps or steps % record_every:
         raise ValueError(
-            f"record_every must divide steps (1 <= record_every <= steps), got record_every={record_every}, steps={steps}"
+            "record_every must divide steps (1 <= record_every <= steps), got "
+            f"record_every={record_every}, steps={steps}"
         )
     return steps, record_every
 
@@ -153,8 +156,6 @@ def check_run(
 ) -> RunSettings:
     """Every check of a simulate call, before any work (DESIGN §5), including the memory
     limit on the recorded output."""
-    from .kernels import resolve_threads
-
     check_models(target, start)
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)

@@ -36,7 +36,8 @@ def resolve_rng(rng: Any) -> np.random.SeedSequence:
             raise ValueError(f"rng must be a non-negative integer seed, got {int(rng)}")
         return np.random.SeedSequence(int(rng))
     raise TypeError(
-        f"rng must be None, a non-negative int, a numpy Generator or a SeedSequence, got {type(rng).__name__}"
+        "rng must be None, a non-negative int, a numpy Generator or a SeedSequence, got "
+        f"{type(rng).__name__}"
     )
 
 

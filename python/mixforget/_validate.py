@@ -7,6 +7,7 @@ before any work is done.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,8 @@ def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None
     limit = get_memory_limit() if limit is None else limit
     if nbytes > limit:
         raise ValueError(
-            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit {limit / 2**30:.2f} GiB: "
+            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit "
+            f"{limit / 2**30:.2f} GiB: "
             f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
         )
 
@@ -73,7 +75,8 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:
             raise ValueError(
-                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {arr.shape}"
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape "
+                f"{arr.shape}"
             )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
@@ -189,3 +192,10 @@ def normalize_covs(name: str, covs: Any, k: int, dim: int) -> list[np.ndarray]:
     if len(items) != k:
         raise ValueError(f"{name} must give {k} covariances (one per component), got {len(items)}")
     return [as_cov(f"{name}[{i}]", c, dim) for i, c in enumerate(items)]
+
+
+def resolve_threads(threads: Any) -> int:
+    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1."""
+    if threads is None:
+        return 0
+    return as_positive_int("threads", threads, maximum=max(1024, os.cpu_count() or 1))

@@ -32,6 +32,7 @@ Public: :func:`main` (the CLI entry), :func:`run_benchmarks`, :func:`format_tabl
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -395,12 +396,12 @@ def run_benchmarks(
         if progress is not None:
             progress(f"{key} {w.title} {w.describe()} ...")
         w.rust(n_threads)  # warm-up: thread pool, page faults, allocator
-        rust_s = best_of(lambda: w.rust(n_threads), repeats)
+        rust_s = best_of(functools.partial(w.rust, n_threads), repeats)
         numpy_s = best_of(w.numpy, repeats)
         floor_s = rng_floor(w.normals, n_threads, repeats)
         rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s))
         if key == "W1" and n_threads > 1:
-            rust1 = best_of(lambda: w.rust(1), repeats)
+            rust1 = best_of(functools.partial(w.rust, 1), repeats)
             floor1 = rng_floor(w.normals, 1, repeats)
             row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1)
             row1["thread_speedup"] = rust1 / rust_s
@@ -460,8 +461,10 @@ def format_table(
         )
 
     out = [
-        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count {machine.get('cpu_count', '?')}); "
-        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, mixforget {machine.get('mixforget', '?')}",
+        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count "
+        f"{machine.get('cpu_count', '?')}); "
+        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, mixforget "
+        f"{machine.get('mixforget', '?')}",
         line(header),
         line(["-" * wd for wd in widths]),
     ]
@@ -471,13 +474,16 @@ def format_table(
         "Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;"
     )
     out.append(
-        "* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at equal work."
+        "* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at "
+        "equal work."
     )
     out.append(
-        "ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: batches)."
+        "ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: "
+        "batches)."
     )
     out.append(
-        "× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, W3: n·d, W4: one"
+        "× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, "
+        "W3: n·d, W4: one"
     )
     out.append("per batch), measured in this run with the same threads.")
     for r in rows:

@@ -303,7 +303,8 @@ def run_demo(
     )
     for r in rev:
         print(
-            f"{r['label']} retains it: |α_T − α*| = {abs(r['old_weight']['mean'] - alpha_star):.4f} <= 0.05 "
+            f"{r['label']} retains it: |α_T − α*| = "
+            f"{abs(r['old_weight']['mean'] - alpha_star):.4f} <= 0.05 "
             f"[{'ok' if checks['reverse_kl_retention'] else 'FAILED'}]",
             file=stream,
         )
@@ -578,7 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=_positive_int,
         default=None,
-        help=f"training steps, a multiple of {DEMO_SETTINGS['record_every']} (default {DEMO_SETTINGS['steps']})",
+        help=(
+            f"training steps, a multiple of {DEMO_SETTINGS['record_every']} "
+            f"(default {DEMO_SETTINGS['steps']})"
+        ),
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="root seed (default 0)")
     p.add_argument("--no-figures", action="store_true", help="print the table only")

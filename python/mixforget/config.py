@@ -250,7 +250,8 @@ OBJECTIVE_FIELDS: dict[str, Spec] = {
 def _lr_scale_spec(key: str, value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
         raise ConfigError(
-            f"{key} must be a table with keys ['new_mean', 'old_mean', 'weight'], got {_describe(value)}"
+            f"{key} must be a table with keys ['new_mean', 'old_mean', 'weight'], got "
+            f"{_describe(value)}"
         )
     out = {}
     for k, v in value.items():
@@ -379,7 +380,8 @@ def _model(section: str, table: dict[str, Any], defaults: Optional[TwoMode]) -> 
         for key in ("old_mean", "new_mean", "old_weight"):
             if key not in values:
                 raise ConfigError(
-                    f"{section}.{key} is required (keys of [{section}]: old_mean, new_mean, old_weight, cov)"
+                    f"{section}.{key} is required (keys of [{section}]: old_mean, new_mean, "
+                    "old_weight, cov)"
                 )
         if "cov" not in values and "old_cov" not in values and "new_cov" not in values:
             values["cov"] = 1.0
@@ -420,9 +422,15 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
     table = _table("sweep.grid", table)
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
-    allowed = (
-        [*list(GRID_RUN_KEYS), "separation", "old_weight", "objective", "objective.<field>", "target.<key>", "start.<key>"]
-    )
+    allowed = [
+        *list(GRID_RUN_KEYS),
+        "separation",
+        "old_weight",
+        "objective",
+        "objective.<field>",
+        "target.<key>",
+        "start.<key>",
+    ]
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from ._rng import RngLike
 from ._validate import as_cov, as_float_array, as_probability, cholesky, cov_matrix
 
@@ -173,15 +174,11 @@ class TwoMode:
 
     def responsibilities(self, x: Any, threads: int | None = None) -> np.ndarray:
         """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (MATH §2)."""
-        from . import kernels
-
-        return kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)
+        return _kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)
 
     def logpdf(self, x: Any, threads: int | None = None) -> np.ndarray:
         """log q(x) for each row of x (n, d), log-sum-exp stable."""
-        from . import kernels
-
-        return kernels.mixture_logpdf(self._as_points(x), *self._kernel_args(), threads=threads)
+        return _kernels.mixture_logpdf(self._as_points(x), *self._kernel_args(), threads=threads)
 
     def sample(
         self, n: int, rng: RngLike = None, threads: int | None = None
@@ -189,9 +186,7 @@ class TwoMode:
         """Draw n points: label k ~ Bernoulli(α) (0 = old, 1 = new), then x ~ φ_k.
 
         Returns (x (n, d), labels (n,) int8 with 0 = old)."""
-        from . import kernels
-
-        return kernels.sample_mixture(n, *self._kernel_args(), rng=rng, threads=threads)
+        return _kernels.sample_mixture(n, *self._kernel_args(), rng=rng, threads=threads)
 
     def _as_points(self, x: Any) -> np.ndarray:
         arr = as_float_array("x", x, ndim=(0, 1, 2))
@@ -206,7 +201,8 @@ class TwoMode:
 
     # -- copies -------------------------------------------------------------------------
     def replace(self, **changes: Any) -> TwoMode:
-        """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov, new_cov."""
+        """A copy with some fields changed: old_mean, new_mean, old_weight, cov, old_cov,
+        new_cov."""
         allowed = {"old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov"}
         unknown = set(changes) - allowed
         if unknown:

@@ -23,7 +23,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .results import Trajectory, mean_interval
+from ._plotting import band, ensure_axes, kept_replicates
+from ._plotting import plot_trajectory as plot_trajectory
+from ._plotting import require_matplotlib as require_matplotlib
+from .results import Trajectory
+from .theory import starvation_probability
 
 __all__ = [
     "plot_densities",
@@ -33,29 +37,6 @@ __all__ = [
     "plot_trajectory",
     "require_matplotlib",
 ]
-
-_BAND_ALPHA = 0.25
-
-
-def require_matplotlib() -> Any:
-    """Import and return matplotlib, or raise ImportError naming the extra 'plot'."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise ImportError(
-            "mixforget plotting needs matplotlib, the optional extra 'plot': pip install 'mixforget[plot]'"
-        ) from exc
-    return matplotlib
-
-
-def _axes(ax: Any) -> Any:
-    if ax is not None:
-        return ax
-    require_matplotlib()
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots()
-    return ax
 
 
 def _columns(table: Any) -> dict[str, np.ndarray]:
@@ -78,46 +59,6 @@ def _float_column(cols: Mapping[str, np.ndarray], name: str) -> Optional[np.ndar
     return None if np.all(np.isnan(values)) else values
 
 
-def _kept(traj: Trajectory) -> np.ndarray:
-    keep = ~np.asarray(traj.diverged, dtype=bool)
-    return keep if keep.any() else np.ones_like(keep)
-
-
-def _band(ax: Any, steps: np.ndarray, values: np.ndarray, **kw: Any) -> Any:
-    mean, lo, hi = mean_interval(values, axis=0)
-    (line,) = ax.plot(steps, mean, **kw)
-    if values.shape[0] > 1:
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=_BAND_ALPHA, linewidth=0)
-    return line
-
-
-def plot_trajectory(traj: Trajectory, ax: Any = None, label: Optional[str] = None) -> Any:
-    """Mean old weight α_t with its 95% band (mean ± 1.96 s/√R over non-diverged replicates)
-    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1) dashed on a twin
-    axis in the same colour. Calling it again on the same ``ax`` adds to both axes.
-    Returns the primary axes (the twin is ``ax.mixforget_twin``)."""
-    ax = _axes(ax)
-    keep = _kept(traj)
-    name = label if label is not None else str(traj.meta.get("objective", {}).get("kind", "α"))
-    line = _band(ax, traj.steps, traj.old_weight[keep], label=f"{name}: old weight")
-    twin = getattr(ax, "mixforget_twin", None)
-    if twin is None:
-        twin = ax.twinx()
-        ax.mixforget_twin = twin
-        twin.set_ylabel("old-mode drift ‖μ_o − μ_o*‖_Σ (dashed)")
-    _band(
-        twin,
-        traj.steps,
-        traj.drift[keep],
-        color=line.get_color(),
-        linestyle="--",
-        label=f"{name}: drift",
-    )
-    ax.set_xlabel("step")
-    ax.set_ylabel("old weight α (solid)")
-    return ax
-
-
 def plot_forgetting(
     trajectories: Mapping[str, Trajectory],
     flows: Optional[Mapping[str, Trajectory]] = None,
@@ -134,9 +75,9 @@ def plot_forgetting(
     ax_w, ax_d = axes[0], axes[1]
     flows = flows or {}
     for label, traj in trajectories.items():
-        keep = _kept(traj)
-        line = _band(ax_w, traj.steps, traj.old_weight[keep], label=label)
-        _band(ax_d, traj.steps, traj.drift[keep], color=line.get_color(), label=label)
+        keep = kept_replicates(traj)
+        line = band(ax_w, traj.steps, traj.old_weight[keep], label=label)
+        band(ax_d, traj.steps, traj.drift[keep], color=line.get_color(), label=label)
         flow = flows.get(label)
         if flow is not None:
             for ax, values in ((ax_w, flow.old_weight[0]), (ax_d, flow.drift[0])):
@@ -203,7 +144,7 @@ def plot_densities(
         tgt = traj.target
         vo, vn = float(tgt.cov_matrix("old")[0, 0]), float(tgt.cov_matrix("new")[0, 0])
         mo_t, mn_t = float(tgt.old_mean[0]), float(tgt.new_mean[0])
-        keep = _kept(traj)
+        keep = kept_replicates(traj)
         w = traj.old_weight[keep].mean(axis=0)
         mo = traj.old_mean[keep, :, 0].mean(axis=0)
         mn = traj.new_mean[keep, :, 0].mean(axis=0)
@@ -271,7 +212,7 @@ def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = Non
     reference C·BC is anchored on the first series at its largest Δ. Non-positive values are
     left out (log scale). Returns the axes.
     """
-    ax = _axes(ax)
+    ax = ensure_axes(ax)
     cols = _columns(table)
     sep = _float_column(cols, "separation")
     if sep is None:
@@ -339,8 +280,6 @@ def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = Non
 
 
 def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots: str) -> np.ndarray:
-    from .theory import starvation_probability
-
     return np.asarray(starvation_probability(alpha, b, lam, slots=slots), dtype=np.float64)
 
 
@@ -360,12 +299,13 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     One series (colour) per (α, λ); measured rates of 0 cannot be drawn on the log scale and
     are left out; the y axis stops at 0.2 / max(batches) (or 1e-9), below what was measurable.
     Returns the axes."""
-    ax = _axes(ax)
+    ax = ensure_axes(ax)
     cols = _columns(table)
     for name in ("batch_size", "old_weight", "measured"):
         if name not in cols:
             raise ValueError(
-                f"table needs a {name!r} column (batch_size, old_weight, measured; optional replay, batches, predicted)"
+                f"table needs a {name!r} column (batch_size, old_weight, measured; optional "
+                "replay, batches, predicted)"
             )
     b = _float_column(cols, "batch_size")
     alpha = _float_column(cols, "old_weight")
@@ -376,16 +316,16 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
         lam = np.zeros_like(b)
     batches = _float_column(cols, "batches")
     keys = list(dict.fromkeys(zip(alpha.tolist(), lam.tolist())))
-    for a, l in keys:
-        sel = (alpha == a) & (lam == l)
+    for a, lam_k in keys:
+        sel = (alpha == a) & (lam == lam_k)
         order = np.argsort(b[sel])
         bs, ms = b[sel][order], measured[sel][order]
         curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
         curve = _starvation_theory(
-            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, l), slots
+            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, lam_k), slots
         )
-        name = f"α={a:g}" + (f", λ={l:g}" if l > 0 else "")
-        formula = "((1−λ)(1−α))^B" if l > 0 else "(1−α)^B"
+        name = f"α={a:g}" + (f", λ={lam_k:g}" if lam_k > 0 else "")
+        formula = "((1−λ)(1−α))^B" if lam_k > 0 else "(1−α)^B"
         ok = curve > 0
         (line,) = ax.plot(
             curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}"

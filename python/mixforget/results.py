@@ -9,23 +9,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import theory
+from ._overlap import overlap_accuracy_records
+from ._plotting import plot_trajectory
+from ._stats import mean_interval
 from .mixture import TwoMode
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
-
-_Z95 = 1.959963984540054
-
-
-def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and normal-approximation 95% interval (mean ± 1.96 s/√n) along ``axis``."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        return mean, mean.copy(), mean.copy()
-    half = _Z95 * values.std(axis=axis, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)
@@ -94,7 +83,7 @@ class Trajectory:
         S_k = Σ_k / det(Σ_k)^{1/d}. Exact for d = 1; for d > 1 when each model component's
         covariance equals the target's (NotImplementedError otherwise)."""
         start = self.start_model()
-        return theory.overlap_accuracy_records(
+        return overlap_accuracy_records(
             self.target,
             self.old_weight,
             self.old_mean,
@@ -166,8 +155,6 @@ class Trajectory:
     def plot(self, ax: Any = None, label: Optional[str] = None) -> Any:
         """Mean old weight with its 95% band against steps, drift on a twin axis
         (optional extra 'plot'). Returns the axes."""
-        from .plot import plot_trajectory
-
         return plot_trajectory(self, ax=ax, label=label)
 
     # -- storage ------------------------------------------------------------------------

@@ -266,10 +266,12 @@ class DriftSeparationStudy:
         fit = ", ".join(_fmt(s, 3) for s in self.fit_separations)
         text = _markdown(header, lines)
         text += (
-            f"\n\nFitted slope of log sup_t D_t against Δ² over Δ ∈ {{{fit}}} (theory −1/8 = −0.125): "
+            f"\n\nFitted slope of log sup_t D_t against Δ² over Δ ∈ {{{fit}}} "
+            "(theory −1/8 = −0.125): "
             f"population {self.slope_population:.4f}"
             f" ({100 * (self.slope_population / self.theory_slope - 1):+.1f}%); "
-            f"with a fitted factor Δ^k: {self.slope_population_corrected:.4f} (k = {self.poly_exponent_population:.2f})."
+            f"with a fitted factor Δ^k: {self.slope_population_corrected:.4f} (k = "
+            f"{self.poly_exponent_population:.2f})."
             f" C = max sup_t D_t / BC = {self.constant_population:.3f}."
         )
         if has_batch and not math.isnan(self.slope_batch):
@@ -410,7 +412,8 @@ def drift_vs_separation(
         start = target.replace(new_mean=float(delta + start_offset) * u)
         if np.array_equal(start.new_mean, start.old_mean):
             raise ValueError(
-                f"start_offset = {start_offset} puts the start's new mean on the old mean at Δ = {delta}"
+                f"start_offset = {start_offset} puts the start's new mean on the old mean at Δ = "
+                f"{delta}"
             )
         bc = float(math.exp(-delta * delta / 8.0))
         flow = population_flow(
@@ -574,9 +577,11 @@ class StarvationStudy:
                     _fmt(r["batch_size"]),
                     _fmt(r["replay"], 3),
                     _fmt(r["predicted_onpolicy"]),
-                    f"{_fmt(r['measured_onpolicy'])} [{_fmt(r['onpolicy_lo'], 3)}, {_fmt(r['onpolicy_hi'], 3)}]",
+                    f"{_fmt(r['measured_onpolicy'])} [{_fmt(r['onpolicy_lo'], 3)}, "
+                    f"{_fmt(r['onpolicy_hi'], 3)}]",
                     _fmt(r["predicted_replay"]),
-                    f"{_fmt(r['measured_replay'])} [{_fmt(r['replay_lo'], 3)}, {_fmt(r['replay_hi'], 3)}]",
+                    f"{_fmt(r['measured_replay'])} [{_fmt(r['replay_lo'], 3)}, "
+                    f"{_fmt(r['replay_hi'], 3)}]",
                     _fmt(r["var_onpolicy"], 3),
                     _fmt(r["var_replay"], 3),
                     _fmt(r["variance_ratio"], 3),
@@ -586,7 +591,8 @@ class StarvationStudy:
         s = self.settings
         note = (
             f"\n\n{s.get('batches')} batches per setting; slots = {s.get('slots')}; target Δ = "
-            f"{_fmt(s.get('separation'), 3)}, model old mean offset {_fmt(s.get('old_mean_offset'), 3)}σ "
+            f"{_fmt(s.get('separation'), 3)}, model old mean offset "
+            f"{_fmt(s.get('old_mean_offset'), 3)}σ "
             f"(so the old-mean gradient is non-zero)."
         )
         return _markdown(header, lines) + note

@@ -11,8 +11,8 @@ points finish, or how often the sweep was interrupted.
 Database layout (``sqlite3``)
 -----------------------------
 ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``hash`` (SHA-256 of base + grid + root seed +
-population flag + separation mode; a db made by another sweep is refused), ``seed`` (root seed record, JSON),
-``base``, ``grid`` (canonical JSON), ``n_points``, ``format``.
+population flag + separation mode; a db made by another sweep is refused), ``seed`` (root
+seed record, JSON), ``base``, ``grid`` (canonical JSON), ``n_points``, ``format``.
 
 ``points``: one row per finished point — ``point`` (index in the grid order), ``params``
 (JSON of this point's grid values), ``config`` (JSON of the full resolved simulate
@@ -77,9 +77,22 @@ METRICS = ("old_weight", "drift", "sup_drift", "new_error", "starved")
 
 _METRIC_COLUMNS = [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
 #: Columns of the ``points`` table, in order.
-COLUMNS = (
-    ["point", "params", "config", "seed_entropy", "seed_spawn_key", "separation", "bhattacharyya", "replicates", "diverged", *_METRIC_COLUMNS, "old_weight_population", "sup_drift_population", "wall_time", "trajectory"]
-)
+COLUMNS = [
+    "point",
+    "params",
+    "config",
+    "seed_entropy",
+    "seed_spawn_key",
+    "separation",
+    "bhattacharyya",
+    "replicates",
+    "diverged",
+    *_METRIC_COLUMNS,
+    "old_weight_population",
+    "sup_drift_population",
+    "wall_time",
+    "trajectory",
+]
 
 _SIM_PARAMS = list(inspect.signature(simulate).parameters)
 #: base keys that do not change results (left out of the hash and of the stored config).
@@ -196,7 +209,8 @@ def _display(value: Any) -> Any:
 def _check_base(base: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(base, Mapping):
         raise TypeError(
-            f"base must be a dict of mixforget.simulate keyword arguments, got {type(base).__name__}"
+            "base must be a dict of mixforget.simulate keyword arguments, got "
+            f"{type(base).__name__}"
         )
     for key in base:
         if key in ("rng", "progress"):
@@ -227,8 +241,9 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     for key, values in grid.items():
         if not isinstance(key, str) or not _grid_key_ok(key):
             raise ValueError(
-                f"unknown grid key {key!r}; allowed: {list(_GRID_PLAIN_KEYS)}, 'separation', 'old_weight', "
-                f"'target.<field>', 'start.<field>' (fields {list(_MODEL_FIELDS)}), 'objective.<field>'"
+                f"unknown grid key {key!r}; allowed: {list(_GRID_PLAIN_KEYS)}, "
+                "'separation', 'old_weight', 'target.<field>', 'start.<field>' "
+                f"(fields {list(_MODEL_FIELDS)}), 'objective.<field>'"
             )
         if isinstance(values, (str, bytes)) or not isinstance(
             values, (list, tuple, np.ndarray, range)
@@ -627,7 +642,8 @@ def sweep(
     digest = hashlib.sha256(_dumps(identity).encode()).hexdigest()
     if stored and stored.get("hash") != digest:
         raise ValueError(
-            f"the database {db} was made by a different sweep (its base, grid, rng or population flag "
+            f"the database {db} was made by a different sweep "
+            "(its base, grid, rng or population flag "
             f"differ: stored hash {stored.get('hash', '?')[:12]}…, this sweep {digest[:12]}…); "
             "use another db path or the original arguments"
         )

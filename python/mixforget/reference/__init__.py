@@ -1,0 +1,47 @@
+"""Pure-NumPy twins of every Rust kernel (DESIGN §3, §4), with the same signatures as
+``mixforget.kernels.*``, ``mixforget.simulate``, ``mixforget.estimate_gradient`` and
+``mixforget.population_gradient``.
+
+They are the executable specification of MATH.md and the honest baseline of the benchmarks:
+vectorised over replicates and over the batch (arrays of shape (R, B, d)); the only Python
+loops run over training steps, mixture components, root-finding iterations or fixed-size
+memory chunks — never over samples or replicates. They agree with the Rust engine *in
+distribution*, not bit for bit: randomness comes from one ``np.random.Generator`` built by
+``np.random.default_rng(resolve_rng(rng))`` (SPEC 7). Inputs are validated by the same
+helpers as the Rust path (``kernels.mixture_args``/``as_points``/``resolve_threads``,
+``_problem.check_*``), so bad input raises the same errors; ``threads`` is validated and
+otherwise ignored (one Python thread, BLAS aside).
+
+Layout (the Rust engine's, one module per objective):
+
+- :mod:`.forward_kl`, :mod:`.reverse_kl`, :mod:`.sdft`, :mod:`.ttt_discover`, :mod:`.oapl` —
+  each objective's sampling source, second density, per-sample coefficient, extra state
+  and exact-limit behaviour, with its formula in the module docstring;
+- :mod:`._objective` — the interface those implement (:class:`~._objective.ObjectiveTwin`),
+  the run context, the parameters and the pieces several objectives share;
+  :mod:`._registry` maps an objective to its twin;
+- :mod:`._engine` — the shared core: draw, densities, score accumulation, update, recording
+  (:func:`simulate`, :func:`estimate_gradient`, :func:`population_gradient`);
+- :mod:`._densities` — Gaussian components and two-mode mixtures; :mod:`._averaging` — the
+  batch mean and its population (quadrature) limit;
+- :mod:`.kernels` — twins of :func:`mixforget.kernels.responsibilities`,
+  ``mixture_logpdf``, ``sample_mixture``, ``starvation_counts``
+  (``replay_weights`` lives with ReverseKL).
+"""
+
+from __future__ import annotations
+
+from ._engine import estimate_gradient, population_gradient, simulate
+from .kernels import mixture_logpdf, responsibilities, sample_mixture, starvation_counts
+from .reverse_kl import replay_weights
+
+__all__ = [
+    "estimate_gradient",
+    "mixture_logpdf",
+    "population_gradient",
+    "replay_weights",
+    "responsibilities",
+    "sample_mixture",
+    "simulate",
+    "starvation_counts",
+]

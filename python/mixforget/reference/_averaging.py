@@ -1,0 +1,81 @@
+"""Averaging operators: a finite batch, or the expectation under the sampling density.
+
+Each objective's batch statistics (means, leave-one-out means, log-mean-exp, tilts) are
+written once against an :class:`Averager`; the batch mean gives the finite-batch estimator,
+the quadrature mean its exact G → ∞ limit (leave-one-out means become full expectations).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_LN2 = math.log(2.0)
+
+
+class Averager:
+    """Averages over axis 1 (the sample axis) of (R, N[, d]) arrays."""
+
+    def mean(self, v: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def loo(self, v: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def log_mean_exp(self, a: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def mean_keep(self, v: np.ndarray) -> np.ndarray:
+        return np.expand_dims(self.mean(v), 1)
+
+    def tilt_stats(self, a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the tilt p ∝ e^{a} of the averaging measure: (log mean e^{a}, E_p[c],
+        E_p[c²]), each (R, 1)."""
+        lz = self.log_mean_exp(a)
+        p = np.exp(a - lz)
+        return lz, self.mean_keep(p * c), self.mean_keep(p * c * c)
+
+
+class BatchMean(Averager):
+    """Uniform average over a batch of B samples; leave-one-out means over j ≠ i (0 when
+    B = 1, as the Rust engine)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        return v.mean(axis=1)
+
+    def loo(self, v: np.ndarray) -> np.ndarray:
+        if self.batch == 1:
+            return np.zeros_like(v)
+        return (v.sum(axis=1, keepdims=True) - v) / (self.batch - 1)
+
+    def log_mean_exp(self, a: np.ndarray) -> np.ndarray:
+        m = a.max(axis=1, keepdims=True)
+        return m + np.log(np.mean(np.exp(a - m), axis=1, keepdims=True))
+
+
+class QuadMean(Averager):
+    """Expectation under a density on a 1-D grid: Σ_i w_i v_i with w ∝ density × trapezoid
+    weights (Σ w = 1). Leave-one-out means become full means (the G → ∞ limit)."""
+
+    def __init__(self, log_density: np.ndarray, h: float) -> None:
+        log_w = log_density + math.log(h)
+        log_w[0] -= _LN2
+        log_w[-1] -= _LN2
+        top = log_w.max()
+        self.log_w = log_w - (top + math.log(np.exp(log_w - top).sum()))
+        self.w = np.exp(self.log_w)
+
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        return v @ self.w if v.ndim == 2 else np.einsum("rnd,n->rd", v, self.w)
+
+    def loo(self, v: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.mean_keep(v), v.shape)
+
+    def log_mean_exp(self, a: np.ndarray) -> np.ndarray:
+        b = a + self.log_w
+        m = b.max(axis=1, keepdims=True)
+        return m + np.log(np.exp(b - m).sum(axis=1, keepdims=True))

@@ -1,0 +1,45 @@
+"""ForwardKL — SFT on new-task data (MATH §4.1), NumPy twin.
+
+Loss KL(p_train ‖ q_θ) with p_train = (1 − λ) p_new* + λ p_old*:
+
+    ĝ = −(1/B) Σ_i s(x_i),   x_i ~ p_train,   s = ∇_θ log q_θ.
+
+- Sampling source: new-task data p_new*; replay slots (each w.p. λ, 'bernoulli', or the first
+  round(λB), 'stratified') draw from p_old* and are labelled old. No sample from the model.
+- Second density: none. Per-sample coefficient c_i = −1. Extra state: none.
+- Exact limit: the expectation of −s under p_train; its optimum is α = λ (λ = 0: mass
+  forgetting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..objectives import ForwardKL
+from ._averaging import Averager
+from ._densities import Mix
+from ._objective import ObjectiveTwin, replay_logpdf, replay_mask
+
+
+class ForwardKLTwin(ObjectiveTwin[ForwardKL]):
+    kind = "ForwardKL"
+
+    def draw(
+        self, gen: np.random.Generator, z: np.ndarray, model: Mix
+    ) -> tuple[np.ndarray, np.ndarray]:
+        r, b = z.shape[:2]
+        obj = self.objective
+        rep = replay_mask(gen, r, b, obj.replay, obj.replay_slots)
+        x_new = self.ctx.draw_new_world(z)
+        if rep is None:
+            return x_new, np.zeros((r, b), dtype=bool)
+        return np.where(rep[..., None], self.ctx.draw_old_world(z), x_new), np.array(rep)
+
+    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
+        lam = self.objective.replay
+        if lam == 0.0:
+            return self.ctx.log_new_world(x)
+        return replay_logpdf(self.ctx, x, self.ctx.log_new_world(x), lam)
+
+    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+        return np.full_like(lq, -1.0)

@@ -14,7 +14,7 @@ import mixforget
 
 project = "mixforget"
 author = "the mixforget authors"
-copyright = "the mixforget authors, MIT licence"  # noqa: A001 - Sphinx's name
+copyright = "the mixforget authors, MIT licence"
 release = mixforget.__version__
 version = release
 

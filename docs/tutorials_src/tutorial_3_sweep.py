@@ -2,7 +2,7 @@
 A resumable sweep
 =================
 
-:func:`mixforget.sweep` runs :func:`mixforget.simulate` over a Cartesian grid and stores one
+:func:`~mixforget.sweep.sweep` runs :func:`~mixforget.simulate.simulate` over a Cartesian grid and stores one
 row per finished point in SQLite, each in its own transaction. A sweep interrupted at any
 moment loses at most the points in flight; calling it again computes only the missing
 points, with the same per-point seeds, so the rows are identical whatever happened in

@@ -1,5 +1,5 @@
-"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (docs: speed-workloads), Rust vs the
-NumPy twin vs the RNG floor in one group; thread scaling (1 and 2 threads) in a second group."""
+"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (DESIGN §4), Rust vs the NumPy
+twin vs the RNG floor in one group; thread scaling (1 and 2 threads) in a second group."""
 
 from __future__ import annotations
 

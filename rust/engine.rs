@@ -1,7 +1,6 @@
-//! The training engine (docs: theory-scores, theory-estimators, theory-training-loop): objectives,
-//! one generic score-function core, finite-batch sampling with replay slots, the update, extra
-//! state (SDFT teacher, OAPL lag, TTT start model), starvation counting and recording, over many
-//! replicates in parallel.
+//! The training engine (MATH §3–§5): objectives, one generic score-function core,
+//! finite-batch sampling with replay slots, the update, extra state (SDFT teacher, OAPL lag,
+//! TTT start model), starvation counting and recording, over many replicates in parallel.
 //!
 //! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i): the objective contributes its
 //! sampling distribution and the per-sample coefficient c_i; ω_i = 1/B for a finite batch,
@@ -477,8 +476,8 @@ pub fn sampling_components<'a>(objective: &Objective, m: &'a Models) -> Vec<(f64
     out
 }
 
-/// Draw a finite batch (docs: theory-estimators: label first, then the point; replay slots).
-/// Returns the number of old-labelled samples.
+/// Draw a finite batch (MATH §4: label first, then the point; replay slots). Returns the
+/// number of old-labelled samples.
 pub fn draw_batch(objective: &Objective, m: &Models, rng: &mut Stream, batch: &mut Batch) -> usize {
     let (replay, slots) = objective.replay();
     let b = batch.len;
@@ -703,15 +702,15 @@ pub fn adaptive_beta(r: &[f64], omega: &[f64]) -> f64 {
     beta
 }
 
-/// Bounded importance weight of replay (docs: theory-reverse-kl): w = min(c, q/m), m = (1−λ) q + λ
-/// p_old, so w ≤ 1/(1−λ) before any cap.
+/// Bounded importance weight of replay (MATH §4.2): w = min(c, q/m), m = (1−λ) q + λ p_old,
+/// so w ≤ 1/(1−λ) before any cap.
 #[inline]
 pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
     (1.0 / ((1.0 - replay) + replay * fastmath::exp(log_p_old - log_q))).min(cap)
 }
 
 /// The generic score-function core: per-sample coefficients c_i of the objective, then
-/// ĝ = Σ ω_i c_i s(x_i) with s the score of the model (docs: theory-scores).
+/// ĝ = Σ ω_i c_i s(x_i) with s the score of the model (MATH §3).
 pub fn evaluate(
     problem_objective: &Objective,
     wp: WeightParam,
@@ -949,7 +948,7 @@ pub fn evaluate(
             }
         }
     }
-    // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (docs: theory-scores).
+    // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (MATH §3).
     grad.old
         .iter_mut()
         .zip(&model.old.mean)
@@ -965,8 +964,7 @@ pub fn evaluate(
 
 impl Problem {
     /// One finite-batch estimate ĝ at `models`: draw the batch from the objective's sampling
-    /// distribution (docs: theory-estimators), then the score-function core. Returns the
-    /// old-labelled count.
+    /// distribution (MATH §4), then the score-function core. Returns the old-labelled count.
     pub fn batch_gradient(
         &self,
         models: &Models,
@@ -1055,7 +1053,7 @@ pub struct Records<'a> {
     pub starved: &'a mut [i64],
 }
 
-/// Finite-batch training of many replicates (docs: theory-training-loop), each on its own stream.
+/// Finite-batch training of many replicates (MATH §5), each on its own stream.
 pub struct Simulation {
     pub problem: Problem,
     pub batch_size: usize,

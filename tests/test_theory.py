@@ -1,9 +1,8 @@
-"""Tests of mixforget.theory (docs: theory-geometry, theory-forward-kl, theory-starvation,
-theory-fisher, theory-check-values, theory-method-closed-forms).
+"""Tests of mixforget.theory (MATH §2, §4.1, §4.3, §7.8–§7.10).
 
-Closed forms are checked against the check values of docs: theory-check-values,
-theory-method-closed-forms, against independent SciPy quadratures, and against Monte Carlo with the
-Rust kernels (mixforget.kernels) within 5 standard errors (fixed seeds).
+Closed forms are checked against the check values of MATH §7.9–§7.10, against independent
+SciPy quadratures, and against Monte Carlo with the Rust kernels (mixforget.kernels) within
+5 standard errors (fixed seeds).
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ def _resp_old(model: TwoMode, x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# check values (docs: theory-check-values, theory-method-closed-forms)
+# check values (MATH §7.9, §7.10)
 # ---------------------------------------------------------------------------------------
 def test_check_values():
     m = _model_1d(0.5, 4.0)
@@ -85,7 +84,7 @@ def test_scalar_outputs_are_python_floats():
 
 
 # ---------------------------------------------------------------------------------------
-# Bhattacharyya (docs: theory-geometry)
+# Bhattacharyya (MATH §2)
 # ---------------------------------------------------------------------------------------
 def test_bhattacharyya_equal_cov_general_d():
     cov = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.7]])
@@ -119,7 +118,7 @@ def test_bhattacharyya_unequal_cov_vs_quadrature(ma, mb, va, vb):
 
 
 # ---------------------------------------------------------------------------------------
-# misassignment: closed forms / quadrature (docs: theory-geometry)
+# misassignment: closed forms / quadrature (MATH §2)
 # ---------------------------------------------------------------------------------------
 def _soft_reference(alpha: float, delta: float) -> tuple[float, float]:
     """Independent SciPy quadrature of E_{φ_n}[r_o] and E_{φ_o}[r_n] in x (d = 1, Σ = 1)."""
@@ -300,7 +299,7 @@ def test_hard_equal_weights_below_half_bc():
 
 
 def test_symmetry_identity():
-    """α·E_{φ_o}[r_n] = (1−α)·E_{φ_n}[r_o] (docs: theory-check-values)."""
+    """α·E_{φ_o}[r_n] = (1−α)·E_{φ_n}[r_o] (MATH §7.9)."""
     models = list(_grid_models()) + [
         _model_1d(a, d) for a in (0.01, 0.99) for d in (0.3, 8.0, 10.0, 20.0)
     ]
@@ -311,7 +310,7 @@ def test_symmetry_identity():
 
 
 # ---------------------------------------------------------------------------------------
-# misassignment vs Monte Carlo with the Rust kernels (docs: theory-pred-misassignment)
+# misassignment vs Monte Carlo with the Rust kernels (MATH §7.6)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("delta", DELTAS)
@@ -366,7 +365,7 @@ def test_misassignment_vs_monte_carlo_d3():
 
 
 # ---------------------------------------------------------------------------------------
-# starvation (docs: theory-starvation)
+# starvation (MATH §4.3)
 # ---------------------------------------------------------------------------------------
 def test_starvation_formulas_and_vectorisation():
     alpha = np.array([0.0, 0.05, 0.3, 1.0])
@@ -518,7 +517,7 @@ def test_expected_starved_matches_simulation():
 
 
 # ---------------------------------------------------------------------------------------
-# Fisher information and local rate (docs: theory-fisher)
+# Fisher information and local rate (MATH §7.8)
 # ---------------------------------------------------------------------------------------
 def _scores(model: TwoMode, x: np.ndarray, ro: np.ndarray) -> np.ndarray:
     sio = np.linalg.inv(model.cov_matrix("old"))
@@ -572,12 +571,7 @@ def test_fisher_vs_grid_quadrature(model):
 
 @pytest.mark.parametrize(
     "model",
-    [
-        *FISHER_MODELS[:2],
-        TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]),
-        TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0),
-        TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5),
-    ],
+    [*FISHER_MODELS[:2], TwoMode([0.0, 0.0, 0.0], [1.0, 2.0, -1.0], 0.6, cov=[1.3, 1.3, 1.3]), TwoMode([0.0], [3.0], 0.3, old_cov=1.0, new_cov=2.0), TwoMode([0.0], [1.5], 0.7, old_cov=0.5, new_cov=1.5)],
 )
 def test_fisher_vs_monte_carlo(model):
     n = 400_000
@@ -669,7 +663,7 @@ def test_local_rate():
 
 
 # ---------------------------------------------------------------------------------------
-# methods (docs: theory-method-closed-forms)
+# methods (MATH §7.10)
 # ---------------------------------------------------------------------------------------
 def test_oapl_periods():
     a = th.oapl_period_weight(0.6, 1.0, 0.5, periods=3)

@@ -65,7 +65,7 @@ def check_lr(lr: Any) -> float:
 
 
 def check_lr_scale(lr_scale: Optional[Mapping[str, Any]]) -> dict[str, float]:
-    """Per-group multipliers m (docs: theory-scores); missing groups are 1, 0 freezes a group."""
+    """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group."""
     scale = dict.fromkeys(LR_GROUPS, 1.0)
     if lr_scale is None:
         return scale
@@ -151,8 +151,8 @@ def check_run(
     progress: Any,
     memory_limit: Any,
 ) -> RunSettings:
-    """Every check of a simulate call, before any work (docs: design-reliability), including the
-    memory limit on the recorded output."""
+    """Every check of a simulate call, before any work (DESIGN §5), including the memory
+    limit on the recorded output."""
     from .kernels import resolve_threads
 
     check_models(target, start)

@@ -1,4 +1,4 @@
-"""Input validation shared by every public entry point (docs: design-reliability).
+"""Input validation shared by every public entry point (DESIGN §5).
 
 Every check raises ``ValueError``/``TypeError`` naming the argument and the allowed range,
 before any work is done.
@@ -34,7 +34,7 @@ _memory_limit = [DEFAULT_MEMORY_LIMIT]
 
 
 def set_memory_limit(nbytes: int) -> None:
-    """Largest output (bytes) any call may allocate before it is refused (docs: design-reliability);
+    """Largest output (bytes) any call may allocate before it is refused (DESIGN §5);
     default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
     _memory_limit[0] = as_positive_int("nbytes", nbytes)
 

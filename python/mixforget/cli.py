@@ -1,4 +1,4 @@
-"""The ``mixforget`` command line (docs: api).
+"""The ``mixforget`` command line (DESIGN §3).
 
 Subcommands::
 
@@ -212,7 +212,7 @@ def run_demo(
     figures: bool = True,
     stream: Any = None,
 ) -> dict[str, Any]:
-    """The canonical study (docs: api): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
+    """The canonical study (DESIGN §3): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
     on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
     ``densities.png``, ``forgetting.png``, ``starvation.png`` into ``out``.
 

@@ -1,9 +1,9 @@
-"""TOML run and sweep configurations, validated against a schema (docs: api, design-reliability).
+"""TOML run and sweep configurations, validated against a schema (DESIGN §3, §5).
 
 A configuration file describes one training problem (the arguments of
 :func:`mixforget.simulate`) and, optionally, a grid for :func:`mixforget.sweep`::
 
-    [target]                 # the world p* (docs: theory-model); required
+    [target]                 # the world p* (MATH §1); required
     old_mean = [-3.0]        # a number (d = 1) or a list of d numbers
     new_mean = [3.5]
     old_weight = 0.75        # α* in (0, 1)
@@ -420,15 +420,9 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
     table = _table("sweep.grid", table)
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
-    allowed = [
-        *list(GRID_RUN_KEYS),
-        "separation",
-        "old_weight",
-        "objective",
-        "objective.<field>",
-        "target.<key>",
-        "start.<key>",
-    ]
+    allowed = (
+        [*list(GRID_RUN_KEYS), "separation", "old_weight", "objective", "objective.<field>", "target.<key>", "start.<key>"]
+    )
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]

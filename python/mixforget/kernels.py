@@ -81,8 +81,7 @@ def as_points(x: Any, dim: int) -> np.ndarray:
 def responsibilities(
     x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None
 ) -> np.ndarray:
-    """Posterior component probabilities r_k(x) = w_k φ_k(x) / Σ_j w_j φ_j(x)
-    (docs: theory-geometry).
+    """Posterior component probabilities r_k(x) = w_k φ_k(x) / Σ_j w_j φ_j(x) (MATH §2).
 
     (n, K), log-sum-exp stable (rows sum to 1 to 1e-12, no NaN far in the tails); two
     components with equal covariance use the logistic form r_0 = σ(aᵀx + b), one dot product
@@ -116,7 +115,7 @@ def sample_args(
 def sample_mixture(
     n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (docs: theory-estimators).
+    """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (MATH §4).
 
     Returns (x (n, d) float64, labels (n,) int64 component indices)."""
     n, w, m, c = sample_args(n, weights, means, covs)
@@ -147,7 +146,7 @@ def starvation_counts(
     rng: RngLike = 0,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Old-labelled samples in each of ``batches`` batches of size B (docs: theory-starvation).
+    """Old-labelled samples in each of ``batches`` batches of size B (MATH §4.3).
 
     On-policy draws are old w.p. α; replay draws (fraction λ) are always old. Bernoulli slots:
     Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α). A batch is
@@ -168,7 +167,7 @@ def replay_weights(
     weight_cap: float | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Bounded importance weights of reverse-KL replay (docs: theory-reverse-kl) at points x (n, d):
+    """Bounded importance weights of reverse-KL replay (MATH §4.2) at points x (n, d):
     w = min(c, q_θ(x)/m(x)), m = (1−λ) q_θ + λ p_old, so w ≤ 1/(1−λ) without a cap.
     ``model`` is q_θ and ``target`` gives p_old (both TwoMode)."""
     from ._problem import build_problem, check_lr_scale, check_models

@@ -1,5 +1,4 @@
-"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (docs: theory-model,
-theory-geometry)."""
+"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (MATH §1–§2)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ _UNSET: Any = object()
 
 
 class TwoMode:
-    """Two-mode Gaussian mixture, the model and the world of docs: theory-model.
+    """Two-mode Gaussian mixture, the model and the world of MATH §1.
 
     ``q(x) = α φ(x; μ_o, Σ_o) + (1 − α) φ(x; μ_n, Σ_n)``.
 
@@ -141,8 +140,7 @@ class TwoMode:
         white = np.linalg.solve(chol, flat.T).T
         return np.sqrt(np.sum(white * white, axis=-1)).reshape(delta.shape[:-1])
 
-    # -- geometry (docs: theory-geometry)
-    # -------------------------------------------------------------
+    # -- geometry (MATH §2) -------------------------------------------------------------
     @property
     def separation(self) -> float:
         """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal)."""
@@ -152,7 +150,7 @@ class TwoMode:
 
     @property
     def bhattacharyya(self) -> float:
-        """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (docs: theory-geometry).
+        """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (MATH §2).
 
         D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_o det Σ_n)); equal covariance: exp(−Δ²/8).
         """
@@ -174,7 +172,7 @@ class TwoMode:
         return weights, means, [self._old_cov, self._new_cov]
 
     def responsibilities(self, x: Any, threads: int | None = None) -> np.ndarray:
-        """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (docs: theory-geometry)."""
+        """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (MATH §2)."""
         from . import kernels
 
         return kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)

@@ -8,8 +8,8 @@ Trajectories
     (1-D).
 Theory checks (tables: a list of dicts or a pandas DataFrame)
     :func:`plot_drift_vs_separation` — log sup drift against Δ² with an e^{−Δ²/8} reference
-    (docs: theory-pred-drift); :func:`plot_starvation` — starved-batch rate against batch size with
-    the (1−α)^B and ((1−λ)(1−α))^B curves (docs: theory-starvation, theory-pred-starvation).
+    (MATH §7.3); :func:`plot_starvation` — starved-batch rate against batch size with the
+    (1−α)^B and ((1−λ)(1−α))^B curves (MATH §4.3, §7.4).
 
 Every function takes an optional ``ax`` (or ``axes``) and returns what it drew on; with
 ``ax=None`` a new figure is made through ``matplotlib.pyplot``.
@@ -93,7 +93,7 @@ def _band(ax: Any, steps: np.ndarray, values: np.ndarray, **kw: Any) -> Any:
 
 def plot_trajectory(traj: Trajectory, ax: Any = None, label: Optional[str] = None) -> Any:
     """Mean old weight α_t with its 95% band (mean ± 1.96 s/√R over non-diverged replicates)
-    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (docs: theory-model) dashed on a twin
+    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1) dashed on a twin
     axis in the same colour. Calling it again on the same ``ax`` adds to both axes.
     Returns the primary axes (the twin is ``ax.mixforget_twin``)."""
     ax = _axes(ax)
@@ -124,8 +124,8 @@ def plot_forgetting(
     axes: Optional[Sequence[Any]] = None,
 ) -> Sequence[Any]:
     """Two panels: old weight α_t and drift D_t against steps for each labelled run, mean
-    with 95% band; the population flow of the same label (docs: theory-population), if given, as a
-    thin black dashed line. Returns the two axes."""
+    with 95% band; the population flow of the same label (MATH §6), if given, as a thin black
+    dashed line. Returns the two axes."""
     if axes is None:
         require_matplotlib()
         import matplotlib.pyplot as plt
@@ -182,7 +182,7 @@ def plot_densities(
     """One panel per labelled run (1-D problems): the model density q_θ at several steps,
     drawn with the replicate-mean parameters (mean α, mean μ_o, mean μ_n over non-diverged
     replicates), over the target density p* (grey fill). ForwardKL runs also show their
-    training distribution p_train = (1−λ) p_new + λ p_old (docs: theory-forward-kl, black dotted).
+    training distribution p_train = (1−λ) p_new + λ p_old (MATH §4.1, black dotted).
     ``snapshots``: steps to draw (nearest records); default 0, 5%, 15%, 40% and 100% of the
     run. Returns the axes."""
     runs = list(trajectories.items())
@@ -254,8 +254,8 @@ def plot_densities(
 
 
 def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = None) -> Any:
-    """log sup_t D_t against Δ² with an e^{−Δ²/8} reference line (docs: theory-pred-drift: the slope
-    of log sup drift against Δ² approaches −1/8 as Δ grows).
+    """log sup_t D_t against Δ² with an e^{−Δ²/8} reference line (MATH §7.3: the slope of
+    log sup drift against Δ² approaches −1/8 as Δ grows).
 
     ``table``: list of dicts, dict of columns or DataFrame (e.g. :func:`mixforget.sweep`'s
     result with ``grid={"separation": …}``) with columns
@@ -345,9 +345,8 @@ def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots:
 
 
 def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any:
-    """Starved-batch rate against batch size B (docs: theory-starvation, theory-pred-starvation):
-    measured rates as markers, the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log
-    scale.
+    """Starved-batch rate against batch size B (MATH §4.3, §7.4): measured rates as markers,
+    the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log scale.
 
     ``table``: list of dicts, dict of columns or DataFrame with columns
 

@@ -1,4 +1,4 @@
-"""Population (infinite-batch) flow and exact gradients (docs: theory-population)."""
+"""Population (infinite-batch) flow and exact gradients (MATH §6)."""
 
 from __future__ import annotations
 
@@ -31,14 +31,13 @@ def population_gradient(
     """Exact gradient of the objective's loss at ``model`` (the G → ∞ limit of its estimator).
 
     Equal covariance: expectations are quadratures on the affine span of the means in
-    whitened coordinates (k ≤ 3 dimensions), exact in the other directions
-    (docs: theory-population); accuracy ~1e-11 for smooth integrands (trapezoidal rule with spacing
-    ≤ 0.75/Δ_max); the discontinuous ``new_indicator`` reward (d = 1) is integrated second-order
-    across its jump (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal
-    covariance: d = 1 only, else NotImplementedError. TTT-Discover with adaptive β or the indicator
-    reward, and OAPL with the indicator reward, have a closed-form limit only when the means span
-    all d dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean
-    (d,)}.
+    whitened coordinates (k ≤ 3 dimensions), exact in the other directions (MATH §6);
+    accuracy ~1e-11 for smooth integrands (trapezoidal rule with spacing ≤ 0.75/Δ_max); the
+    discontinuous ``new_indicator`` reward (d = 1) is integrated second-order across its jump
+    (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal covariance: d = 1
+    only, else NotImplementedError. TTT-Discover with adaptive β or the indicator reward, and
+    OAPL with the indicator reward, have a closed-form limit only when the means span all d
+    dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean (d,)}.
     """
     check_models(target, model, "model")
     objective = check_objective(objective)
@@ -60,8 +59,8 @@ def population_flow(
     lr_scale: Optional[Mapping[str, float]] = None,
 ) -> Trajectory:
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
-    :func:`population_gradient` (docs: theory-population), including the objective's extra state
-    (SDFT teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
+    :func:`population_gradient` (MATH §6), including the objective's extra state (SDFT
+    teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
     Returns a Trajectory with one replicate (starved counts are 0)."""
     check_models(target, start)
     objective = check_objective(objective)

@@ -1,10 +1,10 @@
-"""Pure-NumPy twins of every Rust kernel (docs: api, speed-workloads), with the same signatures as
+"""Pure-NumPy twins of every Rust kernel (DESIGN §3, §4), with the same signatures as
 ``mixforget.kernels.*``, ``mixforget.simulate``, ``mixforget.estimate_gradient`` and
 ``mixforget.population_gradient``.
 
-They are the executable specification of the theory guide (docs: theory) and the honest baseline of
-the benchmarks: vectorised over replicates and over the batch (arrays of shape (R, B, d)); the only
-Python loops run over training steps, mixture components, root-finding iterations or fixed-size
+They are the executable specification of MATH.md and the honest baseline of the benchmarks:
+vectorised over replicates and over the batch (arrays of shape (R, B, d)); the only Python
+loops run over training steps, mixture components, root-finding iterations or fixed-size
 memory chunks — never over samples or replicates. They agree with the Rust engine *in
 distribution*, not bit for bit: randomness comes from one ``np.random.Generator`` built by
 ``np.random.default_rng(resolve_rng(rng))`` (SPEC 7). Inputs are validated by the same
@@ -15,17 +15,15 @@ otherwise ignored (one Python thread, BLAS aside).
 One place per concept, shared by :func:`simulate`, :func:`estimate_gradient` and
 :func:`population_gradient`:
 
-- :class:`_Gauss` — a Gaussian component: whiten, colour, precision, log density
-  (docs: theory-geometry);
+- :class:`_Gauss` — a Gaussian component: whiten, colour, precision, log density (MATH §2);
 - :class:`_Mix`, :func:`_mix_logpdf` — a two-mode mixture's log weights and log densities;
 - :func:`_score_mean` — the score s(x) = ∇_θ log q_θ(x) contracted with per-sample
-  coefficients (docs: theory-scores);
-- :func:`_coefficient` — each objective's per-sample coefficient c_i (docs: theory-estimators),
-  written once against an *averaging operator*: the batch mean (finite batches, leave-one-out means)
-  or the expectation under the sampling density (population: the G → ∞ limits);
+  coefficients (MATH §3);
+- :func:`_coefficient` — each objective's per-sample coefficient c_i (MATH §4), written once
+  against an *averaging operator*: the batch mean (finite batches, leave-one-out means) or the
+  expectation under the sampling density (population: the G → ∞ limits);
 - :func:`_reward`, :func:`_adaptive_beta` — rewards, TTT-Discover's adaptive temperature;
-- :func:`_draw_batch` — each objective's sampling distribution, labels kept
-  (docs: theory-starvation).
+- :func:`_draw_batch` — each objective's sampling distribution, labels kept (MATH §4.3).
 """
 
 from __future__ import annotations
@@ -60,20 +58,20 @@ __all__ = [
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LN2 = math.log(2.0)
-_DIRECT_EPS = 1e-3  # docs: theory-model: the direct weight is clipped to [ε, 1 − ε]
-_BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (docs: theory-ttt-discover)
+_DIRECT_EPS = 1e-3  # MATH §1: the direct weight is clipped to [ε, 1 − ε]
+_BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (MATH §4.5)
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
 
 
 # =====================================================================================
-# Gaussian components and two-mode mixtures (docs: theory-model, theory-geometry, theory-scores)
+# Gaussian components and two-mode mixtures (MATH §1–§3)
 # =====================================================================================
 
 
 class _Gauss:
     """A covariance in one of three forms (scalar, (d,) diagonal, (d, d) SPD) with the
     operations the kernels need along the last axis: whiten L⁻¹v, colour Lz, precision Σ⁻¹v,
-    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (docs: theory-geometry)."""
+    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (MATH §2)."""
 
     def __init__(self, cov: np.ndarray, dim: int) -> None:
         cov = np.asarray(cov, dtype=np.float64)
@@ -133,7 +131,7 @@ class _Mix:
 
 
 def _alpha(w: np.ndarray, weight_param: str) -> np.ndarray:
-    """α from the weight parameter: σ(η) (logit) or α itself (direct) (docs: theory-model)."""
+    """α from the weight parameter: σ(η) (logit) or α itself (direct) (MATH §1)."""
     return np.exp(-np.logaddexp(0.0, -w)) if weight_param == "logit" else w
 
 
@@ -177,7 +175,7 @@ def _score_mean(
     weight_param: str,
     avg: _Averager,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (docs: theory-scores), per group:
+    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (MATH §3), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
     new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
     Returns (weight (R,), old (R, d), new (R, d))."""
@@ -266,7 +264,7 @@ class _QuadMean(_Averager):
 
 
 # =====================================================================================
-# The world, the extra models, rewards and per-objective coefficients (docs: theory-estimators)
+# The world, the extra models, rewards and per-objective coefficients (MATH §4)
 # =====================================================================================
 
 
@@ -321,7 +319,7 @@ class _Ctx:
         return _mix_logpdf(x, mix, self.g_o, self.g_n)[2]
 
     def teacher(self, w: np.ndarray, mo: np.ndarray, mn: np.ndarray) -> _Mix:
-        """SDFT teacher t (docs: theory-sdft): EMA parameters φ with the new mean anchored,
+        """SDFT teacher t (MATH §4.4): EMA parameters φ with the new mean anchored,
         (1 − κ) μ_n^φ + κ μ_n*."""
         kappa = float(self.objective.anchor)  # type: ignore[attr-defined]
         return _mix_from_param(w, mo, (1.0 - kappa) * mn + kappa * self.world.mn, self.weight_param)
@@ -339,9 +337,8 @@ class _Extra:
 
 
 def _reward(ctx: _Ctx, x: np.ndarray, kind: str, radius: float) -> np.ndarray:
-    """Built-in rewards (docs: theory-ttt-discover, theory-oapl): 'new_logpdf' log p_new(x),
-    'target_logpdf' log p*(x), 'new_indicator' 1[‖x − μ_n*‖_{Σ_n*} ≤ radius] (compared as squared
-    norms)."""
+    """Built-in rewards (MATH §4.5–4.6): 'new_logpdf' log p_new(x), 'target_logpdf' log p*(x),
+    'new_indicator' 1[‖x − μ_n*‖_{Σ_n*} ≤ radius] (compared as squared norms)."""
     if kind == "new_logpdf":
         return ctx.log_new_world(x)
     if kind == "target_logpdf":
@@ -350,8 +347,8 @@ def _reward(ctx: _Ctx, x: np.ndarray, kind: str, radius: float) -> np.ndarray:
 
 
 def _adaptive_beta(r: np.ndarray, avg: _Averager) -> np.ndarray:
-    """TTT-Discover's adaptive β (docs: theory-ttt-discover), shape (R, 1): KL(p_β ‖ ω) = ln 2 for
-    the tilt p_β ∝ ω e^{β r} of the averaging measure ω — softmax(β r) vs uniform_G on a batch,
+    """TTT-Discover's adaptive β (MATH §4.5), shape (R, 1): KL(p_β ‖ ω) = ln 2 for the tilt
+    p_β ∝ ω e^{β r} of the averaging measure ω — softmax(β r) vs uniform_G on a batch,
     the tilt ∝ q e^{βR} vs q in the population limit. KL(β) = β E_p[c] − log E_ω[e^{βc}]
     (c = r − max r) increases with slope β Var_p(r).
 
@@ -395,8 +392,8 @@ def _adaptive_beta(r: np.ndarray, avg: _Averager) -> np.ndarray:
 
 
 def _log_ratio_coef(w: Any, ell: np.ndarray, avg: _Averager, loo: bool) -> np.ndarray:
-    """Score-function coefficient of a KL(q ‖ p) loss (docs: theory-reverse-kl): c_i = w_i (ℓ_i −
-    b_i) with b_i = mean_{j≠i} w_j ℓ_j (leave-one-out) or 0."""
+    """Score-function coefficient of a KL(q ‖ p) loss (MATH §4.2): c_i = w_i (ℓ_i − b_i) with
+    b_i = mean_{j≠i} w_j ℓ_j (leave-one-out) or 0."""
     wl = w * ell
     return wl - w * avg.loo(wl) if loo else wl
 
@@ -404,8 +401,8 @@ def _log_ratio_coef(w: Any, ell: np.ndarray, avg: _Averager, loo: bool) -> np.nd
 def _replay_weight(
     ctx: _Ctx, x: np.ndarray, lq: np.ndarray, lam: float, cap: Optional[float]
 ) -> Any:
-    """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (docs: theory-reverse-kl); w = 1 without replay
-    (the cap only applies to replay weights, as in the Rust engine)."""
+    """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (MATH §4.2); w = 1 without replay (the cap
+    only applies to replay weights, as in the Rust engine)."""
     if lam <= 0.0:
         return 1.0
     with np.errstate(divide="ignore"):
@@ -417,7 +414,7 @@ def _replay_weight(
 def _coefficient(
     ctx: _Ctx, x: np.ndarray, lq: np.ndarray, avg: _Averager, extra: _Extra
 ) -> np.ndarray:
-    """Per-sample coefficient c_i of ĝ = avg_i[c_i s(x_i)] (docs: theory-estimators):
+    """Per-sample coefficient c_i of ĝ = avg_i[c_i s(x_i)] (MATH §4):
 
     - ForwardKL, SDFT forward: −1;
     - ReverseKL: w_i(ℓ_i − b_i), ℓ = log q − log p*, w the replay weight, b the LOO baseline;
@@ -460,15 +457,14 @@ def _gradient(
     ctx: _Ctx, x: np.ndarray, avg: _Averager, model: _Mix, extra: _Extra
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d): (weight (R,), old (R, d),
-    new (R, d)) — the loss gradient (docs: theory-scores, theory-estimators)."""
+    new (R, d)) — the loss gradient (MATH §3–§4)."""
     lpo, lpn, lq = _mix_logpdf(x, model, ctx.g_o, ctx.g_n)
     c = _coefficient(ctx, x, lq, avg, extra)
     return _score_mean(c, x, lpo, lpn, lq, model, ctx.g_o, ctx.g_n, ctx.weight_param, avg)
 
 
 # =====================================================================================
-# Sampling (docs: theory-estimators: label first, then x; replay slots; starvation labels
-# docs: theory-starvation)
+# Sampling (MATH §4: label first, then x; replay slots; starvation labels §4.3)
 # =====================================================================================
 
 
@@ -489,8 +485,7 @@ def _draw_two(
 def _replay_mask(
     gen: np.random.Generator, r: int, b: int, lam: float, slots: str
 ) -> Optional[np.ndarray]:
-    """Replay slots (docs: theory-forward-kl): each w.p. λ ('bernoulli') or the first round(λB)
-    ('stratified')."""
+    """Replay slots (MATH §4.1): each w.p. λ ('bernoulli') or the first round(λB) ('stratified')."""
     if lam <= 0.0:
         return None
     if slots == "bernoulli":
@@ -501,7 +496,7 @@ def _replay_mask(
 def _draw_batch(
     gen: np.random.Generator, ctx: _Ctx, r: int, b: int, model: _Mix, extra: _Extra
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One batch per replicate from the objective's sampling distribution (docs: theory-estimators):
+    """One batch per replicate from the objective's sampling distribution (MATH §4):
     ForwardKL p_new* (+ replay from p_old*), ReverseKL q_θ (+ replay), SDFT reverse / TTT q_θ,
     SDFT forward the teacher t, OAPL q_lag. Returns x (R, B, d) and the old label (R, B):
     on-policy old draws and replay draws are old."""
@@ -583,8 +578,7 @@ def _component_logs(
 def responsibilities(
     x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None
 ) -> np.ndarray:
-    """Posterior component probabilities r_k(x) = α_k φ_k(x) / q(x), (n, K) float64
-    (docs: theory-geometry).
+    """Posterior component probabilities r_k(x) = α_k φ_k(x) / q(x), (n, K) float64 (MATH §2).
 
     Any K ≥ 1 (K = 1: weights must be [1.0]); softmax of log α_k + log φ_k(x) with
     log-sum-exp, so rows sum to 1 (to ~1e-15) and stay finite far from every mean.
@@ -606,7 +600,7 @@ def mixture_logpdf(
     x: Any, weights: Any, means: Any, covs: Any, threads: Optional[int] = None
 ) -> np.ndarray:
     """log q(x) = log Σ_k α_k φ_k(x) for each row of x, (n,) float64, log-sum-exp stable
-    (docs: theory-geometry). Arguments as in :func:`responsibilities`."""
+    (MATH §2). Arguments as in :func:`responsibilities`."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
     resolve_threads(threads)
@@ -619,8 +613,8 @@ def sample_mixture(
     n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: Optional[int] = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """n draws from a K-component mixture: label k with probability α_k first (two modes:
-    Bernoulli(α), 0 = old), then x ~ φ_k (docs: theory-estimators). Returns (x (n, d) float64,
-    labels (n,) int64 component indices)."""
+    Bernoulli(α), 0 = old), then x ~ φ_k (MATH §4). Returns (x (n, d) float64, labels (n,)
+    int64 component indices)."""
     n, w, m, c = sample_args(n, weights, means, covs)
     resolve_threads(threads)
     gen = np.random.default_rng(resolve_rng(rng))
@@ -646,8 +640,7 @@ def starvation_counts(
     rng: RngLike = 0,
     threads: Optional[int] = None,
 ) -> np.ndarray:
-    """Old-labelled samples in each of ``batches`` batches, (batches,) int64
-    (docs: theory-starvation).
+    """Old-labelled samples in each of ``batches`` batches, (batches,) int64 (MATH §4.3).
 
     bernoulli slots: Binomial(B, λ + (1 − λ)α) (replay and on-policy old draws both count);
     stratified: round(λB) + Binomial(B − round(λB), α), ties away from zero. A batch is
@@ -662,7 +655,7 @@ def starvation_counts(
 
 
 # =====================================================================================
-# Training loop (docs: theory-training-loop)
+# Training loop (MATH §5)
 # =====================================================================================
 
 
@@ -682,19 +675,18 @@ def simulate(
     progress: bool = False,
     memory_limit: Optional[int] = None,
 ) -> Trajectory:
-    """Finite-batch training of ``replicates`` independent copies of ``start``
-    (docs: theory-estimators, theory-training-loop), NumPy twin of :func:`mixforget.simulate`,
-    vectorised over replicates and batch.
+    """Finite-batch training of ``replicates`` independent copies of ``start`` (MATH §4–§5),
+    NumPy twin of :func:`mixforget.simulate`, vectorised over replicates and batch.
 
     Each step, for all replicates at once: draw a batch from the objective's sampling
-    distribution (labels kept, docs: theory-estimators), form ĝ = (1/B) Σ c_i s(x_i)
-    (docs: theory-scores, theory-estimators), update θ ← θ − lr·m⊙ĝ (m = ``lr_scale``; the direct
-    weight is then clipped to [1e-3, 1 − 1e-3]), then the SDFT teacher EMA φ ← (1 − τ)φ + τθ, or the
-    OAPL lag θ_lag ← θ after step t when t % lag == 0. q_0, the teacher and the lag start at
-    ``start``; model covariances are ``start``'s, the world's are ``target``'s. A replicate whose
-    parameters become non-finite (after clipping, as in Rust) is flagged ``diverged`` and frozen at
-    its last finite state (its later records repeat it; its starved count stops). Records at steps
-    0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the cumulative count of
+    distribution (labels kept, §4), form ĝ = (1/B) Σ c_i s(x_i) (§3–§4), update
+    θ ← θ − lr·m⊙ĝ (m = ``lr_scale``; the direct weight is then clipped to [1e-3, 1 − 1e-3]),
+    then the SDFT teacher EMA φ ← (1 − τ)φ + τθ, or the OAPL lag θ_lag ← θ after step t when
+    t % lag == 0. q_0, the teacher and the lag start at ``start``; model covariances are
+    ``start``'s, the world's are ``target``'s. A replicate whose parameters become non-finite
+    (after clipping, as in Rust) is flagged ``diverged`` and frozen at its last finite state
+    (its later records repeat it; its starved count stops). Records at steps 0, k, …, T
+    (k = ``record_every`` must divide ``steps``); ``starved`` is the cumulative count of
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes."""
     t0 = time.perf_counter()
@@ -855,11 +847,10 @@ def estimate_gradient(
     threads: Optional[int] = None,
 ) -> GradientEstimates:
     """``batches`` independent finite-batch estimates ĝ of the loss gradient at ``model``
-    (docs: theory-scores, theory-forward-kl, theory-reverse-kl, theory-starvation), with each
-    batch's starved flag and old-labelled count; NumPy twin of :func:`mixforget.estimate_gradient`.
-    SDFT's teacher (before anchoring), TTT-Discover's q_0 and OAPL's lagged model equal ``model``.
-    Vectorised over batches in chunks of ~2^20 samples (memory bound; the result does not depend on
-    ``threads``)."""
+    (MATH §3–§4.3), with each batch's starved flag and old-labelled count; NumPy twin of
+    :func:`mixforget.estimate_gradient`. SDFT's teacher (before anchoring), TTT-Discover's q_0
+    and OAPL's lagged model equal ``model``. Vectorised over batches in chunks of ~2^20
+    samples (memory bound; the result does not depend on ``threads``)."""
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)
@@ -894,7 +885,7 @@ def population_gradient(
 ) -> dict[str, Any]:
     """Exact (G → ∞) loss gradient at ``model`` by brute-force 1-D quadrature; d = 1 only
     (NotImplementedError otherwise). NumPy twin of :func:`mixforget.population_gradient`
-    (docs: theory-population).
+    (MATH §6).
 
     The expectation over the objective's sampling distribution (ForwardKL p_train; ReverseKL
     m = (1 − λ)q + λ p_old with weights q/m — the on-policy gradient when uncapped; SDFT q or
@@ -943,7 +934,7 @@ def replay_weights(
     weight_cap: Optional[float] = None,
     threads: Optional[int] = None,
 ) -> np.ndarray:
-    """NumPy twin of :func:`mixforget.kernels.replay_weights` (docs: theory-reverse-kl):
+    """NumPy twin of :func:`mixforget.kernels.replay_weights` (MATH §4.2):
     w = min(c, q_θ/m), m = (1−λ) q_θ + λ p_old, written as 1 / ((1−λ) + λ p_old/q_θ)."""
     check_models(target, model, "model")
     objective = ReverseKL(replay=replay, weight_cap=weight_cap)

@@ -29,12 +29,12 @@ def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.nda
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Recorded training of R replicates (docs: api).
+    """Recorded training of R replicates (DESIGN §3).
 
     Arrays: ``steps`` (n_rec,) — record 0 is the start; ``old_weight`` (R, n_rec);
     ``old_mean``, ``new_mean`` (R, n_rec, d); ``starved`` (R, n_rec) cumulative count of
-    starved batches (docs: theory-starvation); ``diverged`` (R,) — replicates whose parameters
-    became non-finite (their records after that point repeat the last finite state).
+    starved batches (MATH §4.3); ``diverged`` (R,) — replicates whose parameters became
+    non-finite (their records after that point repeat the last finite state).
     ``target`` is the world p*, ``meta`` holds the objective, the settings and the seed
     record (``meta["seed"]``) that reproduces the run.
     """
@@ -54,8 +54,7 @@ class Trajectory:
 
     @property
     def drift(self) -> np.ndarray:
-        """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (docs: theory-model,
-        Mahalanobis)."""
+        """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1, Mahalanobis)."""
         return self.target.mahalanobis(self.old_mean - self.target.old_mean, "old")
 
     @property
@@ -65,7 +64,7 @@ class Trajectory:
 
     @property
     def mass_forgotten(self) -> np.ndarray:
-        """(R, n_rec) α* − α_t (docs: theory-model, mass forgetting)."""
+        """(R, n_rec) α* − α_t (MATH §1, mass forgetting)."""
         return self.target.old_weight - self.old_weight
 
     def summary(self) -> dict[str, Any]:
@@ -175,7 +174,7 @@ def _json_default(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class GradientEstimates:
-    """One-step Monte Carlo study (docs: api, ``estimate_gradient``).
+    """One-step Monte Carlo study (DESIGN §3, ``estimate_gradient``).
 
     ``gradients`` (batches, 1 + 2d) ordered (weight, old_mean[0..d], new_mean[0..d]) in the
     original coordinates; ``starved`` (batches,) bool; ``old_count`` (batches,) number of

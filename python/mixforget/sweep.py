@@ -1,4 +1,4 @@
-"""Resumable parameter sweeps stored in SQLite (docs: api, design-reliability).
+"""Resumable parameter sweeps stored in SQLite (DESIGN §3, §5).
 
 :func:`sweep` runs :func:`mixforget.simulate` on every point of a Cartesian grid and writes
 one row per finished point into an SQLite database, each in its own transaction: a sweep
@@ -77,22 +77,9 @@ METRICS = ("old_weight", "drift", "sup_drift", "new_error", "starved")
 
 _METRIC_COLUMNS = [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
 #: Columns of the ``points`` table, in order.
-COLUMNS = [
-    "point",
-    "params",
-    "config",
-    "seed_entropy",
-    "seed_spawn_key",
-    "separation",
-    "bhattacharyya",
-    "replicates",
-    "diverged",
-    *_METRIC_COLUMNS,
-    "old_weight_population",
-    "sup_drift_population",
-    "wall_time",
-    "trajectory",
-]
+COLUMNS = (
+    ["point", "params", "config", "seed_entropy", "seed_spawn_key", "separation", "bhattacharyya", "replicates", "diverged", *_METRIC_COLUMNS, "old_weight_population", "sup_drift_population", "wall_time", "trajectory"]
+)
 
 _SIM_PARAMS = list(inspect.signature(simulate).parameters)
 #: base keys that do not change results (left out of the hash and of the stored config).
@@ -123,7 +110,7 @@ def apply_separation(
     target: TwoMode, start: TwoMode, separation: float, mode: str = "proportional"
 ) -> tuple[TwoMode, TwoMode]:
     """Move the new means so that the target's Mahalanobis separation Δ equals ``separation``
-    (docs: theory-geometry).
+    (MATH §2).
 
     With o = target.old_mean, v = target.new_mean − o and k = separation / target.separation,
     the target's new mean becomes o + k·v (Δ scales linearly, so it is exactly
@@ -137,8 +124,8 @@ def apply_separation(
       slope → −a²/8, not −1/8.
     - ``mode="fixed"``: μ ← μ + (k − 1)·v, the same shift as the target's new mean, so the
       start's offset from the target's new mean is unchanged (its error does not grow with
-      Δ). This is the family of docs: theory-pred-drift (slope → −1/8 as Δ grows); it needs Δ larger
-      than that offset, or the start's new mode sits on or beyond the old one.
+      Δ). This is the family of MATH §7.3 (slope → −1/8 as Δ grows); it needs Δ larger than
+      that offset, or the start's new mode sits on or beyond the old one.
 
     Components orthogonal to the axis, old means, weights and covariances are unchanged.
     """
@@ -544,7 +531,7 @@ def sweep(
     separation_mode: str = "proportional",
 ) -> Any:
     """Run :func:`mixforget.simulate` on every point of a grid, storing one SQLite row per
-    point (docs: api, design-reliability).
+    point (DESIGN §3, §5).
 
     Parameters
     ----------
@@ -585,7 +572,7 @@ def sweep(
     separation_mode : 'proportional' or 'fixed'
         How the grid key ``"separation"`` moves the start's new mean (:func:`apply_separation`):
         'proportional' keeps its relative position between the modes, 'fixed' keeps its offset
-        from the target's new mean (the family of docs: theory-pred-drift).
+        from the target's new mean (the family of MATH §7.3).
 
     Returns
     -------

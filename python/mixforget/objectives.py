@@ -53,7 +53,7 @@ class Objective:
         raise NotImplementedError
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-data form: {"kind": class name, **fields}."""
+        """Plain-data form: ``{"kind": class name, **fields}``."""
         return {"kind": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
     @property

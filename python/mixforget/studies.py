@@ -20,10 +20,8 @@ Result objects: :class:`DriftSeparationStudy`, :class:`StarvationStudy`,
 ``.rows`` (list of dicts), ``.to_pandas()`` (needs pandas), ``.to_markdown()`` and
 ``.plot(ax=None)`` (needs matplotlib, imported lazily; works with the Agg backend).
 
-Public names
-------------
-drift_vs_separation, starvation, drop_vs_gain, DriftSeparationStudy, StarvationStudy,
-DropGainStudy, binomial_interval, objective_label, variance_with_stderr.
+Public names: drift_vs_separation, starvation, drop_vs_gain, DriftSeparationStudy,
+StarvationStudy, DropGainStudy, binomial_interval, objective_label, variance_with_stderr.
 """
 
 from __future__ import annotations
@@ -199,7 +197,7 @@ class DriftSeparationStudy:
     ``sup_drift_population`` (sup_t D_t of the exact population flow),
     ``ratio_population`` (sup_t D_t / BC), ``argsup_step_population`` (step of the sup),
     ``final_drift_population``, ``final_new_error_population``,
-    ``final_weight_error_population`` (|α_T − α*|), and, when finite-batch runs were made,
+    ``final_weight_error_population`` (``|α_T − α*|``), and, when finite-batch runs were made,
     ``sup_drift_batch_mean`` / ``_lo`` / ``_hi`` (mean over replicates of each replicate's
     sup_t D_t and its 95% interval), ``ratio_batch`` (mean / BC),
     ``sup_mean_path_drift`` (sup_t of the drift of the replicate-mean old mean, which tracks
@@ -358,7 +356,7 @@ def drift_vs_separation(
     one than the target's does, so every overlap gate of MATH §2 (soft misassignment
     ≤ ½ sqrt(α/(1−α))·BC) is governed by BC(Δ) = e^{−Δ²/8} and sup_t D_t ≈ C·BC. A start
     placed *between* the modes (s < 0, e.g. μ_n* − 3σ) is also a standard start, but then the
-    gate is set by the closest approach |Δ + s| < Δ and the drift scales like
+    gate is set by the closest approach ``|Δ + s| < Δ`` and the drift scales like
     e^{−(Δ+s)²/8}: the slope against Δ² is then −(1 + s/Δ)/8, far from −1/8 at moderate Δ.
 
     Measured: the population flow (:func:`mixforget.population_flow`, exact, MATH §6)
@@ -537,7 +535,7 @@ class StarvationStudy:
     delta-method standard error), ``mean_onpolicy`` / ``mean_onpolicy_se``,
     ``mean_replay`` / ``mean_replay_se`` (estimator means), ``population_onpolicy`` /
     ``population_replay`` (exact population gradient, old-mean component) and
-    ``population_max_abs_diff`` (max over all parameters of |∇L_replay − ∇L_on-policy|; 0 up
+    ``population_max_abs_diff`` (max over all parameters of ``|∇L_replay − ∇L_on-policy|``; 0 up
     to quadrature error when the weights are uncapped, MATH §4.2).
     ``settings``: the target, model and seed.
     """

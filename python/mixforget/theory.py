@@ -6,9 +6,7 @@ the strip of analyticity of the integrand (exponentially convergent; ~1e-13 rela
 equal-covariance misassignment at any separation), or, for unequal covariances in d = 1,
 with step halving until two successive rules agree to 1e-13.
 
-Public names
-------------
-bhattacharyya, misassignment, starvation_probability, expected_starved_batches,
+Public names: bhattacharyya, misassignment, starvation_probability, expected_starved_batches,
 replay_weight_bound, forward_kl_optimum, fisher, local_rate, oapl_period_weight,
 tttdiscover_stationary_weight, stratified_replay_count, overlap_accuracy,
 overlap_accuracy_records, gaussian_overlap.
@@ -690,7 +688,7 @@ def local_rate(
     The linearised update is e ← (I − lr·M F) e with M = diag of the per-group multipliers
     ``lr_scale`` (keys weight, old_mean, new_mean; missing keys = 1); the eigenvalues of M F
     are those of M^{1/2} F M^{1/2}. Returned: the spectral radius
-    max_i |1 − lr·λ_i(M^{1/2} F M^{1/2})|, which equals 1 − lr·λ_min when
+    max_i ``|1 − lr·λ_i(M^{1/2} F M^{1/2})|``, which equals 1 − lr·λ_min when
     lr·(λ_min + λ_max) ≤ 2 (the usual, non-oscillating regime); a value ≥ 1 means no
     contraction (a frozen or unidentified direction gives exactly 1).
     """
@@ -745,9 +743,11 @@ def tttdiscover_stationary_weight(
     """Stationary old weight of the TTT-Discover population flow (MATH §4.5, §7.10).
 
     Well-separated modes with per-mode constant rewards r_o, r_n; stationary point of
-    log E_q e^{βR} − λ KL(q ‖ q_0):
+    log E_q e^{βR} − λ KL(q ‖ q_0)::
+
         logit α_∞ = logit α_0 + (e^{β r_o} − e^{β r_n}) / (λ Z(α_∞)),
         Z(α) = α e^{β r_o} + (1 − α) e^{β r_n}.
+
     The right-hand side minus the left is strictly monotone in α, so the root is unique;
     it is found by bisection on η = logit α (rewards are shifted by max(r_o, r_n) first,
     which leaves the equation unchanged and avoids overflow).

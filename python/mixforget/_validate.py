@@ -7,6 +7,7 @@ before any work is done.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +23,11 @@ __all__ = [
     "as_positive_int",
     "as_probability",
     "as_real",
+    "batch_buffer_bytes",
     "check_output_size",
     "cholesky",
     "get_memory_limit",
+    "in_flight",
     "set_memory_limit",
 ]
 
@@ -34,8 +37,9 @@ _memory_limit = [DEFAULT_MEMORY_LIMIT]
 
 
 def set_memory_limit(nbytes: int) -> None:
-    """Largest output (bytes) any call may allocate before it is refused (DESIGN §5);
-    default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
+    """Largest memory (bytes) any call may allocate before it is refused (DESIGN §5):
+    outputs, the per-batch work buffers of the batches running at once, and quadrature
+    buffers all count; default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
     _memory_limit[0] = as_positive_int("nbytes", nbytes)
 
 
@@ -45,14 +49,37 @@ def get_memory_limit() -> int:
 
 
 def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None) -> None:
-    """Refuse, before any work, an output larger than the memory limit (ValueError with the
-    size and a fix)."""
+    """Refuse, before any work, a call whose buffers (``nbytes``, every allocation counted)
+    exceed the memory limit (ValueError with the size and a fix)."""
     limit = get_memory_limit() if limit is None else limit
     if nbytes > limit:
         raise ValueError(
             f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit {limit / 2**30:.2f} GiB: "
             f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
         )
+
+
+#: Largest integer any count (steps, batch_size, replicates, ...) may take: the Rust core
+#: takes them as 64-bit sizes, so anything larger is refused with the argument's name.
+INT_MAX = 2**63 - 1
+
+#: Bytes of the quadrature buffer of one exact (population) gradient, an upper bound: at most
+#: 1.2e6 nodes per sampling component, up to 3 components, ~16 f64 work values per node.
+QUADRATURE_BYTES = 3 * 1_200_000 * 16 * 8
+
+
+def in_flight(threads: int, units: int) -> int:
+    """How many work units (replicates, batch chunks) run at once: one per thread of the
+    pool (``threads`` 0 = all cores), never more than there are units."""
+    cores = os.cpu_count() or 1
+    return max(1, min(units, cores if threads == 0 else min(threads, cores)))
+
+
+def batch_buffer_bytes(batch_size: int, dim: int, in_flight: int) -> int:
+    """Bytes of the per-batch work buffers of the Rust engine: each batch running at once owns
+    the points (batch_size·d) and about 14 per-sample arrays; counted conservatively as
+    16·batch_size·(d + 1) float64 values per batch in flight."""
+    return 16 * batch_size * (dim + 1) * 8 * in_flight
 
 
 def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
@@ -81,12 +108,14 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
 
 
 def as_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    """An integer in [minimum, maximum]; bools and floats are rejected."""
+    """An integer in [minimum, maximum] (maximum at most :data:`INT_MAX`); bools and floats
+    are rejected."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+    maximum = INT_MAX if maximum is None else min(maximum, INT_MAX)
+    if value < minimum or value > maximum:
+        bound = f"in [{minimum}, {maximum}]" if maximum < INT_MAX else f"in [{minimum}, 2**63 - 1]"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
 

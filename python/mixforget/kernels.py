@@ -88,6 +88,11 @@ def responsibilities(
     and one sigmoid per point."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
+    check_output_size(
+        f"responsibilities of n={pts.shape[0]} points",
+        pts.shape[0] * w.size * 8,
+        "pass fewer points per call",
+    )
     return _core.responsibilities(pts, w, m, c, resolve_threads(threads))
 
 
@@ -97,6 +102,9 @@ def mixture_logpdf(
     """log Σ_k w_k φ(x; μ_k, Σ_k) for each row of x, log-sum-exp stable."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
+    check_output_size(
+        f"log-densities of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
+    )
     return _core.mixture_logpdf(pts, w, m, c, resolve_threads(threads))
 
 
@@ -176,5 +184,8 @@ def replay_weights(
     check_models(target, model, "model")
     objective = ReverseKL(replay=replay, weight_cap=weight_cap)
     pts = as_points(x, model.dim)
+    check_output_size(
+        f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
+    )
     problem = build_problem(target, model, objective, "logit", 1.0, check_lr_scale(None))
     return _core.replay_weights(problem, pts, resolve_threads(threads))

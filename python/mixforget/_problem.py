@@ -21,7 +21,7 @@ from ._validate import (
     in_flight,
 )
 from .mixture import TwoMode
-from .objectives import Objective, TTTDiscover
+from .objectives import OAPL, Objective, TTTDiscover
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")
@@ -43,6 +43,13 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         raise TypeError(
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL; "
             f"got {type(objective).__name__}"
+        )
+    if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
+        # group-relative advantages: with one sample per group the advantage (TTT: e_1 over
+        # an empty leave-one-out mean; OAPL: r_1 − V̂ = 0) carries no signal.
+        raise ValueError(
+            f"batch_size must be >= 2 with {type(objective).__name__} (the group is the batch; "
+            "with one sample the group-relative gradient is identically 0), got 1"
         )
     if (
         isinstance(objective, TTTDiscover)

@@ -195,7 +195,8 @@ class DriftSeparationStudy:
     ``sup_drift_batch_mean`` / ``_lo`` / ``_hi`` (mean over replicates of each replicate's
     sup_t D_t and its 95% interval), ``ratio_batch`` (mean / BC),
     ``sup_mean_path_drift`` (sup_t of the drift of the replicate-mean old mean, which tracks
-    the population flow), ``diverged`` (replicates that became non-finite).
+    the population flow), ``diverged`` (replicates left out: non-finite, or beyond the bound of
+    :attr:`mixforget.Trajectory.runaway`).
 
     Fits over the ``fit_separations`` (the large-Δ end):
     ``slope_population`` — least squares of log sup_t D_t on Δ² (theory: → −1/8);
@@ -444,7 +445,7 @@ def drift_vs_separation(
                 threads=threads,
                 progress=progress,
             )
-            keep = ~traj.diverged
+            keep = ~traj.excluded
             bdrift = traj.drift[keep]
             sups = bdrift.max(axis=1)
             mean, lo, hi = mean_interval(sups)
@@ -460,7 +461,7 @@ def drift_vs_separation(
                     ),
                     "final_drift_batch_mean": float(bdrift[:, -1].mean()),
                     "replicates": int(keep.sum()),
-                    "diverged": int(traj.diverged.sum()),
+                    "diverged": int(traj.excluded.sum()),
                 }
             )
         rows.append(row)

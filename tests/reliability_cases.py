@@ -88,7 +88,7 @@ _COUNT_BAD = [
     ("10**30", V),
 ]
 
-# -- simulate ---------------------------------------------------------------------------
+# -- simulate -------------------------------------------------------------------------------------
 _add("simulate", "sim", "steps", _COUNT_BAD, "steps")
 _add(
     "simulate",
@@ -250,7 +250,7 @@ CASES += [
     ("mahalanobis-which", "T.mahalanobis([1.0], which='x')", V, "which"),
 ]
 
-# -- objectives ---------------------------------------------------------------------------------
+# -- objectives -----------------------------------------------------------------------------------
 CASES += [
     ("reversekl-replay-1", "mf.ReverseKL(replay=1.0)", V, "replay"),
     ("reversekl-replay-neg", "mf.ReverseKL(replay=-0.1)", V, "replay"),
@@ -273,7 +273,7 @@ CASES += [
     ("sdft-direction", "mf.SDFT(direction='x')", V, "direction"),
 ]
 
-# -- kernels ----------------------------------------------------------------------------------------
+# -- kernels --------------------------------------------------------------------------------------
 _MIX = "[0.5, 0.5], [[0.0], [1.0]], 1.0"
 CASES += [
     ("resp-x-nan", f"kernels.responsibilities([[float('nan')]], {_MIX})", V, "x"),
@@ -325,7 +325,7 @@ CASES += [
     ("memory-limit-str", "mf.set_memory_limit('1GB')", T_, "nbytes"),
 ]
 
-# -- studies and theory -------------------------------------------------------------------------------------
+# -- studies and theory ---------------------------------------------------------------------------
 _ST = "studies.starvation([0.1], [4], [0.25], batches=100"
 CASES += [
     ("starvation-separation-neg", f"{_ST}, separation=-4.0)", V, "separation"),
@@ -400,7 +400,7 @@ CASES += [
     ("theory-starvation-slots", "theory.starvation_probability(0.5, 8, slots='x')", V, "slots"),
 ]
 
-# -- sweep and files ---------------------------------------------------------------------------------------
+# -- sweep and files ------------------------------------------------------------------------------
 CASES += [
     ("sweep-population", "run_sweep(population='no')", T_, "population"),
     ("sweep-progress", "run_sweep(progress='yes')", T_, "progress"),

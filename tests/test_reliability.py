@@ -106,7 +106,7 @@ def test_the_matrix_is_large_and_covers_the_issue():
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[c[0] for c in CASES])
 def test_bad_input_raises_a_named_error(case_results, index):
-    case_id, expression, exc_name, pattern = CASES[index]
+    _, expression, exc_name, pattern = CASES[index]
     result = case_results[index]
     assert result["raised"] == exc_name, (expression, result)
     assert re.search(pattern, result["message"]), (expression, pattern, result["message"])
@@ -132,17 +132,27 @@ def test_random_bad_arguments_never_kill_the_interpreter():
             "steps": st.sampled_from([2, 4]), "record_every": st.just(1),
             "batch_size": st.sampled_from([2, 8]), "replicates": st.sampled_from([1, 3]),
             "batches": st.sampled_from([2, 5]), "lr": st.sampled_from([0.01, 0.1]),
-            "weight_param": st.sampled_from(["logit", "direct"]), "threads": st.sampled_from([None, 1, 2]),
+            "weight_param": st.sampled_from(["logit", "direct"]),
+            "threads": st.sampled_from([None, 1, 2]),
         }
         bad = {
             "steps": bad_count, "record_every": bad_count, "batch_size": too_big,
             "replicates": too_big, "batches": too_big,
-            "lr": st.one_of(st.floats(max_value=0.0), st.just(math.nan), st.just(math.inf), st.text(max_size=2)),
-            "weight_param": st.one_of(st.text(max_size=4).filter(lambda s: s not in ("logit", "direct")), st.integers()),
-            "threads": st.one_of(st.integers(max_value=0), st.integers(min_value=2**20), st.floats(), st.text(max_size=2)),
+            "lr": st.one_of(
+                st.floats(max_value=0.0), st.just(math.nan), st.just(math.inf), st.text(max_size=2)
+            ),
+            "weight_param": st.one_of(
+                st.text(max_size=4).filter(lambda s: s not in ("logit", "direct")), st.integers()
+            ),
+            "threads": st.one_of(
+                st.integers(max_value=0), st.integers(min_value=2**20), st.floats(),
+                st.text(max_size=2),
+            ),
         }
         KEYS = {
-            "simulate": ["steps", "record_every", "batch_size", "replicates", "lr", "weight_param", "threads"],
+            "simulate": [
+                "steps", "record_every", "batch_size", "replicates", "lr", "weight_param", "threads"
+            ],
             "estimate_gradient": ["batch_size", "batches", "weight_param", "threads"],
             "population_flow": ["steps", "record_every", "lr", "weight_param"],
         }
@@ -156,7 +166,10 @@ def test_random_bad_arguments_never_kill_the_interpreter():
             kw = {k: draw(bad[k] if k in broken else good[k]) for k in keys}
             return fn, kw, draw(st.sampled_from(OBJECTIVES))
 
-        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(
+            max_examples=300, deadline=None, suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
         @given(calls())
         def check(call):
             fn, kw, objective = call
@@ -189,12 +202,14 @@ def test_thread_count_is_bounded_and_results_identical_for_threads_1_to_64():
 
         T = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
         S = T.replace(new_mean=[0.5])
-        ref = mf.simulate(T, S, mf.ReverseKL(), steps=4, batch_size=8, replicates=5, record_every=1, threads=1)
+        RUN = dict(steps=4, batch_size=8, replicates=5, record_every=1)
+        ref = mf.simulate(T, S, mf.ReverseKL(), threads=1, **RUN)
         g_ref = mf.estimate_gradient(T, S, mf.ReverseKL(), batch_size=8, batches=600, threads=1)
         before = n_threads()
         for t in range(1, 65):
-            tr = mf.simulate(T, S, mf.ReverseKL(), steps=4, batch_size=8, replicates=5, record_every=1, threads=t)
-            assert np.array_equal(tr.old_mean, ref.old_mean) and np.array_equal(tr.old_weight, ref.old_weight)
+            tr = mf.simulate(T, S, mf.ReverseKL(), threads=t, **RUN)
+            assert np.array_equal(tr.old_mean, ref.old_mean)
+            assert np.array_equal(tr.old_weight, ref.old_weight)
             g = mf.estimate_gradient(T, S, mf.ReverseKL(), batch_size=8, batches=600, threads=t)
             assert np.array_equal(g.gradients, g_ref.gradients)
             kernels.sample_mixture(100, [0.5, 0.5], [[0.0], [1.0]], 1.0, threads=t)

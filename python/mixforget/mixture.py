@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._rng import RngLike
-from ._validate import as_cov, as_float_array, as_probability, cholesky, cov_matrix
+from ._validate import as_cov, as_float_array, as_probability, cov_matrix
 
 __all__ = ["TwoMode"]
 

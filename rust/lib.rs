@@ -52,7 +52,9 @@ fn pool_size(threads: usize) -> usize {
 
 /// The pool for `threads` from a small LRU cache (most recently used last).
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    /// (pool size, pool), least recently used first.
+    type PoolCache = Vec<(usize, Arc<rayon::ThreadPool>)>;
+    static POOLS: OnceLock<Mutex<PoolCache>> = OnceLock::new();
     let size = pool_size(threads);
     let mut pools = POOLS
         .get_or_init(|| Mutex::new(Vec::new()))

@@ -741,7 +741,7 @@ def starvation(
     sizes = []
     for b in sizes_raw:
         if isinstance(b, numbers.Real) and not isinstance(b, bool) and float(b).is_integer():
-            b = int(b)
+            b = int(float(b))
         sizes.append(as_positive_int("batch_sizes", b))
     lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
     separation = as_positive_float("separation", separation)

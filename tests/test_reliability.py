@@ -365,6 +365,23 @@ def test_store_is_marked_and_an_empty_file_is_a_new_store(tmp_path):
     assert len(load_sweep(db)) == 3
 
 
+def test_store_made_before_the_marks_is_adopted(tmp_path):
+    db = tmp_path / "old.sqlite"
+    sweep(BASE, {"lr": [0.02, 0.05]}, db)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE claims")
+    conn.execute("DELETE FROM points WHERE point = 1")
+    conn.execute("PRAGMA application_id = 0")
+    conn.execute("PRAGMA user_version = 0")
+    conn.commit()
+    conn.close()
+    assert len(load_sweep(db)) == 1
+    assert len(sweep(BASE, {"lr": [0.02, 0.05]}, db)) == 2
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
+
+
 def test_claims_of_a_dead_process_are_taken_over(tmp_path):
     """A process killed mid-point leaves its claim; the next run takes it over."""
     db = tmp_path / "x.sqlite"

@@ -10,6 +10,16 @@ points finish, or how often the sweep was interrupted.
 
 Database layout (``sqlite3``)
 -----------------------------
+The file is marked as a sweep store by ``PRAGMA application_id`` = 0x4D465357 ("MFSW") and
+``PRAGMA user_version`` = 1 (the layout); any other file (another application's SQLite
+database, a non-SQLite or corrupt file) is refused untouched with one ValueError. Stores made
+before the marks existed (same tables and format) are adopted and marked.
+
+``claims(point INTEGER PRIMARY KEY, owner TEXT)``: points being computed, claimed atomically
+(``BEGIN IMMEDIATE``) by ``host|pid|process start time``, so that several processes running
+the same sweep on one db compute every point exactly once; a claim whose process has died is
+taken over, and a finished point drops its claim in the transaction that writes its row.
+
 ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``hash`` (SHA-256 of base + grid + root seed +
 population flag + separation mode; a db made by another sweep is refused), ``seed`` (root seed record, JSON),
 ``base``, ``grid`` (canonical JSON), ``n_points``, ``format``.
@@ -450,6 +460,8 @@ def _inspect_store(db: str | Path) -> bool:
         n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and n_objects == 0:
             return False
+        if app_id == 0 and _is_unmarked_store(conn):
+            return True  # made before the marks existed; marked on the next write
         if app_id != APPLICATION_ID:
             raise _not_a_store(db, f"SQLite application_id {app_id:#x}, not {APPLICATION_ID:#x}")
         if version != USER_VERSION:
@@ -495,6 +507,13 @@ def _create(conn: sqlite3.Connection, meta: Mapping[str, str], db: str | Path) -
             conn.execute(f"CREATE TABLE points ({cols})")
             conn.execute("CREATE TABLE claims (point INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+        elif app_id == 0 and _is_unmarked_store(conn):
+            stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if stored.get("hash") != meta["hash"]:
+                raise _different_sweep(db, stored.get("hash", "?"), meta["hash"])
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {USER_VERSION}")
+            conn.execute("CREATE TABLE claims (point INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
         elif app_id != APPLICATION_ID:
             raise _not_a_store(db, f"SQLite application_id {app_id:#x}, not {APPLICATION_ID:#x}")
         else:
@@ -505,6 +524,22 @@ def _create(conn: sqlite3.Connection, meta: Mapping[str, str], db: str | Path) -
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _is_unmarked_store(conn: sqlite3.Connection) -> bool:
+    """A store written by mixforget before the SQLite marks (application_id 0): exactly the
+    tables meta and points, points with this layout's columns, meta with this format."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables != {"meta", "points"}:
+        return False
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(points)")]
+    if columns != list(COLUMNS):
+        return False
+    meta_columns = [r[1] for r in conn.execute("PRAGMA table_info(meta)")]
+    if meta_columns != ["key", "value"]:
+        return False
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    return row is not None and row[0] == FORMAT
 
 
 def _different_sweep(db: str | Path, stored: str, digest: str) -> ValueError:
@@ -888,7 +923,7 @@ def sweep(
                 claims = dict(conn.execute("SELECT point, owner FROM claims").fetchall())
                 waiting = [i for i in tasks if i not in finished and i in claims]
                 local = [i for i in waiting if claims[i].split("|")[0] == socket.gethostname()]
-                orphans = [i for i in local if not _owner_alive(claims[i])]
+                orphans = [i for i in local if claims[i] == owner or not _owner_alive(claims[i])]
                 if orphans:
                     compute(orphans)
                 elif local:

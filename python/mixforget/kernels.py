@@ -36,7 +36,10 @@ __all__ = [
 
 
 def resolve_threads(threads: Any) -> int:
-    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1."""
+    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1. The Rust core keeps at
+    most 4 thread pools (least recently used dropped) and caps a pool at the number of cores,
+    so any sequence of ``threads`` values holds a bounded number of OS threads; results do not
+    depend on ``threads``."""
     if threads is None:
         return 0
     return as_positive_int("threads", threads, maximum=max(1024, os.cpu_count() or 1))

@@ -11,7 +11,6 @@ pub mod population;
 pub mod rng;
 pub mod starvation;
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -33,23 +32,50 @@ fn to_py_err(msg: String) -> PyErr {
     }
 }
 
-/// A rayon pool per thread count, built once. 0 means "all cores".
+/// Most thread pools kept alive at once. Each distinct `threads` value needs a pool of that
+/// size (rayon cannot cap a pool's parallelism per call); keeping them all would leak OS
+/// threads (one pool per value ever used), so the least recently used pool beyond this bound
+/// is dropped, and its threads exit once the calls running on it return.
+const MAX_POOLS: usize = 4;
+
+/// Threads a pool of `threads` really gets: 0 means all cores, and more threads than cores
+/// are capped at the core count (results do not depend on the thread count: each replicate
+/// and chunk owns its random stream, so the cap changes speed only).
+fn pool_size(threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 0 {
+        cores
+    } else {
+        threads.min(cores)
+    }
+}
+
+/// The pool for `threads` from a small LRU cache (most recently used last).
 fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    /// (pool size, pool), least recently used first.
+    type PoolCache = Vec<(usize, Arc<rayon::ThreadPool>)>;
+    static POOLS: OnceLock<Mutex<PoolCache>> = OnceLock::new();
+    let size = pool_size(threads);
     let mut pools = POOLS
-        .get_or_init(|| Mutex::new(HashMap::new()))
+        .get_or_init(|| Mutex::new(Vec::new()))
         .lock()
         .map_err(|_| PyRuntimeError::new_err("thread-pool cache poisoned"))?;
-    if let Some(p) = pools.get(&threads) {
-        return Ok(p.clone());
+    if let Some(at) = pools.iter().position(|(n, _)| *n == size) {
+        let entry = pools.remove(at);
+        let p = entry.1.clone();
+        pools.push(entry);
+        return Ok(p);
     }
     let p = Arc::new(
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(size)
             .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))?,
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start {size} threads: {e}")))?,
     );
-    pools.insert(threads, p.clone());
+    if pools.len() >= MAX_POOLS {
+        pools.remove(0);
+    }
+    pools.push((size, p.clone()));
     Ok(p)
 }
 

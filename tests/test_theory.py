@@ -737,7 +737,7 @@ def test_tttdiscover_fixed_point():
         (lambda: th.bhattacharyya([0.0], [1.0], -1.0), "cov_a"),
         (lambda: th.bhattacharyya([0.0], [1.0], 1.0, 0.0), "cov_b"),
         (lambda: th.expected_starved_batches(np.full(5, 0.5), 8, slots="x"), "slots"),
-        (lambda: th.expected_starved_batches(np.full(5, 2.0), 8), "old_weight"),
+        (lambda: th.expected_starved_batches(np.full(5, 2.0), 8), "path_or_trajectory"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

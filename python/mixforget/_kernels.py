@@ -68,6 +68,11 @@ def responsibilities(
     and one sigmoid per point."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
+    check_output_size(
+        f"responsibilities of n={pts.shape[0]} points",
+        pts.shape[0] * w.size * 8,
+        "pass fewer points per call",
+    )
     return _core.responsibilities(pts, w, m, c, resolve_threads(threads))
 
 
@@ -77,6 +82,9 @@ def mixture_logpdf(
     """log Σ_k w_k φ(x; μ_k, Σ_k) for each row of x, log-sum-exp stable."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
+    check_output_size(
+        f"log-densities of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
+    )
     return _core.mixture_logpdf(pts, w, m, c, resolve_threads(threads))
 
 

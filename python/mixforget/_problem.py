@@ -12,9 +12,17 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._validate import as_positive_int, check_output_size, get_memory_limit, resolve_threads
+from ._validate import (
+    QUADRATURE_BYTES,
+    as_positive_int,
+    batch_buffer_bytes,
+    check_output_size,
+    get_memory_limit,
+    in_flight,
+    resolve_threads,
+)
 from .mixture import TwoMode
-from .objectives import Objective, TTTDiscover
+from .objectives import OAPL, Objective, TTTDiscover
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")
@@ -37,6 +45,13 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         raise TypeError(
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL; "
             f"got {type(objective).__name__}"
+        )
+    if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
+        # group-relative advantages: with one sample per group the advantage (TTT: e_1 over
+        # an empty leave-one-out mean; OAPL: r_1 − V̂ = 0) carries no signal.
+        raise ValueError(
+            f"batch_size must be >= 2 with {type(objective).__name__} (the group is the batch; "
+            "with one sample the group-relative gradient is identically 0), got 1"
         )
     if (
         isinstance(objective, TTTDiscover)
@@ -123,6 +138,35 @@ def build_problem(
     )
 
 
+def records_bytes(dim: int, n_rec: int, replicates: int) -> int:
+    """Bytes of recorded states: old weight, starved count, old and new means per record,
+    twice (the chunks the core returns, then the concatenated trajectory)."""
+    return 2 * replicates * n_rec * (8 * 2 + 16 * dim)
+
+
+def simulate_bytes(
+    dim: int, steps: int, batch_size: int, replicates: int, record_every: int, threads: int
+) -> int:
+    """Every buffer a simulate call allocates: the records and the work buffers of the
+    replicates running at once (one batch each)."""
+    return records_bytes(dim, steps // record_every + 1, replicates) + batch_buffer_bytes(
+        batch_size, dim, in_flight(threads, replicates)
+    )
+
+
+def estimate_gradient_bytes(dim: int, batch_size: int, batches: int, threads: int) -> int:
+    """Every buffer an estimate_gradient call allocates: gradients and counts, and the work
+    buffers of the batch chunks (256 batches each) running at once."""
+    return batches * (2 * dim + 2) * 8 + batch_buffer_bytes(
+        batch_size, dim, in_flight(threads, -(-batches // 256))
+    )
+
+
+def population_flow_bytes(dim: int, steps: int, record_every: int) -> int:
+    """Every buffer a population_flow call allocates: the records and the quadrature."""
+    return records_bytes(dim, steps // record_every + 1, 1) + QUADRATURE_BYTES
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Validated arguments of a finite-batch run (mf.simulate and its NumPy twin)."""
@@ -172,11 +216,11 @@ def check_run(
     )
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
-    n_rec = steps // record_every + 1
     check_output_size(
-        "the recorded trajectory",
-        replicates * n_rec * (8 * 2 + 16 * target.dim),
-        f"raise record_every (now {record_every}) or lower replicates (now {replicates})",
+        "the recorded trajectory and batch buffers",
+        simulate_bytes(target.dim, steps, batch_size, replicates, record_every, n_threads),
+        f"raise record_every (now {record_every}), lower replicates (now {replicates}) "
+        f"or batch_size (now {batch_size})",
         memory_limit,
     )
     return RunSettings(

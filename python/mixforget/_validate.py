@@ -23,9 +23,11 @@ __all__ = [
     "as_positive_int",
     "as_probability",
     "as_real",
+    "batch_buffer_bytes",
     "check_output_size",
     "cholesky",
     "get_memory_limit",
+    "in_flight",
     "set_memory_limit",
 ]
 
@@ -35,8 +37,9 @@ _memory_limit = [DEFAULT_MEMORY_LIMIT]
 
 
 def set_memory_limit(nbytes: int) -> None:
-    """Largest output (bytes) any call may allocate before it is refused (DESIGN §5);
-    default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
+    """Largest memory (bytes) any call may allocate before it is refused (DESIGN §5):
+    outputs, the per-batch work buffers of the batches running at once, and quadrature
+    buffers all count; default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
     _memory_limit[0] = as_positive_int("nbytes", nbytes)
 
 
@@ -46,8 +49,8 @@ def get_memory_limit() -> int:
 
 
 def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None) -> None:
-    """Refuse, before any work, an output larger than the memory limit (ValueError with the
-    size and a fix)."""
+    """Refuse, before any work, a call whose buffers (``nbytes``, every allocation counted)
+    exceed the memory limit (ValueError with the size and a fix)."""
     limit = get_memory_limit() if limit is None else limit
     if nbytes > limit:
         raise ValueError(
@@ -55,6 +58,29 @@ def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None
             f"{limit / 2**30:.2f} GiB: "
             f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
         )
+
+
+#: Largest integer any count (steps, batch_size, replicates, ...) may take: the Rust core
+#: takes them as 64-bit sizes, so anything larger is refused with the argument's name.
+INT_MAX = 2**63 - 1
+
+#: Bytes of the quadrature buffer of one exact (population) gradient, an upper bound: at most
+#: 1.2e6 nodes per sampling component, up to 3 components, ~16 f64 work values per node.
+QUADRATURE_BYTES = 3 * 1_200_000 * 16 * 8
+
+
+def in_flight(threads: int, units: int) -> int:
+    """How many work units (replicates, batch chunks) run at once: one per thread of the
+    pool (``threads`` 0 = all cores), never more than there are units."""
+    cores = os.cpu_count() or 1
+    return max(1, min(units, cores if threads == 0 else min(threads, cores)))
+
+
+def batch_buffer_bytes(batch_size: int, dim: int, in_flight: int) -> int:
+    """Bytes of the per-batch work buffers of the Rust engine: each batch running at once owns
+    the points (batch_size·d) and about 14 per-sample arrays; counted conservatively as
+    16·batch_size·(d + 1) float64 values per batch in flight."""
+    return 16 * batch_size * (dim + 1) * 8 * in_flight
 
 
 def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
@@ -84,12 +110,14 @@ def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = N
 
 
 def as_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    """An integer in [minimum, maximum]; bools and floats are rejected."""
+    """An integer in [minimum, maximum] (maximum at most :data:`INT_MAX`); bools and floats
+    are rejected."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+    maximum = INT_MAX if maximum is None else min(maximum, INT_MAX)
+    if value < minimum or value > maximum:
+        bound = f"in [{minimum}, {maximum}]" if maximum < INT_MAX else f"in [{minimum}, 2**63 - 1]"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
 
@@ -195,7 +223,10 @@ def normalize_covs(name: str, covs: Any, k: int, dim: int) -> list[np.ndarray]:
 
 
 def resolve_threads(threads: Any) -> int:
-    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1."""
+    """``None`` → all cores (0 for the Rust pool), else an int ≥ 1. The Rust core keeps at
+    most 4 thread pools (least recently used dropped) and caps a pool at the number of cores,
+    so any sequence of ``threads`` values holds a bounded number of OS threads; results do not
+    depend on ``threads``."""
     if threads is None:
         return 0
     return as_positive_int("threads", threads, maximum=max(1024, os.cpu_count() or 1))

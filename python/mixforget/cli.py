@@ -8,17 +8,22 @@ Subcommands::
                     [--keep-trajectories DIR] [--progress]
     mixforget bench [--quick]          (implemented in mixforget.bench)
 
-Exit status: 0 success; 1 a failed run (or a demo whose numbers do not show the expected
-effects); 2 a usage or configuration error (nothing written). Configuration files are
-described in :mod:`mixforget.config`.
+Exit status: 0 success; 1 a failed run: an I/O failure (unwritable output, unreachable
+scheduler, database error) or a demo whose numbers do not show the expected effects; 2 a usage
+or configuration error (nothing written); 130 interrupted. Every expected failure is one line on
+stderr; ``--debug`` (before or after the subcommand) also prints the traceback. Configuration
+files are described in :mod:`mixforget.config`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -49,6 +54,14 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 class _UsageError(Exception):
     """A usage/configuration problem: message on stderr, exit status 2."""
+
+
+class _RunError(Exception):
+    """A runtime failure (I/O, scheduler): message on stderr, exit status 1."""
+
+
+#: Seconds to wait for a dask scheduler before giving up.
+SCHEDULER_TIMEOUT = 5
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,6 +168,13 @@ def _starvation_table(
     return rows
 
 
+def _save_figure(fig: Any, path: Path) -> None:
+    from ._files import atomic_write
+
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=110)
+
+
 def _demo_figures(
     out: Path, trajs: dict[str, Any], flows: dict[str, Any], starvation: list[dict[str, Any]]
 ) -> list[str]:
@@ -171,7 +191,7 @@ def _demo_figures(
     plot_densities(trajs, axes=[axes[i // 2, i % 2] for i in range(len(labels))])
     fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target p*")
     paths.append(out / "densities.png")
-    fig.savefig(paths[-1], dpi=110)
+    _save_figure(fig, paths[-1])
 
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
@@ -179,7 +199,7 @@ def _demo_figures(
         "(b) forgetting over training: finite batch (mean, 95% band) vs population flow (dashed)"
     )
     paths.append(out / "forgetting.png")
-    fig.savefig(paths[-1], dpi=110)
+    _save_figure(fig, paths[-1])
 
     fig = Figure(figsize=(7, 5), layout="constrained")
     ax = fig.subplots()
@@ -199,7 +219,7 @@ def _demo_figures(
         ax.legend(fontsize="x-small")
     fig.suptitle("(c) starved batches vs batch size (rates of 0 not shown)")
     paths.append(out / "starvation.png")
-    fig.savefig(paths[-1], dpi=110)
+    _save_figure(fig, paths[-1])
     return [str(p) for p in paths]
 
 
@@ -228,8 +248,11 @@ def run_demo(
     settings["replicates"] = int(replicates)
     if steps is not None:
         settings["steps"] = int(steps)
+    from ._files import atomic_write, check_writable
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "summary.json", "out")  # before the work
     target = mf.TwoMode(**settings["target"])
     start = target.replace(new_mean=settings["start_new_mean"])
     root = np.random.SeedSequence(seed)
@@ -343,7 +366,7 @@ def run_demo(
         "figures": figure_paths,
         "total_time": time.perf_counter() - began,
     }
-    with open(out / "summary.json", "w", encoding="utf-8") as fh:
+    with atomic_write(out / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=2)
     if figure_paths:
         print(f"\nfigures: {', '.join(figure_paths)}", file=stream)
@@ -361,18 +384,25 @@ def _load(path: str) -> Any:
 
     try:
         return load_config(path)
-    except ConfigError as exc:
+    except (ConfigError, UnicodeDecodeError) as exc:
         raise _UsageError(f"invalid config {path}: {exc}") from None
 
 
 def _check_output_path(path: str, what: str) -> Path:
+    """Before any work: the output's directory exists (else usage error, 2) and a file can
+    be written there (else runtime error, 1)."""
+    from ._files import check_writable
+
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise _UsageError(f"{what}: directory {parent} does not exist")
     if p.is_dir():
         raise _UsageError(f"{what}: {p} is a directory")
-    return p
+    try:
+        return check_writable(p, what)
+    except OSError as exc:
+        raise _RunError(str(exc)) from None
 
 
 def _print_summary(summary: dict[str, Any], stream: Any) -> None:
@@ -422,7 +452,15 @@ def _executor(args: argparse.Namespace) -> tuple[Any, list[Any]]:
             )
             client = Client(cluster)
             return client.get_executor(), [client, cluster]
-        client = Client(args.scheduler)
+        try:
+            client = Client(args.scheduler, timeout=SCHEDULER_TIMEOUT)
+        except ValueError as exc:  # a malformed address
+            raise _UsageError(f"--scheduler: {exc}") from None
+        except Exception as exc:  # unreachable, timed out, or not a dask scheduler
+            raise _RunError(
+                f"--scheduler: no dask scheduler reachable at {args.scheduler} "
+                f"(waited at most {SCHEDULER_TIMEOUT} s): {type(exc).__name__}: {exc}"
+            ) from None
         return client.get_executor(), [client]
     if args.workers and args.workers > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -442,6 +480,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             "(key = [values]; see mixforget.config)"
         )
     _check_output_path(args.db, "--db")
+    if Path(args.db).exists() and not os.access(args.db, os.W_OK):
+        raise _RunError(f"--db: {args.db} is not writable")
     keep = args.keep_trajectories or cfg.keep_trajectories
     base = cfg.sweep_base()
     if args.threads is not None:
@@ -557,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mixforget", description="Forgetting in two-mode Gaussian mixtures, measured."
     )
     parser.add_argument("--version", action="version", version=f"mixforget {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of a failure, too"
+    )
     sub = parser.add_subparsers(dest="command", metavar="{demo,simulate,sweep,bench}")
     sub.required = True
 
@@ -631,6 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="Rust vs NumPy timings on this machine (mixforget.bench)")
     p.add_argument("--quick", action="store_true", help="small workloads only")
     p.set_defaults(func=_cmd_bench)
+    for command in sub.choices.values():  # --debug also after the subcommand
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -644,12 +691,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.func(args))
-    except _UsageError as exc:
-        print(f"mixforget {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("mixforget: interrupted", file=sys.stderr)
+        _report(args, "interrupted", prefix="mixforget")
         return 130
+    except _UsageError as exc:
+        _report(args, str(exc))
+        return 2
+    except (ValueError, TypeError) as exc:  # arguments the library refused
+        _report(args, str(exc))
+        return 2
+    except _RunError as exc:
+        _report(args, str(exc))
+        return 1
+    except (OSError, sqlite3.Error) as exc:
+        _report(args, f"I/O error: {_describe_os_error(exc)}")
+        return 1
+    except MemoryError:
+        _report(args, "out of memory")
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line (traceback with --debug)
+        _report(args, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
+        return 1
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def _report(args: argparse.Namespace, message: str, prefix: Optional[str] = None) -> None:
+    """One line on stderr (the traceback before it with --debug)."""
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    head = prefix or f"mixforget {args.command}: error"
+    print(f"{head}: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

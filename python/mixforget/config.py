@@ -370,6 +370,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except _toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (TOML must be UTF-8): {exc}") from None
     return parse_config(data, source=str(path))
 
 

@@ -23,7 +23,7 @@ from ._kernels import sample_args as sample_args
 from ._kernels import starvation_args as starvation_args
 from ._kernels import starvation_counts as starvation_counts
 from ._problem import build_problem, check_lr_scale, check_models
-from ._validate import resolve_threads
+from ._validate import check_output_size, resolve_threads
 from .objectives import ReverseKL
 
 __all__ = [
@@ -50,5 +50,11 @@ def replay_weights(
     check_models(target, model, "model")
     objective = ReverseKL(replay=replay, weight_cap=weight_cap)
     pts = as_points(x, model.dim)
+    check_output_size(
+        f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
+    )
+    check_output_size(
+        f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
+    )
     problem = build_problem(target, model, objective, "logit", 1.0, check_lr_scale(None))
     return _core.replay_weights(problem, pts, resolve_threads(threads))

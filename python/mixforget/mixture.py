@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _kernels
 from ._rng import RngLike
-from ._validate import as_cov, as_float_array, as_probability, cholesky, cov_matrix
+from ._validate import as_cov, as_float_array, as_probability, cov_matrix
 
 __all__ = ["TwoMode"]
 
@@ -134,37 +134,49 @@ class TwoMode:
         return cov_matrix(self._old_cov if which == "old" else self._new_cov, self.dim)
 
     def mahalanobis(self, delta: Any, which: str = "old") -> np.ndarray:
-        """‖δ‖_Σ = sqrt(δᵀ Σ⁻¹ δ) along the last axis, with Σ of component ``which``."""
-        delta = np.asarray(delta, dtype=np.float64)
-        chol = cholesky("cov", self.cov_matrix(which))
-        flat = delta.reshape(-1, self.dim)
-        white = np.linalg.solve(chol, flat.T).T
-        return np.sqrt(np.sum(white * white, axis=-1)).reshape(delta.shape[:-1])
+        """‖δ‖_Σ = sqrt(δᵀ Σ⁻¹ δ) along the last axis (shape (..., d)), with Σ of component
+        ``which``; computed in whitened coordinates scaled to avoid overflow and underflow."""
+        arr = np.asarray(delta, dtype=np.float64)
+        if arr.ndim == 0 or arr.shape[-1] != self.dim:
+            raise ValueError(
+                f"delta must have shape (..., {self.dim}) (last axis = dim), got {arr.shape}"
+            )
+        return _whitened_norm(self.cov_matrix(which), arr)
 
     # -- geometry (MATH §2) -------------------------------------------------------------
     @property
     def separation(self) -> float:
-        """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal)."""
-        avg = 0.5 * (self.cov_matrix("old") + self.cov_matrix("new"))
-        delta = self._old_mean - self._new_mean
-        return float(math.sqrt(delta @ np.linalg.solve(avg, delta)))
+        """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal).
+
+        Scale-safe: Σ̄ and δ are divided by Σ̄'s largest diagonal entry s before whitening,
+        Δ = ‖L⁻¹ (δ/√s)‖ with L L^T = Σ̄/s, so covariances from 1e-320 to 1e308 work."""
+        return float(_whitened_norm(self._avg_cov(), self._old_mean - self._new_mean))
+
+    def _avg_cov(self) -> np.ndarray:
+        # 0.5·a + 0.5·b, not 0.5·(a + b): the sum overflows for entries near 1e308
+        return 0.5 * self.cov_matrix("old") + 0.5 * self.cov_matrix("new")
+
+    @property
+    def log_bhattacharyya(self) -> float:
+        """ln BC = −D_B (MATH §2), finite even where BC underflows to 0 (Δ ≳ 77)."""
+        so, sn = self.cov_matrix("old"), self.cov_matrix("new")
+        avg = self._avg_cov()
+        scale = float(np.max(np.diag(avg)))
+        # log-determinants of the scaled matrices: the scale cancels in the difference
+        _, ld_avg = np.linalg.slogdet(avg / scale)
+        _, ld_o = np.linalg.slogdet(so / scale)
+        _, ld_n = np.linalg.slogdet(sn / scale)
+        delta = float(_whitened_norm(avg, self._old_mean - self._new_mean))
+        return -(0.125 * delta * delta + 0.5 * (ld_avg - 0.5 * (ld_o + ld_n)))
 
     @property
     def bhattacharyya(self) -> float:
         """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (MATH §2).
 
         D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_o det Σ_n)); equal covariance: exp(−Δ²/8).
-        """
-        so, sn = self.cov_matrix("old"), self.cov_matrix("new")
-        avg = 0.5 * (so + sn)
-        delta = self._old_mean - self._new_mean
-        _, ld_avg = np.linalg.slogdet(avg)
-        _, ld_o = np.linalg.slogdet(so)
-        _, ld_n = np.linalg.slogdet(sn)
-        db = 0.125 * float(delta @ np.linalg.solve(avg, delta)) + 0.5 * (
-            ld_avg - 0.5 * (ld_o + ld_n)
-        )
-        return float(math.exp(-db))
+        Computed in the log domain (:attr:`log_bhattacharyya`); underflows to 0 only where
+        BC < 1e-308."""
+        return float(math.exp(self.log_bhattacharyya))
 
     # -- densities and samples (Rust kernels) ---------------------------------------------
     def _kernel_args(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -274,3 +286,17 @@ class TwoMode:
 
 def _from_dict(data: dict[str, Any]) -> TwoMode:
     return TwoMode(**data)
+
+
+def _whitened_norm(cov: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """sqrt(δᵀ Σ⁻¹ δ) along the last axis of ``delta``, scale-safe: with s = max diag Σ,
+    ‖L⁻¹ (δ/√s)‖ where L L^T = Σ/s (entries of order 1, no overflow or underflow)."""
+    scale = float(np.max(np.diag(cov)))
+    chol = np.linalg.cholesky(cov / scale)
+    flat = delta.reshape(-1, cov.shape[0]) / math.sqrt(scale)
+    white = np.linalg.solve(chol, flat.T).T
+    # the norm of white/m, times m (m = largest entry): no overflow of the squares
+    big = np.max(np.abs(white), axis=-1, keepdims=True)
+    safe = np.where(big > 0, big, 1.0)
+    norm = safe[..., 0] * np.sqrt(np.sum((white / safe) ** 2, axis=-1))
+    return norm.reshape(delta.shape[:-1])

@@ -17,7 +17,9 @@ from ._problem import (
     check_objective,
     check_steps,
     check_weight_param,
+    population_flow_bytes,
 )
+from ._validate import check_output_size
 from .mixture import TwoMode
 from .objectives import Objective
 from .results import Trajectory
@@ -61,13 +63,20 @@ def population_flow(
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
     :func:`population_gradient` (MATH §6), including the objective's extra state (SDFT
     teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
-    Returns a Trajectory with one replicate (starved counts are 0)."""
+    Returns a Trajectory with one replicate (starved counts are 0). Raises ValueError before
+    any work when the records plus the quadrature buffer (at most ~460 MB) would exceed the
+    memory limit (:func:`mixforget.set_memory_limit`)."""
     check_models(target, start)
     objective = check_objective(objective)
     steps, record_every = check_steps(steps, record_every)
     lr = check_lr(lr)
     weight_param = check_weight_param(weight_param)
     scale = check_lr_scale(lr_scale)
+    check_output_size(
+        "the recorded flow and quadrature buffers",
+        population_flow_bytes(target.dim, steps, record_every),
+        f"raise record_every (now {record_every}) or lower steps (now {steps})",
+    )
     problem = build_problem(target, start, objective, weight_param, lr, scale)
     began = time.perf_counter()
     (w, o, n, s), diverged = _core.population_flow(problem, steps, record_every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +16,13 @@ from ._stats import mean_interval
 from .mixture import TwoMode
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
+
+_Z95 = 1.959963984540054
+#: A replicate whose mean is farther than this many Mahalanobis units from the target's
+#: mean of its mode has run away (see :attr:`Trajectory.runaway`).
+RUNAWAY_DISTANCE = 1e6
+#: A replicate whose old weight is within this of 0 or 1 has run away.
+RUNAWAY_WEIGHT = 1e-300
 
 
 @dataclass(frozen=True)
@@ -108,13 +116,34 @@ class Trajectory:
         acc = self.overlap_accuracy()[..., 1]
         return acc - acc[:, :1]
 
-    def summary(self) -> dict[str, Any]:
-        """Means and 95% intervals at the last record, over non-diverged replicates.
+    @property
+    def runaway(self) -> np.ndarray:
+        """(R,) replicates whose recorded parameters left the documented bound: a mean
+        farther than :data:`RUNAWAY_DISTANCE` (10^6) Mahalanobis units from the target's
+        mean of its mode, or an old weight within :data:`RUNAWAY_WEIGHT` (1e-300) of 0 or 1.
+        Such a run has left the model's meaningful range even while finite."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            far = (self.drift > RUNAWAY_DISTANCE) | (self.new_error > RUNAWAY_DISTANCE)
+            w = self.old_weight
+            edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
+        return np.asarray((far | edge).any(axis=1), dtype=bool)
 
-        Keys: replicates, diverged, old_weight / drift / sup_drift / new_error /
-        starved (each a dict mean, lo, hi)."""
-        keep = ~self.diverged
-        out: dict[str, Any] = {"replicates": int(keep.sum()), "diverged": int(self.diverged.sum())}
+    @property
+    def excluded(self) -> np.ndarray:
+        """(R,) replicates left out of summaries: ``diverged`` (non-finite) or
+        :attr:`runaway`."""
+        return np.asarray(self.diverged, dtype=bool) | self.runaway
+
+    def summary(self) -> dict[str, Any]:
+        """Means and 95% intervals at the last record, over the replicates that neither
+        diverged nor ran away (:attr:`excluded`).
+
+        Keys: replicates (kept), diverged (excluded: non-finite or beyond the bound of
+        :attr:`runaway`), old_weight / drift / sup_drift / new_error / starved (each a dict
+        mean, lo, hi)."""
+        excluded = self.excluded
+        keep = ~excluded
+        out: dict[str, Any] = {"replicates": int(keep.sum()), "diverged": int(excluded.sum())}
         if not keep.any():
             return out
         drift = self.drift[keep]
@@ -159,38 +188,68 @@ class Trajectory:
 
     # -- storage ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write an .npz (no pickled objects); the metadata is stored as JSON text."""
+        """Write an .npz (no pickled objects); the metadata is stored as JSON text.
+
+        Atomic: written to an exclusively created temporary file in the same directory, then
+        moved over ``path``; a failed write leaves ``path`` untouched and nothing else."""
+        from ._files import atomic_write
+
         path = Path(path)
         meta = {"target": self.target.to_dict(), "meta": self.meta}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            steps=self.steps,
-            old_weight=self.old_weight,
-            old_mean=self.old_mean,
-            new_mean=self.new_mean,
-            starved=self.starved,
-            diverged=self.diverged,
-            meta_json=np.array(json.dumps(meta, default=_json_default)),
-        )
-        tmp.replace(path)  # atomic: a failed write leaves no half-written file
+        meta_json = json.dumps(meta, default=_json_default)
+        with atomic_write(path) as fh:
+            np.savez_compressed(
+                fh,
+                steps=self.steps,
+                old_weight=self.old_weight,
+                old_mean=self.old_mean,
+                new_mean=self.new_mean,
+                starved=self.starved,
+                diverged=self.diverged,
+                meta_json=np.array(meta_json),
+            )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        """Read a file written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta_json"]))
-            return cls(
-                steps=data["steps"],
-                old_weight=data["old_weight"],
-                old_mean=data["old_mean"],
-                new_mean=data["new_mean"],
-                starved=data["starved"],
-                diverged=data["diverged"],
-                target=TwoMode(**meta["target"]),
-                meta=meta["meta"],
-            )
+        """Read a file written by :meth:`save` (``allow_pickle=False``). A file that is not
+        one raises ValueError naming it (missing files raise FileNotFoundError)."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":
+                    raise ValueError("not an .npz (zip) archive")
+            with np.load(path, allow_pickle=False) as data:
+                if not hasattr(data, "files") or not set(_SAVED_ARRAYS) <= set(data.files):
+                    raise ValueError("not an .npz archive with the arrays of a Trajectory")
+                meta = json.loads(str(data["meta_json"]))
+                return cls(
+                    steps=data["steps"],
+                    old_weight=data["old_weight"],
+                    old_mean=data["old_mean"],
+                    new_mean=data["new_mean"],
+                    starved=data["starved"],
+                    diverged=data["diverged"],
+                    target=TwoMode(**meta["target"]),
+                    meta=meta["meta"],
+                )
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"{path} is not a trajectory file written by Trajectory.save: {exc}"
+            ) from None
+
+
+_SAVED_ARRAYS = (
+    "steps",
+    "old_weight",
+    "old_mean",
+    "new_mean",
+    "starved",
+    "diverged",
+    "meta_json",
+)
 
 
 def numpy_to_plain(value: Any) -> Any:

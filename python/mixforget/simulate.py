@@ -17,6 +17,7 @@ from ._problem import (
     check_objective,
     check_run,
     check_weight_param,
+    estimate_gradient_bytes,
 )
 from ._rng import RngLike, resolve_rng, root_key, seed_record
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
@@ -62,10 +63,14 @@ def simulate(
     ``threads``. It is called chunk by chunk so that ``progress=True`` shows a bar (tqdm,
     optional) and Ctrl-C stops between chunks (KeyboardInterrupt is re-raised).
     A replicate whose parameters become non-finite stops and is flagged in ``diverged``.
+    With ``weight_param="direct"`` the old weight α is clamped to [1e-3, 1 − 1e-3] after every
+    update (the logit parametrisation needs no clamp).
 
     Raises ValueError before any work for invalid arguments, and when the recorded output
-    would exceed ``memory_limit`` bytes (default: :func:`mixforget.get_memory_limit`, 4 GiB
-    unless set; raise ``record_every`` or lower ``replicates``).
+    plus the work buffers of the replicates running at once (one batch each, about
+    16·batch_size·(d + 1) float64 values) would exceed ``memory_limit`` bytes (default:
+    :func:`mixforget.get_memory_limit`, 4 GiB unless set; raise ``record_every``, lower
+    ``replicates`` or ``batch_size``).
     """
     run = check_run(
         target,
@@ -185,18 +190,22 @@ def estimate_gradient(
     """One-step Monte Carlo study: ``batches`` independent finite-batch estimates ĝ of the
     objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
     old-labelled samples (MATH §4.3). Extra models (SDFT teacher, TTT q_0, OAPL lag) equal
-    ``model``. Compare with :func:`mixforget.population_gradient`."""
+    ``model``. Compare with :func:`mixforget.population_gradient`.
+
+    ``batches`` must be >= 2 (the standard error needs two estimates). Raises ValueError
+    before any work when the estimates and the work buffers of the batches computed at once
+    would exceed the memory limit (:func:`mixforget.set_memory_limit`)."""
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)
-    batches = as_positive_int("batches", batches)
-    check_output_size(
-        f"batches={batches} gradient estimates",
-        batches * (2 * target.dim + 3) * 8,
-        "estimate fewer batches per call",
-    )
+    batches = as_positive_int("batches", batches, minimum=2)
     weight_param = check_weight_param(weight_param)
     n_threads = resolve_threads(threads)
+    check_output_size(
+        f"batches={batches} gradient estimates of batch_size={batch_size}",
+        estimate_gradient_bytes(target.dim, batch_size, batches, n_threads),
+        "estimate fewer batches per call or use a smaller batch_size",
+    )
     seq = resolve_rng(rng)
     problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
     grads, counts = _core.estimate_gradient(problem, batch_size, batches, root_key(seq), n_threads)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -38,7 +39,13 @@ import numpy as np
 from . import theory
 from ._problem import check_models
 from ._rng import RngLike, resolve_rng, seed_record
-from ._validate import as_fraction, as_positive_int
+from ._validate import (
+    as_fraction,
+    as_positive_float,
+    as_positive_int,
+    as_probability,
+    as_real,
+)
 from .mixture import TwoMode
 from .objectives import SDFT, ForwardKL, Objective, ReverseKL
 from .population import population_flow, population_gradient
@@ -64,6 +71,10 @@ _DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 # ---------------------------------------------------------------------------------------
 # small statistics helpers
 # ---------------------------------------------------------------------------------------
+#: Rounding floor of drift_vs_separation, in units of ε·lr·steps.
+_ROUNDING_FACTOR = 16.0
+
+
 def binomial_interval(successes: int, trials: int, z: float = _Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default).
 
@@ -200,8 +211,11 @@ class DriftSeparationStudy:
     ``final_weight_error_population`` (``|α_T − α*|``), and, when finite-batch runs were made,
     ``sup_drift_batch_mean`` / ``_lo`` / ``_hi`` (mean over replicates of each replicate's
     sup_t D_t and its 95% interval), ``ratio_batch`` (mean / BC),
+    ``below_rounding`` (the population sup drift or BC is below the rounding floor
+    16·ε·lr·steps of the flow: rounding noise; a RuntimeWarning names these separations),
     ``sup_mean_path_drift`` (sup_t of the drift of the replicate-mean old mean, which tracks
-    the population flow), ``diverged`` (replicates that became non-finite).
+    the population flow), ``diverged`` (replicates left out: non-finite, or beyond the bound of
+    :attr:`mixforget.Trajectory.runaway`).
 
     Fits over the ``fit_separations`` (the large-Δ end):
     ``slope_population`` — least squares of log sup_t D_t on Δ² (theory: → −1/8);
@@ -367,8 +381,9 @@ def drift_vs_separation(
     of MATH §4.2); the loo baseline leaves the population flow unchanged but adds non-gated
     noise to the old-mean estimate in finite batches.
 
-    Fits use the ``fit_points`` largest separations: least squares of log sup_t D_t on Δ²
-    (theory −1/8), and of log sup_t D_t on (1, Δ², log Δ) to remove a polynomial factor.
+    Fits use the ``fit_points`` (>= 3) largest separations: least squares of log sup_t D_t on
+    Δ² (theory −1/8), and of log sup_t D_t on (1, Δ², log Δ) to remove a polynomial factor.
+    Separations whose drift is below float64 rounding are flagged and warned about.
 
     Note (measured, see the finite-batch columns): under finite batches sup_t D_t has a
     noise floor ∝ 1/sqrt(B) that is not overlap-gated — during the transient α_t ≠ α*, so
@@ -384,7 +399,7 @@ def drift_vs_separation(
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
     dim = as_positive_int("dim", dim)
-    fit_points = as_positive_int("fit_points", fit_points)
+    fit_points = as_positive_int("fit_points", fit_points, minimum=3)  # a line needs 3 to fit
     if (
         isinstance(start_offset, bool)
         or not isinstance(start_offset, numbers.Real)
@@ -453,7 +468,7 @@ def drift_vs_separation(
                 threads=threads,
                 progress=progress,
             )
-            keep = ~traj.diverged
+            keep = ~traj.excluded
             bdrift = traj.drift[keep]
             sups = bdrift.max(axis=1)
             mean, lo, hi = mean_interval(sups)
@@ -469,12 +484,39 @@ def drift_vs_separation(
                     ),
                     "final_drift_batch_mean": float(bdrift[:, -1].mean()),
                     "replicates": int(keep.sum()),
-                    "diverged": int(traj.diverged.sum()),
+                    "diverged": int(traj.excluded.sum()),
                 }
             )
         rows.append(row)
 
+    # Rounding floor of the flow: each of the `steps` updates adds rounding errors of order
+    # ε·lr·(gradient terms of order 1) to μ_o, whatever the overlap. A sup drift (or a BC)
+    # below a few times that floor is rounding noise, not the overlap-gated drift.
+    floor = _ROUNDING_FACTOR * np.finfo(np.float64).eps * float(lr) * int(steps)
+    noisy = []
+    for row in rows:
+        row["below_rounding"] = bool(
+            row["sup_drift_population"] <= floor or row["bhattacharyya"] <= floor
+        )
+        if row["below_rounding"]:
+            noisy.append(row["separation"])
+    if noisy:
+        warnings.warn(
+            f"drift_vs_separation: at separations {noisy} the population drift (or BC) is below "
+            f"the rounding floor {floor:.1e} of {steps} float64 updates (16·ε·lr·steps): it is "
+            "rounding noise, not overlap-gated drift (rows flagged 'below_rounding'); leave "
+            "these separations out of the fit",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     n_fit = min(fit_points, sep.size)
+    if n_fit < 3:
+        warnings.warn(
+            f"drift_vs_separation: only {n_fit} separation(s) to fit; the corrected fit needs 3 "
+            "(its slope and exponent are NaN)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     fit_sep = sep[-n_fit:]
     log_pop = np.log(np.array([r["sup_drift_population"] for r in rows[-n_fit:]]))
     slope_pop, _ = _fit_line(fit_sep**2, log_pop)
@@ -706,14 +748,16 @@ def starvation(
     ``objective``: a :class:`~mixforget.ReverseKL` template (default ``ReverseKL()``, loo
     baseline; its replay fields are overridden). Returns a :class:`StarvationStudy`.
     """
-    alphas = [float(a) for a in _as_list("old_weights", old_weights)]
+    alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", old_weights)]
     sizes_raw = _as_list("batch_sizes", batch_sizes)
     sizes = []
     for b in sizes_raw:
-        if isinstance(b, bool) or float(b) != int(b) or int(b) < 1:
-            raise ValueError(f"batch_sizes must be integers >= 1, got {b!r}")
-        sizes.append(int(b))
-    lams = [as_fraction("replay", float(v)) for v in _as_list("replay", replay)]
+        if isinstance(b, numbers.Real) and not isinstance(b, bool) and float(b).is_integer():
+            b = int(float(b))
+        sizes.append(as_positive_int("batch_sizes", b))
+    lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
+    separation = as_positive_float("separation", separation)
+    old_mean_offset = as_real("old_mean_offset", old_mean_offset)
     if slots not in ("bernoulli", "stratified"):
         raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
     if objective is None:
@@ -722,7 +766,7 @@ def starvation(
         raise TypeError(
             f"objective must be a mixforget.ReverseKL template, got {type(objective).__name__}"
         )
-    batches = as_positive_int("batches", batches)
+    batches = as_positive_int("batches", batches, minimum=2)  # variances need two batches
     dim = as_positive_int("dim", dim)
     u, _ = _unit_direction(None, dim, cov)
     root = resolve_rng(rng)

@@ -10,6 +10,16 @@ points finish, or how often the sweep was interrupted.
 
 Database layout (``sqlite3``)
 -----------------------------
+The file is marked as a sweep store by ``PRAGMA application_id`` = 0x4D465357 ("MFSW") and
+``PRAGMA user_version`` = 1 (the layout); any other file (another application's SQLite
+database, a non-SQLite or corrupt file) is refused untouched with one ValueError. Stores made
+before the marks existed (same tables and format) are adopted and marked.
+
+``claims(point INTEGER PRIMARY KEY, owner TEXT)``: points being computed, claimed atomically
+(``BEGIN IMMEDIATE``) by ``host|pid|process start time``, so that several processes running
+the same sweep on one db compute every point exactly once; a claim whose process has died is
+taken over, and a finished point drops its claim in the transaction that writes its row.
+
 ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``hash`` (SHA-256 of base + grid + root seed +
 population flag + separation mode; a db made by another sweep is refused), ``seed`` (root
 seed record, JSON), ``base``, ``grid`` (canonical JSON), ``n_points``, ``format``.
@@ -29,12 +39,15 @@ and ``sup_drift_population`` (the population flow, with ``population=True``), ``
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import inspect
 import itertools
 import json
 import math
+import os
+import socket
 import sqlite3
 import sys
 import time
@@ -407,49 +420,222 @@ _SQL_TYPES = {
 }
 
 
+#: SQLite header marks of a sweep store (``PRAGMA application_id`` / ``user_version``):
+#: ASCII "MFSW" and the layout version. Any other file is refused untouched.
+APPLICATION_ID = 0x4D465357
+USER_VERSION = 1
+#: Seconds a writer waits for another one's lock before failing.
+_BUSY_TIMEOUT = 60.0
+
+
 def _connect(db: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(db), timeout=60.0, isolation_level=None)  # explicit transactions
+    conn = sqlite3.connect(str(db), timeout=_BUSY_TIMEOUT, isolation_level=None)  # explicit
     conn.execute("PRAGMA synchronous=FULL")
     return conn
 
 
-def _create(conn: sqlite3.Connection, meta: Mapping[str, str]) -> None:
+def _not_a_store(db: str | Path, why: str) -> ValueError:
+    return ValueError(
+        f"db: {db} is not a mixforget sweep database ({why}); it was left untouched: "
+        "use another path"
+    )
+
+
+def _inspect_store(db: str | Path) -> bool:
+    """Check, read-only and before anything is written, that ``db`` is either absent (or an
+    empty file, or an SQLite file without any table: a new store) or a sweep store of this
+    layout; returns True when it is an existing store. Raises ValueError naming the file
+    otherwise (foreign SQLite file, another layout, not SQLite, corrupt, missing directory)."""
+    path = Path(db)
+    if str(db) == ":memory:":
+        return False
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ValueError(f"db: directory {directory} does not exist")
+    if path.is_dir():
+        raise ValueError(f"db: {db} is a directory")
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise ValueError(f"db: cannot read {db}: {exc.strerror or exc}") from None
+    if header != b"SQLite format 3\x00":
+        raise _not_a_store(db, "not an SQLite file")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT
+        )
+    except sqlite3.Error as exc:
+        raise _not_a_store(db, f"cannot open it: {exc}") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and n_objects == 0:
+            return False
+        if app_id == 0 and _is_unmarked_store(conn):
+            return True  # made before the marks existed; marked on the next write
+        if app_id != APPLICATION_ID:
+            raise _not_a_store(db, f"SQLite application_id {app_id:#x}, not {APPLICATION_ID:#x}")
+        if version != USER_VERSION:
+            raise _not_a_store(
+                db, f"store layout version {version}, this mixforget reads {USER_VERSION}"
+            )
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise _not_a_store(db, f"corrupt: {check}")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "points", "claims"} <= tables:
+            raise _not_a_store(db, "tables missing")
+        return True
+    except sqlite3.DatabaseError as exc:
+        raise _not_a_store(db, f"corrupt: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _stored_meta(db: str | Path) -> dict[str, str]:
+    """The meta table of an existing store ({} for a new one); refuses foreign files."""
+    if not _inspect_store(db):
+        return {}
+    conn = _connect(db)
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        conn.close()
+
+
+def _create(conn: sqlite3.Connection, meta: Mapping[str, str], db: str | Path) -> None:
+    """Initialise a new store, or check that an existing one was made by this sweep (the
+    check runs inside the write transaction, so two processes starting together agree)."""
     cols = ", ".join(f"{c} {_SQL_TYPES.get(c, 'REAL')}" for c in COLUMNS)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS points ({cols})")
-        stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if not stored:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and n_objects == 0:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {USER_VERSION}")
+            conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(f"CREATE TABLE points ({cols})")
+            conn.execute("CREATE TABLE claims (point INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+        elif app_id == 0 and _is_unmarked_store(conn):
+            stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if stored.get("hash") != meta["hash"]:
+                raise _different_sweep(db, stored.get("hash", "?"), meta["hash"])
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {USER_VERSION}")
+            conn.execute("CREATE TABLE claims (point INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
+        elif app_id != APPLICATION_ID:
+            raise _not_a_store(db, f"SQLite application_id {app_id:#x}, not {APPLICATION_ID:#x}")
+        else:
+            stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if stored.get("hash") != meta["hash"]:
+                raise _different_sweep(db, stored.get("hash", "?"), meta["hash"])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _stored_meta(db: str | Path) -> dict[str, str]:
-    if str(db) == ":memory:" or not Path(db).exists():
-        return {}
-    conn = _connect(db)
+def _is_unmarked_store(conn: sqlite3.Connection) -> bool:
+    """A store written by mixforget before the SQLite marks (application_id 0): exactly the
+    tables meta and points, points with this layout's columns, meta with this format."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables != {"meta", "points"}:
+        return False
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(points)")]
+    if columns != list(COLUMNS):
+        return False
+    meta_columns = [r[1] for r in conn.execute("PRAGMA table_info(meta)")]
+    if meta_columns != ["key", "value"]:
+        return False
+    row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    return row is not None and row[0] == FORMAT
+
+
+def _different_sweep(db: str | Path, stored: str, digest: str) -> ValueError:
+    return ValueError(
+        f"the database {db} was made by a different sweep (its base, grid, rng or population "
+        f"flag differ: stored hash {stored[:12]}…, this sweep {digest[:12]}…); "
+        "use another db path or the original arguments"
+    )
+
+
+# -- claims: several processes on one store compute every point exactly once -------------
+def _process_start(pid: int) -> str:
+    """Start time of a process (clock ticks since boot, Linux), '' when unknown: with the pid
+    it identifies a process even after its pid is reused."""
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
-            return {}
-        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    finally:
-        conn.close()
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}|{os.getpid()}|{_process_start(os.getpid())}"
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether the process that made a claim still runs. Claims made on another host count as
+    alive (they cannot be checked from here)."""
+    host, pid_text, started = ([*owner.split("|"), "", "", ""])[:3]
+    if host != socket.gethostname():
+        return True
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    return _process_start(pid) == started
+
+
+def _claim(conn: sqlite3.Connection, point: int, owner: str) -> bool:
+    """Atomically take point ``point`` for this process: True when it is neither finished
+    nor claimed by a live process (a dead owner's claim is taken over)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM points WHERE point = ?", (point,)).fetchone():
+            conn.execute("COMMIT")
+            return False
+        row = conn.execute("SELECT owner FROM claims WHERE point = ?", (point,)).fetchone()
+        if row is not None and row[0] != owner and _owner_alive(row[0]):
+            conn.execute("COMMIT")
+            return False
+        conn.execute("INSERT OR REPLACE INTO claims (point, owner) VALUES (?, ?)", (point, owner))
+        conn.execute("COMMIT")
+        return True
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _release(conn: sqlite3.Connection, points: Sequence[int], owner: str) -> None:
+    """Drop this process's claims on unfinished points (after an error or Ctrl-C)."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "DELETE FROM claims WHERE point = ? AND owner = ?", [(p, owner) for p in points]
+        )
+        conn.execute("COMMIT")
 
 
 def _write_point(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
-    """One finished point = one transaction."""
+    """One finished point = one transaction (the row, and its claim dropped)."""
     placeholders = ", ".join("?" for _ in COLUMNS)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
-            f"INSERT INTO points ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+            f"INSERT OR IGNORE INTO points ({', '.join(COLUMNS)}) VALUES ({placeholders})",
             [row.get(c) for c in COLUMNS],
         )
+        conn.execute("DELETE FROM claims WHERE point = ?", (row["point"],))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -494,6 +680,8 @@ def load_sweep(db: str | Path) -> Any:
     per grid key, then the stored columns (see the module docstring)."""
     if not Path(db).exists():
         raise FileNotFoundError(f"no sweep database at {db}")
+    if not _inspect_store(db):
+        raise _not_a_store(db, "no sweep in it")
     conn = _connect(db)
     try:
         return _as_table(_read_rows(conn))
@@ -565,7 +753,13 @@ def sweep(
     db : path
         SQLite file. A new file is initialised; an existing one made by the same sweep
         (same base, grid, root seed, ``population``) is resumed: finished points are skipped.
-        A db made by a different sweep raises ValueError.
+        A db made by a different sweep raises ValueError, and so does any file that is not a
+        sweep store (marked by SQLite ``application_id`` and ``user_version``): foreign
+        SQLite files, other files and corrupt stores are refused untouched. Several
+        processes may run the same sweep on one db at once: each point is claimed atomically
+        before it is computed, so every point is computed exactly once (a claim of a process
+        that died is taken over; a process waits for the points that live processes on the
+        same host are computing, then returns the full table).
     executor : concurrent.futures-style object, optional
         Anything with ``submit(fn, task)`` returning futures with ``result()``: a
         ``ThreadPoolExecutor`` (the Rust core releases the GIL), a ``ProcessPoolExecutor``,
@@ -601,7 +795,21 @@ def sweep(
     """
     base = _check_base(base)
     grid = _check_grid(grid)
+    for name, flag in (("population", population), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
     population = bool(population)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(
+            "executor must have a submit(fn, arg) method (e.g. concurrent.futures."
+            f"ThreadPoolExecutor) or be None, got {type(executor).__name__}"
+        )
+    if keep_trajectories is not None and not isinstance(keep_trajectories, (str, os.PathLike)):
+        raise TypeError(
+            f"keep_trajectories must be a directory path or None, got {keep_trajectories!r}"
+        )
+    if not isinstance(db, (str, os.PathLike)):
+        raise TypeError(f"db must be a file path, got {type(db).__name__}")
     if separation_mode not in SEPARATION_MODES:
         raise ValueError(
             f"separation_mode must be one of {list(SEPARATION_MODES)}, got {separation_mode!r}"
@@ -641,17 +849,20 @@ def sweep(
         identity["separation_mode"] = separation_mode
     digest = hashlib.sha256(_dumps(identity).encode()).hexdigest()
     if stored and stored.get("hash") != digest:
-        raise ValueError(
-            f"the database {db} was made by a different sweep "
-            "(its base, grid, rng or population flag "
-            f"differ: stored hash {stored.get('hash', '?')[:12]}…, this sweep {digest[:12]}…); "
-            "use another db path or the original arguments"
-        )
+        raise _different_sweep(db, stored.get("hash", "?"), digest)
 
     keep_dir = None if keep_trajectories is None else Path(keep_trajectories)
     if keep_dir is not None:
         keep_dir.mkdir(parents=True, exist_ok=True)
+        from ._files import check_writable
+
+        try:
+            check_writable(keep_dir / "point_000000.npz", "keep_trajectories")
+        except OSError as exc:
+            raise ValueError(str(exc)) from None
     conn = _connect(db)
+    owner = _owner()
+    mine: set[int] = set()  # points claimed by this process and not yet written
     try:
         _create(
             conn,
@@ -663,6 +874,7 @@ def sweep(
                 "grid": _dumps(grid_plain),
                 "n_points": str(len(points)),
             },
+            db,
         )
         done = {r[0] for r in conn.execute("SELECT point FROM points")}
         tasks: dict[int, dict[str, Any]] = {}
@@ -693,29 +905,53 @@ def sweep(
                 path = Trajectory(**payload).save(keep_dir / f"point_{i:06d}.npz")
                 row["trajectory"] = str(path)
             _write_point(conn, row)
+            mine.discard(i)
             if bar is not None:
                 bar.update(1)
 
-        try:
+        def compute(batch: list[int]) -> None:
             if executor is None:
-                for i, task in tasks.items():
-                    finish(i, _compute_point(task))
-            else:
-                futures = {}
-                try:
-                    for i, task in tasks.items():
-                        futures[executor.submit(_compute_point, task)] = i
-                    for fut in _completed(list(futures)):
-                        finish(futures[fut], fut.result())
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+                for i in batch:
+                    if _claim(conn, i, owner):
+                        mine.add(i)
+                        finish(i, _compute_point(tasks[i]))
+                return
+            futures = {}
+            try:
+                for i in batch:
+                    if _claim(conn, i, owner):
+                        mine.add(i)
+                        futures[executor.submit(_compute_point, tasks[i])] = i
+                for fut in _completed(list(futures)):
+                    finish(futures[fut], fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+
+        try:
+            compute(list(tasks))
+            # Points claimed by other live processes on this host: wait for their rows, and
+            # take over those whose owner has died (claims from other hosts are not awaited).
+            while True:
+                finished = {r[0] for r in conn.execute("SELECT point FROM points")}
+                claims = dict(conn.execute("SELECT point, owner FROM claims").fetchall())
+                waiting = [i for i in tasks if i not in finished and i in claims]
+                local = [i for i in waiting if claims[i].split("|")[0] == socket.gethostname()]
+                orphans = [i for i in local if claims[i] == owner or not _owner_alive(claims[i])]
+                if orphans:
+                    compute(orphans)
+                elif local:
+                    time.sleep(0.2)
+                else:
+                    break
         finally:
             if bar is not None:
                 bar.close()
         return _as_table(_read_rows(conn))
     finally:
+        if mine:
+            _release(conn, sorted(mine), owner)
         conn.close()
 
 

@@ -492,6 +492,11 @@ def expected_starved_batches(
     if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool):
         raise TypeError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     lam = 0.0 if replay is None else as_fraction("replay", replay)
+    if np.any((path < 0.0) | (path > 1.0)):
+        raise ValueError(
+            "path_or_trajectory must hold old weights in [0, 1], got values in "
+            f"[{path.min()}, {path.max()}]"
+        )
     p = np.asarray(starvation_probability(path, batch_size, lam, slots or "bernoulli"))
     if cumulative:
         return np.cumsum(p, axis=-1)

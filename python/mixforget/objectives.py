@@ -102,7 +102,6 @@ class ReverseKL(Objective):
             object.__setattr__(self, "weight_cap", cap)
 
 
-
 @dataclass(frozen=True)
 class SDFT(Objective):
     """Self-distillation fine-tuning (MATH §4.4, *model choice*).
@@ -129,7 +128,6 @@ class SDFT(Objective):
         object.__setattr__(self, "ema", ema)
         object.__setattr__(self, "anchor", anchor)
         as_choice("direction", self.direction, DIRECTIONS)
-
 
     @property
     def samples_from_model(self) -> bool:
@@ -174,7 +172,6 @@ class TTTDiscover(Objective):
         return self.beta == "adaptive"
 
 
-
 @dataclass(frozen=True)
 class OAPL(Objective):
     """Off-policy regression to the optimal policy (MATH §4.6). Group size G = batch size.
@@ -196,7 +193,6 @@ class OAPL(Objective):
         object.__setattr__(self, "beta2", as_positive_float("beta2", self.beta2))
         object.__setattr__(self, "lag", as_positive_int("lag", self.lag))
         object.__setattr__(self, "radius", _check_reward(self.reward, self.radius))
-
 
     @property
     def samples_from_model(self) -> bool:

@@ -425,9 +425,7 @@ pub fn draw_batch<O: Objective>(
         old_count += (c != 1) as usize;
     }
     let d = batch.dim;
-    for z in batch.x[..b * d].iter_mut() {
-        *z = crate::rng::normal(rng);
-    }
+    crate::rng::fill_normal(rng, &mut batch.x[..b * d]);
     // x = μ_c + L_c z.
     let all_scalar = comps.iter().all(|g| matches!(g.cov, Cov::Scalar { .. }));
     if all_scalar && d == 1 {

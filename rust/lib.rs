@@ -370,11 +370,12 @@ impl<'py> ObjectiveReader<'_, 'py> {
                 })
             }
             _ => {
+                let kinds: Vec<String> = Spec::KINDS.iter().map(|k| format!("'{k}'")).collect();
                 return Err(self.bad(
                     "kind",
-                    "one of ['ForwardKL', 'ReverseKL', 'SDFT', 'TTTDiscover', 'OAPL']",
+                    &format!("one of [{}]", kinds.join(", ")),
                     &kind_value,
-                ))
+                ));
             }
         })
     }
@@ -391,27 +392,24 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// `Objective.as_dict()` (the round trip of the binding is tested against it).
 fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("kind", spec.kind())?;
     match spec {
         Spec::ForwardKL(o) => {
-            d.set_item("kind", "ForwardKL")?;
             d.set_item("replay", o.replay)?;
             d.set_item("replay_slots", o.replay_slots.name())?;
         }
         Spec::ReverseKL(o) => {
-            d.set_item("kind", "ReverseKL")?;
             d.set_item("replay", o.replay)?;
             d.set_item("replay_slots", o.replay_slots.name())?;
             d.set_item("weight_cap", o.weight_cap)?;
             d.set_item("baseline", o.baseline.name())?;
         }
         Spec::SDFT(o) => {
-            d.set_item("kind", "SDFT")?;
             d.set_item("ema", o.ema)?;
             d.set_item("anchor", o.anchor)?;
             d.set_item("direction", o.direction.name())?;
         }
         Spec::TTTDiscover(o) => {
-            d.set_item("kind", "TTTDiscover")?;
             match o.beta {
                 Beta::Fixed(b) => d.set_item("beta", b)?,
                 Beta::Adaptive => d.set_item("beta", "adaptive")?,
@@ -421,7 +419,6 @@ fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Bound<'py, PyDi
             d.set_item("radius", o.radius)?;
         }
         Spec::OAPL(o) => {
-            d.set_item("kind", "OAPL")?;
             d.set_item("beta1", o.beta1)?;
             d.set_item("beta2", o.beta2)?;
             d.set_item("lag", o.lag)?;

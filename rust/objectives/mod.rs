@@ -10,6 +10,11 @@
 //! The core is generic over the trait and monomorphised: an entry point dispatches on
 //! [`Spec`] once (see [`with_objective!`]) and every per-sample loop is specialised for one
 //! objective, with no dynamic dispatch inside.
+//!
+//! Adding an objective: its module here implementing [`Objective`], one [`Spec`] variant and
+//! its arm in [`with_objective!`], and in `lib.rs` its arm of the extraction
+//! (`ObjectiveReader::spec`) and of `objective_dict`; on the Python side its dataclass in
+//! `objectives.py` with `kind` set to the class name.
 
 pub mod forward_kl;
 pub mod oapl;
@@ -99,6 +104,22 @@ pub enum Spec {
     SDFT(SDFT),
     TTTDiscover(TTTDiscover),
     OAPL(OAPL),
+}
+
+impl Spec {
+    /// The Python class names, in `Spec` order.
+    pub const KINDS: [&'static str; 5] = ["ForwardKL", "ReverseKL", "SDFT", "TTTDiscover", "OAPL"];
+
+    /// The Python class name of the objective.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::ForwardKL(_) => Self::KINDS[0],
+            Spec::ReverseKL(_) => Self::KINDS[1],
+            Spec::SDFT(_) => Self::KINDS[2],
+            Spec::TTTDiscover(_) => Self::KINDS[3],
+            Spec::OAPL(_) => Self::KINDS[4],
+        }
+    }
 }
 
 /// `with_objective!(spec, o => body)`: evaluate `body` with `o` bound to the concrete
@@ -207,4 +228,26 @@ pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut
 /// Every objective's ĝ = −Σ ω_i s(x_i) (maximum likelihood on its samples): c_i = −1.
 pub(crate) fn likelihood_coefficients(batch: &mut Batch) {
     batch.value[..batch.len].iter_mut().for_each(|v| *v = -1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_round_trip<E: Named + std::fmt::Debug>() {
+        for (name, value) in E::NAMES {
+            assert_eq!(E::from_name(name), Some(*value));
+            assert_eq!(value.name(), *name);
+        }
+        assert_eq!(E::from_name("unknown"), None);
+        assert!(E::choices().starts_with("['") && E::choices().ends_with("']"));
+    }
+
+    #[test]
+    fn every_named_choice_round_trips() {
+        names_round_trip::<Slots>();
+        names_round_trip::<Reward>();
+        names_round_trip::<Baseline>();
+        names_round_trip::<Direction>();
+    }
 }

@@ -1,12 +1,15 @@
 //! The `mixforget._core` extension module: bindings only. Arguments arrive validated and
 //! normalised by the Python layer (python/mixforget/); here they are converted, checked once
-//! more for consistency, and handed to the pure-Rust kernels with the GIL released.
+//! more for consistency, and handed to the pure-Rust kernels with the GIL released. An
+//! objective crosses as its dataclass, read by attribute name into a typed `objectives::Spec`
+//! (`ObjectiveReader`); its string choices become Rust enums.
 //! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
 
 pub mod engine;
 pub mod fastmath;
 pub mod mixture;
+pub mod objectives;
 pub mod population;
 pub mod rng;
 pub mod starvation;
@@ -20,9 +23,13 @@ use numpy::{
 };
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyString};
 
-use engine::{Mix2, Objective, Params, Problem, Records, Simulation, WeightParam};
+use engine::{Mix2, Params, Problem, Records, Simulation, WeightParam};
 use mixture::{Cov, Gaussian, Mixture};
+use objectives::{
+    Beta, ForwardKL, Named, Objective, ReverseKL, Reward, Spec, TTTDiscover, OAPL, SDFT,
+};
 use starvation::Slots;
 
 fn to_py_err(msg: String) -> PyErr {
@@ -251,6 +258,205 @@ fn starvation_counts<'py>(
     Ok(out.into_pyarray(py))
 }
 
+/// Typed extraction of an objective of python/mixforget/objectives.py, read by attribute name
+/// (the frozen dataclasses stay the one user-facing definition; duck-typed objects work
+/// too). The `kind` attribute picks the objective; every field is checked here again, so a
+/// value that bypassed the dataclass validation is refused with a ValueError naming it.
+struct ObjectiveReader<'a, 'py> {
+    obj: &'a Bound<'py, PyAny>,
+}
+
+impl<'py> ObjectiveReader<'_, 'py> {
+    fn attr(&self, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.obj.getattr(name).map_err(|_| {
+            PyValueError::new_err(format!(
+                "objective.{name} is missing (got an object of type {})",
+                type_name(self.obj)
+            ))
+        })
+    }
+
+    fn bad(&self, name: &str, allowed: &str, value: &Bound<'py, PyAny>) -> PyErr {
+        let shown = value
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "<unprintable>".into());
+        PyValueError::new_err(format!("objective.{name} must be {allowed}, got {shown}"))
+    }
+
+    /// A real number (not a bool or a string) with `ok(value)`.
+    fn number(&self, name: &str, allowed: &str, ok: impl Fn(f64) -> bool) -> PyResult<f64> {
+        let value = self.attr(name)?;
+        self.number_from(name, allowed, ok, &value)
+    }
+
+    fn number_from(
+        &self,
+        name: &str,
+        allowed: &str,
+        ok: impl Fn(f64) -> bool,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<f64> {
+        if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyString>() {
+            return Err(self.bad(name, allowed, value));
+        }
+        match value.extract::<f64>() {
+            Ok(v) if v.is_finite() && ok(v) => Ok(v),
+            _ => Err(self.bad(name, allowed, value)),
+        }
+    }
+
+    fn positive(&self, name: &str) -> PyResult<f64> {
+        self.number(name, "a finite number > 0", |v| v > 0.0)
+    }
+
+    /// One of the names of `E`.
+    fn choice<E: Named>(&self, name: &str) -> PyResult<E> {
+        let value = self.attr(name)?;
+        value
+            .extract::<String>()
+            .ok()
+            .and_then(|s| E::from_name(&s))
+            .ok_or_else(|| self.bad(name, &format!("one of {}", E::choices()), &value))
+    }
+
+    fn replay(&self) -> PyResult<f64> {
+        self.number("replay", "a finite number in [0, 1)", |v| {
+            (0.0..1.0).contains(&v)
+        })
+    }
+
+    fn reward(&self) -> PyResult<(Reward, f64)> {
+        Ok((self.choice("reward")?, self.positive("radius")?))
+    }
+
+    fn spec(&self) -> PyResult<Spec> {
+        let kind_value = self.attr("kind")?;
+        let kind = kind_value.extract::<String>().unwrap_or_default();
+        Ok(match kind.as_str() {
+            "ForwardKL" => Spec::ForwardKL(ForwardKL {
+                replay: self.replay()?,
+                replay_slots: self.choice("replay_slots")?,
+            }),
+            "ReverseKL" => {
+                let cap = self.attr("weight_cap")?;
+                Spec::ReverseKL(ReverseKL {
+                    replay: self.replay()?,
+                    replay_slots: self.choice("replay_slots")?,
+                    weight_cap: if cap.is_none() {
+                        None
+                    } else {
+                        Some(self.number_from(
+                            "weight_cap",
+                            "None or a finite number > 0",
+                            |v| v > 0.0,
+                            &cap,
+                        )?)
+                    },
+                    baseline: self.choice("baseline")?,
+                })
+            }
+            "SDFT" => Spec::SDFT(SDFT {
+                ema: self.number("ema", "a finite number in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
+                anchor: self.number("anchor", "a finite number in [0, 1]", |v| {
+                    (0.0..=1.0).contains(&v)
+                })?,
+                direction: self.choice("direction")?,
+            }),
+            "TTTDiscover" => {
+                let beta = self.attr("beta")?;
+                let beta = match beta.extract::<String>() {
+                    Ok(s) if s == "adaptive" => Beta::Adaptive,
+                    _ => Beta::Fixed(self.number_from(
+                        "beta",
+                        "a finite number > 0 or 'adaptive'",
+                        |v| v > 0.0,
+                        &beta,
+                    )?),
+                };
+                let (reward, radius) = self.reward()?;
+                Spec::TTTDiscover(TTTDiscover {
+                    beta,
+                    kl_penalty: self.number("kl_penalty", "a finite number >= 0", |v| v >= 0.0)?,
+                    reward,
+                    radius,
+                })
+            }
+            "OAPL" => {
+                let lag = self.attr("lag")?;
+                let lag = match lag.extract::<i64>() {
+                    Ok(v) if v >= 1 && !lag.is_instance_of::<PyBool>() => v as usize,
+                    _ => return Err(self.bad("lag", "an integer >= 1", &lag)),
+                };
+                let (reward, radius) = self.reward()?;
+                Spec::OAPL(OAPL {
+                    beta1: self.positive("beta1")?,
+                    beta2: self.positive("beta2")?,
+                    lag,
+                    reward,
+                    radius,
+                })
+            }
+            _ => {
+                let kinds: Vec<String> = Spec::KINDS.iter().map(|k| format!("'{k}'")).collect();
+                return Err(self.bad(
+                    "kind",
+                    &format!("one of [{}]", kinds.join(", ")),
+                    &kind_value,
+                ));
+            }
+        })
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The objective's fields as Python sees them: {"kind": class name, **fields}, the form of
+/// `Objective.as_dict()` (the round trip of the binding is tested against it).
+fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("kind", spec.kind())?;
+    match spec {
+        Spec::ForwardKL(o) => {
+            d.set_item("replay", o.replay)?;
+            d.set_item("replay_slots", o.replay_slots.name())?;
+        }
+        Spec::ReverseKL(o) => {
+            d.set_item("replay", o.replay)?;
+            d.set_item("replay_slots", o.replay_slots.name())?;
+            d.set_item("weight_cap", o.weight_cap)?;
+            d.set_item("baseline", o.baseline.name())?;
+        }
+        Spec::SDFT(o) => {
+            d.set_item("ema", o.ema)?;
+            d.set_item("anchor", o.anchor)?;
+            d.set_item("direction", o.direction.name())?;
+        }
+        Spec::TTTDiscover(o) => {
+            match o.beta {
+                Beta::Fixed(b) => d.set_item("beta", b)?,
+                Beta::Adaptive => d.set_item("beta", "adaptive")?,
+            }
+            d.set_item("kl_penalty", o.kl_penalty)?;
+            d.set_item("reward", o.reward.name())?;
+            d.set_item("radius", o.radius)?;
+        }
+        Spec::OAPL(o) => {
+            d.set_item("beta1", o.beta1)?;
+            d.set_item("beta2", o.beta2)?;
+            d.set_item("lag", o.lag)?;
+            d.set_item("reward", o.reward.name())?;
+            d.set_item("radius", o.radius)?;
+        }
+    }
+    Ok(d)
+}
+
 /// A training problem: target, model covariances, start, objective and update settings.
 #[pyclass(module = "mixforget._core", frozen)]
 struct TrainingProblem {
@@ -268,7 +474,7 @@ impl TrainingProblem {
         model_covs: Vec<PyReadonlyArrayDyn<'_, f64>>,
         start_weight: f64,
         start_means: PyReadonlyArray2<'_, f64>,
-        objective: PyReadonlyArray1<'_, f64>,
+        objective: &Bound<'_, PyAny>,
         weight_param: &str,
         lr: f64,
         lr_scale: (f64, f64, f64),
@@ -312,12 +518,7 @@ impl TrainingProblem {
                 )))
             }
         };
-        let objective = Objective::from_params(
-            objective
-                .as_slice()
-                .map_err(|_| PyValueError::new_err("objective parameters must be contiguous"))?,
-        )
-        .map_err(PyValueError::new_err)?;
+        let objective = ObjectiveReader { obj: objective }.spec()?;
         let target = Mix2::new(
             target_weight,
             Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?),
@@ -340,6 +541,11 @@ impl TrainingProblem {
     #[getter]
     fn dim(&self) -> usize {
         self.inner.dim
+    }
+
+    /// The objective as the kernels received it, in the form of `Objective.as_dict()`.
+    fn objective_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        objective_dict(py, &self.inner.objective)
     }
 }
 
@@ -519,7 +725,7 @@ fn estimate_gradient<'py>(
     let (grads, counts) = run(py, threads, || {
         let mut grads = vec![0.0; batches * width];
         let mut counts = vec![0i64; batches];
-        engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts)?;
+        engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts);
         Ok((grads, counts))
     })?;
     Ok((
@@ -538,16 +744,17 @@ fn replay_weights<'py>(
     threads: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let p = &problem.inner;
-    let (replay, cap) = match p.objective {
-        Objective::ReverseKL { replay, cap, .. } => (replay, cap),
+    let objective = match p.objective {
+        Spec::ReverseKL(o) => o,
         _ => {
             return Err(PyValueError::new_err(
                 "replay_weights needs a ReverseKL objective",
             ))
         }
     };
+    let (replay, cap) = (objective.replay().0, objective.cap());
     let xs = points(&x, p.dim)?;
-    let models = p.models_at(&p.new_replicate([0, 0], 0));
+    let models = p.models_at(&objective, &p.new_replicate([0, 0], 0));
     let out = run(py, threads, || {
         use rayon::prelude::*;
         let mut out = vec![0.0; xs.len() / p.dim];
@@ -558,7 +765,7 @@ fn replay_weights<'py>(
                 for (w, x) in o.iter_mut().zip(xc.chunks(p.dim)) {
                     let log_q = models.model.logpdf(x, &mut scratch);
                     *w = if replay > 0.0 {
-                        engine::replay_weight(
+                        objectives::reverse_kl::replay_weight(
                             log_q,
                             models.target.old.logpdf(x, &mut scratch),
                             replay,

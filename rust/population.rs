@@ -9,10 +9,11 @@
 //! ~ exp(−2π²/(h Δ_max)) < 1e-11.
 
 use crate::engine::{
-    evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Objective, Params,
-    Problem, Records, Replicate, Reward,
+    evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params, Problem, Records,
+    Replicate,
 };
 use crate::mixture::{Cov, Gaussian};
+use crate::objectives::{with_objective, Objective};
 
 /// Half-width of the quadrature grid in standard deviations.
 const HALF_WIDTH: f64 = 9.5;
@@ -42,26 +43,25 @@ impl Reduction {
     }
 }
 
-fn relevant_means(problem: &Problem, m: &Models) -> Vec<Vec<f64>> {
+fn relevant_means<O: Objective>(objective: &O, m: &Models) -> Vec<Vec<f64>> {
     let mut means = vec![
         m.model.old.mean.clone(),
         m.model.new.mean.clone(),
         m.target.old.mean.clone(),
         m.target.new.mean.clone(),
     ];
-    match problem.objective {
-        Objective::Sdft { .. } => {
-            means.extend([m.teacher.old.mean.clone(), m.teacher.new.mean.clone()])
-        }
-        Objective::Ttt { .. } => means.extend([m.start.old.mean.clone(), m.start.new.mean.clone()]),
-        Objective::Oapl { .. } => means.extend([m.lag.old.mean.clone(), m.lag.new.mean.clone()]),
-        _ => {}
+    if let Some(state) = objective.state_model(m) {
+        means.extend([state.old.mean.clone(), state.new.mean.clone()]);
     }
     means
 }
 
 /// Reduced models (k-dimensional, identity covariance) and the map back.
-fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), String> {
+fn reduce<O: Objective>(
+    objective: &O,
+    problem: &Problem,
+    m: &Models,
+) -> Result<(Models, Reduction, usize), String> {
     let d = problem.dim;
     let cov = &m.target.old.cov;
     let equal = [&m.target.new.cov, &m.model.old.cov, &m.model.new.cov]
@@ -80,7 +80,7 @@ fn reduce(problem: &Problem, m: &Models) -> Result<(Models, Reduction, usize), S
         }
         return Err("NotImplemented: exact population expectations with unequal covariances are available for d = 1 only".into());
     }
-    let whitened: Vec<Vec<f64>> = relevant_means(problem, m)
+    let whitened: Vec<Vec<f64>> = relevant_means(objective, m)
         .into_iter()
         .map(|mut v| {
             cov.whiten(&mut v);
@@ -184,18 +184,8 @@ fn largest_separation(m: &Models) -> f64 {
 }
 
 /// Boundary points (in the reduced coordinate) of an indicator reward, 1-D problems only.
-fn indicator_jumps(objective: &Objective, m: &Models) -> Option<(f64, f64)> {
-    let radius = match *objective {
-        Objective::Ttt {
-            reward: Reward::NewIndicator { radius },
-            ..
-        }
-        | Objective::Oapl {
-            reward: Reward::NewIndicator { radius },
-            ..
-        } => radius,
-        _ => return None,
-    };
+fn indicator_jumps<O: Objective>(objective: &O, m: &Models) -> Option<(f64, f64)> {
+    let radius = objective.indicator_radius()?;
     if m.target.new.dim() != 1 {
         return None;
     }
@@ -261,7 +251,7 @@ fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// The quadrature "batch": every grid node of every sampling component, with weights ω.
-fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
+fn quadrature_batch<O: Objective>(objective: &O, m: &Models, batch: &mut Batch) {
     let comps: Vec<_> = sampling_components(objective, m)
         .into_iter()
         .filter(|c| c.0 > 0.0)
@@ -312,30 +302,31 @@ fn quadrature_batch(objective: &Objective, m: &Models, batch: &mut Batch) {
             }
         }
     }
-    batch.replay_used = match *objective {
-        Objective::ForwardKL { replay, .. } | Objective::ReverseKL { replay, .. } => replay,
-        _ => 0.0,
-    };
+    batch.replay_used = objective.replay().0;
 }
 
 /// The exact gradient of the objective at a replicate's state, in original coordinates.
 pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> Result<Grad, String> {
-    exact_gradient_in(problem, rep, &mut Batch::new(1, 0))
+    with_objective!(problem.objective, o => {
+        exact_gradient_in(&o, problem, rep, &mut Batch::new(1, 0))
+    })
 }
 
 /// `exact_gradient` with a caller-owned quadrature buffer, reused across a flow's steps.
-fn exact_gradient_in(
+fn exact_gradient_in<O: Objective>(
+    objective: &O,
     problem: &Problem,
     rep: &Replicate,
     batch: &mut Batch,
 ) -> Result<Grad, String> {
-    let models = problem.models_at(rep);
-    let (reduced, reduction, perp_dims) = reduce(problem, &models)?;
-    quadrature_batch(&problem.objective, &reduced, batch);
+    let models = problem.models_at(objective, rep);
+    let (reduced, reduction, perp_dims) = reduce(objective, problem, &models)?;
+    objective.check_exact(perp_dims)?;
+    quadrature_batch(objective, &reduced, batch);
     let k = reduced.model.old.dim();
     let mut g = Grad::zeros(k);
     evaluate(
-        &problem.objective,
+        objective,
         problem.weight_param,
         &reduced,
         batch,
@@ -344,7 +335,7 @@ fn exact_gradient_in(
             perp_dims,
         },
         &mut g,
-    )?;
+    );
     let mut out = Grad::zeros(problem.dim);
     out.weight = g.weight;
     reduction.lift(&g.old, &mut out.old);
@@ -359,13 +350,23 @@ pub fn population_flow(
     record_every: usize,
     rec: Records,
 ) -> Result<bool, String> {
+    with_objective!(problem.objective, o => population_flow_with(&o, problem, steps, record_every, rec))
+}
+
+fn population_flow_with<O: Objective>(
+    objective: &O,
+    problem: &Problem,
+    steps: usize,
+    record_every: usize,
+    rec: Records,
+) -> Result<bool, String> {
     let mut rep = problem.new_replicate([0, 0], 0);
     let mut previous: Params = rep.theta.clone();
     let mut batch = Batch::new(1, 0);
     for step in 0..steps {
         if !rep.diverged {
-            let g = exact_gradient_in(problem, &rep, &mut batch)?;
-            problem.apply_update(&mut rep, &g, &mut previous);
+            let g = exact_gradient_in(objective, problem, &rep, &mut batch)?;
+            problem.apply_update(objective, &mut rep, &g, &mut previous);
         }
         if (step + 1) % record_every == 0 {
             let k = (step + 1) / record_every - 1;
@@ -388,9 +389,10 @@ pub fn population_flow(
 mod tests {
     use super::*;
     use crate::engine::{estimate_gradient, WeightParam};
+    use crate::objectives::{Baseline, ForwardKL, ReverseKL, Spec};
     use crate::starvation::Slots;
 
-    fn problem(objective: Objective, d: usize) -> Problem {
+    fn problem(objective: Spec, d: usize) -> Problem {
         let cov = Cov::scalar(1.0).unwrap();
         let point = |v: f64| {
             let mut m = vec![0.0; d];
@@ -420,22 +422,22 @@ mod tests {
     #[test]
     fn exact_gradient_matches_monte_carlo_mean() {
         for objective in [
-            Objective::ReverseKL {
+            Spec::ReverseKL(ReverseKL {
                 replay: 0.0,
-                slots: Slots::Bernoulli,
-                cap: f64::INFINITY,
-                loo: true,
-            },
-            Objective::ReverseKL {
+                replay_slots: Slots::Bernoulli,
+                weight_cap: None,
+                baseline: Baseline::Loo,
+            }),
+            Spec::ReverseKL(ReverseKL {
                 replay: 0.3,
-                slots: Slots::Bernoulli,
-                cap: f64::INFINITY,
-                loo: true,
-            },
-            Objective::ForwardKL {
+                replay_slots: Slots::Bernoulli,
+                weight_cap: None,
+                baseline: Baseline::Loo,
+            }),
+            Spec::ForwardKL(ForwardKL {
                 replay: 0.3,
-                slots: Slots::Bernoulli,
-            },
+                replay_slots: Slots::Bernoulli,
+            }),
         ] {
             for d in [1, 3] {
                 let p = problem(objective, d);
@@ -444,7 +446,7 @@ mod tests {
                 let width = 1 + 2 * d;
                 let mut grads = vec![0.0; n * width];
                 let mut counts = vec![0i64; n];
-                estimate_gradient(&p, 32, [9, 9], &mut grads, &mut counts).unwrap();
+                estimate_gradient(&p, 32, [9, 9], &mut grads, &mut counts);
                 let mut flat = vec![0.0; width];
                 exact.write_flat(&mut flat);
                 for (j, expected) in flat.iter().enumerate() {

@@ -2,10 +2,12 @@
 Python layer (mixforget.kernels, mixforget.simulate, ...); call those instead."""
 
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+
+from .objectives import Objective
 
 __all__ = [
     "Simulator",
@@ -66,13 +68,14 @@ class TrainingProblem:
         model_covs: Sequence[_F64],
         start_weight: float,
         start_means: _F64,
-        objective: _F64,
+        objective: Objective,
         weight_param: str,
         lr: float,
         lr_scale: tuple[float, float, float],
     ) -> TrainingProblem: ...
     @property
     def dim(self) -> int: ...
+    def objective_dict(self) -> dict[str, Any]: ...
 
 @final
 class Simulator:

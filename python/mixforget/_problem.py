@@ -123,7 +123,8 @@ def build_problem(
     lr: float,
     lr_scale: Mapping[str, float],
 ) -> Any:
-    """The Rust TrainingProblem: target p*, model covariances and start state θ_0."""
+    """The Rust TrainingProblem: target p*, model covariances and start state θ_0. The
+    objective dataclass itself crosses the binding (read by attribute name)."""
     return _core.TrainingProblem(
         target.old_weight,
         np.stack([target.old_mean, target.new_mean]),
@@ -131,7 +132,7 @@ def build_problem(
         [model.old_cov, model.new_cov],
         model.old_weight,
         np.stack([model.old_mean, model.new_mean]),
-        objective.params(),
+        objective,
         weight_param,
         lr,
         (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),

@@ -1,18 +1,17 @@
 """Training objectives (MATH §4): frozen dataclasses validated at construction.
 
-Each objective only *describes* an estimator; the estimators themselves run in Rust
-(``rust/engine.rs``), all through one score-function core ĝ = Σ_i ω_i c_i s(x_i), where an
-objective contributes its sampling distribution and its per-sample coefficient c_i.
+Each objective only *describes* an estimator; the estimators themselves run in Rust, one
+module per class of the same name (``rust/objectives/``), all through one score-function core
+ĝ = Σ_i ω_i c_i s(x_i), where an objective contributes its sampling distribution and its
+per-sample coefficient c_i. The Rust binding reads these dataclasses by attribute name, with
+``kind`` naming the objective, so they are the one definition of each objective's fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
-
-import numpy as np
 
 from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
 
@@ -32,25 +31,12 @@ BASELINES = ("none", "loo")
 DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
 
-# Layout of the parameter vector handed to Rust (rust/engine.rs, ObjectiveSpec::from_params).
-_KIND = {"ForwardKL": 0, "ReverseKL": 1, "SDFT": 2, "TTTDiscover": 3, "OAPL": 4}
-N_PARAMS = 15
-
 
 class Objective:
     """Base class of the objectives; see the subclasses."""
 
+    #: The objective's name, the class name (the Rust binding dispatches on it).
     kind: ClassVar[str] = ""
-
-    def params(self) -> np.ndarray:
-        """The flat float64 parameter vector of the Rust engine (internal layout)."""
-        p = np.zeros(N_PARAMS)
-        p[0] = _KIND[type(self).__name__]
-        self._fill(p)
-        return p
-
-    def _fill(self, p: np.ndarray) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form: ``{"kind": class name, **fields}``."""
@@ -76,16 +62,14 @@ class ForwardKL(Objective):
     round(λB) replay samples per batch).
     """
 
+    kind: ClassVar[str] = "ForwardKL"
+
     replay: float = 0.0
     replay_slots: str = "bernoulli"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
         as_choice("replay_slots", self.replay_slots, SLOTS)
-
-    def _fill(self, p: np.ndarray) -> None:
-        p[1] = self.replay
-        p[2] = SLOTS.index(self.replay_slots)
 
     @property
     def samples_from_model(self) -> bool:
@@ -102,6 +86,8 @@ class ReverseKL(Objective):
     Stratified slots use the realised fraction λ' = round(λB)/B in the weights.
     """
 
+    kind: ClassVar[str] = "ReverseKL"
+
     replay: float = 0.0
     replay_slots: str = "bernoulli"
     weight_cap: Optional[float] = None
@@ -115,12 +101,6 @@ class ReverseKL(Objective):
             cap = as_positive_float("weight_cap", self.weight_cap)
             object.__setattr__(self, "weight_cap", cap)
 
-    def _fill(self, p: np.ndarray) -> None:
-        p[1] = self.replay
-        p[2] = SLOTS.index(self.replay_slots)
-        p[3] = math.inf if self.weight_cap is None else self.weight_cap
-        p[4] = BASELINES.index(self.baseline)
-
 
 @dataclass(frozen=True)
 class SDFT(Objective):
@@ -131,6 +111,8 @@ class SDFT(Objective):
     direction 'reverse': KL(q_θ ‖ t), the §4.2 estimator with p* → t (LOO baseline);
     'forward': KL(t ‖ q_θ), samples from t, ĝ = −(1/B) Σ s(x_i).
     """
+
+    kind: ClassVar[str] = "SDFT"
 
     ema: float = 0.02
     anchor: float = 0.5
@@ -146,12 +128,6 @@ class SDFT(Objective):
         object.__setattr__(self, "ema", ema)
         object.__setattr__(self, "anchor", anchor)
         as_choice("direction", self.direction, DIRECTIONS)
-
-    def _fill(self, p: np.ndarray) -> None:
-        p[5] = self.ema
-        p[6] = self.anchor
-        p[7] = DIRECTIONS.index(self.direction)
-        p[4] = 1  # LOO baseline for the reverse direction
 
     @property
     def samples_from_model(self) -> bool:
@@ -173,6 +149,8 @@ class TTTDiscover(Objective):
     'new_indicator' (1[‖x − μ_n*‖_Σ ≤ radius]).
     """
 
+    kind: ClassVar[str] = "TTTDiscover"
+
     beta: Union[float, str] = 2.0
     kl_penalty: float = 0.0
     reward: str = "new_logpdf"
@@ -193,13 +171,6 @@ class TTTDiscover(Objective):
     def adaptive(self) -> bool:
         return self.beta == "adaptive"
 
-    def _fill(self, p: np.ndarray) -> None:
-        p[8] = 0.0 if self.adaptive else float(self.beta)  # type: ignore[arg-type]
-        p[9] = 1.0 if self.adaptive else 0.0
-        p[10] = self.kl_penalty
-        p[11] = REWARDS.index(self.reward)
-        p[12] = self.radius
-
 
 @dataclass(frozen=True)
 class OAPL(Objective):
@@ -208,6 +179,8 @@ class OAPL(Objective):
     θ_lag ← θ every ``lag`` steps; x_i ~ q_lag; V̂ = β1 log mean_i exp(r_i/β1);
     ĝ = (2β2/G) Σ (β2 Δ_i − (r_i − V̂)) s(x_i), Δ_i = log q_θ(x_i) − log q_lag(x_i).
     """
+
+    kind: ClassVar[str] = "OAPL"
 
     beta1: float = 1.0
     beta2: float = 1.0
@@ -220,13 +193,6 @@ class OAPL(Objective):
         object.__setattr__(self, "beta2", as_positive_float("beta2", self.beta2))
         object.__setattr__(self, "lag", as_positive_int("lag", self.lag))
         object.__setattr__(self, "radius", _check_reward(self.reward, self.radius))
-
-    def _fill(self, p: np.ndarray) -> None:
-        p[11] = REWARDS.index(self.reward)
-        p[12] = self.radius
-        p[13] = self.beta1
-        p[14] = self.beta2
-        p[5] = float(self.lag)
 
     @property
     def samples_from_model(self) -> bool:

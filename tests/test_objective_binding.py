@@ -1,0 +1,168 @@
+"""Issue 10: objectives cross the binding as typed values read by attribute name.
+
+Every public objective, with every option, reaches Rust and comes back field for field; a
+field of the wrong type, an unknown string or a value out of range is refused by the binding
+itself (even when the dataclass validation was bypassed) with a ValueError naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mixforget as mf
+from mixforget import _core
+from mixforget._problem import build_problem, check_lr_scale
+from mixforget.objectives import BASELINES, DIRECTIONS, REWARDS, SLOTS
+
+TARGET = mf.TwoMode(old_mean=[-2.0, 0.0], new_mean=[2.5, 0.5], old_weight=0.7, cov=1.0)
+START = TARGET.replace(new_mean=[0.3, 0.0], old_weight=0.6)
+
+
+def _problem(objective: Any) -> Any:
+    return build_problem(TARGET, START, objective, "logit", 0.05, check_lr_scale(None))
+
+
+def _every_option() -> list[mf.objectives.Objective]:
+    """Each objective with every value of every choice field, and non-default numbers."""
+    out: list[mf.objectives.Objective] = []
+    for slots in SLOTS:
+        out += [mf.ForwardKL(), mf.ForwardKL(replay=0.25, replay_slots=slots)]
+        for baseline, cap in itertools.product(BASELINES, [None, 1.5, 2]):
+            out.append(
+                mf.ReverseKL(replay=0.3, replay_slots=slots, weight_cap=cap, baseline=baseline)
+            )
+    for direction in DIRECTIONS:
+        out += [mf.SDFT(direction=direction), mf.SDFT(ema=1.0, anchor=0.0, direction=direction)]
+    for reward in REWARDS:
+        out += [
+            mf.TTTDiscover(reward=reward),
+            mf.TTTDiscover(beta="adaptive", kl_penalty=0.3, reward=reward, radius=2.5),
+            mf.TTTDiscover(beta=0.7, kl_penalty=0.0, reward=reward, radius=0.4),
+            mf.OAPL(reward=reward),
+            mf.OAPL(beta1=0.5, beta2=3.0, lag=7, reward=reward, radius=0.8),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("objective", _every_option(), ids=repr)
+def test_every_objective_and_option_round_trips_through_rust(objective):
+    back = _problem(objective).objective_dict()
+    expected = objective.as_dict()
+    assert back == expected
+    # same keys, and the same Python types (an int lag stays an int, a fixed β a float)
+    assert {k: type(v) for k, v in back.items()} == {k: type(v) for k, v in expected.items()}
+    assert back["kind"] == type(objective).kind == type(objective).__name__
+
+
+def test_round_trip_covers_every_field_of_every_public_objective():
+    seen = {type(o) for o in _every_option()}
+    assert seen == {mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL}
+    for cls in seen:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(_problem(cls()).objective_dict()) == {"kind"} | fields
+
+
+def test_a_duck_typed_objective_is_read_by_attribute_name():
+    duck = SimpleNamespace(kind="ReverseKL", replay=0.2, replay_slots="stratified",
+                           weight_cap=None, baseline="none")  # fmt: skip
+    assert _problem(duck).objective_dict() == {"kind": "ReverseKL", **vars(duck)}
+    # and it trains exactly like the dataclass with the same fields
+    real = mf.ReverseKL(replay=0.2, replay_slots="stratified", baseline="none")
+    runs = [_core.estimate_gradient(_problem(o), 8, 50, (3, 4), 1)[0] for o in (duck, real)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def _tampered(objective: Any, field: str, value: Any) -> Any:
+    """`objective` with `field` set to `value`, past the dataclass validation."""
+    bad = dataclasses.replace(objective)
+    object.__setattr__(bad, field, value)
+    return bad
+
+
+BAD_FIELDS = [
+    # (valid objective, field, bad value): wrong type, unknown string, out of range
+    (mf.ForwardKL(), "replay", "0.1"),
+    (mf.ForwardKL(), "replay", True),
+    (mf.ForwardKL(), "replay", 1.0),
+    (mf.ForwardKL(), "replay", -0.1),
+    (mf.ForwardKL(), "replay", math.nan),
+    (mf.ForwardKL(), "replay_slots", "random"),
+    (mf.ForwardKL(), "replay_slots", 1),
+    (mf.ReverseKL(), "replay", None),
+    (mf.ReverseKL(), "replay_slots", "Bernoulli"),
+    (mf.ReverseKL(), "weight_cap", 0.0),
+    (mf.ReverseKL(), "weight_cap", math.inf),
+    (mf.ReverseKL(), "weight_cap", "big"),
+    (mf.ReverseKL(), "baseline", "mean"),
+    (mf.ReverseKL(), "baseline", None),
+    (mf.SDFT(), "ema", 0.0),
+    (mf.SDFT(), "ema", 1.5),
+    (mf.SDFT(), "ema", "0.1"),
+    (mf.SDFT(), "anchor", -0.1),
+    (mf.SDFT(), "anchor", 1.1),
+    (mf.SDFT(), "direction", "sideways"),
+    (mf.SDFT(), "direction", 0),
+    (mf.TTTDiscover(), "beta", "fixed"),
+    (mf.TTTDiscover(), "beta", 0.0),
+    (mf.TTTDiscover(), "beta", None),
+    (mf.TTTDiscover(), "beta", False),
+    (mf.TTTDiscover(), "kl_penalty", -0.1),
+    (mf.TTTDiscover(), "kl_penalty", "none"),
+    (mf.TTTDiscover(), "reward", "accuracy"),
+    (mf.TTTDiscover(), "reward", 2),
+    (mf.TTTDiscover(), "radius", 0.0),
+    (mf.TTTDiscover(), "radius", [1.0]),
+    (mf.OAPL(), "beta1", 0.0),
+    (mf.OAPL(), "beta1", "1"),
+    (mf.OAPL(), "beta2", -1.0),
+    (mf.OAPL(), "lag", 0),
+    (mf.OAPL(), "lag", 2.5),
+    (mf.OAPL(), "lag", "3"),
+    (mf.OAPL(), "lag", True),
+    (mf.OAPL(), "reward", "new_logPDF"),
+    (mf.OAPL(), "radius", -1.0),
+]
+
+
+@pytest.mark.parametrize(("objective", "field", "value"), BAD_FIELDS, ids=lambda v: repr(v)[:30])
+def test_bad_field_is_refused_by_the_binding_naming_it(objective, field, value):
+    bad = _tampered(objective, field, value)
+    with pytest.raises(
+        ValueError, match=rf"^objective\.{field} must be .*, got {re.escape(repr(value))}$"
+    ):
+        _problem(bad)
+
+
+def test_every_field_of_every_objective_has_a_bad_value_test():
+    covered = {(type(o), f) for o, f, _ in BAD_FIELDS}
+    for cls in (mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL):
+        for f in dataclasses.fields(cls):
+            assert (cls, f.name) in covered, (cls.__name__, f.name)
+
+
+def test_unknown_kind_and_missing_field_name_the_attribute():
+    with pytest.raises(
+        ValueError, match=r"^objective\.kind must be one of \[.*'OAPL'\], got 'Adam'"
+    ):
+        _problem(SimpleNamespace(kind="Adam"))
+    with pytest.raises(ValueError, match=r"^objective\.kind is missing"):
+        _problem(SimpleNamespace(replay=0.1))
+    with pytest.raises(ValueError, match=r"^objective\.replay_slots is missing"):
+        _problem(SimpleNamespace(kind="ForwardKL", replay=0.1))
+
+
+def test_public_entry_points_surface_the_binding_error():
+    bad = _tampered(mf.ReverseKL(), "baseline", "mean")
+    with pytest.raises(ValueError, match=r"objective\.baseline must be one of \['none', 'loo'\]"):
+        mf.simulate(TARGET, START, bad, steps=10, batch_size=4, replicates=2, record_every=5)
+    with pytest.raises(ValueError, match=r"objective\.reward must be one of"):
+        mf.population_flow(TARGET, START, _tampered(mf.OAPL(), "reward", "x"), steps=2, lr=0.1,
+                           record_every=1)  # fmt: skip

@@ -9,6 +9,7 @@ pub mod fastmath;
 pub mod mixture;
 pub mod population;
 pub mod rng;
+pub mod simd_rng;
 pub mod starvation;
 
 use std::collections::HashMap;
@@ -578,7 +579,92 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(estimate_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(normal_floor, m)?)?;
     m.add_function(wrap_pyfunction!(replay_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(lane_normals, m)?)?;
+    m.add_function(wrap_pyfunction!(lane_normal_floor, m)?)?;
+    m.add_function(wrap_pyfunction!(lane_normal_tail_counts, m)?)?;
     m.add_class::<TrainingProblem>()?;
     m.add_class::<Simulator>()?;
     Ok(())
+}
+
+// --- the vectorised generator (simd_rng): test and benchmark hooks --------------------------
+
+/// lane_normals(n, key, index) -> the n standard normals of one `fill_normal` of
+/// `LaneStream::new(key, index)` (the statistical tests' hook).
+#[pyfunction]
+fn lane_normals(
+    py: Python<'_>,
+    n: usize,
+    key: (u64, u64),
+    index: u64,
+) -> PyResult<Bound<'_, PyArray1<f64>>> {
+    let mut out = vec![0.0; n];
+    py.detach(|| simd_rng::LaneStream::new([key.0, key.1], index).fill_normal(&mut out));
+    Ok(out.into_pyarray(py))
+}
+
+/// Sum `per_chunk` over chunks of mixture::CHUNK normals, one LaneStream per chunk.
+fn lane_chunks<T: Send>(
+    n: usize,
+    key: (u64, u64),
+    per_chunk: impl Fn(&[f64]) -> T + Sync,
+    combine: impl Fn(T, T) -> T + Sync + Send,
+    zero: impl Fn() -> T + Sync + Send,
+) -> T {
+    use rayon::prelude::*;
+    (0..n.div_ceil(mixture::CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut z = vec![0.0; mixture::CHUNK.min(n - c * mixture::CHUNK)];
+            simd_rng::LaneStream::new([key.0, key.1], c as u64).fill_normal(&mut z);
+            per_chunk(&z)
+        })
+        .reduce(zero, combine)
+}
+
+/// lane_normal_floor(n, key, threads) -> sum of n normals from the vectorised generator in
+/// parallel chunks: `normal_floor` with `simd_rng::LaneStream::fill_normal`.
+#[pyfunction]
+fn lane_normal_floor(py: Python<'_>, n: usize, key: (u64, u64), threads: usize) -> PyResult<f64> {
+    run(py, threads, || {
+        Ok(lane_chunks(
+            n,
+            key,
+            |z| z.iter().sum::<f64>(),
+            |a, b| a + b,
+            || 0.0,
+        ))
+    })
+}
+
+/// lane_normal_tail_counts(n, key, thresholds, threads) -> ([#{|z| > t} for t in
+/// thresholds], max |z|) over n normals drawn as by `lane_normal_floor`.
+#[pyfunction]
+fn lane_normal_tail_counts(
+    py: Python<'_>,
+    n: usize,
+    key: (u64, u64),
+    thresholds: Vec<f64>,
+    threads: usize,
+) -> PyResult<(Vec<u64>, f64)> {
+    let k = thresholds.len();
+    run(py, threads, || {
+        Ok(lane_chunks(
+            n,
+            key,
+            |z| {
+                let mut counts = vec![0u64; k];
+                let mut max_abs: f64 = 0.0;
+                for v in z.iter().map(|v| v.abs()) {
+                    max_abs = max_abs.max(v);
+                    for (c, t) in counts.iter_mut().zip(&thresholds) {
+                        *c += (v > *t) as u64;
+                    }
+                }
+                (counts, max_abs)
+            },
+            |(a, ma), (b, mb)| (a.iter().zip(&b).map(|(x, y)| x + y).collect(), ma.max(mb)),
+            || (vec![0u64; k], 0.0),
+        ))
+    })
 }

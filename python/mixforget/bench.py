@@ -303,6 +303,94 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
     )
 
 
+def numpy_loop_w1(
+    replicates: int,
+    steps: int,
+    batch_size: int,
+    lr: float = 0.05,
+    record_every: Optional[int] = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """W1 written the way a careful NumPy user would for this one workload: ReverseKL, d = 1,
+    the default problem (Σ = 1 for model and world), leave-one-out baseline, logit weight, no
+    replay. Arrays are (R, B); one ``np.random.Generator`` (seeded with ``seed``); the only
+    Python loop runs over steps. It computes the same estimator as :func:`mixforget.simulate`
+    (a different random stream, so equal in distribution): per sample ℓ = log q − log p*, the
+    responsibilities r_old = q_old/q and r_new = 1 − r_old, c = ℓ − mean_{j≠i} ℓ_j, and
+    θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old), r_new(x − μ_new)) (the
+    normalisers cancel in ℓ and r because the variances are equal). A replicate whose
+    parameters turn non-finite is frozen, as in mixforget.
+
+    Returns a dict of arrays: ``old_weight``, ``old_mean``, ``new_mean`` (R, T/k + 1) at steps
+    0, k, …, T (k = ``record_every``, default gcd(T, 10)), ``starved`` (R, T/k + 1, the
+    cumulative count of batches without an old-mode sample) and ``diverged`` (R,)."""
+    r, b, t_steps = int(replicates), int(batch_size), int(steps)
+    if r < 1 or b < 2 or t_steps < 1:
+        raise ValueError(
+            f"replicates >= 1, batch_size >= 2 and steps >= 1 required, got {r}, {b}, {t_steps}"
+        )
+    k = _record_every(t_steps) if record_every is None else int(record_every)
+    if k < 1 or t_steps % k:
+        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
+    target, start = default_problem(1)
+    rng = np.random.default_rng(seed)
+    a_star = float(target.old_weight)
+    log_a_star, log_b_star = math.log(a_star), math.log1p(-a_star)
+    mo_star, mn_star = float(target.old_mean[0]), float(target.new_mean[0])
+    eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
+    mo = np.full(r, float(start.old_mean[0]))
+    mn = np.full(r, float(start.new_mean[0]))
+    alive = np.ones(r, dtype=bool)
+    starved = np.zeros(r, dtype=np.int64)
+    n_rec = t_steps // k + 1
+    rec = {name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")}
+    rec["starved"] = np.zeros((r, n_rec), dtype=np.int64)
+
+    def record(j: int) -> None:
+        rec["old_weight"][:, j] = 1.0 / (1.0 + np.exp(-eta))
+        rec["old_mean"][:, j] = mo
+        rec["new_mean"][:, j] = mn
+        rec["starved"][:, j] = starved
+
+    record(0)
+    inv_loo = 1.0 / (b - 1)
+    for step in range(1, t_steps + 1):
+        alpha = 1.0 / (1.0 + np.exp(-eta))
+        old = rng.random((r, b)) < alpha[:, None]
+        x = np.where(old, mo[:, None], mn[:, None])
+        x += rng.standard_normal((r, b))
+        d_old = x - mo[:, None]
+        d_new = x - mn[:, None]
+        log_q_old = np.log(alpha)[:, None] - 0.5 * d_old * d_old
+        log_q_new = np.log1p(-alpha)[:, None] - 0.5 * d_new * d_new
+        log_q = np.logaddexp(log_q_old, log_q_new)
+        resp_old = np.exp(log_q_old - log_q)
+        d = x - mo_star
+        log_p_old = log_a_star - 0.5 * d * d
+        d = x - mn_star
+        log_p = np.logaddexp(log_p_old, log_b_star - 0.5 * d * d)
+        ell = log_q - log_p
+        coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
+        coef_old = coef * resp_old
+        g_w = coef_old.sum(axis=1) - alpha * coef.sum(axis=1)
+        g_old = np.einsum("ij,ij->i", coef_old, d_old)
+        g_new = np.einsum("ij,ij->i", coef - coef_old, d_new)  # c·r_new = c − c·r_old
+        scale = lr / b
+        eta_new = eta - scale * g_w
+        mo_new = mo - scale * g_old
+        mn_new = mn - scale * g_new
+        ok = alive & np.isfinite(eta_new) & np.isfinite(mo_new) & np.isfinite(mn_new)
+        starved += alive & ~old.any(axis=1)
+        eta = np.where(ok, eta_new, eta)
+        mo = np.where(ok, mo_new, mo)
+        mn = np.where(ok, mn_new, mn)
+        alive = ok
+        if step % k == 0:
+            record(step // k)
+    rec["diverged"] = ~alive
+    return rec
+
+
 def _responsibilities_workload(key: str, s: dict[str, Any]) -> Workload:
     from . import kernels, reference
 

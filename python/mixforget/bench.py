@@ -197,7 +197,9 @@ class Workload:
     possibly fewer steps than Rust). ``rust_units`` / ``numpy_units``: samples processed (see
     the module docstring for what a sample is); ``normals``: the RNG-floor size of the Rust
     call. ``numpy_scale`` = rust_units / numpy_units multiplies NumPy times to the Rust size.
-    ``steps`` / ``numpy_steps`` are set for the simulate workloads (per-step comparison)."""
+    ``steps`` / ``numpy_steps`` are set for the simulate workloads (per-step comparison).
+    ``numpy_loop()`` (W1 only, else None) runs :func:`numpy_loop_w1`, the specialised
+    vectorised NumPy loop, on ``numpy_units`` samples."""
 
     key: str
     title: str
@@ -210,6 +212,7 @@ class Workload:
     numpy: Callable[[], Any] = field(repr=False)
     steps: Optional[int] = None
     numpy_steps: Optional[int] = None
+    numpy_loop: Optional[Callable[[], Any]] = field(default=None, repr=False)
 
     @property
     def numpy_scale(self) -> float:
@@ -288,6 +291,9 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
             rng=0,
         )
 
+    def numpy_loop() -> Any:
+        return numpy_loop_w1(r, tn, b, lr=0.05, record_every=_record_every(tn), seed=0)
+
     return Workload(
         key,
         _TITLES[key],
@@ -300,6 +306,7 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
         numpy_,
         steps=t,
         numpy_steps=tn,
+        numpy_loop=numpy_loop if d == 1 else None,
     )
 
 
@@ -427,10 +434,16 @@ def _starvation_workload(key: str, s: dict[str, Any]) -> Workload:
 # the table
 # ---------------------------------------------------------------------------------------
 def _row(
-    w: Workload, label: str, threads: int, rust_s: float, numpy_measured_s: float, floor_s: float
+    w: Workload,
+    label: str,
+    threads: int,
+    rust_s: float,
+    numpy_measured_s: float,
+    floor_s: float,
+    loop_measured_s: Optional[float] = None,
 ) -> dict[str, Any]:
     numpy_s = numpy_measured_s * w.numpy_scale
-    return {
+    row = {
         "workload": label,
         "title": w.title,
         "sizes": w.describe(),
@@ -448,6 +461,13 @@ def _row(
         "floor_s": floor_s,
         "floor_multiple": rust_s / floor_s if floor_s > 0 else math.inf,
     }
+    if loop_measured_s is not None:
+        loop_s = loop_measured_s * w.numpy_scale
+        row["numpy_loop_s"] = loop_s
+        row["numpy_loop_ns_per_sample_core"] = loop_measured_s / w.numpy_units * 1e9
+        row["loop_speedup"] = loop_s / rust_s if rust_s > 0 else math.inf
+        row["loop_speedup_per_core"] = row["loop_speedup"] / threads
+    return row
 
 
 def run_benchmarks(
@@ -465,7 +485,10 @@ def run_benchmarks(
     workload (e.g. ``{"W4": {"batches": 1000}}``). ``threads``: Rust threads (default: all
     usable cores). Row keys: workload, title, sizes, threads, samples, normals, rust_s,
     numpy_s (scaled to the Rust size), numpy_measured_s, numpy_scale, numpy_scaled, speedup,
-    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_multiple."""
+    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_multiple;
+    W1 rows also numpy_loop_s (the specialised NumPy loop :func:`numpy_loop_w1` on one core,
+    scaled to the Rust size), numpy_loop_ns_per_sample_core, loop_speedup (its time / Rust's)
+    and loop_speedup_per_core (the same per core: / threads)."""
     base = QUICK_SIZES if quick else CLI_SIZES
     sizes = dict(sizes or {})
     unknown = set(sizes) - set(WORKLOADS)
@@ -483,14 +506,15 @@ def run_benchmarks(
         if progress is not None:
             progress(f"{key} {w.title} {w.describe()} ...")
         w.rust(n_threads)  # warm-up: thread pool, page faults, allocator
-        rust_s = best_of(lambda: w.rust(n_threads), repeats)
+        rust_s = best_of(lambda w=w: w.rust(n_threads), repeats)
         numpy_s = best_of(w.numpy, repeats)
+        loop_s = best_of(w.numpy_loop, repeats) if w.numpy_loop is not None else None
         floor_s = rng_floor(w.normals, n_threads, repeats)
-        rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s))
+        rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s, loop_s))
         if key == "W1" and n_threads > 1:
-            rust1 = best_of(lambda: w.rust(1), repeats)
+            rust1 = best_of(lambda w=w: w.rust(1), repeats)
             floor1 = rng_floor(w.normals, 1, repeats)
-            row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1)
+            row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1, loop_s)
             row1["thread_speedup"] = rust1 / rust_s
             rows[-1]["thread_speedup"] = rust1 / rust_s
             rows.append(row1)
@@ -523,6 +547,8 @@ def format_table(
         "ns/sample/core",
         "× RNG floor",
         "threads",
+        "vs NumPy loop",
+        "per core",
     ]
     body = []
     for r in rows:
@@ -536,6 +562,8 @@ def format_table(
                 f"{r['rust_ns_per_sample_core']:.1f}",
                 f"{r['floor_multiple']:.2f}",
                 str(r["threads"]),
+                f"{r['loop_speedup']:.1f}×" if "loop_speedup" in r else "—",
+                f"{r['loop_speedup_per_core']:.1f}×" if "loop_speedup_per_core" in r else "—",
             ]
         )
     widths = [
@@ -547,9 +575,14 @@ def format_table(
             c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths))
         )
 
+    cpu_count = machine.get("cpu_count", "?")
+    versions = (
+        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, "
+        f"mixforget {machine.get('mixforget', '?')}"
+    )
     out = [
-        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count {machine.get('cpu_count', '?')}); "
-        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, mixforget {machine.get('mixforget', '?')}",
+        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count {cpu_count}); "
+        + versions,
         line(header),
         line(["-" * wd for wd in widths]),
     ]
@@ -559,15 +592,27 @@ def format_table(
         "Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;"
     )
     out.append(
-        "* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at equal work."
+        "* = run with fewer steps and scaled per step to the Rust size. "
+        "speed-up = NumPy / Rust at equal work."
     )
     out.append(
-        "ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: batches)."
+        "ns/sample/core = Rust time × threads / samples "
+        "(W1/W2: drawn points, W3: points, W4: batches)."
     )
     out.append(
-        "× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, W3: n·d, W4: one"
+        "× RNG floor = Rust time / time to draw the same normals alone in Rust "
+        "(W1/W2: R·T·B·d, W3: n·d, W4: one"
     )
     out.append("per batch), measured in this run with the same threads.")
+    for r in rows:
+        if r["workload"] == "W1" and "numpy_loop_s" in r:
+            out.append(
+                "vs NumPy loop = time of the specialised vectorised NumPy W1 (bench.numpy_loop_w1, "
+                f"one core, {r['numpy_loop_ns_per_sample_core']:.1f} ns/sample) / Rust time;"
+            )
+            out.append(
+                "per core = the same ratio divided by the Rust threads (one thread vs one core)."
+            )
     for r in rows:
         if r["workload"] == "W1" and "thread_speedup" in r:
             out.append(

@@ -603,23 +603,32 @@ fn lane_normals(
     Ok(out.into_pyarray(py))
 }
 
-/// Sum `per_chunk` over chunks of mixture::CHUNK normals, one LaneStream per chunk.
+/// Fold the normals of chunks of mixture::CHUNK (one LaneStream per chunk, drawn 256 at a
+/// time into a stack buffer: the same values as one fill of the chunk) and combine the chunks.
 fn lane_chunks<T: Send>(
     n: usize,
     key: (u64, u64),
-    per_chunk: impl Fn(&[f64]) -> T + Sync,
-    combine: impl Fn(T, T) -> T + Sync + Send,
     zero: impl Fn() -> T + Sync + Send,
+    fold: impl Fn(T, &[f64]) -> T + Sync,
+    combine: impl Fn(T, T) -> T + Sync + Send,
 ) -> T {
     use rayon::prelude::*;
     (0..n.div_ceil(mixture::CHUNK))
         .into_par_iter()
         .map(|c| {
-            let mut z = vec![0.0; mixture::CHUNK.min(n - c * mixture::CHUNK)];
-            simd_rng::LaneStream::new([key.0, key.1], c as u64).fill_normal(&mut z);
-            per_chunk(&z)
+            let mut stream = simd_rng::LaneStream::new([key.0, key.1], c as u64);
+            let mut buf = [0.0; 256];
+            let mut left = mixture::CHUNK.min(n - c * mixture::CHUNK);
+            let mut acc = zero();
+            while left > 0 {
+                let z = &mut buf[..left.min(256)];
+                stream.fill_normal(z);
+                acc = fold(acc, z);
+                left -= z.len();
+            }
+            acc
         })
-        .reduce(zero, combine)
+        .reduce(&zero, combine)
 }
 
 /// lane_normal_floor(n, key, threads) -> sum of n normals from the vectorised generator in
@@ -630,9 +639,9 @@ fn lane_normal_floor(py: Python<'_>, n: usize, key: (u64, u64), threads: usize) 
         Ok(lane_chunks(
             n,
             key,
-            |z| z.iter().sum::<f64>(),
-            |a, b| a + b,
             || 0.0,
+            |acc, z| acc + z.iter().sum::<f64>(),
+            |a, b| a + b,
         ))
     })
 }
@@ -652,9 +661,8 @@ fn lane_normal_tail_counts(
         Ok(lane_chunks(
             n,
             key,
-            |z| {
-                let mut counts = vec![0u64; k];
-                let mut max_abs: f64 = 0.0;
+            || (vec![0u64; k], 0.0f64),
+            |(mut counts, mut max_abs), z| {
                 for v in z.iter().map(|v| v.abs()) {
                     max_abs = max_abs.max(v);
                     for (c, t) in counts.iter_mut().zip(&thresholds) {
@@ -664,7 +672,6 @@ fn lane_normal_tail_counts(
                 (counts, max_abs)
             },
             |(a, ma), (b, mb)| (a.iter().zip(&b).map(|(x, y)| x + y).collect(), ma.max(mb)),
-            || (vec![0u64; k], 0.0),
         ))
     })
 }

@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -350,7 +351,9 @@ def numpy_loop_w1(
     alive = np.ones(r, dtype=bool)
     starved = np.zeros(r, dtype=np.int64)
     n_rec = t_steps // k + 1
-    rec = {name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")}
+    rec: dict[str, np.ndarray] = {
+        name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")
+    }
     rec["starved"] = np.zeros((r, n_rec), dtype=np.int64)
 
     def record(j: int) -> None:
@@ -443,7 +446,7 @@ def _row(
     loop_measured_s: Optional[float] = None,
 ) -> dict[str, Any]:
     numpy_s = numpy_measured_s * w.numpy_scale
-    row = {
+    row: dict[str, Any] = {
         "workload": label,
         "title": w.title,
         "sizes": w.describe(),
@@ -506,13 +509,13 @@ def run_benchmarks(
         if progress is not None:
             progress(f"{key} {w.title} {w.describe()} ...")
         w.rust(n_threads)  # warm-up: thread pool, page faults, allocator
-        rust_s = best_of(lambda w=w: w.rust(n_threads), repeats)
+        rust_s = best_of(partial(w.rust, n_threads), repeats)
         numpy_s = best_of(w.numpy, repeats)
         loop_s = best_of(w.numpy_loop, repeats) if w.numpy_loop is not None else None
         floor_s = rng_floor(w.normals, n_threads, repeats)
         rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s, loop_s))
         if key == "W1" and n_threads > 1:
-            rust1 = best_of(lambda w=w: w.rust(1), repeats)
+            rust1 = best_of(partial(w.rust, 1), repeats)
             floor1 = rng_floor(w.normals, 1, repeats)
             row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1, loop_s)
             row1["thread_speedup"] = rust1 / rust_s

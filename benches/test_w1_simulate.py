@@ -1,5 +1,8 @@
 """W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (DESIGN §4), Rust vs the NumPy
-twin vs the RNG floor in one group; thread scaling (1 and 2 threads) in a second group."""
+twin vs the specialised NumPy loop (``mixforget.bench.numpy_loop_w1``: the best a NumPy user
+would write for this one workload) vs the RNG floor in one group; thread scaling (1, 2 and
+all usable threads) in a second group. The summary reports every entry against the
+specialised loop per core and on all cores."""
 
 from __future__ import annotations
 
@@ -55,8 +58,27 @@ def test_w1_numpy(benchmark, measure, workload, rounds):
     _check(res, workload.sizes["replicates"], workload.numpy_steps)
 
 
+@pytest.mark.benchmark(group=GROUP)
+def test_w1_numpy_loop(benchmark, measure, workload, rounds):
+    rec = measure(
+        benchmark,
+        workload,
+        "numpy_loop",
+        workload.numpy_loop,
+        threads=1,
+        rounds=rounds(3),
+        samples=workload.numpy_units,
+        steps=workload.numpy_steps,
+    )
+    assert rec["old_weight"].shape == (
+        workload.sizes["replicates"],
+        workload.numpy_steps // mb._record_every(workload.numpy_steps) + 1,
+    )
+    assert not rec["diverged"].any()
+
+
 @pytest.mark.benchmark(group=SCALING)
-@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_threads", sorted({1, 2, mb.usable_cores()}))
 def test_w1_threads(benchmark, measure, workload, rounds, n_threads):
     res = measure(
         benchmark,

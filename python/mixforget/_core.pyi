@@ -14,6 +14,9 @@ __all__ = [
     "TrainingProblem",
     "__version__",
     "estimate_gradient",
+    "lane_normal_floor",
+    "lane_normal_tail_counts",
+    "lane_normals",
     "mixture_logpdf",
     "normal_floor",
     "population_flow",
@@ -89,3 +92,10 @@ class Simulator:
     ) -> Simulator: ...
     def advance(self, steps: int, record_every: int) -> _Records: ...
     def diverged(self) -> npt.NDArray[np.bool_]: ...
+
+# the vectorised generator (rust/simd_rng.rs): test and benchmark hooks
+def lane_normals(n: int, key: tuple[int, int], index: int) -> _F64: ...
+def lane_normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
+def lane_normal_tail_counts(
+    n: int, key: tuple[int, int], thresholds: Sequence[float], threads: int
+) -> tuple[list[int], float]: ...

@@ -32,7 +32,6 @@ Public: :func:`main` (the CLI entry), :func:`run_benchmarks`, :func:`format_tabl
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import platform
@@ -40,6 +39,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -198,7 +198,9 @@ class Workload:
     possibly fewer steps than Rust). ``rust_units`` / ``numpy_units``: samples processed (see
     the module docstring for what a sample is); ``normals``: the RNG-floor size of the Rust
     call. ``numpy_scale`` = rust_units / numpy_units multiplies NumPy times to the Rust size.
-    ``steps`` / ``numpy_steps`` are set for the simulate workloads (per-step comparison)."""
+    ``steps`` / ``numpy_steps`` are set for the simulate workloads (per-step comparison).
+    ``numpy_loop()`` (W1 only, else None) runs :func:`numpy_loop_w1`, the specialised
+    vectorised NumPy loop, on ``numpy_units`` samples."""
 
     key: str
     title: str
@@ -211,6 +213,7 @@ class Workload:
     numpy: Callable[[], Any] = field(repr=False)
     steps: Optional[int] = None
     numpy_steps: Optional[int] = None
+    numpy_loop: Optional[Callable[[], Any]] = field(default=None, repr=False)
 
     @property
     def numpy_scale(self) -> float:
@@ -289,6 +292,9 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
             rng=0,
         )
 
+    def numpy_loop() -> Any:
+        return numpy_loop_w1(r, tn, b, lr=0.05, record_every=_record_every(tn), seed=0)
+
     return Workload(
         key,
         _TITLES[key],
@@ -301,7 +307,98 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
         numpy_,
         steps=t,
         numpy_steps=tn,
+        numpy_loop=numpy_loop if d == 1 else None,
     )
+
+
+def numpy_loop_w1(
+    replicates: int,
+    steps: int,
+    batch_size: int,
+    lr: float = 0.05,
+    record_every: Optional[int] = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """W1 written the way a careful NumPy user would for this one workload: ReverseKL, d = 1,
+    the default problem (Σ = 1 for model and world), leave-one-out baseline, logit weight, no
+    replay. Arrays are (R, B); one ``np.random.Generator`` (seeded with ``seed``); the only
+    Python loop runs over steps. It computes the same estimator as :func:`mixforget.simulate`
+    (a different random stream, so equal in distribution): per sample ℓ = log q − log p*, the
+    responsibilities r_old = q_old/q and r_new = 1 − r_old, c = ℓ − mean_{j≠i} ℓ_j, and
+    θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old), r_new(x − μ_new)) (the
+    normalisers cancel in ℓ and r because the variances are equal). A replicate whose
+    parameters turn non-finite is frozen, as in mixforget.
+
+    Returns a dict of arrays: ``old_weight``, ``old_mean``, ``new_mean`` (R, T/k + 1) at steps
+    0, k, …, T (k = ``record_every``, default gcd(T, 10)), ``starved`` (R, T/k + 1, the
+    cumulative count of batches without an old-mode sample) and ``diverged`` (R,)."""
+    r, b, t_steps = int(replicates), int(batch_size), int(steps)
+    if r < 1 or b < 2 or t_steps < 1:
+        raise ValueError(
+            f"replicates >= 1, batch_size >= 2 and steps >= 1 required, got {r}, {b}, {t_steps}"
+        )
+    k = _record_every(t_steps) if record_every is None else int(record_every)
+    if k < 1 or t_steps % k:
+        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
+    target, start = default_problem(1)
+    rng = np.random.default_rng(seed)
+    a_star = float(target.old_weight)
+    log_a_star, log_b_star = math.log(a_star), math.log1p(-a_star)
+    mo_star, mn_star = float(target.old_mean[0]), float(target.new_mean[0])
+    eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
+    mo = np.full(r, float(start.old_mean[0]))
+    mn = np.full(r, float(start.new_mean[0]))
+    alive = np.ones(r, dtype=bool)
+    starved = np.zeros(r, dtype=np.int64)
+    n_rec = t_steps // k + 1
+    rec: dict[str, np.ndarray] = {
+        name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")
+    }
+    rec["starved"] = np.zeros((r, n_rec), dtype=np.int64)
+
+    def record(j: int) -> None:
+        rec["old_weight"][:, j] = 1.0 / (1.0 + np.exp(-eta))
+        rec["old_mean"][:, j] = mo
+        rec["new_mean"][:, j] = mn
+        rec["starved"][:, j] = starved
+
+    record(0)
+    inv_loo = 1.0 / (b - 1)
+    for step in range(1, t_steps + 1):
+        alpha = 1.0 / (1.0 + np.exp(-eta))
+        old = rng.random((r, b)) < alpha[:, None]
+        x = np.where(old, mo[:, None], mn[:, None])
+        x += rng.standard_normal((r, b))
+        d_old = x - mo[:, None]
+        d_new = x - mn[:, None]
+        log_q_old = np.log(alpha)[:, None] - 0.5 * d_old * d_old
+        log_q_new = np.log1p(-alpha)[:, None] - 0.5 * d_new * d_new
+        log_q = np.logaddexp(log_q_old, log_q_new)
+        resp_old = np.exp(log_q_old - log_q)
+        d = x - mo_star
+        log_p_old = log_a_star - 0.5 * d * d
+        d = x - mn_star
+        log_p = np.logaddexp(log_p_old, log_b_star - 0.5 * d * d)
+        ell = log_q - log_p
+        coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
+        coef_old = coef * resp_old
+        g_w = coef_old.sum(axis=1) - alpha * coef.sum(axis=1)
+        g_old = np.einsum("ij,ij->i", coef_old, d_old)
+        g_new = np.einsum("ij,ij->i", coef - coef_old, d_new)  # c·r_new = c − c·r_old
+        scale = lr / b
+        eta_new = eta - scale * g_w
+        mo_new = mo - scale * g_old
+        mn_new = mn - scale * g_new
+        ok = alive & np.isfinite(eta_new) & np.isfinite(mo_new) & np.isfinite(mn_new)
+        starved += alive & ~old.any(axis=1)
+        eta = np.where(ok, eta_new, eta)
+        mo = np.where(ok, mo_new, mo)
+        mn = np.where(ok, mn_new, mn)
+        alive = ok
+        if step % k == 0:
+            record(step // k)
+    rec["diverged"] = ~alive
+    return rec
 
 
 def _responsibilities_workload(key: str, s: dict[str, Any]) -> Workload:
@@ -340,10 +437,16 @@ def _starvation_workload(key: str, s: dict[str, Any]) -> Workload:
 # the table
 # ---------------------------------------------------------------------------------------
 def _row(
-    w: Workload, label: str, threads: int, rust_s: float, numpy_measured_s: float, floor_s: float
+    w: Workload,
+    label: str,
+    threads: int,
+    rust_s: float,
+    numpy_measured_s: float,
+    floor_s: float,
+    loop_measured_s: Optional[float] = None,
 ) -> dict[str, Any]:
     numpy_s = numpy_measured_s * w.numpy_scale
-    return {
+    row: dict[str, Any] = {
         "workload": label,
         "title": w.title,
         "sizes": w.describe(),
@@ -361,6 +464,13 @@ def _row(
         "floor_s": floor_s,
         "floor_multiple": rust_s / floor_s if floor_s > 0 else math.inf,
     }
+    if loop_measured_s is not None:
+        loop_s = loop_measured_s * w.numpy_scale
+        row["numpy_loop_s"] = loop_s
+        row["numpy_loop_ns_per_sample_core"] = loop_measured_s / w.numpy_units * 1e9
+        row["loop_speedup"] = loop_s / rust_s if rust_s > 0 else math.inf
+        row["loop_speedup_per_core"] = row["loop_speedup"] / threads
+    return row
 
 
 def run_benchmarks(
@@ -378,7 +488,10 @@ def run_benchmarks(
     workload (e.g. ``{"W4": {"batches": 1000}}``). ``threads``: Rust threads (default: all
     usable cores). Row keys: workload, title, sizes, threads, samples, normals, rust_s,
     numpy_s (scaled to the Rust size), numpy_measured_s, numpy_scale, numpy_scaled, speedup,
-    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_multiple."""
+    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_multiple;
+    W1 rows also numpy_loop_s (the specialised NumPy loop :func:`numpy_loop_w1` on one core,
+    scaled to the Rust size), numpy_loop_ns_per_sample_core, loop_speedup (its time / Rust's)
+    and loop_speedup_per_core (the same per core: / threads)."""
     base = QUICK_SIZES if quick else CLI_SIZES
     sizes = dict(sizes or {})
     unknown = set(sizes) - set(WORKLOADS)
@@ -396,14 +509,15 @@ def run_benchmarks(
         if progress is not None:
             progress(f"{key} {w.title} {w.describe()} ...")
         w.rust(n_threads)  # warm-up: thread pool, page faults, allocator
-        rust_s = best_of(functools.partial(w.rust, n_threads), repeats)
+        rust_s = best_of(partial(w.rust, n_threads), repeats)
         numpy_s = best_of(w.numpy, repeats)
+        loop_s = best_of(w.numpy_loop, repeats) if w.numpy_loop is not None else None
         floor_s = rng_floor(w.normals, n_threads, repeats)
-        rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s))
+        rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s, loop_s))
         if key == "W1" and n_threads > 1:
-            rust1 = best_of(functools.partial(w.rust, 1), repeats)
+            rust1 = best_of(partial(w.rust, 1), repeats)
             floor1 = rng_floor(w.normals, 1, repeats)
-            row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1)
+            row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1, loop_s)
             row1["thread_speedup"] = rust1 / rust_s
             rows[-1]["thread_speedup"] = rust1 / rust_s
             rows.append(row1)
@@ -436,6 +550,8 @@ def format_table(
         "ns/sample/core",
         "× RNG floor",
         "threads",
+        "vs NumPy loop",
+        "per core",
     ]
     body = []
     for r in rows:
@@ -449,6 +565,8 @@ def format_table(
                 f"{r['rust_ns_per_sample_core']:.1f}",
                 f"{r['floor_multiple']:.2f}",
                 str(r["threads"]),
+                f"{r['loop_speedup']:.1f}×" if "loop_speedup" in r else "—",
+                f"{r['loop_speedup_per_core']:.1f}×" if "loop_speedup_per_core" in r else "—",
             ]
         )
     widths = [
@@ -460,11 +578,14 @@ def format_table(
             c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in enumerate(zip(cells, widths))
         )
 
+    cpu_count = machine.get("cpu_count", "?")
+    versions = (
+        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, "
+        f"mixforget {machine.get('mixforget', '?')}"
+    )
     out = [
-        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count "
-        f"{machine.get('cpu_count', '?')}); "
-        f"Python {machine.get('python', '?')}, NumPy {machine.get('numpy', '?')}, mixforget "
-        f"{machine.get('mixforget', '?')}",
+        f"machine: {machine['cpu']}, {machine['cores']} usable cores (cpu_count {cpu_count}); "
+        + versions,
         line(header),
         line(["-" * wd for wd in widths]),
     ]
@@ -474,18 +595,27 @@ def format_table(
         "Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;"
     )
     out.append(
-        "* = run with fewer steps and scaled per step to the Rust size. speed-up = NumPy / Rust at "
-        "equal work."
+        "* = run with fewer steps and scaled per step to the Rust size. "
+        "speed-up = NumPy / Rust at equal work."
     )
     out.append(
-        "ns/sample/core = Rust time × threads / samples (W1/W2: drawn points, W3: points, W4: "
-        "batches)."
+        "ns/sample/core = Rust time × threads / samples "
+        "(W1/W2: drawn points, W3: points, W4: batches)."
     )
     out.append(
-        "× RNG floor = Rust time / time to draw the same normals alone in Rust (W1/W2: R·T·B·d, "
-        "W3: n·d, W4: one"
+        "× RNG floor = Rust time / time to draw the same normals alone in Rust "
+        "(W1/W2: R·T·B·d, W3: n·d, W4: one"
     )
     out.append("per batch), measured in this run with the same threads.")
+    for r in rows:
+        if r["workload"] == "W1" and "numpy_loop_s" in r:
+            out.append(
+                "vs NumPy loop = time of the specialised vectorised NumPy W1 (bench.numpy_loop_w1, "
+                f"one core, {r['numpy_loop_ns_per_sample_core']:.1f} ns/sample) / Rust time;"
+            )
+            out.append(
+                "per core = the same ratio divided by the Rust threads (one thread vs one core)."
+            )
     for r in rows:
         if r["workload"] == "W1" and "thread_speedup" in r:
             out.append(

@@ -1,0 +1,140 @@
+"""W1 (ReverseKL, d = 1, R = 1000, B = 64, LOO baseline, logit weight) per core, side by side:
+mixforget on 1 and 2 threads, the specialised NumPy loop, the generic NumPy twin, JAX-CPU
+(float64 / float32) and Numba where installed, and the RNG floors (scalar Ziggurat vs the
+vectorised generator). "Per core" is process CPU time (user + system, all threads) per
+sample, which stays meaningful on a machine shared with other jobs; wall time is printed
+beside it (their ratio is the parallelism actually obtained).
+
+Run: ``python scripts/w1_per_core.py [rng rust loop twin jax numba]`` (default: all).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import mixforget as mf
+from mixforget import _core, reference
+from mixforget import bench as mb
+
+R, B = 1000, 64
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(name: str, fn: Callable[[], Any], units: int, repeats: int = 3) -> float:
+    """Best CPU and wall time of ``repeats`` calls after a warm-up; prints ns per unit."""
+    fn()
+    best_cpu = best_wall = math.inf
+    for _ in range(repeats):
+        c, w = cpu_seconds(), time.perf_counter()
+        fn()
+        best_cpu = min(best_cpu, cpu_seconds() - c)
+        best_wall = min(best_wall, time.perf_counter() - w)
+    print(
+        f"{name:<46} cpu {best_cpu / units * 1e9:8.2f} ns/unit (per core)   "
+        f"wall {best_wall / units * 1e9:8.2f} ns/unit",
+        flush=True,
+    )
+    return best_cpu / units
+
+
+def main(which: list[str]) -> None:
+    target, start = mb.default_problem(1)
+    if "rng" in which:
+        n = 2 * 10**7
+        measure(
+            "normal_floor (scalar Ziggurat), 1 thread", lambda: _core.normal_floor(n, (1, 2), 1), n
+        )
+        measure(
+            "lane_normal_floor (SIMD Ziggurat), 1 thread",
+            lambda: _core.lane_normal_floor(n, (1, 2), 1),
+            n,
+        )
+    if "rust" in which:
+        steps = 200
+        for threads in (1, 2):
+            measure(
+                f"mf.simulate W1 T={steps}, {threads} thread(s)",
+                lambda threads=threads: mf.simulate(
+                    target,
+                    start,
+                    mf.ReverseKL(),
+                    steps=steps,
+                    batch_size=B,
+                    lr=0.05,
+                    replicates=R,
+                    record_every=10,
+                    rng=0,
+                    threads=threads,
+                ),
+                R * B * steps,
+            )
+    if "loop" in which:
+        steps = 50
+        measure(
+            f"specialised NumPy loop W1 T={steps}",
+            lambda: mb.numpy_loop_w1(R, steps, B),
+            R * B * steps,
+        )
+    if "twin" in which:
+        steps = 20
+        measure(
+            f"generic NumPy twin W1 T={steps}",
+            lambda: reference.simulate(
+                target,
+                start,
+                mf.ReverseKL(),
+                steps=steps,
+                batch_size=B,
+                lr=0.05,
+                replicates=R,
+                record_every=10,
+                rng=0,
+            ),
+            R * B * steps,
+            repeats=2,
+        )
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+    if "jax" in which:
+        try:
+            import jax
+        except ImportError:
+            print("jax not installed: skipped")
+        else:
+            jax.config.update("jax_enable_x64", True)
+            import jax.numpy as jnp
+
+            from test_w1_jax import make_jax_w1
+
+            steps = 200
+            for dtype in ("float64", "float32"):
+                run = make_jax_w1(R, steps, B, getattr(jnp, dtype))
+                measure(f"JAX-CPU jit + lax.scan W1 {dtype} T={steps}", run, R * B * steps)
+    if "numba" in which:
+        try:
+            import numba
+        except ImportError:
+            print("numba not installed: skipped")
+        else:
+            from test_w1_numba import numba_w1
+
+            steps = 100
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                measure(
+                    f"Numba prange W1 T={steps}, {threads} thread(s)",
+                    lambda: numba_w1({"replicates": R, "steps": steps, "batch_size": B}),
+                    R * B * steps,
+                )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["rng", "rust", "loop", "twin", "jax", "numba"])

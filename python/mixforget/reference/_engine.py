@@ -4,8 +4,10 @@ the objective's :class:`~._objective.ObjectiveTwin` (:func:`._registry.twin_for`
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -191,6 +193,40 @@ def _run_eager(
     return carry
 
 
+#: compiled JAX functions of recent runs, keyed by everything their step closes over (the
+#: problem, objective, sizes, learning rates, dtype and device — not the seed, the start
+#: parameters or the step count, which are arguments): a repeated or re-seeded run, or one
+#: from another start, reuses the compiled code instead of paying XLA's compile again
+_JIT_CACHE: OrderedDict[str, Any] = OrderedDict()
+_JIT_CACHE_SIZE = 32
+
+
+def _jit_cached(key: str, build: Any) -> Any:
+    fn = _JIT_CACHE.get(key)
+    if fn is None:
+        fn = _JIT_CACHE[key] = build()
+        while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+            _JIT_CACHE.popitem(last=False)
+    else:
+        _JIT_CACHE.move_to_end(key)
+    return fn
+
+
+def _problem_key(kind: str, target: TwoMode, model: TwoMode, objective: Objective, **rest: Any) -> str:
+    """What a compiled step depends on (the model's covariances, not its means)."""
+    return json.dumps(
+        {
+            "kind": kind,
+            "target": target.to_dict(),
+            "covs": [np.asarray(model.old_cov).tolist(), np.asarray(model.new_cov).tolist()],
+            "objective": objective.as_dict(),
+            **rest,
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
 def _run_jax(
     step: _Stepper,
     carry: tuple[Any, ...],
@@ -199,19 +235,25 @@ def _run_jax(
     recorder: _Recorder,
     weight_param: str,
     bar: Any,
+    key: str,
 ) -> tuple[Any, ...]:
-    """JAX: the step jitted once; ``record_every`` steps per ``lax.fori_loop``, records
-    stacked by ``lax.scan`` over a chunk of records, one host copy per chunk."""
+    """JAX: the step jitted once (and cached under ``key``); ``record_every`` steps per
+    ``lax.fori_loop``, records stacked by ``lax.scan`` over a chunk of records, one host copy
+    per chunk."""
     import jax
     import jax.numpy as jnp
 
-    def block(c: tuple[Any, ...], t0: Any) -> tuple[tuple[Any, ...], Any]:
-        c = jax.lax.fori_loop(0, record_every, lambda i, cc: step(cc, t0 + i + 1), c)
-        return c, _record_of(c, weight_param)
+    def build() -> Any:
+        def block(c: tuple[Any, ...], t0: Any) -> tuple[tuple[Any, ...], Any]:
+            c = jax.lax.fori_loop(0, record_every, lambda i, cc: step(cc, t0 + i + 1), c)
+            return c, _record_of(c, weight_param)
 
-    @jax.jit
-    def chunk(c: tuple[Any, ...], starts: Any) -> tuple[tuple[Any, ...], Any]:
-        return jax.lax.scan(block, c, starts)
+        def chunk(c: tuple[Any, ...], starts: Any) -> tuple[tuple[Any, ...], Any]:
+            return jax.lax.scan(block, c, starts)
+
+        return jax.jit(chunk)
+
+    chunk = _jit_cached(key, build)
 
     n_records = steps // record_every
     per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, step.r * (2 + step.ctx.dim))))
@@ -306,8 +348,24 @@ def simulate(
         carry = (params, twin.reset(params), starved, diverged, random.init())
         recorder.record(0, _record_of(carry, weight_param))
         step = _Stepper(ctx, twin, random, r, batch_size, lr, run.lr_scale)
-        loop = _run_jax if be.jit else _run_eager
-        carry = loop(step, carry, steps, record_every, recorder, weight_param, bar)
+        if be.jit:
+            key = _problem_key(
+                "simulate",
+                target,
+                start,
+                objective,
+                weight_param=weight_param,
+                lr=lr,
+                scale=run.lr_scale,
+                batch_size=batch_size,
+                replicates=r,
+                record_every=record_every,
+                precision=be.precision,
+                device=str(be.device),
+            )
+            carry = _run_jax(step, carry, steps, record_every, recorder, weight_param, bar, key)
+        else:
+            carry = _run_eager(step, carry, steps, record_every, recorder, weight_param, bar)
         diverged_host = be.to_numpy(carry[3]).astype(bool)
     if bar is not None:
         bar.close()
@@ -420,7 +478,22 @@ def estimate_gradient(
             flat = xp.concat([grad.weight[:, None], grad.old_mean, grad.new_mean], axis=1)
             return state, flat, xp.sum(xp.astype(old, be.int_dtype), axis=1)
 
-        run_chunk = be.compile(one_chunk, static_argnums=1) if be.jit else one_chunk
+        if be.jit:
+            key = _problem_key(
+                "estimate_gradient",
+                target,
+                model,
+                objective,
+                weight_param=weight_param,
+                batch_size=batch_size,
+                precision=be.precision,
+                device=str(be.device),
+                # the chunk closes over the model's means too (one-step studies)
+                model_params=model.to_dict(),
+            )
+            run_chunk = _jit_cached(key, lambda: be.compile(one_chunk, static_argnums=1))
+        else:
+            run_chunk = one_chunk
         state = random.init()
         for lo in range(0, batches, chunk):
             hi = min(batches, lo + chunk)

@@ -106,9 +106,7 @@ def test_backend_agrees_with_rust_in_distribution(backend, objective):
 @pytest.mark.parametrize("backend", ARRAY_BACKENDS)
 def test_float32_agrees_with_rust_in_distribution(backend):
     objective = mf.ReverseKL(replay=0.3)
-    twin = mf.simulate(
-        TARGET, START, objective, rng=3, backend=backend, precision="float32", **RUN
-    )
+    twin = mf.simulate(TARGET, START, objective, rng=3, backend=backend, precision="float32", **RUN)
     assert twin.meta["precision"] == "float32" and twin.old_weight.dtype == np.float64
     _assert_same_distribution(_rust(objective), twin)
 
@@ -203,8 +201,9 @@ def test_bad_backend_device_precision_raise_value_error(kwargs, match):
 def test_jax_bad_device_names_raise_value_error():
     for device in ("quantum", "gpu:x", "cpu:7"):
         with pytest.raises(ValueError, match="device"):
-            mf.simulate(TARGET, START, mf.ReverseKL(), steps=10, replicates=2, backend="jax",
-                        device=device)
+            mf.simulate(
+                TARGET, START, mf.ReverseKL(), steps=10, replicates=2, backend="jax", device=device
+            )
 
 
 @pytest.mark.parametrize("backend", ["torch", "cupy", "jax", "array_api_strict"])

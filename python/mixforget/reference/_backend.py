@@ -81,12 +81,11 @@ def _import(name: str) -> Any:
 def _compat(name: str) -> Any:
     """array-api-compat's wrapped namespace for ``name``."""
     try:
-        import array_api_compat
+        return importlib.import_module(f"array_api_compat.{name}")
     except ImportError as exc:
         raise ImportError(
             f"backend={name!r} needs array-api-compat: pip install 'mixforget[{EXTRAS[name]}]'"
         ) from exc
-    return importlib.import_module(f"array_api_compat.{name}")
 
 
 def namespace_of(*arrays: Any) -> Any:
@@ -357,7 +356,7 @@ def _jax_backend(precision: str, device: Any) -> Backend:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _register_pytrees(jax: Any) -> None:
     """Params is carried through ``lax.scan``: make it a pytree (once)."""
     from dataclasses import fields
@@ -386,14 +385,15 @@ def get_backend(name: str = "numpy", device: Any = None, precision: str = "float
     ImportError (naming the ``mixforget[...]`` extra) for a missing library."""
     check_backend_args(name, device, precision)
     if name == "rust":
-        raise ValueError("backend='rust' does not run the array twin; choose one of "
-                         f"{list(ARRAY_BACKENDS)}")
+        raise ValueError(
+            f"backend='rust' does not run the array twin; choose one of {list(ARRAY_BACKENDS)}"
+        )
     if name == "numpy" and device is None and precision == "float64":
         return default_backend()
     return _FACTORIES[name](precision, device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_backend() -> Backend:
     """NumPy, CPU, float64: the twin's default."""
     return _numpy_backend("float64", None)

@@ -212,7 +212,9 @@ def _jit_cached(key: str, build: Any) -> Any:
     return fn
 
 
-def _problem_key(kind: str, target: TwoMode, model: TwoMode, objective: Objective, **rest: Any) -> str:
+def _problem_key(
+    kind: str, target: TwoMode, model: TwoMode, objective: Objective, **rest: Any
+) -> str:
     """What a compiled step depends on (the model's covariances, not its means)."""
     return json.dumps(
         {
@@ -505,9 +507,7 @@ def estimate_gradient(
     )
 
 
-estimate_gradient.__doc__ = (estimate_gradient.__doc__ or "").replace(
-    "{backend_doc}", _BACKEND_DOC
-)
+estimate_gradient.__doc__ = (estimate_gradient.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)
 
 
 def population_gradient(

@@ -224,9 +224,7 @@ class ObjectiveTwin(Generic[ObjectiveT]):
         return extra
 
     # -- sampling source --------------------------------------------------------------
-    def draw(
-        self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra
-    ) -> tuple[Any, Any, Any]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         """One batch per replicate from the objective's sampling distribution, given the
         standard normals z (R, B, d) the core drew first and the random adapter ``rng``
         with its ``state``. Returns (state, x (R, B, d), old label (R, B)) (on-policy old

@@ -93,14 +93,10 @@ class TorchRandom:
         return gen
 
     def uniform(self, state: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
-        return state, self.torch.rand(
-            shape, generator=state, dtype=self.dtype, device=self.device
-        )
+        return state, self.torch.rand(shape, generator=state, dtype=self.dtype, device=self.device)
 
     def normal(self, state: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
-        return state, self.torch.randn(
-            shape, generator=state, dtype=self.dtype, device=self.device
-        )
+        return state, self.torch.randn(shape, generator=state, dtype=self.dtype, device=self.device)
 
     def binomial(self, state: Any, n: int, p: float, size: int) -> tuple[Any, Any]:
         torch = self.torch

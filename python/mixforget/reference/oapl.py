@@ -35,9 +35,7 @@ class OAPLTwin(ObjectiveTwin[OAPL]):
     def lagged(self, extra: Extra) -> Mix:
         return extra["lag"].mix(self.ctx.weight_param)
 
-    def draw(
-        self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra
-    ) -> tuple[Any, Any, Any]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         return self.ctx.draw(rng, state, self.lagged(extra), z)
 
     def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:

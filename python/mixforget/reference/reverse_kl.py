@@ -59,9 +59,7 @@ class ReverseKLTwin(ObjectiveTwin[ReverseKL]):
         super().__init__(objective, ctx, batch_size)
         self.lam_eff = effective_replay(objective, batch_size)
 
-    def draw(
-        self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra
-    ) -> tuple[Any, Any, Any]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         r, b = z.shape[:2]
         obj = self.objective
         state, rep = replay_mask(self.ctx, rng, state, r, b, obj.replay, obj.replay_slots)

@@ -57,9 +57,7 @@ class SDFTTwin(ObjectiveTwin[SDFT]):
     def forward(self) -> bool:
         return self.objective.direction == "forward"
 
-    def draw(
-        self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra
-    ) -> tuple[Any, Any, Any]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         return self.ctx.draw(rng, state, self.teacher(extra) if self.forward else model, z)
 
     def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:

@@ -228,3 +228,13 @@ def test_default_backend_is_rust_and_numpy_runs_without_array_api_compat(monkeyp
     monkeypatch.setitem(sys.modules, "array_api_compat", None)
     twin = mf.simulate(TARGET, START, mf.ReverseKL(), steps=10, replicates=3, backend="numpy")
     assert twin.meta["backend"] == "numpy"
+
+
+def test_bench_backend_option_times_w1_next_to_rust(capsys):
+    from mixforget.cli import main
+
+    rc = main(["bench", "--backend", "numpy", "--replicates", "8", "--steps", "10"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = [line for line in out.splitlines() if line.startswith("| rust") or "| numpy" in line]
+    assert len(rows) == 2 and all(float(r.rstrip("| ").split("|")[-1]) > 0 for r in rows)

@@ -88,22 +88,40 @@ def _compat(name: str) -> Any:
         ) from exc
 
 
+_NUMPY2 = int(np.__version__.split(".")[0]) >= 2
+#: array type → its namespace (the lookup is per type, so it is done once per type)
+_NAMESPACES: dict[type, Any] = {}
+
+
 def namespace_of(*arrays: Any) -> Any:
-    """The array-API namespace of ``arrays``: ``x.__array_namespace__()`` where the library
-    provides it (NumPy ≥ 2, JAX, array-api-strict, CuPy ≥ 13), else array-api-compat's
-    ``array_namespace`` (torch, NumPy 1.x)."""
-    x = arrays[0]
-    get = getattr(x, "__array_namespace__", None)
-    if get is not None:
-        return get()
+    """The array-API namespace of ``arrays`` (all of one library): NumPy itself for NumPy ≥ 2
+    arrays, the array's own ``__array_namespace__()`` for JAX (arrays and tracers) and
+    array-api-strict, array-api-compat's wrapped namespace otherwise (torch, CuPy, NumPy
+    1.x). Cached per array type: this runs for most operations of a step."""
+    kind = type(arrays[0])
+    ns = _NAMESPACES.get(kind)
+    if ns is None:
+        ns = _NAMESPACES[kind] = _lookup_namespace(arrays[0])
+    return ns
+
+
+def _lookup_namespace(x: Any) -> Any:
+    if _NUMPY2 and isinstance(x, (np.ndarray, np.generic)):
+        return np
+    own = getattr(x, "__array_namespace__", None)
+    library = type(x).__module__.split(".")[0]
+    if own is not None and library in ("jax", "jaxlib", "array_api_strict"):
+        return own()
     try:
         from array_api_compat import array_namespace
     except ImportError as exc:
+        if own is not None:
+            return own()
         raise ImportError(
             f"arrays of type {type(x).__name__} need array-api-compat: pip install "
             "'mixforget[array]'"
         ) from exc
-    return array_namespace(*arrays)
+    return array_namespace(x)
 
 
 def _is_jax(xp: Any) -> bool:
@@ -207,7 +225,7 @@ class Backend:
 def _numpy_backend(precision: str, device: Any) -> Backend:
     if device not in (None, "cpu"):
         raise ValueError(f"device must be None or 'cpu' for backend='numpy', got {device!r}")
-    if int(np.__version__.split(".")[0]) >= 2:
+    if _NUMPY2:
         xp: Any = np  # NumPy ≥ 2 implements the array API standard in its main namespace
     else:
         xp = _compat("numpy")

@@ -240,3 +240,16 @@ def test_bench_backend_option_times_w1_next_to_rust(capsys):
     assert rc == 0
     rows = [line for line in out.splitlines() if line.startswith("| rust") or "| numpy" in line]
     assert len(rows) == 2 and all(float(r.rstrip("| ").split("|")[-1]) > 0 for r in rows)
+
+
+def test_adaptive_beta_in_float32_matches_float64():
+    # float32 cannot reach the float64 tolerances (1e-13); its own (16 ε) must still give
+    # β to float32 accuracy rather than 200 stalled iterations of garbage
+    from mixforget.reference._averaging import BatchMean
+    from mixforget.reference.ttt_discover import adaptive_beta
+
+    r = np.random.default_rng(0).normal(size=(64, 16))
+    b64 = adaptive_beta(r, BatchMean(16))
+    b32 = adaptive_beta(r.astype(np.float32), BatchMean(16))
+    assert b32.dtype == np.float32
+    np.testing.assert_allclose(b32, b64, rtol=1e-4)

@@ -39,9 +39,12 @@ def adaptive_beta(r: Any, avg: Averager) -> Any:
     equal rewards, ties, G ≤ 2) β = 1e8. Then safeguarded Newton–bisection on [β_hi/2, β_hi]
     until |KL − ln 2| < 1e-13 or the bracket is below 1e-15 β_hi (≤ 200 iterations), vectorised
     over rows; the data-dependent loops run through :func:`._backend.while_loop` (a
-    ``lax.while_loop`` on JAX)."""
+    ``lax.while_loop`` on JAX). In float32 the tolerances become 16 ε and 4 ε (ε the machine
+    epsilon), which float32 can reach; in float64 they are the Rust engine's."""
     xp = namespace_of(r)
     c = r - xp.max(r, axis=1, keepdims=True)
+    eps = float(xp.finfo(r.dtype).eps)
+    kl_tol, bracket_tol = max(1e-13, 16.0 * eps), max(1e-15, 4.0 * eps)
 
     def kl_and_slope(beta: Any) -> tuple[Any, Any]:
         lz, m1, m2 = avg.tilt_stats(beta * c, c)
@@ -72,14 +75,14 @@ def adaptive_beta(r: Any, avg: Averager) -> Any:
         beta, lo, hi, done = s
         kl, slope = kl_and_slope(beta)
         err = kl - _LN2
-        done = done | (xp.abs(err) < 1e-13)
+        done = done | (xp.abs(err) < kl_tol)
         live = ~done
         hi = xp.where(live & (err > 0.0), beta, hi)
         lo = xp.where(live & (err <= 0.0), beta, lo)
         newton_step = beta - err / slope
         ok = (slope > 0.0) & (newton_step > lo) & (newton_step < hi)
         beta = xp.where(live, xp.where(ok, newton_step, 0.5 * (lo + hi)), beta)
-        done = done | (hi - lo < 1e-15 * hi)
+        done = done | (hi - lo < bracket_tol * hi)
         return beta, lo, hi, done
 
     beta, *_ = while_loop(

@@ -58,6 +58,7 @@ __all__ = [
     "main",
     "make_workload",
     "rng_floor",
+    "run_backend_w1",
     "run_benchmarks",
     "usable_cores",
 ]
@@ -524,6 +525,52 @@ def run_benchmarks(
     return rows
 
 
+def run_backend_w1(
+    backend: str,
+    device: Any = None,
+    precision: str = "float64",
+    replicates: int = 1000,
+    steps: int = 1000,
+    batch_size: int = 64,
+    repeats: int = 3,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """W1 (ReverseKL, d = 1) through ``mixforget.simulate(backend=...)``: one untimed run
+    first (JAX compiles, CUDA initialises), then the best of ``repeats``. Returns backend,
+    device, precision, sizes, seconds and ns per drawn point (wall clock, all cores or the
+    whole device: not per core)."""
+    from .objectives import ReverseKL
+    from .simulate import simulate
+
+    target, start = default_problem(1)
+    kw: dict[str, Any] = dict(
+        steps=steps,
+        batch_size=batch_size,
+        lr=0.05,
+        replicates=replicates,
+        record_every=_record_every(steps),
+        rng=0,
+        backend=backend,
+        precision=precision,
+    )
+    if backend == "rust":
+        kw["threads"] = usable_cores() if threads is None else threads
+    else:
+        kw["device"] = device
+    out = simulate(target, start, ReverseKL(), **kw)
+    seconds = best_of(lambda: simulate(target, start, ReverseKL(), **kw), max(1, int(repeats)))
+    return {
+        "backend": backend,
+        "device": out.meta.get("device") or "cpu",
+        "precision": precision,
+        "replicates": replicates,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "ns_per_sample": seconds / (replicates * steps * batch_size) * 1e9,
+    }
+
+
 def _fmt_s(seconds: float) -> str:
     if seconds >= 100:
         return f"{seconds:.0f} s"
@@ -633,7 +680,42 @@ def _parser() -> argparse.ArgumentParser:
         prog="mixforget bench", description="Rust vs NumPy timings on this machine (DESIGN §4)."
     )
     p.add_argument("--quick", action="store_true", help="small workloads only (about ten seconds)")
+    add_backend_arguments(p)
     return p
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """``--backend/--device/--precision/--replicates/--steps``: W1 on one backend."""
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="time W1 (ReverseKL d=1, B=64) on this backend of mixforget.simulate (rust, numpy, "
+        "torch, cupy, jax, array_api_strict) next to Rust, instead of the Rust/NumPy table",
+    )
+    p.add_argument("--device", default=None, help="device of --backend (default: its own)")
+    p.add_argument("--precision", default="float64", help="float64 or float32 (--backend)")
+    p.add_argument("--replicates", type=int, default=1000, help="R for --backend (1000)")
+    p.add_argument("--steps", type=int, default=1000, help="T for --backend (1000)")
+
+
+def _main_backend(args: argparse.Namespace, repeats: int) -> int:
+    """``mixforget bench --backend X``: W1 on X and on Rust at the same sizes."""
+    machine = machine_info()
+    print(f"mixforget bench --backend {args.backend}: W1 on {machine['cpu']}", flush=True)
+    rows = []
+    sizes = dict(replicates=args.replicates, steps=args.steps, repeats=repeats)
+    rows.append(run_backend_w1("rust", **sizes))
+    if args.backend != "rust":
+        rows.append(run_backend_w1(args.backend, args.device, args.precision, **sizes))
+    print("| backend | device | precision | R | T | B | time | ns/sample |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['backend']} | {r['device']} | {r['precision']} | {r['replicates']} | "
+            f"{r['steps']} | {r['batch_size']} | {_fmt_s(r['seconds'])} | "
+            f"{r['ns_per_sample']:.3g} |"
+        )
+    return 0
 
 
 def main(
@@ -647,6 +729,8 @@ def main(
     or None (``sys.argv``). ``sizes``/``repeats`` as in :func:`run_benchmarks`. Returns 0."""
     if args is None or not isinstance(args, argparse.Namespace):
         args = _parser().parse_args(None if args is None else list(args))
+    if getattr(args, "backend", None) is not None:
+        return _main_backend(args, repeats)
     quick = bool(getattr(args, "quick", False))
     machine = machine_info()
     print(

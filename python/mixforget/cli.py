@@ -673,6 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="Rust vs NumPy timings on this machine (mixforget.bench)")
     p.add_argument("--quick", action="store_true", help="small workloads only")
+    p.add_argument("--backend", default=None, help="W1 on this simulate backend, next to Rust")
+    p.add_argument("--device", default=None, help="device of --backend")
+    p.add_argument("--precision", default="float64", help="float64 or float32 (--backend)")
+    p.add_argument("--replicates", type=int, default=1000, help="R for --backend")
+    p.add_argument("--steps", type=int, default=1000, help="T for --backend")
     p.set_defaults(func=_cmd_bench)
     for command in sub.choices.values():  # --debug also after the subcommand
         command.add_argument(

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, reference
 from ._problem import (
     build_problem,
     check_lr_scale,
@@ -25,6 +25,7 @@ from ._validate import as_positive_int, check_output_size
 from .kernels import resolve_threads
 from .mixture import TwoMode
 from .objectives import Objective
+from .reference._backend import check_backend_args
 from .results import GradientEstimates, Trajectory
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "estimate_gradient", "simulate"]
@@ -52,6 +53,9 @@ def simulate(
     threads: Optional[int] = None,
     progress: bool = False,
     memory_limit: Optional[int] = None,
+    backend: str = "rust",
+    device: Any = None,
+    precision: str = "float64",
 ) -> Trajectory:
     """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
     finite-batch steps (MATH §4–§5): sample a batch of ``batch_size`` (on-policy from the
@@ -71,7 +75,53 @@ def simulate(
     16·batch_size·(d + 1) float64 values) would exceed ``memory_limit`` bytes (default:
     :func:`mixforget.get_memory_limit`, 4 GiB unless set; raise ``record_every``, lower
     ``replicates`` or ``batch_size``).
+
+    Parameters
+    ----------
+    backend : {"rust", "numpy", "torch", "cupy", "jax", "array_api_strict"}
+        Where the loop runs. ``"rust"`` (default): the Rust engine on the CPU cores, the
+        fastest choice without an accelerator. The others run the array-API twin
+        (:mod:`mixforget.reference`) on that library, vectorised over replicates × batch:
+        ``"jax"`` (steps jitted and scanned; CPU, GPU or TPU), ``"torch"`` (eager; CPU or
+        CUDA), ``"cupy"`` (CUDA), ``"numpy"`` (one CPU core), ``"array_api_strict"`` (a
+        compliance check, slow). Install with ``pip install 'mixforget[jax]'`` (or
+        ``[torch]``, ``[cupy]``, ``[array]``); a missing library raises ImportError naming
+        the extra. A GPU pays off from about 10⁴ replicates (see the backends page of the
+        documentation).
+    device : str, int or None
+        Device of an array backend: None picks the library's default (the GPU where there
+        is one); e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (torch, cupy), ``"gpu"``,
+        ``"gpu:1"`` (jax). Must be None (or ``"cpu"``) for ``"rust"``.
+    precision : {"float64", "float32"}
+        Float type of an array backend's computation (float32 is 2–3× faster on most
+        GPUs); ``"rust"`` computes in float64 only. Results are float64 NumPy arrays.
+
+    The same ``rng`` gives the same numbers for the same backend, device and precision
+    (for ``"rust"``: any ``threads``); different backends use different random streams and
+    agree in distribution only. Unknown backend, device or precision names raise
+    ValueError naming the argument.
     """
+    check_backend_args(backend, device, precision)
+    if backend != "rust":
+        return reference.simulate(
+            target,
+            start,
+            objective,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            replicates=replicates,
+            record_every=record_every,
+            rng=rng,
+            weight_param=weight_param,
+            lr_scale=lr_scale,
+            threads=threads,
+            progress=progress,
+            memory_limit=memory_limit,
+            backend=backend,
+            device=device,
+            precision=precision,
+        )
     run = check_run(
         target,
         start,
@@ -186,6 +236,9 @@ def estimate_gradient(
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
+    backend: str = "rust",
+    device: Any = None,
+    precision: str = "float64",
 ) -> GradientEstimates:
     """One-step Monte Carlo study: ``batches`` independent finite-batch estimates ĝ of the
     objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
@@ -194,7 +247,24 @@ def estimate_gradient(
 
     ``batches`` must be >= 2 (the standard error needs two estimates). Raises ValueError
     before any work when the estimates and the work buffers of the batches computed at once
-    would exceed the memory limit (:func:`mixforget.set_memory_limit`)."""
+    would exceed the memory limit (:func:`mixforget.set_memory_limit`).
+    ``backend``, ``device`` and ``precision`` choose where the estimates are computed, as in
+    :func:`simulate` (default ``"rust"``)."""
+    check_backend_args(backend, device, precision)
+    if backend != "rust":
+        return reference.estimate_gradient(
+            target,
+            model,
+            objective,
+            batch_size=batch_size,
+            batches=batches,
+            rng=rng,
+            weight_param=weight_param,
+            threads=threads,
+            backend=backend,
+            device=device,
+            precision=precision,
+        )
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)

@@ -1,13 +1,20 @@
-"""Pure-NumPy twins of every Rust kernel (DESIGN §3, §4), with the same signatures as
+"""Array-API twins of every Rust kernel (DESIGN §3, §4), with the same signatures as
 ``mixforget.kernels.*``, ``mixforget.simulate``, ``mixforget.estimate_gradient`` and
-``mixforget.population_gradient``.
+``mixforget.population_gradient`` (plus keyword arguments ``backend``, ``device`` and
+``precision``).
 
-They are the executable specification of MATH.md and the honest baseline of the benchmarks:
-vectorised over replicates and over the batch (arrays of shape (R, B, d)); the only Python
-loops run over training steps, mixture components, root-finding iterations or fixed-size
-memory chunks — never over samples or replicates. They agree with the Rust engine *in
-distribution*, not bit for bit: randomness comes from one ``np.random.Generator`` built by
-``np.random.default_rng(resolve_rng(rng))`` (SPEC 7). Inputs are validated by the same
+They are the executable specification of MATH.md, the honest baseline of the benchmarks and
+the GPU path of :func:`mixforget.simulate` (``backend="jax" | "torch" | "cupy"``): written
+once against the Python array API standard, they run on NumPy (the default; NumPy ≥ 2 needs
+no extra package), array-api-strict, JAX (steps jitted and scanned), PyTorch and CuPy
+(through array-api-compat) — :mod:`._backend` resolves the namespace, device and precision.
+They are vectorised over replicates and over the batch (arrays of shape (R, B, d)); the
+only Python loops run over training steps, mixture components, root-finding iterations or
+fixed-size memory chunks — never over samples or replicates — and nothing is updated in
+place. They agree with the Rust engine *in distribution*, not bit for bit: randomness comes
+from one adapter per library (:mod:`._random`) seeded from ``resolve_rng(rng)`` (SPEC 7);
+the same seed gives the same numbers on the same backend and device. The 1-D population
+gradient (quadrature) runs on NumPy. Inputs are validated by the same
 helpers as the Rust path (``kernels.mixture_args``/``as_points``/``resolve_threads``,
 ``_problem.check_*``), so bad input raises the same errors; ``threads`` is validated and
 otherwise ignored (one Python thread, BLAS aside).
@@ -26,7 +33,9 @@ Layout (the Rust engine's, one module per objective):
   batch mean and its population (quadrature) limit;
 - :mod:`.kernels` — twins of :func:`mixforget.kernels.responsibilities`,
   ``mixture_logpdf``, ``sample_mixture``, ``starvation_counts``
-  (``replay_weights`` lives with ReverseKL).
+  (``replay_weights`` lives with ReverseKL);
+- :mod:`._backend` — backend names, namespace/device/precision resolution, the
+  ``while_loop`` that JAX can trace; :mod:`._random` — one random adapter per library.
 """
 
 from __future__ import annotations

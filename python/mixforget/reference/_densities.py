@@ -1,13 +1,17 @@
 """Gaussian components and two-mode mixtures (MATH §1–§2): the densities every part of the
-twin evaluates. No package imports: the lowest layer of :mod:`mixforget.reference`."""
+twin evaluates, written against the array API standard (any namespace: the covariance
+factors are computed once on the host in float64 and moved to the run's backend). No
+package imports but the backend: the lowest layer of :mod:`mixforget.reference`."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
+
+from ._backend import Backend, default_backend, namespace_of
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -15,11 +19,14 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class Gauss:
     """A covariance in one of three forms (scalar, (d,) diagonal, (d, d) SPD) with the
     operations the kernels need along the last axis: whiten L⁻¹v, colour Lz, precision Σ⁻¹v,
-    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (MATH §2)."""
+    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (MATH §2). The factors live
+    on ``backend`` (default NumPy float64)."""
 
-    def __init__(self, cov: np.ndarray, dim: int) -> None:
+    def __init__(self, cov: Any, dim: int, backend: Optional[Backend] = None) -> None:
+        be = backend if backend is not None else default_backend()
         cov = np.asarray(cov, dtype=np.float64)
-        self.cov = cov
+        self.cov = cov  # host copy: equality tests and the factorisation
+        self.xp = be.xp
         if cov.ndim == 0:
             self.kind = 0
             self.var: Any = float(cov)
@@ -27,34 +34,36 @@ class Gauss:
             logdet = dim * math.log(self.var)
         elif cov.ndim == 1:
             self.kind = 1
-            self.var = cov
-            self.sd = np.sqrt(cov)
+            self.var = be.asarray(cov)
+            self.sd = be.asarray(np.sqrt(cov))
             logdet = float(np.sum(np.log(cov)))
         else:
             self.kind = 2
-            self.chol = np.linalg.cholesky(cov)
-            self.chol_inv = np.linalg.solve(self.chol, np.eye(dim))
-            self.prec_mat = self.chol_inv.T @ self.chol_inv
-            logdet = 2.0 * float(np.sum(np.log(np.diag(self.chol))))
+            chol = np.linalg.cholesky(cov)
+            chol_inv = np.linalg.solve(chol, np.eye(dim))
+            self.chol_t = be.asarray(chol.T)
+            self.chol_inv_t = be.asarray(chol_inv.T)
+            self.prec_mat = be.asarray(chol_inv.T @ chol_inv)
+            logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
         self.lognorm = -0.5 * (dim * _LOG_2PI + logdet)
 
     def same(self, other: Gauss) -> bool:
         return self.cov.shape == other.cov.shape and bool(np.array_equal(self.cov, other.cov))
 
-    def whiten(self, v: np.ndarray) -> np.ndarray:
-        return v @ self.chol_inv.T if self.kind == 2 else v / self.sd
+    def whiten(self, v: Any) -> Any:
+        return v @ self.chol_inv_t if self.kind == 2 else v / self.sd
 
-    def color(self, z: np.ndarray) -> np.ndarray:
-        return z @ self.chol.T if self.kind == 2 else z * self.sd
+    def color(self, z: Any) -> Any:
+        return z @ self.chol_t if self.kind == 2 else z * self.sd
 
-    def prec(self, v: np.ndarray) -> np.ndarray:
+    def prec(self, v: Any) -> Any:
         return v @ self.prec_mat if self.kind == 2 else v / self.var
 
-    def mahal2(self, diff: np.ndarray) -> np.ndarray:
+    def mahal2(self, diff: Any) -> Any:
         y = self.whiten(diff)
-        return np.einsum("...i,...i->...", y, y)
+        return self.xp.sum(y * y, axis=-1)
 
-    def logpdf(self, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    def logpdf(self, x: Any, mean: Any) -> Any:
         """log φ(x; mean, Σ) over the last axis; ``mean`` broadcasts against ``x``."""
         return self.lognorm - 0.5 * self.mahal2(x - mean)
 
@@ -64,19 +73,27 @@ class Mix:
     """Two-mode mixture parameters with a leading replicate axis R (R = 1 broadcasts):
     log_a = log α, log_b = log(1 − α) (R,), means mo, mn (R, d)."""
 
-    log_a: np.ndarray
-    log_b: np.ndarray
-    mo: np.ndarray
-    mn: np.ndarray
+    log_a: Any
+    log_b: Any
+    mo: Any
+    mn: Any
 
     @property
-    def alpha(self) -> np.ndarray:
-        return np.exp(self.log_a)
+    def alpha(self) -> Any:
+        return namespace_of(self.log_a).exp(self.log_a)
 
 
-def alpha_of(w: np.ndarray, weight_param: str) -> np.ndarray:
+def _log_sigmoid(xp: Any, w: Any) -> Any:
+    """log σ(w) = −log(1 + e^{−w}), stable for either sign."""
+    return -xp.logaddexp(xp.zeros_like(w), -w)
+
+
+def alpha_of(w: Any, weight_param: str) -> Any:
     """α from the weight parameter: σ(η) (logit) or α itself (direct) (MATH §1)."""
-    return np.exp(-np.logaddexp(0.0, -w)) if weight_param == "logit" else w
+    if weight_param != "logit":
+        return w
+    xp = namespace_of(w)
+    return xp.exp(_log_sigmoid(xp, w))
 
 
 def weight_param_of(alpha: float, weight_param: str) -> float:
@@ -84,20 +101,19 @@ def weight_param_of(alpha: float, weight_param: str) -> float:
     return math.log(alpha / (1.0 - alpha)) if weight_param == "logit" else alpha
 
 
-def mix_from_param(w: np.ndarray, mo: np.ndarray, mn: np.ndarray, weight_param: str) -> Mix:
+def mix_from_param(w: Any, mo: Any, mn: Any, weight_param: str) -> Mix:
     """A :class:`Mix` from the weight parameter (η = logit α, or α) and the means;
     log σ(η) = −log(1 + e^{−η}) stably."""
+    xp = namespace_of(w)
     if weight_param == "logit":
-        return Mix(-np.logaddexp(0.0, -w), -np.logaddexp(0.0, w), mo, mn)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return Mix(np.log(w), np.log1p(-w), mo, mn)
+        return Mix(_log_sigmoid(xp, w), _log_sigmoid(xp, -w), mo, mn)
+    return Mix(xp.log(w), xp.log1p(-w), mo, mn)
 
 
-def mix_logpdf(
-    x: np.ndarray, mix: Mix, g_o: Gauss, g_n: Gauss
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mix_logpdf(x: Any, mix: Mix, g_o: Gauss, g_n: Gauss) -> tuple[Any, Any, Any]:
     """At x (R, N, d): (log φ_o, log φ_n, log q), each (R, N), log q by log-sum-exp."""
+    xp = g_o.xp
     lpo = g_o.logpdf(x, mix.mo[:, None, :])
     lpn = g_n.logpdf(x, mix.mn[:, None, :])
-    lq = np.logaddexp(mix.log_a[:, None] + lpo, mix.log_b[:, None] + lpn)
+    lq = xp.logaddexp(mix.log_a[:, None] + lpo, mix.log_b[:, None] + lpn)
     return lpo, lpn, lq

@@ -4,8 +4,10 @@ the objective's :class:`~._objective.ObjectiveTwin` (:func:`._registry.twin_for`
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -18,59 +20,71 @@ from ..mixture import TwoMode
 from ..objectives import Objective
 from ..results import GradientEstimates, Trajectory
 from ._averaging import Averager, BatchMean, QuadMean
+from ._backend import Backend, get_backend
 from ._densities import Mix, alpha_of, mix_logpdf
-from ._objective import Context, ObjectiveTwin, Params
+from ._objective import Context, Extra, ObjectiveTwin, Params
 from ._registry import twin_for
 
 _DIRECT_EPS = 1e-3  # MATH §1: the direct weight is clipped to [ε, 1 − ε]
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
+#: JAX: recorded values per jitted call (R × records), bounding device memory for the
+#: stacked records; a run compiles at most two chunk lengths (full chunks, remainder)
+_JAX_RECORD_VALUES = 1 << 24
+
+_BACKEND_DOC = """backend : {"numpy", "torch", "cupy", "jax", "array_api_strict"}
+        Array library the twin runs on (default NumPy). See :func:`mixforget.simulate`.
+    device : str, int or None
+        Device of that library (None: its default, the GPU where there is one).
+    precision : {"float64", "float32"}
+        Float type of the computation; results come back as float64 NumPy arrays."""
 
 
 def score_mean(
-    c: np.ndarray,
-    x: np.ndarray,
-    lpo: np.ndarray,
-    lpn: np.ndarray,
-    lq: np.ndarray,
-    mix: Mix,
-    ctx: Context,
-    avg: Averager,
+    c: Any, x: Any, lpo: Any, lpn: Any, lq: Any, mix: Mix, ctx: Context, avg: Averager
 ) -> Params:
     """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (MATH §3), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
     new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
     Returns weight (R,), old_mean (R, d), new_mean (R, d)."""
-    ro = np.exp(mix.log_a[:, None] + lpo - lq)
-    rn = np.exp(mix.log_b[:, None] + lpn - lq)
+    xp = ctx.xp
+    ro = xp.exp(mix.log_a[:, None] + lpo - lq)
+    rn = xp.exp(mix.log_b[:, None] + lpn - lq)
     if ctx.weight_param == "logit":
         s_w = ro - mix.alpha[:, None]
     else:
-        s_w = np.exp(lpo - lq) - np.exp(lpn - lq)
+        s_w = xp.exp(lpo - lq) - xp.exp(lpn - lq)
     return Params(
         weight=avg.mean(c * s_w),
-        old_mean=ctx.g_o.prec(avg.mean((c * ro)[..., None] * (x - mix.mo[:, None, :]))),
-        new_mean=ctx.g_n.prec(avg.mean((c * rn)[..., None] * (x - mix.mn[:, None, :]))),
+        old_mean=ctx.g_o.prec(avg.mean((c * ro)[:, :, None] * (x - mix.mo[:, None, :]))),
+        new_mean=ctx.g_n.prec(avg.mean((c * rn)[:, :, None] * (x - mix.mn[:, None, :]))),
     )
 
 
 def gradient(
-    ctx: Context, twin: ObjectiveTwin[Any], x: np.ndarray, avg: Averager, model: Mix
+    ctx: Context, twin: ObjectiveTwin[Any], x: Any, avg: Averager, model: Mix, extra: Extra
 ) -> Params:
     """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
     (MATH §3–§4)."""
     lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
-    c = twin.coefficient(x, lq, avg)
+    c = twin.coefficient(x, lq, avg, extra)
     return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
 
 
 def draw_batch(
-    gen: np.random.Generator, ctx: Context, twin: ObjectiveTwin[Any], r: int, b: int, model: Mix
-) -> tuple[np.ndarray, np.ndarray]:
+    rng: Any,
+    state: Any,
+    ctx: Context,
+    twin: ObjectiveTwin[Any],
+    r: int,
+    b: int,
+    model: Mix,
+    extra: Extra,
+) -> tuple[Any, Any, Any]:
     """One batch per replicate from the objective's sampling distribution: the standard
     normals z (R, B, d) first, then whatever the objective draws (replay slots, labels).
-    Returns x (R, B, d) and the old label (R, B)."""
-    z = gen.standard_normal((r, b, ctx.dim))
-    return twin.draw(gen, z, model)
+    Returns (random state, x (R, B, d), old label (R, B))."""
+    state, z = rng.normal(state, (r, b, ctx.dim))
+    return twin.draw(rng, state, z, model, extra)
 
 
 def sgd_step(
@@ -82,26 +96,179 @@ def sgd_step(
         **{name: v - lr * scale[name] * getattr(grad, name) for name, v in params.groups().items()}
     )
     if weight_param == "direct":
-        new.weight = np.clip(new.weight, _DIRECT_EPS, 1.0 - _DIRECT_EPS)
+        new.weight = _clip_keep_nan(new.weight, _DIRECT_EPS, 1.0 - _DIRECT_EPS)
     return new
 
 
-class _Recorder:
-    """The recorded trajectory: α, the means and the cumulative starved count at records
-    0, 1, …, n_rec − 1."""
+def _clip_keep_nan(v: Any, lo: float, hi: float) -> Any:
+    """clip(v, lo, hi) with NaN kept NaN (as NumPy and Rust), spelled with where so that
+    every namespace agrees."""
+    from ._backend import namespace_of
 
-    def __init__(self, r: int, d: int, n_rec: int, weight_param: str) -> None:
-        self.weight_param = weight_param
+    xp = namespace_of(v)
+    return xp.where(v < lo, xp.full_like(v, lo), xp.where(v > hi, xp.full_like(v, hi), v))
+
+
+class _Stepper:
+    """One training step (MATH §5) for all replicates at once, written once against the
+    array API: a pure function of the carry (params, extra state, starved counts, diverged
+    flags, random state) and the 1-based step number, so that JAX can jit and scan it."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        twin: ObjectiveTwin[Any],
+        rng: Any,
+        r: int,
+        batch_size: int,
+        lr: float,
+        scale: Mapping[str, float],
+    ) -> None:
+        self.ctx, self.twin, self.rng = ctx, twin, rng
+        self.r, self.batch_size, self.lr, self.scale = r, batch_size, lr, scale
+        self.avg = BatchMean(batch_size)
+
+    def __call__(self, carry: tuple[Any, ...], t: Any) -> tuple[Any, ...]:
+        params, extra, starved, diverged, state = carry
+        ctx, xp, wp = self.ctx, self.ctx.xp, self.ctx.weight_param
+        model = params.mix(wp)
+        state, x, old = draw_batch(
+            self.rng, state, ctx, self.twin, self.r, self.batch_size, model, extra
+        )
+        grad = gradient(ctx, self.twin, x, self.avg, model, extra)
+        new = sgd_step(params, grad, self.lr, self.scale, wp)
+        fed = xp.any(old, axis=1)
+        starved = starved + xp.astype(~diverged & ~fed, starved.dtype)
+        ok = ~diverged & new.finite()
+        diverged = diverged | ~ok
+        params = new.where(ok, params)
+        extra = self.twin.advance(t, params, ok, extra)
+        return params, extra, starved, diverged, state
+
+
+def _record_of(carry: tuple[Any, ...], weight_param: str) -> tuple[Any, Any, Any, Any]:
+    """What a record keeps: α, the means, the cumulative starved count."""
+    params, _, starved, _, _ = carry
+    return alpha_of(params.weight, weight_param), params.old_mean, params.new_mean, starved
+
+
+class _Recorder:
+    """The recorded trajectory on the host: α, the means and the cumulative starved count
+    at records 0, 1, …, n_rec − 1 (device arrays are copied at records only)."""
+
+    def __init__(self, be: Backend, r: int, d: int, n_rec: int) -> None:
+        self.be = be
         self.old_weight = np.empty((r, n_rec))
         self.old_mean = np.empty((r, n_rec, d))
         self.new_mean = np.empty((r, n_rec, d))
         self.starved = np.zeros((r, n_rec), dtype=np.int64)
 
-    def record(self, j: int, params: Params, starved: np.ndarray) -> None:
-        self.old_weight[:, j] = alpha_of(params.weight, self.weight_param)
-        self.old_mean[:, j] = params.old_mean
-        self.new_mean[:, j] = params.new_mean
-        self.starved[:, j] = starved
+    def record(self, j: Any, values: tuple[Any, Any, Any, Any]) -> None:
+        """Store one record (j an int) or a block of records (j a slice; values with the
+        record axis first)."""
+        host = [self.be.to_numpy(v) for v in values]
+        if isinstance(j, slice):
+            host = [np.moveaxis(h, 0, 1) for h in host]
+        for out, h in zip((self.old_weight, self.old_mean, self.new_mean, self.starved), host):
+            out[:, j] = h
+
+
+def _run_eager(
+    step: _Stepper,
+    carry: tuple[Any, ...],
+    steps: int,
+    record_every: int,
+    recorder: _Recorder,
+    weight_param: str,
+    bar: Any,
+) -> tuple[Any, ...]:
+    """Python loop over steps (NumPy, torch, CuPy, array-api-strict): the work of a step is
+    queued on the device without a host read; the host copies at records only."""
+    for t in range(1, steps + 1):
+        carry = step(carry, t)
+        if t % record_every == 0:
+            recorder.record(t // record_every, _record_of(carry, weight_param))
+        if bar is not None:
+            bar.update(1)
+    return carry
+
+
+#: compiled JAX functions of recent runs, keyed by everything their step closes over (the
+#: problem, objective, sizes, learning rates, dtype and device — not the seed, the start
+#: parameters or the step count, which are arguments): a repeated or re-seeded run, or one
+#: from another start, reuses the compiled code instead of paying XLA's compile again
+_JIT_CACHE: OrderedDict[str, Any] = OrderedDict()
+_JIT_CACHE_SIZE = 32
+
+
+def _jit_cached(key: str, build: Any) -> Any:
+    fn = _JIT_CACHE.get(key)
+    if fn is None:
+        fn = _JIT_CACHE[key] = build()
+        while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+            _JIT_CACHE.popitem(last=False)
+    else:
+        _JIT_CACHE.move_to_end(key)
+    return fn
+
+
+def _problem_key(
+    kind: str, target: TwoMode, model: TwoMode, objective: Objective, **rest: Any
+) -> str:
+    """What a compiled step depends on (the model's covariances, not its means)."""
+    return json.dumps(
+        {
+            "kind": kind,
+            "target": target.to_dict(),
+            "covs": [np.asarray(model.old_cov).tolist(), np.asarray(model.new_cov).tolist()],
+            "objective": objective.as_dict(),
+            **rest,
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _run_jax(
+    step: _Stepper,
+    carry: tuple[Any, ...],
+    steps: int,
+    record_every: int,
+    recorder: _Recorder,
+    weight_param: str,
+    bar: Any,
+    key: str,
+) -> tuple[Any, ...]:
+    """JAX: the step jitted once (and cached under ``key``); ``record_every`` steps per
+    ``lax.fori_loop``, records stacked by ``lax.scan`` over a chunk of records, one host copy
+    per chunk."""
+    import jax
+    import jax.numpy as jnp
+
+    def build() -> Any:
+        def block(c: tuple[Any, ...], t0: Any) -> tuple[tuple[Any, ...], Any]:
+            c = jax.lax.fori_loop(0, record_every, lambda i, cc: step(cc, t0 + i + 1), c)
+            return c, _record_of(c, weight_param)
+
+        def chunk(c: tuple[Any, ...], starts: Any) -> tuple[tuple[Any, ...], Any]:
+            return jax.lax.scan(block, c, starts)
+
+        return jax.jit(chunk)
+
+    chunk = _jit_cached(key, build)
+
+    n_records = steps // record_every
+    per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, step.r * (2 + step.ctx.dim))))
+    done = 0
+    while done < n_records:
+        n = min(per_call, n_records - done)
+        starts = jnp.arange(done, done + n, dtype=jnp.int64) * record_every
+        carry, records = chunk(carry, jax.device_put(starts, step.ctx.backend.device))
+        recorder.record(slice(done + 1, done + n + 1), records)
+        done += n
+        if bar is not None:
+            bar.update(n * record_every)
+    return carry
 
 
 # =====================================================================================
@@ -124,9 +291,12 @@ def simulate(
     threads: Optional[int] = None,
     progress: bool = False,
     memory_limit: Optional[int] = None,
+    backend: str = "numpy",
+    device: Any = None,
+    precision: str = "float64",
 ) -> Trajectory:
     """Finite-batch training of ``replicates`` independent copies of ``start`` (MATH §4–§5),
-    NumPy twin of :func:`mixforget.simulate`, vectorised over replicates and batch.
+    array-API twin of :func:`mixforget.simulate`, vectorised over replicates and batch.
 
     Each step, for all replicates at once: draw a batch from the objective's sampling
     distribution (labels kept, §4), form ĝ = (1/B) Σ c_i s(x_i) (§3–§4), update
@@ -138,7 +308,15 @@ def simulate(
     (its later records repeat it; its starved count stops). Records at steps 0, k, …, T
     (k = ``record_every`` must divide ``steps``); ``starved`` is the cumulative count of
     batches without an old-labelled sample. Raises ValueError when the recorded output would
-    exceed ``memory_limit`` bytes."""
+    exceed ``memory_limit`` bytes.
+
+    Parameters beyond :func:`mixforget.simulate`'s:
+
+    {backend_doc}
+
+    The same ``rng`` gives the same numbers on the same backend, device and precision; across
+    backends the random streams differ and results agree in distribution only. Records are
+    the only host copies (JAX: one per chunk of records)."""
     t0 = time.perf_counter()
     run = check_run(
         target,
@@ -155,38 +333,42 @@ def simulate(
         progress,
         memory_limit,
     )
+    be = get_backend(backend, device, precision)
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
     replicates, record_every, weight_param = run.replicates, run.record_every, run.weight_param
     r = replicates
-    ctx = Context.build(target, start, weight_param)
-    twin = twin_for(objective, ctx, batch_size)
     seq = resolve_rng(rng)
-    gen = np.random.default_rng(seq)
-
-    params = Params.of_model(start, weight_param, replicates=r)
-    twin.reset(params)
-    avg = BatchMean(batch_size)
-    recorder = _Recorder(r, target.dim, steps // record_every + 1, weight_param)
-    starved = np.zeros(r, dtype=np.int64)
-    diverged = np.zeros(r, dtype=bool)
-
-    recorder.record(0, params, starved)
-    bar = _progress_bar(steps) if progress else None
-    with np.errstate(all="ignore"):
-        for t in range(1, steps + 1):
-            model = params.mix(weight_param)
-            x, old = draw_batch(gen, ctx, twin, r, batch_size, model)
-            grad = gradient(ctx, twin, x, avg, model)
-            new = sgd_step(params, grad, lr, run.lr_scale, weight_param)
-            starved += ~diverged & ~old.any(axis=1)
-            ok = ~diverged & new.finite()
-            diverged |= ~ok
-            params = new.where(ok, params)
-            twin.advance(t, params, ok)
-            if t % record_every == 0:
-                recorder.record(t // record_every, params, starved)
-            if bar is not None:
-                bar.update(1)
+    recorder = _Recorder(be, r, target.dim, steps // record_every + 1)
+    bar = _progress_bar(steps, be.name) if progress else None
+    with be.context():
+        ctx = Context.build(target, start, weight_param, be)
+        twin = twin_for(objective, ctx, batch_size)
+        random = be.random(seq)
+        params = Params.of_model(start, weight_param, replicates=r, backend=be)
+        starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
+        diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
+        carry = (params, twin.reset(params), starved, diverged, random.init())
+        recorder.record(0, _record_of(carry, weight_param))
+        step = _Stepper(ctx, twin, random, r, batch_size, lr, run.lr_scale)
+        if be.jit:
+            key = _problem_key(
+                "simulate",
+                target,
+                start,
+                objective,
+                weight_param=weight_param,
+                lr=lr,
+                scale=run.lr_scale,
+                batch_size=batch_size,
+                replicates=r,
+                record_every=record_every,
+                precision=be.precision,
+                device=str(be.device),
+            )
+            carry = _run_jax(step, carry, steps, record_every, recorder, weight_param, bar, key)
+        else:
+            carry = _run_eager(step, carry, steps, record_every, recorder, weight_param, bar)
+        diverged_host = be.to_numpy(carry[3]).astype(bool)
     if bar is not None:
         bar.close()
 
@@ -203,7 +385,10 @@ def simulate(
         "seed": seed_record(seq),
         "wall_time": time.perf_counter() - t0,
         "threads": run.threads,
-        "implementation": "numpy",
+        "implementation": be.name,
+        "backend": be.name,
+        "device": None if be.device is None else str(be.device),
+        "precision": be.precision,
     }
     return Trajectory(
         steps=np.arange(0, steps + 1, record_every, dtype=np.int64),
@@ -211,19 +396,22 @@ def simulate(
         old_mean=recorder.old_mean,
         new_mean=recorder.new_mean,
         starved=recorder.starved,
-        diverged=diverged,
+        diverged=diverged_host,
         target=target,
         meta=meta,
     )
 
 
-def _progress_bar(total: int) -> Any:
+simulate.__doc__ = (simulate.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)
+
+
+def _progress_bar(total: int, name: str) -> Any:
     try:
         # optional dependency (the 'progress' extra): imported only when a bar is asked for
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="step", desc="mixforget (numpy)")
+    return tqdm(total=total, unit="step", desc=f"mixforget ({name})")
 
 
 # =====================================================================================
@@ -237,14 +425,15 @@ def _one_step(
     objective: Objective,
     weight_param: str,
     batch_size: Optional[int],
-) -> tuple[Context, ObjectiveTwin[Any], Mix]:
-    """The context, the objective's twin with its extra models equal to ``model`` (teacher
-    EMA = model, then anchored; q_0 = lag = model), and the model as a :class:`Mix`."""
-    ctx = Context.build(target, model, weight_param)
+    backend: Optional[Backend] = None,
+) -> tuple[Context, ObjectiveTwin[Any], Mix, Extra]:
+    """The context, the objective's twin, the model as a :class:`Mix` and the extra state
+    with its models equal to ``model`` (teacher EMA = model, then anchored; q_0 = lag =
+    model)."""
+    ctx = Context.build(target, model, weight_param, backend)
     twin = twin_for(objective, ctx, batch_size)
-    params = Params.of_model(model, weight_param)
-    twin.reset(params)
-    return ctx, twin, params.mix(weight_param)
+    params = Params.of_model(model, weight_param, backend=backend)
+    return ctx, twin, params.mix(weight_param), twin.reset(params)
 
 
 def estimate_gradient(
@@ -256,38 +445,69 @@ def estimate_gradient(
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
+    backend: str = "numpy",
+    device: Any = None,
+    precision: str = "float64",
 ) -> GradientEstimates:
     """``batches`` independent finite-batch estimates ĝ of the loss gradient at ``model``
-    (MATH §3–§4.3), with each batch's starved flag and old-labelled count; NumPy twin of
+    (MATH §3–§4.3), with each batch's starved flag and old-labelled count; array-API twin of
     :func:`mixforget.estimate_gradient`. SDFT's teacher (before anchoring), TTT-Discover's q_0
     and OAPL's lagged model equal ``model``. Vectorised over batches in chunks of ~2^20
-    samples (memory bound; the result does not depend on ``threads``)."""
+    samples (memory bound; the result does not depend on ``threads``; JAX jits the chunk).
+
+    {backend_doc}"""
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches)
     weight_param = check_weight_param(weight_param)
     resolve_threads(threads)
-    ctx, twin, mix = _one_step(target, model, objective, weight_param, batch_size)
-    d = ctx.dim
+    be = get_backend(backend, device, precision)
+    d = target.dim
     seq = resolve_rng(rng)
-    gen = np.random.default_rng(seq)
     avg = BatchMean(batch_size)
     grads = np.empty((batches, 1 + 2 * d))
     old_count = np.empty(batches, dtype=np.int64)
     chunk = max(1, _CHUNK_SAMPLES // (batch_size * d))
-    with np.errstate(all="ignore"):
+    with be.context():
+        ctx, twin, mix, extra = _one_step(target, model, objective, weight_param, batch_size, be)
+        random = be.random(seq)
+        xp = ctx.xp
+
+        def one_chunk(state: Any, rows: int) -> tuple[Any, Any, Any]:
+            state, x, old = draw_batch(random, state, ctx, twin, rows, batch_size, mix, extra)
+            grad = gradient(ctx, twin, x, avg, mix, extra)
+            flat = xp.concat([grad.weight[:, None], grad.old_mean, grad.new_mean], axis=1)
+            return state, flat, xp.sum(xp.astype(old, be.int_dtype), axis=1)
+
+        if be.jit:
+            key = _problem_key(
+                "estimate_gradient",
+                target,
+                model,
+                objective,
+                weight_param=weight_param,
+                batch_size=batch_size,
+                precision=be.precision,
+                device=str(be.device),
+                # the chunk closes over the model's means too (one-step studies)
+                model_params=model.to_dict(),
+            )
+            run_chunk = _jit_cached(key, lambda: be.compile(one_chunk, static_argnums=1))
+        else:
+            run_chunk = one_chunk
+        state = random.init()
         for lo in range(0, batches, chunk):
             hi = min(batches, lo + chunk)
-            x, old = draw_batch(gen, ctx, twin, hi - lo, batch_size, mix)
-            grad = gradient(ctx, twin, x, avg, mix)
-            grads[lo:hi, 0] = grad.weight
-            grads[lo:hi, 1 : 1 + d] = grad.old_mean
-            grads[lo:hi, 1 + d :] = grad.new_mean
-            old_count[lo:hi] = old.sum(axis=1)
+            state, flat, counts = run_chunk(state, hi - lo)
+            grads[lo:hi] = be.to_numpy(flat)
+            old_count[lo:hi] = be.to_numpy(counts)
     return GradientEstimates(
         gradients=grads, starved=old_count == 0, old_count=old_count, seed=seed_record(seq)
     )
+
+
+estimate_gradient.__doc__ = (estimate_gradient.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)
 
 
 def population_gradient(
@@ -313,7 +533,7 @@ def population_gradient(
         raise NotImplementedError(
             "reference.population_gradient is brute-force 1-D quadrature: d = 1 only"
         )
-    ctx, twin, mix = _one_step(target, model, objective, weight_param, None)
+    ctx, twin, mix, extra = _one_step(target, model, objective, weight_param, None)
 
     centers = [
         float(v[0]) for v in (target.old_mean, target.new_mean, model.old_mean, model.new_mean)
@@ -326,8 +546,8 @@ def population_gradient(
     n = max(200_001, math.ceil(20.0 * (hi - lo) / min(sds)) | 1)
     x = np.linspace(lo, hi, n).reshape(1, n, 1)
     with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
-        avg = QuadMean(twin.sampling_logpdf(x, mix)[0], (hi - lo) / (n - 1))
-        grad = gradient(ctx, twin, x, avg, mix)
+        avg = QuadMean(twin.sampling_logpdf(x, mix, extra)[0], (hi - lo) / (n - 1))
+        grad = gradient(ctx, twin, x, avg, mix, extra)
     return {
         "weight": float(grad.weight[0]),
         "old_mean": np.asarray(grad.old_mean[0]),

@@ -28,56 +28,71 @@ from ..mixture import TwoMode
 from ..objectives import Objective
 from ..theory import stratified_replay_count
 from ._averaging import Averager
+from ._backend import Backend, default_backend, namespace_of
 from ._densities import Gauss, Mix, mix_from_param, mix_logpdf, weight_param_of
+
+#: an objective's extra state (teacher EMA, start model, lagged model): name → Params. Plain
+#: dicts of arrays so that JAX can carry them through ``lax.scan``.
+Extra = dict[str, "Params"]
 
 
 @dataclass
 class Params:
     """The trained parameters θ with a leading replicate axis R: ``weight`` (R,) (η = logit α
-    or α itself), ``old_mean`` (R, d), ``new_mean`` (R, d). The field names are the groups of
-    ``lr_scale``; the update, the finiteness check and the recording loop over them, so a new
-    trainable group is one new field."""
+    or α itself), ``old_mean`` (R, d), ``new_mean`` (R, d), arrays of any array-API
+    namespace. The field names are the groups of ``lr_scale``; the update, the finiteness
+    check and the recording loop over them, so a new trainable group is one new field.
+    Treated as immutable: every operation returns new arrays (JAX has no in-place updates)."""
 
-    weight: np.ndarray
-    old_mean: np.ndarray
-    new_mean: np.ndarray
+    weight: Any
+    old_mean: Any
+    new_mean: Any
 
     @classmethod
     def of_model(
-        cls, model: TwoMode, weight_param: str, replicates: Optional[int] = None
+        cls,
+        model: TwoMode,
+        weight_param: str,
+        replicates: Optional[int] = None,
+        backend: Optional[Backend] = None,
     ) -> Params:
         """The parameters of ``model``: one row, or ``replicates`` identical rows."""
-        if replicates is None:
-            w = np.array([weight_param_of(model.old_weight, weight_param)])
-            return cls(w, model.old_mean[None, :], model.new_mean[None, :])
+        be = backend if backend is not None else default_backend()
+        rows = 1 if replicates is None else replicates
+        w = np.full(rows, weight_param_of(model.old_weight, weight_param))
         return cls(
-            np.full(replicates, weight_param_of(model.old_weight, weight_param)),
-            np.tile(model.old_mean, (replicates, 1)),
-            np.tile(model.new_mean, (replicates, 1)),
+            be.asarray(w),
+            be.asarray(np.tile(model.old_mean, (rows, 1))),
+            be.asarray(np.tile(model.new_mean, (rows, 1))),
         )
 
     @classmethod
     def group_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
-    def groups(self) -> dict[str, np.ndarray]:
+    def groups(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.group_names()}
 
     def copy(self) -> Params:
-        return Params(**{name: v.copy() for name, v in self.groups().items()})
+        """The same parameters (arrays are never updated in place, so sharing is safe)."""
+        return Params(**self.groups())
 
-    def finite(self) -> np.ndarray:
+    def finite(self) -> Any:
         """(R,) True where every parameter of the replicate is finite."""
-        ok = np.ones(self.weight.shape[0], dtype=bool)
-        for v in self.groups().values():
-            ok &= np.isfinite(v).reshape(v.shape[0], -1).all(axis=1)
+        xp = namespace_of(self.weight)
+        ok = xp.isfinite(self.weight)
+        for name, v in self.groups().items():
+            if name != "weight":
+                ok = ok & xp.all(xp.isfinite(v), axis=1)
         return ok
 
-    def where(self, keep: np.ndarray, other: Params) -> Params:
-        """Per replicate: ``self`` where ``keep`` (R,) is True, else ``other``."""
+    def where(self, keep: Any, other: Params) -> Params:
+        """Per replicate: ``self`` where ``keep`` (R,) (or a scalar) is True, else
+        ``other``."""
+        xp = namespace_of(self.weight)
         return Params(
             **{
-                name: np.where(_rows(keep, v), v, getattr(other, name))
+                name: xp.where(_rows(xp, keep, v), v, getattr(other, name))
                 for name, v in self.groups().items()
             }
         )
@@ -87,14 +102,14 @@ class Params:
         return mix_from_param(self.weight, self.old_mean, self.new_mean, weight_param)
 
 
-def _rows(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+def _rows(xp: Any, mask: Any, like: Any) -> Any:
     """A per-replicate mask (R,) shaped to broadcast against ``like`` (R, …)."""
-    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+    return xp.reshape(mask, tuple(mask.shape) + (1,) * (like.ndim - 1)) if mask.ndim else mask
 
 
 @dataclass
 class Context:
-    """Fixed during a run: the world p* and the (fixed) model covariances."""
+    """Fixed during a run: the backend, the world p* and the (fixed) model covariances."""
 
     weight_param: str
     dim: int
@@ -103,64 +118,79 @@ class Context:
     wg_n: Gauss
     g_o: Gauss  # model covariances Σ_o, Σ_n (from start / model)
     g_n: Gauss
+    backend: Backend
 
     @classmethod
-    def build(cls, target: TwoMode, model: TwoMode, weight_param: str) -> Context:
+    def build(
+        cls,
+        target: TwoMode,
+        model: TwoMode,
+        weight_param: str,
+        backend: Optional[Backend] = None,
+    ) -> Context:
+        be = backend if backend is not None else default_backend()
         d = target.dim
         return cls(
             weight_param=weight_param,
             dim=d,
             world=mix_from_param(
-                np.array([target.old_weight]),
-                target.old_mean[None, :],
-                target.new_mean[None, :],
+                be.asarray([target.old_weight]),
+                be.asarray(target.old_mean[None, :]),
+                be.asarray(target.new_mean[None, :]),
                 "direct",
             ),
-            wg_o=Gauss(target.old_cov, d),
-            wg_n=Gauss(target.new_cov, d),
-            g_o=Gauss(model.old_cov, d),
-            g_n=Gauss(model.new_cov, d),
+            wg_o=Gauss(target.old_cov, d, be),
+            wg_n=Gauss(target.new_cov, d, be),
+            g_o=Gauss(model.old_cov, d, be),
+            g_n=Gauss(model.new_cov, d, be),
+            backend=be,
         )
 
-    def log_target(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def xp(self) -> Any:
+        return self.backend.xp
+
+    def log_target(self, x: Any) -> Any:
         """log p*(x)."""
         return mix_logpdf(x, self.world, self.wg_o, self.wg_n)[2]
 
-    def log_old_world(self, x: np.ndarray) -> np.ndarray:
+    def log_old_world(self, x: Any) -> Any:
         """log p_old(x) = log φ(x; μ_o*, Σ_o*), the replay distribution."""
         return self.wg_o.logpdf(x, self.world.mo[:, None, :])
 
-    def log_new_world(self, x: np.ndarray) -> np.ndarray:
+    def log_new_world(self, x: Any) -> Any:
         """log p_new(x) = log φ(x; μ_n*, Σ_n*)."""
         return self.wg_n.logpdf(x, self.world.mn[:, None, :])
 
-    def mixture_logpdf(self, x: np.ndarray, mix: Mix) -> np.ndarray:
+    def mixture_logpdf(self, x: Any, mix: Mix) -> Any:
         """log density of a mixture with the model covariances (model, teacher, q_0, lag)."""
         return mix_logpdf(x, mix, self.g_o, self.g_n)[2]
 
-    def draw_old_world(self, z: np.ndarray) -> np.ndarray:
+    def draw_old_world(self, z: Any) -> Any:
         """x ~ p_old from standard normals z (R, B, d)."""
         return self.world.mo[:, None, :] + self.wg_o.color(z)
 
-    def draw_new_world(self, z: np.ndarray) -> np.ndarray:
+    def draw_new_world(self, z: Any) -> Any:
         """x ~ p_new from standard normals z (R, B, d)."""
         return self.world.mn[:, None, :] + self.wg_n.color(z)
 
-    def draw(
-        self, gen: np.random.Generator, mix: Mix, z: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, rng: Any, state: Any, mix: Mix, z: Any) -> tuple[Any, Any, Any]:
         """From a two-mode mixture with the model covariances, given standard normals z
-        (R, B, d): label old ~ Bernoulli(α), then x ~ φ_label. Returns (x (R, B, d),
-        old (R, B) bool)."""
-        old = gen.random(z.shape[:2]) < mix.alpha[:, None]
+        (R, B, d): label old ~ Bernoulli(α) (one uniform each), then x ~ φ_label. Returns
+        (random state, x (R, B, d), old (R, B) bool)."""
+        xp = self.xp
+        state, u = rng.uniform(state, tuple(z.shape[:2]))
+        old = u < mix.alpha[:, None]
         g_o, g_n = self.g_o, self.g_n
         if g_o.same(g_n):
-            means = np.where(old[..., None], mix.mo[:, None, :], mix.mn[:, None, :])
-            return g_o.color(z) + means, old
-        x = np.where(
-            old[..., None], mix.mo[:, None, :] + g_o.color(z), mix.mn[:, None, :] + g_n.color(z)
+            means = xp.where(old[:, :, None], mix.mo[:, None, :], mix.mn[:, None, :])
+            return state, g_o.color(z) + means, old
+        x = xp.where(
+            old[:, :, None],
+            mix.mo[:, None, :] + g_o.color(z),
+            mix.mn[:, None, :] + g_n.color(z),
         )
-        return x, old
+        return state, x, old
 
 
 ObjectiveT = TypeVar("ObjectiveT", bound=Objective)
@@ -169,7 +199,11 @@ ObjectiveT = TypeVar("ObjectiveT", bound=Objective)
 class ObjectiveTwin(Generic[ObjectiveT]):
     """One objective's part of the twin, made per run: ``batch_size`` is the group size G,
     ``None`` for the population (G → ∞) limit. The defaults are those of an on-policy
-    objective without extra state: samples from q_θ."""
+    objective without extra state: samples from q_θ.
+
+    Methods are pure functions of their arguments (the extra state is passed in and
+    returned, random state likewise), so that the step can be jitted and scanned by JAX;
+    the twin object only holds what is fixed during a run."""
 
     #: the objective class name (``Objective.as_dict()["kind"]``) this twin implements
     kind: ClassVar[str] = ""
@@ -180,29 +214,30 @@ class ObjectiveTwin(Generic[ObjectiveT]):
         self.batch_size = batch_size
 
     # -- extra state ------------------------------------------------------------------
-    def reset(self, params: Params) -> None:
-        """Set the extra models from the starting parameters (R rows, or one row)."""
+    def reset(self, params: Params) -> Extra:
+        """The extra models set from the starting parameters (R rows, or one row)."""
+        return {}
 
-    def advance(self, step: int, params: Params, ok: np.ndarray) -> None:
-        """Update the extra models after training step ``step`` (1-based) produced
-        ``params``; ``ok`` (R,) is False for diverged (frozen) replicates."""
+    def advance(self, step: Any, params: Params, ok: Any, extra: Extra) -> Extra:
+        """The extra models after training step ``step`` (1-based; a traced scalar under
+        JAX) produced ``params``; ``ok`` (R,) is False for diverged (frozen) replicates."""
+        return extra
 
     # -- sampling source --------------------------------------------------------------
-    def draw(
-        self, gen: np.random.Generator, z: np.ndarray, model: Mix
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         """One batch per replicate from the objective's sampling distribution, given the
-        standard normals z (R, B, d) the core drew first. Returns x (R, B, d) and the old
-        label (R, B) (on-policy old draws and replay draws are old, MATH §4.3)."""
-        return self.ctx.draw(gen, model, z)
+        standard normals z (R, B, d) the core drew first and the random adapter ``rng``
+        with its ``state``. Returns (state, x (R, B, d), old label (R, B)) (on-policy old
+        draws and replay draws are old, MATH §4.3)."""
+        return self.ctx.draw(rng, state, model, z)
 
-    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
+    def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
         """Log density at x (R, N, d) of the distribution :meth:`draw` samples from (with
         the replay fraction λ): the measure of the population expectations."""
         return self.ctx.mixture_logpdf(x, model)
 
     # -- per-sample value and batch coefficients --------------------------------------
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
         """Per-sample coefficient c_i (R, N) of ĝ = avg_i[c_i s(x_i)] at x with log q_θ(x)
         = ``lq``; leave-one-out means are full expectations under the population averager."""
         raise NotImplementedError  # pragma: no cover - every objective defines it
@@ -214,34 +249,47 @@ class ObjectiveTwin(Generic[ObjectiveT]):
 
 
 def replay_mask(
-    gen: np.random.Generator, r: int, b: int, lam: float, slots: str
-) -> Optional[np.ndarray]:
-    """Replay slots (MATH §4.1): each w.p. λ ('bernoulli') or the first round(λB)
-    ('stratified'); ``None`` without replay (no random numbers drawn)."""
+    ctx: Context, rng: Any, state: Any, r: int, b: int, lam: float, slots: str
+) -> tuple[Any, Optional[Any]]:
+    """Replay slots (MATH §4.1): each w.p. λ ('bernoulli', one uniform each) or the first
+    round(λB) ('stratified'); ``None`` without replay (no random numbers drawn). Returns
+    (random state, mask (R, B) or None)."""
     if lam <= 0.0:
-        return None
+        return state, None
     if slots == "bernoulli":
-        return gen.random((r, b)) < lam
-    return np.broadcast_to(np.arange(b) < int(stratified_replay_count(lam, b)), (r, b))
+        state, u = rng.uniform(state, (r, b))
+        return state, u < lam
+    be = ctx.backend
+    first = be.asarray(np.arange(b) < int(stratified_replay_count(lam, b)), be.bool_dtype)
+    return state, ctx.xp.broadcast_to(first[None, :], (r, b))
 
 
-def replay_logpdf(ctx: Context, x: np.ndarray, log_main: np.ndarray, lam: float) -> np.ndarray:
+def replay_logpdf(ctx: Context, x: Any, log_main: Any, lam: float) -> Any:
     """log((1 − λ) e^{log_main} + λ p_old), the density of a batch with replay fraction λ."""
-    return np.logaddexp(math.log1p(-lam) + log_main, math.log(lam) + ctx.log_old_world(x))
+    return ctx.xp.logaddexp(math.log1p(-lam) + log_main, math.log(lam) + ctx.log_old_world(x))
 
 
-def reward(ctx: Context, x: np.ndarray, kind: str, radius: float) -> np.ndarray:
+def reward(ctx: Context, x: Any, kind: str, radius: float) -> Any:
     """Built-in rewards (MATH §4.5–4.6): 'new_logpdf' log p_new(x), 'target_logpdf' log p*(x),
     'new_indicator' 1[‖x − μ_n*‖_{Σ_n*} ≤ radius] (compared as squared norms)."""
     if kind == "new_logpdf":
         return ctx.log_new_world(x)
     if kind == "target_logpdf":
         return ctx.log_target(x)
-    return (ctx.wg_n.mahal2(x - ctx.world.mn[:, None, :]) <= radius * radius).astype(np.float64)
+    inside = ctx.wg_n.mahal2(x - ctx.world.mn[:, None, :]) <= radius * radius
+    return ctx.xp.astype(inside, x.dtype)
 
 
-def log_ratio_coef(w: Any, ell: np.ndarray, avg: Averager, loo: bool) -> np.ndarray:
+def log_ratio_coef(w: Any, ell: Any, avg: Averager, loo: bool) -> Any:
     """Score-function coefficient of a KL(q ‖ p) loss (MATH §4.2): c_i = w_i (ℓ_i − b_i) with
     b_i = mean_{j≠i} w_j ℓ_j (leave-one-out) or 0."""
     wl = w * ell
     return wl - w * avg.loo(wl) if loo else wl
+
+
+def select(xp: Any, cond: Any, a: Params, b: Params) -> Params:
+    """``a`` if ``cond`` else ``b``: a Python branch for a Python bool, a ``where`` for a
+    (traced) array scalar."""
+    if isinstance(cond, (bool, np.bool_)):
+        return a if cond else b
+    return a.where(cond, b)

@@ -1,4 +1,4 @@
-"""ForwardKL — SFT on new-task data (MATH §4.1), NumPy twin.
+"""ForwardKL — SFT on new-task data (MATH §4.1), array-API twin.
 
 Loss KL(p_train ‖ q_θ) with p_train = (1 − λ) p_new* + λ p_old*:
 
@@ -13,33 +13,32 @@ Loss KL(p_train ‖ q_θ) with p_train = (1 − λ) p_new* + λ p_old*:
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from ..objectives import ForwardKL
 from ._averaging import Averager
 from ._densities import Mix
-from ._objective import ObjectiveTwin, replay_logpdf, replay_mask
+from ._objective import Extra, ObjectiveTwin, replay_logpdf, replay_mask
 
 
 class ForwardKLTwin(ObjectiveTwin[ForwardKL]):
     kind = "ForwardKL"
 
-    def draw(
-        self, gen: np.random.Generator, z: np.ndarray, model: Mix
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         r, b = z.shape[:2]
         obj = self.objective
-        rep = replay_mask(gen, r, b, obj.replay, obj.replay_slots)
+        xp = self.ctx.xp
+        state, rep = replay_mask(self.ctx, rng, state, r, b, obj.replay, obj.replay_slots)
         x_new = self.ctx.draw_new_world(z)
         if rep is None:
-            return x_new, np.zeros((r, b), dtype=bool)
-        return np.where(rep[..., None], self.ctx.draw_old_world(z), x_new), np.array(rep)
+            return state, x_new, xp.zeros_like(z[:, :, 0], dtype=self.ctx.backend.bool_dtype)
+        return state, xp.where(rep[:, :, None], self.ctx.draw_old_world(z), x_new), rep
 
-    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
+    def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
         lam = self.objective.replay
         if lam == 0.0:
             return self.ctx.log_new_world(x)
         return replay_logpdf(self.ctx, x, self.ctx.log_new_world(x), lam)
 
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
-        return np.full_like(lq, -1.0)
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
+        return self.ctx.xp.full_like(lq, -1.0)

@@ -1,4 +1,4 @@
-"""OAPL — off-policy regression to the optimal policy (MATH §4.6), NumPy twin. Group size
+"""OAPL — off-policy regression to the optimal policy (MATH §4.6), array-API twin. Group size
 G = batch size.
 
 With the lagged model q_lag (θ_lag ← θ after every ``lag``-th step) and rewards r_i:
@@ -14,35 +14,36 @@ With the lagged model q_lag (θ_lag ← θ after every ``lag``-th step) and rewa
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from ..objectives import OAPL
 from ._averaging import Averager
 from ._densities import Mix
-from ._objective import ObjectiveTwin, Params, reward
+from ._objective import Extra, ObjectiveTwin, Params, reward, select
 
 
 class OAPLTwin(ObjectiveTwin[OAPL]):
     kind = "OAPL"
 
-    def reset(self, params: Params) -> None:
-        self.lagged: Mix = params.copy().mix(self.ctx.weight_param)
+    def reset(self, params: Params) -> Extra:
+        return {"lag": params.copy()}
 
-    def advance(self, step: int, params: Params, ok: np.ndarray) -> None:
-        if step % self.objective.lag == 0:
-            self.lagged = params.copy().mix(self.ctx.weight_param)
+    def advance(self, step: Any, params: Params, ok: Any, extra: Extra) -> Extra:
+        refresh = step % self.objective.lag == 0
+        return {"lag": select(self.ctx.xp, refresh, params, extra["lag"])}
 
-    def draw(
-        self, gen: np.random.Generator, z: np.ndarray, model: Mix
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.ctx.draw(gen, self.lagged, z)
+    def lagged(self, extra: Extra) -> Mix:
+        return extra["lag"].mix(self.ctx.weight_param)
 
-    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
-        return self.ctx.mixture_logpdf(x, self.lagged)
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
+        return self.ctx.draw(rng, state, self.lagged(extra), z)
 
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+    def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
+        return self.ctx.mixture_logpdf(x, self.lagged(extra))
+
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
         obj = self.objective
         r = reward(self.ctx, x, obj.reward, obj.radius)
         value = obj.beta1 * avg.log_mean_exp(r / obj.beta1)
-        delta = lq - self.ctx.mixture_logpdf(x, self.lagged)
+        delta = lq - self.ctx.mixture_logpdf(x, self.lagged(extra))
         return 2.0 * obj.beta2 * (obj.beta2 * delta - (r - value))

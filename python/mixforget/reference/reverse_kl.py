@@ -1,4 +1,4 @@
-"""ReverseKL — on-policy reverse KL with replay (MATH §4.2), NumPy twin.
+"""ReverseKL — on-policy reverse KL with replay (MATH §4.2), array-API twin.
 
 Loss KL(q_θ ‖ p*). With ℓ = log q_θ − log p*, samples from m = (1 − λ') q_θ + λ' p_old*:
 
@@ -29,7 +29,7 @@ from ..objectives import ReverseKL
 from ..theory import stratified_replay_count
 from ._averaging import Averager
 from ._densities import Mix
-from ._objective import Context, ObjectiveTwin, log_ratio_coef, replay_logpdf, replay_mask
+from ._objective import Context, Extra, ObjectiveTwin, log_ratio_coef, replay_logpdf, replay_mask
 from .kernels import mixture_logpdf
 
 
@@ -40,17 +40,16 @@ def effective_replay(objective: ReverseKL, batch_size: Optional[int]) -> float:
     return objective.replay
 
 
-def replay_weight(
-    ctx: Context, x: np.ndarray, lq: np.ndarray, lam: float, cap: Optional[float]
-) -> Any:
+def replay_weight(ctx: Context, x: Any, lq: Any, lam: float, cap: Optional[float]) -> Any:
     """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (MATH §4.2); w = 1 without replay (the cap
     only applies to replay weights, as in the Rust engine)."""
     if lam <= 0.0:
         return 1.0
+    xp = ctx.xp
     with np.errstate(divide="ignore"):
-        lm = np.logaddexp(np.log1p(-lam) + lq, math.log(lam) + ctx.log_old_world(x))
-    w = np.exp(lq - lm)
-    return w if cap is None else np.minimum(w, cap)
+        lm = xp.logaddexp(math.log1p(-lam) + lq, math.log(lam) + ctx.log_old_world(x))
+    w = xp.exp(lq - lm)
+    return w if cap is None else xp.minimum(w, xp.full_like(w, cap))
 
 
 class ReverseKLTwin(ObjectiveTwin[ReverseKL]):
@@ -60,24 +59,22 @@ class ReverseKLTwin(ObjectiveTwin[ReverseKL]):
         super().__init__(objective, ctx, batch_size)
         self.lam_eff = effective_replay(objective, batch_size)
 
-    def draw(
-        self, gen: np.random.Generator, z: np.ndarray, model: Mix
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         r, b = z.shape[:2]
         obj = self.objective
-        rep = replay_mask(gen, r, b, obj.replay, obj.replay_slots)
-        x, old = self.ctx.draw(gen, model, z)
+        state, rep = replay_mask(self.ctx, rng, state, r, b, obj.replay, obj.replay_slots)
+        state, x, old = self.ctx.draw(rng, state, model, z)
         if rep is None:
-            return x, old
-        return np.where(rep[..., None], self.ctx.draw_old_world(z), x), old | rep
+            return state, x, old
+        return state, self.ctx.xp.where(rep[:, :, None], self.ctx.draw_old_world(z), x), old | rep
 
-    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
+    def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
         lq = self.ctx.mixture_logpdf(x, model)
         if self.lam_eff > 0.0:
             return replay_logpdf(self.ctx, x, lq, self.lam_eff)
         return lq
 
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
         obj = self.objective
         w = replay_weight(self.ctx, x, lq, self.lam_eff, obj.weight_cap)
         return log_ratio_coef(w, lq - self.ctx.log_target(x), avg, obj.baseline == "loo")

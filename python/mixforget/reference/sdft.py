@@ -1,4 +1,5 @@
-"""SDFT — self-distillation fine-tuning (MATH §4.4, *model choice*), NumPy twin.
+"""SDFT — self-distillation fine-tuning (MATH §4.4, *model choice*), array-API
+twin.
 
 Teacher t: the EMA φ of the student (φ ← (1 − τ) φ + τ θ after each step, τ = ``ema``) with
 its new mean moved toward the truth by the demonstration (κ = ``anchor``):
@@ -15,12 +16,12 @@ its new mean moved toward the truth by the demonstration (κ = ``anchor``):
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from ..objectives import SDFT
 from ._averaging import Averager
 from ._densities import Mix, mix_from_param
-from ._objective import Context, ObjectiveTwin, Params, log_ratio_coef
+from ._objective import Context, Extra, ObjectiveTwin, Params, log_ratio_coef
 
 
 def teacher_mix(ctx: Context, anchor: float, ema_params: Params) -> Mix:
@@ -35,34 +36,35 @@ def teacher_mix(ctx: Context, anchor: float, ema_params: Params) -> Mix:
 class SDFTTwin(ObjectiveTwin[SDFT]):
     kind = "SDFT"
 
-    def reset(self, params: Params) -> None:
-        self.ema_params = params.copy()
-        self.teacher = teacher_mix(self.ctx, self.objective.anchor, self.ema_params)
+    def reset(self, params: Params) -> Extra:
+        return {"ema": params.copy()}
 
-    def advance(self, step: int, params: Params, ok: np.ndarray) -> None:
+    def advance(self, step: Any, params: Params, ok: Any, extra: Extra) -> Extra:
         tau = float(self.objective.ema)
+        ema = extra["ema"]
         blended = Params(
             **{
                 name: (1.0 - tau) * v + tau * getattr(params, name)
-                for name, v in self.ema_params.groups().items()
+                for name, v in ema.groups().items()
             }
         )
-        self.ema_params = blended.where(ok, self.ema_params)
-        self.teacher = teacher_mix(self.ctx, self.objective.anchor, self.ema_params)
+        return {"ema": blended.where(ok, ema)}
+
+    def teacher(self, extra: Extra) -> Mix:
+        return teacher_mix(self.ctx, self.objective.anchor, extra["ema"])
 
     @property
     def forward(self) -> bool:
         return self.objective.direction == "forward"
 
-    def draw(
-        self, gen: np.random.Generator, z: np.ndarray, model: Mix
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self.ctx.draw(gen, self.teacher if self.forward else model, z)
+    def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
+        return self.ctx.draw(rng, state, self.teacher(extra) if self.forward else model, z)
 
-    def sampling_logpdf(self, x: np.ndarray, model: Mix) -> np.ndarray:
-        return self.ctx.mixture_logpdf(x, self.teacher if self.forward else model)
+    def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
+        return self.ctx.mixture_logpdf(x, self.teacher(extra) if self.forward else model)
 
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
         if self.forward:
-            return np.full_like(lq, -1.0)
-        return log_ratio_coef(1.0, lq - self.ctx.mixture_logpdf(x, self.teacher), avg, True)
+            return self.ctx.xp.full_like(lq, -1.0)
+        ell = lq - self.ctx.mixture_logpdf(x, self.teacher(extra))
+        return log_ratio_coef(1.0, ell, avg, True)

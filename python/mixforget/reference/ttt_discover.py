@@ -1,4 +1,4 @@
-"""TTTDiscover — entropic test-time RL (MATH §4.5), NumPy twin. Group size G = batch size.
+"""TTTDiscover — entropic test-time RL (MATH §4.5), array-API twin. Group size G = batch size.
 
 With rewards r_i, e_i = exp(β (r_i − max r)) and the start model q_0:
 
@@ -18,19 +18,18 @@ A zero denominator gives e_i/… − 1 := 0 (the Rust engine's guard).
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from typing import Any
 
 from ..objectives import TTTDiscover
 from ._averaging import Averager
-from ._densities import Mix
-from ._objective import ObjectiveTwin, Params, reward
+from ._backend import namespace_of, while_loop
+from ._objective import Extra, ObjectiveTwin, Params, reward
 
 _LN2 = math.log(2.0)
 _BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (MATH §4.5)
 
 
-def adaptive_beta(r: np.ndarray, avg: Averager) -> np.ndarray:
+def adaptive_beta(r: Any, avg: Averager) -> Any:
     """TTT-Discover's adaptive β (MATH §4.5), shape (R, 1): KL(p_β ‖ ω) = ln 2 for the tilt
     p_β ∝ ω e^{β r} of the averaging measure ω — softmax(β r) vs uniform_G on a batch,
     the tilt ∝ q e^{βR} vs q in the population limit. KL(β) = β E_p[c] − log E_ω[e^{βc}]
@@ -39,56 +38,75 @@ def adaptive_beta(r: np.ndarray, avg: Averager) -> np.ndarray:
     As the Rust engine: β_hi = 1, 2, 4, … until KL(β_hi) ≥ ln 2; past 1e8 (ln 2 out of reach:
     equal rewards, ties, G ≤ 2) β = 1e8. Then safeguarded Newton–bisection on [β_hi/2, β_hi]
     until |KL − ln 2| < 1e-13 or the bracket is below 1e-15 β_hi (≤ 200 iterations), vectorised
-    over rows."""
-    c = r - r.max(axis=1, keepdims=True)
+    over rows; the data-dependent loops run through :func:`._backend.while_loop` (a
+    ``lax.while_loop`` on JAX). In float32 the tolerances become 16 ε and 4 ε (ε the machine
+    epsilon), which float32 can reach; in float64 they are the Rust engine's."""
+    xp = namespace_of(r)
+    c = r - xp.max(r, axis=1, keepdims=True)
+    eps = float(xp.finfo(r.dtype).eps)
+    kl_tol, bracket_tol = max(1e-13, 16.0 * eps), max(1e-15, 4.0 * eps)
 
-    def kl_and_slope(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def kl_and_slope(beta: Any) -> tuple[Any, Any]:
         lz, m1, m2 = avg.tilt_stats(beta * c, c)
-        return beta * m1 - lz, beta * np.maximum(m2 - m1 * m1, 0.0)
+        return beta * m1 - lz, beta * xp.maximum(m2 - m1 * m1, xp.zeros_like(m1))
 
-    rows = r.shape[0]
-    lo, hi = np.zeros((rows, 1)), np.ones((rows, 1))
-    gave_up = np.zeros((rows, 1), dtype=bool)
-    while True:
-        below = (kl_and_slope(hi)[0] < _LN2) & ~gave_up
-        if not below.any():
-            break
-        lo = np.where(below, hi, lo)
-        hi = np.where(below, 2.0 * hi, hi)
-        gave_up |= hi > _BETA_MAX
-    beta = 0.5 * (lo + hi)
-    done = gave_up.copy()
-    for _ in range(200):
-        if done.all():
-            break
+    first = r[:, :1]
+    hi0 = xp.ones_like(first)
+    gave_up0 = xp.zeros_like(first, dtype=xp.bool)
+
+    def below_of(hi: Any, gave_up: Any) -> Any:
+        return (kl_and_slope(hi)[0] < _LN2) & ~gave_up
+
+    def doubling(s: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        lo, hi, gave_up, below = s
+        lo = xp.where(below, hi, lo)
+        hi = xp.where(below, 2.0 * hi, hi)
+        gave_up = gave_up | (hi > _BETA_MAX)
+        return lo, hi, gave_up, below_of(hi, gave_up)
+
+    lo, hi, gave_up, _ = while_loop(
+        lambda s: xp.any(s[3]),
+        doubling,
+        (xp.zeros_like(first), hi0, gave_up0, below_of(hi0, gave_up0)),
+        xp,
+    )
+
+    def newton(s: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+        beta, lo, hi, done = s
         kl, slope = kl_and_slope(beta)
         err = kl - _LN2
-        done |= np.abs(err) < 1e-13
+        done = done | (xp.abs(err) < kl_tol)
         live = ~done
-        hi = np.where(live & (err > 0.0), beta, hi)
-        lo = np.where(live & (err <= 0.0), beta, lo)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = beta - err / slope
-        ok = (slope > 0.0) & (newton > lo) & (newton < hi)
-        beta = np.where(live, np.where(ok, newton, 0.5 * (lo + hi)), beta)
-        done |= hi - lo < 1e-15 * hi
-    return np.where(gave_up, _BETA_MAX, beta)
+        hi = xp.where(live & (err > 0.0), beta, hi)
+        lo = xp.where(live & (err <= 0.0), beta, lo)
+        newton_step = beta - err / slope
+        ok = (slope > 0.0) & (newton_step > lo) & (newton_step < hi)
+        beta = xp.where(live, xp.where(ok, newton_step, 0.5 * (lo + hi)), beta)
+        done = done | (hi - lo < bracket_tol * hi)
+        return beta, lo, hi, done
+
+    beta, *_ = while_loop(
+        lambda s: ~xp.all(s[3]), newton, (0.5 * (lo + hi), lo, hi, gave_up), xp, max_iter=200
+    )
+    return xp.where(gave_up, xp.full_like(beta, _BETA_MAX), beta)
 
 
 class TTTDiscoverTwin(ObjectiveTwin[TTTDiscover]):
     kind = "TTTDiscover"
 
-    def reset(self, params: Params) -> None:
-        self.start_model: Mix = params.mix(self.ctx.weight_param)
+    def reset(self, params: Params) -> Extra:
+        return {"start": params.copy()}
 
-    def coefficient(self, x: np.ndarray, lq: np.ndarray, avg: Averager) -> np.ndarray:
+    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
         obj = self.objective
+        xp = self.ctx.xp
         r = reward(self.ctx, x, obj.reward, obj.radius)
         beta = adaptive_beta(r, avg) if obj.adaptive else float(obj.beta)
-        e = np.exp(beta * (r - r.max(axis=1, keepdims=True)))
+        e = xp.exp(beta * (r - xp.max(r, axis=1, keepdims=True)))
         den = avg.loo(e)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            adv = np.where(den > 0.0, e / den - 1.0, 0.0)
+        safe = xp.where(den > 0.0, den, xp.ones_like(den))
+        adv = xp.where(den > 0.0, e / safe - 1.0, xp.zeros_like(e))
         if obj.kl_penalty > 0.0:
-            adv = adv - obj.kl_penalty * (lq - self.ctx.mixture_logpdf(x, self.start_model))
+            start = extra["start"].mix(self.ctx.weight_param)
+            adv = adv - obj.kl_penalty * (lq - self.ctx.mixture_logpdf(x, start))
         return -adv

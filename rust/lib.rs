@@ -6,6 +6,7 @@
 //! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
 
+pub mod buffers;
 pub mod engine;
 pub mod fastmath;
 pub mod mixture;
@@ -21,10 +22,11 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
+use buffers::try_zeroed;
 use engine::{Mix2, Params, Problem, Records, Simulation, WeightParam};
 use mixture::{Cov, Gaussian, Mixture};
 use objectives::{
@@ -33,6 +35,9 @@ use objectives::{
 use starvation::Slots;
 
 fn to_py_err(msg: String) -> PyErr {
+    if let Some(rest) = msg.strip_prefix(buffers::MEMORY_ERROR) {
+        return PyMemoryError::new_err(rest.to_string());
+    }
     match msg.strip_prefix("NotImplemented: ") {
         Some(rest) => PyNotImplementedError::new_err(rest.to_string()),
         None => PyValueError::new_err(msg),
@@ -174,7 +179,7 @@ fn responsibilities<'py>(
     let xs = points(&x, mix.dim())?;
     let (n, k) = (x.shape()[0], mix.components.len());
     let out = run(py, threads, || {
-        let mut out = vec![0.0; n * k];
+        let mut out = try_zeroed(&[n, k], "the responsibilities")?;
         mix.responsibilities(xs, &mut out);
         Ok(out)
     })?;
@@ -195,7 +200,7 @@ fn mixture_logpdf<'py>(
     let xs = points(&x, mix.dim())?;
     let n = x.shape()[0];
     let out = run(py, threads, || {
-        let mut out = vec![0.0; n];
+        let mut out = try_zeroed(&[n], "the log densities")?;
         mix.logpdf_many(xs, &mut out);
         Ok(out)
     })?;
@@ -217,8 +222,8 @@ fn sample_mixture<'py>(
     let mix = mixture_from(&weights, &means, &covs)?;
     let d = mix.dim();
     let (x, labels) = run(py, threads, || {
-        let mut x = vec![0.0; n * d];
-        let mut labels = vec![0i64; n];
+        let mut x = try_zeroed(&[n, d], "the samples")?;
+        let mut labels = try_zeroed(&[n], "the sample labels")?;
         mix.sample([key.0, key.1], &mut x, &mut labels);
         Ok((x, labels))
     })?;
@@ -244,7 +249,7 @@ fn starvation_counts<'py>(
         Slots::Bernoulli
     };
     let out = run(py, threads, || {
-        let mut out = vec![0i64; batches];
+        let mut out = try_zeroed(&[batches], "the starvation counts")?;
         starvation::starvation_counts(
             old_weight,
             batch_size,
@@ -564,13 +569,14 @@ struct RecordBuffers {
 }
 
 impl RecordBuffers {
-    fn new(replicates: usize, n_rec: usize, d: usize) -> Self {
-        RecordBuffers {
-            weight: vec![0.0; replicates * n_rec],
-            old: vec![0.0; replicates * n_rec * d],
-            new: vec![0.0; replicates * n_rec * d],
-            starved: vec![0; replicates * n_rec],
-        }
+    fn new(replicates: usize, n_rec: usize, d: usize) -> Result<Self, String> {
+        let what = "the records";
+        Ok(RecordBuffers {
+            weight: try_zeroed(&[replicates, n_rec], what)?,
+            old: try_zeroed(&[replicates, n_rec, d], what)?,
+            new: try_zeroed(&[replicates, n_rec, d], what)?,
+            starved: try_zeroed(&[replicates, n_rec], what)?,
+        })
     }
     fn records(&mut self) -> Records<'_> {
         Records {
@@ -618,45 +624,49 @@ impl Simulator {
                 "batch_size and replicates must be >= 1",
             ));
         }
-        Ok(Simulator {
-            inner: Simulation::new(
-                problem.inner.clone(),
-                batch_size,
-                replicates,
-                [key.0, key.1],
-            ),
-            threads,
-        })
+        let inner = Simulation::new(
+            problem.inner.clone(),
+            batch_size,
+            replicates,
+            [key.0, key.1],
+        )
+        .map_err(to_py_err)?;
+        Ok(Simulator { inner, threads })
     }
 
-    /// Advance all replicates by `steps` (a multiple of `record_every`); returns the records
-    /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)).
+    /// Advance all replicates by `steps` >= 1; returns the records at the absolute step
+    /// counts in (steps_done, steps_done + steps] that are multiples of `record_every` (old
+    /// weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)), so
+    /// a run cut into calls of any length records the same.
     fn advance<'py>(
         &mut self,
         py: Python<'py>,
-        steps: usize,
-        record_every: usize,
+        steps: u64,
+        record_every: u64,
     ) -> PyResult<RecordArrays<'py>> {
-        if record_every == 0 || steps % record_every != 0 {
-            return Err(PyValueError::new_err(
-                "steps must be a positive multiple of record_every",
-            ));
-        }
+        check_chunk(steps, record_every)?;
         let (r, d, n_rec) = (
             self.inner.replicates.len(),
             self.inner.problem.dim,
-            steps / record_every,
+            self.inner.records_in(steps, record_every),
         );
         let sim = &mut self.inner;
         let buffers = run(py, self.threads, || {
-            let mut buf = RecordBuffers::new(r, n_rec, d);
-            sim.advance(steps, record_every, buf.records());
+            let mut buf = RecordBuffers::new(r, n_rec, d)?;
+            sim.advance(steps, record_every, buf.records())?;
             Ok(buf)
         })?;
         buffers.into_arrays(py, r, n_rec, d)
     }
 
-    /// (R,) bool: replicates stopped because a parameter became non-finite.
+    /// Steps run so far.
+    #[getter]
+    fn steps_done(&self) -> u64 {
+        self.inner.steps_done
+    }
+
+    /// (R,) bool: replicates stopped because a parameter became non-finite or left the
+    /// runaway bound (RUNAWAY_DISTANCE, RUNAWAY_WEIGHT).
     fn diverged<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
         self.inner
             .replicates
@@ -667,27 +677,62 @@ impl Simulator {
     }
 }
 
-/// population_flow(problem, steps, record_every) -> (records..., diverged)
-#[pyfunction]
-fn population_flow<'py>(
-    py: Python<'py>,
-    problem: &TrainingProblem,
-    steps: usize,
-    record_every: usize,
-) -> PyResult<(RecordArrays<'py>, bool)> {
-    if record_every == 0 || steps % record_every != 0 {
-        return Err(PyValueError::new_err(
-            "steps must be a positive multiple of record_every",
-        ));
+fn check_chunk(steps: u64, record_every: u64) -> PyResult<()> {
+    if steps == 0 || record_every == 0 {
+        return Err(PyValueError::new_err(format!(
+            "steps and record_every must be >= 1, got steps={steps}, record_every={record_every}"
+        )));
     }
-    let (d, n_rec) = (problem.inner.dim, steps / record_every);
-    let p = &problem.inner;
-    let (buf, diverged) = run(py, 0, || {
-        let mut buf = RecordBuffers::new(1, n_rec, d);
-        let diverged = population::population_flow(p, steps, record_every, buf.records())?;
-        Ok((buf, diverged))
-    })?;
-    Ok((buf.into_arrays(py, 1, n_rec, d)?, diverged))
+    Ok(())
+}
+
+/// The population flow (exact gradients), advanced call by call; call `advance` chunk by
+/// chunk.
+#[pyclass(module = "mixforget._core")]
+struct PopulationFlow {
+    inner: population::Flow,
+}
+
+#[pymethods]
+impl PopulationFlow {
+    #[new]
+    fn new(problem: &TrainingProblem) -> Self {
+        PopulationFlow {
+            inner: population::Flow::new(problem.inner.clone()),
+        }
+    }
+
+    /// Advance by `steps` >= 1; returns the records at the absolute step counts in
+    /// (steps_done, steps_done + steps] that are multiples of `record_every` (old weight
+    /// (1, n), old mean (1, n, d), new mean (1, n, d), starved (1, n), all 0).
+    fn advance<'py>(
+        &mut self,
+        py: Python<'py>,
+        steps: u64,
+        record_every: u64,
+    ) -> PyResult<RecordArrays<'py>> {
+        check_chunk(steps, record_every)?;
+        let d = self.inner.problem.dim;
+        let n_rec = engine::records_in(self.inner.steps_done(), steps, record_every);
+        let flow = &mut self.inner;
+        let buf = run(py, 0, || {
+            let mut buf = RecordBuffers::new(1, n_rec, d)?;
+            flow.advance(steps, record_every, buf.records())?;
+            Ok(buf)
+        })?;
+        buf.into_arrays(py, 1, n_rec, d)
+    }
+
+    /// Steps run so far.
+    #[getter]
+    fn steps_done(&self) -> u64 {
+        self.inner.steps_done()
+    }
+
+    /// Whether the flow stopped: a non-finite parameter or the runaway bound.
+    fn diverged(&self) -> bool {
+        self.inner.rep.diverged
+    }
 }
 
 /// population_gradient(problem) -> (1 + 2d,) exact gradient at the start state.
@@ -706,8 +751,12 @@ fn population_gradient<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d), old counts)
+/// estimate_gradient(problem, batch_size, batches, key, threads, first_stream=0)
+/// -> (gradients (batches, 1+2d), old counts): the c-th run of BATCHES_PER_STREAM batches
+/// uses stream (key, first_stream + c), so a study cut at multiples of BATCHES_PER_STREAM
+/// reproduces one call.
 #[pyfunction]
+#[pyo3(signature = (problem, batch_size, batches, key, threads, first_stream=0))]
 #[allow(clippy::type_complexity)]
 fn estimate_gradient<'py>(
     py: Python<'py>,
@@ -716,6 +765,7 @@ fn estimate_gradient<'py>(
     batches: usize,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be >= 1"));
@@ -723,9 +773,16 @@ fn estimate_gradient<'py>(
     let p = &problem.inner;
     let width = 1 + 2 * p.dim;
     let (grads, counts) = run(py, threads, || {
-        let mut grads = vec![0.0; batches * width];
-        let mut counts = vec![0i64; batches];
-        engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts);
+        let mut grads = try_zeroed(&[batches, width], "the gradient estimates")?;
+        let mut counts = try_zeroed(&[batches], "the old counts")?;
+        engine::estimate_gradient(
+            p,
+            batch_size,
+            [key.0, key.1],
+            first_stream,
+            &mut grads,
+            &mut counts,
+        )?;
         Ok((grads, counts))
     })?;
     Ok((
@@ -757,7 +814,7 @@ fn replay_weights<'py>(
     let models = p.models_at(&objective, &p.new_replicate([0, 0], 0));
     let out = run(py, threads, || {
         use rayon::prelude::*;
-        let mut out = vec![0.0; xs.len() / p.dim];
+        let mut out = try_zeroed(&[xs.len() / p.dim], "the replay weights")?;
         out.par_chunks_mut(mixture::CHUNK)
             .zip(xs.par_chunks(mixture::CHUNK * p.dim))
             .for_each(|(o, xc)| {
@@ -806,12 +863,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mixture_logpdf, m)?)?;
     m.add_function(wrap_pyfunction!(sample_mixture, m)?)?;
     m.add_function(wrap_pyfunction!(starvation_counts, m)?)?;
-    m.add_function(wrap_pyfunction!(population_flow, m)?)?;
     m.add_function(wrap_pyfunction!(population_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(normal_floor, m)?)?;
     m.add_function(wrap_pyfunction!(replay_weights, m)?)?;
     m.add_class::<TrainingProblem>()?;
     m.add_class::<Simulator>()?;
+    m.add_class::<PopulationFlow>()?;
+    m.add("RUNAWAY_DISTANCE", engine::RUNAWAY_DISTANCE)?;
+    m.add("RUNAWAY_WEIGHT", engine::RUNAWAY_WEIGHT)?;
+    m.add("BATCHES_PER_STREAM", engine::BATCHES_PER_STREAM)?;
     Ok(())
 }

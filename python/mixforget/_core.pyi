@@ -10,13 +10,16 @@ import numpy.typing as npt
 from .objectives import Objective
 
 __all__ = [
+    "BATCHES_PER_STREAM",
+    "RUNAWAY_DISTANCE",
+    "RUNAWAY_WEIGHT",
+    "PopulationFlow",
     "Simulator",
     "TrainingProblem",
     "__version__",
     "estimate_gradient",
     "mixture_logpdf",
     "normal_floor",
-    "population_flow",
     "population_gradient",
     "replay_weights",
     "responsibilities",
@@ -25,6 +28,9 @@ __all__ = [
 ]
 
 __version__: str
+RUNAWAY_DISTANCE: float
+RUNAWAY_WEIGHT: float
+BATCHES_PER_STREAM: int
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
@@ -48,12 +54,14 @@ def starvation_counts(
     key: tuple[int, int],
     threads: int,
 ) -> _I64: ...
-def population_flow(
-    problem: TrainingProblem, steps: int, record_every: int
-) -> tuple[_Records, bool]: ...
 def population_gradient(problem: TrainingProblem) -> _F64: ...
 def estimate_gradient(
-    problem: TrainingProblem, batch_size: int, batches: int, key: tuple[int, int], threads: int
+    problem: TrainingProblem,
+    batch_size: int,
+    batches: int,
+    key: tuple[int, int],
+    threads: int,
+    first_stream: int = 0,
 ) -> tuple[_F64, _I64]: ...
 def replay_weights(problem: TrainingProblem, x: _F64, threads: int) -> _F64: ...
 def normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
@@ -89,3 +97,13 @@ class Simulator:
     ) -> Simulator: ...
     def advance(self, steps: int, record_every: int) -> _Records: ...
     def diverged(self) -> npt.NDArray[np.bool_]: ...
+    @property
+    def steps_done(self) -> int: ...
+
+@final
+class PopulationFlow:
+    def __new__(cls, problem: TrainingProblem) -> PopulationFlow: ...
+    def advance(self, steps: int, record_every: int) -> _Records: ...
+    @property
+    def steps_done(self) -> int: ...
+    def diverged(self) -> bool: ...

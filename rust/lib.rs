@@ -207,9 +207,11 @@ fn mixture_logpdf<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// sample_mixture(n, weights, means, covs, key, threads) -> (x (n, d), labels (n,))
+/// sample_mixture(n, weights, means, covs, key, threads, first_stream=0) -> (x (n, d), labels (n,));
+/// the c-th run of SAMPLES_PER_STREAM points uses stream (key, first_stream + c).
 #[pyfunction]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (n, weights, means, covs, key, threads, first_stream=0))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn sample_mixture<'py>(
     py: Python<'py>,
     n: usize,
@@ -218,20 +220,24 @@ fn sample_mixture<'py>(
     covs: Vec<PyReadonlyArrayDyn<'py, f64>>,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     let mix = mixture_from(&weights, &means, &covs)?;
     let d = mix.dim();
     let (x, labels) = run(py, threads, || {
         let mut x = try_zeroed(&[n, d], "the samples")?;
         let mut labels = try_zeroed(&[n], "the sample labels")?;
-        mix.sample([key.0, key.1], &mut x, &mut labels);
+        mix.sample([key.0, key.1], first_stream, &mut x, &mut labels);
         Ok((x, labels))
     })?;
     Ok((x.into_pyarray(py).reshape([n, d])?, labels.into_pyarray(py)))
 }
 
-/// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads) -> (batches,)
+/// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads,
+/// first_stream=0) -> (batches,); the c-th run of SAMPLES_PER_STREAM batches uses stream
+/// (key, first_stream + c).
 #[pyfunction]
+#[pyo3(signature = (old_weight, batch_size, batches, replay, stratified, key, threads, first_stream=0))]
 #[allow(clippy::too_many_arguments)]
 fn starvation_counts<'py>(
     py: Python<'py>,
@@ -242,6 +248,7 @@ fn starvation_counts<'py>(
     stratified: bool,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let slots = if stratified {
         Slots::Stratified
@@ -256,6 +263,7 @@ fn starvation_counts<'py>(
             replay,
             slots,
             [key.0, key.1],
+            first_stream,
             &mut out,
         )?;
         Ok(out)
@@ -873,5 +881,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RUNAWAY_DISTANCE", engine::RUNAWAY_DISTANCE)?;
     m.add("RUNAWAY_WEIGHT", engine::RUNAWAY_WEIGHT)?;
     m.add("BATCHES_PER_STREAM", engine::BATCHES_PER_STREAM)?;
+    m.add("SAMPLES_PER_STREAM", mixture::CHUNK)?;
     Ok(())
 }

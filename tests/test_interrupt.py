@@ -14,6 +14,7 @@ import pytest
 import mixforget as mf
 from mixforget import _core
 from mixforget._problem import build_problem, check_lr_scale
+from mixforget._rng import resolve_rng, root_key
 
 T = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
 S = T.replace(new_mean=[0.5])
@@ -51,6 +52,7 @@ calls = {
     "population_flow": lambda: mf.population_flow(
         T, S, mf.ReverseKL(), steps=10**8, record_every=10**8
     ),
+    "starvation_counts": lambda: mf.kernels.starvation_counts(0.5, 64, 5 * 10**8),
 }
 out = {}
 for name, call in calls.items():
@@ -78,9 +80,11 @@ def test_sigint_stops_every_long_call_within_half_a_second():
 
 def test_impossible_sizes_raise_memory_error_instead_of_aborting():
     """Past the memory limit (raised to 4 EiB), a buffer that cannot be allocated is a
-    MemoryError naming it, in Rust (try_reserve) or NumPy, never an abort."""
+    MemoryError naming it, never an abort: in Rust (try_reserve: batch buffers, and the
+    outputs of direct _core calls) or in NumPy (outputs allocated before the work)."""
     out = _child(
         """
+        import numpy as np
         mf.set_memory_limit(2**62)
         kw = dict(steps=1, record_every=1, replicates=1)
         calls = {
@@ -97,6 +101,13 @@ def test_impossible_sizes_raise_memory_error_instead_of_aborting():
                 10**13, [0.5, 0.5], [[0.0], [1.0]], [1.0, 1.0]
             ),
             "starvation_counts": lambda: mf.kernels.starvation_counts(0.5, 8, 10**13),
+            "_core.sample_mixture": lambda: mf._core.sample_mixture(
+                10**13, np.array([0.5, 0.5]), np.array([[0.0], [1.0]]), [np.array(1.0)] * 2,
+                (1, 2), 1,
+            ),
+            "_core.starvation_counts": lambda: mf._core.starvation_counts(
+                0.5, 8, 10**13, 0.0, False, (1, 2), 1
+            ),
         }
         out = {}
         for name, call in calls.items():
@@ -112,8 +123,8 @@ def test_impossible_sizes_raise_memory_error_instead_of_aborting():
         assert message.startswith("MemoryError: "), (name, message)
     assert "batch buffers" in out["simulate batch"]
     assert "batch buffers" in out["estimate_gradient batch"]
-    assert "samples" in out["sample_mixture"]
-    assert "starvation counts" in out["starvation_counts"]
+    assert "samples" in out["_core.sample_mixture"]
+    assert "starvation counts" in out["_core.starvation_counts"]
 
 
 def test_runaway_replicates_are_stopped_by_the_engine():
@@ -134,6 +145,11 @@ def test_runaway_replicates_are_stopped_by_the_engine():
             assert (recorded[r, frozen] == recorded[r, crossed]).all()
         # before the crossing the replicate still moved
         assert crossed >= 1 and not far[r, crossed - 1]
+    twin = mf.reference.simulate(
+        T, S, mf.ForwardKL(), lr=10.0, replicates=20, steps=200, record_every=1, rng=0
+    )
+    assert twin.diverged.all()
+    np.testing.assert_array_equal(twin.runaway, twin.diverged)
     # the flow with lr = 1000: |η| beyond 690.8 after one step, the means still finite
     flow = mf.population_flow(T, S, mf.ForwardKL(), lr=1000.0, steps=20, record_every=1)
     assert flow.diverged[0] and flow.runaway[0]
@@ -179,3 +195,28 @@ def test_gradient_study_in_chunks_equals_one_call():
     b = _core.estimate_gradient(problem, 16, batches - 3 * per_stream, key, 2, first_stream=3)
     np.testing.assert_array_equal(np.concatenate([a[0], b[0]]), one[0])
     np.testing.assert_array_equal(np.concatenate([a[1], b[1]]), one[1])
+
+
+def test_kernels_in_chunks_equal_one_call():
+    """The chunked kernels (cut at stream boundaries) reproduce one Rust call."""
+    w, m, c = np.array([0.3, 0.7]), np.array([[0.0], [2.0]]), [np.array(1.0), np.array(0.5)]
+    per_stream = _core.SAMPLES_PER_STREAM
+    n = 9 * per_stream + 5
+    x, labels = _core.sample_mixture(n, w, m, c, (5, 6), 2)
+    x2, labels2 = mf.kernels.sample_mixture(n, w, m, [1.0, 0.5], rng=0)
+    key = root_key(resolve_rng(0))
+    x3, labels3 = _core.sample_mixture(n, w, m, c, key, 2)
+    np.testing.assert_array_equal(x2, x3)
+    np.testing.assert_array_equal(labels2, labels3)
+    a = _core.sample_mixture(4 * per_stream, w, m, c, (5, 6), 2)
+    b = _core.sample_mixture(n - 4 * per_stream, w, m, c, (5, 6), 2, first_stream=4)
+    np.testing.assert_array_equal(np.concatenate([a[0], b[0]]), x)
+    np.testing.assert_array_equal(np.concatenate([a[1], b[1]]), labels)
+    counts = _core.starvation_counts(0.1, 16, n, 0.0, False, (5, 6), 2)
+    a = _core.starvation_counts(0.1, 16, per_stream, 0.0, False, (5, 6), 2)
+    b = _core.starvation_counts(0.1, 16, n - per_stream, 0.0, False, (5, 6), 2, first_stream=1)
+    np.testing.assert_array_equal(np.concatenate([a, b]), counts)
+    np.testing.assert_array_equal(
+        mf.kernels.starvation_counts(0.1, 16, n, rng=0),
+        _core.starvation_counts(0.1, 16, n, 0.0, False, key, 2),
+    )

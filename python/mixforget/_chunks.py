@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Optional
 
-__all__ = ["CALL_SECONDS", "timed_chunks"]
+__all__ = ["CALL_SECONDS", "timed_chunks", "timed_ranges"]
 
 #: Target duration of one Rust call: long enough that the per-call overhead (~50 µs) stays
 #: negligible, short enough that Ctrl-C stops a run within 0.5 s (the next call is sized
@@ -43,3 +43,11 @@ def timed_chunks(
         per_call = n * CALL_SECONDS / elapsed if elapsed > 0 else _GROWTH * n
         size = int(min(per_call, _GROWTH * n, most))
         size = max(quantum, size - size % quantum)
+
+
+def timed_ranges(total: int, first: int, quantum: int = 1) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the chunks of :func:`timed_chunks` over ``range(total)``."""
+    start = 0
+    for n in timed_chunks(total, first, quantum):
+        yield start, start + n
+        start += n

@@ -13,6 +13,7 @@ __all__ = [
     "BATCHES_PER_STREAM",
     "RUNAWAY_DISTANCE",
     "RUNAWAY_WEIGHT",
+    "SAMPLES_PER_STREAM",
     "PopulationFlow",
     "Simulator",
     "TrainingProblem",
@@ -31,6 +32,7 @@ __version__: str
 RUNAWAY_DISTANCE: float
 RUNAWAY_WEIGHT: float
 BATCHES_PER_STREAM: int
+SAMPLES_PER_STREAM: int
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
@@ -43,7 +45,13 @@ def mixture_logpdf(
     x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
 ) -> _F64: ...
 def sample_mixture(
-    n: int, weights: _F64, means: _F64, covs: Sequence[_F64], key: tuple[int, int], threads: int
+    n: int,
+    weights: _F64,
+    means: _F64,
+    covs: Sequence[_F64],
+    key: tuple[int, int],
+    threads: int,
+    first_stream: int = 0,
 ) -> tuple[_F64, _I64]: ...
 def starvation_counts(
     old_weight: float,
@@ -53,6 +61,7 @@ def starvation_counts(
     stratified: bool,
     key: tuple[int, int],
     threads: int,
+    first_stream: int = 0,
 ) -> _I64: ...
 def population_gradient(problem: TrainingProblem) -> _F64: ...
 def estimate_gradient(

@@ -16,7 +16,7 @@ from .._rng import RngLike, resolve_rng, seed_record
 from .._validate import as_positive_int, resolve_threads
 from ..mixture import TwoMode
 from ..objectives import Objective
-from ..results import GradientEstimates, Trajectory
+from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT, GradientEstimates, Trajectory
 from ._averaging import Averager, BatchMean, QuadMean
 from ._densities import Mix, alpha_of, mix_logpdf
 from ._objective import Context, ObjectiveTwin, Params
@@ -135,9 +135,10 @@ def simulate(
     t % lag == 0. q_0, the teacher and the lag start at ``start``; model covariances are
     ``start``'s, the world's are ``target``'s. A replicate whose parameters become non-finite
     (after clipping, as in Rust) is flagged ``diverged`` and frozen at its last finite state
-    (its later records repeat it; its starved count stops). Records at steps 0, k, …, T
-    (k = ``record_every`` must divide ``steps``); ``starved`` is the cumulative count of
-    batches without an old-labelled sample. Raises ValueError when the recorded output would
+    (its later records repeat it; its starved count stops); one that leaves the runaway bound
+    of :func:`mixforget.simulate` is flagged and frozen at the state that crossed it. Records
+    at steps 0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the
+    cumulative count of batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes."""
     t0 = time.perf_counter()
     run = check_run(
@@ -180,9 +181,11 @@ def simulate(
             new = sgd_step(params, grad, lr, run.lr_scale, weight_param)
             starved += ~diverged & ~old.any(axis=1)
             ok = ~diverged & new.finite()
-            diverged |= ~ok
+            # runaway: frozen where it crossed the bound, extra state not advanced (as in Rust)
+            runaway = ok & _runaway(new, target, weight_param)
+            diverged |= ~ok | runaway
             params = new.where(ok, params)
-            twin.advance(t, params, ok)
+            twin.advance(t, params, ok & ~runaway)
             if t % record_every == 0:
                 recorder.record(t // record_every, params, starved)
             if bar is not None:
@@ -215,6 +218,21 @@ def simulate(
         target=target,
         meta=meta,
     )
+
+
+def _runaway(params: Params, target: TwoMode, weight_param: str) -> np.ndarray:
+    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust): a mean
+    beyond RUNAWAY_DISTANCE Mahalanobis units of the target's mean of its mode, or the weight
+    parameter beyond RUNAWAY_WEIGHT of 0 or 1 (logit: |η| ≥ ln(1/RUNAWAY_WEIGHT − 1))."""
+    w = params.weight
+    if weight_param == "logit":
+        edge = np.abs(w) >= math.log(1.0 / RUNAWAY_WEIGHT - 1.0)
+    else:
+        edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
+    with np.errstate(all="ignore"):
+        far_old = target.mahalanobis(params.old_mean - target.old_mean, "old") > RUNAWAY_DISTANCE
+        far_new = target.mahalanobis(params.new_mean - target.new_mean, "new") > RUNAWAY_DISTANCE
+    return np.asarray(edge | far_old | far_new, dtype=bool)
 
 
 def _progress_bar(total: int) -> Any:

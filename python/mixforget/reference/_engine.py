@@ -138,8 +138,8 @@ def simulate(
     (its later records repeat it; its starved count stops); one that leaves the runaway bound
     of :func:`mixforget.simulate` is flagged and frozen at the state that crossed it. Records
     at steps 0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the
-    cumulative count of batches without an old-labelled sample. Raises ValueError when the recorded output would
-    exceed ``memory_limit`` bytes."""
+    cumulative count of batches without an old-labelled sample. Raises ValueError when the
+    recorded output would exceed ``memory_limit`` bytes."""
     t0 = time.perf_counter()
     run = check_run(
         target,

@@ -207,8 +207,9 @@ fn mixture_logpdf<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// sample_mixture(n, weights, means, covs, key, threads, first_stream=0) -> (x (n, d), labels (n,));
-/// the c-th run of SAMPLES_PER_STREAM points uses stream (key, first_stream + c).
+/// sample_mixture(n, weights, means, covs, key, threads, first_stream=0)
+/// -> (x (n, d), labels (n,)); the c-th run of SAMPLES_PER_STREAM points uses stream
+/// (key, first_stream + c).
 #[pyfunction]
 #[pyo3(signature = (n, weights, means, covs, key, threads, first_stream=0))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -652,7 +653,7 @@ impl Simulator {
         steps: u64,
         record_every: u64,
     ) -> PyResult<RecordArrays<'py>> {
-        check_chunk(steps, record_every)?;
+        check_chunk(self.inner.steps_done, steps, record_every)?;
         let (r, d, n_rec) = (
             self.inner.replicates.len(),
             self.inner.problem.dim,
@@ -685,10 +686,16 @@ impl Simulator {
     }
 }
 
-fn check_chunk(steps: u64, record_every: u64) -> PyResult<()> {
+/// A chunk of `steps` after `done`: both sizes >= 1 and the step count representable.
+fn check_chunk(done: u64, steps: u64, record_every: u64) -> PyResult<()> {
     if steps == 0 || record_every == 0 {
         return Err(PyValueError::new_err(format!(
             "steps and record_every must be >= 1, got steps={steps}, record_every={record_every}"
+        )));
+    }
+    if done.checked_add(steps).is_none() {
+        return Err(PyValueError::new_err(format!(
+            "steps={steps} after {done} steps overflows the step count"
         )));
     }
     Ok(())
@@ -719,7 +726,7 @@ impl PopulationFlow {
         steps: u64,
         record_every: u64,
     ) -> PyResult<RecordArrays<'py>> {
-        check_chunk(steps, record_every)?;
+        check_chunk(self.inner.steps_done(), steps, record_every)?;
         let d = self.inner.problem.dim;
         let n_rec = engine::records_in(self.inner.steps_done(), steps, record_every);
         let flow = &mut self.inner;

@@ -220,3 +220,15 @@ def test_kernels_in_chunks_equal_one_call():
         mf.kernels.starvation_counts(0.1, 16, n, rng=0),
         _core.starvation_counts(0.1, 16, n, 0.0, False, key, 2),
     )
+    # pointwise kernels, cut into row ranges
+    x = np.linspace(-6.0, 6.0, 3 * mf._kernels.FIRST_ROWS + 7).reshape(-1, 1)
+    np.testing.assert_array_equal(
+        mf.kernels.responsibilities(x, w, m, [1.0, 0.5]), _core.responsibilities(x, w, m, c, 2)
+    )
+    np.testing.assert_array_equal(
+        mf.kernels.mixture_logpdf(x, w, m, [1.0, 0.5]), _core.mixture_logpdf(x, w, m, c, 2)
+    )
+    problem = build_problem(T, S, mf.ReverseKL(replay=0.3), "logit", 1.0, check_lr_scale(None))
+    np.testing.assert_array_equal(
+        mf.kernels.replay_weights(x, S, T, 0.3), _core.replay_weights(problem, x, 2)
+    )

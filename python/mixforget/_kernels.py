@@ -24,7 +24,7 @@ from ._validate import (
 
 #: Rows (points, batches) of the first call of a chunked kernel; later calls are sized from
 #: the measured rate to about 0.1 s each (``_chunks.timed_chunks``).
-_FIRST_ROWS = 2**16
+FIRST_ROWS = 2**16
 
 
 def mixture_args(
@@ -81,7 +81,7 @@ def responsibilities(
     out = np.empty((pts.shape[0], w.size))
     n_threads = resolve_threads(threads)
     # calls of about 0.1 s, so that Ctrl-C stops a large request promptly
-    for start, stop in timed_ranges(pts.shape[0], _FIRST_ROWS):
+    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
         out[start:stop] = _core.responsibilities(pts[start:stop], w, m, c, n_threads)
     return out
 
@@ -97,7 +97,7 @@ def mixture_logpdf(
     )
     out = np.empty(pts.shape[0])
     n_threads = resolve_threads(threads)
-    for start, stop in timed_ranges(pts.shape[0], _FIRST_ROWS):
+    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
         out[start:stop] = _core.mixture_logpdf(pts[start:stop], w, m, c, n_threads)
     return out
 
@@ -127,7 +127,7 @@ def sample_mixture(
     labels = np.empty(n, dtype=np.int64)
     # calls of about 0.1 s (Ctrl-C) cut at stream boundaries: the same draws as one call
     per_stream = _core.SAMPLES_PER_STREAM
-    for start, stop in timed_ranges(n, _FIRST_ROWS, quantum=per_stream):
+    for start, stop in timed_ranges(n, FIRST_ROWS, quantum=per_stream):
         x[start:stop], labels[start:stop] = _core.sample_mixture(
             stop - start, w, m, c, key, n_threads, first_stream=start // per_stream
         )
@@ -169,7 +169,7 @@ def starvation_counts(
     out = np.empty(nb, dtype=np.int64)
     # calls of about 0.1 s (Ctrl-C) cut at stream boundaries: the same counts as one call
     per_stream = _core.SAMPLES_PER_STREAM
-    for start, stop in timed_ranges(nb, _FIRST_ROWS, quantum=per_stream):
+    for start, stop in timed_ranges(nb, FIRST_ROWS, quantum=per_stream):
         out[start:stop] = _core.starvation_counts(
             alpha,
             b,

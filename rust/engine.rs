@@ -8,6 +8,7 @@
 //! sampling distribution and the per-sample coefficient c_i; ω_i = 1/B for a finite batch,
 //! quadrature weights for the exact expectation (population.rs). One core serves both.
 
+use crate::buffers::{checked_len, try_filled, try_zeroed};
 use crate::fastmath;
 use crate::mixture::{Cov, Gaussian};
 use crate::objectives::{with_objective, Objective, Source, Spec};
@@ -17,6 +18,18 @@ use rayon::prelude::*;
 
 /// Clip bounds of the direct weight parametrisation (2510.18874's code).
 pub const DIRECT_EPS: f64 = 1e-3;
+
+/// The runaway bound (with [`RUNAWAY_WEIGHT`]): a replicate whose old or new mean is farther
+/// than this many Mahalanobis units (the target's covariance of that mode) from the target's
+/// mean of the mode has left the model's meaningful range, even while finite, and is flagged
+/// diverged. The one definition: Python reads both constants from `_core`
+/// (`mixforget.results.RUNAWAY_DISTANCE`, `Trajectory.runaway`).
+pub const RUNAWAY_DISTANCE: f64 = 1e6;
+/// A replicate whose old weight α is within this of 0 or 1 has run away. Decided on the
+/// weight parameter itself, without rounding α: logit |η| ≥ ln(1/1e-300 − 1) ≈ 690.8 (a
+/// recorded α rounds to exactly 1 from η ≈ 36.7 on, far inside the bound); direct α ≤ 1e-300
+/// or 1 − α ≤ 1e-300 (never, given the clip to [1e-3, 1 − 1e-3]).
+pub const RUNAWAY_WEIGHT: f64 = 1e-300;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WeightParam {
@@ -252,25 +265,34 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch buffer for internal, bounded sizes (panics if it cannot be allocated).
     pub fn new(dim: usize, capacity: usize) -> Batch {
-        Batch {
+        Batch::try_new(dim, capacity).expect("batch buffer")
+    }
+
+    /// A batch buffer whose size comes from the user: an error naming the size when it
+    /// cannot be allocated.
+    pub fn try_new(dim: usize, capacity: usize) -> Result<Batch, String> {
+        let what = "the batch buffers";
+        let column = || try_zeroed::<f64>(&[capacity], what);
+        Ok(Batch {
             dim,
             len: capacity,
-            x: vec![0.0; capacity * dim],
-            omega: vec![1.0 / capacity.max(1) as f64; capacity],
-            component: vec![0; capacity],
+            x: try_zeroed(&[capacity, dim], what)?,
+            omega: try_filled(capacity, 1.0 / capacity.max(1) as f64, what)?,
+            component: try_zeroed(&[capacity], what)?,
             replay_used: 0.0,
-            log_q: vec![0.0; capacity],
-            resp_old: vec![0.0; capacity],
-            part_a: vec![0.0; capacity],
-            part_b: vec![0.0; capacity],
-            second_a: vec![0.0; capacity],
-            second_b: vec![0.0; capacity],
-            log_second: vec![0.0; capacity],
-            value: vec![0.0; capacity],
-            aux: vec![0.0; capacity],
+            log_q: column()?,
+            resp_old: column()?,
+            part_a: column()?,
+            part_b: column()?,
+            second_a: column()?,
+            second_b: column()?,
+            log_second: column()?,
+            value: column()?,
+            aux: column()?,
             scratch: vec![0.0; dim],
-        }
+        })
     }
 
     /// Reshape for `len` points in `dim` dimensions, reusing the allocations (exact
@@ -800,7 +822,47 @@ impl Problem {
             r.diverged = true;
             return;
         }
+        if self.runaway(&r.theta) {
+            // Frozen where it crossed the bound (finite, so the records show it).
+            r.diverged = true;
+            return;
+        }
         objective.update_state(r);
+    }
+
+    /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`]).
+    pub fn runaway(&self, theta: &Params) -> bool {
+        let weight_out = match self.weight_param {
+            WeightParam::Logit => theta.weight.abs() >= (1.0 / RUNAWAY_WEIGHT - 1.0).ln(),
+            WeightParam::Direct => {
+                theta.weight <= RUNAWAY_WEIGHT || 1.0 - theta.weight <= RUNAWAY_WEIGHT
+            }
+        };
+        if weight_out {
+            return true;
+        }
+        let d = self.dim;
+        // whitening scratch for full covariances, on the stack for the usual dimensions
+        let mut small = [0.0; 16];
+        let mut large = Vec::new();
+        let scratch: &mut [f64] = if d <= small.len() {
+            &mut small[..d]
+        } else {
+            large.resize(d, 0.0);
+            &mut large
+        };
+        [
+            (&theta.old, &self.target.old),
+            (&theta.new, &self.target.new),
+        ]
+        .into_iter()
+        .any(|(mean, mode)| {
+            let q = mode
+                .cov
+                .mahalanobis_sq(|i| mean[i] - mode.mean[i], d, scratch);
+            // NaN: an overflowing difference whitened (∞ − ∞), beyond the bound as well
+            q.is_nan() || q.sqrt() > RUNAWAY_DISTANCE
+        })
     }
 }
 
@@ -812,11 +874,20 @@ pub struct Records<'a> {
     pub starved: &'a mut [i64],
 }
 
+/// Number of records a chunk of `steps` steps after `done` steps holds: the steps s in
+/// (done, done + steps] with s % record_every == 0 (records sit at absolute step counts, so
+/// a run may be cut into chunks of any length with the same records).
+pub fn records_in(done: u64, steps: u64, record_every: u64) -> usize {
+    ((done + steps) / record_every - done / record_every) as usize
+}
+
 /// Finite-batch training of many replicates (MATH §5), each on its own stream.
 pub struct Simulation {
     pub problem: Problem,
     pub batch_size: usize,
     pub replicates: Vec<Replicate>,
+    /// Steps run so far (the same for every replicate; a diverged one is frozen, not behind).
+    pub steps_done: u64,
 }
 
 impl Simulation {
@@ -825,46 +896,77 @@ impl Simulation {
         batch_size: usize,
         replicates: usize,
         key: [u64; 2],
-    ) -> Simulation {
-        let reps = (0..replicates)
-            .map(|r| problem.new_replicate(key, r as u64))
-            .collect();
-        Simulation {
+    ) -> Result<Simulation, String> {
+        let mut reps = Vec::new();
+        reps.try_reserve_exact(replicates).map_err(|_| {
+            format!(
+                "{}cannot allocate the state of {replicates} replicates",
+                crate::buffers::MEMORY_ERROR
+            )
+        })?;
+        reps.extend((0..replicates).map(|r| problem.new_replicate(key, r as u64)));
+        Ok(Simulation {
             problem,
             batch_size,
             replicates: reps,
-        }
+            steps_done: 0,
+        })
     }
 
-    /// Advance every replicate by `steps`, recording every `record_every` steps into `rec`
-    /// (n_rec = steps / record_every records per replicate). Parallel over replicates.
-    pub fn advance(&mut self, steps: usize, record_every: usize, rec: Records) {
+    /// Records that `advance(steps, record_every)` writes per replicate.
+    pub fn records_in(&self, steps: u64, record_every: u64) -> usize {
+        records_in(self.steps_done, steps, record_every)
+    }
+
+    /// Advance every replicate by `steps`, recording at every absolute step count that is a
+    /// multiple of `record_every` into `rec` (`records_in` records per replicate), so that
+    /// the records do not depend on how a run is cut into calls. Parallel over replicates.
+    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> Result<(), String> {
         with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
     }
 
     fn advance_with<O: Objective>(
         &mut self,
         objective: &O,
-        steps: usize,
-        record_every: usize,
+        steps: u64,
+        record_every: u64,
         rec: Records,
-    ) {
-        let n_rec = steps / record_every;
+    ) -> Result<(), String> {
+        let n_rec = self.records_in(steps, record_every);
         let d = self.problem.dim;
+        let done = self.steps_done;
         let problem = &self.problem;
         let b = self.batch_size;
-        self.replicates
-            .par_iter_mut()
-            .zip(rec.weight.par_chunks_mut(n_rec))
-            .zip(rec.old.par_chunks_mut(n_rec * d))
-            .zip(rec.new.par_chunks_mut(n_rec * d))
-            .zip(rec.starved.par_chunks_mut(n_rec))
-            .for_each(|((((rep, w_out), o_out), n_out), s_out)| {
+        let width = checked_len(&[n_rec, d], "the records")?;
+        let r = self.replicates.len();
+        if rec.weight.len() != r * n_rec || rec.old.len() != r * width {
+            return Err(format!(
+                "record buffers of {} and {} values do not hold {r} replicates × {n_rec} records",
+                rec.weight.len(),
+                rec.old.len()
+            ));
+        }
+        // Each replicate's slices of the records (empty ones for a chunk without records).
+        type Outs<'s> = (&'s mut [f64], &'s mut [f64], &'s mut [f64], &'s mut [i64]);
+        let outs: Vec<Outs> = if n_rec == 0 {
+            (0..r).map(|_| Outs::default()).collect()
+        } else {
+            rec.weight
+                .chunks_mut(n_rec)
+                .zip(rec.old.chunks_mut(width))
+                .zip(rec.new.chunks_mut(width))
+                .zip(rec.starved.chunks_mut(n_rec))
+                .map(|(((w, o), n), s)| (w, o, n, s))
+                .collect()
+        };
+        self.replicates.par_iter_mut().zip(outs).try_for_each(
+            |(rep, (w_out, o_out, n_out, s_out))| {
                 let mut models = problem.models_at(objective, rep);
-                let mut batch = Batch::new(d, b);
+                let mut batch = Batch::try_new(d, b)?;
                 let mut grad = Grad::zeros(d);
                 let mut previous = rep.theta.clone();
-                for step in 0..steps {
+                let mut k = 0;
+                for step in done + 1..=done + steps {
                     if !rep.diverged {
                         problem.refresh(objective, &mut models, rep);
                         let old_count = problem.batch_gradient(
@@ -877,26 +979,37 @@ impl Simulation {
                         rep.starved += (old_count == 0) as i64;
                         problem.apply_update(objective, rep, &grad, &mut previous);
                     }
-                    if (step + 1) % record_every == 0 {
-                        let k = (step + 1) / record_every - 1;
+                    if step % record_every == 0 {
                         problem.record(rep, k, (w_out, o_out, n_out, s_out));
+                        k += 1;
                     }
                 }
-            });
+                Ok::<(), String>(())
+            },
+        )?;
+        self.steps_done += steps;
+        Ok(())
     }
 }
 
-/// One-step Monte Carlo study: `batches` independent finite-batch gradients at the start
-/// state, with starved flags and old counts. Batch chunk c uses stream (key, c).
+/// Batches drawn from one random stream by `estimate_gradient`: a study cut into calls at
+/// multiples of this (with `first_stream` advanced by the streams used) gives the same
+/// numbers as one call.
+pub const BATCHES_PER_STREAM: usize = 256;
+
+/// One-step Monte Carlo study: independent finite-batch gradients at the start state (one
+/// row of `grads` and one entry of `old_counts` per batch), with old counts. The c-th run of
+/// [`BATCHES_PER_STREAM`] batches uses stream (key, first_stream + c).
 pub fn estimate_gradient(
     problem: &Problem,
     batch_size: usize,
     key: [u64; 2],
+    first_stream: u64,
     grads: &mut [f64],
     old_counts: &mut [i64],
-) {
+) -> Result<(), String> {
     with_objective!(problem.objective, o => {
-        estimate_gradient_with(&o, problem, batch_size, key, grads, old_counts)
+        estimate_gradient_with(&o, problem, batch_size, key, first_stream, grads, old_counts)
     })
 }
 
@@ -905,10 +1018,10 @@ fn estimate_gradient_with<O: Objective>(
     problem: &Problem,
     batch_size: usize,
     key: [u64; 2],
+    first_stream: u64,
     grads: &mut [f64],
     old_counts: &mut [i64],
-) {
-    const BATCHES_PER_STREAM: usize = 256;
+) -> Result<(), String> {
     let d = problem.dim;
     let width = 1 + 2 * d;
     let rep = problem.new_replicate(key, 0);
@@ -917,15 +1030,16 @@ fn estimate_gradient_with<O: Objective>(
         .par_chunks_mut(BATCHES_PER_STREAM * width)
         .zip(old_counts.par_chunks_mut(BATCHES_PER_STREAM))
         .enumerate()
-        .for_each(|(c, (g_out, n_out))| {
-            let mut rng = Stream::new(key, c as u64);
-            let mut batch = Batch::new(d, batch_size);
+        .try_for_each(|(c, (g_out, n_out))| {
+            let mut rng = Stream::new(key, first_stream + c as u64);
+            let mut batch = Batch::try_new(d, batch_size)?;
             let mut grad = Grad::zeros(d);
             for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {
                 *count = problem.batch_gradient(objective, &models, &mut rng, &mut batch, &mut grad)
                     as i64;
                 grad.write_flat(g_row);
             }
+            Ok(())
         })
 }
 
@@ -958,7 +1072,7 @@ mod tests {
             replay_slots: Slots::Bernoulli,
         }));
         let run = |threads: usize| {
-            let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]);
+            let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]).unwrap();
             let (mut w, mut o, mut n, mut s) = (
                 vec![0.0; 8 * 4],
                 vec![0.0; 8 * 4],
@@ -980,7 +1094,8 @@ mod tests {
                             starved: &mut s,
                         },
                     )
-                });
+                })
+                .unwrap();
             (w, o, n, s)
         };
         let a = run(1);
@@ -988,5 +1103,101 @@ mod tests {
         assert!(a.0.iter().skip(3).step_by(4).all(|&w| w < 0.3), "{:?}", a.0);
         // every batch is starved without replay
         assert!(a.3.iter().skip(3).step_by(4).all(|&s| s == 200));
+    }
+
+    fn run_in_chunks(p: &Problem, chunks: &[u64], record_every: u64) -> (Vec<f64>, Vec<bool>) {
+        let mut sim = Simulation::new(p.clone(), 16, 3, [7, 8]).unwrap();
+        let mut weights = vec![Vec::new(); 3];
+        for &n in chunks {
+            let k = sim.records_in(n, record_every);
+            let (mut w, mut o, mut m, mut s) = (
+                vec![0.0; 3 * k],
+                vec![0.0; 3 * k],
+                vec![0.0; 3 * k],
+                vec![0i64; 3 * k],
+            );
+            let rec = Records {
+                weight: &mut w,
+                old: &mut o,
+                new: &mut m,
+                starved: &mut s,
+            };
+            sim.advance(n, record_every, rec).unwrap();
+            for (r, out) in weights.iter_mut().enumerate() {
+                out.extend_from_slice(&w[r * k..(r + 1) * k]);
+            }
+        }
+        let diverged = sim.replicates.iter().map(|r| r.diverged).collect();
+        (weights.concat(), diverged)
+    }
+
+    #[test]
+    fn records_do_not_depend_on_how_a_run_is_cut_into_calls() {
+        let p = problem(Spec::ForwardKL(ForwardKL {
+            replay: 0.2,
+            replay_slots: Slots::Bernoulli,
+        }));
+        let whole = run_in_chunks(&p, &[120], 40);
+        assert_eq!(whole.0.len(), 3 * 3);
+        for cut in [&[1, 2, 37, 80][..], &[39, 1, 1, 79], &[8; 15]] {
+            let total: u64 = cut.iter().sum();
+            assert_eq!(
+                run_in_chunks(&p, cut, 40).0[..],
+                whole.0[..],
+                "{cut:?} ({total})"
+            );
+        }
+    }
+
+    #[test]
+    fn gradient_study_cut_at_stream_boundaries_matches_one_call() {
+        let p = problem(Spec::ForwardKL(ForwardKL {
+            replay: 0.0,
+            replay_slots: Slots::Bernoulli,
+        }));
+        let (n, width) = (3 * BATCHES_PER_STREAM + 5, 3);
+        let mut g = vec![0.0; n * width];
+        let mut c = vec![0i64; n];
+        estimate_gradient(&p, 8, [1, 2], 0, &mut g, &mut c).unwrap();
+        let split = 2 * BATCHES_PER_STREAM;
+        let mut g2 = vec![0.0; n * width];
+        let mut c2 = vec![0i64; n];
+        let (ga, gb) = g2.split_at_mut(split * width);
+        let (ca, cb) = c2.split_at_mut(split);
+        estimate_gradient(&p, 8, [1, 2], 0, ga, ca).unwrap();
+        estimate_gradient(&p, 8, [1, 2], 2, gb, cb).unwrap();
+        assert_eq!(g, g2);
+        assert_eq!(c, c2);
+    }
+
+    #[test]
+    fn runaway_replicates_are_flagged_and_frozen() {
+        let mut p = problem(Spec::ForwardKL(ForwardKL {
+            replay: 0.0,
+            replay_slots: Slots::Bernoulli,
+        }));
+        let start = p.start.clone();
+        assert!(!p.runaway(&start));
+        let far = |shift: f64| Params {
+            old: vec![start.old[0] + shift],
+            ..start.clone()
+        };
+        assert!(!p.runaway(&far(0.99e6)));
+        assert!(p.runaway(&far(1.01e6)));
+        assert!(p.runaway(&far(-1e300 * 1e10)));
+        let at = |eta: f64| Params {
+            weight: eta,
+            ..start.clone()
+        };
+        assert!(p.runaway(&at(-691.0)) && p.runaway(&at(691.0)));
+        // α rounds to 1 from η ≈ 36.7 on: still inside the bound
+        assert!(!p.runaway(&at(-690.0)) && !p.runaway(&at(100.0)));
+        // lr = 10: the means run away within a few steps; afterwards the records stand still
+        p.lr = 10.0;
+        let (w, diverged) = run_in_chunks(&p, &[200], 1);
+        assert!(diverged.iter().all(|&d| d), "{diverged:?}");
+        for rep in w.chunks(200) {
+            assert_eq!(rep[198], rep[199]);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
 
+pub mod buffers;
 pub mod engine;
 pub mod fastmath;
 pub mod mixture;
@@ -22,10 +23,11 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
+use buffers::try_zeroed;
 use engine::{Mix2, Params, Problem, Records, Simulation, WeightParam};
 use mixture::{Cov, Gaussian, Mixture};
 use objectives::{
@@ -34,6 +36,9 @@ use objectives::{
 use starvation::Slots;
 
 fn to_py_err(msg: String) -> PyErr {
+    if let Some(rest) = msg.strip_prefix(buffers::MEMORY_ERROR) {
+        return PyMemoryError::new_err(rest.to_string());
+    }
     match msg.strip_prefix("NotImplemented: ") {
         Some(rest) => PyNotImplementedError::new_err(rest.to_string()),
         None => PyValueError::new_err(msg),
@@ -175,7 +180,7 @@ fn responsibilities<'py>(
     let xs = points(&x, mix.dim())?;
     let (n, k) = (x.shape()[0], mix.components.len());
     let out = run(py, threads, || {
-        let mut out = vec![0.0; n * k];
+        let mut out = try_zeroed(&[n, k], "the responsibilities")?;
         mix.responsibilities(xs, &mut out);
         Ok(out)
     })?;
@@ -196,16 +201,19 @@ fn mixture_logpdf<'py>(
     let xs = points(&x, mix.dim())?;
     let n = x.shape()[0];
     let out = run(py, threads, || {
-        let mut out = vec![0.0; n];
+        let mut out = try_zeroed(&[n], "the log densities")?;
         mix.logpdf_many(xs, &mut out);
         Ok(out)
     })?;
     Ok(out.into_pyarray(py))
 }
 
-/// sample_mixture(n, weights, means, covs, key, threads) -> (x (n, d), labels (n,))
+/// sample_mixture(n, weights, means, covs, key, threads, first_stream=0)
+/// -> (x (n, d), labels (n,)); the c-th run of SAMPLES_PER_STREAM points uses stream
+/// (key, first_stream + c).
 #[pyfunction]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (n, weights, means, covs, key, threads, first_stream=0))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn sample_mixture<'py>(
     py: Python<'py>,
     n: usize,
@@ -214,20 +222,24 @@ fn sample_mixture<'py>(
     covs: Vec<PyReadonlyArrayDyn<'py, f64>>,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     let mix = mixture_from(&weights, &means, &covs)?;
     let d = mix.dim();
     let (x, labels) = run(py, threads, || {
-        let mut x = vec![0.0; n * d];
-        let mut labels = vec![0i64; n];
-        mix.sample([key.0, key.1], &mut x, &mut labels);
+        let mut x = try_zeroed(&[n, d], "the samples")?;
+        let mut labels = try_zeroed(&[n], "the sample labels")?;
+        mix.sample([key.0, key.1], first_stream, &mut x, &mut labels);
         Ok((x, labels))
     })?;
     Ok((x.into_pyarray(py).reshape([n, d])?, labels.into_pyarray(py)))
 }
 
-/// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads) -> (batches,)
+/// starvation_counts(old_weight, batch_size, batches, replay, stratified, key, threads,
+/// first_stream=0) -> (batches,); the c-th run of SAMPLES_PER_STREAM batches uses stream
+/// (key, first_stream + c).
 #[pyfunction]
+#[pyo3(signature = (old_weight, batch_size, batches, replay, stratified, key, threads, first_stream=0))]
 #[allow(clippy::too_many_arguments)]
 fn starvation_counts<'py>(
     py: Python<'py>,
@@ -238,6 +250,7 @@ fn starvation_counts<'py>(
     stratified: bool,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let slots = if stratified {
         Slots::Stratified
@@ -245,13 +258,14 @@ fn starvation_counts<'py>(
         Slots::Bernoulli
     };
     let out = run(py, threads, || {
-        let mut out = vec![0i64; batches];
+        let mut out = try_zeroed(&[batches], "the starvation counts")?;
         starvation::starvation_counts(
             old_weight,
             batch_size,
             replay,
             slots,
             [key.0, key.1],
+            first_stream,
             &mut out,
         )?;
         Ok(out)
@@ -565,13 +579,14 @@ struct RecordBuffers {
 }
 
 impl RecordBuffers {
-    fn new(replicates: usize, n_rec: usize, d: usize) -> Self {
-        RecordBuffers {
-            weight: vec![0.0; replicates * n_rec],
-            old: vec![0.0; replicates * n_rec * d],
-            new: vec![0.0; replicates * n_rec * d],
-            starved: vec![0; replicates * n_rec],
-        }
+    fn new(replicates: usize, n_rec: usize, d: usize) -> Result<Self, String> {
+        let what = "the records";
+        Ok(RecordBuffers {
+            weight: try_zeroed(&[replicates, n_rec], what)?,
+            old: try_zeroed(&[replicates, n_rec, d], what)?,
+            new: try_zeroed(&[replicates, n_rec, d], what)?,
+            starved: try_zeroed(&[replicates, n_rec], what)?,
+        })
     }
     fn records(&mut self) -> Records<'_> {
         Records {
@@ -619,45 +634,49 @@ impl Simulator {
                 "batch_size and replicates must be >= 1",
             ));
         }
-        Ok(Simulator {
-            inner: Simulation::new(
-                problem.inner.clone(),
-                batch_size,
-                replicates,
-                [key.0, key.1],
-            ),
-            threads,
-        })
+        let inner = Simulation::new(
+            problem.inner.clone(),
+            batch_size,
+            replicates,
+            [key.0, key.1],
+        )
+        .map_err(to_py_err)?;
+        Ok(Simulator { inner, threads })
     }
 
-    /// Advance all replicates by `steps` (a multiple of `record_every`); returns the records
-    /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)).
+    /// Advance all replicates by `steps` >= 1; returns the records at the absolute step
+    /// counts in (steps_done, steps_done + steps] that are multiples of `record_every` (old
+    /// weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)), so
+    /// a run cut into calls of any length records the same.
     fn advance<'py>(
         &mut self,
         py: Python<'py>,
-        steps: usize,
-        record_every: usize,
+        steps: u64,
+        record_every: u64,
     ) -> PyResult<RecordArrays<'py>> {
-        if record_every == 0 || steps % record_every != 0 {
-            return Err(PyValueError::new_err(
-                "steps must be a positive multiple of record_every",
-            ));
-        }
+        check_chunk(self.inner.steps_done, steps, record_every)?;
         let (r, d, n_rec) = (
             self.inner.replicates.len(),
             self.inner.problem.dim,
-            steps / record_every,
+            self.inner.records_in(steps, record_every),
         );
         let sim = &mut self.inner;
         let buffers = run(py, self.threads, || {
-            let mut buf = RecordBuffers::new(r, n_rec, d);
-            sim.advance(steps, record_every, buf.records());
+            let mut buf = RecordBuffers::new(r, n_rec, d)?;
+            sim.advance(steps, record_every, buf.records())?;
             Ok(buf)
         })?;
         buffers.into_arrays(py, r, n_rec, d)
     }
 
-    /// (R,) bool: replicates stopped because a parameter became non-finite.
+    /// Steps run so far.
+    #[getter]
+    fn steps_done(&self) -> u64 {
+        self.inner.steps_done
+    }
+
+    /// (R,) bool: replicates stopped because a parameter became non-finite or left the
+    /// runaway bound (RUNAWAY_DISTANCE, RUNAWAY_WEIGHT).
     fn diverged<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
         self.inner
             .replicates
@@ -668,27 +687,68 @@ impl Simulator {
     }
 }
 
-/// population_flow(problem, steps, record_every) -> (records..., diverged)
-#[pyfunction]
-fn population_flow<'py>(
-    py: Python<'py>,
-    problem: &TrainingProblem,
-    steps: usize,
-    record_every: usize,
-) -> PyResult<(RecordArrays<'py>, bool)> {
-    if record_every == 0 || steps % record_every != 0 {
-        return Err(PyValueError::new_err(
-            "steps must be a positive multiple of record_every",
-        ));
+/// A chunk of `steps` after `done`: both sizes >= 1 and the step count representable.
+fn check_chunk(done: u64, steps: u64, record_every: u64) -> PyResult<()> {
+    if steps == 0 || record_every == 0 {
+        return Err(PyValueError::new_err(format!(
+            "steps and record_every must be >= 1, got steps={steps}, record_every={record_every}"
+        )));
     }
-    let (d, n_rec) = (problem.inner.dim, steps / record_every);
-    let p = &problem.inner;
-    let (buf, diverged) = run(py, 0, || {
-        let mut buf = RecordBuffers::new(1, n_rec, d);
-        let diverged = population::population_flow(p, steps, record_every, buf.records())?;
-        Ok((buf, diverged))
-    })?;
-    Ok((buf.into_arrays(py, 1, n_rec, d)?, diverged))
+    if done.checked_add(steps).is_none() {
+        return Err(PyValueError::new_err(format!(
+            "steps={steps} after {done} steps overflows the step count"
+        )));
+    }
+    Ok(())
+}
+
+/// The population flow (exact gradients), advanced call by call; call `advance` chunk by
+/// chunk.
+#[pyclass(module = "mixforget._core")]
+struct PopulationFlow {
+    inner: population::Flow,
+}
+
+#[pymethods]
+impl PopulationFlow {
+    #[new]
+    fn new(problem: &TrainingProblem) -> Self {
+        PopulationFlow {
+            inner: population::Flow::new(problem.inner.clone()),
+        }
+    }
+
+    /// Advance by `steps` >= 1; returns the records at the absolute step counts in
+    /// (steps_done, steps_done + steps] that are multiples of `record_every` (old weight
+    /// (1, n), old mean (1, n, d), new mean (1, n, d), starved (1, n), all 0).
+    fn advance<'py>(
+        &mut self,
+        py: Python<'py>,
+        steps: u64,
+        record_every: u64,
+    ) -> PyResult<RecordArrays<'py>> {
+        check_chunk(self.inner.steps_done(), steps, record_every)?;
+        let d = self.inner.problem.dim;
+        let n_rec = engine::records_in(self.inner.steps_done(), steps, record_every);
+        let flow = &mut self.inner;
+        let buf = run(py, 0, || {
+            let mut buf = RecordBuffers::new(1, n_rec, d)?;
+            flow.advance(steps, record_every, buf.records())?;
+            Ok(buf)
+        })?;
+        buf.into_arrays(py, 1, n_rec, d)
+    }
+
+    /// Steps run so far.
+    #[getter]
+    fn steps_done(&self) -> u64 {
+        self.inner.steps_done()
+    }
+
+    /// Whether the flow stopped: a non-finite parameter or the runaway bound.
+    fn diverged(&self) -> bool {
+        self.inner.rep.diverged
+    }
 }
 
 /// population_gradient(problem) -> (1 + 2d,) exact gradient at the start state.
@@ -707,8 +767,12 @@ fn population_gradient<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d), old counts)
+/// estimate_gradient(problem, batch_size, batches, key, threads, first_stream=0)
+/// -> (gradients (batches, 1+2d), old counts): the c-th run of BATCHES_PER_STREAM batches
+/// uses stream (key, first_stream + c), so a study cut at multiples of BATCHES_PER_STREAM
+/// reproduces one call.
 #[pyfunction]
+#[pyo3(signature = (problem, batch_size, batches, key, threads, first_stream=0))]
 #[allow(clippy::type_complexity)]
 fn estimate_gradient<'py>(
     py: Python<'py>,
@@ -717,6 +781,7 @@ fn estimate_gradient<'py>(
     batches: usize,
     key: (u64, u64),
     threads: usize,
+    first_stream: u64,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<i64>>)> {
     if batch_size == 0 {
         return Err(PyValueError::new_err("batch_size must be >= 1"));
@@ -724,9 +789,16 @@ fn estimate_gradient<'py>(
     let p = &problem.inner;
     let width = 1 + 2 * p.dim;
     let (grads, counts) = run(py, threads, || {
-        let mut grads = vec![0.0; batches * width];
-        let mut counts = vec![0i64; batches];
-        engine::estimate_gradient(p, batch_size, [key.0, key.1], &mut grads, &mut counts);
+        let mut grads = try_zeroed(&[batches, width], "the gradient estimates")?;
+        let mut counts = try_zeroed(&[batches], "the old counts")?;
+        engine::estimate_gradient(
+            p,
+            batch_size,
+            [key.0, key.1],
+            first_stream,
+            &mut grads,
+            &mut counts,
+        )?;
         Ok((grads, counts))
     })?;
     Ok((
@@ -758,7 +830,7 @@ fn replay_weights<'py>(
     let models = p.models_at(&objective, &p.new_replicate([0, 0], 0));
     let out = run(py, threads, || {
         use rayon::prelude::*;
-        let mut out = vec![0.0; xs.len() / p.dim];
+        let mut out = try_zeroed(&[xs.len() / p.dim], "the replay weights")?;
         out.par_chunks_mut(mixture::CHUNK)
             .zip(xs.par_chunks(mixture::CHUNK * p.dim))
             .for_each(|(o, xc)| {
@@ -807,7 +879,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mixture_logpdf, m)?)?;
     m.add_function(wrap_pyfunction!(sample_mixture, m)?)?;
     m.add_function(wrap_pyfunction!(starvation_counts, m)?)?;
-    m.add_function(wrap_pyfunction!(population_flow, m)?)?;
     m.add_function(wrap_pyfunction!(population_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(normal_floor, m)?)?;
@@ -817,6 +888,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lane_normal_tail_counts, m)?)?;
     m.add_class::<TrainingProblem>()?;
     m.add_class::<Simulator>()?;
+    m.add_class::<PopulationFlow>()?;
+    m.add("RUNAWAY_DISTANCE", engine::RUNAWAY_DISTANCE)?;
+    m.add("RUNAWAY_WEIGHT", engine::RUNAWAY_WEIGHT)?;
+    m.add("BATCHES_PER_STREAM", engine::BATCHES_PER_STREAM)?;
+    m.add("SAMPLES_PER_STREAM", mixture::CHUNK)?;
     Ok(())
 }
 

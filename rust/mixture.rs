@@ -391,8 +391,9 @@ impl Mixture {
             });
     }
 
-    /// Draw n points: label k from the weights, then x ~ φ_k. Chunk c uses stream (key, c).
-    pub fn sample(&self, key: [u64; 2], x: &mut [f64], labels: &mut [i64]) {
+    /// Draw n points: label k from the weights, then x ~ φ_k. Chunk c (of [`CHUNK`] points)
+    /// uses stream (key, first_stream + c), so draws cut at chunk boundaries reproduce one call.
+    pub fn sample(&self, key: [u64; 2], first_stream: u64, x: &mut [f64], labels: &mut [i64]) {
         let d = self.dim();
         let cumulative: Vec<f64> = self
             .log_weights
@@ -407,7 +408,7 @@ impl Mixture {
             .zip(labels.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(c, (xs, ls))| {
-                let mut rng = Stream::new(key, c as u64);
+                let mut rng = Stream::new(key, first_stream + c as u64);
                 for (xrow, label) in xs.chunks_mut(d).zip(ls.iter_mut()) {
                     let u = rng.uniform() * cumulative[last];
                     let k = cumulative.iter().position(|&cw| u < cw).unwrap_or(last);
@@ -475,12 +476,12 @@ mod tests {
         let n = 3 * CHUNK + 7;
         let (mut x1, mut l1) = (vec![0.0; n], vec![0i64; n]);
         let (mut x2, mut l2) = (vec![0.0; n], vec![0i64; n]);
-        mix.sample([1, 2], &mut x1, &mut l1);
+        mix.sample([1, 2], 0, &mut x1, &mut l1);
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap()
-            .install(|| mix.sample([1, 2], &mut x2, &mut l2));
+            .install(|| mix.sample([1, 2], 0, &mut x2, &mut l2));
         assert_eq!(x1, x2);
         assert_eq!(l1, l2);
         let frac = l1.iter().filter(|&&l| l == 0).count() as f64 / n as f64;

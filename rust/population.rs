@@ -9,8 +9,8 @@
 //! ~ exp(−2π²/(h Δ_max)) < 1e-11.
 
 use crate::engine::{
-    evaluate, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params, Problem, Records,
-    Replicate,
+    evaluate, records_in, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params,
+    Problem, Records, Replicate,
 };
 use crate::mixture::{Cov, Gaussian};
 use crate::objectives::{with_objective, Objective};
@@ -343,46 +343,81 @@ fn exact_gradient_in<O: Objective>(
     Ok(out)
 }
 
-/// Deterministic flow θ ← θ − lr·m⊙∇L(θ) for `steps` steps, recording every `record_every`.
-pub fn population_flow(
-    problem: &Problem,
-    steps: usize,
-    record_every: usize,
-    rec: Records,
-) -> Result<bool, String> {
-    with_objective!(problem.objective, o => population_flow_with(&o, problem, steps, record_every, rec))
+/// Deterministic flow θ ← θ − lr·m⊙∇L(θ), advanced call by call (so that a long flow can be
+/// interrupted between calls); records sit at absolute step counts, as in `Simulation`.
+pub struct Flow {
+    pub problem: Problem,
+    pub rep: Replicate,
+    done: u64,
+    previous: Params,
+    /// The quadrature buffer, reused across steps.
+    batch: Batch,
 }
 
-fn population_flow_with<O: Objective>(
-    objective: &O,
-    problem: &Problem,
-    steps: usize,
-    record_every: usize,
-    rec: Records,
-) -> Result<bool, String> {
-    let mut rep = problem.new_replicate([0, 0], 0);
-    let mut previous: Params = rep.theta.clone();
-    let mut batch = Batch::new(1, 0);
-    for step in 0..steps {
-        if !rep.diverged {
-            let g = exact_gradient_in(objective, problem, &rep, &mut batch)?;
-            problem.apply_update(objective, &mut rep, &g, &mut previous);
-        }
-        if (step + 1) % record_every == 0 {
-            let k = (step + 1) / record_every - 1;
-            problem.record(
-                &rep,
-                k,
-                (
-                    &mut *rec.weight,
-                    &mut *rec.old,
-                    &mut *rec.new,
-                    &mut *rec.starved,
-                ),
-            );
+impl Flow {
+    pub fn new(problem: Problem) -> Flow {
+        let rep = problem.new_replicate([0, 0], 0);
+        Flow {
+            previous: rep.theta.clone(),
+            rep,
+            done: 0,
+            problem,
+            batch: Batch::new(1, 0),
         }
     }
-    Ok(rep.diverged)
+
+    /// Steps run so far (`Replicate::steps_done` stops at a divergence; this does not).
+    pub fn steps_done(&self) -> u64 {
+        self.done
+    }
+
+    /// Advance by `steps`, recording at every absolute step count that is a multiple of
+    /// `record_every` (`engine::records_in(steps_done, steps, record_every)` records).
+    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> Result<(), String> {
+        with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
+    }
+
+    fn advance_with<O: Objective>(
+        &mut self,
+        objective: &O,
+        steps: u64,
+        record_every: u64,
+        rec: Records,
+    ) -> Result<(), String> {
+        let n_rec = records_in(self.done, steps, record_every);
+        let d = self.problem.dim;
+        if rec.weight.len() != n_rec || rec.old.len() != n_rec * d {
+            return Err(format!(
+                "record buffers of {} values do not hold {n_rec} records",
+                rec.weight.len()
+            ));
+        }
+        let mut k = 0;
+        for step in self.done + 1..=self.done + steps {
+            if !self.rep.diverged {
+                let g = exact_gradient_in(objective, &self.problem, &self.rep, &mut self.batch)?;
+                self.problem
+                    .apply_update(objective, &mut self.rep, &g, &mut self.previous);
+            }
+            if step % record_every == 0 {
+                self.problem.record(
+                    &self.rep,
+                    k,
+                    (
+                        &mut *rec.weight,
+                        &mut *rec.old,
+                        &mut *rec.new,
+                        &mut *rec.starved,
+                    ),
+                );
+                k += 1;
+            }
+            // counted per step: an error (NotImplemented at some state) leaves a consistent
+            // count
+            self.done = step;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -446,7 +481,7 @@ mod tests {
                 let width = 1 + 2 * d;
                 let mut grads = vec![0.0; n * width];
                 let mut counts = vec![0i64; n];
-                estimate_gradient(&p, 32, [9, 9], &mut grads, &mut counts);
+                estimate_gradient(&p, 32, [9, 9], 0, &mut grads, &mut counts).unwrap();
                 let mut flat = vec![0.0; width];
                 exact.write_flat(&mut flat);
                 for (j, expected) in flat.iter().enumerate() {

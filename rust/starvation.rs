@@ -72,7 +72,9 @@ impl BinomialTable {
 /// ones rand_distr's BTPE sampler.
 const TABLE_MAX_BATCH: usize = 1 << 16;
 
-/// Per-batch old-labelled counts into `out` (one entry per batch).
+/// Per-batch old-labelled counts into `out` (one entry per batch); chunk c of [`CHUNK`]
+/// batches uses stream (key, first_stream + c), so counts cut at chunk boundaries reproduce
+/// one call.
 /// Bernoulli slots: Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α).
 pub fn starvation_counts(
     old_weight: f64,
@@ -80,6 +82,7 @@ pub fn starvation_counts(
     replay: f64,
     slots: Slots,
     key: [u64; 2],
+    first_stream: u64,
     out: &mut [i64],
 ) -> Result<(), String> {
     let (fixed, trials, p) = match slots {
@@ -105,7 +108,7 @@ pub fn starvation_counts(
             .unwrap_or(table.cdf.len() - 1);
         let branch_free = table.mean < 16.0 && support <= 64;
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-            let mut rng = Stream::new(key, c as u64);
+            let mut rng = Stream::new(key, first_stream + c as u64);
             if branch_free {
                 let u: Vec<f64> = (0..o.len()).map(|_| rng.uniform()).collect();
                 o.iter_mut().for_each(|v| *v = fixed as i64);
@@ -125,7 +128,7 @@ pub fn starvation_counts(
     let dist =
         Binomial::new(trials as u64, p).map_err(|e| format!("invalid binomial parameters: {e}"))?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let mut rng = Stream::new(key, c as u64);
+        let mut rng = Stream::new(key, first_stream + c as u64);
         for v in o.iter_mut() {
             *v = fixed as i64 + rng.sample(dist) as i64;
         }
@@ -141,11 +144,11 @@ mod tests {
     fn zero_frequency_matches_formula() {
         let n = 200_000;
         let mut out = vec![0i64; n];
-        starvation_counts(0.05, 32, 0.0, Slots::Bernoulli, [3, 4], &mut out).unwrap();
+        starvation_counts(0.05, 32, 0.0, Slots::Bernoulli, [3, 4], 0, &mut out).unwrap();
         let p = out.iter().filter(|&&c| c == 0).count() as f64 / n as f64;
         let expect = 0.95f64.powi(32);
         assert!((p - expect).abs() < 5.0 * (expect * (1.0 - expect) / n as f64).sqrt());
-        starvation_counts(0.05, 32, 0.25, Slots::Stratified, [3, 4], &mut out).unwrap();
+        starvation_counts(0.05, 32, 0.25, Slots::Stratified, [3, 4], 0, &mut out).unwrap();
         assert!(out.iter().all(|&c| c >= 8));
     }
 

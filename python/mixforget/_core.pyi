@@ -10,6 +10,11 @@ import numpy.typing as npt
 from .objectives import Objective
 
 __all__ = [
+    "BATCHES_PER_STREAM",
+    "RUNAWAY_DISTANCE",
+    "RUNAWAY_WEIGHT",
+    "SAMPLES_PER_STREAM",
+    "PopulationFlow",
     "Simulator",
     "TrainingProblem",
     "__version__",
@@ -19,7 +24,6 @@ __all__ = [
     "lane_normals",
     "mixture_logpdf",
     "normal_floor",
-    "population_flow",
     "population_gradient",
     "replay_weights",
     "responsibilities",
@@ -28,6 +32,10 @@ __all__ = [
 ]
 
 __version__: str
+RUNAWAY_DISTANCE: float
+RUNAWAY_WEIGHT: float
+BATCHES_PER_STREAM: int
+SAMPLES_PER_STREAM: int
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
@@ -40,7 +48,13 @@ def mixture_logpdf(
     x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
 ) -> _F64: ...
 def sample_mixture(
-    n: int, weights: _F64, means: _F64, covs: Sequence[_F64], key: tuple[int, int], threads: int
+    n: int,
+    weights: _F64,
+    means: _F64,
+    covs: Sequence[_F64],
+    key: tuple[int, int],
+    threads: int,
+    first_stream: int = 0,
 ) -> tuple[_F64, _I64]: ...
 def starvation_counts(
     old_weight: float,
@@ -50,13 +64,16 @@ def starvation_counts(
     stratified: bool,
     key: tuple[int, int],
     threads: int,
+    first_stream: int = 0,
 ) -> _I64: ...
-def population_flow(
-    problem: TrainingProblem, steps: int, record_every: int
-) -> tuple[_Records, bool]: ...
 def population_gradient(problem: TrainingProblem) -> _F64: ...
 def estimate_gradient(
-    problem: TrainingProblem, batch_size: int, batches: int, key: tuple[int, int], threads: int
+    problem: TrainingProblem,
+    batch_size: int,
+    batches: int,
+    key: tuple[int, int],
+    threads: int,
+    first_stream: int = 0,
 ) -> tuple[_F64, _I64]: ...
 def replay_weights(problem: TrainingProblem, x: _F64, threads: int) -> _F64: ...
 def normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
@@ -92,6 +109,16 @@ class Simulator:
     ) -> Simulator: ...
     def advance(self, steps: int, record_every: int) -> _Records: ...
     def diverged(self) -> npt.NDArray[np.bool_]: ...
+    @property
+    def steps_done(self) -> int: ...
+
+@final
+class PopulationFlow:
+    def __new__(cls, problem: TrainingProblem) -> PopulationFlow: ...
+    def advance(self, steps: int, record_every: int) -> _Records: ...
+    @property
+    def steps_done(self) -> int: ...
+    def diverged(self) -> bool: ...
 
 # the vectorised generator (rust/simd_rng.rs): test and benchmark hooks
 def lane_normals(n: int, key: tuple[int, int], index: int) -> _F64: ...

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._chunks import timed_ranges
 from ._rng import RngLike, resolve_rng, root_key
 from ._validate import (
     as_float_array,
@@ -20,6 +21,10 @@ from ._validate import (
     normalize_covs,
     resolve_threads,
 )
+
+#: Rows (points, batches) of the first call of a chunked kernel; later calls are sized from
+#: the measured rate to about 0.1 s each (``_chunks.timed_chunks``).
+FIRST_ROWS = 2**16
 
 
 def mixture_args(
@@ -73,7 +78,12 @@ def responsibilities(
         pts.shape[0] * w.size * 8,
         "pass fewer points per call",
     )
-    return _core.responsibilities(pts, w, m, c, resolve_threads(threads))
+    out = np.empty((pts.shape[0], w.size))
+    n_threads = resolve_threads(threads)
+    # calls of about 0.1 s, so that Ctrl-C stops a large request promptly
+    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
+        out[start:stop] = _core.responsibilities(pts[start:stop], w, m, c, n_threads)
+    return out
 
 
 def mixture_logpdf(
@@ -85,7 +95,11 @@ def mixture_logpdf(
     check_output_size(
         f"log-densities of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
     )
-    return _core.mixture_logpdf(pts, w, m, c, resolve_threads(threads))
+    out = np.empty(pts.shape[0])
+    n_threads = resolve_threads(threads)
+    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
+        out[start:stop] = _core.mixture_logpdf(pts[start:stop], w, m, c, n_threads)
+    return out
 
 
 def sample_args(
@@ -108,7 +122,16 @@ def sample_mixture(
     Returns (x (n, d) float64, labels (n,) int64 component indices)."""
     n, w, m, c = sample_args(n, weights, means, covs)
     key = root_key(resolve_rng(rng))
-    return _core.sample_mixture(n, w, m, c, key, resolve_threads(threads))
+    n_threads = resolve_threads(threads)
+    x = np.empty((n, m.shape[1]))
+    labels = np.empty(n, dtype=np.int64)
+    # calls of about 0.1 s (Ctrl-C) cut at stream boundaries: the same draws as one call
+    per_stream = _core.SAMPLES_PER_STREAM
+    for start, stop in timed_ranges(n, FIRST_ROWS, quantum=per_stream):
+        x[start:stop], labels[start:stop] = _core.sample_mixture(
+            stop - start, w, m, c, key, n_threads, first_stream=start // per_stream
+        )
+    return x, labels
 
 
 def starvation_args(
@@ -142,6 +165,19 @@ def starvation_counts(
     materialised. Returns (batches,) int64."""
     alpha, b, nb, lam = starvation_args(old_weight, batch_size, batches, replay, slots)
     key = root_key(resolve_rng(rng))
-    return _core.starvation_counts(
-        alpha, b, nb, lam, slots == "stratified", key, resolve_threads(threads)
-    )
+    n_threads = resolve_threads(threads)
+    out = np.empty(nb, dtype=np.int64)
+    # calls of about 0.1 s (Ctrl-C) cut at stream boundaries: the same counts as one call
+    per_stream = _core.SAMPLES_PER_STREAM
+    for start, stop in timed_ranges(nb, FIRST_ROWS, quantum=per_stream):
+        out[start:stop] = _core.starvation_counts(
+            alpha,
+            b,
+            stop - start,
+            lam,
+            slots == "stratified",
+            key,
+            n_threads,
+            first_stream=start // per_stream,
+        )
+    return out

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._kernels import as_points, mixture_logpdf, responsibilities, sample_mixture
+from ._chunks import timed_ranges
+from ._kernels import FIRST_ROWS, as_points, mixture_logpdf, responsibilities, sample_mixture
 from ._kernels import mixture_args as mixture_args
 from ._kernels import sample_args as sample_args
 from ._kernels import starvation_args as starvation_args
@@ -57,4 +58,9 @@ def replay_weights(
         f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
     )
     problem = build_problem(target, model, objective, "logit", 1.0, check_lr_scale(None))
-    return _core.replay_weights(problem, pts, resolve_threads(threads))
+    out = np.empty(pts.shape[0])
+    n_threads = resolve_threads(threads)
+    # calls of about 0.1 s, so that Ctrl-C stops a large request promptly
+    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
+        out[start:stop] = _core.replay_weights(problem, pts[start:stop], n_threads)
+    return out

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import _core
 from ._overlap import overlap_accuracy_records
 from ._plotting import plot_trajectory
 from ._stats import mean_interval
@@ -19,10 +20,11 @@ __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
 
 _Z95 = 1.959963984540054
 #: A replicate whose mean is farther than this many Mahalanobis units from the target's
-#: mean of its mode has run away (see :attr:`Trajectory.runaway`).
-RUNAWAY_DISTANCE = 1e6
-#: A replicate whose old weight is within this of 0 or 1 has run away.
-RUNAWAY_WEIGHT = 1e-300
+#: mean of its mode has run away (see :attr:`Trajectory.runaway`). Defined once, in the Rust
+#: engine (rust/engine.rs), which flags such a replicate ``diverged`` and freezes it.
+RUNAWAY_DISTANCE: float = _core.RUNAWAY_DISTANCE
+#: A replicate whose old weight is within this of 0 or 1 has run away (same origin).
+RUNAWAY_WEIGHT: float = _core.RUNAWAY_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,10 @@ class Trajectory:
 
     Arrays: ``steps`` (n_rec,) — record 0 is the start; ``old_weight`` (R, n_rec);
     ``old_mean``, ``new_mean`` (R, n_rec, d); ``starved`` (R, n_rec) cumulative count of
-    starved batches (MATH §4.3); ``diverged`` (R,) — replicates whose parameters became
-    non-finite (their records after that point repeat the last finite state).
+    starved batches (MATH §4.3); ``diverged`` (R,) — replicates that the engine stopped
+    because their parameters became non-finite (their records after that point repeat the
+    last finite state) or left the runaway bound of :attr:`runaway` (their records repeat
+    the state that crossed it).
     ``target`` is the world p*, ``meta`` holds the objective, the settings and the seed
     record (``meta["seed"]``) that reproduces the run.
     """
@@ -121,7 +125,10 @@ class Trajectory:
         """(R,) replicates whose recorded parameters left the documented bound: a mean
         farther than :data:`RUNAWAY_DISTANCE` (10^6) Mahalanobis units from the target's
         mean of its mode, or an old weight within :data:`RUNAWAY_WEIGHT` (1e-300) of 0 or 1.
-        Such a run has left the model's meaningful range even while finite."""
+        Such a run has left the model's meaningful range even while finite. The engine
+        applies the same bound after every update (flagging the replicate ``diverged``);
+        this property also covers trajectories from elsewhere (loaded files, the reference
+        implementation)."""
         with np.errstate(invalid="ignore", over="ignore"):
             far = (self.drift > RUNAWAY_DISTANCE) | (self.new_error > RUNAWAY_DISTANCE)
             w = self.old_weight

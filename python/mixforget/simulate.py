@@ -10,6 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core, reference
+from ._chunks import timed_chunks
 from ._problem import (
     build_problem,
     check_lr_scale,
@@ -31,10 +32,12 @@ from .results import GradientEstimates, Trajectory
 __all__ = ["DEFAULT_MEMORY_LIMIT", "estimate_gradient", "simulate"]
 
 DEFAULT_MEMORY_LIMIT = _DEFAULT_LIMIT
-#: Work per Rust call (samples): a fraction of a second, so that the progress bar moves and
-#: Ctrl-C is honoured promptly, while the per-call overhead stays negligible. At most 1/20 of
-#: the run per call. Results do not depend on the chunking (the streams live in Rust).
-_SAMPLES_PER_CALL = 2**24
+#: Work of the first Rust call (samples × (d + 1)): a few milliseconds; later calls are sized
+#: from the measured rate to about 0.1 s each (``_chunks.timed_chunks``), so that Ctrl-C is
+#: honoured within 0.5 s whatever ``record_every`` is, and at most 1/20 of the run each so
+#: that the progress bar moves. Results do not depend on the chunking: the streams live in
+#: Rust and records sit at absolute step counts.
+_FIRST_CALL_WORK = 2**18
 _MIN_CALLS = 20
 
 
@@ -64,9 +67,18 @@ def simulate(
 
     The whole loop runs in Rust, rayon-parallel over replicates, each on its own random stream
     derived from (rng, replicate): the same ``rng`` gives bit-identical results for any
-    ``threads``. It is called chunk by chunk so that ``progress=True`` shows a bar (tqdm,
-    optional) and Ctrl-C stops between chunks (KeyboardInterrupt is re-raised).
-    A replicate whose parameters become non-finite stops and is flagged in ``diverged``.
+    ``threads``. It is called in chunks of about 0.1 s of work (independent of
+    ``record_every``), so that ``progress=True`` shows a bar (tqdm, optional) and Ctrl-C
+    raises KeyboardInterrupt within about 0.5 s (unless a single step takes longer).
+
+    A replicate is flagged in ``diverged`` and frozen (its later records repeat its state)
+    when its parameters become non-finite (it keeps its last finite state) or leave the
+    runaway bound (it keeps the state that crossed it): a mean farther than
+    ``RUNAWAY_DISTANCE`` = 10^6 Mahalanobis units (the target's covariance of that mode) from
+    the target's mean of its mode, or an old weight α within ``RUNAWAY_WEIGHT`` = 1e-300 of 0
+    or 1 as computed in float64 (logit: η < −690.8, or η > ~36.7 where α rounds to 1). The
+    constants are ``mixforget.results.RUNAWAY_DISTANCE`` / ``RUNAWAY_WEIGHT``, the same bound
+    as :attr:`Trajectory.runaway`.
     With ``weight_param="direct"`` the old weight α is clamped to [1e-3, 1 − 1e-3] after every
     update (the logit parametrisation needs no clamp).
 
@@ -150,25 +162,30 @@ def simulate(
     sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
 
     d = target.dim
-    weights = [np.full((replicates, 1), start.old_weight)]
-    olds = [np.broadcast_to(start.old_mean, (replicates, 1, d)).copy()]
-    news = [np.broadcast_to(start.new_mean, (replicates, 1, d)).copy()]
-    starved = [np.zeros((replicates, 1), dtype=np.int64)]
-    n_records = steps // record_every
-    by_work = _SAMPLES_PER_CALL // (replicates * batch_size * record_every)
-    chunk = record_every * max(1, min(-(-n_records // _MIN_CALLS), by_work))
+    n_records = steps // record_every + 1
+    # the whole output up front: an impossible size fails here (MemoryError) before any work
+    old_weight = np.empty((replicates, n_records))
+    old_mean = np.empty((replicates, n_records, d))
+    new_mean = np.empty((replicates, n_records, d))
+    starved = np.empty((replicates, n_records), dtype=np.int64)
+    old_weight[:, 0] = start.old_weight
+    old_mean[:, 0] = start.old_mean
+    new_mean[:, 0] = start.new_mean
+    starved[:, 0] = 0
+    first = _FIRST_CALL_WORK // (replicates * batch_size * (d + 1))
+    chunks = timed_chunks(steps, first, most=-(-steps // _MIN_CALLS))
     bar = _progress_bar(progress, steps)
     began = time.perf_counter()
-    done = 0
+    k = 1
     try:
-        while done < steps:
-            n = min(chunk, steps - done)
+        for n in chunks:
             w, o, nw, s = sim.advance(n, record_every)
-            weights.append(w)
-            olds.append(o)
-            news.append(nw)
-            starved.append(s)
-            done += n
+            m = w.shape[1]
+            old_weight[:, k : k + m] = w
+            old_mean[:, k : k + m] = o
+            new_mean[:, k : k + m] = nw
+            starved[:, k : k + m] = s
+            k += m
             if bar is not None:
                 bar.update(n)
     finally:
@@ -192,10 +209,10 @@ def simulate(
     }
     return Trajectory(
         steps=np.arange(0, steps + 1, record_every),
-        old_weight=np.concatenate(weights, axis=1),
-        old_mean=np.concatenate(olds, axis=1),
-        new_mean=np.concatenate(news, axis=1),
-        starved=np.concatenate(starved, axis=1),
+        old_weight=old_weight,
+        old_mean=old_mean,
+        new_mean=new_mean,
+        starved=starved,
         diverged=np.asarray(sim.diverged(), dtype=bool),
         target=target,
         meta=meta,
@@ -247,7 +264,9 @@ def estimate_gradient(
 
     ``batches`` must be >= 2 (the standard error needs two estimates). Raises ValueError
     before any work when the estimates and the work buffers of the batches computed at once
-    would exceed the memory limit (:func:`mixforget.set_memory_limit`).
+    would exceed the memory limit (:func:`mixforget.set_memory_limit`). Computed in calls of
+    about 0.1 s (cut at random-stream boundaries, 256 batches, so the numbers do not depend
+    on the cut): Ctrl-C raises KeyboardInterrupt within about 0.5 s.
     ``backend``, ``device`` and ``precision`` choose where the estimates are computed, as in
     :func:`simulate` (default ``"rust"``)."""
     check_backend_args(backend, device, precision)
@@ -278,7 +297,22 @@ def estimate_gradient(
     )
     seq = resolve_rng(rng)
     problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
-    grads, counts = _core.estimate_gradient(problem, batch_size, batches, root_key(seq), n_threads)
+    key = root_key(seq)
+    width = 1 + 2 * target.dim
+    grads = np.empty((batches, width))
+    counts = np.empty(batches, dtype=np.int64)
+    # Calls of about 0.1 s (Ctrl-C), cut at stream boundaries: the c-th run of
+    # BATCHES_PER_STREAM batches uses stream c whatever the cut, so the numbers equal one call's.
+    per_stream = _core.BATCHES_PER_STREAM
+    first = per_stream * max(1, _FIRST_CALL_WORK // (per_stream * batch_size * (target.dim + 1)))
+    done = 0
+    for n in timed_chunks(batches, first, quantum=per_stream):
+        g, c = _core.estimate_gradient(
+            problem, batch_size, n, key, n_threads, first_stream=done // per_stream
+        )
+        grads[done : done + n] = g
+        counts[done : done + n] = c
+        done += n
     return GradientEstimates(
         gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq)
     )

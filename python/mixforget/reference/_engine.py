@@ -18,7 +18,7 @@ from .._rng import RngLike, resolve_rng, seed_record
 from .._validate import as_positive_int, resolve_threads
 from ..mixture import TwoMode
 from ..objectives import Objective
-from ..results import GradientEstimates, Trajectory
+from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT, GradientEstimates, Trajectory
 from ._averaging import Averager, BatchMean, QuadMean
 from ._backend import Backend, get_backend
 from ._densities import Mix, alpha_of, mix_logpdf
@@ -140,9 +140,11 @@ class _Stepper:
         fed = xp.any(old, axis=1)
         starved = starved + xp.astype(~diverged & ~fed, starved.dtype)
         ok = ~diverged & new.finite()
-        diverged = diverged | ~ok
+        # runaway: frozen where it crossed the bound, extra state not advanced (as in Rust)
+        runaway = ok & _runaway(ctx, new)
+        diverged = diverged | ~ok | runaway
         params = new.where(ok, params)
-        extra = self.twin.advance(t, params, ok, extra)
+        extra = self.twin.advance(t, params, ok & ~runaway, extra)
         return params, extra, starved, diverged, state
 
 
@@ -305,8 +307,10 @@ def simulate(
     t % lag == 0. q_0, the teacher and the lag start at ``start``; model covariances are
     ``start``'s, the world's are ``target``'s. A replicate whose parameters become non-finite
     (after clipping, as in Rust) is flagged ``diverged`` and frozen at its last finite state
-    (its later records repeat it; its starved count stops). Records at steps 0, k, …, T
-    (k = ``record_every`` must divide ``steps``); ``starved`` is the cumulative count of
+    (its later records repeat it; its starved count stops); one that leaves the runaway bound
+    of :func:`mixforget.simulate` is flagged and frozen at the state that crossed it. Records
+    at steps 0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the
+    cumulative count of
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes.
 
@@ -403,6 +407,21 @@ def simulate(
 
 
 simulate.__doc__ = (simulate.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)
+
+
+def _runaway(ctx: Context, params: Params) -> Any:
+    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust): a mean
+    beyond RUNAWAY_DISTANCE Mahalanobis units of the target's mean of its mode, or the weight
+    parameter beyond RUNAWAY_WEIGHT of 0 or 1 (logit: |η| ≥ ln(1/RUNAWAY_WEIGHT − 1))."""
+    xp, w = ctx.xp, params.weight
+    if ctx.weight_param == "logit":
+        edge = xp.abs(w) >= math.log(1.0 / RUNAWAY_WEIGHT - 1.0)
+    else:
+        edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
+    bound = RUNAWAY_DISTANCE * RUNAWAY_DISTANCE
+    far_old = ctx.wg_o.mahal2(params.old_mean - ctx.world.mo) > bound
+    far_new = ctx.wg_n.mahal2(params.new_mean - ctx.world.mn) > bound
+    return edge | far_old | far_new
 
 
 def _progress_bar(total: int, name: str) -> Any:

@@ -432,7 +432,7 @@ def _executor(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .sweeps import sweep
 
     cfg = _load(args.config)
     if cfg.grid is None:

@@ -194,27 +194,40 @@ def _demo_figures(
     fmt: str = "png",
     dpi: int = 120,
 ) -> list[str]:
-    import matplotlib
+    """Write the demo's three figures into ``out``; returns their paths."""
+    figures = _demo_figure_objects(trajs, flows, starvation, settings)
+    paths = []
+    for name, fig in figures.items():
+        paths.append(out / f"{name}.{fmt}")
+        fig.savefig(paths[-1], dpi=dpi)
+    return [str(p) for p in paths]
+
+
+def _demo_figure_objects(
+    trajs: dict[str, Any],
+    flows: dict[str, Any],
+    starvation: list[dict[str, Any]],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's figures (matplotlib Figure objects, no pyplot): densities, forgetting,
+    starvation."""
     from matplotlib.figure import Figure
 
     from .plot import plot_densities, plot_forgetting, plot_starvation
 
-    del matplotlib  # imported to fail early with ImportError when missing
-    paths = []
+    figures: dict[str, Any] = {}
     labels = list(trajs)
     fig = Figure(figsize=(9.5, 7.0), layout="constrained")
     axes = fig.subplots(2, 2)
     plot_densities(trajs, axes=[axes[i // 2, i % 2] for i in range(len(labels))])
-    fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target p*")
-    paths.append(out / f"densities.{fmt}")
-    fig.savefig(paths[-1], dpi=dpi)
+    fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target $p^*$")
+    figures["densities"] = fig
 
     fig = Figure(figsize=(12, 5.2), layout="constrained")
     plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
     fig.suptitle("(b) forgetting over training: finite batches vs the population flow")
     fig.supxlabel(_forgetting_caption(settings), fontsize="small")
-    paths.append(out / f"forgetting.{fmt}")
-    fig.savefig(paths[-1], dpi=dpi)
+    figures["forgetting"] = fig
 
     fig = Figure(figsize=(7, 5.4), layout="constrained")
     ax = fig.subplots()
@@ -244,9 +257,8 @@ def _demo_figures(
         "(rates of 0 are not drawn on the log scale); lines: the theory.",
         fontsize="small",
     )
-    paths.append(out / f"starvation.{fmt}")
-    fig.savefig(paths[-1], dpi=dpi)
-    return [str(p) for p in paths]
+    figures["starvation"] = fig
+    return figures
 
 
 def run_demo(

@@ -185,7 +185,7 @@ def plot_forgetting(
     for k, (label, traj) in enumerate(runs):
         keep = _kept(traj)
         n_rec = traj.steps.size
-        every = max(1, n_rec // 8)
+        every = max(len(runs), n_rec // 8)  # >= one step of offset per run
         style = {
             "label": label,
             "linestyle": _LINESTYLES[k % len(_LINESTYLES)],

@@ -233,24 +233,17 @@ def _demo_figure_objects(
     ax = fig.subplots()
     counts = [r for r in starvation if r["source"] == "starvation_counts"]
     grads = [r for r in starvation if r["source"] == "estimate_gradient"]
-    plot_starvation(counts, ax=ax)
     keep = [r for r in grads if r["measured"] > 0]
-    if keep:
-        legend = ax.get_legend()
-        handles = list(getattr(legend, "legend_handles", None) or legend.legendHandles)
-        texts = [t.get_text() for t in legend.get_texts()]
-        cross = ax.scatter(
+    if keep:  # drawn first, with a label: plot_starvation adds it to its legend
+        ax.scatter(
             [r["batch_size"] for r in keep],
             [r["measured"] for r in keep],
             marker="x",
             color="black",
             zorder=4,
+            label="measured inside the ReverseKL gradient estimator",
         )
-        ax.legend(
-            [*handles, cross],
-            [*texts, "measured inside the ReverseKL gradient estimator"],
-            fontsize="x-small",
-        )
+    plot_starvation(counts, ax=ax)
     ax.set_title("(c) starved batches (no old-mode sample) against the batch size")
     fig.supxlabel(
         f"Markers: {settings['starvation_batches']:,} batches per point with 95% intervals "

@@ -479,8 +479,9 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     - ``predicted`` (optional) — the theory value at that row; when absent it is computed
       (:func:`mixforget.theory.starvation_probability` with ``slots``).
 
-    One colour per α and one line style (and marker) per λ, the same in every call on the
-    same axes; the legend names the colours, the line styles and the markers once each.
+    One colour per α and one line style (and marker) per λ; the legend names the colours,
+    the line styles and the markers once each, followed by any artist already labelled on
+    ``ax`` (draw extra measurements with a ``label`` first).
     Measured rates of 0 cannot be drawn on the log scale and are left out; the y axis stops
     at 0.2 / max(batches) (or 1e-9), below what was measurable. Returns the axes."""
     ax = _axes(ax)
@@ -553,5 +554,7 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     ax.set_xlabel("batch size $B$")
     ax.set_ylabel("fraction of starved batches")
     ax.set_title("old-mode starvation")
-    ax.legend(handles, labels, fontsize="x-small")
+    # artists the caller labelled on these axes (e.g. other measurements) join the legend
+    own, own_labels = ax.get_legend_handles_labels()
+    ax.legend([*handles, *own], [*labels, *own_labels], fontsize="x-small")
     return ax

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import mixforget as mf
 from mixforget import kernels, studies, theory
-from mixforget.sweep import sweep
+from mixforget.sweeps import sweep
 
 TMP = os.environ["MF_CASES_TMP"]
 T = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)

@@ -133,7 +133,7 @@ def test_sweep_command(tmp_path, capsys):
     assert main(["sweep", str(cfg), "--db", str(db), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "10 points" in out
-    from mixforget.sweep import load_sweep
+    from mixforget.sweeps import load_sweep
 
     table = load_sweep(db)
     assert len(table) == 10 and table["sup_drift_population"].notna().all()

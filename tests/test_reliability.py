@@ -23,7 +23,7 @@ import pytest
 import mixforget as mf
 from mixforget import _files
 from mixforget.cli import main
-from mixforget.sweep import APPLICATION_ID, USER_VERSION, load_sweep, sweep
+from mixforget.sweeps import APPLICATION_ID, USER_VERSION, load_sweep, sweep
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reliability_cases import CASES
@@ -412,7 +412,7 @@ def test_two_processes_share_one_db(tmp_path):
             """
             import importlib, json, sys
             import mixforget as mf
-            sw = importlib.import_module("mixforget.sweep")
+            sw = importlib.import_module("mixforget.sweeps")
             compute = sw._compute_point
             def logged(task):
                 out = compute(task)
@@ -565,7 +565,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, monkeypatch, capsys, 
     called = []
     monkeypatch.setattr(mf, "simulate", lambda *a, **k: called.append(1))
     monkeypatch.setattr(
-        importlib.import_module("mixforget.sweep"), "simulate", lambda *a, **k: called.append(1)
+        importlib.import_module("mixforget.sweeps"), "simulate", lambda *a, **k: called.append(1)
     )
     args = [
         a.format(

@@ -17,7 +17,7 @@ import pytest
 
 import mixforget as mf
 from mixforget.config import load_config
-from mixforget.sweep import COLUMNS, apply_separation, expand_grid, load_sweep, sweep
+from mixforget.sweeps import COLUMNS, apply_separation, expand_grid, load_sweep, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 # subprocesses import the same mixforget as this process (installed wheel or editable tree)

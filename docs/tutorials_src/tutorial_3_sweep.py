@@ -2,8 +2,8 @@
 A resumable sweep
 =================
 
-:func:`~mixforget.sweep.sweep` runs :func:`~mixforget.simulate.simulate` over a Cartesian grid and stores one
-row per finished point in SQLite, each in its own transaction. A sweep interrupted at any
+:func:`~mixforget.sweeps.sweep` runs :func:`~mixforget.simulate.simulate` over a Cartesian grid
+and stores one row per finished point in SQLite, each in its own transaction. A sweep interrupted at any
 moment loses at most the points in flight; calling it again computes only the missing
 points, with the same per-point seeds, so the rows are identical whatever happened in
 between. Design: :ref:`design-reliability`.
@@ -79,9 +79,8 @@ except ValueError as exc:
 # %%
 # Reading a sweep back
 # --------------------
-# :func:`mixforget.sweep.load_sweep` reads a finished (or partial) database without running
-# anything. The package attribute ``mixforget.sweep`` is the function, so import the
-# module's other names from the module:
-from mixforget.sweep import load_sweep  # noqa: E402
+# :func:`mixforget.sweeps.load_sweep` reads a finished (or partial) database without running
+# anything; it is also available as ``mixforget.load_sweep``.
+from mixforget import load_sweep  # noqa: E402
 
 print(load_sweep(db)[["point", "separation", "objective.replay", "old_weight_mean"]])

@@ -5,16 +5,14 @@ q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see MATH.md for every quantity.
 """
 
 from . import kernels, reference, studies, theory
-from ._core import __version__ as _core_version
+from ._core import __version__
 from ._validate import get_memory_limit, set_memory_limit
 from .mixture import TwoMode
 from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
 from .population import population_flow, population_gradient
 from .results import GradientEstimates, Trajectory
 from .simulate import estimate_gradient, simulate
-from .sweep import sweep
-
-__version__ = "0.1.0"
+from .sweeps import load_sweep, sweep
 
 __all__ = [
     "OAPL",
@@ -30,6 +28,7 @@ __all__ = [
     "estimate_gradient",
     "get_memory_limit",
     "kernels",
+    "load_sweep",
     "population_flow",
     "population_gradient",
     "reference",
@@ -39,5 +38,3 @@ __all__ = [
     "sweep",
     "theory",
 ]
-
-assert _core_version == __version__, "the compiled extension does not match the Python package"

@@ -38,6 +38,11 @@ class TrajectoryLike(Protocol):
 BAND_ALPHA = 0.25
 
 
+#: mathtext labels (matplotlib renders $...$; no literal underscores in the figures)
+WEIGHT_LABEL = r"old weight $\alpha_t$"
+DRIFT_LABEL = r"drift $D_t = \Vert\mu_o(t) - \mu_o^*\Vert_\Sigma$"
+
+
 def require_matplotlib() -> Any:
     """Import and return matplotlib, or raise ImportError naming the extra 'plot'."""
     try:
@@ -89,7 +94,7 @@ def plot_trajectory(traj: TrajectoryLike, ax: Any = None, label: Optional[str] =
     if twin is None:
         twin = ax.twinx()
         ax.mixforget_twin = twin
-        twin.set_ylabel("old-mode drift ‖μ_o − μ_o*‖_Σ (dashed)")
+        twin.set_ylabel(DRIFT_LABEL + " (dashed)")
     band(
         twin,
         traj.steps,
@@ -99,5 +104,5 @@ def plot_trajectory(traj: TrajectoryLike, ax: Any = None, label: Optional[str] =
         label=f"{name}: drift",
     )
     ax.set_xlabel("step")
-    ax.set_ylabel("old weight α (solid)")
+    ax.set_ylabel(WEIGHT_LABEL + " (solid)")
     return ax

@@ -108,8 +108,8 @@ SMOKE_SIZES: dict[str, dict[str, Any]] = {
 _TITLES = {
     "W1": "simulate ReverseKL d=1",
     "W2": "simulate ReverseKL d=32",
-    "W3a": "responsibilities d=1",
-    "W3b": "responsibilities d=32",
+    "W3a": "responsibilities",  # the sizes (describe) give n and d
+    "W3b": "responsibilities",
     "W4": "starvation_counts",
 }
 

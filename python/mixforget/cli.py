@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -30,7 +31,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["DEMO_SETTINGS", "build_parser", "format_demo_table", "main", "run_demo"]
+__all__ = [
+    "DEMO_SETTINGS",
+    "FIGURE_FORMATS",
+    "build_parser",
+    "format_demo_table",
+    "main",
+    "run_demo",
+]
 
 #: The canonical study: the default problem of the docs (1-D, old mode −3, new target 3.5,
 #: start new mean 0.5, α* = 0.75, cov 1), forward vs reverse KL, with and without replay.
@@ -168,59 +176,102 @@ def _starvation_table(
     return rows
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def _save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
     from ._files import atomic_write
 
     with atomic_write(path) as fh:
-        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=110)
+        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=dpi)
+
+
+#: figure formats of ``mixforget demo --format`` (matplotlib back ends that need no display)
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def _forgetting_caption(settings: dict[str, Any]) -> str:
+    """Caption of the forgetting figure, with the SGD noise floor of the old mean.
+
+    Under forward KL with replay λ, about λB old samples per batch pull μ_o back to μ_o*
+    (rate lr·λ per step) while adding noise of variance lr²·λ/B: the stationary spread of
+    μ_o − μ_o* is lr/(2B) whatever λ, and the mean of its absolute value is √(lr/(πB))."""
+    floor = math.sqrt(settings["lr"] / (math.pi * settings["batch_size"]))
+    return (
+        f"Lines: mean over {settings['replicates']} replicates (B = {settings['batch_size']}, "
+        f"lr = {settings['lr']:g}); black dotted: the exact population flow. Reverse KL with and "
+        "without replay coincide: replay does not change the reverse-KL objective.\n"
+        rf"ForwardKL, λ = 0.25: the drift stays near $\sqrt{{\mathrm{{lr}}/(\pi B)}}$ ≈ "
+        rf"{floor:.3f}, SGD noise of the old mean around $\mu_o^*$ (zero on average, but its "
+        r"size $\Vert\mu_o - \mu_o^*\Vert$ is not); the population flow has no noise and "
+        "returns to 0."
+    )
 
 
 def _demo_figures(
-    out: Path, trajs: dict[str, Any], flows: dict[str, Any], starvation: list[dict[str, Any]]
+    out: Path,
+    trajs: dict[str, Any],
+    flows: dict[str, Any],
+    starvation: list[dict[str, Any]],
+    settings: dict[str, Any],
+    fmt: str = "png",
+    dpi: int = 120,
 ) -> list[str]:
-    import matplotlib
+    """Write the demo's three figures into ``out``; returns their paths."""
+    figures = _demo_figure_objects(trajs, flows, starvation, settings)
+    paths = []
+    for name, fig in figures.items():
+        paths.append(out / f"{name}.{fmt}")
+        _save_figure(fig, paths[-1], dpi)
+    return [str(p) for p in paths]
+
+
+def _demo_figure_objects(
+    trajs: dict[str, Any],
+    flows: dict[str, Any],
+    starvation: list[dict[str, Any]],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's figures (matplotlib Figure objects, no pyplot): densities, forgetting,
+    starvation."""
     from matplotlib.figure import Figure
 
     from .plot import plot_densities, plot_forgetting, plot_starvation
 
-    del matplotlib  # imported to fail early with ImportError when missing
-    paths = []
+    figures: dict[str, Any] = {}
     labels = list(trajs)
     fig = Figure(figsize=(9.5, 7.0), layout="constrained")
     axes = fig.subplots(2, 2)
     plot_densities(trajs, axes=[axes[i // 2, i % 2] for i in range(len(labels))])
-    fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target p*")
-    paths.append(out / "densities.png")
-    _save_figure(fig, paths[-1])
+    fig.suptitle("(a) model density over training (replicate-mean parameters) vs the target $p^*$")
+    figures["densities"] = fig
 
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
     plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
-    fig.suptitle(
-        "(b) forgetting over training: finite batch (mean, 95% band) vs population flow (dashed)"
-    )
-    paths.append(out / "forgetting.png")
-    _save_figure(fig, paths[-1])
+    fig.suptitle("(b) forgetting over training: finite batches vs the population flow")
+    fig.supxlabel(_forgetting_caption(settings), fontsize="small")
+    figures["forgetting"] = fig
 
-    fig = Figure(figsize=(7, 5), layout="constrained")
+    fig = Figure(figsize=(7, 5.4), layout="constrained")
     ax = fig.subplots()
     counts = [r for r in starvation if r["source"] == "starvation_counts"]
     grads = [r for r in starvation if r["source"] == "estimate_gradient"]
-    plot_starvation(counts, ax=ax)
     keep = [r for r in grads if r["measured"] > 0]
-    if keep:
+    if keep:  # drawn first, with a label: plot_starvation adds it to its legend
         ax.scatter(
             [r["batch_size"] for r in keep],
             [r["measured"] for r in keep],
             marker="x",
             color="black",
             zorder=4,
-            label="estimate_gradient (ReverseKL)",
+            label="measured inside the ReverseKL gradient estimator",
         )
-        ax.legend(fontsize="x-small")
-    fig.suptitle("(c) starved batches vs batch size (rates of 0 not shown)")
-    paths.append(out / "starvation.png")
-    _save_figure(fig, paths[-1])
-    return [str(p) for p in paths]
+    plot_starvation(counts, ax=ax)
+    ax.set_title("(c) starved batches (no old-mode sample) against the batch size")
+    fig.supxlabel(
+        f"Markers: {settings['starvation_batches']:,} batches per point with 95% intervals "
+        "(rates of 0 are not drawn on the log scale); lines: the theory.",
+        fontsize="small",
+    )
+    figures["starvation"] = fig
+    return figures
 
 
 def run_demo(
@@ -231,10 +282,13 @@ def run_demo(
     seed: int = 0,
     figures: bool = True,
     stream: Any = None,
+    figure_format: str = "png",
+    dpi: int = 120,
 ) -> dict[str, Any]:
     """The canonical study (DESIGN §3): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
     on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
-    ``densities.png``, ``forgetting.png``, ``starvation.png`` into ``out``.
+    ``densities``, ``forgetting`` and ``starvation`` figures into ``out``, as
+    ``figure_format`` ('png', 'svg' or 'pdf') at ``dpi`` dots per inch (raster parts).
 
     Returns the summary dict: settings, one row per run (final old weight, sup drift, new-mode
     error, starved batches per replicate — each mean with its 95% interval —, the population
@@ -242,6 +296,12 @@ def run_demo(
     weight < 0.1: mass forgetting; ReverseKL within 0.05 of α*: retention) and the figures."""
     import mixforget as mf
 
+    if figure_format not in FIGURE_FORMATS:
+        raise ValueError(
+            f"figure_format must be one of {list(FIGURE_FORMATS)}, got {figure_format!r}"
+        )
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 2400:
+        raise ValueError(f"dpi must be an integer in [10, 2400], got {dpi!r}")
     stream = sys.stdout if stream is None else stream
     began = time.perf_counter()
     settings = dict(DEMO_SETTINGS)
@@ -348,7 +408,9 @@ def run_demo(
 
             if "matplotlib.pyplot" not in sys.modules:
                 matplotlib.use("Agg")  # files only; never open a window
-            figure_paths = _demo_figures(out, trajs, flows, starvation)
+            figure_paths = _demo_figures(
+                out, trajs, flows, starvation, settings, figure_format, dpi
+            )
             figures_note = "written"
         except ImportError:
             figures_note = "skipped (matplotlib is not installed: pip install 'mixforget[plot]')"
@@ -471,7 +533,7 @@ def _executor(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .sweeps import sweep
 
     cfg = _load(args.config)
     if cfg.grid is None:
@@ -486,6 +548,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     base = cfg.sweep_base()
     if args.threads is not None:
         base["threads"] = args.threads
+    stored_before = _stored_points(args.db)
     executor, closers = _executor(args)
     began = time.perf_counter()
     try:
@@ -515,6 +578,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             except Exception:  # pragma: no cover - best effort
                 pass
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    computed = [r for r in records if int(r["point"]) not in stored_before]
+    skipped = len(records) - len(computed)
+    if skipped and not computed:
+        print(
+            f"nothing to compute: all {len(records)} points are already in {args.db} "
+            f"(skipped); read them with mixforget.load_sweep({str(args.db)!r})"
+        )
+        return 0
+    records = computed
     keys = list(cfg.grid)
     header = ["point", *keys, "old weight α_T", "sup drift", "new error", "starved", "wall s"]
     body = []
@@ -537,8 +609,31 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for b in body:
         print("  ".join(c.ljust(w) for c, w in zip(b, widths)))
-    print(f"{len(records)} points in {args.db} ({time.perf_counter() - began:.1f} s)")
+    elapsed = time.perf_counter() - began
+    if skipped:
+        print(
+            f"resumed {args.db}: {skipped} points were already stored (skipped), "
+            f"{len(records)} computed now ({elapsed:.1f} s); all {skipped + len(records)}: "
+            f"mixforget.load_sweep({str(args.db)!r})"
+        )
+    else:
+        print(f"{len(records)} points in {args.db} ({elapsed:.1f} s)")
     return 0
+
+
+def _stored_points(db: str) -> set[int]:
+    """Indices of the points already in a sweep database (empty when there is none yet, or
+    when it is not a sweep database: the sweep itself then reports the problem)."""
+    if not Path(db).is_file():
+        return set()
+    from .sweeps import load_sweep
+
+    try:
+        rows = load_sweep(db)
+    except Exception:  # not a sweep database: sweep() raises its own clear error
+        return set()
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    return {int(r["point"]) for r in records}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -552,6 +647,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         figures=not args.no_figures,
+        figure_format=args.format,
+        dpi=args.dpi,
     )
     return 0 if all(summary["checks"].values()) else 1
 
@@ -589,6 +686,16 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _dpi(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 10..2400, got {text!r}") from None
+    if not 10 <= value <= 2400:
+        raise argparse.ArgumentTypeError(f"must be an integer in 10..2400, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``mixforget`` command."""
     from . import __version__
@@ -604,10 +711,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser(
-        "demo", help="the canonical study: forward vs reverse KL, replay, starvation"
+        "demo",
+        help="the canonical study: forward vs reverse KL, replay, starvation",
+        description=(
+            "The canonical study on the default problem (1-D, old mode at -3, new target at "
+            "3.5, start new mean 0.5, alpha* = 0.75): forward KL (SFT) against reverse KL "
+            "(on-policy), each without and with replay 0.25, many replicates each, beside the "
+            "exact population flow, and the starvation rate of finite batches against the "
+            "batch size. Prints a table, checks the expected effects (forward KL forgets the "
+            "old mass, reverse KL keeps it; exit status 1 if not) and writes summary.json and "
+            "three figures (densities, forgetting, starvation) into --out."
+        ),
     )
     p.add_argument(
-        "--out", default="mixforget-demo", help="output directory (default: mixforget-demo)"
+        "--out",
+        default="mixforget-demo",
+        help="output directory, created if needed (default: mixforget-demo)",
     )
     p.add_argument(
         "--replicates",
@@ -629,6 +748,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="root seed (default 0)")
     p.add_argument("--no-figures", action="store_true", help="print the table only")
+    p.add_argument(
+        "--format",
+        choices=FIGURE_FORMATS,
+        default="png",
+        help="figure file format (default png)",
+    )
+    p.add_argument(
+        "--dpi",
+        type=_dpi,
+        default=120,
+        help="resolution of the figures in dots per inch, 10..2400 (default 120)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("simulate", help="run one configuration and save the Trajectory (.npz)")

@@ -31,7 +31,7 @@ A configuration file describes one training problem (the arguments of
     [sweep]                  # only for `mixforget sweep`
     keep_trajectories = "trajectories"   # optional directory for one .npz per point
     population = false                   # also compute the population flow per point
-    separation_mode = "proportional"     # or "fixed" (see mixforget.sweep.apply_separation)
+    separation_mode = "proportional"     # or "fixed" (see mixforget.sweeps.apply_separation)
     [sweep.grid]             # lists of values; the Cartesian product in this key order
     separation = [2.0, 4.0, 6.0]
     batch_size = [16, 64]
@@ -39,7 +39,7 @@ A configuration file describes one training problem (the arguments of
 
 Grid keys: ``steps``, ``batch_size``, ``lr``, ``replicates``, ``record_every``,
 ``weight_param``, ``separation`` (a number > 0; the start's new mean follows according to
-``[sweep] separation_mode``, see :func:`mixforget.sweep.apply_separation`),
+``[sweep] separation_mode``, see :func:`mixforget.sweeps.apply_separation`),
 ``old_weight`` (sets the target's and the start's α), ``target.<key>`` and ``start.<key>``
 (one model key), ``objective`` (a list of inline tables ``{kind = "…", …}``) and
 ``objective.<field>`` (a field of the objective).

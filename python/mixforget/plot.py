@@ -23,9 +23,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._plotting import band, ensure_axes, kept_replicates
+from ._plotting import DRIFT_LABEL, WEIGHT_LABEL, ensure_axes, kept_replicates
 from ._plotting import plot_trajectory as plot_trajectory
 from ._plotting import require_matplotlib as require_matplotlib
+from ._stats import mean_interval
 from .results import Trajectory
 from .theory import starvation_probability
 
@@ -37,6 +38,15 @@ __all__ = [
     "plot_trajectory",
     "require_matplotlib",
 ]
+
+#: band modes of plot_forgetting: 95% interval of the mean, central 95% of the replicates,
+#: or both (the replicates' band lighter, the mean's darker)
+BAND_MODES = ("mean", "replicates", "both")
+_SPREAD_ALPHA = 0.12
+_MEAN_BAND_ALPHA = 0.4
+#: styles that keep overlapping runs apart: line style, marker (every run its own)
+_LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)))  # not ":"
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _columns(table: Any) -> dict[str, np.ndarray]:
@@ -59,48 +69,112 @@ def _float_column(cols: Mapping[str, np.ndarray], name: str) -> Optional[np.ndar
     return None if np.all(np.isnan(values)) else values
 
 
+def _replicate_band(
+    ax: Any, steps: np.ndarray, values: np.ndarray, colour: Any, alpha: float
+) -> None:
+    """Central 95% of the replicates (2.5% and 97.5% quantiles per record)."""
+    if values.shape[0] > 1:
+        lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
+        ax.fill_between(steps, lo, hi, color=colour, alpha=alpha, linewidth=0)
+
+
 def plot_forgetting(
     trajectories: Mapping[str, Trajectory],
     flows: Optional[Mapping[str, Trajectory]] = None,
     axes: Optional[Sequence[Any]] = None,
+    band: str = "both",
 ) -> Sequence[Any]:
-    """Two panels: old weight α_t and drift D_t against steps for each labelled run, mean
-    with 95% band; the population flow of the same label (MATH §6), if given, as a thin black
-    dashed line. Returns the two axes."""
+    """Two panels, old weight α_t and drift D_t against steps, one curve per labelled run
+    (the replicate mean).
+
+    Every run has its own colour, line style and markers (placed at staggered steps), so runs
+    whose curves coincide — e.g. reverse KL with and without replay — stay visible. The
+    population flow of the same label (exact expected-gradient flow), if given, is drawn as
+    a thin black dotted line on top. Both panels carry a legend.
+
+    Parameters
+    ----------
+    trajectories : mapping of label -> Trajectory
+        Finite-batch runs.
+    flows : mapping of label -> Trajectory, optional
+        Population flows (:func:`mixforget.population_flow`), matched by label.
+    axes : two matplotlib axes, optional
+        Where to draw (a new 1 x 2 figure through ``matplotlib.pyplot`` if omitted).
+    band : {'both', 'mean', 'replicates'}
+        Shading: 'mean' the 95% interval of the replicate mean (mean ± 1.96 s/√R, narrow
+        for many replicates), 'replicates' the central 95% of the replicates (2.5% to 97.5%
+        quantiles: where single runs lie), 'both' (default) the two, the replicates' band
+        lighter.
+
+    Returns
+    -------
+    The two axes.
+    """
+    if band not in BAND_MODES:
+        raise ValueError(f"band must be one of {list(BAND_MODES)}, got {band!r}")
     if axes is None:
         require_matplotlib()
         import matplotlib.pyplot as plt
 
         _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    from matplotlib.patches import Patch
+
     ax_w, ax_d = axes[0], axes[1]
     flows = flows or {}
-    for label, traj in trajectories.items():
+    runs = list(trajectories.items())
+    for k, (label, traj) in enumerate(runs):
         keep = kept_replicates(traj)
-        line = band(ax_w, traj.steps, traj.old_weight[keep], label=label)
-        band(ax_d, traj.steps, traj.drift[keep], color=line.get_color(), label=label)
+        n_rec = traj.steps.size
+        every = max(len(runs), n_rec // 8)  # >= one step of offset per run
+        style = {
+            "label": label,
+            "linestyle": _LINESTYLES[k % len(_LINESTYLES)],
+            "marker": _MARKERS[k % len(_MARKERS)],
+            "markersize": 5,
+            "markevery": (k * every // max(1, len(runs)), every),
+            "linewidth": 1.6,
+            "color": f"C{k % 10}",
+        }
+        for ax, values in ((ax_w, traj.old_weight[keep]), (ax_d, traj.drift[keep])):
+            mean, lo, hi = mean_interval(values, axis=0)
+            ax.plot(traj.steps, mean, **style)
+            if band in ("replicates", "both"):
+                _replicate_band(ax, traj.steps, values, style["color"], _SPREAD_ALPHA)
+            if band in ("mean", "both") and values.shape[0] > 1:
+                ax.fill_between(
+                    traj.steps, lo, hi, color=style["color"], alpha=_MEAN_BAND_ALPHA, linewidth=0
+                )
         flow = flows.get(label)
         if flow is not None:
             for ax, values in ((ax_w, flow.old_weight[0]), (ax_d, flow.drift[0])):
-                ax.plot(flow.steps, values, color="black", linestyle="--", linewidth=0.9, zorder=3)
+                ax.plot(flow.steps, values, color="black", linestyle=":", linewidth=1.1, zorder=4)
+    extra = []
     if flows:
-        ax_w.plot([], [], color="black", linestyle="--", linewidth=0.9, label="population flow")
-    first = next(iter(trajectories.values()), None)
+        (proxy,) = ax_w.plot([], [], color="black", linestyle=":", linewidth=1.1)
+        extra.append((proxy, "population flow (exact)"))
+    if band in ("replicates", "both"):
+        extra.append((Patch(color="0.5", alpha=_SPREAD_ALPHA), "central 95% of replicates"))
+    if band in ("mean", "both"):
+        extra.append((Patch(color="0.5", alpha=_MEAN_BAND_ALPHA), "95% CI of the mean"))
+    first = runs[0][1] if runs else None
     if first is not None:
         ax_w.axhline(first.target.old_weight, color="grey", linewidth=0.8, linestyle=":")
         ax_w.annotate(
-            "α*",
+            r"$\alpha^*$",
             (first.steps[-1], first.target.old_weight),
             textcoords="offset points",
             xytext=(-14, 4),
             color="grey",
         )
-    ax_w.set_xlabel("step")
-    ax_w.set_ylabel("old weight α_t")
-    ax_w.set_title("mass forgetting: mean and 95% band")
-    ax_w.legend(fontsize="small")
-    ax_d.set_xlabel("step")
-    ax_d.set_ylabel("drift ‖μ_o(t) − μ_o*‖_Σ")
-    ax_d.set_title("old-component drift: mean and 95% band")
+    for ax, ylabel, title in (
+        (ax_w, WEIGHT_LABEL, "mass forgetting: old weight"),
+        (ax_d, DRIFT_LABEL, "old-component drift"),
+    ):
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles + [h for h, _ in extra], labels + [t for _, t in extra], fontsize="small")
     return axes
 
 
@@ -158,7 +232,7 @@ def plot_densities(
             xs,
             _mixture_pdf_1d(xs, tgt.old_weight, mo_t, mn_t, vo, vn),
             color="0.85",
-            label="target p*",
+            label=r"target $p^*$",
             linewidth=0,
         )
         objective = traj.meta.get("objective", {})
@@ -170,7 +244,7 @@ def plot_densities(
                 color="black",
                 linestyle=":",
                 linewidth=1.0,
-                label="p_train",
+                label=r"$p_{\mathrm{train}}$",
             )
         if snapshots is None:
             last = int(traj.steps[-1])
@@ -194,9 +268,25 @@ def plot_densities(
     return axes
 
 
-def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = None) -> Any:
-    """log sup_t D_t against Δ² with an e^{−Δ²/8} reference line (MATH §7.3: the slope of
-    log sup drift against Δ² approaches −1/8 as Δ grows).
+def _log_slope(x2: np.ndarray, y: np.ndarray, fit_points: int) -> float:
+    """Least-squares slope of log y against Δ² over the ``fit_points`` largest Δ (NaN with
+    fewer than two points)."""
+    if x2.size < 2:
+        return math.nan
+    order = np.argsort(x2)[-fit_points:]
+    if order.size < 2:
+        return math.nan
+    slope, _ = np.polyfit(x2[order], np.log(y[order]), 1)
+    return float(slope)
+
+
+def plot_drift_vs_separation(
+    table: Any, ax: Any = None, by: Optional[str] = None, fit_points: int = 4
+) -> Any:
+    """log sup_t D_t against Δ², each series with its fitted slope, beside the theory's
+    slope −1/8 (MATH §7.3: sup_t D_t ≤ C·e^{−Δ²/8} when the new mean approaches the old
+    mode no closer than Δ, so the slope of log sup drift against Δ² approaches −1/8 as Δ
+    grows).
 
     ``table``: list of dicts, dict of columns or DataFrame (e.g. :func:`mixforget.sweep`'s
     result with ``grid={"separation": …}``) with columns
@@ -204,13 +294,16 @@ def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = Non
     - ``separation`` — Δ (required);
     - ``sup_drift_mean`` (and optionally ``sup_drift_lo``, ``sup_drift_hi``) — finite-batch
       mean of the per-replicate sup drift with its 95% interval: markers with error bars;
-    - ``sup_drift_population`` — the population flow's sup drift: a line;
+    - ``sup_drift_population`` — the population flow's sup drift: a black line;
     - ``bhattacharyya`` — BC; defaults to e^{−Δ²/8} (equal covariance).
 
     At least one of ``sup_drift_mean`` and ``sup_drift_population`` is needed. ``by``: a
-    column whose values split the rows into labelled series (e.g. ``"batch_size"``). The
-    reference C·BC is anchored on the first series at its largest Δ. Non-positive values are
-    left out (log scale). Returns the axes.
+    column whose values split the rows into labelled series (e.g. ``"batch_size"``); the
+    population flow does not depend on a batch size, so series whose population values are
+    equal are drawn (and listed) once. Each legend entry gives the series' least-squares
+    slope of log sup drift against Δ² over its ``fit_points`` largest Δ. The reference line
+    C·BC (slope −1/8) is anchored on the population flow (or the first series) at its
+    largest Δ. Non-positive values are left out (log scale). Returns the axes.
     """
     ax = ensure_axes(ax)
     cols = _columns(table)
@@ -227,53 +320,81 @@ def plot_drift_vs_separation(table: Any, ax: Any = None, by: Optional[str] = Non
         bc = np.exp(-(sep**2) / 8.0)
     if by is not None and by not in cols:
         raise ValueError(f"by={by!r} is not a column of the table")
+    fit_points = int(fit_points)
+    if fit_points < 2:
+        raise ValueError(f"fit_points must be an integer >= 2, got {fit_points}")
     groups = [None] if by is None else list(dict.fromkeys(cols[by].tolist()))
     anchor: Optional[tuple[float, float, float]] = None
-    for g in groups:
+    drawn_population: list[tuple[np.ndarray, np.ndarray]] = []
+    population_lines = []
+    for k, g in enumerate(groups):
         sel = np.ones(sep.size, dtype=bool) if by is None else (cols[by] == g)
         order = np.argsort(sep[sel])
         x2 = (sep[sel] ** 2)[order]
-        suffix = "" if g is None else f" ({by}={g})"
-        line_colour = None
+        suffix = "" if g is None else f"{by}={g}: "
         if pop is not None:
             y = pop[sel][order]
             ok = np.isfinite(y) & (y > 0)
-            (line,) = ax.plot(x2[ok], y[ok], marker=".", label=f"population flow{suffix}")
-            line_colour = line.get_color()
-            if anchor is None and ok.any():
-                anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
+            series = (x2[ok], y[ok])
+            same = any(
+                a.shape == series[0].shape
+                and np.allclose(a, series[0])
+                and np.allclose(b, series[1], rtol=1e-9, atol=0)
+                for a, b in drawn_population
+            )
+            if ok.any() and not same:
+                drawn_population.append(series)
+                slope = _log_slope(series[0], series[1], fit_points)
+                (line,) = ax.plot(
+                    series[0],
+                    series[1],
+                    color="black",
+                    marker="o",
+                    markersize=4,
+                    linestyle=_LINESTYLES[(len(drawn_population) - 1) % len(_LINESTYLES)],
+                    label=f"population flow{{}} (slope {slope:.3f})",
+                )
+                population_lines.append((line, suffix))
+                if anchor is None:
+                    anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
         if mean is not None:
             y = mean[sel][order]
             ok = np.isfinite(y) & (y > 0)
             yerr = None
             if lo is not None and hi is not None:
                 yerr = np.vstack([y - lo[sel][order], hi[sel][order] - y])[:, ok]
+            slope = _log_slope(x2[ok], y[ok], fit_points)
             ax.errorbar(
                 x2[ok],
                 y[ok],
                 yerr=yerr,
-                fmt="o",
+                fmt=_MARKERS[(k + 1) % len(_MARKERS)] + "-",
+                linewidth=0.8,
                 markersize=4,
                 capsize=2,
-                color=line_colour,
-                label=f"finite batch, mean sup drift{suffix}",
+                color=f"C{k % 10}",
+                label=f"{suffix}finite batch, mean sup drift (slope {slope:.3f})",
             )
             if anchor is None and ok.any():
                 anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
+    # one population curve: no series name; several: name each by its group
+    for line, suffix in population_lines:
+        name = "" if len(population_lines) == 1 else f" ({suffix.rstrip(': ')})"
+        line.set_label(line.get_label().format(name))
     if anchor is not None:
         xs = np.linspace(float(np.nanmin(sep)) ** 2, float(np.nanmax(sep)) ** 2, 200)
         c = anchor[1] / anchor[2]
         ax.plot(
             xs,
             c * np.exp(-xs / 8.0),
-            color="black",
+            color="0.45",
             linestyle="--",
             linewidth=1.0,
-            label="∝ exp(−Δ²/8) = BC",
+            label=r"theory: slope $-1/8$ ($\propto e^{-\Delta^2/8}$ = BC)",
         )
     ax.set_yscale("log")
-    ax.set_xlabel("Δ² (squared Mahalanobis separation)")
-    ax.set_ylabel("sup_t ‖μ_o(t) − μ_o*‖_Σ")
+    ax.set_xlabel(r"$\Delta^2$ (squared Mahalanobis separation)")
+    ax.set_ylabel(r"$\sup_t \Vert\mu_o(t) - \mu_o^*\Vert_\Sigma$")
     ax.set_title("old-mode drift is gated by overlap")
     ax.legend(fontsize="small")
     return ax
@@ -296,16 +417,18 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     - ``predicted`` (optional) — the theory value at that row; when absent it is computed
       (:func:`mixforget.theory.starvation_probability` with ``slots``).
 
-    One series (colour) per (α, λ); measured rates of 0 cannot be drawn on the log scale and
-    are left out; the y axis stops at 0.2 / max(batches) (or 1e-9), below what was measurable.
-    Returns the axes."""
+    One colour per α and one line style (and marker) per λ; the legend names the colours,
+    the line styles and the markers once each, followed by any artist already labelled on
+    ``ax`` (draw extra measurements with a ``label`` first).
+    Measured rates of 0 cannot be drawn on the log scale and are left out; the y axis stops
+    at 0.2 / max(batches) (or 1e-9), below what was measurable. Returns the axes."""
     ax = ensure_axes(ax)
     cols = _columns(table)
     for name in ("batch_size", "old_weight", "measured"):
         if name not in cols:
             raise ValueError(
-                f"table needs a {name!r} column (batch_size, old_weight, measured; optional "
-                "replay, batches, predicted)"
+                f"table needs a {name!r} column (batch_size, old_weight, measured; "
+                "optional replay, batches, predicted)"
             )
     b = _float_column(cols, "batch_size")
     alpha = _float_column(cols, "old_weight")
@@ -315,37 +438,49 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     if lam is None:
         lam = np.zeros_like(b)
     batches = _float_column(cols, "batches")
-    keys = list(dict.fromkeys(zip(alpha.tolist(), lam.tolist())))
-    for a, lam_k in keys:
-        sel = (alpha == a) & (lam == lam_k)
-        order = np.argsort(b[sel])
-        bs, ms = b[sel][order], measured[sel][order]
-        curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
-        curve = _starvation_theory(
-            np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, lam_k), slots
+    alphas = sorted(set(alpha.tolist()))
+    replays = sorted(set(lam.tolist()))
+    colour = {a: f"C{i % 10}" for i, a in enumerate(alphas)}
+    linestyle = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(replays)}
+    marker = {v: _MARKERS[i % len(_MARKERS)] for i, v in enumerate(replays)}
+    for a in alphas:
+        for v in replays:
+            sel = (alpha == a) & (lam == v)
+            if not sel.any():
+                continue
+            order = np.argsort(b[sel])
+            bs, ms = b[sel][order], measured[sel][order]
+            curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
+            curve = _starvation_theory(
+                np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, v), slots
+            )
+            ok = curve > 0
+            ax.plot(curve_b[ok], curve[ok], linestyle=linestyle[v], linewidth=1.2, color=colour[a])
+            keep = np.isfinite(ms) & (ms > 0)
+            yerr = None
+            if batches is not None:
+                n = batches[sel][order]
+                half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
+                yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
+            ax.errorbar(
+                bs[keep],
+                ms[keep],
+                yerr=yerr,
+                fmt=marker[v],
+                markersize=4,
+                capsize=2,
+                color=colour[a],
+            )
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[a], linewidth=6) for a in alphas]
+    labels = [rf"$\alpha = {a:g}$" for a in alphas]
+    for v in replays:
+        handles.append(
+            Line2D([], [], color="black", linestyle=linestyle[v], marker=marker[v], markersize=4)
         )
-        name = f"α={a:g}" + (f", λ={lam_k:g}" if lam_k > 0 else "")
-        formula = "((1−λ)(1−α))^B" if lam_k > 0 else "(1−α)^B"
-        ok = curve > 0
-        (line,) = ax.plot(
-            curve_b[ok], curve[ok], linestyle="-", linewidth=1.2, label=f"{name}: {formula}"
-        )
-        keep = np.isfinite(ms) & (ms > 0)
-        yerr = None
-        if batches is not None:
-            n = batches[sel][order]
-            half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
-            yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
-        ax.errorbar(
-            bs[keep],
-            ms[keep],
-            yerr=yerr,
-            fmt="o",
-            markersize=4,
-            capsize=2,
-            color=line.get_color(),
-            label=f"{name}: measured",
-        )
+        formula = r"$(1-\alpha)^B$" if v == 0 else r"$((1-\lambda)(1-\alpha))^B$"
+        labels.append(rf"$\lambda = {v:g}$: theory {formula}, measured")
     ax.set_yscale("log")
     positive = measured[np.isfinite(measured) & (measured > 0)]
     floor = 0.2 / float(np.nanmax(batches)) if batches is not None else 1e-9
@@ -354,8 +489,10 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
     ax.set_ylim(bottom=floor, top=1.5)
     if b.min() > 0 and b.max() / b.min() >= 8:
         ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size B")
+    ax.set_xlabel("batch size $B$")
     ax.set_ylabel("fraction of starved batches")
     ax.set_title("old-mode starvation")
-    ax.legend(fontsize="x-small")
+    # artists the caller labelled on these axes (e.g. other measurements) join the legend
+    own, own_labels = ax.get_legend_handles_labels()
+    ax.legend([*handles, *own], [*labels, *own_labels], fontsize="x-small")
     return ax

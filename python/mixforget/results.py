@@ -54,6 +54,21 @@ class Trajectory:
     def replicates(self) -> int:
         return int(self.old_weight.shape[0])
 
+    def __repr__(self) -> str:
+        """Short: objective, shapes and the final mean old weight, never the arrays."""
+        objective = _objective_text(self.meta.get("objective"))
+        if self.meta.get("population"):
+            objective += ", population flow"
+        r, n = self.old_weight.shape
+        kept = ~np.asarray(self.diverged, dtype=bool)
+        final = f"{float(self.old_weight[kept, -1].mean()):.4g}" if kept.any() and n else "n/a"
+        steps = f"steps {int(self.steps[0])}..{int(self.steps[-1])}" if n else "no records"
+        return (
+            f"<Trajectory {objective}: {r} replicates ({int(np.sum(~kept))} diverged), "
+            f"{n} records ({steps}), d={self.old_mean.shape[-1]}, final mean old weight "
+            f"{final} (α* = {self.target.old_weight:g}, Δ = {self.target.separation:.4g})>"
+        )
+
     @property
     def drift(self) -> np.ndarray:
         """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1, Mahalanobis)."""
@@ -259,6 +274,20 @@ _SAVED_ARRAYS = (
 )
 
 
+def _objective_text(record: Any) -> str:
+    """Short text of an objective record (``Objective.as_dict()``), e.g.
+    ``ReverseKL(replay=0.25)``; the kind alone when it cannot be rebuilt."""
+    if not isinstance(record, dict) or "kind" not in record:
+        return "objective n/a"
+    try:
+        from .objectives import objective_from_dict
+        from .sweeps import short_objective
+
+        return short_objective(objective_from_dict(record))
+    except (ImportError, ValueError, TypeError, KeyError):
+        return str(record["kind"])
+
+
 def numpy_to_plain(value: Any) -> Any:
     """NumPy arrays and scalars as plain Python (lists, int, float); anything else unchanged."""
     if isinstance(value, np.ndarray):
@@ -290,6 +319,15 @@ class GradientEstimates:
     starved: np.ndarray
     old_count: np.ndarray
     seed: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Short: the number of batches and parameters, the starved fraction."""
+        batches, params = self.gradients.shape
+        starved = float(np.mean(self.starved)) if batches else float("nan")
+        return (
+            f"<GradientEstimates {batches} batches x {params} parameters, "
+            f"starved fraction {starved:.4g}>"
+        )
 
     @property
     def mean(self) -> np.ndarray:

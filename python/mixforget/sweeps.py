@@ -204,13 +204,27 @@ def _dumps(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
 
 
+def short_objective(objective: Objective) -> str:
+    """Compact text of an objective: its class and the fields that differ from their
+    defaults, e.g. ``ReverseKL(replay=0.25)`` or ``ForwardKL()`` (for tables; ``repr`` lists
+    every field)."""
+    changed = []
+    for f in dataclasses.fields(objective):  # type: ignore[arg-type]
+        value = getattr(objective, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        changed.append(f"{f.name}={value!r}")
+    return f"{type(objective).__name__}({', '.join(changed)})"
+
+
 def _display(value: Any) -> Any:
-    """Column value of a grid key in the returned table: scalars as is, models and
-    objectives by their repr, other containers as JSON text."""
+    """Column value of a grid key in the returned table: scalars as is, models by their
+    repr, objectives in short form (:func:`short_objective`), other containers as JSON
+    text."""
     if isinstance(value, dict) and set(value) == {"TwoMode"}:
         return repr(TwoMode(**value["TwoMode"]))
     if isinstance(value, dict) and set(value) == {"Objective"}:
-        return repr(objective_from_dict(value["Objective"]))
+        return short_objective(objective_from_dict(value["Objective"]))
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return value

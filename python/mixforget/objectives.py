@@ -243,8 +243,7 @@ class NewModeREINFORCE(Objective):
 
 
 _CLASSES = {
-    cls.__name__: cls
-    for cls in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
+    cls.__name__: cls for cls in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
 }
 
 

@@ -309,7 +309,8 @@ class GradientEstimates:
     """One-step Monte Carlo study (DESIGN §3, ``estimate_gradient``).
 
     ``gradients`` (batches, 1 + 2d) ordered (weight, old_mean[0..d], new_mean[0..d]) in the
-    original coordinates, then (old_scale, new_scale) when the scales train (3 + 2d columns); ``starved`` (batches,) bool; ``old_count`` (batches,) number of
+    original coordinates, then (old_scale, new_scale) when the scales train (3 + 2d
+    columns); ``starved`` (batches,) bool; ``old_count`` (batches,) number of
     old-labelled samples per batch; ``seed`` the record reproducing it.
     """
 

@@ -221,7 +221,7 @@ class Trajectory:
         path = Path(path)
         meta = {"target": self.target.to_dict(), "meta": self.meta}
         meta_json = json.dumps(meta, default=_json_default)
-        scales = {
+        scales: dict[str, Any] = {
             name: value
             for name, value in (("old_scale", self.old_scale), ("new_scale", self.new_scale))
             if value is not None

@@ -132,6 +132,55 @@ REGULARISER_SHIFT: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
+QUANTITIES = [
+    ("pi1", "final π₁"),
+    ("mu1", "final μ₁"),
+    ("s1", "final σ₁"),
+    ("mu2", "final μ₂"),
+    ("s2", "final σ₂"),
+    ("drop", "final drop"),
+    ("gain", "final gain"),
+    ("drop_at", "drop at gain ≥ 0.9"),
+    ("step_at", "step of gain ≥ 0.9"),
+]
+
+
+def grid_accuracy(traj: mf.Trajectory, chunk: int = 50) -> np.ndarray:
+    """(R, n_rec, 2) overlap accuracies as the reference computes them: trapezoid on 500
+    points of [−8, 8] (d = 1), each normalised by the grid integral of the target part
+    (``chunk`` replicates at a time, to bound memory)."""
+    xs = np.linspace(-8.0, 8.0, 500)
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 has only trapz
+
+    def weighted_normal(weight: Any, mean: Any, sd: Any) -> np.ndarray:
+        mean, sd = np.asarray(mean)[..., None], np.asarray(sd)[..., None]
+        z = (xs - mean) / sd
+        return np.asarray(weight)[..., None] * np.exp(-0.5 * z * z) / (sd * math.sqrt(2 * math.pi))
+
+    a_t = TARGET.old_weight
+    p_old = weighted_normal(a_t, TARGET.old_mean[0], math.sqrt(TARGET.cov_matrix("old")[0, 0]))
+    p_new = weighted_normal(1 - a_t, TARGET.new_mean[0], math.sqrt(TARGET.cov_matrix("new")[0, 0]))
+    out = np.empty(traj.old_weight.shape + (2,))
+    for lo in range(0, traj.replicates, chunk):
+        part = slice(lo, lo + chunk)
+        alpha = traj.old_weight[part]
+        q_old = weighted_normal(alpha, traj.old_mean[part, :, 0], traj.old_scale[part])
+        q_new = weighted_normal(1 - alpha, traj.new_mean[part, :, 0], traj.new_scale[part])
+        out[part, :, 0] = trapezoid(np.minimum(p_old, q_old), xs, axis=-1) / trapezoid(p_old, xs)
+        out[part, :, 1] = trapezoid(np.minimum(p_new, q_new), xs, axis=-1) / trapezoid(p_new, xs)
+    return out
+
+
+def _stats(values: np.ndarray) -> Optional[dict[str, float]]:
+    """Mean, 95% interval and standard error; None for no values."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return None
+    mean, lo, hi = mf.results.mean_interval(values)
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else math.nan
+    return {"mean": float(mean), "lo": float(lo), "hi": float(hi), "se": se, "n": values.size}
+
+
 def _threshold_stats(drop: np.ndarray, gain: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
     """Final drop and gain, and the drop at (and step of) the first record with gain ≥ 0.9."""
     reached = gain >= THRESHOLD

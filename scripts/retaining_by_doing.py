@@ -160,7 +160,7 @@ def grid_accuracy(traj: mf.Trajectory, chunk: int = 50) -> np.ndarray:
     a_t = TARGET.old_weight
     p_old = weighted_normal(a_t, TARGET.old_mean[0], math.sqrt(TARGET.cov_matrix("old")[0, 0]))
     p_new = weighted_normal(1 - a_t, TARGET.new_mean[0], math.sqrt(TARGET.cov_matrix("new")[0, 0]))
-    out = np.empty(traj.old_weight.shape + (2,))
+    out = np.empty((*traj.old_weight.shape, 2))
     for lo in range(0, traj.replicates, chunk):
         part = slice(lo, lo + chunk)
         alpha = traj.old_weight[part]

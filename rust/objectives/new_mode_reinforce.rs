@@ -77,7 +77,7 @@ impl Objective for NewModeREINFORCE {
         match self.advantage {
             Advantage::Raw => {
                 for i in 0..n {
-                    batch.value[i] = -batch.aux[i] * batch.value[i];
+                    batch.value[i] *= -batch.aux[i];
                 }
             }
             Advantage::Normalised => {

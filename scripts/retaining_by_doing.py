@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reproduce the 1-D simulation of "Retaining by Doing" (arXiv 2510.18874) with mixforget.
 
-    python scripts/retaining_by_doing.py                       # 1000 replicates (~2 min, 2 cores)
+    python scripts/retaining_by_doing.py                       # 1000 replicates (~2.5 min, 2 cores)
     python scripts/retaining_by_doing.py --replicates 50       # quick look
     python scripts/retaining_by_doing.py --figure docs/retaining_by_doing.png
 
@@ -322,6 +322,45 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def to_compact_markdown(results: list[dict[str, Any]]) -> str:
+    """The README's table: per run, mixforget's means [95% interval] and the reference's
+    mean ± SE of the final π₁, μ₂, σ₂, drop, gain and the drop at gain ≥ 0.9 (its step)."""
+    cols = [("pi1", "π₁"), ("mu2", "μ₂"), ("s2", "σ₂"), ("drop", "drop"), ("gain", "gain")]
+    head = "| run | | " + " | ".join(t for _, t in cols) + " | drop at gain ≥ 0.9 (step) |"
+    lines = [head, "|---|---|" + "---|" * (len(cols) + 1)]
+
+    def short(x: float) -> str:
+        return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
+
+    for r in results:
+        ours = [
+            f"{short(r[k]['mean'])} [{short(r[k]['lo'])}, {short(r[k]['hi'])}]" for k, _ in cols
+        ]
+        at = r["drop_at"]
+        ours.append(
+            f"{short(at['mean'])} [{short(at['lo'])}, {short(at['hi'])}] "
+            f"(step {r['step_at']['mean']:.1f})"
+            if at is not None
+            else "never"
+        )
+        lines.append(f"| {r['label']} | mixforget | " + " | ".join(ours) + " |")
+        ref = REFERENCE.get(r["key"] or "")
+        if ref is None:
+            continue
+        shown = []
+        for k, _ in cols:
+            mean, se = ref[k]  # type: ignore[misc]
+            shown.append(f"{short(mean)} ± {se:.1g}")
+        at_ref, step_ref = ref["drop_at"], ref["step_at"]
+        shown.append(
+            f"{short(at_ref[0])} ± {at_ref[1]:.1g} (step {step_ref[0]:.1f})"
+            if at_ref is not None and step_ref is not None
+            else "never"
+        )
+        lines.append("| | reference | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def figure(results: list[dict[str, Any]], study: studies.DropGainStudy, path: str) -> None:
     """Two panels: the drop-vs-gain study (forward solid, on-policy dashed), and the target
     with each run's final model at the replicates' mean parameters."""
@@ -365,6 +404,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results, study = run(args.replicates, args.seed, args.threads)
     wall = time.perf_counter() - began
     print(to_markdown(results))
+    print()
+    print(to_compact_markdown(results))
     print()
     print(study.to_markdown())
     print(

@@ -390,3 +390,25 @@ def test_new_mode_reinforce_validates_its_fields():
     obj = mf.NewModeREINFORCE(beta=0.2, advantage="normalised")
     assert mf.objectives.objective_from_dict(obj.as_dict()) == obj
     assert dataclasses.asdict(obj) == {"beta": 0.2, "advantage": "normalised"}
+
+
+def test_toml_configuration_reaches_the_new_objective_and_trained_scales():
+    from mixforget.config import ConfigError, parse_config
+
+    doc: dict[str, Any] = {
+        "target": {"old_mean": [-3.0], "new_mean": [3.5], "old_weight": 0.75, "old_cov": 1.0,
+                   "new_cov": 0.49},
+        "objective": {"kind": "NewModeREINFORCE", "beta": 0.1, "advantage": "normalised"},
+        "run": {"steps": 4, "batch_size": 32, "replicates": 2, "record_every": 2,
+                "weight_param": "direct", "train_scales": True, "scale_param": "log",
+                "lr_scale": {"weight": 0.005, "old_scale": 0.005}},
+    }  # fmt: skip
+    cfg = parse_config(doc)
+    assert cfg.objective == mf.NewModeREINFORCE(beta=0.1, advantage="normalised")
+    traj = mf.simulate(**cfg.simulate_kwargs())
+    assert traj.meta["train_scales"] and traj.meta["scale_param"] == "log"
+    assert traj.meta["lr_scale"]["old_scale"] == 0.005
+    assert not np.allclose(traj.new_scale[:, -1], 0.7)
+    doc["run"]["scale_param"] = "exp"
+    with pytest.raises(ConfigError, match="scale_param"):
+        parse_config(doc)

@@ -185,7 +185,8 @@ class Trajectory:
 
     def to_pandas(self) -> Any:
         """Long table, one row per (replicate, record): replicate, step, old_weight, drift,
-        new_error, starved, diverged, old_mean_i, new_mean_i. Needs pandas (extra 'pandas')."""
+        new_error, starved, diverged, old_mean_i, new_mean_i (and old_scale, new_scale when
+        the run trained them). Needs pandas (extra 'pandas')."""
         try:
             import pandas as pd
         except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -203,6 +204,9 @@ class Trajectory:
         for i in range(self.old_mean.shape[2]):
             cols[f"old_mean_{i}"] = self.old_mean[:, :, i].ravel()
             cols[f"new_mean_{i}"] = self.new_mean[:, :, i].ravel()
+        if self.trains_scales and self.old_scale is not None and self.new_scale is not None:
+            cols["old_scale"] = np.asarray(self.old_scale).ravel()
+            cols["new_scale"] = np.asarray(self.new_scale).ravel()
         return pd.DataFrame(cols)
 
     def plot(self, ax: Any = None, label: Optional[str] = None) -> Any:

@@ -339,6 +339,8 @@ def test_trajectory_scales_survive_save_and_old_files_load(tmp_path):
                        replicates=2, record_every=5, train_scales=True)  # fmt: skip
     assert traj.trains_scales and traj.new_scale.shape == (2, 3)
     assert not np.allclose(traj.new_scale[:, -1], traj.new_scale[:, 0])
+    table = traj.to_pandas()
+    np.testing.assert_array_equal(table["new_scale"], traj.new_scale.ravel())
     back = mf.Trajectory.load(traj.save(tmp_path / "t.npz"))
     np.testing.assert_array_equal(back.old_scale, traj.old_scale)
     np.testing.assert_array_equal(back.new_scale, traj.new_scale)

@@ -91,7 +91,7 @@ def check_lr(lr: Any) -> float:
 def check_lr_scale(
     lr_scale: Optional[Mapping[str, Any]], train_scales: bool = False
 ) -> dict[str, float]:
-    """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group. The scale
+    """Per-group learning-rate multipliers m; missing groups are 1, 0 freezes a group. The scale
     groups ``old_scale``, ``new_scale`` exist (and are returned) only with ``train_scales``."""
     groups = LR_GROUPS + SCALE_LR_GROUPS if train_scales else LR_GROUPS
     scale = dict.fromkeys(groups, 1.0)

@@ -408,7 +408,7 @@ fn population_flow_with<O: Objective>(
 mod tests {
     use super::*;
     use crate::engine::{estimate_gradient, WeightParam};
-    use crate::objectives::{Baseline, ForwardKL, ReverseKL, Spec};
+    use crate::objectives::{Advantage, Baseline, ForwardKL, NewModeREINFORCE, ReverseKL, Spec};
     use crate::starvation::Slots;
 
     fn problem(objective: Spec, d: usize) -> Problem {
@@ -457,6 +457,10 @@ mod tests {
             Spec::ForwardKL(ForwardKL {
                 replay: 0.3,
                 replay_slots: Slots::Bernoulli,
+            }),
+            Spec::NewModeREINFORCE(NewModeREINFORCE {
+                beta: 0.1,
+                advantage: Advantage::Raw,
             }),
         ] {
             for d in [1, 3] {

@@ -386,6 +386,8 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             record_every=run["record_every"],
             weight_param=run["weight_param"],
             lr_scale=run["lr_scale"],
+            train_scales=run.get("train_scales", False),
+            scale_param=run.get("scale_param", "direct"),
         )
         if not bool(flow.diverged[0]):
             metrics["old_weight_population"] = float(flow.old_weight[0, -1])
@@ -401,6 +403,8 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             "diverged": traj.diverged,
             "target": target.to_dict(),
             "meta": traj.meta,
+            "old_scale": traj.old_scale,
+            "new_scale": traj.new_scale,
         }
     return {"metrics": metrics, "wall_time": wall, "trajectory": payload}
 

@@ -17,8 +17,10 @@ from ._problem import (
     check_models,
     check_objective,
     check_run,
+    check_train_scales,
     check_weight_param,
     estimate_gradient_bytes,
+    start_scales,
 )
 from ._rng import RngLike, resolve_rng, root_key, seed_record
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
@@ -56,6 +58,8 @@ def simulate(
     threads: Optional[int] = None,
     progress: bool = False,
     memory_limit: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
@@ -81,6 +85,15 @@ def simulate(
     as :attr:`Trajectory.runaway`.
     With ``weight_param="direct"`` the old weight α is clamped to [1e-3, 1 − 1e-3] after every
     update (the logit parametrisation needs no clamp).
+
+    ``train_scales=True`` trains the component scales too: component k's covariance is
+    σ_k²·S_k with S_k = Σ_k / det(Σ_k)^{1/d} the start covariance's shape (fixed) and σ_k
+    starting at det(Σ_k)^{1/(2d)} (in one dimension the standard deviation). Score
+    ∂/∂σ log φ(x; μ, σ²S) = (‖x − μ‖²_S/σ² − d)/σ times the responsibility. ``scale_param``:
+    'direct' steps on σ, floored at 1e-3 after every update (2510.18874's code), 'log' on
+    log σ. ``lr_scale`` then also takes the keys 'old_scale' and 'new_scale'. The recorded
+    σ_k are :attr:`Trajectory.old_scale` / :attr:`Trajectory.new_scale` (constant at the start
+    value without ``train_scales``).
 
     Raises ValueError before any work for invalid arguments, and when the recorded output
     plus the work buffers of the replicates running at once (one batch each, about
@@ -148,6 +161,8 @@ def simulate(
         threads,
         progress,
         memory_limit,
+        train_scales,
+        scale_param,
     )
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
     replicates, record_every, weight_param, scale, n_threads = (
@@ -158,7 +173,9 @@ def simulate(
         run.threads,
     )
     seq = resolve_rng(rng)
-    problem = build_problem(target, start, objective, weight_param, lr, scale)
+    problem = build_problem(
+        target, start, objective, weight_param, lr, scale, run.train_scales, run.scale_param
+    )
     sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
 
     d = target.dim
@@ -172,6 +189,9 @@ def simulate(
     old_mean[:, 0] = start.old_mean
     new_mean[:, 0] = start.new_mean
     starved[:, 0] = 0
+    sigma0 = start_scales(start)
+    scales = np.empty((replicates, n_records, 2))
+    scales[:, :] = np.array(sigma0)
     first = _FIRST_CALL_WORK // (replicates * batch_size * (d + 1))
     chunks = timed_chunks(steps, first, most=-(-steps // _MIN_CALLS))
     bar = _progress_bar(progress, steps)
@@ -179,12 +199,14 @@ def simulate(
     k = 1
     try:
         for n in chunks:
-            w, o, nw, s = sim.advance(n, record_every)
+            w, o, nw, s, sc = sim.advance(n, record_every)
             m = w.shape[1]
             old_weight[:, k : k + m] = w
             old_mean[:, k : k + m] = o
             new_mean[:, k : k + m] = nw
             starved[:, k : k + m] = s
+            if run.train_scales:
+                scales[:, k : k + m] = sc
             k += m
             if bar is not None:
                 bar.update(n)
@@ -202,11 +224,14 @@ def simulate(
         "record_every": record_every,
         "weight_param": weight_param,
         "lr_scale": scale,
+        "train_scales": run.train_scales,
+        "scale_param": run.scale_param,
         "seed": seed_record(seq),
         "wall_time": wall,
         "threads": n_threads,
         "implementation": "rust",
     }
+    scale_rec = scales
     return Trajectory(
         steps=np.arange(0, steps + 1, record_every),
         old_weight=old_weight,
@@ -216,6 +241,8 @@ def simulate(
         diverged=np.asarray(sim.diverged(), dtype=bool),
         target=target,
         meta=meta,
+        old_scale=scale_rec[:, :, 0],
+        new_scale=scale_rec[:, :, 1],
     )
 
 
@@ -253,6 +280,8 @@ def estimate_gradient(
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
@@ -261,6 +290,10 @@ def estimate_gradient(
     objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
     old-labelled samples (MATH §4.3). Extra models (SDFT teacher, TTT q_0, OAPL lag) equal
     ``model``. Compare with :func:`mixforget.population_gradient`.
+
+    With ``train_scales=True`` (see :func:`simulate`) each row gains the two scale entries:
+    columns (weight, old_mean[0..d], new_mean[0..d], old_scale, new_scale), the scale entries
+    with respect to σ_k ('direct') or log σ_k ('log').
 
     ``batches`` must be >= 2 (the standard error needs two estimates). Raises ValueError
     before any work when the estimates and the work buffers of the batches computed at once
@@ -289,6 +322,7 @@ def estimate_gradient(
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches, minimum=2)
     weight_param = check_weight_param(weight_param)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
     n_threads = resolve_threads(threads)
     check_output_size(
         f"batches={batches} gradient estimates of batch_size={batch_size}",
@@ -296,9 +330,18 @@ def estimate_gradient(
         "estimate fewer batches per call or use a smaller batch_size",
     )
     seq = resolve_rng(rng)
-    problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
+    problem = build_problem(
+        target,
+        model,
+        objective,
+        weight_param,
+        1.0,
+        check_lr_scale(None, train_scales),
+        train_scales,
+        scale_param,
+    )
     key = root_key(seq)
-    width = 1 + 2 * target.dim
+    width = 1 + 2 * target.dim + (2 if train_scales else 0)
     grads = np.empty((batches, width))
     counts = np.empty(batches, dtype=np.int64)
     # Calls of about 0.1 s (Ctrl-C), cut at stream boundaries: the c-th run of

@@ -323,7 +323,7 @@ def _resolve_point(
     kw["lr"] = check_lr(kw.get("lr", 0.05))
     kw["replicates"] = as_positive_int("replicates", kw.get("replicates", 1000))
     kw["weight_param"] = check_weight_param(kw.get("weight_param", "logit"))
-    kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"))
+    kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"), kw.get("train_scales", False))
     return kw
 
 
@@ -400,6 +400,8 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             record_every=run["record_every"],
             weight_param=run["weight_param"],
             lr_scale=run["lr_scale"],
+            train_scales=run.get("train_scales", False),
+            scale_param=run.get("scale_param", "direct"),
         )
         if not bool(flow.diverged[0]):
             metrics["old_weight_population"] = float(flow.old_weight[0, -1])
@@ -415,6 +417,8 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             "diverged": traj.diverged,
             "target": target.to_dict(),
             "meta": traj.meta,
+            "old_scale": traj.old_scale,
+            "new_scale": traj.new_scale,
         }
     return {"metrics": metrics, "wall_time": wall, "trajectory": payload}
 

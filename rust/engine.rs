@@ -1280,17 +1280,19 @@ mod tests {
         let mut weights = vec![Vec::new(); 3];
         for &n in chunks {
             let k = sim.records_in(n, record_every);
-            let (mut w, mut o, mut m, mut s) = (
+            let (mut w, mut o, mut m, mut s, mut sc) = (
                 vec![0.0; 3 * k],
                 vec![0.0; 3 * k],
                 vec![0.0; 3 * k],
                 vec![0i64; 3 * k],
+                vec![0.0; 3 * k * 2],
             );
             let rec = Records {
                 weight: &mut w,
                 old: &mut o,
                 new: &mut m,
                 starved: &mut s,
+                scale: &mut sc,
             };
             sim.advance(n, record_every, rec).unwrap();
             for (r, out) in weights.iter_mut().enumerate() {

@@ -24,15 +24,68 @@ pub enum WeightParam {
     Direct,
 }
 
-/// Trainable parameters θ = (weight parameter, μ_o, μ_n); the weight parameter is η = logit α
-/// or α itself (direct). A new trainable group is one field here and in [`Grad`], one entry of
-/// `Problem::lr_scale`, one score term in `accumulate_score` and one line in
-/// `Problem::apply_update` (and in the extra states that copy θ).
+/// How a trainable component scale σ_k is parametrised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleParam {
+    /// Steps on σ itself, floored at [`SCALE_FLOOR`] (2510.18874's code).
+    Direct,
+    /// Steps on u = log σ.
+    Log,
+}
+
+/// Floor of σ in the direct scale parametrisation (2510.18874's code).
+pub const SCALE_FLOOR: f64 = 1e-3;
+
+impl ScaleParam {
+    /// σ from the stored parameter value.
+    #[inline]
+    pub fn sd(self, value: f64) -> f64 {
+        match self {
+            ScaleParam::Direct => value,
+            ScaleParam::Log => value.exp(),
+        }
+    }
+    /// The stored parameter value of σ.
+    pub fn value(self, sd: f64) -> f64 {
+        match self {
+            ScaleParam::Direct => sd,
+            ScaleParam::Log => sd.ln(),
+        }
+    }
+}
+
+/// Trainable component scales: component k's covariance is σ_k² S_k with S_k = Σ_k /
+/// det(Σ_k)^{1/d} (unit determinant, fixed) and σ_k starting at det(Σ_k)^{1/(2d)}, so that in
+/// one dimension σ_k is the standard deviation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scales {
+    pub param: ScaleParam,
+    /// Learning-rate multipliers of (σ_o, σ_n).
+    pub lr_scale: [f64; 2],
+    /// S_o and S_n.
+    pub shape: [Cov; 2],
+}
+
+impl Scales {
+    /// The covariance σ² S of component k (0 old, 1 new) at parameter value `value`, in place.
+    #[inline]
+    fn apply(&self, k: usize, value: f64, g: &mut Gaussian) {
+        g.set_scaled_cov(&self.shape[k], self.param.sd(value));
+    }
+}
+
+/// Trainable parameters θ = (weight parameter, μ_o, μ_n, scale parameters); the weight
+/// parameter is η = logit α or α itself (direct). `scale` holds the parameters of (σ_o, σ_n)
+/// (σ itself or log σ, [`ScaleParam`]); they move only when the problem trains scales, and
+/// otherwise hold the start σ (direct) for the records. A new trainable group is one field here
+/// and in [`Grad`], one entry of `Problem::lr_scale`, one score term in `accumulate_score` and
+/// one line in `Problem::apply_update` (and in the extra states that copy θ).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     pub weight: f64,
     pub old: Vec<f64>,
     pub new: Vec<f64>,
+    pub scale: [f64; 2],
 }
 
 impl Params {
@@ -47,15 +100,27 @@ impl Params {
             WeightParam::Logit => (alpha / (1.0 - alpha)).ln(),
             WeightParam::Direct => alpha,
         };
-        Params { weight, old, new }
+        Params {
+            weight,
+            old,
+            new,
+            scale: [1.0, 1.0],
+        }
     }
     fn is_finite(&self) -> bool {
-        self.weight.is_finite() && self.old.iter().chain(&self.new).all(|v| v.is_finite())
+        self.weight.is_finite()
+            && self
+                .old
+                .iter()
+                .chain(&self.new)
+                .chain(&self.scale)
+                .all(|v| v.is_finite())
     }
     pub(crate) fn copy_from(&mut self, other: &Params) {
         self.weight = other.weight;
         self.old.copy_from_slice(&other.old);
         self.new.copy_from_slice(&other.new);
+        self.scale = other.scale;
     }
 }
 
@@ -156,6 +221,8 @@ pub struct Problem {
     pub lr: f64,
     /// Learning-rate multipliers for (weight, old mean, new mean); 0 freezes a group.
     pub lr_scale: [f64; 3],
+    /// Trainable component scales; None keeps the model covariances fixed.
+    pub scales: Option<Scales>,
 }
 
 /// State of one replicate.
@@ -175,11 +242,16 @@ impl Problem {
         let wp = self.weight_param;
         let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
         let mix = |p: &Params| {
-            Mix2::new(
+            let mut mix = Mix2::new(
                 p.alpha(wp),
                 g(&p.old, &self.model_old_cov),
                 g(&p.new, &self.model_new_cov),
-            )
+            );
+            if let Some(scales) = &self.scales {
+                scales.apply(0, p.scale[0], &mut mix.old);
+                scales.apply(1, p.scale[1], &mut mix.new);
+            }
+            mix
         };
         let mut models = Models {
             model: mix(&r.theta),
@@ -203,7 +275,30 @@ impl Problem {
         models
             .teacher
             .set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
+        if let Some(scales) = &self.scales {
+            for (mix, p) in [
+                (&mut models.model, &r.theta),
+                (&mut models.lag, &r.lag),
+                (&mut models.teacher, &r.teacher),
+            ] {
+                scales.apply(0, p.scale[0], &mut mix.old);
+                scales.apply(1, p.scale[1], &mut mix.new);
+            }
+        }
         objective.refresh_state(models, &self.target);
+    }
+
+    /// σ_k of a parameter set (its fixed start value when scales are not trained).
+    pub fn scale_sd(&self, p: &Params) -> [f64; 2] {
+        match &self.scales {
+            Some(s) => p.scale.map(|v| s.param.sd(v)),
+            None => p.scale,
+        }
+    }
+
+    /// Entries of one flat gradient: 1 + 2d, plus (σ_o, σ_n) when scales train.
+    pub fn grad_width(&self) -> usize {
+        1 + 2 * self.dim + if self.scales.is_some() { 2 } else { 0 }
     }
 
     pub fn new_replicate(&self, key: [u64; 2], index: u64) -> Replicate {
@@ -321,12 +416,14 @@ impl Batch {
     }
 }
 
-/// A gradient of the loss: weight parameter, old mean, new mean.
+/// A gradient of the loss: weight parameter, old mean, new mean, and the parameters of
+/// (σ_o, σ_n) (zero unless scales train).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grad {
     pub weight: f64,
     pub old: Vec<f64>,
     pub new: Vec<f64>,
+    pub scale: [f64; 2],
 }
 
 impl Grad {
@@ -335,13 +432,19 @@ impl Grad {
             weight: 0.0,
             old: vec![0.0; dim],
             new: vec![0.0; dim],
+            scale: [0.0; 2],
         }
     }
+    /// (weight, old mean [d], new mean [d]) and, when `out` has room for them (3 + 2d
+    /// entries), the two scale entries (old, new).
     pub fn write_flat(&self, out: &mut [f64]) {
         let d = self.old.len();
         out[0] = self.weight;
         out[1..1 + d].copy_from_slice(&self.old);
         out[1 + d..1 + 2 * d].copy_from_slice(&self.new);
+        if out.len() >= 3 + 2 * d {
+            out[1 + 2 * d..3 + 2 * d].copy_from_slice(&self.scale);
+        }
     }
 }
 
@@ -641,6 +744,7 @@ impl<'a> DensityRows<'a> {
 pub fn evaluate<O: Objective>(
     objective: &O,
     wp: WeightParam,
+    scales: Option<ScaleParam>,
     m: &Models,
     batch: &mut Batch,
     how: Exactness,
@@ -667,6 +771,39 @@ pub fn evaluate<O: Objective>(
     objective.values(m, batch);
     objective.coefficients(batch, how);
     accumulate_score(wp, model, batch, grad);
+    if let Some(param) = scales {
+        accumulate_scale_score(param, model, batch, grad);
+    }
+}
+
+/// The scale entries of ĝ = Σ ω_i c_i s(x_i): with M_k(x) = ‖x − μ_k‖² in the metric of
+/// component k's covariance σ_k² S_k, ∂/∂σ_k log φ_k = (M_k − d)/σ_k, so
+/// ∂/∂σ_o = Σ ω c r (M_o − d)/σ_o and ∂/∂σ_n = Σ ω c (1−r) (M_n − d)/σ_n; for u = log σ
+/// the same times σ. Reads the per-sample coefficients ω c r and ω c (1−r) that
+/// `accumulate_score` leaves in `part_a`/`part_b`.
+fn accumulate_scale_score(param: ScaleParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
+    let (n, d) = (batch.len, batch.dim);
+    for (k, (comp, coef)) in [(&model.old, &batch.part_a), (&model.new, &batch.part_b)]
+        .into_iter()
+        .enumerate()
+    {
+        let mu = &comp.mean;
+        let mut total = 0.0;
+        let mut mass = 0.0;
+        for (row, c) in batch.x[..n * d].chunks_exact(d).zip(&coef[..n]) {
+            let m = comp
+                .cov
+                .mahalanobis_sq(|j| row[j] - mu[j], d, &mut batch.scratch);
+            total += c * m;
+            mass += c;
+        }
+        // Σ c (M − d) / σ, then × σ for u = log σ.
+        let g = total - d as f64 * mass;
+        grad.scale[k] = match param {
+            ScaleParam::Direct => g / comp.scale(),
+            ScaleParam::Log => g,
+        };
+    }
 }
 
 /// ĝ = Σ ω_i c_i s(x_i) for the model's score s: per-sample weights first (vectorised), then
@@ -746,6 +883,7 @@ impl Problem {
         evaluate(
             objective,
             self.weight_param,
+            self.scales.as_ref().map(|s| s.param),
             models,
             batch,
             Exactness::default(),
@@ -754,19 +892,27 @@ impl Problem {
         old_count
     }
 
-    /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count) into its
-    /// per-replicate slices of the recording buffers.
+    /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count, (σ_o, σ_n))
+    /// into its per-replicate slices of the recording buffers.
+    #[allow(clippy::type_complexity)]
     pub fn record(
         &self,
         rep: &Replicate,
         k: usize,
-        (weight, old, new, starved): (&mut [f64], &mut [f64], &mut [f64], &mut [i64]),
+        (weight, old, new, starved, scale): (
+            &mut [f64],
+            &mut [f64],
+            &mut [f64],
+            &mut [i64],
+            &mut [f64],
+        ),
     ) {
         let d = self.dim;
         weight[k] = rep.theta.alpha(self.weight_param);
         old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
         new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
         starved[k] = rep.starved;
+        scale[2 * k..2 * k + 2].copy_from_slice(&self.scale_sd(&rep.theta));
     }
 
     /// θ ← θ − lr·m⊙ĝ, then the objective's extra state; a non-finite θ freezes the replicate.
@@ -794,6 +940,15 @@ impl Problem {
             .iter_mut()
             .zip(&grad.new)
             .for_each(|(p, g)| *p -= lr * sn * g);
+        if let Some(scales) = &self.scales {
+            for k in 0..2 {
+                let v = r.theta.scale[k] - lr * scales.lr_scale[k] * grad.scale[k];
+                r.theta.scale[k] = match scales.param {
+                    ScaleParam::Direct => v.max(SCALE_FLOOR),
+                    ScaleParam::Log => v,
+                };
+            }
+        }
         r.steps_done += 1;
         if !r.theta.is_finite() {
             r.theta.copy_from(previous);
@@ -804,12 +959,14 @@ impl Problem {
     }
 }
 
-/// Recording buffers for one chunk of steps: (R × n_rec) and (R × n_rec × d), row-major.
+/// Recording buffers for one chunk of steps: (R × n_rec), (R × n_rec × d) and, for the
+/// scales, (R × n_rec × 2), row-major.
 pub struct Records<'a> {
     pub weight: &'a mut [f64],
     pub old: &'a mut [f64],
     pub new: &'a mut [f64],
     pub starved: &'a mut [i64],
+    pub scale: &'a mut [f64],
 }
 
 /// Finite-batch training of many replicates (MATH §5), each on its own stream.
@@ -859,7 +1016,8 @@ impl Simulation {
             .zip(rec.old.par_chunks_mut(n_rec * d))
             .zip(rec.new.par_chunks_mut(n_rec * d))
             .zip(rec.starved.par_chunks_mut(n_rec))
-            .for_each(|((((rep, w_out), o_out), n_out), s_out)| {
+            .zip(rec.scale.par_chunks_mut(n_rec * 2))
+            .for_each(|(((((rep, w_out), o_out), n_out), s_out), sc_out)| {
                 let mut models = problem.models_at(objective, rep);
                 let mut batch = Batch::new(d, b);
                 let mut grad = Grad::zeros(d);
@@ -879,7 +1037,7 @@ impl Simulation {
                     }
                     if (step + 1) % record_every == 0 {
                         let k = (step + 1) / record_every - 1;
-                        problem.record(rep, k, (w_out, o_out, n_out, s_out));
+                        problem.record(rep, k, (w_out, o_out, n_out, s_out, sc_out));
                     }
                 }
             });
@@ -910,7 +1068,7 @@ fn estimate_gradient_with<O: Objective>(
 ) {
     const BATCHES_PER_STREAM: usize = 256;
     let d = problem.dim;
-    let width = 1 + 2 * d;
+    let width = problem.grad_width();
     let rep = problem.new_replicate(key, 0);
     let models = problem.models_at(objective, &rep);
     grads
@@ -948,6 +1106,7 @@ mod tests {
             weight_param: WeightParam::Logit,
             lr: 0.05,
             lr_scale: [1.0, 1.0, 1.0],
+            scales: None,
         }
     }
 
@@ -959,11 +1118,12 @@ mod tests {
         }));
         let run = |threads: usize| {
             let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]);
-            let (mut w, mut o, mut n, mut s) = (
+            let (mut w, mut o, mut n, mut s, mut sc) = (
                 vec![0.0; 8 * 4],
                 vec![0.0; 8 * 4],
                 vec![0.0; 8 * 4],
                 vec![0i64; 8 * 4],
+                vec![0.0; 8 * 4 * 2],
             );
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -978,6 +1138,7 @@ mod tests {
                             old: &mut o,
                             new: &mut n,
                             starved: &mut s,
+                            scale: &mut sc,
                         },
                     )
                 });

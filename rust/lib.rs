@@ -26,10 +26,11 @@ use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
-use engine::{Mix2, Params, Problem, Records, Simulation, WeightParam};
+use engine::{Mix2, Params, Problem, Records, ScaleParam, Scales, Simulation, WeightParam};
 use mixture::{Cov, Gaussian, Mixture};
 use objectives::{
-    Beta, ForwardKL, Named, Objective, ReverseKL, Reward, Spec, TTTDiscover, OAPL, SDFT,
+    Beta, ForwardKL, Named, NewModeREINFORCE, Objective, ReverseKL, Reward, Spec, TTTDiscover,
+    OAPL, SDFT,
 };
 use starvation::Slots;
 
@@ -398,6 +399,10 @@ impl<'py> ObjectiveReader<'_, 'py> {
                     radius,
                 })
             }
+            "NewModeREINFORCE" => Spec::NewModeREINFORCE(NewModeREINFORCE {
+                beta: self.positive("beta")?,
+                advantage: self.choice("advantage")?,
+            }),
             _ => {
                 let kinds: Vec<String> = Spec::KINDS.iter().map(|k| format!("'{k}'")).collect();
                 return Err(self.bad(
@@ -454,6 +459,10 @@ fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Bound<'py, PyDi
             d.set_item("reward", o.reward.name())?;
             d.set_item("radius", o.radius)?;
         }
+        Spec::NewModeREINFORCE(o) => {
+            d.set_item("beta", o.beta)?;
+            d.set_item("advantage", o.advantage.name())?;
+        }
     }
     Ok(d)
 }
@@ -479,6 +488,9 @@ impl TrainingProblem {
         weight_param: &str,
         lr: f64,
         lr_scale: (f64, f64, f64),
+        train_scales: bool,
+        scale_param: &str,
+        scale_lr_scale: (f64, f64),
     ) -> PyResult<Self> {
         let shape = target_means.shape();
         if shape[0] != 2
@@ -519,22 +531,51 @@ impl TrainingProblem {
                 )))
             }
         };
+        let scale_param = match scale_param {
+            "direct" => ScaleParam::Direct,
+            "log" => ScaleParam::Log,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "scale_param must be 'direct' or 'log', got {other:?}"
+                )))
+            }
+        };
         let objective = ObjectiveReader { obj: objective }.spec()?;
         let target = Mix2::new(
             target_weight,
             Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?),
             Gaussian::new(tm[d..].to_vec(), cov_from_array(&target_covs[1], d)?),
         );
+        let model_old_cov = cov_from_array(&model_covs[0], d)?;
+        let model_new_cov = cov_from_array(&model_covs[1], d)?;
+        // σ_k = det(Σ_k)^{1/(2d)}; S_k = Σ_k / σ_k² (unit determinant).
+        let sd = [model_old_cov.scale(d), model_new_cov.scale(d)];
+        let mut start = Params::from_alpha(start_weight, sm[..d].to_vec(), sm[d..].to_vec(), wp);
+        let scales = if train_scales {
+            start.scale = sd.map(|s| scale_param.value(s));
+            Some(Scales {
+                param: scale_param,
+                lr_scale: [scale_lr_scale.0, scale_lr_scale.1],
+                shape: [
+                    model_old_cov.scaled(1.0 / sd[0]),
+                    model_new_cov.scaled(1.0 / sd[1]),
+                ],
+            })
+        } else {
+            start.scale = sd;
+            None
+        };
         let inner = Problem {
             dim: d,
             target,
-            model_old_cov: cov_from_array(&model_covs[0], d)?,
-            model_new_cov: cov_from_array(&model_covs[1], d)?,
-            start: Params::from_alpha(start_weight, sm[..d].to_vec(), sm[d..].to_vec(), wp),
+            model_old_cov,
+            model_new_cov,
+            start,
             objective,
             weight_param: wp,
             lr,
             lr_scale: [lr_scale.0, lr_scale.1, lr_scale.2],
+            scales,
         };
         Ok(TrainingProblem { inner })
     }
@@ -555,6 +596,7 @@ type RecordArrays<'py> = (
     Bound<'py, PyArray3<f64>>,
     Bound<'py, PyArray3<f64>>,
     Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray3<f64>>,
 );
 
 struct RecordBuffers {
@@ -562,6 +604,7 @@ struct RecordBuffers {
     old: Vec<f64>,
     new: Vec<f64>,
     starved: Vec<i64>,
+    scale: Vec<f64>,
 }
 
 impl RecordBuffers {
@@ -571,6 +614,7 @@ impl RecordBuffers {
             old: vec![0.0; replicates * n_rec * d],
             new: vec![0.0; replicates * n_rec * d],
             starved: vec![0; replicates * n_rec],
+            scale: vec![0.0; replicates * n_rec * 2],
         }
     }
     fn records(&mut self) -> Records<'_> {
@@ -579,6 +623,7 @@ impl RecordBuffers {
             old: &mut self.old,
             new: &mut self.new,
             starved: &mut self.starved,
+            scale: &mut self.scale,
         }
     }
     fn into_arrays(
@@ -593,6 +638,9 @@ impl RecordBuffers {
             self.old.into_pyarray(py).reshape([replicates, n_rec, d])?,
             self.new.into_pyarray(py).reshape([replicates, n_rec, d])?,
             self.starved.into_pyarray(py).reshape([replicates, n_rec])?,
+            self.scale
+                .into_pyarray(py)
+                .reshape([replicates, n_rec, 2])?,
         ))
     }
 }
@@ -631,7 +679,8 @@ impl Simulator {
     }
 
     /// Advance all replicates by `steps` (a multiple of `record_every`); returns the records
-    /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n)).
+    /// (old weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n),
+    /// scales (σ_o, σ_n) (R, n, 2)).
     fn advance<'py>(
         &mut self,
         py: Python<'py>,
@@ -691,7 +740,8 @@ fn population_flow<'py>(
     Ok((buf.into_arrays(py, 1, n_rec, d)?, diverged))
 }
 
-/// population_gradient(problem) -> (1 + 2d,) exact gradient at the start state.
+/// population_gradient(problem) -> (1 + 2d [+ 2],) exact gradient at the start state (the two
+/// scale entries when scales train).
 #[pyfunction]
 fn population_gradient<'py>(
     py: Python<'py>,
@@ -700,14 +750,15 @@ fn population_gradient<'py>(
     let p = &problem.inner;
     let out = run(py, 0, || {
         let g = population::exact_gradient(p, &p.new_replicate([0, 0], 0))?;
-        let mut flat = vec![0.0; 1 + 2 * p.dim];
+        let mut flat = vec![0.0; p.grad_width()];
         g.write_flat(&mut flat);
         Ok(flat)
     })?;
     Ok(out.into_pyarray(py))
 }
 
-/// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d), old counts)
+/// estimate_gradient(problem, batch_size, batches, key, threads) -> (gradients (batches, 1+2d
+/// [+2 scale entries]), old counts)
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 fn estimate_gradient<'py>(
@@ -722,7 +773,7 @@ fn estimate_gradient<'py>(
         return Err(PyValueError::new_err("batch_size must be >= 1"));
     }
     let p = &problem.inner;
-    let width = 1 + 2 * p.dim;
+    let width = p.grad_width();
     let (grads, counts) = run(py, threads, || {
         let mut grads = vec![0.0; batches * width];
         let mut counts = vec![0i64; batches];

@@ -69,6 +69,39 @@ impl Cov {
         Ok(Cov::Full { chol: l, dim })
     }
 
+    /// Σ·f² (the Cholesky factor times f): a covariance of the same shape scaled by f.
+    pub fn scaled(&self, f: f64) -> Cov {
+        let mut out = self.clone();
+        out.set_scaled(self, f);
+        out
+    }
+
+    /// self ← `shape`·f² in place (no allocation when the kinds match, as they do for a
+    /// component whose scale trains).
+    pub fn set_scaled(&mut self, shape: &Cov, f: f64) {
+        match (&mut *self, shape) {
+            (Cov::Scalar { sd }, Cov::Scalar { sd: s }) => *sd = s * f,
+            (Cov::Diag { sd }, Cov::Diag { sd: s }) if sd.len() == s.len() => {
+                sd.iter_mut().zip(s).for_each(|(a, b)| *a = b * f)
+            }
+            (Cov::Full { chol, dim }, Cov::Full { chol: c, dim: e }) if dim == e => {
+                chol.iter_mut().zip(c).for_each(|(a, b)| *a = b * f)
+            }
+            (me, _) => {
+                *me = shape.clone();
+                me.set_scaled(shape, f);
+            }
+        }
+    }
+
+    /// The scale det(Σ)^{1/(2d)} (the standard deviation when d = 1).
+    pub fn scale(&self, dim: usize) -> f64 {
+        match self {
+            Cov::Scalar { sd } => *sd,
+            _ => (self.half_log_det(dim) / dim as f64).exp(),
+        }
+    }
+
     /// ½ log det Σ in dimension `dim`.
     pub fn half_log_det(&self, dim: usize) -> f64 {
         match self {
@@ -196,6 +229,19 @@ impl Gaussian {
 
     pub fn dim(&self) -> usize {
         self.mean.len()
+    }
+
+    /// Covariance ← `shape`·σ² in place, with its normalising constant.
+    #[inline]
+    pub fn set_scaled_cov(&mut self, shape: &Cov, sd: f64) {
+        let d = self.mean.len();
+        self.cov.set_scaled(shape, sd);
+        self.log_norm = -self.cov.half_log_det(d) - 0.5 * d as f64 * LN_2PI;
+    }
+
+    /// The scale det(Σ)^{1/(2d)} of the covariance.
+    pub fn scale(&self) -> f64 {
+        self.cov.scale(self.mean.len())
     }
 
     /// Overwrite the mean in place (no allocation).

@@ -320,7 +320,20 @@ fn exact_gradient_in<O: Objective>(
     batch: &mut Batch,
 ) -> Result<Grad, String> {
     let models = problem.models_at(objective, rep);
-    let (reduced, reduction, perp_dims) = reduce(objective, problem, &models)?;
+    let (reduced, reduction, perp_dims) = if problem.scales.is_some() {
+        // The scale score needs ‖x − μ‖² in every direction, and trained scales make the
+        // covariances unequal: quadrature over all d dimensions, no span reduction.
+        if problem.dim > MAX_SPAN {
+            return Err(format!("NotImplemented: exact population expectations with train_scales=True are available for d <= {MAX_SPAN} (a quadrature over all d dimensions), got d = {}", problem.dim));
+        }
+        let none = Reduction {
+            basis: vec![],
+            whitening: Cov::Scalar { sd: 1.0 },
+        };
+        (models, none, 0)
+    } else {
+        reduce(objective, problem, &models)?
+    };
     objective.check_exact(perp_dims)?;
     quadrature_batch(objective, &reduced, batch);
     let k = reduced.model.old.dim();
@@ -328,6 +341,7 @@ fn exact_gradient_in<O: Objective>(
     evaluate(
         objective,
         problem.weight_param,
+        problem.scales.as_ref().map(|s| s.param),
         &reduced,
         batch,
         Exactness {
@@ -338,6 +352,7 @@ fn exact_gradient_in<O: Objective>(
     );
     let mut out = Grad::zeros(problem.dim);
     out.weight = g.weight;
+    out.scale = g.scale;
     reduction.lift(&g.old, &mut out.old);
     reduction.lift(&g.new, &mut out.new);
     Ok(out)
@@ -360,6 +375,9 @@ fn population_flow_with<O: Objective>(
     record_every: usize,
     rec: Records,
 ) -> Result<bool, String> {
+    if problem.scales.is_some() && problem.dim > 1 {
+        return Err(format!("NotImplemented: population_flow with train_scales=True is implemented for d = 1 only (every step would need a quadrature over all d dimensions), got d = {}; population_gradient supports d <= {MAX_SPAN}", problem.dim));
+    }
     let mut rep = problem.new_replicate([0, 0], 0);
     let mut previous: Params = rep.theta.clone();
     let mut batch = Batch::new(1, 0);
@@ -378,6 +396,7 @@ fn population_flow_with<O: Objective>(
                     &mut *rec.old,
                     &mut *rec.new,
                     &mut *rec.starved,
+                    &mut *rec.scale,
                 ),
             );
         }
@@ -416,6 +435,7 @@ mod tests {
             weight_param: WeightParam::Logit,
             lr: 0.05,
             lr_scale: [1.0; 3],
+            scales: None,
         }
     }
 
@@ -443,7 +463,7 @@ mod tests {
                 let p = problem(objective, d);
                 let exact = exact_gradient(&p, &p.new_replicate([1, 1], 0)).unwrap();
                 let n = 20_000;
-                let width = 1 + 2 * d;
+                let width = p.grad_width();
                 let mut grads = vec![0.0; n * width];
                 let mut counts = vec![0i64; n];
                 estimate_gradient(&p, 32, [9, 9], &mut grads, &mut counts);

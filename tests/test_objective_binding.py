@@ -20,7 +20,7 @@ import pytest
 import mixforget as mf
 from mixforget import _core
 from mixforget._problem import build_problem, check_lr_scale
-from mixforget.objectives import BASELINES, DIRECTIONS, REWARDS, SLOTS
+from mixforget.objectives import ADVANTAGES, BASELINES, DIRECTIONS, REWARDS, SLOTS
 
 TARGET = mf.TwoMode(old_mean=[-2.0, 0.0], new_mean=[2.5, 0.5], old_weight=0.7, cov=1.0)
 START = TARGET.replace(new_mean=[0.3, 0.0], old_weight=0.6)
@@ -49,6 +49,8 @@ def _every_option() -> list[mf.objectives.Objective]:
             mf.OAPL(reward=reward),
             mf.OAPL(beta1=0.5, beta2=3.0, lag=7, reward=reward, radius=0.8),
         ]
+    for advantage in ADVANTAGES:
+        out += [mf.NewModeREINFORCE(advantage=advantage), mf.NewModeREINFORCE(0.7, advantage)]
     return out
 
 
@@ -64,7 +66,14 @@ def test_every_objective_and_option_round_trips_through_rust(objective):
 
 def test_round_trip_covers_every_field_of_every_public_objective():
     seen = {type(o) for o in _every_option()}
-    assert seen == {mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL}
+    assert seen == {
+        mf.ForwardKL,
+        mf.ReverseKL,
+        mf.SDFT,
+        mf.TTTDiscover,
+        mf.OAPL,
+        mf.NewModeREINFORCE,
+    }
     for cls in seen:
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(_problem(cls()).objective_dict()) == {"kind"} | fields
@@ -129,6 +138,10 @@ BAD_FIELDS = [
     (mf.OAPL(), "lag", True),
     (mf.OAPL(), "reward", "new_logPDF"),
     (mf.OAPL(), "radius", -1.0),
+    (mf.NewModeREINFORCE(), "beta", 0.0),
+    (mf.NewModeREINFORCE(), "beta", "adaptive"),
+    (mf.NewModeREINFORCE(), "advantage", "normalized"),
+    (mf.NewModeREINFORCE(), "advantage", None),
 ]
 
 
@@ -143,14 +156,15 @@ def test_bad_field_is_refused_by_the_binding_naming_it(objective, field, value):
 
 def test_every_field_of_every_objective_has_a_bad_value_test():
     covered = {(type(o), f) for o, f, _ in BAD_FIELDS}
-    for cls in (mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL):
+    for cls in (mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL, mf.NewModeREINFORCE):
         for f in dataclasses.fields(cls):
             assert (cls, f.name) in covered, (cls.__name__, f.name)
 
 
 def test_unknown_kind_and_missing_field_name_the_attribute():
     with pytest.raises(
-        ValueError, match=r"^objective\.kind must be one of \[.*'OAPL'\], got 'Adam'"
+        ValueError,
+        match=r"^objective\.kind must be one of \[.*'OAPL', 'NewModeREINFORCE'\], got 'Adam'",
     ):
         _problem(SimpleNamespace(kind="Adam"))
     with pytest.raises(ValueError, match=r"^objective\.kind is missing"):

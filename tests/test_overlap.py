@@ -290,17 +290,16 @@ def test_trajectory_in_three_dimensions():
 
 
 def test_trajectory_uses_recorded_scales_when_present(forward_run):
-    # Trajectories of runs with trainable scales carry old_scale / new_scale (R, n_rec);
-    # overlap_accuracy must use them. Emulated with a subclass holding the two fields.
-    @dataclasses.dataclass(frozen=True)
-    class ScaledTrajectory(mf.Trajectory):
-        old_scale: np.ndarray = None
-        new_scale: np.ndarray = None
-
+    # Trajectories of runs with trainable scales (meta["train_scales"]) carry old_scale /
+    # new_scale (R, n_rec); overlap_accuracy must use them.
     shape = forward_run.old_weight.shape
     new_scale = np.linspace(0.7, 1.9, shape[1])[None, :].repeat(shape[0], axis=0)
-    fields = {f.name: getattr(forward_run, f.name) for f in dataclasses.fields(mf.Trajectory)}
-    scaled = ScaledTrajectory(**fields, old_scale=np.ones(shape), new_scale=new_scale)
+    scaled = dataclasses.replace(
+        forward_run,
+        meta={**forward_run.meta, "train_scales": True},
+        old_scale=np.ones(shape),
+        new_scale=new_scale,
+    )
     acc = scaled.overlap_accuracy()
     expected = theory.overlap_accuracy_records(
         REFERENCE_TARGET,

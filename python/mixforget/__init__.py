@@ -8,7 +8,15 @@ from . import kernels, reference, studies, theory
 from ._core import __version__ as _core_version
 from ._validate import get_memory_limit, set_memory_limit
 from .mixture import TwoMode
-from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
+from .objectives import (
+    OAPL,
+    SDFT,
+    ForwardKL,
+    NewModeREINFORCE,
+    Objective,
+    ReverseKL,
+    TTTDiscover,
+)
 from .population import population_flow, population_gradient
 from .results import GradientEstimates, Trajectory
 from .simulate import estimate_gradient, simulate
@@ -21,6 +29,7 @@ __all__ = [
     "SDFT",
     "ForwardKL",
     "GradientEstimates",
+    "NewModeREINFORCE",
     "Objective",
     "ReverseKL",
     "TTTDiscover",

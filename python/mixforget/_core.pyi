@@ -31,7 +31,7 @@ __version__: str
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
-_Records = tuple[_F64, _F64, _F64, _I64]
+_Records = tuple[_F64, _F64, _F64, _I64, _F64]
 
 def responsibilities(
     x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
@@ -75,6 +75,9 @@ class TrainingProblem:
         weight_param: str,
         lr: float,
         lr_scale: tuple[float, float, float],
+        train_scales: bool,
+        scale_param: str,
+        scale_lr_scale: tuple[float, float],
     ) -> TrainingProblem: ...
     @property
     def dim(self) -> int: ...

@@ -21,11 +21,17 @@ from ._validate import (
     in_flight,
     resolve_threads,
 )
-from .mixture import TwoMode
+from .mixture import TwoMode, component_scales
 from .objectives import OAPL, Objective, TTTDiscover
+
+#: σ_k = det(Σ_k)^{1/(2d)} of a model's components (see :func:`mixture.component_scales`).
+start_scales = component_scales
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")
+#: The learning-rate groups of the component scales σ_o, σ_n (with ``train_scales=True``).
+SCALE_LR_GROUPS = ("old_scale", "new_scale")
+SCALE_PARAMS = ("direct", "log")
 
 
 def check_models(target: Any, model: Any, model_name: str = "start") -> None:
@@ -43,7 +49,8 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
 def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objective:
     if not isinstance(objective, Objective):
         raise TypeError(
-            "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL; "
+            "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, "
+            "NewModeREINFORCE; "
             f"got {type(objective).__name__}"
         )
     if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
@@ -81,18 +88,27 @@ def check_lr(lr: Any) -> float:
     return lr
 
 
-def check_lr_scale(lr_scale: Optional[Mapping[str, Any]]) -> dict[str, float]:
-    """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group."""
-    scale = dict.fromkeys(LR_GROUPS, 1.0)
+def check_lr_scale(
+    lr_scale: Optional[Mapping[str, Any]], train_scales: bool = False
+) -> dict[str, float]:
+    """Per-group multipliers m (MATH §3); missing groups are 1, 0 freezes a group. The scale
+    groups ``old_scale``, ``new_scale`` exist (and are returned) only with ``train_scales``."""
+    groups = LR_GROUPS + SCALE_LR_GROUPS if train_scales else LR_GROUPS
+    scale = dict.fromkeys(groups, 1.0)
     if lr_scale is None:
         return scale
     if not isinstance(lr_scale, Mapping):
         raise TypeError(
-            f"lr_scale must be a dict with keys {list(LR_GROUPS)}, got {type(lr_scale).__name__}"
+            f"lr_scale must be a dict with keys {list(groups)}, got {type(lr_scale).__name__}"
         )
     for key, value in lr_scale.items():
-        if key not in LR_GROUPS:
-            raise ValueError(f"lr_scale key must be one of {list(LR_GROUPS)}, got {key!r}")
+        if key in SCALE_LR_GROUPS and not train_scales:
+            raise ValueError(
+                f"lr_scale[{key!r}] sets the learning rate of a component scale, which needs "
+                "train_scales=True"
+            )
+        if key not in groups:
+            raise ValueError(f"lr_scale key must be one of {list(groups)}, got {key!r}")
         if (
             isinstance(value, bool)
             or not isinstance(value, numbers.Real)
@@ -102,6 +118,15 @@ def check_lr_scale(lr_scale: Optional[Mapping[str, Any]]) -> dict[str, float]:
             raise ValueError(f"lr_scale[{key!r}] must be a finite number >= 0, got {value!r}")
         scale[key] = float(value)
     return scale
+
+
+def check_train_scales(train_scales: Any, scale_param: Any) -> tuple[bool, str]:
+    """``train_scales`` (a bool) and ``scale_param`` ('direct' or 'log')."""
+    if not isinstance(train_scales, (bool, np.bool_)):
+        raise TypeError(f"train_scales must be a bool, got {type(train_scales).__name__}")
+    if scale_param not in SCALE_PARAMS:
+        raise ValueError(f"scale_param must be one of {list(SCALE_PARAMS)}, got {scale_param!r}")
+    return bool(train_scales), str(scale_param)
 
 
 def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
@@ -122,9 +147,13 @@ def build_problem(
     weight_param: str,
     lr: float,
     lr_scale: Mapping[str, float],
+    train_scales: bool = False,
+    scale_param: str = "direct",
 ) -> Any:
-    """The Rust TrainingProblem: target p*, model covariances and start state θ_0. The
-    objective dataclass itself crosses the binding (read by attribute name)."""
+    """The Rust TrainingProblem: target p*, model covariances and start state θ_0 (with
+    ``train_scales``, component k's covariance is σ_k²·S_k, S_k = Σ_k/det(Σ_k)^{1/d}, σ_k from
+    det(Σ_k)^{1/(2d)}). The objective dataclass itself crosses the binding (read by attribute
+    name)."""
     return _core.TrainingProblem(
         target.old_weight,
         np.stack([target.old_mean, target.new_mean]),
@@ -136,6 +165,9 @@ def build_problem(
         weight_param,
         lr,
         (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),
+        train_scales,
+        scale_param,
+        (lr_scale.get("old_scale", 1.0), lr_scale.get("new_scale", 1.0)),
     )
 
 
@@ -182,6 +214,8 @@ class RunSettings:
     lr_scale: dict[str, float]
     threads: int
     memory_limit: int
+    train_scales: bool = False
+    scale_param: str = "direct"
 
 
 def check_run(
@@ -198,6 +232,8 @@ def check_run(
     threads: Any,
     progress: Any,
     memory_limit: Any,
+    train_scales: Any = False,
+    scale_param: Any = "direct",
 ) -> RunSettings:
     """Every check of a simulate call, before any work (DESIGN §5), including the memory
     limit on the recorded output."""
@@ -208,7 +244,8 @@ def check_run(
     lr = check_lr(lr)
     replicates = as_positive_int("replicates", replicates)
     weight_param = check_weight_param(weight_param)
-    scale = check_lr_scale(lr_scale)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    scale = check_lr_scale(lr_scale, train_scales)
     n_threads = resolve_threads(threads)
     memory_limit = (
         get_memory_limit()
@@ -235,4 +272,6 @@ def check_run(
         scale,
         n_threads,
         memory_limit,
+        train_scales,
+        scale_param,
     )

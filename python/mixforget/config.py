@@ -14,7 +14,7 @@ A configuration file describes one training problem (the arguments of
     new_mean = [0.5]
 
     [objective]              # required; kind plus the fields of that objective class
-    kind = "ReverseKL"       # ForwardKL | ReverseKL | SDFT | TTTDiscover | OAPL
+    kind = "ReverseKL"       # ForwardKL | ReverseKL | SDFT | TTTDiscover | OAPL | NewModeREINFORCE
     replay = 0.0
 
     [run]                    # keyword arguments of mixforget.simulate (defaults shown)
@@ -27,6 +27,8 @@ A configuration file describes one training problem (the arguments of
     weight_param = "logit"   # logit | direct
     threads = 2              # optional; results do not depend on it
     lr_scale = { weight = 1.0, old_mean = 1.0, new_mean = 1.0 }   # optional
+    train_scales = false     # optional; true adds the lr_scale keys old_scale, new_scale
+    scale_param = "direct"   # direct | log (with train_scales)
 
     [sweep]                  # only for `mixforget sweep`
     keep_trajectories = "trajectories"   # optional directory for one .npz per point
@@ -61,7 +63,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .mixture import TwoMode
-from .objectives import OAPL, SDFT, ForwardKL, Objective, ReverseKL, TTTDiscover
+from .objectives import (
+    OAPL,
+    SDFT,
+    ForwardKL,
+    NewModeREINFORCE,
+    Objective,
+    ReverseKL,
+    TTTDiscover,
+)
 
 __all__ = ["GRID_RUN_KEYS", "Config", "ConfigError", "load_config", "parse_config"]
 
@@ -226,7 +236,7 @@ MODEL_KEYS: dict[str, Spec] = {
 }
 
 OBJECTIVE_CLASSES: dict[str, type] = {
-    c.__name__: c for c in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL)
+    c.__name__: c for c in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
 }
 
 OBJECTIVE_FIELDS: dict[str, Spec] = {
@@ -244,21 +254,21 @@ OBJECTIVE_FIELDS: dict[str, Spec] = {
     "beta1": _POSITIVE,
     "beta2": _POSITIVE,
     "lag": int_spec(1),
+    "advantage": choice_spec(("raw", "normalised")),
 }
 
 
+_LR_SCALE_KEYS = ("weight", "old_mean", "new_mean", "old_scale", "new_scale")
+
+
 def _lr_scale_spec(key: str, value: Any) -> dict[str, float]:
+    allowed = sorted(_LR_SCALE_KEYS)
     if not isinstance(value, dict):
-        raise ConfigError(
-            f"{key} must be a table with keys ['new_mean', 'old_mean', 'weight'], got "
-            f"{_describe(value)}"
-        )
+        raise ConfigError(f"{key} must be a table with keys {allowed}, got {_describe(value)}")
     out = {}
     for k, v in value.items():
-        if k not in ("weight", "old_mean", "new_mean"):
-            raise ConfigError(
-                f"unknown key '{key}.{k}'; allowed keys: ['new_mean', 'old_mean', 'weight']"
-            )
+        if k not in _LR_SCALE_KEYS:
+            raise ConfigError(f"unknown key '{key}.{k}'; allowed keys: {allowed}")
         out[k] = _NONNEG(f"{key}.{k}", v)
     return out
 
@@ -273,6 +283,8 @@ RUN_KEYS: dict[str, Spec] = {
     "weight_param": choice_spec(("logit", "direct")),
     "threads": int_spec(1, 1024),
     "lr_scale": _lr_scale_spec,
+    "train_scales": _bool_spec,
+    "scale_param": choice_spec(("direct", "log")),
 }
 
 #: [run] keys that may be swept (rng is per point, threads does not change results).

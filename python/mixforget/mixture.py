@@ -300,3 +300,16 @@ def _whitened_norm(cov: np.ndarray, delta: np.ndarray) -> np.ndarray:
     safe = np.where(big > 0, big, 1.0)
     norm = safe[..., 0] * np.sqrt(np.sum((white / safe) ** 2, axis=-1))
     return norm.reshape(delta.shape[:-1])
+
+
+def component_scales(model: TwoMode) -> tuple[float, float]:
+    """(σ_o, σ_n), σ_k = det(Σ_k)^{1/(2d)}: the scales that trainable covariances σ_k²·S_k,
+    S_k = Σ_k / det(Σ_k)^{1/d}, start from (the standard deviations when d = 1)."""
+    out = []
+    for which in ("old", "new"):
+        cov = model.cov_matrix(which)
+        if cov.shape[0] == 1:
+            out.append(float(np.sqrt(cov[0, 0])))
+        else:
+            out.append(float(np.exp(np.linalg.slogdet(cov)[1] / (2 * cov.shape[0]))))
+    return out[0], out[1]

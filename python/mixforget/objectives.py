@@ -16,10 +16,12 @@ from typing import Any, ClassVar, Optional, Union
 from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
 
 __all__ = [
+    "ADVANTAGES",
     "OAPL",
     "REWARDS",
     "SDFT",
     "ForwardKL",
+    "NewModeREINFORCE",
     "Objective",
     "ReverseKL",
     "TTTDiscover",
@@ -30,6 +32,7 @@ SLOTS = ("bernoulli", "stratified")
 BASELINES = ("none", "loo")
 DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
+ADVANTAGES = ("raw", "normalised")
 
 
 class Objective:
@@ -199,7 +202,49 @@ class OAPL(Objective):
         return False
 
 
-_CLASSES = {cls.__name__: cls for cls in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL)}
+@dataclass(frozen=True)
+class NewModeREINFORCE(Objective):
+    """The RL estimator of the "Retaining by Doing" simulation (arXiv 2510.18874, its public
+    code's ``fit_reinforce``): REINFORCE on the model's new component.
+
+    Per step the B samples come from the model's *new component* φ_n only. With the
+    importance ratio ρ(x) = q_θ(x) / ((1 − α) φ_n(x)) and the reward
+
+        r(x) = log p*_new(x) − log((1 − α) φ_n(x)) − log β,
+
+    the step ascends the batch mean of A·ρ·∇log q_θ(x), i.e. descends
+    ĝ = −(1/B) Σ_i ρ_i A_i s(x_i), with no baseline. ``advantage='raw'``: A = r (the
+    reference code); ``'normalised'``: r centred and divided by its batch standard deviation
+    (population sd; A = 0 when all rewards are equal), what the reference's docstring
+    describes.
+
+    What it estimates: for 'raw', E_{x~φ_n}[ρ r s] = (1/(1 − α)) ∫ q_θ(x) r(x) s(x) dx — the
+    policy gradient of E_q[r] with the reward held fixed (r depends on θ, and its own
+    derivative is not followed), scaled by 1/(1 − α). For 'normalised' the batch mean and sd
+    become those of r under φ_n in the large-batch limit (finite batches differ by O(1/B)).
+    :func:`mixforget.population_gradient` returns these limits.
+
+    Where it differs from :class:`ReverseKL` (loss KL(q_θ ‖ p*), samples from the whole
+    model, coefficient log q_θ − log p* minus a baseline): the reward compares the weighted
+    new component alone with p*_new, so no log-ratio of the old component enters it (the old
+    mode is seen only through ρ and the responsibilities at points drawn near the new mode);
+    the samples come from the new component only, corrected by the importance ratio ρ; and
+    there is no baseline. ``beta`` > 0 shifts every reward by −log β.
+    """
+
+    kind: ClassVar[str] = "NewModeREINFORCE"
+
+    beta: float = 0.1
+    advantage: str = "raw"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
+        as_choice("advantage", self.advantage, ADVANTAGES)
+
+
+_CLASSES = {
+    cls.__name__: cls for cls in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
+}
 
 
 def objective_from_dict(data: dict[str, Any]) -> Objective:

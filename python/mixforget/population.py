@@ -16,8 +16,10 @@ from ._problem import (
     check_models,
     check_objective,
     check_steps,
+    check_train_scales,
     check_weight_param,
     population_flow_bytes,
+    start_scales,
 )
 from ._validate import check_output_size
 from .mixture import TwoMode
@@ -28,7 +30,12 @@ __all__ = ["population_flow", "population_gradient"]
 
 
 def population_gradient(
-    target: TwoMode, model: TwoMode, objective: Objective, weight_param: str = "logit"
+    target: TwoMode,
+    model: TwoMode,
+    objective: Objective,
+    weight_param: str = "logit",
+    train_scales: bool = False,
+    scale_param: str = "direct",
 ) -> dict[str, np.ndarray | float]:
     """Exact gradient of the objective's loss at ``model`` (the G → ∞ limit of its estimator).
 
@@ -40,14 +47,38 @@ def population_gradient(
     only, else NotImplementedError. TTT-Discover with adaptive β or the indicator reward, and
     OAPL with the indicator reward, have a closed-form limit only when the means span all d
     dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean (d,)}.
+
+    ``train_scales=True`` (see :func:`mixforget.simulate`) adds ``old_scale`` and
+    ``new_scale``, the derivatives with respect to σ_k ('direct') or log σ_k ('log'); the
+    expectations are then quadratures over all d dimensions (no span reduction, since the
+    scale score depends on every direction), available for d <= 3 (NotImplementedError
+    beyond).
     """
     check_models(target, model, "model")
     objective = check_objective(objective)
     weight_param = check_weight_param(weight_param)
-    problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    problem = build_problem(
+        target,
+        model,
+        objective,
+        weight_param,
+        1.0,
+        check_lr_scale(None, train_scales),
+        train_scales,
+        scale_param,
+    )
     flat = _core.population_gradient(problem)
     d = target.dim
-    return {"weight": float(flat[0]), "old_mean": flat[1 : 1 + d], "new_mean": flat[1 + d :]}
+    out: dict[str, np.ndarray | float] = {
+        "weight": float(flat[0]),
+        "old_mean": flat[1 : 1 + d],
+        "new_mean": flat[1 + d : 1 + 2 * d],
+    }
+    if train_scales:
+        out["old_scale"] = float(flat[1 + 2 * d])
+        out["new_scale"] = float(flat[2 + 2 * d])
+    return out
 
 
 def population_flow(
@@ -59,28 +90,48 @@ def population_flow(
     record_every: int = 10,
     weight_param: str = "logit",
     lr_scale: Optional[Mapping[str, float]] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
 ) -> Trajectory:
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
     :func:`population_gradient` (MATH §6), including the objective's extra state (SDFT
     teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
     Returns a Trajectory with one replicate (starved counts are 0). Raises ValueError before
     any work when the records plus the quadrature buffer (at most ~460 MB) would exceed the
-    memory limit (:func:`mixforget.set_memory_limit`)."""
+    memory limit (:func:`mixforget.set_memory_limit`).
+
+    ``train_scales=True`` (see :func:`mixforget.simulate`) is exact for d = 1 and raises
+    NotImplementedError for d > 1 (each step would need a quadrature over all d dimensions)."""
     check_models(target, start)
     objective = check_objective(objective)
     steps, record_every = check_steps(steps, record_every)
     lr = check_lr(lr)
     weight_param = check_weight_param(weight_param)
-    scale = check_lr_scale(lr_scale)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    scale = check_lr_scale(lr_scale, train_scales)
+    if train_scales and target.dim > 1:
+        raise NotImplementedError(
+            "population_flow with train_scales=True is implemented for d = 1 only (every step "
+            f"would need a quadrature over all d dimensions), got d = {target.dim}; "
+            "population_gradient supports d <= 3"
+        )
     check_output_size(
         "the recorded flow and quadrature buffers",
         population_flow_bytes(target.dim, steps, record_every),
         f"raise record_every (now {record_every}) or lower steps (now {steps})",
     )
-    problem = build_problem(target, start, objective, weight_param, lr, scale)
+    problem = build_problem(
+        target, start, objective, weight_param, lr, scale, train_scales, scale_param
+    )
     began = time.perf_counter()
-    (w, o, n, s), diverged = _core.population_flow(problem, steps, record_every)
+    (w, o, n, s, sc), diverged = _core.population_flow(problem, steps, record_every)
     d = target.dim
+    sigma0 = np.array(start_scales(start)).reshape(1, 1, 2)
+    scales = (
+        np.concatenate([sigma0, sc], axis=1)
+        if train_scales
+        else np.broadcast_to(sigma0, (1, w.shape[1] + 1, 2)).copy()
+    )
     return Trajectory(
         steps=np.arange(0, steps + 1, record_every),
         old_weight=np.concatenate([[[start.old_weight]], w], axis=1),
@@ -89,6 +140,8 @@ def population_flow(
         starved=np.concatenate([np.zeros((1, 1), dtype=np.int64), s], axis=1),
         diverged=np.array([diverged]),
         target=target,
+        old_scale=scales[:, :, 0],
+        new_scale=scales[:, :, 1],
         meta={
             "objective": objective.as_dict(),
             "start": start.to_dict(),
@@ -97,6 +150,8 @@ def population_flow(
             "record_every": record_every,
             "weight_param": weight_param,
             "lr_scale": scale,
+            "train_scales": train_scales,
+            "scale_param": scale_param,
             "population": True,
             "wall_time": time.perf_counter() - began,
         },

@@ -13,7 +13,7 @@ import numpy as np
 from ._overlap import overlap_accuracy_records
 from ._plotting import plot_trajectory
 from ._stats import mean_interval
-from .mixture import TwoMode
+from .mixture import TwoMode, component_scales
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
 
@@ -35,6 +35,11 @@ class Trajectory:
     non-finite (their records after that point repeat the last finite state).
     ``target`` is the world p*, ``meta`` holds the objective, the settings and the seed
     record (``meta["seed"]``) that reproduces the run.
+    ``old_scale``, ``new_scale`` (R, n_rec): the component scales σ_k (component k's
+    covariance is σ_k²·S_k, S_k = Σ_k / det(Σ_k)^{1/d}; in one dimension the standard
+    deviation). They move only in runs with ``train_scales=True`` (``meta["train_scales"]``);
+    otherwise they are constant at the start value det(Σ_k)^{1/(2d)}, filled in from
+    ``meta["start"]`` when not given (None when there is no start model).
     """
 
     steps: np.ndarray
@@ -45,6 +50,25 @@ class Trajectory:
     diverged: np.ndarray
     target: TwoMode
     meta: dict[str, Any] = field(default_factory=dict)
+    old_scale: Optional[np.ndarray] = None
+    new_scale: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.old_scale is not None and self.new_scale is not None:
+            return
+        start = self.meta.get("start") if isinstance(self.meta, dict) else None
+        if start is None:
+            return
+        model = start if isinstance(start, TwoMode) else TwoMode(**start)
+        shape = np.shape(self.old_weight)
+        for name, sigma in zip(("old_scale", "new_scale"), component_scales(model)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(shape, sigma))
+
+    @property
+    def trains_scales(self) -> bool:
+        """True when the run trained the component scales (``meta["train_scales"]``)."""
+        return bool(self.meta.get("train_scales", False))
 
     @property
     def replicates(self) -> int:
@@ -98,10 +122,10 @@ class Trajectory:
             self.new_mean,
             start.cov_matrix("old"),
             start.cov_matrix("new"),
-            # per-record σ_k of runs with trainable scales; None (the start covariances)
-            # for trajectories that do not record them
-            getattr(self, "old_scale", None),
-            getattr(self, "new_scale", None),
+            # per-record σ_k of runs with trainable scales; None (the start covariances
+            # exactly) for runs whose scales stayed fixed
+            self.old_scale if self.trains_scales else None,
+            self.new_scale if self.trains_scales else None,
         )
 
     def drop(self) -> np.ndarray:
@@ -197,6 +221,11 @@ class Trajectory:
         path = Path(path)
         meta = {"target": self.target.to_dict(), "meta": self.meta}
         meta_json = json.dumps(meta, default=_json_default)
+        scales: dict[str, Any] = {
+            name: value
+            for name, value in (("old_scale", self.old_scale), ("new_scale", self.new_scale))
+            if value is not None
+        }
         with atomic_write(path) as fh:
             np.savez_compressed(
                 fh,
@@ -207,6 +236,7 @@ class Trajectory:
                 starved=self.starved,
                 diverged=self.diverged,
                 meta_json=np.array(meta_json),
+                **scales,
             )
         return path
 
@@ -223,6 +253,9 @@ class Trajectory:
                 if not hasattr(data, "files") or not set(_SAVED_ARRAYS) <= set(data.files):
                     raise ValueError("not an .npz archive with the arrays of a Trajectory")
                 meta = json.loads(str(data["meta_json"]))
+                # files written before trainable scales have no scale arrays: filled in
+                # from the start model (constant), as for any run without train_scales
+                scales = {n: data[n] for n in ("old_scale", "new_scale") if n in data.files}
                 return cls(
                     steps=data["steps"],
                     old_weight=data["old_weight"],
@@ -232,6 +265,7 @@ class Trajectory:
                     diverged=data["diverged"],
                     target=TwoMode(**meta["target"]),
                     meta=meta["meta"],
+                    **scales,
                 )
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             raise
@@ -275,7 +309,8 @@ class GradientEstimates:
     """One-step Monte Carlo study (DESIGN §3, ``estimate_gradient``).
 
     ``gradients`` (batches, 1 + 2d) ordered (weight, old_mean[0..d], new_mean[0..d]) in the
-    original coordinates; ``starved`` (batches,) bool; ``old_count`` (batches,) number of
+    original coordinates, then (old_scale, new_scale) when the scales train (3 + 2d
+    columns); ``starved`` (batches,) bool; ``old_count`` (batches,) number of
     old-labelled samples per batch; ``seed`` the record reproducing it.
     """
 
@@ -296,6 +331,10 @@ class GradientEstimates:
         return self.gradients.std(axis=0, ddof=1) / np.sqrt(n)
 
     def as_dict(self, dim: int) -> dict[str, np.ndarray]:
-        """Mean gradient split into {weight, old_mean, new_mean}."""
+        """Mean gradient split into {weight, old_mean, new_mean} (and old_scale, new_scale
+        when the scales train)."""
         m = self.mean
-        return {"weight": m[0], "old_mean": m[1 : 1 + dim], "new_mean": m[1 + dim : 1 + 2 * dim]}
+        out = {"weight": m[0], "old_mean": m[1 : 1 + dim], "new_mean": m[1 + dim : 1 + 2 * dim]}
+        if m.shape[0] == 3 + 2 * dim:
+            out["old_scale"], out["new_scale"] = m[1 + 2 * dim], m[2 + 2 * dim]
+        return out

@@ -16,8 +16,10 @@ from ._problem import (
     check_models,
     check_objective,
     check_run,
+    check_train_scales,
     check_weight_param,
     estimate_gradient_bytes,
+    start_scales,
 )
 from ._rng import RngLike, resolve_rng, root_key, seed_record
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
@@ -53,6 +55,8 @@ def simulate(
     threads: Optional[int] = None,
     progress: bool = False,
     memory_limit: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
@@ -69,6 +73,15 @@ def simulate(
     A replicate whose parameters become non-finite stops and is flagged in ``diverged``.
     With ``weight_param="direct"`` the old weight α is clamped to [1e-3, 1 − 1e-3] after every
     update (the logit parametrisation needs no clamp).
+
+    ``train_scales=True`` trains the component scales too: component k's covariance is
+    σ_k²·S_k with S_k = Σ_k / det(Σ_k)^{1/d} the start covariance's shape (fixed) and σ_k
+    starting at det(Σ_k)^{1/(2d)} (in one dimension the standard deviation). Score
+    ∂/∂σ log φ(x; μ, σ²S) = (‖x − μ‖²_S/σ² − d)/σ times the responsibility. ``scale_param``:
+    'direct' steps on σ, floored at 1e-3 after every update (2510.18874's code), 'log' on
+    log σ. ``lr_scale`` then also takes the keys 'old_scale' and 'new_scale'. The recorded
+    σ_k are :attr:`Trajectory.old_scale` / :attr:`Trajectory.new_scale` (constant at the start
+    value without ``train_scales``).
 
     Raises ValueError before any work for invalid arguments, and when the recorded output
     plus the work buffers of the replicates running at once (one batch each, about
@@ -136,6 +149,8 @@ def simulate(
         threads,
         progress,
         memory_limit,
+        train_scales,
+        scale_param,
     )
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
     replicates, record_every, weight_param, scale, n_threads = (
@@ -146,7 +161,9 @@ def simulate(
         run.threads,
     )
     seq = resolve_rng(rng)
-    problem = build_problem(target, start, objective, weight_param, lr, scale)
+    problem = build_problem(
+        target, start, objective, weight_param, lr, scale, run.train_scales, run.scale_param
+    )
     sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
 
     d = target.dim
@@ -154,6 +171,8 @@ def simulate(
     olds = [np.broadcast_to(start.old_mean, (replicates, 1, d)).copy()]
     news = [np.broadcast_to(start.new_mean, (replicates, 1, d)).copy()]
     starved = [np.zeros((replicates, 1), dtype=np.int64)]
+    sigma0 = start_scales(start)
+    scales = [np.broadcast_to(np.array(sigma0), (replicates, 1, 2)).copy()]
     n_records = steps // record_every
     by_work = _SAMPLES_PER_CALL // (replicates * batch_size * record_every)
     chunk = record_every * max(1, min(-(-n_records // _MIN_CALLS), by_work))
@@ -163,7 +182,8 @@ def simulate(
     try:
         while done < steps:
             n = min(chunk, steps - done)
-            w, o, nw, s = sim.advance(n, record_every)
+            w, o, nw, s, sc = sim.advance(n, record_every)
+            scales.append(sc)
             weights.append(w)
             olds.append(o)
             news.append(nw)
@@ -185,11 +205,19 @@ def simulate(
         "record_every": record_every,
         "weight_param": weight_param,
         "lr_scale": scale,
+        "train_scales": run.train_scales,
+        "scale_param": run.scale_param,
         "seed": seed_record(seq),
         "wall_time": wall,
         "threads": n_threads,
         "implementation": "rust",
     }
+    n_rec = n_records + 1
+    scale_rec = (
+        np.concatenate(scales, axis=1)
+        if run.train_scales
+        else np.broadcast_to(np.array(sigma0), (replicates, n_rec, 2)).copy()
+    )
     return Trajectory(
         steps=np.arange(0, steps + 1, record_every),
         old_weight=np.concatenate(weights, axis=1),
@@ -199,6 +227,8 @@ def simulate(
         diverged=np.asarray(sim.diverged(), dtype=bool),
         target=target,
         meta=meta,
+        old_scale=scale_rec[:, :, 0],
+        new_scale=scale_rec[:, :, 1],
     )
 
 
@@ -236,6 +266,8 @@ def estimate_gradient(
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
@@ -244,6 +276,10 @@ def estimate_gradient(
     objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
     old-labelled samples (MATH §4.3). Extra models (SDFT teacher, TTT q_0, OAPL lag) equal
     ``model``. Compare with :func:`mixforget.population_gradient`.
+
+    With ``train_scales=True`` (see :func:`simulate`) each row gains the two scale entries:
+    columns (weight, old_mean[0..d], new_mean[0..d], old_scale, new_scale), the scale entries
+    with respect to σ_k ('direct') or log σ_k ('log').
 
     ``batches`` must be >= 2 (the standard error needs two estimates). Raises ValueError
     before any work when the estimates and the work buffers of the batches computed at once
@@ -270,6 +306,7 @@ def estimate_gradient(
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches, minimum=2)
     weight_param = check_weight_param(weight_param)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
     n_threads = resolve_threads(threads)
     check_output_size(
         f"batches={batches} gradient estimates of batch_size={batch_size}",
@@ -277,7 +314,16 @@ def estimate_gradient(
         "estimate fewer batches per call or use a smaller batch_size",
     )
     seq = resolve_rng(rng)
-    problem = build_problem(target, model, objective, weight_param, 1.0, check_lr_scale(None))
+    problem = build_problem(
+        target,
+        model,
+        objective,
+        weight_param,
+        1.0,
+        check_lr_scale(None, train_scales),
+        train_scales,
+        scale_param,
+    )
     grads, counts = _core.estimate_gradient(problem, batch_size, batches, root_key(seq), n_threads)
     return GradientEstimates(
         gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq)

@@ -309,7 +309,7 @@ def _resolve_point(
     kw["lr"] = check_lr(kw.get("lr", 0.05))
     kw["replicates"] = as_positive_int("replicates", kw.get("replicates", 1000))
     kw["weight_param"] = check_weight_param(kw.get("weight_param", "logit"))
-    kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"))
+    kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"), kw.get("train_scales", False))
     return kw
 
 

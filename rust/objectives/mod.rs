@@ -17,12 +17,14 @@
 //! `objectives.py` with `kind` set to the class name.
 
 pub mod forward_kl;
+pub mod new_mode_reinforce;
 pub mod oapl;
 pub mod reverse_kl;
 pub mod sdft;
 pub mod ttt_discover;
 
 pub use forward_kl::ForwardKL;
+pub use new_mode_reinforce::{Advantage, NewModeREINFORCE};
 pub use oapl::OAPL;
 pub use reverse_kl::{Baseline, ReverseKL};
 pub use sdft::{Direction, SDFT};
@@ -104,11 +106,19 @@ pub enum Spec {
     SDFT(SDFT),
     TTTDiscover(TTTDiscover),
     OAPL(OAPL),
+    NewModeREINFORCE(NewModeREINFORCE),
 }
 
 impl Spec {
     /// The Python class names, in `Spec` order.
-    pub const KINDS: [&'static str; 5] = ["ForwardKL", "ReverseKL", "SDFT", "TTTDiscover", "OAPL"];
+    pub const KINDS: [&'static str; 6] = [
+        "ForwardKL",
+        "ReverseKL",
+        "SDFT",
+        "TTTDiscover",
+        "OAPL",
+        "NewModeREINFORCE",
+    ];
 
     /// The Python class name of the objective.
     pub fn kind(&self) -> &'static str {
@@ -118,6 +128,7 @@ impl Spec {
             Spec::SDFT(_) => Self::KINDS[2],
             Spec::TTTDiscover(_) => Self::KINDS[3],
             Spec::OAPL(_) => Self::KINDS[4],
+            Spec::NewModeREINFORCE(_) => Self::KINDS[5],
         }
     }
 }
@@ -133,6 +144,7 @@ macro_rules! with_objective {
             $crate::objectives::Spec::SDFT($o) => $body,
             $crate::objectives::Spec::TTTDiscover($o) => $body,
             $crate::objectives::Spec::OAPL($o) => $body,
+            $crate::objectives::Spec::NewModeREINFORCE($o) => $body,
         }
     };
 }
@@ -249,5 +261,6 @@ mod tests {
         names_round_trip::<Reward>();
         names_round_trip::<Baseline>();
         names_round_trip::<Direction>();
+        names_round_trip::<Advantage>();
     }
 }

@@ -93,5 +93,11 @@ impl Objective for SDFT {
             .iter_mut()
             .zip(&r.theta.new)
             .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
+        // the scale parameters (σ or log σ) follow the same average; they are constant, and
+        // unused, when scales do not train
+        t.scale
+            .iter_mut()
+            .zip(&r.theta.scale)
+            .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
     }
 }

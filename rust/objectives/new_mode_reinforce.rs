@@ -1,0 +1,101 @@
+//! The RL estimator of 2510.18874's simulation ("Retaining by Doing"); Python class
+//! `mixforget.NewModeREINFORCE`.
+//!
+//! Per step the B samples come from the model's *new component* φ_n only. With the importance
+//! ratio ρ(x) = q_θ(x) / ((1−α) φ_n(x)) and the reward
+//!
+//!   r(x) = log p_new*(x) − log((1−α) φ_n(x)) − log β,
+//!
+//! the step ascends the mean of r·ρ·∇log q_θ, with no baseline:
+//!
+//!   ĝ = −(1/B) Σ_i ρ_i A_i s(x_i),   x_i ~ φ_n,
+//!
+//! so c_i = −ρ_i A_i with A_i = r_i ("raw") or (r_i − r̄)/sd(r) over the batch
+//! ("normalised", population standard deviation; A = 0 when every reward is equal).
+//!
+//! Its expectation is E_{φ_n}[ρ r s] = (1/(1−α)) ∫ q_θ r s dx ("raw"). Unlike ReverseKL, whose
+//! coefficient is log q_θ − log p* over samples of the whole model, the reward here compares the
+//! weighted new component alone with p_new*: no log-ratio of the old component enters it, the
+//! old mode is reached only through ρ and the responsibilities at points drawn near the new
+//! mode, and there is no baseline. In the exact limit the normalised advantage uses the mean
+//! and standard deviation of r under φ_n.
+
+use super::{Named, Objective, Source};
+use crate::engine::{Batch, Exactness, Mix2, Models};
+use crate::fastmath;
+
+/// How the rewards become advantages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advantage {
+    /// A = r.
+    Raw,
+    /// A = (r − mean r) / sd r over the batch.
+    Normalised,
+}
+
+impl Named for Advantage {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("raw", Advantage::Raw),
+        ("normalised", Advantage::Normalised),
+    ];
+}
+
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NewModeREINFORCE {
+    /// β > 0: the reward's offset −log β.
+    pub beta: f64,
+    pub advantage: Advantage,
+}
+
+impl Objective for NewModeREINFORCE {
+    /// The model's new component φ_n.
+    fn source<'a>(&self, m: &'a Models) -> Source<'a> {
+        Source::Single(&m.model.new)
+    }
+
+    /// The target, whose new part gives log p_new*.
+    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+        Some(&m.target)
+    }
+
+    /// v_i = r_i, aux_i = ρ_i, from the model's log parts and the target's new part.
+    fn values(&self, m: &Models, batch: &mut Batch) {
+        let ln_target_new_weight = (1.0 - m.target.alpha).ln();
+        let ln_beta = self.beta.ln();
+        for i in 0..batch.len {
+            // part_b = log (1−α) φ_n(x), second_b = log (1−α*) p_new*(x)
+            let log_new_part = batch.part_b[i];
+            let log_p_new = batch.second_b[i] - ln_target_new_weight;
+            batch.value[i] = log_p_new - log_new_part - ln_beta;
+            batch.aux[i] = fastmath::exp(batch.log_q[i] - log_new_part);
+        }
+    }
+
+    fn coefficients(&self, batch: &mut Batch, _how: Exactness) {
+        let n = batch.len;
+        match self.advantage {
+            Advantage::Raw => {
+                for i in 0..n {
+                    batch.value[i] *= -batch.aux[i];
+                }
+            }
+            Advantage::Normalised => {
+                // ω-weighted moments: the batch's (ω = 1/B) or, in the exact limit, those of
+                // r under φ_n (the quadrature weights).
+                let sum_w = batch.weight_sum();
+                let mean = batch.weighted_value_sum() / sum_w;
+                let var = batch.omega[..n]
+                    .iter()
+                    .zip(&batch.value[..n])
+                    .map(|(w, v)| w * (v - mean) * (v - mean))
+                    .sum::<f64>()
+                    / sum_w;
+                let inv_sd = if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 };
+                for i in 0..n {
+                    batch.value[i] = -batch.aux[i] * (batch.value[i] - mean) * inv_sd;
+                }
+            }
+        }
+    }
+}

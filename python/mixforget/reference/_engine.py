@@ -193,7 +193,8 @@ def _record_of(carry: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
     """What a record keeps: α, the means, the cumulative starved count and, when the scales
     train, σ_o and σ_n."""
     params, _, starved, _, _ = carry
-    values = (alpha_of(params.weight, ctx.weight_param), params.old_mean, params.new_mean, starved)
+    alpha = alpha_of(params.weight, ctx.weight_param)
+    values: tuple[Any, ...] = (alpha, params.old_mean, params.new_mean, starved)
     if ctx.trains_scales:
         values += (ctx.sd_of(params.old_scale), ctx.sd_of(params.new_scale))
     return values
@@ -406,16 +407,16 @@ def simulate(
     be = get_backend(backend, device, precision)
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
     replicates, record_every, weight_param = run.replicates, run.record_every, run.weight_param
-    scale_param = run.scale_param if run.train_scales else None
+    trained = run.scale_param if run.train_scales else None
     r = replicates
     seq = resolve_rng(rng)
     recorder = _Recorder(be, r, target.dim, steps // record_every + 1, component_scales(start))
     bar = _progress_bar(steps, be.name) if progress else None
     with be.context():
-        ctx = Context.build(target, start, weight_param, be, scale_param)
+        ctx = Context.build(target, start, weight_param, be, trained)
         twin = twin_for(objective, ctx, batch_size)
         random = be.random(seq)
-        params = Params.of_model(start, weight_param, r, be, scale_param)
+        params = Params.of_model(start, weight_param, r, be, trained)
         starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
         diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
         carry = (params, twin.reset(params), starved, diverged, random.init())
@@ -433,7 +434,7 @@ def simulate(
                 batch_size=batch_size,
                 replicates=r,
                 record_every=record_every,
-                scale_param=scale_param,
+                scale_param=trained,
                 precision=be.precision,
                 device=str(be.device),
             )

@@ -41,6 +41,8 @@ class NewModeREINFORCETwin(ObjectiveTwin[NewModeREINFORCE]):
         return self.ctx.log_new_component(x, model)
 
     def model_coefficient(self, x: Any, parts: ModelDensities, avg: Averager, extra: Extra) -> Any:
+        """c_i = −ρ_i A_i. The reward needs log((1 − α) φ_n) of the model, hence this hook
+        rather than :meth:`~._objective.ObjectiveTwin.coefficient`."""
         xp = self.ctx.xp
         log_new_part = parts.mix.log_b[:, None] + parts.lpn  # log (1 − α) φ_n(x)
         r = self.ctx.log_new_world(x) - log_new_part - math.log(self.objective.beta)
@@ -52,8 +54,3 @@ class NewModeREINFORCETwin(ObjectiveTwin[NewModeREINFORCE]):
             inv_sd = xp.where(positive, 1.0 / xp.sqrt(xp.where(positive, var, 1.0)), 0.0)
             r = (r - mean) * inv_sd
         return -rho * r
-
-    def coefficient(self, x: Any, lq: Any, avg: Averager, extra: Extra) -> Any:
-        raise NotImplementedError(  # pragma: no cover - the core calls model_coefficient
-            "NewModeREINFORCE needs the model's new component: use model_coefficient"
-        )

@@ -58,6 +58,9 @@ OBJECTIVES = [
     mf.TTTDiscover(beta="adaptive", kl_penalty=0.1),
     mf.TTTDiscover(beta=2.0, reward="new_indicator", radius=1.5),
     mf.OAPL(lag=5),
+    # the normalised advantage is compared in tests/test_twin_scales.py, at a smaller step: at
+    # this lr its old mean is heavy-tailed once α is small
+    mf.NewModeREINFORCE(),
 ]
 
 # the variants above that only exercise code shared with another entry (stratified slots and

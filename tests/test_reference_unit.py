@@ -466,6 +466,7 @@ def test_every_objective_has_exactly_one_twin_module():
         "SDFT": "sdft",
         "TTTDiscover": "ttt_discover",
         "OAPL": "oapl",
+        "NewModeREINFORCE": "new_mode_reinforce",
     }
     assert set(TWINS) == set(modules)
     for kind, module in modules.items():

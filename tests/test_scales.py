@@ -9,8 +9,8 @@ quadrature in (t, u) (the perpendicular (d − 1)-space integrated in polar form
 t only). The finite-batch estimators are checked against the exact gradients (5 standard
 errors).
 
-The NumPy twin (mixforget.reference) does not train scales yet; the Rust-vs-twin comparison is
-to be added with it: every test here takes its objectives and worlds from the tables below.
+The array-API twin (mixforget.reference) is compared with the Rust engine, and checked against
+the population losses below, in tests/test_twin_scales.py, which imports these tables.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ the GPU path of :func:`mixforget.simulate` (``backend="jax" | "torch" | "cupy"``
 once against the Python array API standard, they run on NumPy (the default; NumPy ≥ 2 needs
 no extra package), array-api-strict, JAX (steps jitted and scanned), PyTorch and CuPy
 (through array-api-compat) — :mod:`._backend` resolves the namespace, device and precision.
+They train the component scales too (``train_scales``, ``scale_param``), as the Rust engine.
 They are vectorised over replicates and over the batch (arrays of shape (R, B, d)); the
 only Python loops run over training steps, mixture components, root-finding iterations or
 fixed-size memory chunks — never over samples or replicates — and nothing is updated in
@@ -21,9 +22,10 @@ otherwise ignored (one Python thread, BLAS aside).
 
 Layout (the Rust engine's, one module per objective):
 
-- :mod:`.forward_kl`, :mod:`.reverse_kl`, :mod:`.sdft`, :mod:`.ttt_discover`, :mod:`.oapl` —
-  each objective's sampling source, second density, per-sample coefficient, extra state
-  and exact-limit behaviour, with its formula in the module docstring;
+- :mod:`.forward_kl`, :mod:`.reverse_kl`, :mod:`.sdft`, :mod:`.ttt_discover`, :mod:`.oapl`,
+  :mod:`.new_mode_reinforce` — each objective's sampling source, second density,
+  per-sample coefficient, extra state and exact-limit behaviour, with its formula in the
+  module docstring;
 - :mod:`._objective` — the interface those implement (:class:`~._objective.ObjectiveTwin`),
   the run context, the parameters and the pieces several objectives share;
   :mod:`._registry` maps an objective to its twin;

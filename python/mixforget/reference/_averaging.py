@@ -66,7 +66,9 @@ class BatchMean(Averager):
 
 class QuadMean(Averager):
     """Expectation under a density on a 1-D grid (NumPy): Σ_i w_i v_i with w ∝ density ×
-    trapezoid weights (Σ w = 1). Leave-one-out means become full means (the G → ∞ limit)."""
+    trapezoid weights (Σ w = 1). Leave-one-out means become full means (the G → ∞ limit).
+    Points where the density underflows (w_i = 0) contribute 0 even where v_i is not finite
+    (an importance ratio overflowing in the far tail of the sampling density)."""
 
     def __init__(self, log_density: np.ndarray, h: float) -> None:
         ends = np.zeros(log_density.shape[-1])
@@ -75,8 +77,11 @@ class QuadMean(Averager):
         top = log_w.max()
         self.log_w = log_w - (top + math.log(np.exp(log_w - top).sum()))
         self.w = np.exp(self.log_w)
+        self.null = None if np.all(self.w > 0.0) else self.w == 0.0
 
     def mean(self, v: Any) -> Any:
+        if self.null is not None:
+            v = np.where(self.null if v.ndim == 2 else self.null[:, None], 0.0, v)
         return v @ self.w if v.ndim == 2 else np.einsum("rnd,n->rd", v, self.w)
 
     def loo(self, v: Any) -> Any:

@@ -27,6 +27,7 @@ class Gauss:
         cov = np.asarray(cov, dtype=np.float64)
         self.cov = cov  # host copy: equality tests and the factorisation
         self.xp = be.xp
+        self.dim = dim
         if cov.ndim == 0:
             self.kind = 0
             self.var: Any = float(cov)
@@ -67,16 +68,56 @@ class Gauss:
         """log φ(x; mean, Σ) over the last axis; ``mean`` broadcasts against ``x``."""
         return self.lognorm - 0.5 * self.mahal2(x - mean)
 
+    # -- the covariance σ²Σ with a per-replicate scale σ (trainable scales) ------------------
+    # ``sd`` is None (this covariance itself) or σ with shape (R,), broadcast against the
+    # leading replicate axis of x (R, N, d).
+
+    def scaled_logpdf(self, x: Any, mean: Any, sd: Optional[Any]) -> Any:
+        """log φ(x; mean, σ²Σ) = lognorm − d log σ − ½ ‖x − mean‖²_Σ / σ², shape (R, N)."""
+        if sd is None:
+            return self.logpdf(x, mean)
+        sd = sd[:, None]
+        return self.lognorm - self.dim * self.xp.log(sd) - 0.5 * self.mahal2(x - mean) / (sd * sd)
+
+    def scaled_color(self, z: Any, sd: Optional[Any]) -> Any:
+        """σ L z: standard normals z (R, B, d) coloured by σ²Σ."""
+        return self.color(z) if sd is None else self.color(z) * sd[:, None, None]
+
+    def scaled_prec(self, v: Any, sd: Optional[Any]) -> Any:
+        """(σ²Σ)⁻¹ v for v (R, d)."""
+        return self.prec(v) if sd is None else self.prec(v) / (sd * sd)[:, None]
+
+
+def scale_and_shape(cov: Any, dim: int) -> tuple[float, np.ndarray]:
+    """A covariance Σ as σ²·S (trainable scales): σ = det(Σ)^{1/(2d)} (the standard deviation
+    of a scalar covariance, :func:`mixforget.mixture.component_scales`) and the unit-determinant
+    shape S = Σ/σ², in Σ's form (scalar, diagonal or full; a scalar's shape is exactly 1)."""
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim == 0:
+        return math.sqrt(float(cov)), np.asarray(1.0)
+    if dim == 1:
+        return math.sqrt(float(cov.reshape(-1)[0])), np.ones_like(cov)
+    if cov.ndim == 1:
+        log_det = float(np.sum(np.log(cov)))
+    else:
+        log_det = float(np.linalg.slogdet(cov)[1])
+    sd = math.exp(log_det / (2 * dim))
+    return sd, cov / (sd * sd)
+
 
 @dataclass
 class Mix:
     """Two-mode mixture parameters with a leading replicate axis R (R = 1 broadcasts):
-    log_a = log α, log_b = log(1 − α) (R,), means mo, mn (R, d)."""
+    log_a = log α, log_b = log(1 − α) (R,), means mo, mn (R, d); with trainable scales the
+    component scales so = σ_o, sn = σ_n (R,), the covariances being σ_k² S_k (S_k the
+    context's fixed shapes), None otherwise (the fixed covariances)."""
 
     log_a: Any
     log_b: Any
     mo: Any
     mn: Any
+    so: Any = None
+    sn: Any = None
 
     @property
     def alpha(self) -> Any:
@@ -101,19 +142,24 @@ def weight_param_of(alpha: float, weight_param: str) -> float:
     return math.log(alpha / (1.0 - alpha)) if weight_param == "logit" else alpha
 
 
-def mix_from_param(w: Any, mo: Any, mn: Any, weight_param: str) -> Mix:
-    """A :class:`Mix` from the weight parameter (η = logit α, or α) and the means;
-    log σ(η) = −log(1 + e^{−η}) stably."""
+def mix_from_param(
+    w: Any, mo: Any, mn: Any, weight_param: str, so: Any = None, sn: Any = None
+) -> Mix:
+    """A :class:`Mix` from the weight parameter (η = logit α, or α), the means and the
+    component scales σ_o, σ_n (None: fixed covariances); log σ(η) = −log(1 + e^{−η})
+    stably."""
     xp = namespace_of(w)
     if weight_param == "logit":
-        return Mix(_log_sigmoid(xp, w), _log_sigmoid(xp, -w), mo, mn)
-    return Mix(xp.log(w), xp.log1p(-w), mo, mn)
+        return Mix(_log_sigmoid(xp, w), _log_sigmoid(xp, -w), mo, mn, so, sn)
+    return Mix(xp.log(w), xp.log1p(-w), mo, mn, so, sn)
 
 
 def mix_logpdf(x: Any, mix: Mix, g_o: Gauss, g_n: Gauss) -> tuple[Any, Any, Any]:
-    """At x (R, N, d): (log φ_o, log φ_n, log q), each (R, N), log q by log-sum-exp."""
+    """At x (R, N, d): (log φ_o, log φ_n, log q), each (R, N), log q by log-sum-exp; the
+    component covariances are g_o, g_n scaled by the mixture's σ_o², σ_n² when it has
+    them."""
     xp = g_o.xp
-    lpo = g_o.logpdf(x, mix.mo[:, None, :])
-    lpn = g_n.logpdf(x, mix.mn[:, None, :])
+    lpo = g_o.scaled_logpdf(x, mix.mo[:, None, :], mix.so)
+    lpn = g_n.scaled_logpdf(x, mix.mn[:, None, :], mix.sn)
     lq = xp.logaddexp(mix.log_a[:, None] + lpo, mix.log_b[:, None] + lpn)
     return lpo, lpn, lq

@@ -13,19 +13,26 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._problem import check_models, check_objective, check_run, check_weight_param
+from .._problem import (
+    check_models,
+    check_objective,
+    check_run,
+    check_train_scales,
+    check_weight_param,
+)
 from .._rng import RngLike, resolve_rng, seed_record
 from .._validate import as_positive_int, resolve_threads
-from ..mixture import TwoMode
+from ..mixture import TwoMode, component_scales
 from ..objectives import Objective
 from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT, GradientEstimates, Trajectory
 from ._averaging import Averager, BatchMean, QuadMean
 from ._backend import Backend, get_backend
 from ._densities import Mix, alpha_of, mix_logpdf
-from ._objective import Context, Extra, ObjectiveTwin, Params
+from ._objective import Context, Extra, ModelDensities, ObjectiveTwin, Params
 from ._registry import twin_for
 
 _DIRECT_EPS = 1e-3  # MATH §1: the direct weight is clipped to [ε, 1 − ε]
+_SCALE_FLOOR = 1e-3  # a direct scale σ is floored at 1e-3 after each step (2510.18874's code)
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
 #: JAX: recorded values per jitted call (R × records), bounding device memory for the
 #: stacked records; a run compiles at most two chunk lengths (full chunks, remainder)
@@ -45,7 +52,10 @@ def score_mean(
     """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (MATH §3), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
     new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
-    Returns weight (R,), old_mean (R, d), new_mean (R, d)."""
+    With trainable scales (Σ_k = σ_k² S_k) also σ_o: r_o (M_o − d)/σ_o and σ_n:
+    r_n (M_n − d)/σ_n, M_k = ‖x − μ_k‖²_{S_k}/σ_k² (∂/∂σ log φ(x; μ, σ²S)); for u = log σ
+    the same times σ. Returns weight (R,), old_mean (R, d), new_mean (R, d) and, when the
+    scales train, old_scale, new_scale (R,)."""
     xp = ctx.xp
     ro = xp.exp(mix.log_a[:, None] + lpo - lq)
     rn = xp.exp(mix.log_b[:, None] + lpn - lq)
@@ -53,11 +63,27 @@ def score_mean(
         s_w = ro - mix.alpha[:, None]
     else:
         s_w = xp.exp(lpo - lq) - xp.exp(lpn - lq)
-    return Params(
+    cro, crn = c * ro, c * rn
+    diff_o, diff_n = x - mix.mo[:, None, :], x - mix.mn[:, None, :]
+    grad = Params(
         weight=avg.mean(c * s_w),
-        old_mean=ctx.g_o.prec(avg.mean((c * ro)[:, :, None] * (x - mix.mo[:, None, :]))),
-        new_mean=ctx.g_n.prec(avg.mean((c * rn)[:, :, None] * (x - mix.mn[:, None, :]))),
+        old_mean=ctx.g_o.scaled_prec(avg.mean(cro[:, :, None] * diff_o), mix.so),
+        new_mean=ctx.g_n.scaled_prec(avg.mean(crn[:, :, None] * diff_n), mix.sn),
     )
+    if ctx.trains_scales:
+        grad.old_scale = _scale_score_mean(ctx, ctx.g_o, cro, diff_o, mix.so, avg)
+        grad.new_scale = _scale_score_mean(ctx, ctx.g_n, crn, diff_n, mix.sn, avg)
+    return grad
+
+
+def _scale_score_mean(
+    ctx: Context, shape: Any, coef: Any, diff: Any, sd: Any, avg: Averager
+) -> Any:
+    """avg_i[c_i r_i (M_i − d)]/σ (σ direct) or avg_i[c_i r_i (M_i − d)] (log σ), with
+    M_i = ‖x_i − μ‖²_S/σ² and coef = c·r (R, N)."""
+    m = shape.mahal2(diff) / (sd * sd)[:, None]
+    g = avg.mean(coef * (m - float(ctx.dim)))
+    return g / sd if ctx.scale_param == "direct" else g
 
 
 def gradient(
@@ -66,7 +92,7 @@ def gradient(
     """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
     (MATH §3–§4)."""
     lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
-    c = twin.coefficient(x, lq, avg, extra)
+    c = twin.model_coefficient(x, ModelDensities(model, lpo, lpn, lq), avg, extra)
     return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
 
 
@@ -88,16 +114,33 @@ def draw_batch(
 
 
 def sgd_step(
-    params: Params, grad: Params, lr: float, scale: Mapping[str, float], weight_param: str
+    params: Params,
+    grad: Params,
+    lr: float,
+    scale: Mapping[str, float],
+    weight_param: str,
+    scale_param: Optional[str] = None,
 ) -> Params:
     """θ ← θ − lr·m⊙ĝ per group (m = ``lr_scale``); the direct weight is then clipped to
-    [1e-3, 1 − 1e-3] (NaN stays NaN)."""
+    [1e-3, 1 − 1e-3] (NaN stays NaN), and direct scales σ are floored at 1e-3 (as the Rust
+    engine's ``max``, a NaN σ becomes the floor)."""
     new = Params(
         **{name: v - lr * scale[name] * getattr(grad, name) for name, v in params.groups().items()}
     )
     if weight_param == "direct":
         new.weight = _clip_keep_nan(new.weight, _DIRECT_EPS, 1.0 - _DIRECT_EPS)
+    if scale_param == "direct" and new.old_scale is not None:
+        new.old_scale = _floor(new.old_scale, _SCALE_FLOOR)
+        new.new_scale = _floor(new.new_scale, _SCALE_FLOOR)
     return new
+
+
+def _floor(v: Any, lo: float) -> Any:
+    """max(v, lo) as Rust's f64::max: a NaN gives ``lo``."""
+    from ._backend import namespace_of
+
+    xp = namespace_of(v)
+    return xp.where(v > lo, v, xp.full_like(v, lo))
 
 
 def _clip_keep_nan(v: Any, lo: float, hi: float) -> Any:
@@ -131,12 +174,12 @@ class _Stepper:
     def __call__(self, carry: tuple[Any, ...], t: Any) -> tuple[Any, ...]:
         params, extra, starved, diverged, state = carry
         ctx, xp, wp = self.ctx, self.ctx.xp, self.ctx.weight_param
-        model = params.mix(wp)
+        model = ctx.mix_of(params)
         state, x, old = draw_batch(
             self.rng, state, ctx, self.twin, self.r, self.batch_size, model, extra
         )
         grad = gradient(ctx, self.twin, x, self.avg, model, extra)
-        new = sgd_step(params, grad, self.lr, self.scale, wp)
+        new = sgd_step(params, grad, self.lr, self.scale, wp, ctx.scale_param)
         fed = xp.any(old, axis=1)
         starved = starved + xp.astype(~diverged & ~fed, starved.dtype)
         ok = ~diverged & new.finite()
@@ -148,30 +191,48 @@ class _Stepper:
         return params, extra, starved, diverged, state
 
 
-def _record_of(carry: tuple[Any, ...], weight_param: str) -> tuple[Any, Any, Any, Any]:
-    """What a record keeps: α, the means, the cumulative starved count."""
+def _record_of(carry: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
+    """What a record keeps: α, the means, the cumulative starved count and, when the scales
+    train, σ_o and σ_n."""
     params, _, starved, _, _ = carry
-    return alpha_of(params.weight, weight_param), params.old_mean, params.new_mean, starved
+    alpha = alpha_of(params.weight, ctx.weight_param)
+    values: tuple[Any, ...] = (alpha, params.old_mean, params.new_mean, starved)
+    if ctx.trains_scales:
+        values += (ctx.sd_of(params.old_scale), ctx.sd_of(params.new_scale))
+    return values
 
 
 class _Recorder:
-    """The recorded trajectory on the host: α, the means and the cumulative starved count
-    at records 0, 1, …, n_rec − 1 (device arrays are copied at records only)."""
+    """The recorded trajectory on the host: α, the means, the cumulative starved count and
+    the scales σ_o, σ_n at records 0, 1, …, n_rec − 1 (device arrays are copied at records
+    only). Untrained scales are constant at their start value ``sigma0``."""
 
-    def __init__(self, be: Backend, r: int, d: int, n_rec: int) -> None:
+    def __init__(
+        self, be: Backend, r: int, d: int, n_rec: int, sigma0: tuple[float, float]
+    ) -> None:
         self.be = be
         self.old_weight = np.empty((r, n_rec))
         self.old_mean = np.empty((r, n_rec, d))
         self.new_mean = np.empty((r, n_rec, d))
         self.starved = np.zeros((r, n_rec), dtype=np.int64)
+        self.old_scale = np.full((r, n_rec), sigma0[0])
+        self.new_scale = np.full((r, n_rec), sigma0[1])
 
-    def record(self, j: Any, values: tuple[Any, Any, Any, Any]) -> None:
+    def record(self, j: Any, values: tuple[Any, ...]) -> None:
         """Store one record (j an int) or a block of records (j a slice; values with the
         record axis first)."""
         host = [self.be.to_numpy(v) for v in values]
         if isinstance(j, slice):
             host = [np.moveaxis(h, 0, 1) for h in host]
-        for out, h in zip((self.old_weight, self.old_mean, self.new_mean, self.starved), host):
+        outs = (
+            self.old_weight,
+            self.old_mean,
+            self.new_mean,
+            self.starved,
+            self.old_scale,
+            self.new_scale,
+        )
+        for out, h in zip(outs, host):
             out[:, j] = h
 
 
@@ -181,7 +242,6 @@ def _run_eager(
     steps: int,
     record_every: int,
     recorder: _Recorder,
-    weight_param: str,
     bar: Any,
 ) -> tuple[Any, ...]:
     """Python loop over steps (NumPy, torch, CuPy, array-api-strict): the work of a step is
@@ -189,7 +249,7 @@ def _run_eager(
     for t in range(1, steps + 1):
         carry = step(carry, t)
         if t % record_every == 0:
-            recorder.record(t // record_every, _record_of(carry, weight_param))
+            recorder.record(t // record_every, _record_of(carry, step.ctx))
         if bar is not None:
             bar.update(1)
     return carry
@@ -237,7 +297,6 @@ def _run_jax(
     steps: int,
     record_every: int,
     recorder: _Recorder,
-    weight_param: str,
     bar: Any,
     key: str,
 ) -> tuple[Any, ...]:
@@ -250,7 +309,7 @@ def _run_jax(
     def build() -> Any:
         def block(c: tuple[Any, ...], t0: Any) -> tuple[tuple[Any, ...], Any]:
             c = jax.lax.fori_loop(0, record_every, lambda i, cc: step(cc, t0 + i + 1), c)
-            return c, _record_of(c, weight_param)
+            return c, _record_of(c, step.ctx)
 
         def chunk(c: tuple[Any, ...], starts: Any) -> tuple[tuple[Any, ...], Any]:
             return jax.lax.scan(block, c, starts)
@@ -260,7 +319,8 @@ def _run_jax(
     chunk = _jit_cached(key, build)
 
     n_records = steps // record_every
-    per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, step.r * (2 + step.ctx.dim))))
+    per_record = step.r * (4 + 2 * step.ctx.dim)  # α, starved, σ_o, σ_n, the means
+    per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, per_record)))
     done = 0
     while done < n_records:
         n = min(per_call, n_records - done)
@@ -293,6 +353,8 @@ def simulate(
     threads: Optional[int] = None,
     progress: bool = False,
     memory_limit: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "numpy",
     device: Any = None,
     precision: str = "float64",
@@ -313,6 +375,13 @@ def simulate(
     cumulative count of
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes.
+
+    ``train_scales=True`` also trains σ_o, σ_n (component k's covariance σ_k²·S_k,
+    S_k = Σ_k / det(Σ_k)^{1/d}, σ_k from det(Σ_k)^{1/(2d)}): their score is averaged with the
+    means' (:func:`score_mean`), ``scale_param='direct'`` steps on σ and floors it at 1e-3,
+    ``'log'`` steps on log σ; the teacher EMA, q_0 and the lag carry them like the other
+    parameters. They are recorded in ``old_scale``/``new_scale`` (constant without
+    ``train_scales``).
 
     Parameters beyond :func:`mixforget.simulate`'s:
 
@@ -336,23 +405,26 @@ def simulate(
         threads,
         progress,
         memory_limit,
+        train_scales,
+        scale_param,
     )
     be = get_backend(backend, device, precision)
     objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
     replicates, record_every, weight_param = run.replicates, run.record_every, run.weight_param
+    trained = run.scale_param if run.train_scales else None
     r = replicates
     seq = resolve_rng(rng)
-    recorder = _Recorder(be, r, target.dim, steps // record_every + 1)
+    recorder = _Recorder(be, r, target.dim, steps // record_every + 1, component_scales(start))
     bar = _progress_bar(steps, be.name) if progress else None
     with be.context():
-        ctx = Context.build(target, start, weight_param, be)
+        ctx = Context.build(target, start, weight_param, be, trained)
         twin = twin_for(objective, ctx, batch_size)
         random = be.random(seq)
-        params = Params.of_model(start, weight_param, replicates=r, backend=be)
+        params = Params.of_model(start, weight_param, r, be, trained)
         starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
         diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
         carry = (params, twin.reset(params), starved, diverged, random.init())
-        recorder.record(0, _record_of(carry, weight_param))
+        recorder.record(0, _record_of(carry, ctx))
         step = _Stepper(ctx, twin, random, r, batch_size, lr, run.lr_scale)
         if be.jit:
             key = _problem_key(
@@ -366,12 +438,13 @@ def simulate(
                 batch_size=batch_size,
                 replicates=r,
                 record_every=record_every,
+                scale_param=trained,
                 precision=be.precision,
                 device=str(be.device),
             )
-            carry = _run_jax(step, carry, steps, record_every, recorder, weight_param, bar, key)
+            carry = _run_jax(step, carry, steps, record_every, recorder, bar, key)
         else:
-            carry = _run_eager(step, carry, steps, record_every, recorder, weight_param, bar)
+            carry = _run_eager(step, carry, steps, record_every, recorder, bar)
         diverged_host = be.to_numpy(carry[3]).astype(bool)
     if bar is not None:
         bar.close()
@@ -386,6 +459,8 @@ def simulate(
         "record_every": record_every,
         "weight_param": weight_param,
         "lr_scale": run.lr_scale,
+        "train_scales": run.train_scales,
+        "scale_param": run.scale_param,
         "seed": seed_record(seq),
         "wall_time": time.perf_counter() - t0,
         "threads": run.threads,
@@ -403,6 +478,8 @@ def simulate(
         diverged=diverged_host,
         target=target,
         meta=meta,
+        old_scale=recorder.old_scale,
+        new_scale=recorder.new_scale,
     )
 
 
@@ -445,14 +522,15 @@ def _one_step(
     weight_param: str,
     batch_size: Optional[int],
     backend: Optional[Backend] = None,
+    scale_param: Optional[str] = None,
 ) -> tuple[Context, ObjectiveTwin[Any], Mix, Extra]:
     """The context, the objective's twin, the model as a :class:`Mix` and the extra state
     with its models equal to ``model`` (teacher EMA = model, then anchored; q_0 = lag =
-    model)."""
-    ctx = Context.build(target, model, weight_param, backend)
+    model); ``scale_param`` (None: fixed covariances) trains the component scales."""
+    ctx = Context.build(target, model, weight_param, backend, scale_param)
     twin = twin_for(objective, ctx, batch_size)
-    params = Params.of_model(model, weight_param, backend=backend)
-    return ctx, twin, params.mix(weight_param), twin.reset(params)
+    params = Params.of_model(model, weight_param, backend=backend, scale_param=scale_param)
+    return ctx, twin, ctx.mix_of(params), twin.reset(params)
 
 
 def estimate_gradient(
@@ -464,6 +542,8 @@ def estimate_gradient(
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
+    train_scales: bool = False,
+    scale_param: str = "direct",
     backend: str = "numpy",
     device: Any = None,
     precision: str = "float64",
@@ -473,6 +553,9 @@ def estimate_gradient(
     :func:`mixforget.estimate_gradient`. SDFT's teacher (before anchoring), TTT-Discover's q_0
     and OAPL's lagged model equal ``model``. Vectorised over batches in chunks of ~2^20
     samples (memory bound; the result does not depend on ``threads``; JAX jits the chunk).
+    With ``train_scales=True`` the columns are (weight, old_mean[0..d], new_mean[0..d],
+    old_scale, new_scale), the scale entries with respect to σ_k ('direct') or log σ_k
+    ('log').
 
     {backend_doc}"""
     check_models(target, model, "model")
@@ -480,24 +563,28 @@ def estimate_gradient(
     objective = check_objective(objective, batch_size)
     batches = as_positive_int("batches", batches)
     weight_param = check_weight_param(weight_param)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
     resolve_threads(threads)
     be = get_backend(backend, device, precision)
     d = target.dim
     seq = resolve_rng(rng)
     avg = BatchMean(batch_size)
-    grads = np.empty((batches, 1 + 2 * d))
+    grads = np.empty((batches, 1 + 2 * d + (2 if train_scales else 0)))
     old_count = np.empty(batches, dtype=np.int64)
     chunk = max(1, _CHUNK_SAMPLES // (batch_size * d))
+    trained = scale_param if train_scales else None
     with be.context():
-        ctx, twin, mix, extra = _one_step(target, model, objective, weight_param, batch_size, be)
+        ctx, twin, mix, extra = _one_step(
+            target, model, objective, weight_param, batch_size, be, trained
+        )
         random = be.random(seq)
         xp = ctx.xp
 
         def one_chunk(state: Any, rows: int) -> tuple[Any, Any, Any]:
             state, x, old = draw_batch(random, state, ctx, twin, rows, batch_size, mix, extra)
             grad = gradient(ctx, twin, x, avg, mix, extra)
-            flat = xp.concat([grad.weight[:, None], grad.old_mean, grad.new_mean], axis=1)
-            return state, flat, xp.sum(xp.astype(old, be.int_dtype), axis=1)
+            flat = [v if v.ndim == 2 else v[:, None] for v in grad.groups().values()]
+            return state, xp.concat(flat, axis=1), xp.sum(xp.astype(old, be.int_dtype), axis=1)
 
         if be.jit:
             key = _problem_key(
@@ -507,6 +594,7 @@ def estimate_gradient(
                 objective,
                 weight_param=weight_param,
                 batch_size=batch_size,
+                scale_param=trained,
                 precision=be.precision,
                 device=str(be.device),
                 # the chunk closes over the model's means too (one-step studies)
@@ -530,7 +618,12 @@ estimate_gradient.__doc__ = (estimate_gradient.__doc__ or "").replace("{backend_
 
 
 def population_gradient(
-    target: TwoMode, model: TwoMode, objective: Objective, weight_param: str = "logit"
+    target: TwoMode,
+    model: TwoMode,
+    objective: Objective,
+    weight_param: str = "logit",
+    train_scales: bool = False,
+    scale_param: str = "direct",
 ) -> dict[str, Any]:
     """Exact (G → ∞) loss gradient at ``model`` by brute-force 1-D quadrature; d = 1 only
     (NotImplementedError otherwise). NumPy twin of :func:`mixforget.population_gradient`
@@ -544,15 +637,20 @@ def population_gradient(
     log q_0), V̂ = β1 log E_lag[e^{r/β1}], adaptive β from KL(tilt ‖ q) = ln 2 with the tilt
     ∝ q e^{βR}. Extra models equal the model. Accuracy ~1e-12 for smooth integrands; O(h)
     (~1e-4 relative) with the discontinuous 'new_indicator' reward.
-    Returns {weight: float, old_mean: (1,), new_mean: (1,)}."""
+    Returns {weight: float, old_mean: (1,), new_mean: (1,)}, and with ``train_scales=True``
+    also old_scale, new_scale: floats, the derivatives with respect to σ_k ('direct') or
+    log σ_k ('log'). Grid points where the sampling density underflows to 0 contribute 0
+    (NewModeREINFORCE's ratio q/((1 − α)φ_n) may overflow there)."""
     check_models(target, model, "model")
     objective = check_objective(objective)
     weight_param = check_weight_param(weight_param)
+    train_scales, scale_param = check_train_scales(train_scales, scale_param)
     if target.dim != 1:
         raise NotImplementedError(
             "reference.population_gradient is brute-force 1-D quadrature: d = 1 only"
         )
-    ctx, twin, mix, extra = _one_step(target, model, objective, weight_param, None)
+    trained = scale_param if train_scales else None
+    ctx, twin, mix, extra = _one_step(target, model, objective, weight_param, None, None, trained)
 
     centers = [
         float(v[0]) for v in (target.old_mean, target.new_mean, model.old_mean, model.new_mean)
@@ -564,11 +662,15 @@ def population_gradient(
     lo, hi = min(centers) - 40.0 * max(sds), max(centers) + 40.0 * max(sds)
     n = max(200_001, math.ceil(20.0 * (hi - lo) / min(sds)) | 1)
     x = np.linspace(lo, hi, n).reshape(1, n, 1)
-    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         avg = QuadMean(twin.sampling_logpdf(x, mix, extra)[0], (hi - lo) / (n - 1))
         grad = gradient(ctx, twin, x, avg, mix, extra)
-    return {
+    out: dict[str, Any] = {
         "weight": float(grad.weight[0]),
         "old_mean": np.asarray(grad.old_mean[0]),
         "new_mean": np.asarray(grad.new_mean[0]),
     }
+    if train_scales:
+        out["old_scale"] = float(grad.old_scale[0])
+        out["new_scale"] = float(grad.new_scale[0])
+    return out

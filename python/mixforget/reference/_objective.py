@@ -29,7 +29,14 @@ from ..objectives import Objective
 from ..theory import stratified_replay_count
 from ._averaging import Averager
 from ._backend import Backend, default_backend, namespace_of
-from ._densities import Gauss, Mix, mix_from_param, mix_logpdf, weight_param_of
+from ._densities import (
+    Gauss,
+    Mix,
+    mix_from_param,
+    mix_logpdf,
+    scale_and_shape,
+    weight_param_of,
+)
 
 #: an objective's extra state (teacher EMA, start model, lagged model): name → Params. Plain
 #: dicts of arrays so that JAX can carry them through ``lax.scan``.
@@ -39,14 +46,18 @@ Extra = dict[str, "Params"]
 @dataclass
 class Params:
     """The trained parameters θ with a leading replicate axis R: ``weight`` (R,) (η = logit α
-    or α itself), ``old_mean`` (R, d), ``new_mean`` (R, d), arrays of any array-API
-    namespace. The field names are the groups of ``lr_scale``; the update, the finiteness
-    check and the recording loop over them, so a new trainable group is one new field.
+    or α itself), ``old_mean`` (R, d), ``new_mean`` (R, d) and, only when the scales train,
+    ``old_scale``, ``new_scale`` (R,) (σ_k itself, or log σ_k: :attr:`Context.scale_param`;
+    None otherwise), arrays of any array-API namespace. The field names are the groups of
+    ``lr_scale``; the update, the finiteness check, the extra states and the recording loop
+    over the groups present (:meth:`groups`), so a new trainable group is one new field.
     Treated as immutable: every operation returns new arrays (JAX has no in-place updates)."""
 
     weight: Any
     old_mean: Any
     new_mean: Any
+    old_scale: Any = None
+    new_scale: Any = None
 
     @classmethod
     def of_model(
@@ -55,23 +66,34 @@ class Params:
         weight_param: str,
         replicates: Optional[int] = None,
         backend: Optional[Backend] = None,
+        scale_param: Optional[str] = None,
     ) -> Params:
-        """The parameters of ``model``: one row, or ``replicates`` identical rows."""
+        """The parameters of ``model``: one row, or ``replicates`` identical rows; with a
+        ``scale_param`` ('direct' or 'log') also the parameters of its component scales
+        σ_k = det(Σ_k)^{1/(2d)} (σ_k or log σ_k)."""
         be = backend if backend is not None else default_backend()
         rows = 1 if replicates is None else replicates
         w = np.full(rows, weight_param_of(model.old_weight, weight_param))
+        scales: list[Any] = [None, None]
+        if scale_param is not None:
+            for k, cov in enumerate((model.old_cov, model.new_cov)):
+                sd = scale_and_shape(cov, model.dim)[0]
+                scales[k] = be.asarray(np.full(rows, scale_value(sd, scale_param)))
         return cls(
             be.asarray(w),
             be.asarray(np.tile(model.old_mean, (rows, 1))),
             be.asarray(np.tile(model.new_mean, (rows, 1))),
+            *scales,
         )
 
     @classmethod
     def group_names(cls) -> tuple[str, ...]:
+        """Every possible group (the scale groups exist only when the scales train)."""
         return tuple(f.name for f in fields(cls))
 
     def groups(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.group_names()}
+        """The groups present: name → array."""
+        return {name: v for name in self.group_names() if (v := getattr(self, name)) is not None}
 
     def copy(self) -> Params:
         """The same parameters (arrays are never updated in place, so sharing is safe)."""
@@ -83,7 +105,7 @@ class Params:
         ok = xp.isfinite(self.weight)
         for name, v in self.groups().items():
             if name != "weight":
-                ok = ok & xp.all(xp.isfinite(v), axis=1)
+                ok = ok & (xp.all(xp.isfinite(v), axis=1) if v.ndim == 2 else xp.isfinite(v))
         return ok
 
     def where(self, keep: Any, other: Params) -> Params:
@@ -97,9 +119,22 @@ class Params:
             }
         )
 
-    def mix(self, weight_param: str) -> Mix:
-        """The model q_θ as a :class:`Mix`."""
-        return mix_from_param(self.weight, self.old_mean, self.new_mean, weight_param)
+    def mix(self, weight_param: str, scale_param: Optional[str] = None) -> Mix:
+        """The model q_θ as a :class:`Mix` (with its σ_k when the scales train)."""
+        so = None if self.old_scale is None else scale_sd(self.old_scale, scale_param)
+        sn = None if self.new_scale is None else scale_sd(self.new_scale, scale_param)
+        return mix_from_param(self.weight, self.old_mean, self.new_mean, weight_param, so, sn)
+
+
+def scale_value(sd: float, scale_param: str) -> float:
+    """The stored parameter of a component scale σ: σ itself ('direct') or log σ ('log')."""
+    return math.log(sd) if scale_param == "log" else sd
+
+
+def scale_sd(value: Any, scale_param: Optional[str]) -> Any:
+    """σ from its stored parameter (an array): e^u for 'log', the value itself for
+    'direct'."""
+    return namespace_of(value).exp(value) if scale_param == "log" else value
 
 
 def _rows(xp: Any, mask: Any, like: Any) -> Any:
@@ -109,16 +144,19 @@ def _rows(xp: Any, mask: Any, like: Any) -> Any:
 
 @dataclass
 class Context:
-    """Fixed during a run: the backend, the world p* and the (fixed) model covariances."""
+    """Fixed during a run: the backend, the world p* and the model covariances — fixed, or,
+    when the scales train (``scale_param`` 'direct' or 'log', None otherwise), the fixed
+    unit-determinant shapes S_k = Σ_k / det(Σ_k)^{1/d} that the trained σ_k² multiply."""
 
     weight_param: str
     dim: int
     world: Mix  # p* = α* φ(μ_o*, Σ_o*) + (1 − α*) φ(μ_n*, Σ_n*), R = 1
     wg_o: Gauss
     wg_n: Gauss
-    g_o: Gauss  # model covariances Σ_o, Σ_n (from start / model)
+    g_o: Gauss  # model covariances Σ_o, Σ_n (from start / model), or their shapes S_o, S_n
     g_n: Gauss
     backend: Backend
+    scale_param: Optional[str] = None
 
     @classmethod
     def build(
@@ -127,9 +165,13 @@ class Context:
         model: TwoMode,
         weight_param: str,
         backend: Optional[Backend] = None,
+        scale_param: Optional[str] = None,
     ) -> Context:
         be = backend if backend is not None else default_backend()
         d = target.dim
+        covs = [model.old_cov, model.new_cov]
+        if scale_param is not None:
+            covs = [scale_and_shape(cov, d)[1] for cov in covs]
         return cls(
             weight_param=weight_param,
             dim=d,
@@ -141,10 +183,24 @@ class Context:
             ),
             wg_o=Gauss(target.old_cov, d, be),
             wg_n=Gauss(target.new_cov, d, be),
-            g_o=Gauss(model.old_cov, d, be),
-            g_n=Gauss(model.new_cov, d, be),
+            g_o=Gauss(covs[0], d, be),
+            g_n=Gauss(covs[1], d, be),
             backend=be,
+            scale_param=scale_param,
         )
+
+    @property
+    def trains_scales(self) -> bool:
+        return self.scale_param is not None
+
+    def mix_of(self, params: Params) -> Mix:
+        """The mixture of a parameter set (model, teacher EMA, start or lagged model), with
+        its component scales when they train."""
+        return params.mix(self.weight_param, self.scale_param)
+
+    def sd_of(self, value: Any) -> Any:
+        """σ from a stored scale parameter (σ or log σ)."""
+        return scale_sd(value, self.scale_param)
 
     @property
     def xp(self) -> Any:
@@ -182,15 +238,34 @@ class Context:
         state, u = rng.uniform(state, tuple(z.shape[:2]))
         old = u < mix.alpha[:, None]
         g_o, g_n = self.g_o, self.g_n
-        if g_o.same(g_n):
+        if g_o.same(g_n) and mix.so is None:
             means = xp.where(old[:, :, None], mix.mo[:, None, :], mix.mn[:, None, :])
             return state, g_o.color(z) + means, old
         x = xp.where(
             old[:, :, None],
-            mix.mo[:, None, :] + g_o.color(z),
-            mix.mn[:, None, :] + g_n.color(z),
+            mix.mo[:, None, :] + g_o.scaled_color(z, mix.so),
+            mix.mn[:, None, :] + g_n.scaled_color(z, mix.sn),
         )
         return state, x, old
+
+    def log_new_component(self, x: Any, mix: Mix) -> Any:
+        """log φ_n(x) of a mixture (its new component, with its scale when it trains)."""
+        return self.g_n.scaled_logpdf(x, mix.mn[:, None, :], mix.sn)
+
+    def draw_new_component(self, z: Any, mix: Mix) -> Any:
+        """x ~ φ_n of a mixture from standard normals z (R, B, d)."""
+        return mix.mn[:, None, :] + self.g_n.scaled_color(z, mix.sn)
+
+
+@dataclass
+class ModelDensities:
+    """The model at the points x (R, N, d): its mixture, log φ_o, log φ_n and log q_θ
+    (each (R, N))."""
+
+    mix: Mix
+    lpo: Any
+    lpn: Any
+    lq: Any
 
 
 ObjectiveT = TypeVar("ObjectiveT", bound=Objective)
@@ -241,6 +316,12 @@ class ObjectiveTwin(Generic[ObjectiveT]):
         """Per-sample coefficient c_i (R, N) of ĝ = avg_i[c_i s(x_i)] at x with log q_θ(x)
         = ``lq``; leave-one-out means are full expectations under the population averager."""
         raise NotImplementedError  # pragma: no cover - every objective defines it
+
+    def model_coefficient(self, x: Any, parts: ModelDensities, avg: Averager, extra: Extra) -> Any:
+        """What the core asks for: c_i given the model's densities at x. The default is
+        :meth:`coefficient` of log q_θ; an objective whose value needs a component of the
+        model (NewModeREINFORCE: log((1 − α) φ_n)) overrides this instead."""
+        return self.coefficient(x, parts.lq, avg, extra)
 
 
 # =====================================================================================

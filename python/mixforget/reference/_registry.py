@@ -8,6 +8,7 @@ from typing import Any, Optional
 from ..objectives import Objective
 from ._objective import Context, ObjectiveTwin
 from .forward_kl import ForwardKLTwin
+from .new_mode_reinforce import NewModeREINFORCETwin
 from .oapl import OAPLTwin
 from .reverse_kl import ReverseKLTwin
 from .sdft import SDFTTwin
@@ -15,7 +16,15 @@ from .ttt_discover import TTTDiscoverTwin
 
 #: objective class name (``Objective.as_dict()["kind"]``) → its twin
 TWINS: dict[str, type[ObjectiveTwin[Any]]] = {
-    twin.kind: twin for twin in (ForwardKLTwin, ReverseKLTwin, SDFTTwin, TTTDiscoverTwin, OAPLTwin)
+    twin.kind: twin
+    for twin in (
+        ForwardKLTwin,
+        ReverseKLTwin,
+        SDFTTwin,
+        TTTDiscoverTwin,
+        OAPLTwin,
+        NewModeREINFORCETwin,
+    )
 }
 
 

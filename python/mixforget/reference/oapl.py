@@ -33,7 +33,7 @@ class OAPLTwin(ObjectiveTwin[OAPL]):
         return {"lag": select(self.ctx.xp, refresh, params, extra["lag"])}
 
     def lagged(self, extra: Extra) -> Mix:
-        return extra["lag"].mix(self.ctx.weight_param)
+        return self.ctx.mix_of(extra["lag"])
 
     def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         return self.ctx.draw(rng, state, self.lagged(extra), z)

@@ -9,28 +9,31 @@ its new mean moved toward the truth by the demonstration (κ = ``anchor``):
 - direction 'reverse': KL(q_θ ‖ t), the §4.2 estimator with p* → t: samples from q_θ,
   c_i = ℓ_i − mean_{j≠i} ℓ_j, ℓ = log q_θ − log t (second density: t);
 - direction 'forward': KL(t ‖ q_θ): samples from t, c_i = −1.
-- Extra state: the EMA parameters φ (start: the start model; frozen with a diverged replicate).
+- Extra state: the EMA parameters φ (start: the start model; frozen with a diverged replicate),
+  the scale parameters (σ or log σ) included when they train.
 - Exact limit: with the teacher equal to the model (one-step studies), κ = 0 makes t = q_θ and
   the gradient zero.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..objectives import SDFT
 from ._averaging import Averager
-from ._densities import Mix, mix_from_param
+from ._densities import Mix
 from ._objective import Context, Extra, ObjectiveTwin, Params, log_ratio_coef
 
 
 def teacher_mix(ctx: Context, anchor: float, ema_params: Params) -> Mix:
     """The teacher t from the EMA parameters φ, the new mean anchored:
-    (1 − κ) μ_n^φ + κ μ_n*."""
+    (1 − κ) μ_n^φ + κ μ_n*; with trainable scales its σ_k come from the EMA of the scale
+    parameters (σ or log σ, as the Rust engine)."""
     kappa = float(anchor)
     p = ema_params
     anchored = (1.0 - kappa) * p.new_mean + kappa * ctx.world.mn
-    return mix_from_param(p.weight, p.old_mean, anchored, ctx.weight_param)
+    return replace(ctx.mix_of(p), mn=anchored)
 
 
 class SDFTTwin(ObjectiveTwin[SDFT]):

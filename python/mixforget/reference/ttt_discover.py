@@ -107,6 +107,6 @@ class TTTDiscoverTwin(ObjectiveTwin[TTTDiscover]):
         safe = xp.where(den > 0.0, den, xp.ones_like(den))
         adv = xp.where(den > 0.0, e / safe - 1.0, xp.zeros_like(e))
         if obj.kl_penalty > 0.0:
-            start = extra["start"].mix(self.ctx.weight_param)
+            start = self.ctx.mix_of(extra["start"])
             adv = adv - obj.kl_penalty * (lq - self.ctx.mixture_logpdf(x, start))
         return -adv

@@ -71,10 +71,19 @@ _JAX_SKIPS = {repr(o) for o in (OBJECTIVES[2], OBJECTIVES[6], OBJECTIVES[8])}
 _RUST: dict[str, mf.Trajectory] = {}
 
 
+def _run(objective) -> dict:
+    """RUN, with the reference's slow factor 0.005 on the weight and old mean for
+    NewModeREINFORCE: its importance ratio ρ = q/((1 − α)φ_n) is unbounded near the old mode, so at the full step a
+    rare replicate runs past the runaway bound (heavy tails in either implementation)."""
+    if isinstance(objective, mf.NewModeREINFORCE):
+        return dict(RUN, lr_scale={"weight": 0.005, "old_mean": 0.005, "new_mean": 1.0})
+    return RUN
+
+
 def _rust(objective) -> mf.Trajectory:
     key = repr(objective)
     if key not in _RUST:
-        _RUST[key] = mf.simulate(TARGET, START, objective, rng=1, **RUN)
+        _RUST[key] = mf.simulate(TARGET, START, objective, rng=1, **_run(objective))
     return _RUST[key]
 
 
@@ -99,7 +108,7 @@ def _assert_same_distribution(a: mf.Trajectory, b: mf.Trajectory) -> None:
     ],
 )
 def test_backend_agrees_with_rust_in_distribution(backend, objective):
-    twin = mf.simulate(TARGET, START, objective, rng=2, backend=backend, **RUN)
+    twin = mf.simulate(TARGET, START, objective, rng=2, backend=backend, **_run(objective))
     assert twin.meta["backend"] == backend and twin.meta["precision"] == "float64"
     assert twin.old_weight.dtype == np.float64 and twin.starved.dtype == np.int64
     assert twin.old_weight.shape == (RUN["replicates"], RUN["steps"] // RUN["record_every"] + 1)
@@ -109,7 +118,9 @@ def test_backend_agrees_with_rust_in_distribution(backend, objective):
 @pytest.mark.parametrize("backend", ARRAY_BACKENDS)
 def test_float32_agrees_with_rust_in_distribution(backend):
     objective = mf.ReverseKL(replay=0.3)
-    twin = mf.simulate(TARGET, START, objective, rng=3, backend=backend, precision="float32", **RUN)
+    twin = mf.simulate(
+        TARGET, START, objective, rng=3, backend=backend, precision="float32", **_run(objective)
+    )
     assert twin.meta["precision"] == "float32" and twin.old_weight.dtype == np.float64
     _assert_same_distribution(_rust(objective), twin)
 

@@ -73,8 +73,9 @@ _RUST: dict[str, mf.Trajectory] = {}
 
 def _run(objective) -> dict:
     """RUN, with the reference's slow factor 0.005 on the weight and old mean for
-    NewModeREINFORCE: its importance ratio ρ = q/((1 − α)φ_n) is unbounded near the old mode, so at the full step a
-    rare replicate runs past the runaway bound (heavy tails in either implementation)."""
+    NewModeREINFORCE: its importance ratio ρ = q/((1 − α)φ_n) is unbounded near the old mode,
+    so at the full step a rare replicate runs past the runaway bound (heavy tails in either
+    implementation)."""
     if isinstance(objective, mf.NewModeREINFORCE):
         return dict(RUN, lr_scale={"weight": 0.005, "old_mean": 0.005, "new_mean": 1.0})
     return RUN

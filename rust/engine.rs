@@ -11,7 +11,7 @@
 use crate::fastmath;
 use crate::mixture::{Cov, Gaussian};
 use crate::objectives::{with_objective, Objective, Source, Spec};
-use crate::rng::Stream;
+use crate::simd_rng::LaneStream;
 use crate::starvation::{stratified_replay_count, Slots};
 use rayon::prelude::*;
 
@@ -107,6 +107,7 @@ impl Mix2 {
         )
     }
     /// log α φ_o and log (1−α) φ_n for the rows of x (n × d).
+    #[inline]
     pub fn log_parts_rows(&self, x: &[f64], old: &mut [f64], new: &mut [f64], scratch: &mut [f64]) {
         self.old.logpdf_rows(x, self.ln_alpha, old, scratch);
         self.new.logpdf_rows(x, self.ln_alpha_c, new, scratch);
@@ -167,7 +168,8 @@ pub struct Replicate {
     pub steps_done: u64,
     pub starved: i64,
     pub diverged: bool,
-    pub rng: Stream,
+    /// The replicate's own vectorised stream (labels, replay slots and normals).
+    pub rng: LaneStream,
 }
 
 impl Problem {
@@ -214,7 +216,7 @@ impl Problem {
             steps_done: 0,
             starved: 0,
             diverged: false,
-            rng: Stream::new(key, index),
+            rng: LaneStream::new(key, index),
         }
     }
 }
@@ -228,6 +230,8 @@ pub struct Batch {
     pub omega: Vec<f64>,
     /// Which sampling component each point came from (see `draw_batch`).
     component: Vec<u8>,
+    /// Raw random words of the replay and label draws (see `draw_batch`).
+    words: Vec<u64>,
     /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
     pub replay_used: f64,
     /// log q_θ(x_i).
@@ -259,6 +263,7 @@ impl Batch {
             x: vec![0.0; capacity * dim],
             omega: vec![1.0 / capacity.max(1) as f64; capacity],
             component: vec![0; capacity],
+            words: vec![0; capacity],
             replay_used: 0.0,
             log_q: vec![0.0; capacity],
             resp_old: vec![0.0; capacity],
@@ -282,6 +287,7 @@ impl Batch {
         self.x.resize(len * dim, 0.0);
         self.scratch.resize(dim, 0.0);
         self.component.resize(len, 0);
+        self.words.resize(len, 0);
         for v in [
             &mut self.omega,
             &mut self.log_q,
@@ -381,10 +387,18 @@ pub fn sampling_components<'a, O: Objective>(
 
 /// Draw a finite batch (MATH §4: label first, then the point; replay slots). Returns the
 /// number of old-labelled samples.
+///
+/// Words taken from the replicate's `LaneStream`, in this order (each a separate fill, see
+/// the consumption rule in `simd_rng`): B words for the Bernoulli replay slots (only when
+/// λ > 0 and slots are Bernoulli), B words for the labels (only when the source is a
+/// mixture), then the B·d normals. Sample i's replay and label words are the i-th of their
+/// fills; u < p is decided on the 53-bit integer w >> 11 (the same outcome as
+/// `uniform53(w) < p`), branch-free, because a label is a coin flip no predictor can learn.
+#[inline]
 pub fn draw_batch<O: Objective>(
     objective: &O,
     m: &Models,
-    rng: &mut Stream,
+    rng: &mut LaneStream,
     batch: &mut Batch,
 ) -> usize {
     let (replay, slots) = objective.replay();
@@ -403,29 +417,36 @@ pub fn draw_batch<O: Objective>(
         Source::Single(g) => ([g, g, &m.target.old], 0.0, true),
         Source::Mixture(mix) => ([&mix.old, &mix.new, &m.target.old], mix.alpha, false),
     };
-    // Labels first (one uniform each), then all the normals: simple loops, no dispatch.
-    // u < α is decided on the integer 53-bit draw (same outcome as Stream::uniform() < α),
-    // branch-free, because the label is a coin flip the predictor cannot learn.
     let below = |p: f64| (p * (1u64 << 53) as f64).ceil() as u64;
     let alpha_bits = below(source_alpha);
     let replay_bits = below(replay);
-    let mut old_count = 0;
-    for i in 0..b {
-        let is_replay = match slots {
-            Slots::Bernoulli => replay > 0.0 && (rng.next_u64() >> 11) < replay_bits,
-            Slots::Stratified => i < n_strat,
-        };
-        let on_new = if single {
-            1u8
-        } else {
-            ((rng.next_u64() >> 11) >= alpha_bits) as u8
-        };
-        let c = if is_replay { 2 } else { on_new };
-        batch.component[i] = c;
-        old_count += (c != 1) as usize;
+    let words = &mut batch.words[..b];
+    let component = &mut batch.component[..b];
+    // Replay slots first: 2 marks a replay sample, 1 a source sample (to be labelled).
+    match slots {
+        Slots::Bernoulli if replay > 0.0 => {
+            rng.fill_u64(words);
+            for (c, w) in component.iter_mut().zip(words.iter()) {
+                *c = if (w >> 11) < replay_bits { 2 } else { 1 };
+            }
+        }
+        _ => {
+            for (i, c) in component.iter_mut().enumerate() {
+                *c = if i < n_strat { 2 } else { 1 };
+            }
+        }
     }
+    if !single {
+        rng.fill_u64(words);
+        for (c, w) in component.iter_mut().zip(words.iter()) {
+            let on_new = ((w >> 11) >= alpha_bits) as u8;
+            // a replay sample (2) keeps its mark; a source sample (1) takes its label
+            *c = if *c == 2 { 2 } else { on_new };
+        }
+    }
+    let old_count = component.iter().filter(|&&c| c != 1).count();
     let d = batch.dim;
-    crate::rng::fill_normal(rng, &mut batch.x[..b * d]);
+    rng.fill_normal(&mut batch.x[..b * d]);
     // x = μ_c + L_c z.
     let all_scalar = comps.iter().all(|g| matches!(g.cov, Cov::Scalar { .. }));
     if all_scalar && d == 1 {
@@ -673,7 +694,7 @@ pub fn evaluate<O: Objective>(
 /// the sums. With c_i in `batch.value` and r_i the old responsibility,
 /// ∂/∂η = Σ ω c (r − α) (logit; r/α − (1−r)/(1−α) direct), ∂/∂μ_o = Σ⁻¹ Σ ω c r (x − μ_o),
 /// ∂/∂μ_n = Σ⁻¹ Σ ω c (1−r) (x − μ_n).
-fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
+pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;
     let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
@@ -738,20 +759,11 @@ impl Problem {
         &self,
         objective: &O,
         models: &Models,
-        rng: &mut Stream,
+        rng: &mut LaneStream,
         batch: &mut Batch,
         grad: &mut Grad,
     ) -> usize {
-        let old_count = draw_batch(objective, models, rng, batch);
-        evaluate(
-            objective,
-            self.weight_param,
-            models,
-            batch,
-            Exactness::default(),
-            grad,
-        );
-        old_count
+        crate::fused::batch_gradient(objective, self.weight_param, models, rng, batch, grad)
     }
 
     /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count) into its
@@ -918,7 +930,7 @@ fn estimate_gradient_with<O: Objective>(
         .zip(old_counts.par_chunks_mut(BATCHES_PER_STREAM))
         .enumerate()
         .for_each(|(c, (g_out, n_out))| {
-            let mut rng = Stream::new(key, c as u64);
+            let mut rng = LaneStream::new(key, c as u64);
             let mut batch = Batch::new(d, batch_size);
             let mut grad = Grad::zeros(d);
             for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {

@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod fastmath;
+pub mod fused;
 pub mod mixture;
 pub mod objectives;
 pub mod population;

@@ -107,7 +107,7 @@ impl Mix2 {
         )
     }
     /// log α φ_o and log (1−α) φ_n for the rows of x (n × d).
-    #[inline]
+    #[inline(always)]
     pub fn log_parts_rows(&self, x: &[f64], old: &mut [f64], new: &mut [f64], scratch: &mut [f64]) {
         self.old.logpdf_rows(x, self.ln_alpha, old, scratch);
         self.new.logpdf_rows(x, self.ln_alpha_c, new, scratch);
@@ -305,11 +305,13 @@ impl Batch {
     }
 
     /// Σ ω_i.
+    #[inline]
     pub(crate) fn weight_sum(&self) -> f64 {
         self.omega[..self.len].iter().sum()
     }
 
     /// Σ ω_i v_i.
+    #[inline]
     pub(crate) fn weighted_value_sum(&self) -> f64 {
         self.omega[..self.len]
             .iter()
@@ -394,7 +396,7 @@ pub fn sampling_components<'a, O: Objective>(
 /// mixture), then the B·d normals. Sample i's replay and label words are the i-th of their
 /// fills; u < p is decided on the 53-bit integer w >> 11 (the same outcome as
 /// `uniform53(w) < p`), branch-free, because a label is a coin flip no predictor can learn.
-#[inline]
+#[inline(always)]
 pub fn draw_batch<O: Objective>(
     objective: &O,
     m: &Models,
@@ -458,8 +460,14 @@ pub fn draw_batch<O: Objective>(
             }
         });
         let mu = comps.map(|g| g.mean[0]);
+        // selects instead of indexing by the label: the loop vectorises
         for (x, &c) in batch.x[..b].iter_mut().zip(&batch.component[..b]) {
-            *x = mu[c as usize] + sd[c as usize] * *x;
+            let pick = |v: [f64; 3]| match c {
+                0 => v[0],
+                1 => v[1],
+                _ => v[2],
+            };
+            *x = pick(mu) + pick(sd) * *x;
         }
     } else {
         for (row, &c) in batch.x[..b * d]
@@ -496,7 +504,7 @@ fn sum4(len: usize, term: impl Fn(usize) -> f64) -> f64 {
 }
 
 /// Σ a_i b_i (c_i when given).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -510,7 +518,7 @@ fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
 }
 
 /// Σ a_i.
-#[inline]
+#[inline(always)]
 fn sum(a: &[f64]) -> f64 {
     sum4(a.len(), |i| a[i])
 }
@@ -694,6 +702,7 @@ pub fn evaluate<O: Objective>(
 /// the sums. With c_i in `batch.value` and r_i the old responsibility,
 /// ∂/∂η = Σ ω c (r − α) (logit; r/α − (1−r)/(1−α) direct), ∂/∂μ_o = Σ⁻¹ Σ ω c r (x − μ_o),
 /// ∂/∂μ_n = Σ⁻¹ Σ ω c (1−r) (x − μ_n).
+#[inline(always)]
 pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;

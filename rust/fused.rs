@@ -7,9 +7,10 @@
 //! batch is small (B ≲ a few hundred), so here instead:
 //!
 //! 1. the whole step — draw, densities, per-sample values, batch statistic, score sums — is
-//!    one function compiled with AVX2 (selected at run time; the portable copy performs the
-//!    same IEEE operations in the same order, so both give the same bits, as does the
-//!    unfused `evaluate`: no FMA is enabled, and every loop keeps its order);
+//!    one function compiled with AVX-512 or AVX2 (selected at run time; every copy, the
+//!    portable one too, performs the same IEEE operations in the same order, so all give the
+//!    same bits, as does the unfused `evaluate`: Rust never contracts into FMA, and every
+//!    loop keeps its order);
 //! 2. the densities run block by block (`BLOCK` samples): a block's points, the model's and
 //!    the second density's log parts, log q, the responsibilities and log of the second
 //!    density are produced while the block sits in registers and L1, instead of one pass
@@ -34,9 +35,11 @@ use crate::simd_rng::LaneStream;
 
 use crate::engine::WeightParam;
 
-/// Samples per density block: four AVX2 registers per quantity, so a block's intermediate
-/// arrays (8 quantities × 16 × 8 bytes = 1 KiB) stay in L1.
-pub const BLOCK: usize = 16;
+/// Samples per density block. Not smaller: LLVM vectorises each short loop of a block
+/// with its vector width times an unroll factor (4 × 8 doubles with AVX-512), and a block
+/// shorter than that would run entirely in the scalar remainder loop. A block's
+/// intermediate arrays (8 quantities × 64 × 8 bytes = 4 KiB) still sit in L1.
+pub const BLOCK: usize = 64;
 
 /// The densities of rows [lo, hi): the model's log parts, log q and old responsibility,
 /// then the second density's log parts and log density.
@@ -98,6 +101,22 @@ unsafe fn batch_gradient_avx2<O: Objective>(
     batch_gradient_body(objective, wp, m, rng, batch, grad)
 }
 
+/// The same body with AVX-512 (8 doubles per instruction). The features it implies (FMA
+/// among them) do not change results: Rust never contracts a·b + c into a fused
+/// multiply-add, so every path rounds identically.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+unsafe fn batch_gradient_avx512<O: Objective>(
+    objective: &O,
+    wp: WeightParam,
+    m: &Models,
+    rng: &mut LaneStream,
+    batch: &mut Batch,
+    grad: &mut Grad,
+) -> usize {
+    batch_gradient_body(objective, wp, m, rng, batch, grad)
+}
+
 /// One finite-batch estimate ĝ at `m`: the batch drawn from the objective's sampling
 /// distribution (see `engine::draw_batch`) on `rng`, then ĝ = Σ ω_i c_i s(x_i) into `grad`. Returns the
 /// number of old-labelled samples. Same numbers as `draw_batch` followed by
@@ -112,6 +131,13 @@ pub fn batch_gradient<O: Objective>(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the processor supports these AVX-512 subsets (checked just above).
+            return unsafe { batch_gradient_avx512(objective, wp, m, rng, batch, grad) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the processor supports AVX2 (checked just above).
             return unsafe { batch_gradient_avx2(objective, wp, m, rng, batch, grad) };

@@ -214,7 +214,7 @@ impl Gaussian {
 
     /// out[i] = offset + log φ(x_i) for the rows of x (n × d), one covariance dispatch per
     /// call and simple loops that vectorise (the engine's hot path).
-    #[inline]
+    #[inline(always)]
     pub fn logpdf_rows(&self, x: &[f64], offset: f64, out: &mut [f64], scratch: &mut [f64]) {
         let d = self.mean.len();
         let base = offset + self.log_norm;

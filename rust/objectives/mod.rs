@@ -76,10 +76,12 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// Per-sample value v_i into `batch.value` and auxiliary quantity into `batch.aux`
     /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_second` and the
     /// points.
+    #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch);
 
     /// Batch statistics (baselines, entropic weights, V̂ …) and the coefficients c_i, written
     /// over `batch.value`. `how` tells a finite batch from an exact expectation.
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness);
 
     /// Refuse an exact (population) evaluation that drops `perp_dims` dimensions when the
@@ -216,6 +218,7 @@ impl Reward {
 
 /// The RL objectives' per-sample values: v_i = R(x_i) and aux_i = log q_θ(x_i) − log q_2(x_i)
 /// (q_2 the second density: start model or lagged model).
+#[inline(always)]
 pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut Batch) {
     let d = batch.dim;
     for i in 0..batch.len {
@@ -226,6 +229,7 @@ pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut
 }
 
 /// Every objective's ĝ = −Σ ω_i s(x_i) (maximum likelihood on its samples): c_i = −1.
+#[inline(always)]
 pub(crate) fn likelihood_coefficients(batch: &mut Batch) {
     batch.value[..batch.len].iter_mut().for_each(|v| *v = -1.0)
 }

@@ -304,20 +304,16 @@ impl Batch {
         }
     }
 
-    /// Σ ω_i.
+    /// Σ ω_i (four interleaved partial sums, like every batch sum here).
     #[inline]
     pub(crate) fn weight_sum(&self) -> f64 {
-        self.omega[..self.len].iter().sum()
+        sum(&self.omega[..self.len])
     }
 
     /// Σ ω_i v_i.
     #[inline]
     pub(crate) fn weighted_value_sum(&self) -> f64 {
-        self.omega[..self.len]
-            .iter()
-            .zip(&self.value[..self.len])
-            .map(|(w, v)| w * v)
-            .sum()
+        dot(&self.omega[..self.len], &self.value[..self.len], None)
     }
 
     /// max_i v_i: the shift that keeps exponentials of rewards finite.

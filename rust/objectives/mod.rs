@@ -76,12 +76,10 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// Per-sample value v_i into `batch.value` and auxiliary quantity into `batch.aux`
     /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_second` and the
     /// points.
-    #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch);
 
     /// Batch statistics (baselines, entropic weights, V̂ …) and the coefficients c_i, written
     /// over `batch.value`. `how` tells a finite batch from an exact expectation.
-    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness);
 
     /// Refuse an exact (population) evaluation that drops `perp_dims` dimensions when the

@@ -12,7 +12,7 @@ use crate::buffers::{checked_len, try_filled, try_zeroed};
 use crate::fastmath;
 use crate::mixture::{Cov, Gaussian};
 use crate::objectives::{with_objective, Objective, Source, Spec};
-use crate::rng::Stream;
+use crate::simd_rng::LaneStream;
 use crate::starvation::{stratified_replay_count, Slots};
 use rayon::prelude::*;
 
@@ -185,6 +185,7 @@ impl Mix2 {
         )
     }
     /// log α φ_o and log (1−α) φ_n for the rows of x (n × d).
+    #[inline(always)]
     pub fn log_parts_rows(&self, x: &[f64], old: &mut [f64], new: &mut [f64], scratch: &mut [f64]) {
         self.old.logpdf_rows(x, self.ln_alpha, old, scratch);
         self.new.logpdf_rows(x, self.ln_alpha_c, new, scratch);
@@ -247,7 +248,8 @@ pub struct Replicate {
     pub steps_done: u64,
     pub starved: i64,
     pub diverged: bool,
-    pub rng: Stream,
+    /// The replicate's own vectorised stream (labels, replay slots and normals).
+    pub rng: LaneStream,
 }
 
 impl Problem {
@@ -322,7 +324,7 @@ impl Problem {
             steps_done: 0,
             starved: 0,
             diverged: false,
-            rng: Stream::new(key, index),
+            rng: LaneStream::new(key, index),
         }
     }
 }
@@ -336,6 +338,8 @@ pub struct Batch {
     pub omega: Vec<f64>,
     /// Which sampling component each point came from (see `draw_batch`).
     component: Vec<u8>,
+    /// Raw random words of the replay and label draws (see `draw_batch`).
+    words: Vec<u64>,
     /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
     pub replay_used: f64,
     /// log q_θ(x_i).
@@ -376,6 +380,7 @@ impl Batch {
             x: try_zeroed(&[capacity, dim], what)?,
             omega: try_filled(capacity, 1.0 / capacity.max(1) as f64, what)?,
             component: try_zeroed(&[capacity], what)?,
+            words: try_zeroed(&[capacity], what)?,
             replay_used: 0.0,
             log_q: column()?,
             resp_old: column()?,
@@ -399,6 +404,7 @@ impl Batch {
         self.x.resize(len * dim, 0.0);
         self.scratch.resize(dim, 0.0);
         self.component.resize(len, 0);
+        self.words.resize(len, 0);
         for v in [
             &mut self.omega,
             &mut self.log_q,
@@ -415,18 +421,16 @@ impl Batch {
         }
     }
 
-    /// Σ ω_i.
+    /// Σ ω_i (four interleaved partial sums, like every batch sum here).
+    #[inline]
     pub(crate) fn weight_sum(&self) -> f64 {
-        self.omega[..self.len].iter().sum()
+        sum(&self.omega[..self.len])
     }
 
     /// Σ ω_i v_i.
+    #[inline]
     pub(crate) fn weighted_value_sum(&self) -> f64 {
-        self.omega[..self.len]
-            .iter()
-            .zip(&self.value[..self.len])
-            .map(|(w, v)| w * v)
-            .sum()
+        dot(&self.omega[..self.len], &self.value[..self.len], None)
     }
 
     /// max_i v_i: the shift that keeps exponentials of rewards finite.
@@ -506,10 +510,18 @@ pub fn sampling_components<'a, O: Objective>(
 
 /// Draw a finite batch (MATH §4: label first, then the point; replay slots). Returns the
 /// number of old-labelled samples.
+///
+/// Words taken from the replicate's `LaneStream`, in this order (each a separate fill, see
+/// the consumption rule in `simd_rng`): B words for the Bernoulli replay slots (only when
+/// λ > 0 and slots are Bernoulli), B words for the labels (only when the source is a
+/// mixture), then the B·d normals. Sample i's replay and label words are the i-th of their
+/// fills; u < p is decided on the 53-bit integer w >> 11 (the same outcome as
+/// `uniform53(w) < p`), branch-free, because a label is a coin flip no predictor can learn.
+#[inline(always)]
 pub fn draw_batch<O: Objective>(
     objective: &O,
     m: &Models,
-    rng: &mut Stream,
+    rng: &mut LaneStream,
     batch: &mut Batch,
 ) -> usize {
     let (replay, slots) = objective.replay();
@@ -528,29 +540,36 @@ pub fn draw_batch<O: Objective>(
         Source::Single(g) => ([g, g, &m.target.old], 0.0, true),
         Source::Mixture(mix) => ([&mix.old, &mix.new, &m.target.old], mix.alpha, false),
     };
-    // Labels first (one uniform each), then all the normals: simple loops, no dispatch.
-    // u < α is decided on the integer 53-bit draw (same outcome as Stream::uniform() < α),
-    // branch-free, because the label is a coin flip the predictor cannot learn.
     let below = |p: f64| (p * (1u64 << 53) as f64).ceil() as u64;
     let alpha_bits = below(source_alpha);
     let replay_bits = below(replay);
-    let mut old_count = 0;
-    for i in 0..b {
-        let is_replay = match slots {
-            Slots::Bernoulli => replay > 0.0 && (rng.next_u64() >> 11) < replay_bits,
-            Slots::Stratified => i < n_strat,
-        };
-        let on_new = if single {
-            1u8
-        } else {
-            ((rng.next_u64() >> 11) >= alpha_bits) as u8
-        };
-        let c = if is_replay { 2 } else { on_new };
-        batch.component[i] = c;
-        old_count += (c != 1) as usize;
+    let words = &mut batch.words[..b];
+    let component = &mut batch.component[..b];
+    // Replay slots first: 2 marks a replay sample, 1 a source sample (to be labelled).
+    match slots {
+        Slots::Bernoulli if replay > 0.0 => {
+            rng.fill_u64(words);
+            for (c, w) in component.iter_mut().zip(words.iter()) {
+                *c = if (w >> 11) < replay_bits { 2 } else { 1 };
+            }
+        }
+        _ => {
+            for (i, c) in component.iter_mut().enumerate() {
+                *c = if i < n_strat { 2 } else { 1 };
+            }
+        }
     }
+    if !single {
+        rng.fill_u64(words);
+        for (c, w) in component.iter_mut().zip(words.iter()) {
+            let on_new = ((w >> 11) >= alpha_bits) as u8;
+            // a replay sample (2) keeps its mark; a source sample (1) takes its label
+            *c = if *c == 2 { 2 } else { on_new };
+        }
+    }
+    let old_count = component.iter().filter(|&&c| c != 1).count();
     let d = batch.dim;
-    crate::rng::fill_normal(rng, &mut batch.x[..b * d]);
+    rng.fill_normal(&mut batch.x[..b * d]);
     // x = μ_c + L_c z.
     let all_scalar = comps.iter().all(|g| matches!(g.cov, Cov::Scalar { .. }));
     if all_scalar && d == 1 {
@@ -562,8 +581,14 @@ pub fn draw_batch<O: Objective>(
             }
         });
         let mu = comps.map(|g| g.mean[0]);
+        // selects instead of indexing by the label: the loop vectorises
         for (x, &c) in batch.x[..b].iter_mut().zip(&batch.component[..b]) {
-            *x = mu[c as usize] + sd[c as usize] * *x;
+            let pick = |v: [f64; 3]| match c {
+                0 => v[0],
+                1 => v[1],
+                _ => v[2],
+            };
+            *x = pick(mu) + pick(sd) * *x;
         }
     } else {
         for (row, &c) in batch.x[..b * d]
@@ -600,7 +625,7 @@ fn sum4(len: usize, term: impl Fn(usize) -> f64) -> f64 {
 }
 
 /// Σ a_i b_i (c_i when given).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -614,7 +639,7 @@ fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
 }
 
 /// Σ a_i.
-#[inline]
+#[inline(always)]
 fn sum(a: &[f64]) -> f64 {
     sum4(a.len(), |i| a[i])
 }
@@ -803,7 +828,12 @@ pub fn evaluate<O: Objective>(
 /// ∂/∂σ_o = Σ ω c r (M_o − d)/σ_o and ∂/∂σ_n = Σ ω c (1−r) (M_n − d)/σ_n; for u = log σ
 /// the same times σ. Reads the per-sample coefficients ω c r and ω c (1−r) that
 /// `accumulate_score` leaves in `part_a`/`part_b`.
-fn accumulate_scale_score(param: ScaleParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
+pub(crate) fn accumulate_scale_score(
+    param: ScaleParam,
+    model: &Mix2,
+    batch: &mut Batch,
+    grad: &mut Grad,
+) {
     let (n, d) = (batch.len, batch.dim);
     for (k, (comp, coef)) in [(&model.old, &batch.part_a), (&model.new, &batch.part_b)]
         .into_iter()
@@ -832,7 +862,8 @@ fn accumulate_scale_score(param: ScaleParam, model: &Mix2, batch: &mut Batch, gr
 /// the sums. With c_i in `batch.value` and r_i the old responsibility,
 /// ∂/∂η = Σ ω c (r − α) (logit; r/α − (1−r)/(1−α) direct), ∂/∂μ_o = Σ⁻¹ Σ ω c r (x − μ_o),
 /// ∂/∂μ_n = Σ⁻¹ Σ ω c (1−r) (x − μ_n).
-fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
+#[inline(always)]
+pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;
     let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
@@ -897,21 +928,19 @@ impl Problem {
         &self,
         objective: &O,
         models: &Models,
-        rng: &mut Stream,
+        rng: &mut LaneStream,
         batch: &mut Batch,
         grad: &mut Grad,
     ) -> usize {
-        let old_count = draw_batch(objective, models, rng, batch);
-        evaluate(
+        crate::fused::batch_gradient(
             objective,
             self.weight_param,
             self.scales.as_ref().map(|s| s.param),
             models,
+            rng,
             batch,
-            Exactness::default(),
             grad,
-        );
-        old_count
+        )
     }
 
     /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count, (σ_o, σ_n))
@@ -1198,7 +1227,7 @@ fn estimate_gradient_with<O: Objective>(
         .zip(old_counts.par_chunks_mut(BATCHES_PER_STREAM))
         .enumerate()
         .try_for_each(|(c, (g_out, n_out))| {
-            let mut rng = Stream::new(key, first_stream + c as u64);
+            let mut rng = LaneStream::new(key, first_stream + c as u64);
             let mut batch = Batch::try_new(d, batch_size)?;
             let mut grad = Grad::zeros(d);
             for (g_row, count) in g_out.chunks_mut(width).zip(n_out.iter_mut()) {

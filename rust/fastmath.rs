@@ -100,6 +100,19 @@ fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     }
 }
 
+/// `log_sum_share` inlined into the caller (which picks the instruction set): for short
+/// slices inside an already dispatched loop.
+#[inline(always)]
+pub fn log_sum_share_slices(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
+    log_sum_share_body(a, b, log_sum, share_a)
+}
+
+/// `log_sum` inlined into the caller (see `log_sum_share_slices`).
+#[inline(always)]
+pub fn log_sum_slices(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
+    log_sum_body(a, b, log_sum)
+}
+
 #[inline(always)]
 fn logistic_pairs_body(z: &[f64], out: &mut [f64]) {
     let n = z.len().min(out.len() / 2);

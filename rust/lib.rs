@@ -9,6 +9,7 @@
 pub mod buffers;
 pub mod engine;
 pub mod fastmath;
+pub mod fused;
 pub mod mixture;
 pub mod objectives;
 pub mod population;

@@ -83,15 +83,6 @@ pub fn normal(rng: &mut Stream) -> f64 {
     rng.sample(rand_distr::StandardNormal)
 }
 
-/// Fill `out` with standard normal draws, in order. Kept out of line and not generic: the
-/// Ziggurat is then inlined into this one loop however many (monomorphised) callers there are.
-#[inline(never)]
-pub fn fill_normal(rng: &mut Stream, out: &mut [f64]) {
-    for z in out.iter_mut() {
-        *z = normal(rng);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,8 +35,10 @@ impl Objective for ForwardKL {
         None
     }
 
+    #[inline(always)]
     fn values(&self, _m: &Models, _batch: &mut Batch) {}
 
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, _how: Exactness) {
         likelihood_coefficients(batch)
     }

@@ -228,6 +228,7 @@ impl Reward {
 
 /// The RL objectives' per-sample values: v_i = R(x_i) and aux_i = log q_θ(x_i) − log q_2(x_i)
 /// (q_2 the second density: start model or lagged model).
+#[inline(always)]
 pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut Batch) {
     let d = batch.dim;
     for i in 0..batch.len {
@@ -238,6 +239,7 @@ pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut
 }
 
 /// Every objective's ĝ = −Σ ω_i s(x_i) (maximum likelihood on its samples): c_i = −1.
+#[inline(always)]
 pub(crate) fn likelihood_coefficients(batch: &mut Batch) {
     batch.value[..batch.len].iter_mut().for_each(|v| *v = -1.0)
 }

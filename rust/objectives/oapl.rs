@@ -45,10 +45,12 @@ impl Objective for OAPL {
     }
 
     /// v_i = r_i, aux_i = Δ_i.
+    #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
     }
 
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness) {
         let n = batch.len;
         let (beta1, beta2) = (self.beta1, self.beta2);

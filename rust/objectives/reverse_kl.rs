@@ -52,15 +52,24 @@ pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
 }
 
 /// v_i = log q_θ(x_i) − log q_2(x_i) with unit weights (no replay).
+#[inline(always)]
 pub(crate) fn log_ratio_values(batch: &mut Batch) {
-    for i in 0..batch.len {
-        batch.value[i] = batch.log_q[i] - batch.log_second[i];
-        batch.aux[i] = 1.0;
+    let n = batch.len;
+    // zipped slices: no bounds checks, so the loop vectorises
+    for (((v, a), lq), ls) in batch.value[..n]
+        .iter_mut()
+        .zip(&mut batch.aux[..n])
+        .zip(&batch.log_q[..n])
+        .zip(&batch.log_second[..n])
+    {
+        *v = lq - ls;
+        *a = 1.0;
     }
 }
 
 /// c_i = v_i − w_i b_i with b_i the leave-one-out mean of the weighted values (MATH §4.2),
 /// the full mean in the exact limit.
+#[inline(always)]
 pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
     let n = batch.len;
     let baseline = LooMean::new(
@@ -69,9 +78,8 @@ pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
         batch.omega[0],
         exact,
     );
-    for i in 0..n {
-        let v = batch.value[i];
-        batch.value[i] = v - batch.aux[i] * baseline.at(v);
+    for (v, a) in batch.value[..n].iter_mut().zip(&batch.aux[..n]) {
+        *v -= a * baseline.at(*v);
     }
 }
 
@@ -91,22 +99,30 @@ impl Objective for ReverseKL {
     }
 
     /// v_i = w_i (log q_θ(x_i) − log p*(x_i)), aux_i = w_i.
+    #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch) {
         let replay_used = batch.replay_used;
         if replay_used > 0.0 {
             let cap = self.cap();
             let ln_target_alpha = m.target.ln_alpha();
-            for i in 0..batch.len {
-                let log_old = batch.second_a[i] - ln_target_alpha;
-                let w = replay_weight(batch.log_q[i], log_old, replay_used, cap);
-                batch.value[i] = w * (batch.log_q[i] - batch.log_second[i]);
-                batch.aux[i] = w;
+            let n = batch.len;
+            for ((((v, a), lq), ls), so) in batch.value[..n]
+                .iter_mut()
+                .zip(&mut batch.aux[..n])
+                .zip(&batch.log_q[..n])
+                .zip(&batch.log_second[..n])
+                .zip(&batch.second_a[..n])
+            {
+                let w = replay_weight(*lq, so - ln_target_alpha, replay_used, cap);
+                *v = w * (lq - ls);
+                *a = w;
             }
         } else {
             log_ratio_values(batch);
         }
     }
 
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness) {
         if self.baseline == Baseline::Loo {
             subtract_loo_baseline(batch, how.exact);

@@ -59,12 +59,14 @@ impl Objective for SDFT {
         Some(&m.teacher)
     }
 
+    #[inline(always)]
     fn values(&self, _m: &Models, batch: &mut Batch) {
         if self.direction == Direction::Reverse {
             log_ratio_values(batch);
         }
     }
 
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness) {
         match self.direction {
             Direction::Reverse => subtract_loo_baseline(batch, how.exact),

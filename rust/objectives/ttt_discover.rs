@@ -52,10 +52,12 @@ impl Objective for TTTDiscover {
     }
 
     /// v_i = r_i, aux_i = log q_θ(x_i) − log q_0(x_i).
+    #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
     }
 
+    #[inline(always)]
     fn coefficients(&self, batch: &mut Batch, how: Exactness) {
         let n = batch.len;
         let sum_w = batch.weight_sum();

@@ -212,8 +212,8 @@ def test_readme_numbers_match_the_example():
     assert f"{math.exp(-(6.5**2) / 8):.1e}" == "5.1e-03" and "5.1e-3" in text
     assert f"{math.exp(-(3.5**2) / 8):.2f}" == "0.22" and "≈ 0.22" in text
     out = readme_blocks("text")[0]
-    assert "sup drift 6.76e-02" in out and "6.8e-2" in text
-    assert "sup drift 3.29e-02" in out and "3.3e-2" in text
+    assert "sup drift 6.75e-02" in out and "6.8e-2" in text
+    assert "sup drift 3.32e-02" in out and "3.3e-2" in text
     assert "max old weight 0.92 at step 250" in out and "≈ 0.92 (around step 250)" in text
     assert "starved 1000.0" in out and "Its *starved* count is 1000.0" in text
     floor = math.sqrt(0.05 / (math.pi * 64))

@@ -1,4 +1,4 @@
-"""Shared fixtures of the pytest-benchmark suite (DESIGN §4).
+"""Shared fixtures of the pytest-benchmark suite (docs: speed-workloads).
 
 Run:  ``pytest benches --benchmark-enable --benchmark-group-by=group``
 (``pytest`` alone collects only tests/; pyproject's addopts disable benchmarks by default).
@@ -10,7 +10,7 @@ sizes, threads, NumPy version, ns per sample per core, the multiple of the RNG f
 once both sides of a group ran, the speed-up over NumPy at equal work. A summary of all
 ratios is printed at the end of the session.
 
-Sizes (``MIXFORGET_BENCH_SIZES``): ``full`` (DESIGN §4, the default with
+Sizes (``MIXFORGET_BENCH_SIZES``): ``full`` (docs: speed-workloads, the default with
 ``--benchmark-enable``), ``cli`` / ``quick`` (the ``mixforget bench`` sizes) or ``smoke``
 (tiny; the default under ``--benchmark-disable``, where every function runs once, so the
 suite checks its own wiring in a few seconds). ``MIXFORGET_BENCH_ROUNDS`` overrides the
@@ -90,7 +90,7 @@ def machine() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def target() -> mixforget.TwoMode:
-    """The default problem (MATH §1): old mode −3, new mode 3.5, α* = 0.75, Σ = 1."""
+    """The default problem (docs: theory-model): old mode −3, new mode 3.5, α* = 0.75, Σ = 1."""
     return mb.default_problem(1)[0]
 
 

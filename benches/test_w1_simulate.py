@@ -1,5 +1,5 @@
-"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (DESIGN §4), Rust vs the NumPy
-twin vs the specialised NumPy loop (``mixforget.bench.numpy_loop_w1``: the best a NumPy user
+"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (docs: speed-workloads), Rust vs the
+NumPy twin vs the specialised NumPy loop (``mixforget.bench.numpy_loop_w1``: the best a NumPy user
 would write for this one workload) vs the RNG floor in one group; thread scaling (1, 2 and
 all usable threads) in a second group. The summary reports every entry against the
 specialised loop per core and on all cores."""

@@ -1,6 +1,6 @@
 """W2: simulate ReverseKL d = 32 (means along (1, …, 1)/√32, Σ = I), R = 1000, B = 64,
-T = 1000 (DESIGN §4): Rust vs the NumPy twin vs the RNG floor. At full size NumPy takes about
-a minute, so it runs one round (``MIXFORGET_BENCH_ROUNDS`` overrides)."""
+T = 1000 (docs: speed-workloads): Rust vs the NumPy twin vs the RNG floor. At full size NumPy takes
+about a minute, so it runs one round (``MIXFORGET_BENCH_ROUNDS`` overrides)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """W3: kernels.responsibilities on 10^7 points in d = 1 (W3a) and 10^6 points in d = 32
-(W3b), default two-mode mixture (DESIGN §4): Rust vs the NumPy twin vs the RNG floor (n·d
-normals: the cost of producing as many numbers as the kernel reads)."""
+(W3b), default two-mode mixture (docs: speed-workloads): Rust vs the NumPy twin vs the RNG floor
+(n·d normals: the cost of producing as many numbers as the kernel reads)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""W4: kernels.starvation_counts over 10^8 batches, α = 0.05, B = 32 (DESIGN §4, MATH §4.3):
-Rust vs the NumPy twin vs the RNG floor (one normal per batch: each count is one binomial
-variate, the samples are not materialised)."""
+"""W4: kernels.starvation_counts over 10^8 batches, α = 0.05, B = 32 (docs: speed-workloads,
+theory-starvation): Rust vs the NumPy twin vs the RNG floor (one normal per batch: each count is one
+binomial variate, the samples are not materialised)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-//! The generic training core (MATH §3–§5): finite-batch sampling with replay slots, the
-//! densities, the score-function accumulation, the update, starvation counting and
-//! recording, over many replicates in parallel. Written once, generic over the objective
-//! (`crate::objectives`, one module per objective) and monomorphised: each entry point
-//! dispatches on the objective once per call.
+//! The generic training core (docs: theory-scores, theory-estimators, theory-training-loop):
+//! finite-batch sampling with replay slots, the densities, the score-function accumulation, the
+//! update, starvation counting and recording, over many replicates in parallel. Written once,
+//! generic over the objective (`crate::objectives`, one module per objective) and monomorphised:
+//! each entry point dispatches on the objective once per call.
 //!
 //! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i): the objective contributes its
 //! sampling distribution and the per-sample coefficient c_i; ω_i = 1/B for a finite batch,
@@ -508,8 +508,8 @@ pub fn sampling_components<'a, O: Objective>(
     out
 }
 
-/// Draw a finite batch (MATH §4: label first, then the point; replay slots). Returns the
-/// number of old-labelled samples.
+/// Draw a finite batch (docs: theory-estimators: label first, then the point; replay slots).
+/// Returns the number of old-labelled samples.
 ///
 /// Words taken from the replicate's `LaneStream`, in this order (each a separate fill, see
 /// the consumption rule in `simd_rng`): B words for the Bernoulli replay slots (only when
@@ -787,7 +787,7 @@ impl<'a> DensityRows<'a> {
 }
 
 /// The generic score-function core: the densities, the objective's per-sample values and
-/// coefficients c_i, then ĝ = Σ ω_i c_i s(x_i) with s the score of the model (MATH §3).
+/// coefficients c_i, then ĝ = Σ ω_i c_i s(x_i) with s the score of the model (docs: theory-scores).
 pub fn evaluate<O: Objective>(
     objective: &O,
     wp: WeightParam,
@@ -908,7 +908,7 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
             }
         }
     }
-    // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (MATH §3).
+    // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (docs: theory-scores).
     grad.old
         .iter_mut()
         .zip(&model.old.mean)
@@ -923,7 +923,8 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
 
 impl Problem {
     /// One finite-batch estimate ĝ at `models`: draw the batch from the objective's sampling
-    /// distribution (MATH §4), then the score-function core. Returns the old-labelled count.
+    /// distribution (docs: theory-estimators), then the score-function core. Returns the
+    /// old-labelled count.
     pub fn batch_gradient<O: Objective>(
         &self,
         objective: &O,
@@ -1067,7 +1068,7 @@ pub fn records_in(done: u64, steps: u64, record_every: u64) -> usize {
     ((done + steps) / record_every - done / record_every) as usize
 }
 
-/// Finite-batch training of many replicates (MATH §5), each on its own stream.
+/// Finite-batch training of many replicates (docs: theory-training-loop), each on its own stream.
 pub struct Simulation {
     pub problem: Problem,
     pub batch_size: usize,

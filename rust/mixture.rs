@@ -1,6 +1,6 @@
 //! Gaussian components and K-component mixtures: log densities, responsibilities
-//! (log-sum-exp, with the equal-covariance two-component logistic fast path of MATH §2)
-//! and sampling. Pure Rust; parallel over fixed-size chunks with rayon.
+//! (log-sum-exp, with the equal-covariance two-component logistic fast path of
+//! docs: theory-geometry) and sampling. Pure Rust; parallel over fixed-size chunks with rayon.
 
 use crate::rng::{normal, Stream};
 use rayon::prelude::*;
@@ -346,7 +346,7 @@ pub fn log_add_exp(a: f64, b: f64) -> f64 {
 pub struct Mixture {
     pub log_weights: Vec<f64>,
     pub components: Vec<Gaussian>,
-    /// Equal-covariance two-component case: r_0(x) = σ(aᵀx + b) (MATH §2).
+    /// Equal-covariance two-component case: r_0(x) = σ(aᵀx + b) (docs: theory-geometry).
     logistic: Option<(Vec<f64>, f64)>,
 }
 

@@ -1,7 +1,7 @@
-//! Population (infinite-batch) flow, MATH §6: the same update as the finite-batch engine with
-//! exact expectations. With equal covariances every integrand depends on a point only through
-//! its projection on the affine span of the means involved (in whitened coordinates), so the
-//! expectations are k-dimensional quadratures (k ≤ 3) over each component of the sampling
+//! Population (infinite-batch) flow, docs: theory-population: the same update as the finite-batch
+//! engine with exact expectations. With equal covariances every integrand depends on a point only
+//! through its projection on the affine span of the means involved (in whitened coordinates), so
+//! the expectations are k-dimensional quadratures (k ≤ 3) over each component of the sampling
 //! distribution; orthogonal directions contribute nothing to the gradient. The quadrature is
 //! the trapezoidal rule on a uniform grid with Gaussian weights, which converges exponentially
 //! for these analytic integrands and, unlike Gauss–Hermite, resolves the steep logistic
@@ -17,7 +17,7 @@ use crate::objectives::{with_objective, Objective};
 
 /// Half-width of the quadrature grid in standard deviations.
 const HALF_WIDTH: f64 = 9.5;
-/// Largest number of grid points per sampling component (MATH §6: ~10^6).
+/// Largest number of grid points per sampling component (docs: theory-population: ~10^6).
 const MAX_NODES: f64 = 1.2e6;
 pub const MAX_SPAN: usize = 3;
 

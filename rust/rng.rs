@@ -15,7 +15,8 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Xoshiro256++ (Blackman & Vigna), the explicitly named portable generator of DESIGN §2.
+/// Xoshiro256++ (Blackman & Vigna), the explicitly named portable generator of
+/// docs: design-architecture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stream {
     s: [u64; 4],

@@ -1,5 +1,5 @@
-//! Old-mode starvation (MATH §4.3): the number of old-labelled samples in each of many
-//! batches, drawn as binomial counts without materialising the samples.
+//! Old-mode starvation (docs: theory-starvation): the number of old-labelled samples in each of
+//! many batches, drawn as binomial counts without materialising the samples.
 
 use crate::mixture::CHUNK;
 use crate::rng::Stream;

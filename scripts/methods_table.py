@@ -1,19 +1,20 @@
 #!/usr/bin/env python
-"""Which method retains the old mode's mass, under which condition (MATH §4.4–§4.6, §7.7, §7.10).
+"""Which method retains the old mode's mass, under which condition (docs: theory-sdft,
+theory-ttt-discover, theory-oapl, theory-pred-methods, theory-method-closed-forms).
 
 Command (from the repository root):
 
     python scripts/methods_table.py
 
-Prints a markdown table made by running exact population flows (MATH §6) and two short
-finite-batch simulations; deterministic (fixed seeds), well under 30 s on 2 cores.
+Prints a markdown table made by running exact population flows (docs: theory-population) and two
+short finite-batch simulations; deterministic (fixed seeds), well under 30 s on 2 cores.
 
 Problems:
 - *standard*: p* = 0.75 N(−3, 1) + 0.25 N(3.5, 1), start with the old component correct and
-  the new mean at 0.5 (MATH §1); 3000 steps, lr 0.1 unless stated.
+  the new mean at 0.5 (docs: theory-model); 3000 steps, lr 0.1 unless stated.
 - *wide*: p* = 0.6 N(−10, 1) + 0.4 N(10, 1), start = p*, reward new_indicator(radius 8):
-  per-mode constant rewards r_o = 0, r_n = 1 (MATH §7.10's setting), with the closed forms of
-  ``mixforget.theory`` in the "theory α" column.
+  per-mode constant rewards r_o = 0, r_n = 1 (docs: theory-method-closed-forms's setting), with the
+  closed forms of ``mixforget.theory`` in the "theory α" column.
 
 Columns: α_T (final old weight) vs α* (the target's), the closed-form prediction where one
 exists, old-component drift D_T = ‖μ_o − μ_o*‖_Σ, new-task error ‖μ_n − μ_n*‖_Σ.
@@ -207,7 +208,7 @@ def main() -> None:
             steps=300,
             lr=1.0,
             theory_alpha=theory.tttdiscover_stationary_weight(0.6, 0.5, 0.0, 1.0, 1.0),
-            condition="stationary weight of MATH §7.10 (partial retention)",
+            condition="stationary weight of docs: theory-method-closed-forms (partial retention)",
         ),
     ]
     # TTT-Discover λ = 0, finite batches (biased LOO weights, same conclusion)

@@ -5,10 +5,11 @@
     python scripts/theory_table.py --quick    # smaller runs, same layout
 
 Two studies of :mod:`mixforget.studies`:
-1. drift vs separation (MATH §7 prediction 3): ReverseKL from the standard start (old
+1. drift vs separation (docs: theory-pred-drift): ReverseKL from the standard start (old
    component correct, new mean 2σ beyond its target), population flow and finite batches;
-2. starvation and replay (MATH §4.3, §7 predictions 4–5): predicted vs measured starvation
-   and the variance of the old-mean gradient estimate with and without replay.
+2. starvation and replay (docs: theory-starvation, theory-pred-starvation, theory-pred-replay):
+   predicted vs measured starvation and the variance of the old-mean gradient estimate with and
+   without replay.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(
-        "**Old-mode drift vs separation** (MATH §7.3). ReverseKL (no baseline), α* = 0.75, "
+        "**Old-mode drift vs separation** (docs: theory-pred-drift). ReverseKL (no baseline), α* = "
+        "0.75, "
         "standard start with the new mean 2σ beyond its target, lr = 0.1, 3000 steps; "
         f"finite batches: B = 64, {replicates} replicates."
     )
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     print(drift.to_markdown())
     print()
     print(
-        "**Starvation and replay** (MATH §4.3, §7.4–7.5). ReverseKL (loo baseline) with bernoulli "
+        "**Starvation and replay** (docs: theory-starvation, theory-pred-starvation, "
+        "theory-pred-replay). ReverseKL (loo baseline) with bernoulli "
         "replay λ = 0.25; the model is the target (Δ = 4) with its old mean moved by 0.3σ."
     )
     print()

@@ -12,7 +12,7 @@ def target() -> mf.TwoMode:
 
 @pytest.fixture
 def start(target: mf.TwoMode) -> mf.TwoMode:
-    """Standard start: old component correct, new mean wrong (MATH §1)."""
+    """Standard start: old component correct, new mean wrong (docs: theory-model)."""
     return target.replace(new_mean=[0.5])
 
 

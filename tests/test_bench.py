@@ -1,5 +1,6 @@
 """mixforget.bench (``mixforget bench``) on tiny sizes, and the benches/ suite as a smoke run
-under ``--benchmark-disable`` (DESIGN §4). No timed asserts: only structure and arithmetic."""
+under ``--benchmark-disable`` (docs: speed-workloads). No timed asserts: only structure and
+arithmetic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The mixforget command line, TOML configs and the plotting helpers (DESIGN §3, §5)."""
+"""The mixforget command line, TOML configs and the plotting helpers (docs: api,
+design-reliability)."""
 
 from __future__ import annotations
 
@@ -58,18 +59,19 @@ def test_demo(tmp_path):
         ("ReverseKL", 0.25),
     }
     assert summary["settings"]["replicates"] == 1000 and summary["settings"]["batch_size"] == 64
-    # mass forgetting under SFT without replay; retention under reverse KL (MATH §4.1, §4.2)
+    # mass forgetting under SFT without replay; retention under reverse KL (docs: theory-forward-kl,
+    # theory-reverse-kl)
     assert rows[("ForwardKL", 0.0)]["old_weight"]["hi"] < 0.1
     for lam in (0.0, 0.25):
         ow = rows[("ReverseKL", lam)]["old_weight"]
         assert abs(ow["mean"] - 0.75) < 0.05
-    # replay moves ForwardKL's optimum to α = λ (MATH §4.1)
+    # replay moves ForwardKL's optimum to α = λ (docs: theory-forward-kl)
     assert abs(rows[("ForwardKL", 0.25)]["old_weight"]["mean"] - 0.25) < 0.02
     assert summary["checks"] == {"forward_kl_mass_forgetting": True, "reverse_kl_retention": True}
     # the table's numbers are those of the summary
     fwd = rows[("ForwardKL", 0.0)]["old_weight"]["mean"]
     assert f"{fwd:.4f}" in proc.stdout
-    # measured starvation within binomial error of the theory (MATH §4.3)
+    # measured starvation within binomial error of the theory (docs: theory-starvation)
     for r in summary["starvation"]:
         p, n = r["predicted"], r["batches"]
         assert abs(r["measured"] - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1.0 / n

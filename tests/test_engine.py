@@ -1,5 +1,6 @@
-"""Issue 3: the simulation engine — unbiased estimators, replay weights, MATH §7 predictions
-1, 2, 4, convergence of ReverseKL, parity with the NumPy twin, determinism, bad input."""
+"""Issue 3: the simulation engine — unbiased estimators, replay weights, docs: theory-predictions
+predictions 1, 2, 4, convergence of ReverseKL, parity with the NumPy twin, determinism, bad
+input."""
 
 import numpy as np
 import pytest
@@ -77,7 +78,8 @@ def test_population_gradient_matches_brute_force_quadrature_d1():
 
 
 def test_population_gradient_is_exact_at_any_d():
-    """d = 8 with collinear means equals the 1-D problem along that line (MATH §6)."""
+    """d = 8 with collinear means equals the 1-D problem along that line
+    (docs: theory-population)."""
     one = mf.TwoMode(old_mean=[-2.0], new_mean=[3.0], old_weight=0.7, cov=1.0)
     model1 = one.replace(new_mean=[0.5], old_weight=0.5)
     u = np.arange(1.0, 9.0)
@@ -520,7 +522,8 @@ def test_ctrl_c_stops_between_chunks():
 
 
 def test_every_output_is_bounded_by_the_memory_limit(target, start):
-    """DESIGN §5: requests whose outputs exceed the limit are refused before any work."""
+    """docs: design-reliability: requests whose outputs exceed the limit are refused before any
+    work."""
     limit = mf.get_memory_limit()
     try:
         mf.set_memory_limit(2**20)

@@ -1,18 +1,21 @@
-"""Issue 5: the method objectives SDFT, TTT-Discover and OAPL (MATH §4.4–§4.6, §6, §7.7, §7.10).
+"""Issue 5: the method objectives SDFT, TTT-Discover and OAPL (docs: theory-sdft,
+theory-ttt-discover, theory-oapl, theory-population, theory-pred-methods,
+theory-method-closed-forms).
 
 1. Estimators vs their population gradients (``mf.estimate_gradient`` vs
    ``mf.population_gradient``): SDFT (both directions, several anchors, d = 1 and 3) is
    unbiased. TTT-Discover's leave-one-out entropic weights and OAPL's V̂ are ratio / log-mean
-   estimators (MATH §4.2, §4.5): biased at finite G. For them the bias is *measured* at
-   G = 4, 16, 64, its finite-G structure is checked against an independent computation
-   (TTT: the exact multiplicative factor κ_G; OAPL: the leading term −2β1β2 ĝ_TTT(1/β1)/G)
-   and shown to vanish as G grows (O(1/G), Richardson-extrapolated means match the
+   estimators (docs: theory-reverse-kl, theory-ttt-discover): biased at finite G. For them the bias
+   is *measured* at G = 4, 16, 64, its finite-G structure is checked against an independent
+   computation (TTT: the exact multiplicative factor κ_G; OAPL: the leading term −2β1β2
+   ĝ_TTT(1/β1)/G) and shown to vanish as G grows (O(1/G), Richardson-extrapolated means match the
    population gradient).
 2. Rust vs NumPy twin (``mixforget.reference``) in distribution: one-step gradient means,
    short ``simulate`` runs; and the adaptive β of both, from Python, to 1e-8.
 3. Retention conditions as tests on the population flow (and finite-batch means where the
    claim is about noise): SDFT κ > 0 / κ = 0, TTT-Discover λ = 0 / λ > 0 and its stationary
-   weight (MATH §7.10), OAPL's per-period tilt (MATH §7.10).
+   weight (docs: theory-method-closed-forms), OAPL's per-period tilt
+   (docs: theory-method-closed-forms).
 4. The population quadrature with the discontinuous new_indicator reward is checked against
    the closed form (second-order trapezoid across the jump, ~1e-8).
 
@@ -68,8 +71,8 @@ def z_scores(value, expected, se) -> np.ndarray:
 
 # --- independent 1-D (unit variance) formulas: rewards, responsibilities, quadrature -------
 def reward_fn(target: mf.TwoMode, reward: str, radius: float = 1.0):
-    """MATH §4.5 rewards as plain NumPy functions of x (d = 1, unit variance), written here
-    independently of the library."""
+    """docs: theory-ttt-discover rewards as plain NumPy functions of x (d = 1, unit variance),
+    written here independently of the library."""
     mo, mn, a = float(target.old_mean[0]), float(target.new_mean[0]), target.old_weight
     if reward == "new_logpdf":
         return lambda x: -HALF_LOG_2PI - 0.5 * (x - mn) ** 2
@@ -108,8 +111,9 @@ def ttt_exact_gradient_d1(
     target: mf.TwoMode, model: mf.TwoMode, beta: float, reward: str, radius: float = 1.0
 ) -> np.ndarray:
     """The G → ∞ TTT-Discover gradient at q_0 = q (the KL term vanishes there):
-    g = −E_q[e s] / E_q[e], e = e^{β R} (MATH §4.5), with s the score of MATH §3 (logit weight,
-    unit variance). Independent of the engine; exact up to quadrature error (~1e-12)."""
+    g = −E_q[e s] / E_q[e], e = e^{β R} (docs: theory-ttt-discover), with s the score of
+    docs: theory-scores (logit weight, unit variance). Independent of the engine; exact up to
+    quadrature error (~1e-12)."""
     r = reward_fn(target, reward, radius)
     mn_star = float(target.new_mean[0])
     breaks = (mn_star - radius, mn_star + radius) if reward == "new_indicator" else ()
@@ -175,9 +179,9 @@ SDFT_CASES = [
 
 @pytest.mark.parametrize("objective,d,weight_param", SDFT_CASES, ids=lambda v: repr(v)[:40])
 def test_sdft_estimators_are_unbiased(objective, d, weight_param):
-    # MATH §4.4: reverse = the §4.2 estimator with p* → t and the LOO baseline (unbiased for
-    # i.i.d. samples); forward = −mean s(x), x ~ t (unbiased). One-step: the teacher's EMA
-    # parameters equal the model, its new mean is anchored toward the truth.
+    # docs: theory-sdft: reverse = the docs: theory-reverse-kl estimator with p* → t and the LOO
+    # baseline (unbiased for i.i.d. samples); forward = −mean s(x), x ~ t (unbiased). One-step: the
+    # teacher's EMA parameters equal the model, its new mean is anchored toward the truth.
     target = two_mode(d)
     model = off_target(target)
     exact = flat(mf.population_gradient(target, model, objective, weight_param=weight_param))
@@ -473,7 +477,8 @@ def test_population_gradient_matches_numpy_twin_d1():
         )
 
 
-# --- adaptive β (MATH §4.5): KL(softmax(βr) ‖ uniform_G) = ln 2 -----------------------------
+# --- adaptive β (docs: theory-ttt-discover): KL(softmax(βr) ‖ uniform_G) = ln 2
+# -----------------------------
 def softmax_kl(beta: float, r: np.ndarray) -> float:
     logp = beta * r - logsumexp(beta * r)
     return float(np.sum(np.exp(logp) * (logp + math.log(r.size))))
@@ -575,14 +580,15 @@ def test_adaptive_beta_rust_vs_twin_in_distribution_and_population_limit():
         )
         se = np.sqrt(fast.stderr**2 + slow.stderr**2)
         assert within_sigma(fast.mean, slow.mean, se), (group, z_scores(fast.mean, slow.mean, se))
-    # consistent: the G = 32 mean approaches the G → ∞ limit (ratio bias, MATH §4.5)
+    # consistent: the G = 32 mean approaches the G → ∞ limit (ratio bias, docs: theory-ttt-discover)
     g4 = mf.estimate_gradient(target, model, objective, batch_size=4, batches=80_000, rng=9).mean
     g32 = mf.estimate_gradient(target, model, objective, batch_size=32, batches=10_000, rng=10).mean
     assert np.linalg.norm(g32 - exact) < 0.5 * np.linalg.norm(g4 - exact)
 
 
 # =====================================================================================
-# 3. retention conditions (MATH §4.4–§4.6, §7.7, §7.10)
+# 3. retention conditions (docs: theory-sdft, theory-ttt-discover, theory-oapl, theory-pred-methods,
+# theory-method-closed-forms)
 # =====================================================================================
 STANDARD = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
 
@@ -640,8 +646,8 @@ def test_sdft_without_anchor_every_state_is_stationary(direction):
 
 
 def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
-    # MATH §7.10: with κ = 0 the old mean performs a random walk under finite batches.
-    # forward direction (samples from t = q): increments are zero-mean, so E[μ_o] stays put
+    # docs: theory-method-closed-forms: with κ = 0 the old mean performs a random walk under finite
+    # batches. forward direction (samples from t = q): increments are zero-mean, so E[μ_o] stays put
     # while Var(μ_o) grows ~ linearly in steps. Test: Var(t) = a + b t, i.e. the increments over
     # [T, 2T] and [2T, 4T] are in ratio 1:2 (5σ, delta-method SE over replicates), and b > 0.
     target = mf.TwoMode(old_mean=[-5.0], new_mean=[5.0], old_weight=0.6, cov=1.0)
@@ -666,7 +672,8 @@ def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
     assert inc.mean() > 5 * inc.std(ddof=1) / math.sqrt(len(inc))
     print(f"\nSDFT κ=0 forward: Var(μ_o) at t=200/400/800 = {v1:.4g} / {v2:.4g} / {v4:.4g}")
     # reverse direction: log q − log t ≡ 0 for every sample, so ĝ ≡ 0 and nothing moves even
-    # with finite batches (MATH §7.10's random walk needs the forward direction).
+    # with finite batches (docs: theory-method-closed-forms's random walk needs the forward
+    # direction).
     rev = mf.simulate(
         target,
         target.replace(new_mean=[1.0]),
@@ -686,8 +693,8 @@ def test_sdft_without_anchor_finite_batches_random_walk_grows_linearly():
 
 
 def test_tttdiscover_kl_penalty_retains_old_mass():
-    # MATH §4.5: reward new_logpdf favours the new mode: λ = 0 lets α → 0; λ > 0 keeps more,
-    # increasingly with λ (population flow, standard start).
+    # docs: theory-ttt-discover: reward new_logpdf favours the new mode: λ = 0 lets α → 0; λ > 0
+    # keeps more, increasingly with λ (population flow, standard start).
     start = STANDARD.replace(new_mean=[0.5])
     finals = []
     for lam in (0.0, 0.3, 1.0, 3.0):
@@ -717,7 +724,7 @@ def test_tttdiscover_kl_penalty_retains_old_mass():
 
 # Well-separated modes (Δ = 20) and new_indicator with radius 8 around μ_n*: the per-mode
 # rewards are r_o = 0, r_n = 1 to within P(|z| > 8) ≈ 1e-15, and the responsibilities are
-# exactly 0/1 in floating point, as MATH §7.10 assumes.
+# exactly 0/1 in floating point, as docs: theory-method-closed-forms assumes.
 WIDE = mf.TwoMode(old_mean=[-10.0], new_mean=[10.0], old_weight=0.6, cov=1.0)
 
 
@@ -725,7 +732,7 @@ WIDE = mf.TwoMode(old_mean=[-10.0], new_mean=[10.0], old_weight=0.6, cov=1.0)
     "beta,lam,lr", [(0.5, 1.0, 1.0), (1.0, 0.5, 3.0), (2.0, 2.0, 1.0), (0.5, 0.0, 1.0)]
 )
 def test_tttdiscover_population_limit_matches_stationary_weight(beta, lam, lr):
-    # MATH §7.10: the population flow's fixed point is the stationary point of
+    # docs: theory-method-closed-forms: the population flow's fixed point is the stationary point of
     # log E_q e^{βR} − λ KL(q ‖ q_0) (r_o = 0, r_n = 1, q_0 = the start, α_0 = 0.6).
     objective = mf.TTTDiscover(beta=beta, kl_penalty=lam, reward="new_indicator", radius=8.0)
     flow = mf.population_flow(WIDE, WIDE, objective, steps=150, lr=lr, record_every=50)
@@ -745,7 +752,8 @@ def test_tttdiscover_population_limit_matches_stationary_weight(beta, lam, lr):
         and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
     )
     if (beta, lam) == (0.5, 1.0):
-        assert flow.old_weight[0, -1] == pytest.approx(0.4801, abs=5e-5)  # MATH §7.10 check value
+        # docs: theory-method-closed-forms check value
+        assert flow.old_weight[0, -1] == pytest.approx(0.4801, abs=5e-5)
 
 
 @pytest.mark.parametrize(
@@ -753,8 +761,9 @@ def test_tttdiscover_population_limit_matches_stationary_weight(beta, lam, lr):
 )
 def test_oapl_old_weight_follows_per_period_tilt(beta, lag, lr, periods):
     # β1 = β2 = β; each lag period the regression's optimum is q_lag e^{r/β}/Z, so with per-mode
-    # constant rewards logit α drops by Δr/β per period (MATH §4.6, §7.10). Inner steps per
-    # period: enough for the flow to reach the per-period optimum (lr·curvature·lag ≫ 1).
+    # constant rewards logit α drops by Δr/β per period (docs: theory-oapl,
+    # theory-method-closed-forms). Inner steps per period: enough for the flow to reach the
+    # per-period optimum (lr·curvature·lag ≫ 1).
     objective = mf.OAPL(beta1=beta, beta2=beta, lag=lag, reward="new_indicator", radius=8.0)
     flow = mf.population_flow(WIDE, WIDE, objective, steps=periods * lag, lr=lr, record_every=lag)
     expected = [theory.oapl_period_weight(0.6, 1.0, beta, k) for k in range(periods + 1)]
@@ -764,7 +773,8 @@ def test_oapl_old_weight_follows_per_period_tilt(beta, lag, lr, periods):
         and np.max(np.abs(flow.new_mean - WIDE.new_mean)) < 1e-9
     )
     if beta == 0.5:
-        assert flow.old_weight[0, 1] == pytest.approx(0.168747, abs=1e-6)  # MATH §7.10 check value
+        # docs: theory-method-closed-forms check value
+        assert flow.old_weight[0, 1] == pytest.approx(0.168747, abs=1e-6)
 
 
 def test_oapl_flat_reward_keeps_old_mass_and_finite_batches_follow_the_tilt():

@@ -1,8 +1,10 @@
-"""Self-consistency of the pure-NumPy twins in ``mixforget.reference`` (MATH §2–§5).
+"""Self-consistency of the pure-NumPy twins in ``mixforget.reference`` (docs: theory-geometry,
+theory-scores, theory-estimators, theory-training-loop).
 
 Fixed seeds; statistical tolerances are 5 standard errors. Parity with the Rust kernels is
-tested elsewhere; here the twins are checked against direct formulas, closed forms (MATH §7.9)
-and against each other (finite-batch estimators vs the brute-force population gradient).
+tested elsewhere; here the twins are checked against direct formulas, closed forms
+(docs: theory-check-values) and against each other (finite-batch estimators vs the brute-force
+population gradient).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _within(est: np.ndarray, exact: np.ndarray, se: np.ndarray, k: float = 5.0) 
 
 
 # ---------------------------------------------------------------------------------------
-# responsibilities / mixture_logpdf (MATH §2)
+# responsibilities / mixture_logpdf (docs: theory-geometry)
 # ---------------------------------------------------------------------------------------
 def _direct_logs(x, weights, means, full_covs):
     return np.stack(
@@ -129,7 +131,7 @@ def test_responsibilities_reject_bad_input(kwargs):
 
 
 def test_soft_misassignment_check_value():
-    # MATH §7.9: alpha = 1/2, Delta = 4: E_{phi_o}[r_n] = 0.034299
+    # docs: theory-check-values: alpha = 1/2, Delta = 4: E_{phi_o}[r_n] = 0.034299
     grid = np.linspace(-40.0, 40.0, 160001)
     r = ref.responsibilities(grid, [0.5, 0.5], [[0.0], [4.0]], 1.0)
     value = np.trapezoid(stats.norm.pdf(grid) * r[:, 1], grid)
@@ -137,7 +139,7 @@ def test_soft_misassignment_check_value():
 
 
 # ---------------------------------------------------------------------------------------
-# sample_mixture / starvation_counts (MATH §4, §4.3)
+# sample_mixture / starvation_counts (docs: theory-estimators, theory-starvation)
 # ---------------------------------------------------------------------------------------
 def test_sample_mixture_moments():
     n = 200_000
@@ -171,7 +173,7 @@ def test_starvation_zero_frequency_matches_theory():
     n = 400_000
     counts = ref.starvation_counts(0.05, 32, n, rng=0)
     assert counts.shape == (n,) and counts.dtype == np.int64
-    p = 0.95**32  # MATH §7.9: 0.193711
+    p = 0.95**32  # docs: theory-check-values: 0.193711
     assert p == pytest.approx(0.193711, abs=1e-6)
     _within(np.mean(counts == 0), p, math.sqrt(p * (1 - p) / n))
     _within(counts.mean(), 32 * 0.05, math.sqrt(32 * 0.05 * 0.95 / n))
@@ -193,7 +195,8 @@ def test_starvation_zero_frequency_matches_theory():
 
 
 # ---------------------------------------------------------------------------------------
-# estimate_gradient vs population_gradient (MATH §3–§4, §6)
+# estimate_gradient vs population_gradient (docs: theory-scores, theory-estimators,
+# theory-population)
 # ---------------------------------------------------------------------------------------
 UNBIASED = [
     (ForwardKL(), "logit"),
@@ -219,7 +222,8 @@ def test_unbiased_estimators_match_population_gradient(objective, weight_param):
 
 
 def test_replay_population_equals_on_policy_and_weights_are_bounded():
-    # MATH §4.2 / §7.5: uncapped replay leaves the population gradient unchanged
+    # docs: theory-reverse-kl, theory-pred-replay: uncapped replay leaves the population gradient
+    # unchanged
     on = _flat(ref.population_gradient(TARGET, MODEL, ReverseKL()))
     for lam in (0.1, 0.5):
         off = _flat(ref.population_gradient(TARGET, MODEL, ReverseKL(replay=lam)))
@@ -240,8 +244,8 @@ def test_replay_population_equals_on_policy_and_weights_are_bounded():
 )
 def test_ratio_estimators_consistent_as_group_grows(objective):
     # The LOO entropic weights (TTT-Discover) and V̂ (OAPL) are ratio estimators with an
-    # O(1/G) bias (MATH §4.2). Richardson extrapolation 2 ĝ(2G) − ĝ(G) removes the 1/G term;
-    # the result must match the G → ∞ population gradient.
+    # O(1/G) bias (docs: theory-reverse-kl). Richardson extrapolation 2 ĝ(2G) − ĝ(G) removes the 1/G
+    # term; the result must match the G → ∞ population gradient.
     exact = _flat(ref.population_gradient(TARGET, MODEL, objective))
     g = 256
     small = ref.estimate_gradient(TARGET, MODEL, objective, batch_size=g, batches=2000, rng=21)
@@ -261,7 +265,8 @@ def test_tttdiscover_bias_is_visible_at_small_group():
 
 
 def test_sdft_without_anchor_is_stationary():
-    # MATH §7.10: κ = 0 makes the teacher equal to the model: zero population gradient
+    # docs: theory-method-closed-forms: κ = 0 makes the teacher equal to the model: zero population
+    # gradient
     for direction in ("reverse", "forward"):
         g = _flat(ref.population_gradient(TARGET, MODEL, SDFT(anchor=0.0, direction=direction)))
         np.testing.assert_allclose(g, 0.0, atol=1e-12)
@@ -285,7 +290,7 @@ def test_population_gradient_is_one_dimensional_only():
 
 
 # ---------------------------------------------------------------------------------------
-# simulate (MATH §5)
+# simulate (docs: theory-training-loop)
 # ---------------------------------------------------------------------------------------
 def test_one_step_of_simulate_is_the_estimator():
     # mean of −(θ_1 − θ_0)/lr over replicates is the population gradient (uncapped replay)

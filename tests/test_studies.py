@@ -1,4 +1,5 @@
-"""Studies: theory next to measurement (MATH §7 predictions 3, 4, 5; issue 4).
+"""Studies: theory next to measurement (docs: theory-pred-drift, theory-pred-starvation,
+theory-pred-replay; issue 4).
 
 Tolerances come from standard errors (5σ) or from the stated theory tolerance (20% on the
 slope); fixed seeds; no timed asserts.
@@ -24,10 +25,10 @@ def drift_population():
 
 
 # ---------------------------------------------------------------------------------------
-# MATH §7 prediction 3: sup_t D_t ≤ C·BC, slope of log sup_t D_t on Δ² → −1/8
+# docs: theory-pred-drift: sup_t D_t ≤ C·BC, slope of log sup_t D_t on Δ² → −1/8
 # ---------------------------------------------------------------------------------------
 def test_prediction3_reverse_kl_converges_to_target(drift_population):
-    # converges to p*, at least as fast as the asymptotic local rate of MATH §7.8 predicts
+    # converges to p*, at least as fast as the asymptotic local rate of docs: theory-fisher predicts
     # (the initial error is start_offset = 2 in the new mean; Δ = 2 is the slowest,
     # rate^3000 ≈ 2e-3)
     steps, lr = drift_population.settings["steps"], drift_population.settings["lr"]
@@ -43,7 +44,7 @@ def test_prediction3_reverse_kl_converges_to_target(drift_population):
 
 def test_prediction3_sup_drift_below_one_constant_times_bc(drift_population):
     # One constant C for the whole grid 2 ≤ Δ ≤ 8 (BC spans e^{-1/2} … e^{-8}, a factor 1100).
-    # C = 1 is fixed in advance: the soft-misassignment gate of MATH §2 is
+    # C = 1 is fixed in advance: the soft-misassignment gate of docs: theory-geometry is
     # ½ sqrt(α/(1−α))·BC ≈ 0.87·BC at α* = 0.75.
     c = 1.0
     bc = drift_population.column("bhattacharyya")
@@ -73,9 +74,9 @@ def test_prediction3_slope_of_log_drift_is_minus_one_eighth(drift_population):
 
 
 def test_prediction3_finite_batch_mean_path_tracks_population():
-    """Finite batches (MATH §5): the replicate-mean old mean tracks the population flow at
-    every record (5 standard errors), also at Δ = 8 where each replicate's sup_t D_t sits on a
-    noise floor far above C·BC (see drift_vs_separation's docstring)."""
+    """Finite batches (docs: theory-training-loop): the replicate-mean old mean tracks the
+    population flow at every record (5 standard errors), also at Δ = 8 where each replicate's sup_t
+    D_t sits on a noise floor far above C·BC (see drift_vs_separation's docstring)."""
     target = mf.TwoMode([0.0], [8.0], 0.75, 1.0)
     start = target.replace(new_mean=[10.0])
     obj = mf.ReverseKL(baseline="none")
@@ -154,8 +155,9 @@ def dataclasses_frozen_error():
 
 def test_drift_study_in_d_dimensions_matches_one_dimension():
     """Δ is Mahalanobis and the flow is rotation invariant with Σ = I: a 3-D problem along an
-    oblique direction gives the same population drift as 1-D (MATH §2, §6). (A general Σ is
-    not equivalent: gradient descent on μ is not invariant under whitening.)"""
+    oblique direction gives the same population drift as 1-D (docs: theory-geometry,
+    theory-population). (A general Σ is not equivalent: gradient descent on μ is not invariant under
+    whitening.)"""
     kw = dict(replicates=0, steps=600, lr=0.1, record_every=2)
     one = studies.drift_vs_separation([3.0, 5.0], **kw)
     three = studies.drift_vs_separation(
@@ -183,8 +185,8 @@ def test_drift_study_validates_arguments():
 
 
 # ---------------------------------------------------------------------------------------
-# MATH §7 prediction 4: starvation frequencies match §4.3 within binomial error
-# ---------------------------------------------------------------------------------------
+# docs: theory-pred-starvation: starvation frequencies match docs: theory-starvation within binomial
+# error ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def starvation_study():
     return studies.starvation(
@@ -207,7 +209,7 @@ def test_prediction4_starvation_measured_matches_predicted(starvation_study):
             se = math.sqrt(p * (1 - p) / n)
             assert abs(r[f"measured_{which}"] - p) <= 5.0 * se + 1.0 / n, (which, r)
             assert r[f"{which}_lo"] <= r[f"measured_{which}"] <= r[f"{which}_hi"]
-    # MATH §7.9 check values
+    # docs: theory-check-values check values
     row = next(
         r for r in rows if r["old_weight"] == 0.05 and r["batch_size"] == 32 and r["replay"] == 0.25
     )
@@ -239,7 +241,7 @@ def test_prediction4_starvation_stratified_slots():
 
 
 # ---------------------------------------------------------------------------------------
-# MATH §7 prediction 5: replay keeps the population gradient, lowers the estimator variance
+# docs: theory-pred-replay: replay keeps the population gradient, lowers the estimator variance
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("baseline", ["loo", "none"])
 def test_prediction5_replay_same_population_gradient_lower_variance(baseline):

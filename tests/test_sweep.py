@@ -1,4 +1,5 @@
-"""mf.sweep: grid expansion, per-point seeds, SQLite storage, resume, executors (DESIGN §3, §5)."""
+"""mf.sweep: grid expansion, per-point seeds, SQLite storage, resume, executors (docs: api,
+design-reliability)."""
 
 from __future__ import annotations
 
@@ -311,7 +312,7 @@ def test_keep_trajectories_and_population(tmp_path, base):
         assert traj.summary()["old_weight"]["mean"] == r["old_weight_mean"]
         assert traj.target.separation == pytest.approx(r["separation"])
         assert r["sup_drift_population"] > 0 and 0 < r["old_weight_population"] < 1
-    # the population sup drift falls with the separation (MATH §7.3)
+    # the population sup drift falls with the separation (docs: theory-pred-drift)
     assert rows[1]["sup_drift_population"] < rows[0]["sup_drift_population"]
 
 
@@ -321,7 +322,8 @@ def test_objective_grid_and_fields(tmp_path, base):
     assert [r["objective"].split("(")[0] for r in rows] == ["ForwardKL"] * 2 + ["ReverseKL"] * 2
     config = [json.loads(r["config"]) for r in rows]
     assert [c["objective"]["replay"] for c in config] == [0.0, 0.5, 0.0, 0.5]
-    # ForwardKL's weight heads to λ (MATH §4.1); ReverseKL keeps α* (MATH §4.2)
+    # ForwardKL's weight heads to λ (docs: theory-forward-kl); ReverseKL keeps α*
+    # (docs: theory-reverse-kl)
     assert rows[0]["old_weight_mean"] < 0.2 and abs(rows[1]["old_weight_mean"] - 0.5) < 0.05
     assert abs(rows[3]["old_weight_mean"] - 0.75) < 0.2
 

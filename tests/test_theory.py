@@ -1,8 +1,9 @@
-"""Tests of mixforget.theory (MATH §2, §4.1, §4.3, §7.8–§7.10).
+"""Tests of mixforget.theory (docs: theory-geometry, theory-forward-kl, theory-starvation,
+theory-fisher, theory-check-values, theory-method-closed-forms).
 
-Closed forms are checked against the check values of MATH §7.9–§7.10, against independent
-SciPy quadratures, and against Monte Carlo with the Rust kernels (mixforget.kernels) within
-5 standard errors (fixed seeds).
+Closed forms are checked against the check values of docs: theory-check-values,
+theory-method-closed-forms, against independent SciPy quadratures, and against Monte Carlo with the
+Rust kernels (mixforget.kernels) within 5 standard errors (fixed seeds).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _resp_old(model: TwoMode, x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# check values (MATH §7.9, §7.10)
+# check values (docs: theory-check-values, theory-method-closed-forms)
 # ---------------------------------------------------------------------------------------
 def test_check_values():
     m = _model_1d(0.5, 4.0)
@@ -84,7 +85,7 @@ def test_scalar_outputs_are_python_floats():
 
 
 # ---------------------------------------------------------------------------------------
-# Bhattacharyya (MATH §2)
+# Bhattacharyya (docs: theory-geometry)
 # ---------------------------------------------------------------------------------------
 def test_bhattacharyya_equal_cov_general_d():
     cov = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.7]])
@@ -120,7 +121,7 @@ def test_bhattacharyya_unequal_cov_vs_quadrature(ma, mb, va, vb):
 
 
 # ---------------------------------------------------------------------------------------
-# misassignment: closed forms / quadrature (MATH §2)
+# misassignment: closed forms / quadrature (docs: theory-geometry)
 # ---------------------------------------------------------------------------------------
 def _soft_reference(alpha: float, delta: float) -> tuple[float, float]:
     """Independent SciPy quadrature of E_{φ_n}[r_o] and E_{φ_o}[r_n] in x (d = 1, Σ = 1)."""
@@ -303,7 +304,7 @@ def test_hard_equal_weights_below_half_bc():
 
 
 def test_symmetry_identity():
-    """α·E_{φ_o}[r_n] = (1−α)·E_{φ_n}[r_o] (MATH §7.9)."""
+    """α·E_{φ_o}[r_n] = (1−α)·E_{φ_n}[r_o] (docs: theory-check-values)."""
     models = list(_grid_models()) + [
         _model_1d(a, d) for a in (0.01, 0.99) for d in (0.3, 8.0, 10.0, 20.0)
     ]
@@ -314,7 +315,7 @@ def test_symmetry_identity():
 
 
 # ---------------------------------------------------------------------------------------
-# misassignment vs Monte Carlo with the Rust kernels (MATH §7.6)
+# misassignment vs Monte Carlo with the Rust kernels (docs: theory-pred-misassignment)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("delta", DELTAS)
@@ -369,7 +370,7 @@ def test_misassignment_vs_monte_carlo_d3():
 
 
 # ---------------------------------------------------------------------------------------
-# starvation (MATH §4.3)
+# starvation (docs: theory-starvation)
 # ---------------------------------------------------------------------------------------
 def test_starvation_formulas_and_vectorisation():
     alpha = np.array([0.0, 0.05, 0.3, 1.0])
@@ -521,7 +522,7 @@ def test_expected_starved_matches_simulation():
 
 
 # ---------------------------------------------------------------------------------------
-# Fisher information and local rate (MATH §7.8)
+# Fisher information and local rate (docs: theory-fisher)
 # ---------------------------------------------------------------------------------------
 def _scores(model: TwoMode, x: np.ndarray, ro: np.ndarray) -> np.ndarray:
     sio = np.linalg.inv(model.cov_matrix("old"))
@@ -672,7 +673,7 @@ def test_local_rate():
 
 
 # ---------------------------------------------------------------------------------------
-# methods (MATH §7.10)
+# methods (docs: theory-method-closed-forms)
 # ---------------------------------------------------------------------------------------
 def test_oapl_periods():
     a = th.oapl_period_weight(0.6, 1.0, 0.5, periods=3)

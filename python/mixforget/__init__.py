@@ -1,7 +1,7 @@
 """mixforget: forgetting in continual post-training of generative models, measured.
 
 The model is the two-mode Gaussian mixture of arXiv 2510.18874 / 2603.12163,
-q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see MATH.md for every quantity.
+q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see the theory guide (docs: theory) for every quantity.
 """
 
 from . import kernels, reference, studies, theory

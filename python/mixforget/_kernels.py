@@ -66,7 +66,8 @@ def as_points(x: Any, dim: int) -> np.ndarray:
 def responsibilities(
     x: Any, weights: Any, means: Any, covs: Any, threads: int | None = None
 ) -> np.ndarray:
-    """Posterior component probabilities r_k(x) = w_k φ_k(x) / Σ_j w_j φ_j(x) (MATH §2).
+    """Posterior component probabilities r_k(x) = w_k φ_k(x) / Σ_j w_j φ_j(x)
+    (docs: theory-geometry).
 
     (n, K), log-sum-exp stable (rows sum to 1 to 1e-12, no NaN far in the tails); two
     components with equal covariance use the logistic form r_0 = σ(aᵀx + b), one dot product
@@ -117,7 +118,7 @@ def sample_args(
 def sample_mixture(
     n: int, weights: Any, means: Any, covs: Any, rng: RngLike = 0, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (MATH §4).
+    """Draw n points: label k with probability w_k, then x ~ N(μ_k, Σ_k) (docs: theory-estimators).
 
     Returns (x (n, d) float64, labels (n,) int64 component indices)."""
     n, w, m, c = sample_args(n, weights, means, covs)
@@ -157,7 +158,7 @@ def starvation_counts(
     rng: RngLike = 0,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Old-labelled samples in each of ``batches`` batches of size B (MATH §4.3).
+    """Old-labelled samples in each of ``batches`` batches of size B (docs: theory-starvation).
 
     On-policy draws are old w.p. α; replay draws (fraction λ) are always old. Bernoulli slots:
     Binomial(B, λ + (1−λ)α); stratified: round(λB) + Binomial(B − round(λB), α). A batch is

@@ -83,7 +83,7 @@ def band(ax: Any, steps: np.ndarray, values: np.ndarray, **kw: Any) -> Any:
 
 def plot_trajectory(traj: TrajectoryLike, ax: Any = None, label: Optional[str] = None) -> Any:
     """Mean old weight α_t with its 95% band (mean ± 1.96 s/√R over non-diverged replicates)
-    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1) dashed on a twin
+    against steps, and the mean drift D_t = ‖μ_o(t) − μ_o*‖_Σ (docs: theory-model) dashed on a twin
     axis in the same colour. Calling it again on the same ``ax`` adds to both axes.
     Returns the primary axes (the twin is ``ax.mixforget_twin``)."""
     ax = ensure_axes(ax)

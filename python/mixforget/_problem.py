@@ -235,8 +235,8 @@ def check_run(
     train_scales: Any = False,
     scale_param: Any = "direct",
 ) -> RunSettings:
-    """Every check of a simulate call, before any work (DESIGN §5), including the memory
-    limit on the recorded output."""
+    """Every check of a simulate call, before any work (docs: design-reliability), including the
+    memory limit on the recorded output."""
     check_models(target, start)
     batch_size = as_positive_int("batch_size", batch_size)
     objective = check_objective(objective, batch_size)

@@ -1,4 +1,4 @@
-"""Input validation shared by every public entry point (DESIGN §5).
+"""Input validation shared by every public entry point (docs: design-reliability).
 
 Every check raises ``ValueError``/``TypeError`` naming the argument and the allowed range,
 before any work is done.
@@ -37,7 +37,7 @@ _memory_limit = [DEFAULT_MEMORY_LIMIT]
 
 
 def set_memory_limit(nbytes: int) -> None:
-    """Largest memory (bytes) any call may allocate before it is refused (DESIGN §5):
+    """Largest memory (bytes) any call may allocate before it is refused (docs: design-reliability):
     outputs, the per-batch work buffers of the batches running at once, and quadrature
     buffers all count; default 4 GiB. ``simulate`` also takes a per-call ``memory_limit``."""
     _memory_limit[0] = as_positive_int("nbytes", nbytes)

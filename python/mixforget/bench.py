@@ -1,14 +1,14 @@
 """``mixforget bench [--quick]``: the Rust engine against its honest NumPy twin on this machine
-(DESIGN §4).
+(docs: speed-workloads).
 
-Workloads (DESIGN §4; the pytest-benchmark suite in ``benches/`` runs them at full size, this
-command at sizes that finish in under a minute, ``--quick`` in about ten seconds):
+Workloads (docs: speed-workloads; the pytest-benchmark suite in ``benches/`` runs them at full size,
+this command at sizes that finish in under a minute, ``--quick`` in about ten seconds):
 
-- **W1** ``simulate`` ReverseKL, d = 1 (default problem of MATH §1, start with the new mean at
-  0.5), R replicates × B samples × T steps; also timed on one thread (thread scaling);
+- **W1** ``simulate`` ReverseKL, d = 1 (default problem of docs: theory-model, start with the new
+  mean at 0.5), R replicates × B samples × T steps; also timed on one thread (thread scaling);
 - **W2** the same at d = 32, means along the unit direction (1, …, 1)/√32, Σ = I;
-- **W3a / W3b** ``kernels.responsibilities`` (MATH §2) on n points, d = 1 and d = 32;
-- **W4** ``kernels.starvation_counts`` (MATH §4.3), α = 0.05, B = 32.
+- **W3a / W3b** ``kernels.responsibilities`` (docs: theory-geometry) on n points, d = 1 and d = 32;
+- **W4** ``kernels.starvation_counts`` (docs: theory-starvation), α = 0.05, B = 32.
 
 Each row reports the best of a few repeats, the speed-up per unit of work (the NumPy twin may
 run fewer steps; its time is scaled per step to the Rust size), the Rust cost in ns per sample
@@ -68,7 +68,8 @@ WORKLOADS: tuple[str, ...] = ("W1", "W2", "W3a", "W3b", "W4")
 
 _SIM_FULL = {"replicates": 1000, "batch_size": 64, "steps": 1000, "numpy_steps": 1000}
 
-#: DESIGN §4 sizes (the ``benches/`` suite). NumPy runs the full T too (W1 ≈ 7 s, W2 ≈ 50 s).
+#: docs: speed-workloads sizes (the ``benches/`` suite). NumPy runs the full T too (W1 ≈ 7 s, W2 ≈
+#: 50 s).
 FULL_SIZES: dict[str, dict[str, Any]] = {
     "W1": {"dim": 1, **_SIM_FULL},
     "W2": {"dim": 32, **_SIM_FULL},
@@ -177,8 +178,8 @@ def rng_floor(normals: int, threads: int, repeats: int = 3) -> float:
 # workloads
 # ---------------------------------------------------------------------------------------
 def default_problem(dim: int = 1) -> tuple[Any, Any]:
-    """The default problem of MATH §1 in ``dim`` dimensions, means along u = (1, …, 1)/√d:
-    target TwoMode(old_mean=−3u, new_mean=3.5u, old_weight=0.75, cov=1.0) and the start
+    """The default problem of docs: theory-model in ``dim`` dimensions, means along u = (1, …,
+    1)/√d: target TwoMode(old_mean=−3u, new_mean=3.5u, old_weight=0.75, cov=1.0) and the start
     ``target.replace(new_mean=0.5u)``. Returns (target, start)."""
     from .mixture import TwoMode
 
@@ -193,7 +194,7 @@ def _record_every(steps: int) -> int:
 
 @dataclass(frozen=True)
 class Workload:
-    """One DESIGN §4 workload at given sizes.
+    """One docs: speed-workloads workload at given sizes.
 
     ``rust(threads)`` and ``numpy()`` run it once (the NumPy twin on ``numpy_units`` samples,
     possibly fewer steps than Rust). ``rust_units`` / ``numpy_units``: samples processed (see
@@ -677,7 +678,8 @@ def format_table(
 # ---------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="mixforget bench", description="Rust vs NumPy timings on this machine (DESIGN §4)."
+        prog="mixforget bench",
+        description="Rust vs NumPy timings on this machine (docs: speed-workloads).",
     )
     p.add_argument("--quick", action="store_true", help="small workloads only (about ten seconds)")
     add_backend_arguments(p)

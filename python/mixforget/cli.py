@@ -1,4 +1,4 @@
-"""The ``mixforget`` command line (DESIGN §3).
+"""The ``mixforget`` command line (docs: api).
 
 Subcommands::
 
@@ -285,7 +285,7 @@ def run_demo(
     figure_format: str = "png",
     dpi: int = 120,
 ) -> dict[str, Any]:
-    """The canonical study (DESIGN §3): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
+    """The canonical study (docs: api): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
     on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
     ``densities``, ``forgetting`` and ``starvation`` figures into ``out``, as
     ``figure_format`` ('png', 'svg' or 'pdf') at ``dpi`` dots per inch (raster parts).

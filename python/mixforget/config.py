@@ -1,9 +1,9 @@
-"""TOML run and sweep configurations, validated against a schema (DESIGN §3, §5).
+"""TOML run and sweep configurations, validated against a schema (docs: api, design-reliability).
 
 A configuration file describes one training problem (the arguments of
 :func:`mixforget.simulate`) and, optionally, a grid for :func:`mixforget.sweep`::
 
-    [target]                 # the world p* (MATH §1); required
+    [target]                 # the world p* (docs: theory-model); required
     old_mean = [-3.0]        # a number (d = 1) or a list of d numbers
     new_mean = [3.5]
     old_weight = 0.75        # α* in (0, 1)

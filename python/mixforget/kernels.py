@@ -45,7 +45,7 @@ def replay_weights(
     weight_cap: float | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Bounded importance weights of reverse-KL replay (MATH §4.2) at points x (n, d):
+    """Bounded importance weights of reverse-KL replay (docs: theory-reverse-kl) at points x (n, d):
     w = min(c, q_θ(x)/m(x)), m = (1−λ) q_θ + λ p_old, so w ≤ 1/(1−λ) without a cap.
     ``model`` is q_θ and ``target`` gives p_old (both TwoMode)."""
     check_models(target, model, "model")

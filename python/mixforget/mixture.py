@@ -1,4 +1,5 @@
-"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (MATH §1–§2)."""
+"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (docs: theory-model,
+theory-geometry)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ _UNSET: Any = object()
 
 
 class TwoMode:
-    """Two-mode Gaussian mixture, the model and the world of MATH §1.
+    """Two-mode Gaussian mixture, the model and the world of docs: theory-model.
 
     ``q(x) = α φ(x; μ_o, Σ_o) + (1 − α) φ(x; μ_n, Σ_n)``.
 
@@ -143,7 +144,8 @@ class TwoMode:
             )
         return _whitened_norm(self.cov_matrix(which), arr)
 
-    # -- geometry (MATH §2) -------------------------------------------------------------
+    # -- geometry (docs: theory-geometry)
+    # -------------------------------------------------------------
     @property
     def separation(self) -> float:
         """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal).
@@ -158,7 +160,7 @@ class TwoMode:
 
     @property
     def log_bhattacharyya(self) -> float:
-        """ln BC = −D_B (MATH §2), finite even where BC underflows to 0 (Δ ≳ 77)."""
+        """ln BC = −D_B (docs: theory-geometry), finite even where BC underflows to 0 (Δ ≳ 77)."""
         so, sn = self.cov_matrix("old"), self.cov_matrix("new")
         avg = self._avg_cov()
         scale = float(np.max(np.diag(avg)))
@@ -171,7 +173,7 @@ class TwoMode:
 
     @property
     def bhattacharyya(self) -> float:
-        """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (MATH §2).
+        """Bhattacharyya coefficient BC = ∫ sqrt(φ_o φ_n) = exp(−D_B) (docs: theory-geometry).
 
         D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_o det Σ_n)); equal covariance: exp(−Δ²/8).
         Computed in the log domain (:attr:`log_bhattacharyya`); underflows to 0 only where
@@ -185,7 +187,7 @@ class TwoMode:
         return weights, means, [self._old_cov, self._new_cov]
 
     def responsibilities(self, x: Any, threads: int | None = None) -> np.ndarray:
-        """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (MATH §2)."""
+        """(n, 2) array [r_o, r_n] with r_o(x) = α φ_o(x) / q(x) (docs: theory-geometry)."""
         return _kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)
 
     def logpdf(self, x: Any, threads: int | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training objectives (MATH §4): frozen dataclasses validated at construction.
+"""Training objectives (docs: theory-estimators): frozen dataclasses validated at construction.
 
 Each objective only *describes* an estimator; the estimators themselves run in Rust, one
 module per class of the same name (``rust/objectives/``), all through one score-function core
@@ -58,7 +58,8 @@ class Objective:
 
 @dataclass(frozen=True)
 class ForwardKL(Objective):
-    """SFT on new-task data (MATH §4.1): loss KL(p_train ‖ q_θ), p_train = (1−λ) p_new + λ p_old.
+    """SFT on new-task data (docs: theory-forward-kl): loss KL(p_train ‖ q_θ), p_train = (1−λ) p_new
+    + λ p_old.
 
     ĝ = −(1/B) Σ s(x_i), x_i ~ p_train. Optimum α = λ: λ = 0 gives mass forgetting.
     ``replay_slots``: 'bernoulli' (each sample is replay w.p. λ) or 'stratified' (exactly
@@ -81,7 +82,7 @@ class ForwardKL(Objective):
 
 @dataclass(frozen=True)
 class ReverseKL(Objective):
-    """On-policy reverse KL (MATH §4.2): loss KL(q_θ ‖ p*).
+    """On-policy reverse KL (docs: theory-reverse-kl): loss KL(q_θ ‖ p*).
 
     ĝ = (1/B) Σ w_i s(x_i) (log q_θ(x_i) − log p*(x_i) − b_i), x_i ~ m = (1−λ) q_θ + λ p_old,
     w_i = q_θ(x_i)/m(x_i) ≤ 1/(1−λ), optionally truncated at ``weight_cap`` (biased).
@@ -107,12 +108,12 @@ class ReverseKL(Objective):
 
 @dataclass(frozen=True)
 class SDFT(Objective):
-    """Self-distillation fine-tuning (MATH §4.4, *model choice*).
+    """Self-distillation fine-tuning (docs: theory-sdft, *model choice*).
 
     Teacher φ: EMA of the student (φ ← (1−τ)φ + τθ after each step) whose new mean is moved
     toward the truth by the demonstration: t = α_φ φ(·; μ_o^φ) + (1−α_φ) φ(·; (1−κ)μ_n^φ + κ μ_n*).
-    direction 'reverse': KL(q_θ ‖ t), the §4.2 estimator with p* → t (LOO baseline);
-    'forward': KL(t ‖ q_θ), samples from t, ĝ = −(1/B) Σ s(x_i).
+    direction 'reverse': KL(q_θ ‖ t), the docs: theory-reverse-kl estimator with p* → t (LOO
+    baseline); 'forward': KL(t ‖ q_θ), samples from t, ĝ = −(1/B) Σ s(x_i).
     """
 
     kind: ClassVar[str] = "SDFT"
@@ -144,7 +145,7 @@ def _check_reward(reward: Any, radius: Any) -> float:
 
 @dataclass(frozen=True)
 class TTTDiscover(Objective):
-    """Entropic test-time RL (MATH §4.5). Group size G = batch size.
+    """Entropic test-time RL (docs: theory-ttt-discover). Group size G = batch size.
 
     e_i = exp(β(r_i − max r)), A_i = e_i / mean_{j≠i} e_j − 1 − λ (log q_θ(x_i) − log q_0(x_i)),
     ĝ = −(1/G) Σ A_i s(x_i), with q_0 the start model. ``beta='adaptive'``: bisection so that
@@ -177,7 +178,7 @@ class TTTDiscover(Objective):
 
 @dataclass(frozen=True)
 class OAPL(Objective):
-    """Off-policy regression to the optimal policy (MATH §4.6). Group size G = batch size.
+    """Off-policy regression to the optimal policy (docs: theory-oapl). Group size G = batch size.
 
     θ_lag ← θ every ``lag`` steps; x_i ~ q_lag; V̂ = β1 log mean_i exp(r_i/β1);
     ĝ = (2β2/G) Σ (β2 Δ_i − (r_i − V̂)) s(x_i), Δ_i = log q_θ(x_i) − log q_lag(x_i).

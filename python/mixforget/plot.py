@@ -8,8 +8,8 @@ Trajectories
     (1-D).
 Theory checks (tables: a list of dicts or a pandas DataFrame)
     :func:`plot_drift_vs_separation` — log sup drift against Δ² with an e^{−Δ²/8} reference
-    (MATH §7.3); :func:`plot_starvation` — starved-batch rate against batch size with the
-    (1−α)^B and ((1−λ)(1−α))^B curves (MATH §4.3, §7.4).
+    (docs: theory-pred-drift); :func:`plot_starvation` — starved-batch rate against batch size with
+    the (1−α)^B and ((1−λ)(1−α))^B curves (docs: theory-starvation, theory-pred-starvation).
 
 Every function takes an optional ``ax`` (or ``axes``) and returns what it drew on; with
 ``ax=None`` a new figure is made through ``matplotlib.pyplot``.
@@ -197,7 +197,7 @@ def plot_densities(
     """One panel per labelled run (1-D problems): the model density q_θ at several steps,
     drawn with the replicate-mean parameters (mean α, mean μ_o, mean μ_n over non-diverged
     replicates), over the target density p* (grey fill). ForwardKL runs also show their
-    training distribution p_train = (1−λ) p_new + λ p_old (MATH §4.1, black dotted).
+    training distribution p_train = (1−λ) p_new + λ p_old (docs: theory-forward-kl, black dotted).
     ``snapshots``: steps to draw (nearest records); default 0, 5%, 15%, 40% and 100% of the
     run. Returns the axes."""
     runs = list(trajectories.items())
@@ -284,8 +284,8 @@ def plot_drift_vs_separation(
     table: Any, ax: Any = None, by: Optional[str] = None, fit_points: int = 4
 ) -> Any:
     """log sup_t D_t against Δ², each series with its fitted slope, beside the theory's
-    slope −1/8 (MATH §7.3: sup_t D_t ≤ C·e^{−Δ²/8} when the new mean approaches the old
-    mode no closer than Δ, so the slope of log sup drift against Δ² approaches −1/8 as Δ
+    slope −1/8 (docs: theory-pred-drift: sup_t D_t ≤ C·e^{−Δ²/8} when the new mean approaches the
+    old mode no closer than Δ, so the slope of log sup drift against Δ² approaches −1/8 as Δ
     grows).
 
     ``table``: list of dicts, dict of columns or DataFrame (e.g. :func:`mixforget.sweep`'s
@@ -405,8 +405,9 @@ def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots:
 
 
 def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any:
-    """Starved-batch rate against batch size B (MATH §4.3, §7.4): measured rates as markers,
-    the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log scale.
+    """Starved-batch rate against batch size B (docs: theory-starvation, theory-pred-starvation):
+    measured rates as markers, the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log
+    scale.
 
     ``table``: list of dicts, dict of columns or DataFrame with columns
 

@@ -1,4 +1,4 @@
-"""Population (infinite-batch) flow and exact gradients (MATH §6)."""
+"""Population (infinite-batch) flow and exact gradients (docs: theory-population)."""
 
 from __future__ import annotations
 
@@ -41,13 +41,14 @@ def population_gradient(
     """Exact gradient of the objective's loss at ``model`` (the G → ∞ limit of its estimator).
 
     Equal covariance: expectations are quadratures on the affine span of the means in
-    whitened coordinates (k ≤ 3 dimensions), exact in the other directions (MATH §6);
-    accuracy ~1e-11 for smooth integrands (trapezoidal rule with spacing ≤ 0.75/Δ_max); the
-    discontinuous ``new_indicator`` reward (d = 1) is integrated second-order across its jump
-    (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal covariance: d = 1
-    only, else NotImplementedError. TTT-Discover with adaptive β or the indicator reward, and
-    OAPL with the indicator reward, have a closed-form limit only when the means span all d
-    dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean (d,)}.
+    whitened coordinates (k ≤ 3 dimensions), exact in the other directions
+    (docs: theory-population); accuracy ~1e-11 for smooth integrands (trapezoidal rule with spacing
+    ≤ 0.75/Δ_max); the discontinuous ``new_indicator`` reward (d = 1) is integrated second-order
+    across its jump (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal
+    covariance: d = 1 only, else NotImplementedError. TTT-Discover with adaptive β or the indicator
+    reward, and OAPL with the indicator reward, have a closed-form limit only when the means span
+    all d dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean
+    (d,)}.
 
     ``train_scales=True`` (see :func:`mixforget.simulate`) adds ``old_scale`` and
     ``new_scale``, the derivatives with respect to σ_k ('direct') or log σ_k ('log'); the
@@ -95,8 +96,8 @@ def population_flow(
     scale_param: str = "direct",
 ) -> Trajectory:
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
-    :func:`population_gradient` (MATH §6), including the objective's extra state (SDFT
-    teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
+    :func:`population_gradient` (docs: theory-population), including the objective's extra state
+    (SDFT teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
     Returns a Trajectory with one replicate (starved counts are 0); ``diverged`` when the
     parameters became non-finite or left the runaway bound (see :func:`mixforget.simulate`).
     Raises ValueError before any work when the records plus the quadrature buffer (at most

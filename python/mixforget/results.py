@@ -29,12 +29,12 @@ RUNAWAY_WEIGHT: float = _core.RUNAWAY_WEIGHT
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Recorded training of R replicates (DESIGN §3).
+    """Recorded training of R replicates (docs: api).
 
     Arrays: ``steps`` (n_rec,) — record 0 is the start; ``old_weight`` (R, n_rec);
     ``old_mean``, ``new_mean`` (R, n_rec, d); ``starved`` (R, n_rec) cumulative count of
-    starved batches (MATH §4.3); ``diverged`` (R,) — replicates that the engine stopped
-    because their parameters became non-finite (their records after that point repeat the
+    starved batches (docs: theory-starvation); ``diverged`` (R,) — replicates that the engine
+    stopped because their parameters became non-finite (their records after that point repeat the
     last finite state) or left the runaway bound of :attr:`runaway` (their records repeat
     the state that crossed it).
     ``target`` is the world p*, ``meta`` holds the objective, the settings and the seed
@@ -95,7 +95,8 @@ class Trajectory:
 
     @property
     def drift(self) -> np.ndarray:
-        """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (MATH §1, Mahalanobis)."""
+        """(R, n_rec) old-component drift D_t = ‖μ_o(t) − μ_o*‖_Σ (docs: theory-model,
+        Mahalanobis)."""
         return self.target.mahalanobis(self.old_mean - self.target.old_mean, "old")
 
     @property
@@ -105,7 +106,7 @@ class Trajectory:
 
     @property
     def mass_forgotten(self) -> np.ndarray:
-        """(R, n_rec) α* − α_t (MATH §1, mass forgetting)."""
+        """(R, n_rec) α* − α_t (docs: theory-model, mass forgetting)."""
         return self.target.old_weight - self.old_weight
 
     # -- overlap accuracy (arXiv 2510.18874) ---------------------------------------------
@@ -346,7 +347,7 @@ def _json_default(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class GradientEstimates:
-    """One-step Monte Carlo study (DESIGN §3, ``estimate_gradient``).
+    """One-step Monte Carlo study (docs: api, ``estimate_gradient``).
 
     ``gradients`` (batches, 1 + 2d) ordered (weight, old_mean[0..d], new_mean[0..d]) in the
     original coordinates, then (old_scale, new_scale) when the scales train (3 + 2d

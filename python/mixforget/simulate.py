@@ -1,4 +1,5 @@
-"""Finite-batch training over replicates (MATH §5) and one-step gradient studies."""
+"""Finite-batch training over replicates (docs: theory-training-loop) and one-step gradient
+studies."""
 
 from __future__ import annotations
 
@@ -65,9 +66,10 @@ def simulate(
     precision: str = "float64",
 ) -> Trajectory:
     """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
-    finite-batch steps (MATH §4–§5): sample a batch of ``batch_size`` (on-policy from the
-    current model, or from the training distribution, with replay slots), form the
-    objective's estimate ĝ, update θ ← θ − lr·m⊙ĝ, count starved batches (MATH §4.3).
+    finite-batch steps (docs: theory-estimators, theory-training-loop): sample a batch of
+    ``batch_size`` (on-policy from the current model, or from the training distribution, with replay
+    slots), form the objective's estimate ĝ, update θ ← θ − lr·m⊙ĝ, count starved batches
+    (docs: theory-starvation).
 
     The whole loop runs in Rust, rayon-parallel over replicates, each on its own random stream
     derived from (rng, replicate): the same ``rng`` gives bit-identical results for any
@@ -289,9 +291,9 @@ def estimate_gradient(
     precision: str = "float64",
 ) -> GradientEstimates:
     """One-step Monte Carlo study: ``batches`` independent finite-batch estimates ĝ of the
-    objective's gradient at ``model`` (MATH §4), with each batch's starved flag and number of
-    old-labelled samples (MATH §4.3). Extra models (SDFT teacher, TTT q_0, OAPL lag) equal
-    ``model``. Compare with :func:`mixforget.population_gradient`.
+    objective's gradient at ``model`` (docs: theory-estimators), with each batch's starved flag and
+    number of old-labelled samples (docs: theory-starvation). Extra models (SDFT teacher, TTT q_0,
+    OAPL lag) equal ``model``. Compare with :func:`mixforget.population_gradient`.
 
     With ``train_scales=True`` (see :func:`simulate`) each row gains the two scale entries:
     columns (weight, old_mean[0..d], new_mean[0..d], old_scale, new_scale), the scale entries

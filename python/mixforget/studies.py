@@ -1,16 +1,19 @@
-"""Studies that put the theory next to the measurement (MATH §2, §4.2–§4.3, §6, §7.3–§7.5).
+"""Studies that put the theory next to the measurement (docs: theory-geometry, theory-reverse-kl,
+theory-starvation, theory-population, theory-pred-drift, theory-pred-starvation,
+theory-pred-replay).
 
 Three studies, each returning a small frozen result table that a paper would print:
 
-- :func:`drift_vs_separation` — MATH §7 prediction 3: old-component drift under an
+- :func:`drift_vs_separation` — docs: theory-pred-drift: old-component drift under an
   on-policy objective (ReverseKL by default) is gated by the overlap of the modes,
   sup_t D_t ≤ C·BC with BC = e^{−Δ²/8}, so log sup_t D_t against Δ² has slope → −1/8.
-  Population flow (MATH §6, exact) and finite-batch training (MATH §5, mean over replicates
-  with a 95% interval) side by side, with the fitted slopes.
-- :func:`starvation` — MATH §4.3 / §7 predictions 4–5: predicted vs measured starvation
-  rates (P = (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli replay, 0 with stratified
-  replay), and the variance of the old-mean gradient estimate with and without replay next
-  to the (unchanged) population gradient.
+  Population flow (docs: theory-population, exact) and finite-batch training
+  (docs: theory-training-loop, mean over replicates with a 95% interval) side by side, with the
+  fitted slopes.
+- :func:`starvation` — docs: theory-starvation / docs: theory-pred-starvation, theory-pred-replay:
+  predicted vs measured starvation rates (P = (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli
+  replay, 0 with stratified replay), and the variance of the old-mean gradient estimate with and
+  without replay next to the (unchanged) population gradient.
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -197,11 +200,12 @@ def _check_separations(separations: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
-# drift vs separation (MATH §7 prediction 3)
+# drift vs separation (docs: theory-pred-drift)
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DriftSeparationStudy:
-    """Result of :func:`drift_vs_separation` (MATH §2, §4.2, §6, §7.3).
+    """Result of :func:`drift_vs_separation` (docs: theory-geometry, theory-reverse-kl,
+    theory-population, theory-pred-drift).
 
     ``rows``: one dict per separation Δ with keys
     ``separation`` (Δ), ``bhattacharyya`` (BC = e^{−Δ²/8}),
@@ -221,7 +225,7 @@ class DriftSeparationStudy:
     ``slope_population`` — least squares of log sup_t D_t on Δ² (theory: → −1/8);
     ``slope_population_corrected`` / ``poly_exponent_population`` — the Δ² coefficient and
     the exponent k of a fitted polynomial factor in log D = a − bΔ² + k log Δ
-    (MATH §7.3 "polynomial factors aside"); the same three for the finite-batch means
+    (docs: theory-pred-drift "polynomial factors aside"); the same three for the finite-batch means
     (``slope_batch`` …, NaN without finite-batch runs).
     ``constant_population`` — C = max over the grid of sup_t D_t / BC, the smallest C with
     sup_t D_t ≤ C·BC on every grid point. ``settings``: everything needed to reproduce it.
@@ -356,30 +360,30 @@ def drift_vs_separation(
     threads: Optional[int] = None,
     progress: bool = False,
 ) -> DriftSeparationStudy:
-    """Old-component drift against separation: MATH §7 prediction 3 (theory next to
+    """Old-component drift against separation: docs: theory-pred-drift (theory next to
     measurement).
 
     For each Δ in ``separations``: target p* = α* φ(·; 0, Σ) + (1−α*) φ(·; Δ·u, Σ) with
     u = ``direction`` (default e₁) scaled to unit Mahalanobis length, α* = ``old_weight``;
-    standard start (MATH §1): old component correct (μ_o = 0, α = α*), new mean at
+    standard start (docs: theory-model): old component correct (μ_o = 0, α = α*), new mean at
     (Δ + ``start_offset``)·u.
 
     *Choice of start.* With ``start_offset`` s > 0 the start's new mean lies s Mahalanobis
     units beyond the target's, away from the old mode: the initial new-task error is the same
     s for every Δ, and along the flow the model's new component never comes closer to the old
-    one than the target's does, so every overlap gate of MATH §2 (soft misassignment
+    one than the target's does, so every overlap gate of docs: theory-geometry (soft misassignment
     ≤ ½ sqrt(α/(1−α))·BC) is governed by BC(Δ) = e^{−Δ²/8} and sup_t D_t ≈ C·BC. A start
     placed *between* the modes (s < 0, e.g. μ_n* − 3σ) is also a standard start, but then the
     gate is set by the closest approach ``|Δ + s| < Δ`` and the drift scales like
     e^{−(Δ+s)²/8}: the slope against Δ² is then −(1 + s/Δ)/8, far from −1/8 at moderate Δ.
 
-    Measured: the population flow (:func:`mixforget.population_flow`, exact, MATH §6)
-    recorded every ``record_every`` steps, and, if ``replicates`` > 0, ``replicates``
-    finite-batch runs (:func:`mixforget.simulate`, batch ``batch_size``) with the same lr;
-    for each replicate sup_t D_t over the records, then their mean and normal 95% interval.
+    Measured: the population flow (:func:`mixforget.population_flow`, exact,
+    docs: theory-population) recorded every ``record_every`` steps, and, if ``replicates`` > 0,
+    ``replicates`` finite-batch runs (:func:`mixforget.simulate`, batch ``batch_size``) with the
+    same lr; for each replicate sup_t D_t over the records, then their mean and normal 95% interval.
     Default objective: ``ReverseKL(baseline="none")`` (the plain score-function estimator
-    of MATH §4.2); the loo baseline leaves the population flow unchanged but adds non-gated
-    noise to the old-mean estimate in finite batches.
+    of docs: theory-reverse-kl); the loo baseline leaves the population flow unchanged but adds
+    non-gated noise to the old-mean estimate in finite batches.
 
     Fits use the ``fit_points`` (>= 3) largest separations: least squares of log sup_t D_t on
     Δ² (theory −1/8), and of log sup_t D_t on (1, Δ², log Δ) to remove a polynomial factor.
@@ -558,11 +562,13 @@ def drift_vs_separation(
 
 
 # ---------------------------------------------------------------------------------------
-# starvation and replay (MATH §4.2–§4.3, §7 predictions 4–5)
+# starvation and replay (docs: theory-reverse-kl, theory-starvation, theory-pred-starvation,
+# theory-pred-replay)
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StarvationStudy:
-    """Result of :func:`starvation` (MATH §4.2, §4.3, §7.4–§7.5).
+    """Result of :func:`starvation` (docs: theory-reverse-kl, theory-starvation,
+    theory-pred-starvation, theory-pred-replay).
 
     ``rows``: one dict per (old weight α, batch size B, replay λ) with keys
     ``old_weight``, ``batch_size``, ``replay``, ``slots``, ``batches``;
@@ -571,14 +577,14 @@ class StarvationStudy:
     ``onpolicy_lo`` / ``onpolicy_hi`` (Wilson 95%), ``z_onpolicy`` ((measured − predicted) /
     binomial standard error sqrt(p(1−p)/n) at the predicted p), and the same with
     ``_replay`` (predicted ((1−λ)(1−α))^B, bernoulli, or 0 / (1−α)^B, stratified);
-    the old-mean gradient component (first coordinate of μ_o, MATH §3–§4.2) at the model:
-    ``var_onpolicy`` / ``var_onpolicy_se``, ``var_replay`` / ``var_replay_se``,
-    ``variance_ratio`` (on-policy / replay), ``log_variance_ratio_z`` (log ratio over its
-    delta-method standard error), ``mean_onpolicy`` / ``mean_onpolicy_se``,
-    ``mean_replay`` / ``mean_replay_se`` (estimator means), ``population_onpolicy`` /
-    ``population_replay`` (exact population gradient, old-mean component) and
-    ``population_max_abs_diff`` (max over all parameters of ``|∇L_replay − ∇L_on-policy|``; 0 up
-    to quadrature error when the weights are uncapped, MATH §4.2).
+    the old-mean gradient component (first coordinate of μ_o, docs: theory-scores,
+    theory-forward-kl, theory-reverse-kl) at the model: ``var_onpolicy`` / ``var_onpolicy_se``,
+    ``var_replay`` / ``var_replay_se``, ``variance_ratio`` (on-policy / replay),
+    ``log_variance_ratio_z`` (log ratio over its delta-method standard error), ``mean_onpolicy`` /
+    ``mean_onpolicy_se``, ``mean_replay`` / ``mean_replay_se`` (estimator means),
+    ``population_onpolicy`` / ``population_replay`` (exact population gradient, old-mean component)
+    and ``population_max_abs_diff`` (max over all parameters of ``|∇L_replay − ∇L_on-policy|``; 0 up
+    to quadrature error when the weights are uncapped, docs: theory-reverse-kl).
     ``settings``: the target, model and seed.
     """
 
@@ -725,14 +731,14 @@ def starvation(
     weight_param: str = "logit",
     threads: Optional[int] = None,
 ) -> StarvationStudy:
-    """Old-mode starvation and the effect of replay on the old-mean gradient (MATH §4.2–§4.3,
-    §7 predictions 4 and 5).
+    """Old-mode starvation and the effect of replay on the old-mean gradient
+    (docs: theory-reverse-kl, theory-starvation, docs: theory-pred-starvation, theory-pred-replay).
 
     For each α in ``old_weights``, B in ``batch_sizes`` and λ in ``replay``: target
     p* = α φ(·; 0, Σ) + (1−α) φ(·; Δ·u, Σ) (Δ = ``separation``, u = e₁ at unit Mahalanobis
     length); the model equals the target except its old mean, moved by ``old_mean_offset``
     (Mahalanobis units, along u) so that the old-mean gradient is non-zero. Its old weight is
-    α, so a batch is starved with probability (MATH §4.3)
+    α, so a batch is starved with probability (docs: theory-starvation)
     (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli replay, 0 with stratified replay
     (round(λB) ≥ 1) — ``predicted_*`` from :func:`mixforget.theory.starvation_probability`.
 
@@ -740,10 +746,10 @@ def starvation(
     fraction of starved batches (no old-labelled sample; replay draws count as old) with a
     Wilson 95% interval, and the variance of the old-mean component of ĝ (with its standard
     error from the fourth moment) for the on-policy estimator (``objective`` with replay 0)
-    and the replay estimator (replay λ, importance weights q/m, MATH §4.2). The exact
+    and the replay estimator (replay λ, importance weights q/m, docs: theory-reverse-kl). The exact
     population gradients of both (:func:`mixforget.population_gradient`) are reported: with
-    uncapped weights replay leaves them unchanged (MATH §4.2, §7.5) while the variance of the
-    estimate drops on starvation-prone settings (small α, small B).
+    uncapped weights replay leaves them unchanged (docs: theory-reverse-kl, theory-pred-replay)
+    while the variance of the estimate drops on starvation-prone settings (small α, small B).
 
     ``objective``: a :class:`~mixforget.ReverseKL` template (default ``ReverseKL()``, loo
     baseline; its replay fields are overridden). Returns a :class:`StarvationStudy`.

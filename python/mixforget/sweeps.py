@@ -1,4 +1,4 @@
-"""Resumable parameter sweeps stored in SQLite (DESIGN §3, §5).
+"""Resumable parameter sweeps stored in SQLite (docs: api, design-reliability).
 
 :func:`sweep` runs :func:`mixforget.simulate` on every point of a Cartesian grid and writes
 one row per finished point into an SQLite database, each in its own transaction: a sweep
@@ -136,7 +136,7 @@ def apply_separation(
     target: TwoMode, start: TwoMode, separation: float, mode: str = "proportional"
 ) -> tuple[TwoMode, TwoMode]:
     """Move the new means so that the target's Mahalanobis separation Δ equals ``separation``
-    (MATH §2).
+    (docs: theory-geometry).
 
     With o = target.old_mean, v = target.new_mean − o and k = separation / target.separation,
     the target's new mean becomes o + k·v (Δ scales linearly, so it is exactly
@@ -150,8 +150,8 @@ def apply_separation(
       slope → −a²/8, not −1/8.
     - ``mode="fixed"``: μ ← μ + (k − 1)·v, the same shift as the target's new mean, so the
       start's offset from the target's new mean is unchanged (its error does not grow with
-      Δ). This is the family of MATH §7.3 (slope → −1/8 as Δ grows); it needs Δ larger than
-      that offset, or the start's new mode sits on or beyond the old one.
+      Δ). This is the family of docs: theory-pred-drift (slope → −1/8 as Δ grows); it needs Δ larger
+      than that offset, or the start's new mode sits on or beyond the old one.
 
     Components orthogonal to the axis, old means, weights and covariances are unchanged.
     """
@@ -752,7 +752,7 @@ def sweep(
     separation_mode: str = "proportional",
 ) -> Any:
     """Run :func:`mixforget.simulate` on every point of a grid, storing one SQLite row per
-    point (DESIGN §3, §5).
+    point (docs: api, design-reliability).
 
     Parameters
     ----------
@@ -799,7 +799,7 @@ def sweep(
     separation_mode : 'proportional' or 'fixed'
         How the grid key ``"separation"`` moves the start's new mean (:func:`apply_separation`):
         'proportional' keeps its relative position between the modes, 'fixed' keeps its offset
-        from the target's new mean (the family of MATH §7.3).
+        from the target's new mean (the family of docs: theory-pred-drift).
 
     Returns
     -------

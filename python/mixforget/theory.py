@@ -1,4 +1,5 @@
-"""Closed forms and quadratures of the theory (MATH §2, §4.1, §4.3, §7.8–§7.10).
+"""Closed forms and quadratures of the theory (docs: theory-geometry, theory-forward-kl,
+theory-starvation, theory-fisher, theory-check-values, theory-method-closed-forms).
 
 Pure NumPy + :mod:`math` (no SciPy): Φ is computed with :func:`math.erfc`, Gaussian
 expectations with a trapezoid rule on the whole line whose step is chosen from the width of
@@ -187,10 +188,10 @@ def _log_ratio_coeffs_1d(model: TwoMode) -> tuple[float, float, float]:
 
 
 # ---------------------------------------------------------------------------------------
-# §2 geometry
+# docs: theory-geometry geometry
 # ---------------------------------------------------------------------------------------
 def bhattacharyya(mean_a: Any, mean_b: Any = None, cov_a: Any = 1.0, cov_b: Any = None) -> float:
-    """Bhattacharyya coefficient BC = ∫ sqrt(φ_a φ_b) = exp(−D_B) (MATH §2).
+    """Bhattacharyya coefficient BC = ∫ sqrt(φ_a φ_b) = exp(−D_B) (docs: theory-geometry).
 
     D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_a det Σ_b)), δ = μ_a − μ_b,
     Σ̄ = (Σ_a + Σ_b)/2. With ``cov_b=None`` the covariances are equal (Σ_b = Σ_a) and
@@ -233,7 +234,8 @@ def bhattacharyya(mean_a: Any, mean_b: Any = None, cov_a: Any = 1.0, cov_b: Any 
 
 
 def misassignment(model: TwoMode, kind: str = "hard") -> dict[str, float]:
-    """Misassignment rates of the model's own responsibilities (MATH §2, check values §7.9).
+    """Misassignment rates of the model's own responsibilities (docs: theory-geometry, check values
+    docs: theory-check-values).
 
     With c = logit α, Δ = ‖μ_o − μ_n‖_Σ and ℓ(x) = (μ_o−μ_n)ᵀΣ⁻¹(x − (μ_o+μ_n)/2), so that
     r_o(x) = σ(c + ℓ(x)) and ℓ ~ N(+Δ²/2, Δ²) under φ_o, N(−Δ²/2, Δ²) under φ_n:
@@ -257,8 +259,8 @@ def misassignment(model: TwoMode, kind: str = "hard") -> dict[str, float]:
     Unequal covariances (d = 1 only): r_o = σ(g(x)) with g quadratic. Hard rates are exact
     Gaussian probabilities of the set {g > 0} (roots of the quadratic, Φ via erfc); soft
     rates are 1-D integrals by trapezoid with step halving (converged to 1e-13 relative).
-    The bounds use the general BC of MATH §2 (the inequalities hold for any covariances).
-    d > 1 with unequal covariances raises NotImplementedError.
+    The bounds use the general BC of docs: theory-geometry (the inequalities hold for any
+    covariances). d > 1 with unequal covariances raises NotImplementedError.
 
     Returns a dict with float values: new_to_old, old_to_new, new_to_old_bound,
     old_to_new_bound.
@@ -342,7 +344,7 @@ def _misassignment_unequal_1d(model: TwoMode, kind: str) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------
-# §4.3 starvation
+# docs: theory-starvation starvation
 # ---------------------------------------------------------------------------------------
 def _as_batch_sizes(value: Any) -> np.ndarray:
     arr = np.asarray(value)
@@ -373,7 +375,8 @@ def _round_half_away(x: np.ndarray) -> np.ndarray:
 
 def stratified_replay_count(replay: Any, batch_size: Any) -> Union[int, np.ndarray]:
     """Number of replay slots of a stratified batch, k = round(λB), ties away from zero
-    (the Rust kernels' convention; e.g. λ = 0.25, B = 2 gives k = 1) (MATH §4.1, §4.3).
+    (the Rust kernels' convention; e.g. λ = 0.25, B = 2 gives k = 1) (docs: theory-forward-kl,
+    theory-starvation).
 
     ``replay`` ∈ [0, 1) and ``batch_size`` (integers ≥ 1) broadcast; an int is returned for
     scalar inputs."""
@@ -386,7 +389,7 @@ def stratified_replay_count(replay: Any, batch_size: Any) -> Union[int, np.ndarr
 def starvation_probability(
     old_weight: Any, batch_size: Any, replay: Any = 0.0, slots: str = "bernoulli"
 ) -> Union[float, np.ndarray]:
-    """Probability that a batch holds no old-labelled sample (MATH §4.3).
+    """Probability that a batch holds no old-labelled sample (docs: theory-starvation).
 
     - on-policy (λ = 0): P = (1 − α)^B;
     - ``slots="bernoulli"`` (each sample is a replay sample w.p. λ): P = ((1 − λ)(1 − α))^B;
@@ -439,7 +442,7 @@ def expected_starved_batches(
     slots: Optional[str] = None,
     cumulative: bool = False,
 ) -> Union[float, np.ndarray]:
-    """Expected number of starved batches along a path, Σ_t P(α_t) (MATH §4.3).
+    """Expected number of starved batches along a path, Σ_t P(α_t) (docs: theory-starvation).
 
     P is :func:`starvation_probability`. Two input forms:
 
@@ -551,24 +554,24 @@ def _expected_starved_trajectory(
 
 
 # ---------------------------------------------------------------------------------------
-# §4.1 replay
+# docs: theory-forward-kl replay
 # ---------------------------------------------------------------------------------------
 def replay_weight_bound(replay: float) -> float:
-    """Upper bound of the replay importance weight w = q/m ≤ 1/(1 − λ) (MATH §4.2),
+    """Upper bound of the replay importance weight w = q/m ≤ 1/(1 − λ) (docs: theory-reverse-kl),
     m = (1 − λ) q + λ p_old, λ ∈ [0, 1)."""
     lam = as_fraction("replay", replay)
     return 1.0 / (1.0 - lam)
 
 
 def forward_kl_optimum(replay: float) -> float:
-    """Population optimum of ForwardKL(replay=λ) for the old weight: α = λ (MATH §4.1),
-    since the optimum is q_θ = p_train = (1 − λ) p_new + λ p_old (means at the truth).
-    λ = 0 gives α → 0 (mass forgetting)."""
+    """Population optimum of ForwardKL(replay=λ) for the old weight: α = λ
+    (docs: theory-forward-kl), since the optimum is q_θ = p_train = (1 − λ) p_new + λ p_old (means
+    at the truth). λ = 0 gives α → 0 (mass forgetting)."""
     return as_fraction("replay", replay)
 
 
 # ---------------------------------------------------------------------------------------
-# §7.8 local geometry
+# docs: theory-fisher local geometry
 # ---------------------------------------------------------------------------------------
 def _fisher_moments_equal(alpha: float, delta: float) -> dict[str, float]:
     """1-D moments along the mean difference. t = uᵀ(y − m) in whitened coordinates, so
@@ -602,7 +605,8 @@ def _fisher_moments_equal(alpha: float, delta: float) -> dict[str, float]:
 
 
 def fisher(model: TwoMode, weight_param: str = "logit") -> np.ndarray:
-    """Fisher information F = E_{x∼q}[s(x) s(x)ᵀ] of the two-mode model (MATH §3, §7.8).
+    """Fisher information F = E_{x∼q}[s(x) s(x)ᵀ] of the two-mode model (docs: theory-scores,
+    theory-fisher).
 
     Parameters ordered (weight, μ_o[0..d], μ_n[0..d]) as in the gradients; the weight is
     η = logit α (``weight_param="logit"``, score r_o − α) or α (``"direct"``, score
@@ -687,8 +691,8 @@ def local_rate(
     lr_scale: Optional[dict[str, float]] = None,
 ) -> float:
     """Asymptotic per-step contraction factor of the population flow near its fixed point
-    (MATH §7.8): 1 − lr·λ_min(F), F = :func:`fisher` of ``model`` (taken as the fixed point,
-    e.g. the target for ReverseKL, where the loss Hessian equals F).
+    (docs: theory-fisher): 1 − lr·λ_min(F), F = :func:`fisher` of ``model`` (taken as the fixed
+    point, e.g. the target for ReverseKL, where the loss Hessian equals F).
 
     The linearised update is e ← (I − lr·M F) e with M = diag of the per-group multipliers
     ``lr_scale`` (keys weight, old_mean, new_mean; missing keys = 1); the eigenvalues of M F
@@ -724,10 +728,11 @@ def local_rate(
 
 
 # ---------------------------------------------------------------------------------------
-# §7.10 methods with per-mode constant rewards
+# docs: theory-method-closed-forms methods with per-mode constant rewards
 # ---------------------------------------------------------------------------------------
 def oapl_period_weight(alpha_lag: float, delta_r: float, beta: float, periods: int = 1) -> float:
-    """Old weight after exact minimisation over lag periods of OAPL (MATH §4.6, §7.10).
+    """Old weight after exact minimisation over lag periods of OAPL (docs: theory-oapl,
+    theory-method-closed-forms).
 
     Well-separated modes, per-mode constant rewards, Δr = r_n − r_o, β1 = β2 = β: the
     per-period optimum q_lag e^{r/β}/Z gives logit α_{k+1} = logit α_k − Δr/β, so after
@@ -745,7 +750,8 @@ def oapl_period_weight(alpha_lag: float, delta_r: float, beta: float, periods: i
 def tttdiscover_stationary_weight(
     alpha0: float, beta: float, r_old: float, r_new: float, kl_penalty: float
 ) -> float:
-    """Stationary old weight of the TTT-Discover population flow (MATH §4.5, §7.10).
+    """Stationary old weight of the TTT-Discover population flow (docs: theory-ttt-discover,
+    theory-method-closed-forms).
 
     Well-separated modes with per-mode constant rewards r_o, r_n; stationary point of
     log E_q e^{βR} − λ KL(q ‖ q_0)::

@@ -1,4 +1,4 @@
-//! Forward KL: supervised fine-tuning on new-task data (MATH §4.1); Python class
+//! Forward KL: supervised fine-tuning on new-task data (docs: theory-forward-kl); Python class
 //! `mixforget.ForwardKL`.
 //!
 //! Loss KL(p_train ‖ q_θ) with p_train = (1−λ) p_new* + λ p_old*. The samples come from

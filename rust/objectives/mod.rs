@@ -1,6 +1,7 @@
-//! The training objectives (MATH §4), one module each, every one implementing [`Objective`].
+//! The training objectives (docs: theory-estimators), one module each, every one implementing
+//! [`Objective`].
 //!
-//! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i) (MATH §3): the generic core in
+//! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i) (docs: theory-scores): the generic core in
 //! `engine.rs` draws the batch, evaluates the model's log density and responsibilities,
 //! accumulates the score and applies the update; an objective contributes only what is its
 //! own — where its samples come from, the second density it compares the model with, its
@@ -184,7 +185,7 @@ impl Named for Slots {
     ];
 }
 
-/// The reward R(x) of the RL objectives (TTT-Discover, OAPL; MATH, rewards).
+/// The reward R(x) of the RL objectives (TTT-Discover, OAPL; docs: theory-rewards).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reward {
     /// log p_new*(x).

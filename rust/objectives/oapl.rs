@@ -1,4 +1,4 @@
-//! Off-policy regression to the optimal policy, OAPL (MATH §4.6); Python class
+//! Off-policy regression to the optimal policy, OAPL (docs: theory-oapl); Python class
 //! `mixforget.OAPL`.
 //!
 //! Group size G = batch size. A lagged copy of the model, θ_lag ← θ every `lag` steps, draws

@@ -1,4 +1,4 @@
-//! On-policy reverse KL (MATH §4.2); Python class `mixforget.ReverseKL`.
+//! On-policy reverse KL (docs: theory-reverse-kl); Python class `mixforget.ReverseKL`.
 //!
 //! Loss KL(q_θ ‖ p*). Samples come from m = (1−λ) q_θ + λ p_old* (replay λ), and
 //!
@@ -44,8 +44,8 @@ impl ReverseKL {
     }
 }
 
-/// Bounded importance weight of replay (MATH §4.2): w = min(c, q/m), m = (1−λ) q + λ p_old,
-/// so w ≤ 1/(1−λ) before any cap.
+/// Bounded importance weight of replay (docs: theory-reverse-kl): w = min(c, q/m), m = (1−λ) q + λ
+/// p_old, so w ≤ 1/(1−λ) before any cap.
 #[inline]
 pub fn replay_weight(log_q: f64, log_p_old: f64, replay: f64, cap: f64) -> f64 {
     (1.0 / ((1.0 - replay) + replay * fastmath::exp(log_p_old - log_q))).min(cap)
@@ -67,8 +67,8 @@ pub(crate) fn log_ratio_values(batch: &mut Batch) {
     }
 }
 
-/// c_i = v_i − w_i b_i with b_i the leave-one-out mean of the weighted values (MATH §4.2),
-/// the full mean in the exact limit.
+/// c_i = v_i − w_i b_i with b_i the leave-one-out mean of the weighted values
+/// (docs: theory-reverse-kl), the full mean in the exact limit.
 #[inline(always)]
 pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
     let n = batch.len;

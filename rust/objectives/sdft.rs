@@ -1,4 +1,4 @@
-//! Self-distillation fine-tuning (MATH §4.4, a modelling choice); Python class
+//! Self-distillation fine-tuning (docs: theory-sdft, a modelling choice); Python class
 //! `mixforget.SDFT`.
 //!
 //! The teacher φ is an exponential moving average of the student, φ ← (1−τ) φ + τ θ after

@@ -1,4 +1,5 @@
-//! Entropic test-time RL, TTT-Discover (MATH §4.5); Python class `mixforget.TTTDiscover`.
+//! Entropic test-time RL, TTT-Discover (docs: theory-ttt-discover); Python class
+//! `mixforget.TTTDiscover`.
 //!
 //! Group size G = batch size, samples from q_θ, rewards r_i = R(x_i). With the entropic
 //! weights e_i = exp(β (r_i − max r)) and the start model q_0,

@@ -1,11 +1,11 @@
-"""Array-API twins of every Rust kernel (DESIGN §3, §4), with the same signatures as
+"""Array-API twins of every Rust kernel (docs: api, speed-workloads), with the same signatures as
 ``mixforget.kernels.*``, ``mixforget.simulate``, ``mixforget.estimate_gradient`` and
 ``mixforget.population_gradient`` (plus keyword arguments ``backend``, ``device`` and
 ``precision``).
 
-They are the executable specification of MATH.md, the honest baseline of the benchmarks and
-the GPU path of :func:`mixforget.simulate` (``backend="jax" | "torch" | "cupy"``): written
-once against the Python array API standard, they run on NumPy (the default; NumPy ≥ 2 needs
+They are the executable specification of the theory guide (docs: theory), the honest baseline of the
+benchmarks and the GPU path of :func:`mixforget.simulate` (``backend="jax" | "torch" | "cupy"``):
+written once against the Python array API standard, they run on NumPy (the default; NumPy ≥ 2 needs
 no extra package), array-api-strict, JAX (steps jitted and scanned), PyTorch and CuPy
 (through array-api-compat) — :mod:`._backend` resolves the namespace, device and precision.
 They train the component scales too (``train_scales``, ``scale_param``), as the Rust engine.

@@ -1,6 +1,6 @@
-"""Gaussian components and two-mode mixtures (MATH §1–§2): the densities every part of the
-twin evaluates, written against the array API standard (any namespace: the covariance
-factors are computed once on the host in float64 and moved to the run's backend). No
+"""Gaussian components and two-mode mixtures (docs: theory-model, theory-geometry): the densities
+every part of the twin evaluates, written against the array API standard (any namespace: the
+covariance factors are computed once on the host in float64 and moved to the run's backend). No
 package imports but the backend: the lowest layer of :mod:`mixforget.reference`."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class Gauss:
     """A covariance in one of three forms (scalar, (d,) diagonal, (d, d) SPD) with the
     operations the kernels need along the last axis: whiten L⁻¹v, colour Lz, precision Σ⁻¹v,
-    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (MATH §2). The factors live
-    on ``backend`` (default NumPy float64)."""
+    squared Mahalanobis norm and the log density log φ(x; μ, Σ) (docs: theory-geometry). The factors
+    live on ``backend`` (default NumPy float64)."""
 
     def __init__(self, cov: Any, dim: int, backend: Optional[Backend] = None) -> None:
         be = backend if backend is not None else default_backend()
@@ -130,7 +130,7 @@ def _log_sigmoid(xp: Any, w: Any) -> Any:
 
 
 def alpha_of(w: Any, weight_param: str) -> Any:
-    """α from the weight parameter: σ(η) (logit) or α itself (direct) (MATH §1)."""
+    """α from the weight parameter: σ(η) (logit) or α itself (direct) (docs: theory-model)."""
     if weight_param != "logit":
         return w
     xp = namespace_of(w)

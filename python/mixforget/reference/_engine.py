@@ -1,6 +1,7 @@
 """The shared core of the twin, written once for every objective: draw, densities, score
-accumulation, update and recording (MATH §3, §5). What differs between objectives is asked of
-the objective's :class:`~._objective.ObjectiveTwin` (:func:`._registry.twin_for`)."""
+accumulation, update and recording (docs: theory-scores, theory-training-loop). What differs between
+objectives is asked of the objective's :class:`~._objective.ObjectiveTwin`
+(:func:`._registry.twin_for`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from ._densities import Mix, alpha_of, mix_logpdf
 from ._objective import Context, Extra, ModelDensities, ObjectiveTwin, Params
 from ._registry import twin_for
 
-_DIRECT_EPS = 1e-3  # MATH §1: the direct weight is clipped to [ε, 1 − ε]
+_DIRECT_EPS = 1e-3  # docs: theory-model: the direct weight is clipped to [ε, 1 − ε]
 _SCALE_FLOOR = 1e-3  # a direct scale σ is floored at 1e-3 after each step (2510.18874's code)
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
 #: JAX: recorded values per jitted call (R × records), bounding device memory for the
@@ -49,7 +50,7 @@ _BACKEND_DOC = """backend : {"numpy", "torch", "cupy", "jax", "array_api_strict"
 def score_mean(
     c: Any, x: Any, lpo: Any, lpn: Any, lq: Any, mix: Mix, ctx: Context, avg: Averager
 ) -> Params:
-    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (MATH §3), per group:
+    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (docs: theory-scores), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
     new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
     With trainable scales (Σ_k = σ_k² S_k) also σ_o: r_o (M_o − d)/σ_o and σ_n:
@@ -90,7 +91,7 @@ def gradient(
     ctx: Context, twin: ObjectiveTwin[Any], x: Any, avg: Averager, model: Mix, extra: Extra
 ) -> Params:
     """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
-    (MATH §3–§4)."""
+    (docs: theory-scores, theory-estimators)."""
     lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
     c = twin.model_coefficient(x, ModelDensities(model, lpo, lpn, lq), avg, extra)
     return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
@@ -153,9 +154,9 @@ def _clip_keep_nan(v: Any, lo: float, hi: float) -> Any:
 
 
 class _Stepper:
-    """One training step (MATH §5) for all replicates at once, written once against the
-    array API: a pure function of the carry (params, extra state, starved counts, diverged
-    flags, random state) and the 1-based step number, so that JAX can jit and scan it."""
+    """One training step (docs: theory-training-loop) for all replicates at once, written once
+    against the array API: a pure function of the carry (params, extra state, starved counts,
+    diverged flags, random state) and the 1-based step number, so that JAX can jit and scan it."""
 
     def __init__(
         self,
@@ -334,7 +335,7 @@ def _run_jax(
 
 
 # =====================================================================================
-# Training loop (MATH §5)
+# Training loop (docs: theory-training-loop)
 # =====================================================================================
 
 
@@ -359,19 +360,20 @@ def simulate(
     device: Any = None,
     precision: str = "float64",
 ) -> Trajectory:
-    """Finite-batch training of ``replicates`` independent copies of ``start`` (MATH §4–§5),
-    array-API twin of :func:`mixforget.simulate`, vectorised over replicates and batch.
+    """Finite-batch training of ``replicates`` independent copies of ``start``
+    (docs: theory-estimators, theory-training-loop), array-API twin of :func:`mixforget.simulate`,
+    vectorised over replicates and batch.
 
     Each step, for all replicates at once: draw a batch from the objective's sampling
-    distribution (labels kept, §4), form ĝ = (1/B) Σ c_i s(x_i) (§3–§4), update
-    θ ← θ − lr·m⊙ĝ (m = ``lr_scale``; the direct weight is then clipped to [1e-3, 1 − 1e-3]),
-    then the SDFT teacher EMA φ ← (1 − τ)φ + τθ, or the OAPL lag θ_lag ← θ after step t when
-    t % lag == 0. q_0, the teacher and the lag start at ``start``; model covariances are
-    ``start``'s, the world's are ``target``'s. A replicate whose parameters become non-finite
-    (after clipping, as in Rust) is flagged ``diverged`` and frozen at its last finite state
-    (its later records repeat it; its starved count stops); one that leaves the runaway bound
-    of :func:`mixforget.simulate` is flagged and frozen at the state that crossed it. Records
-    at steps 0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the
+    distribution (labels kept, docs: theory-estimators), form ĝ = (1/B) Σ c_i s(x_i)
+    (docs: theory-scores, theory-estimators), update θ ← θ − lr·m⊙ĝ (m = ``lr_scale``; the direct
+    weight is then clipped to [1e-3, 1 − 1e-3]), then the SDFT teacher EMA φ ← (1 − τ)φ + τθ, or the
+    OAPL lag θ_lag ← θ after step t when t % lag == 0. q_0, the teacher and the lag start at
+    ``start``; model covariances are ``start``'s, the world's are ``target``'s. A replicate whose
+    parameters become non-finite (after clipping, as in Rust) is flagged ``diverged`` and frozen at
+    its last finite state (its later records repeat it; its starved count stops); one that leaves
+    the runaway bound of :func:`mixforget.simulate` is flagged and frozen at the state that crossed
+    it. Records at steps 0, k, …, T (k = ``record_every`` must divide ``steps``); ``starved`` is the
     cumulative count of
     batches without an old-labelled sample. Raises ValueError when the recorded output would
     exceed ``memory_limit`` bytes.
@@ -549,13 +551,13 @@ def estimate_gradient(
     precision: str = "float64",
 ) -> GradientEstimates:
     """``batches`` independent finite-batch estimates ĝ of the loss gradient at ``model``
-    (MATH §3–§4.3), with each batch's starved flag and old-labelled count; array-API twin of
-    :func:`mixforget.estimate_gradient`. SDFT's teacher (before anchoring), TTT-Discover's q_0
-    and OAPL's lagged model equal ``model``. Vectorised over batches in chunks of ~2^20
-    samples (memory bound; the result does not depend on ``threads``; JAX jits the chunk).
-    With ``train_scales=True`` the columns are (weight, old_mean[0..d], new_mean[0..d],
-    old_scale, new_scale), the scale entries with respect to σ_k ('direct') or log σ_k
-    ('log').
+    (docs: theory-scores, theory-forward-kl, theory-reverse-kl, theory-starvation), with each
+    batch's starved flag and old-labelled count; array-API twin of
+    :func:`mixforget.estimate_gradient`. SDFT's teacher (before anchoring), TTT-Discover's q_0 and
+    OAPL's lagged model equal ``model``. Vectorised over batches in chunks of ~2^20 samples (memory
+    bound; the result does not depend on ``threads``; JAX jits the chunk). With
+    ``train_scales=True`` the columns are (weight, old_mean[0..d], new_mean[0..d], old_scale,
+    new_scale), the scale entries with respect to σ_k ('direct') or log σ_k ('log').
 
     {backend_doc}"""
     check_models(target, model, "model")
@@ -627,7 +629,7 @@ def population_gradient(
 ) -> dict[str, Any]:
     """Exact (G → ∞) loss gradient at ``model`` by brute-force 1-D quadrature; d = 1 only
     (NotImplementedError otherwise). NumPy twin of :func:`mixforget.population_gradient`
-    (MATH §6).
+    (docs: theory-population).
 
     The expectation over the objective's sampling distribution (ForwardKL p_train; ReverseKL
     m = (1 − λ)q + λ p_old with weights q/m — the on-policy gradient when uncapped; SDFT q or

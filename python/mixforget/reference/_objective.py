@@ -1,6 +1,6 @@
 """What the shared core hands an objective, and the interface every objective twin implements
-(MATH §4), plus the pieces several objectives share (replay slots, two-mode draws, rewards,
-the log-ratio estimator).
+(docs: theory-estimators), plus the pieces several objectives share (replay slots, two-mode draws,
+rewards, the log-ratio estimator).
 
 The core (:mod:`._engine`) never inspects which objective it runs: it asks the objective's
 :class:`ObjectiveTwin` (found by :func:`._registry.twin_for`) for
@@ -303,7 +303,7 @@ class ObjectiveTwin(Generic[ObjectiveT]):
         """One batch per replicate from the objective's sampling distribution, given the
         standard normals z (R, B, d) the core drew first and the random adapter ``rng``
         with its ``state``. Returns (state, x (R, B, d), old label (R, B)) (on-policy old
-        draws and replay draws are old, MATH §4.3)."""
+        draws and replay draws are old, docs: theory-starvation)."""
         return self.ctx.draw(rng, state, model, z)
 
     def sampling_logpdf(self, x: Any, model: Mix, extra: Extra) -> Any:
@@ -332,8 +332,8 @@ class ObjectiveTwin(Generic[ObjectiveT]):
 def replay_mask(
     ctx: Context, rng: Any, state: Any, r: int, b: int, lam: float, slots: str
 ) -> tuple[Any, Optional[Any]]:
-    """Replay slots (MATH §4.1): each w.p. λ ('bernoulli', one uniform each) or the first
-    round(λB) ('stratified'); ``None`` without replay (no random numbers drawn). Returns
+    """Replay slots (docs: theory-forward-kl): each w.p. λ ('bernoulli', one uniform each) or the
+    first round(λB) ('stratified'); ``None`` without replay (no random numbers drawn). Returns
     (random state, mask (R, B) or None)."""
     if lam <= 0.0:
         return state, None
@@ -351,8 +351,9 @@ def replay_logpdf(ctx: Context, x: Any, log_main: Any, lam: float) -> Any:
 
 
 def reward(ctx: Context, x: Any, kind: str, radius: float) -> Any:
-    """Built-in rewards (MATH §4.5–4.6): 'new_logpdf' log p_new(x), 'target_logpdf' log p*(x),
-    'new_indicator' 1[‖x − μ_n*‖_{Σ_n*} ≤ radius] (compared as squared norms)."""
+    """Built-in rewards (docs: theory-ttt-discover, theory-oapl): 'new_logpdf' log p_new(x),
+    'target_logpdf' log p*(x), 'new_indicator' 1[‖x − μ_n*‖_{Σ_n*} ≤ radius] (compared as squared
+    norms)."""
     if kind == "new_logpdf":
         return ctx.log_new_world(x)
     if kind == "target_logpdf":
@@ -362,8 +363,8 @@ def reward(ctx: Context, x: Any, kind: str, radius: float) -> Any:
 
 
 def log_ratio_coef(w: Any, ell: Any, avg: Averager, loo: bool) -> Any:
-    """Score-function coefficient of a KL(q ‖ p) loss (MATH §4.2): c_i = w_i (ℓ_i − b_i) with
-    b_i = mean_{j≠i} w_j ℓ_j (leave-one-out) or 0."""
+    """Score-function coefficient of a KL(q ‖ p) loss (docs: theory-reverse-kl): c_i = w_i (ℓ_i −
+    b_i) with b_i = mean_{j≠i} w_j ℓ_j (leave-one-out) or 0."""
     wl = w * ell
     return wl - w * avg.loo(wl) if loo else wl
 

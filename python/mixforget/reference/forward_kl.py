@@ -1,4 +1,4 @@
-"""ForwardKL — SFT on new-task data (MATH §4.1), array-API twin.
+"""ForwardKL — SFT on new-task data (docs: theory-forward-kl), array-API twin.
 
 Loss KL(p_train ‖ q_θ) with p_train = (1 − λ) p_new* + λ p_old*:
 

@@ -1,7 +1,7 @@
-"""Array-API twins of the mixture kernels of :mod:`mixforget.kernels` (MATH §2, §4.3), same
-signatures and the same validation; ``backend``/``device``/``precision`` (keyword only) pick
-the array library (default NumPy float64, see :func:`mixforget.simulate`). Results come back
-as NumPy arrays."""
+"""Array-API twins of the mixture kernels of :mod:`mixforget.kernels` (docs: theory-geometry,
+theory-starvation), same signatures and the same validation; ``backend``/``device``/``precision``
+(keyword only) pick the array library (default NumPy float64, see :func:`mixforget.simulate`).
+Results come back as NumPy arrays."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def responsibilities(
     device: Any = None,
     precision: str = "float64",
 ) -> np.ndarray:
-    """Posterior component probabilities r_k(x) = α_k φ_k(x) / q(x), (n, K) float64 (MATH §2).
+    """Posterior component probabilities r_k(x) = α_k φ_k(x) / q(x), (n, K) float64
+    (docs: theory-geometry).
 
     Any K ≥ 1 (K = 1: weights must be [1.0]); softmax of log α_k + log φ_k(x) with
     log-sum-exp, so rows sum to 1 (to ~1e-15) and stay finite far from every mean.
@@ -73,7 +74,7 @@ def mixture_logpdf(
     precision: str = "float64",
 ) -> np.ndarray:
     """log q(x) = log Σ_k α_k φ_k(x) for each row of x, (n,) float64, log-sum-exp stable
-    (MATH §2). Arguments as in :func:`responsibilities`."""
+    (docs: theory-geometry). Arguments as in :func:`responsibilities`."""
     w, m, c = mixture_args(weights, means, covs)
     pts = as_points(x, m.shape[1])
     resolve_threads(threads)
@@ -100,7 +101,8 @@ def sample_mixture(
 ) -> tuple[np.ndarray, np.ndarray]:
     """n draws from a K-component mixture: label k with probability α_k first (one uniform
     u each: k = #{j < K − 1 : u ≥ α_0 + … + α_j}; two modes: Bernoulli(α), 0 = old), then
-    x ~ φ_k (MATH §4). Returns (x (n, d) float64, labels (n,) int64 component indices)."""
+    x ~ φ_k (docs: theory-estimators). Returns (x (n, d) float64, labels (n,) int64 component
+    indices)."""
     n, w, m, c = sample_args(n, weights, means, covs)
     resolve_threads(threads)
     be = get_backend(backend, device, precision)
@@ -142,7 +144,8 @@ def starvation_counts(
     device: Any = None,
     precision: str = "float64",
 ) -> np.ndarray:
-    """Old-labelled samples in each of ``batches`` batches, (batches,) int64 (MATH §4.3).
+    """Old-labelled samples in each of ``batches`` batches, (batches,) int64
+    (docs: theory-starvation).
 
     bernoulli slots: Binomial(B, λ + (1 − λ)α) (replay and on-policy old draws both count);
     stratified: round(λB) + Binomial(B − round(λB), α), ties away from zero. A batch is

@@ -1,5 +1,5 @@
-"""OAPL — off-policy regression to the optimal policy (MATH §4.6), array-API twin. Group size
-G = batch size.
+"""OAPL — off-policy regression to the optimal policy (docs: theory-oapl), array-API twin. Group
+size G = batch size.
 
 With the lagged model q_lag (θ_lag ← θ after every ``lag``-th step) and rewards r_i:
 

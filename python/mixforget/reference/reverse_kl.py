@@ -1,4 +1,4 @@
-"""ReverseKL — on-policy reverse KL with replay (MATH §4.2), array-API twin.
+"""ReverseKL — on-policy reverse KL with replay (docs: theory-reverse-kl), array-API twin.
 
 Loss KL(q_θ ‖ p*). With ℓ = log q_θ − log p*, samples from m = (1 − λ') q_θ + λ' p_old*:
 
@@ -41,8 +41,8 @@ def effective_replay(objective: ReverseKL, batch_size: Optional[int]) -> float:
 
 
 def replay_weight(ctx: Context, x: Any, lq: Any, lam: float, cap: Optional[float]) -> Any:
-    """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (MATH §4.2); w = 1 without replay (the cap
-    only applies to replay weights, as in the Rust engine)."""
+    """w = min(q/m, cap), m = (1 − λ') q + λ' p_old (docs: theory-reverse-kl); w = 1 without replay
+    (the cap only applies to replay weights, as in the Rust engine)."""
     if lam <= 0.0:
         return 1.0
     xp = ctx.xp
@@ -88,7 +88,7 @@ def replay_weights(
     weight_cap: Optional[float] = None,
     threads: Optional[int] = None,
 ) -> np.ndarray:
-    """NumPy twin of :func:`mixforget.kernels.replay_weights` (MATH §4.2):
+    """NumPy twin of :func:`mixforget.kernels.replay_weights` (docs: theory-reverse-kl):
     w = min(c, q_θ/m), m = (1−λ) q_θ + λ p_old, written as 1 / ((1−λ) + λ p_old/q_θ)."""
     check_models(target, model, "model")
     objective = ReverseKL(replay=replay, weight_cap=weight_cap)

@@ -1,4 +1,4 @@
-"""SDFT — self-distillation fine-tuning (MATH §4.4, *model choice*), array-API
+"""SDFT — self-distillation fine-tuning (docs: theory-sdft, *model choice*), array-API
 twin.
 
 Teacher t: the EMA φ of the student (φ ← (1 − τ) φ + τ θ after each step, τ = ``ema``) with
@@ -6,8 +6,8 @@ its new mean moved toward the truth by the demonstration (κ = ``anchor``):
 
     t = α_φ φ(·; μ_o^φ, Σ_o) + (1 − α_φ) φ(·; (1 − κ) μ_n^φ + κ μ_n*, Σ_n).
 
-- direction 'reverse': KL(q_θ ‖ t), the §4.2 estimator with p* → t: samples from q_θ,
-  c_i = ℓ_i − mean_{j≠i} ℓ_j, ℓ = log q_θ − log t (second density: t);
+- direction 'reverse': KL(q_θ ‖ t), the docs: theory-reverse-kl estimator with p* → t: samples from
+  q_θ, c_i = ℓ_i − mean_{j≠i} ℓ_j, ℓ = log q_θ − log t (second density: t);
 - direction 'forward': KL(t ‖ q_θ): samples from t, c_i = −1.
 - Extra state: the EMA parameters φ (start: the start model; frozen with a diverged replicate),
   the scale parameters (σ or log σ) included when they train.

@@ -1,4 +1,5 @@
-"""TTTDiscover — entropic test-time RL (MATH §4.5), array-API twin. Group size G = batch size.
+"""TTTDiscover — entropic test-time RL (docs: theory-ttt-discover), array-API twin. Group size G =
+batch size.
 
 With rewards r_i, e_i = exp(β (r_i − max r)) and the start model q_0:
 
@@ -26,12 +27,12 @@ from ._backend import namespace_of, while_loop
 from ._objective import Extra, ObjectiveTwin, Params, reward
 
 _LN2 = math.log(2.0)
-_BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (MATH §4.5)
+_BETA_MAX = 1e8  # adaptive β: the doubling search gives up beyond this (docs: theory-ttt-discover)
 
 
 def adaptive_beta(r: Any, avg: Averager) -> Any:
-    """TTT-Discover's adaptive β (MATH §4.5), shape (R, 1): KL(p_β ‖ ω) = ln 2 for the tilt
-    p_β ∝ ω e^{β r} of the averaging measure ω — softmax(β r) vs uniform_G on a batch,
+    """TTT-Discover's adaptive β (docs: theory-ttt-discover), shape (R, 1): KL(p_β ‖ ω) = ln 2 for
+    the tilt p_β ∝ ω e^{β r} of the averaging measure ω — softmax(β r) vs uniform_G on a batch,
     the tilt ∝ q e^{βR} vs q in the population limit. KL(β) = β E_p[c] − log E_ω[e^{βc}]
     (c = r − max r) increases with slope β Var_p(r).
 

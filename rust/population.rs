@@ -2,7 +2,8 @@
 //! exact expectations. With equal covariances every integrand depends on a point only through
 //! its projection on the affine span of the means involved (in whitened coordinates), so the
 //! expectations are k-dimensional quadratures (k ≤ 3) over each component of the sampling
-//! distribution (or of the integrand's mass, importance-weighted: `quadrature_batch`); orthogonal directions contribute nothing to the gradient. The quadrature is
+//! distribution (or of the integrand's mass, importance-weighted: `quadrature_batch`);
+//! orthogonal directions contribute nothing to the gradient. The quadrature is
 //! the trapezoidal rule on a uniform grid with Gaussian weights, which converges exponentially
 //! for these analytic integrands and, unlike Gauss–Hermite, resolves the steep logistic
 //! responsibilities of well-separated modes: node spacing h ≤ 0.75/Δ_max gives an error

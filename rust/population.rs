@@ -1,8 +1,10 @@
-//! Population (infinite-batch) flow, docs: theory-population: the same update as the finite-batch
-//! engine with exact expectations. With equal covariances every integrand depends on a point only
-//! through its projection on the affine span of the means involved (in whitened coordinates), so
-//! the expectations are k-dimensional quadratures (k ≤ 3) over each component of the sampling
-//! distribution; orthogonal directions contribute nothing to the gradient. The quadrature is
+//! Population (infinite-batch) flow (docs: theory-population): the same update as the
+//! finite-batch engine with exact expectations. With equal covariances every integrand depends
+//! on a point only through its projection on the affine span of the means involved (in
+//! whitened coordinates), so the expectations are k-dimensional quadratures (k ≤ 3) over each
+//! component of the sampling distribution (or of the integrand's mass, importance-weighted:
+//! `quadrature_batch`); orthogonal directions contribute nothing to the gradient. The
+//! quadrature is
 //! the trapezoidal rule on a uniform grid with Gaussian weights, which converges exponentially
 //! for these analytic integrands and, unlike Gauss–Hermite, resolves the steep logistic
 //! responsibilities of well-separated modes: node spacing h ≤ 0.75/Δ_max gives an error
@@ -12,7 +14,7 @@ use crate::engine::{
     evaluate, records_in, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params,
     Problem, Records, Replicate,
 };
-use crate::mixture::{Cov, Gaussian};
+use crate::mixture::{log_add_exp, Cov, Gaussian};
 use crate::objectives::{with_objective, Objective};
 
 /// Half-width of the quadrature grid in standard deviations.
@@ -250,12 +252,27 @@ fn nodes_1d(h: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Vec<f64>) {
     (nodes, weights)
 }
 
-/// The quadrature "batch": every grid node of every sampling component, with weights ω.
+/// Nodes whose sampling density is below e^LOG_RATIO_FLOOR times the node mixture's are left
+/// out of an importance-weighted quadrature: their weight would underflow while an
+/// objective's own importance ratio (the reciprocal) overflows, 0·∞. Their share of an
+/// expectation under the sampling distribution is below e^-600.
+const LOG_RATIO_FLOOR: f64 = -600.0;
+
+/// The quadrature "batch": every grid node of every component the objective's integrand lives
+/// on (`Objective::quadrature_components`; by default the sampling components), with weights
+/// ω of the expectation under the sampling distribution p_s. When the node components are not
+/// the sampling components, node x of component j (mixing weight π_j, normalised trapezoid
+/// weight w) gets ω = π_j w p_s(x)/m(x) with m = Σ_j π_j φ_j the node mixture: Σ_j π_j ∫ φ_j
+/// f p_s/m = ∫ p_s f.
 fn quadrature_batch<O: Objective>(objective: &O, m: &Models, batch: &mut Batch) {
-    let comps: Vec<_> = sampling_components(objective, m)
-        .into_iter()
-        .filter(|c| c.0 > 0.0)
-        .collect();
+    fn positive(v: Vec<(f64, &Gaussian)>) -> Vec<(f64, &Gaussian)> {
+        v.into_iter().filter(|c| c.0 > 0.0).collect()
+    }
+    let sampling = positive(sampling_components(objective, m));
+    let comps = positive(objective.quadrature_components(m));
+    let same = |a: &(f64, &Gaussian), b: &(f64, &Gaussian)| a.0 == b.0 && std::ptr::eq(a.1, b.1);
+    let reweight =
+        sampling.len() != comps.len() || !sampling.iter().zip(&comps).all(|(a, b)| same(a, b));
     let k = m.model.old.dim();
     let mut h = (0.75 / largest_separation(m)).min(0.1);
     let per_dim_budget = MAX_NODES.powf(1.0 / k as f64).floor();
@@ -277,6 +294,12 @@ fn quadrature_batch<O: Objective>(objective: &O, m: &Models, batch: &mut Batch) 
         .collect();
     let total: usize = grids.iter().map(|(n, _)| n.len().pow(k as u32)).sum();
     batch.reset(k, total);
+    let log_mix = |parts: &[(f64, &Gaussian)], x: &[f64], scratch: &mut [f64]| {
+        parts.iter().fold(f64::NEG_INFINITY, |acc, (p, g)| {
+            log_add_exp(acc, p.ln() + g.logpdf(x, scratch))
+        })
+    };
+    let mut scratch = vec![0.0; k];
     let mut idx = vec![0usize; k];
     let mut i = 0;
     for ((prob, g), (nodes, w1)) in comps.iter().zip(&grids) {
@@ -291,8 +314,17 @@ fn quadrature_batch<O: Objective>(objective: &O, m: &Models, batch: &mut Batch) 
             }
             g.cov.color(x);
             x.iter_mut().zip(&g.mean).for_each(|(v, mu)| *v += mu);
-            batch.omega[i] = w;
-            i += 1;
+            let mut keep = true;
+            if reweight {
+                let log_ratio =
+                    log_mix(&sampling, x, &mut scratch) - log_mix(&comps, x, &mut scratch);
+                keep = log_ratio >= LOG_RATIO_FLOOR;
+                w *= log_ratio.exp();
+            }
+            if keep {
+                batch.omega[i] = w;
+                i += 1;
+            }
             for v in idx.iter_mut() {
                 *v += 1;
                 if *v < per_dim {
@@ -302,6 +334,8 @@ fn quadrature_batch<O: Objective>(objective: &O, m: &Models, batch: &mut Batch) 
             }
         }
     }
+    // dropped nodes (if any) shorten the batch; the kept ones are in place
+    batch.reset(k, i);
     batch.replay_used = objective.replay().0;
 }
 

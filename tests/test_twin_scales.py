@@ -91,20 +91,9 @@ def test_estimate_gradient_without_scales_keeps_its_columns_and_numbers():
 # -- population gradients (d = 1) -------------------------------------------------------------
 
 
-def _rust_grid_covers(objective: mf.objectives.Objective) -> mf.TwoMode:
-    """The start of the Rust comparison. Rust integrates NewModeREINFORCE on ±9.5 σ_n around
-    the model's new component only, which truncates the old component's share of
-    ρ φ_n = q/(1 − α) (relative error ~1e-7 at START_1D, see the xfail test below); with a
-    new component wider than the old one the grid covers q."""
-    start = two_mode(START_1D, 1)
-    if isinstance(objective, mf.NewModeREINFORCE):
-        return start.replace(new_cov=1.44)
-    return start
-
-
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
 def test_population_gradient_with_scales_agrees_with_rust(objective):
-    target, start = two_mode(TARGET_1D, 1), _rust_grid_covers(objective)
+    target, start = two_mode(TARGET_1D, 1), two_mode(START_1D, 1)
     for weight_param in ("logit", "direct"):
         for scale_param in SCALE_PARAMS:
             kw: dict[str, Any] = {"train_scales": True, "scale_param": scale_param}
@@ -150,12 +139,6 @@ def test_new_mode_reinforce_population_gradient_at_the_reference_setting():
     assert np.isfinite(grad["weight"]) and grad["weight"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Rust's NewModeREINFORCE quadrature spans ±9.5 σ_n around the new component only "
-    "and truncates the old component of q = ρ·(1 − α)φ_n (≈0.7% on the weight here); remove "
-    "this mark when the Rust grid covers the model",
-)
 def test_rust_new_mode_reinforce_population_gradient_at_the_reference_setting():
     objective = mf.NewModeREINFORCE(beta=0.1)
     kw: dict[str, Any] = {"weight_param": "direct", "train_scales": True}
@@ -163,6 +146,110 @@ def test_rust_new_mode_reinforce_population_gradient_at_the_reference_setting():
     twin = reference.population_gradient(REFERENCE_TARGET, REFERENCE_START, objective, **kw)
     for name, value in twin.items():
         np.testing.assert_allclose(fast[name], value, rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+#: the model's old component 8 σ_n below its new one (σ_o = 1 > σ_n = 0.6): its mass reaches
+#: well beyond ±9.5 σ_n around μ_n, where NewModeREINFORCE's ρ φ_n = q/(1 − α) still lives;
+#: σ_n ≠ σ_n* = 0.7 makes the reward quadratic in x
+FAR_OLD_START = REFERENCE_TARGET.replace(old_mean=[0.5 - 8 * 0.6], new_mean=[0.5], new_cov=0.36)
+ADVANTAGES = ("raw", "normalised")
+
+
+@pytest.mark.parametrize("advantage", ADVANTAGES)
+def test_rust_new_mode_reinforce_population_gradient_with_a_far_old_component(advantage):
+    """Rust's quadrature places nodes on both model components (the integrand's mass), with
+    weights of the expectation under φ_n, against the twin's brute-force grid; the normalised
+    advantage's mean and sd of r stay those under φ_n."""
+    # the old component's 3σ range starts beyond the new component's ±9.5σ_n
+    assert FAR_OLD_START.old_mean[0] - 3.0 < 0.5 - 9.5 * 0.6
+    objective = mf.NewModeREINFORCE(beta=0.1, advantage=advantage)
+    for kw in (
+        {},
+        {"weight_param": "direct"},
+        {"weight_param": "logit", "train_scales": True, "scale_param": "log"},
+    ):
+        fast = mf.population_gradient(REFERENCE_TARGET, FAR_OLD_START, objective, **kw)
+        twin = reference.population_gradient(REFERENCE_TARGET, FAR_OLD_START, objective, **kw)
+        assert set(fast) == set(twin)
+        for name, value in twin.items():
+            np.testing.assert_allclose(
+                fast[name], value, rtol=1e-8, atol=1e-10, err_msg=f"{name} {kw}"
+            )
+
+
+def _log_normal(x: np.ndarray, mean: float, var: float) -> np.ndarray:
+    return -0.5 * (x - mean) ** 2 / var - 0.5 * np.log(2 * np.pi * var)
+
+
+@pytest.mark.parametrize("advantage", ADVANTAGES)
+def test_new_mode_reinforce_population_gradient_with_a_far_old_component_by_monte_carlo(
+    advantage,
+):
+    """The exact gradient −E_{φ_n}[ρ A s] = −(1/(1 − α)) E_q[A s] (logit weight) against a Monte
+    Carlo mean over draws from q itself (5 SE). Draws from φ_n (estimate_gradient) cannot
+    check this setting: E_{φ_n}[ρ²] is infinite (σ_o² > 2σ_n²), and their mean misses the old
+    component's share. The normalised advantage's mean and sd of r under φ_n come from a dense
+    trapezoid rule."""
+    alpha, var_o, var_n = 0.75, 1.0, 0.36
+    mu_o, mu_n = FAR_OLD_START.old_mean[0], 0.5
+    beta = 0.1
+
+    def reward(x: np.ndarray) -> np.ndarray:
+        log_new_part = np.log(1 - alpha) + _log_normal(x, mu_n, var_n)
+        return _log_normal(x, 3.5, 0.49) - log_new_part - np.log(beta)
+
+    rng = np.random.default_rng(12)
+    n = 1_000_000
+    old = rng.random(n) < alpha
+    x = np.where(old, mu_o + np.sqrt(var_o) * rng.standard_normal(n), 0.0)
+    x[~old] = mu_n + np.sqrt(var_n) * rng.standard_normal(int((~old).sum()))
+    r = reward(x)
+    if advantage == "normalised":
+        grid = np.linspace(mu_n - 40 * np.sqrt(var_n), mu_n + 40 * np.sqrt(var_n), 400_001)
+        density = np.exp(_log_normal(grid, mu_n, var_n))
+        mean = np.trapezoid(density * reward(grid), grid)
+        sd = np.sqrt(np.trapezoid(density * (reward(grid) - mean) ** 2, grid))
+        advantages = (r - mean) / sd
+    else:
+        advantages = r
+    log_old = np.log(alpha) + _log_normal(x, mu_o, var_o)
+    log_new = np.log(1 - alpha) + _log_normal(x, mu_n, var_n)
+    resp_old = 1.0 / (1.0 + np.exp(log_new - log_old))
+    scores = np.stack(
+        [resp_old - alpha, resp_old * (x - mu_o) / var_o, (1 - resp_old) * (x - mu_n) / var_n],
+        axis=1,
+    )
+    samples = -advantages[:, None] * scores / (1 - alpha)
+    mc_mean = samples.mean(axis=0)
+    se = samples.std(axis=0, ddof=1) / np.sqrt(n)
+    objective = mf.NewModeREINFORCE(beta=beta, advantage=advantage)
+    exact = mf.population_gradient(REFERENCE_TARGET, FAR_OLD_START, objective)
+    flat = np.array([exact["weight"], exact["old_mean"][0], exact["new_mean"][0]])
+    assert np.all(np.abs(flat - mc_mean) < 5 * se), (flat, mc_mean, se)
+
+
+@pytest.mark.parametrize("advantage", ADVANTAGES)
+def test_new_mode_reinforce_population_gradient_in_d3_agrees_with_monte_carlo(advantage):
+    """d = 3, equal covariances: the exact gradient in the span of the four means (k = 3),
+    lifted back, against the mean of Rust's finite-batch estimates (5 SE). The normalised
+    advantage's batch mean and sd bias the estimate by O(1/B): B = 4096 keeps that below the
+    standard error of 250 batches."""
+    target = mf.TwoMode(
+        old_mean=[-1.5, 0.3, 0.0],
+        new_mean=[1.5, 0.0, 0.4],
+        old_weight=0.7,
+        old_cov=1.0,
+        new_cov=1.0,
+    )
+    start = target.replace(old_mean=[-1.0, -0.2, 0.3], new_mean=[0.4, 0.5, -0.2], old_weight=0.6)
+    objective = mf.NewModeREINFORCE(beta=0.1, advantage=advantage)
+    exact = mf.population_gradient(target, start, objective)
+    flat = np.concatenate([[exact["weight"]], exact["old_mean"], exact["new_mean"]])
+    batch_size, batches = (32, 40_000) if advantage == "raw" else (4096, 250)
+    est = mf.estimate_gradient(target, start, objective, batch_size, batches, rng=5)
+    se = est.gradients.std(axis=0, ddof=1) / np.sqrt(batches)
+    mc_mean = est.gradients.mean(axis=0)
+    assert np.all(np.abs(flat - mc_mean) < 5 * se), (flat, mc_mean, se)
 
 
 def test_twin_population_gradient_with_scales_refuses_d_above_1():

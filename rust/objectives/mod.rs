@@ -31,7 +31,7 @@ pub use reverse_kl::{Baseline, ReverseKL};
 pub use sdft::{Direction, SDFT};
 pub use ttt_discover::{Beta, TTTDiscover};
 
-use crate::engine::{Batch, Exactness, Mix2, Models, Replicate};
+use crate::engine::{sampling_components, Batch, Exactness, Mix2, Models, Replicate};
 use crate::mixture::Gaussian;
 use crate::starvation::Slots;
 
@@ -69,6 +69,17 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// evaluation must span.
     fn state_model<'a>(&self, _m: &'a Models) -> Option<&'a Mix2> {
         None
+    }
+
+    /// The components (with mixing weights) around which the exact quadrature places its
+    /// nodes: those on which the integrand's mass lives. By default the sampling
+    /// distribution's own components, whose nodes then carry its weights directly. An
+    /// objective whose per-sample value carries an importance ratio that moves mass off the
+    /// sampling distribution (NewModeREINFORCE: ρ φ_n = q/(1−α)) names the components of
+    /// that mass instead; the quadrature still computes expectations under the sampling
+    /// distribution p_s, reweighting each node by p_s/m with m the node mixture.
+    fn quadrature_components<'a>(&self, m: &'a Models) -> Vec<(f64, &'a Gaussian)> {
+        sampling_components(self, m)
     }
 
     /// Radius of an indicator reward, whose jumps the exact quadrature must resolve.

@@ -23,6 +23,7 @@
 use super::{Named, Objective, Source};
 use crate::engine::{Batch, Exactness, Mix2, Models};
 use crate::fastmath;
+use crate::mixture::Gaussian;
 
 /// How the rewards become advantages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,17 @@ impl Objective for NewModeREINFORCE {
     /// The model's new component φ_n.
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Single(&m.model.new)
+    }
+
+    /// The whole model mixture: E_{φ_n}[ρ A s] = (1/(1−α)) ∫ q_θ A s dx has mass around the
+    /// old component too, which a grid around φ_n alone truncates once the old component
+    /// reaches beyond it. With the model's own weights the node mixture is q_θ, so a node's
+    /// weight ω ∝ φ_n/q_θ and ρ are reciprocal up to 1/(1−α).
+    fn quadrature_components<'a>(&self, m: &'a Models) -> Vec<(f64, &'a Gaussian)> {
+        vec![
+            (m.model.alpha, &m.model.old),
+            (1.0 - m.model.alpha, &m.model.new),
+        ]
     }
 
     /// The target, whose new part gives log p_new*.

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ._validate import as_cov, as_float_array, as_real, cov_matrix
-from .mixture import TwoMode
+from .mixture import TwoMode, unit_shape_and_scale
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -183,14 +183,6 @@ def _overlap_1d(
     return np.where(positive, out, 0.0)
 
 
-def _shape_and_scale(cov: np.ndarray) -> tuple[np.ndarray, float]:
-    """S = Σ / det(Σ)^{1/d} (unit determinant) and det(Σ)^{1/(2d)} (the scale σ that gives
-    back Σ = σ²·S)."""
-    dim = cov.shape[0]
-    _, logdet = np.linalg.slogdet(cov)
-    return cov / math.exp(logdet / dim), math.exp(logdet / (2.0 * dim))
-
-
 def _component_accuracy(
     weight_star: float,
     mean_star: np.ndarray,
@@ -210,11 +202,11 @@ def _component_accuracy(
             np.asarray(weight_star), mean_star[0], np.asarray(sd_star), weight, mean[..., 0], sd
         )
         return over / weight_star
-    shape_star, scale_star = _shape_and_scale(cov_star)
+    shape_star, scale_star = unit_shape_and_scale(cov_star)
     if scale is None:
         same = np.allclose(cov, cov_star, rtol=_COV_RTOL, atol=0.0)
     else:
-        shape, _ = _shape_and_scale(cov)
+        shape, _ = unit_shape_and_scale(cov)
         same = np.allclose(shape, shape_star, rtol=_COV_RTOL, atol=0.0) and np.allclose(
             scale, scale_star, rtol=_COV_RTOL, atol=0.0
         )

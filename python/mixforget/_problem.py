@@ -21,11 +21,8 @@ from ._validate import (
     in_flight,
     resolve_threads,
 )
-from .mixture import TwoMode, component_scales
+from .mixture import TwoMode
 from .objectives import OAPL, Objective, TTTDiscover
-
-#: σ_k = det(Σ_k)^{1/(2d)} of a model's components (see :func:`mixture.component_scales`).
-start_scales = component_scales
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")

@@ -161,15 +161,9 @@ class TwoMode:
     @property
     def log_bhattacharyya(self) -> float:
         """ln BC = −D_B (docs: theory-geometry), finite even where BC underflows to 0 (Δ ≳ 77)."""
-        so, sn = self.cov_matrix("old"), self.cov_matrix("new")
-        avg = self._avg_cov()
-        scale = float(np.max(np.diag(avg)))
-        # log-determinants of the scaled matrices: the scale cancels in the difference
-        _, ld_avg = np.linalg.slogdet(avg / scale)
-        _, ld_o = np.linalg.slogdet(so / scale)
-        _, ld_n = np.linalg.slogdet(sn / scale)
-        delta = float(_whitened_norm(avg, self._old_mean - self._new_mean))
-        return -(0.125 * delta * delta + 0.5 * (ld_avg - 0.5 * (ld_o + ld_n)))
+        return log_bhattacharyya(
+            self._old_mean - self._new_mean, self.cov_matrix("old"), self.cov_matrix("new")
+        )
 
     @property
     def bhattacharyya(self) -> float:
@@ -304,14 +298,36 @@ def _whitened_norm(cov: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return norm.reshape(delta.shape[:-1])
 
 
+def log_bhattacharyya(delta: np.ndarray, cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """ln BC = −D_B of two Gaussians whose means differ by δ (docs: theory-geometry):
+    D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_a det Σ_b)), Σ̄ = (Σ_a + Σ_b)/2. Scale-safe:
+    Σ̄ = ½Σ_a + ½Σ_b (no overflow near 1e308), the norm whitened after rescaling
+    (:func:`_whitened_norm`), the log-determinants of the matrices divided by Σ̄'s largest
+    diagonal entry (the scale cancels in the difference)."""
+    avg = 0.5 * cov_a + 0.5 * cov_b
+    scale = float(np.max(np.diag(avg)))
+    _, ld_avg = np.linalg.slogdet(avg / scale)
+    _, ld_a = np.linalg.slogdet(cov_a / scale)
+    _, ld_b = np.linalg.slogdet(cov_b / scale)
+    norm = float(_whitened_norm(avg, delta))
+    return -(0.125 * norm * norm + 0.5 * (ld_avg - 0.5 * (ld_a + ld_b)))
+
+
+def unit_shape_and_scale(cov: np.ndarray) -> tuple[np.ndarray, float]:
+    """(S, σ) of a (d, d) covariance Σ = σ²·S: the unit-determinant shape
+    S = Σ / det(Σ)^{1/d} and the scale σ = det(Σ)^{1/(2d)} (the standard deviation when
+    d = 1), the parametrisation of trainable scales (docs: theory-scales)."""
+    dim = cov.shape[0]
+    logdet = float(np.linalg.slogdet(cov)[1])
+    scale = math.sqrt(float(cov[0, 0])) if dim == 1 else math.exp(logdet / (2.0 * dim))
+    return cov / math.exp(logdet / dim), scale
+
+
 def component_scales(model: TwoMode) -> tuple[float, float]:
     """(σ_o, σ_n), σ_k = det(Σ_k)^{1/(2d)}: the scales that trainable covariances σ_k²·S_k,
-    S_k = Σ_k / det(Σ_k)^{1/d}, start from (the standard deviations when d = 1)."""
-    out = []
-    for which in ("old", "new"):
-        cov = model.cov_matrix(which)
-        if cov.shape[0] == 1:
-            out.append(float(np.sqrt(cov[0, 0])))
-        else:
-            out.append(float(np.exp(np.linalg.slogdet(cov)[1] / (2 * cov.shape[0]))))
-    return out[0], out[1]
+    S_k = Σ_k / det(Σ_k)^{1/d}, start from (the standard deviations when d = 1); see
+    :func:`unit_shape_and_scale`."""
+    return (
+        unit_shape_and_scale(model.cov_matrix("old"))[1],
+        unit_shape_and_scale(model.cov_matrix("new"))[1],
+    )

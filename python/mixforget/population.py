@@ -20,10 +20,9 @@ from ._problem import (
     check_train_scales,
     check_weight_param,
     population_flow_bytes,
-    start_scales,
 )
 from ._validate import check_output_size
-from .mixture import TwoMode
+from .mixture import TwoMode, component_scales
 from .objectives import Objective
 from .results import Trajectory
 
@@ -139,7 +138,7 @@ def population_flow(
     old_mean[:, 0] = start.old_mean
     new_mean[:, 0] = start.new_mean
     scales = np.empty((1, n_records, 2))
-    scales[:, :] = np.array(start_scales(start))
+    scales[:, :] = np.array(component_scales(start))
     flow = _core.PopulationFlow(problem)
     k = 1
     for n in timed_chunks(steps, 1):

@@ -21,13 +21,12 @@ from ._problem import (
     check_train_scales,
     check_weight_param,
     estimate_gradient_bytes,
-    start_scales,
 )
 from ._rng import RngLike, resolve_rng, root_key, seed_record
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
 from ._validate import as_positive_int, check_output_size
 from .kernels import resolve_threads
-from .mixture import TwoMode
+from .mixture import TwoMode, component_scales
 from .objectives import Objective
 from .reference._backend import check_backend_args
 from .results import GradientEstimates, Trajectory
@@ -193,7 +192,7 @@ def simulate(
     old_mean[:, 0] = start.old_mean
     new_mean[:, 0] = start.new_mean
     starved[:, 0] = 0
-    sigma0 = start_scales(start)
+    sigma0 = component_scales(start)
     scales = np.empty((replicates, n_records, 2))
     scales[:, :] = np.array(sigma0)
     first = _FIRST_CALL_WORK // (replicates * batch_size * (d + 1))

@@ -36,7 +36,7 @@ from ._validate import (
     as_probability,
     as_real,
 )
-from .mixture import TwoMode
+from .mixture import TwoMode, log_bhattacharyya
 from .objectives import objective_from_dict
 from .results import Trajectory
 
@@ -221,16 +221,8 @@ def bhattacharyya(mean_a: Any, mean_b: Any = None, cov_a: Any = 1.0, cov_b: Any 
         )
     d = ma.size
     sa = _cov_full("cov_a", cov_a, d)
-    delta = ma - mb
-    if cov_b is None:
-        return float(math.exp(-0.125 * float(delta @ np.linalg.solve(sa, delta))))
-    sb = _cov_full("cov_b", cov_b, d)
-    avg = 0.5 * (sa + sb)
-    _, ld_avg = np.linalg.slogdet(avg)
-    _, ld_a = np.linalg.slogdet(sa)
-    _, ld_b = np.linalg.slogdet(sb)
-    db = 0.125 * float(delta @ np.linalg.solve(avg, delta)) + 0.5 * (ld_avg - 0.5 * (ld_a + ld_b))
-    return float(math.exp(-db))
+    sb = sa if cov_b is None else _cov_full("cov_b", cov_b, d)
+    return float(math.exp(log_bhattacharyya(ma - mb, sa, sb)))
 
 
 def misassignment(model: TwoMode, kind: str = "hard") -> dict[str, float]:

@@ -427,6 +427,14 @@ impl Batch {
         sum(&self.omega[..self.len])
     }
 
+    /// (Σ ω_i v_i, Σ ω_i) in one pass.
+    #[inline(always)]
+    pub(crate) fn weighted_value_and_weight_sums(&self) -> (f64, f64) {
+        let (omega, value) = (&self.omega[..self.len], &self.value[..self.len]);
+        let [wv, w] = lane_sums([omega, value], |[o, v]| [o * v, o]);
+        (wv, w)
+    }
+
     /// Σ ω_i v_i.
     #[inline]
     pub(crate) fn weighted_value_sum(&self) -> f64 {
@@ -603,45 +611,72 @@ pub fn draw_batch<O: Objective>(
     old_count
 }
 
-/// Σ_i Π_k f_k(i) over `len` terms with four interleaved partial sums in registers: a fixed
-/// order (deterministic) that is not latency-bound on a single accumulator.
+/// Partial sums kept per output of `lane_sums`: 16 doubles are two AVX-512 or four AVX2
+/// registers, enough independent chains to hide the adder's latency.
+const SUM_LANES: usize = 16;
+
+/// K sums Σ_i term(a_i, b_i, …)[k] over the rows of N equally long inputs, in one pass:
+/// row i goes to partial sum i mod 16, then the 16 partials are added in a fixed pairwise
+/// tree. The order depends on the length alone (deterministic, the same on every
+/// instruction set). The terms of 16 rows are computed into a block first and then added:
+/// that shape vectorises (the term receives values, not indices, so no bounds checks), and
+/// K sums cost one pass of vector adds instead of K latency-bound scalar chains.
 #[inline(always)]
-fn sum4(len: usize, term: impl Fn(usize) -> f64) -> f64 {
-    let (mut s0, mut s1, mut s2, mut s3) = (0.0, 0.0, 0.0, 0.0);
-    let full = len - len % 4;
+pub(crate) fn lane_sums<const N: usize, const K: usize>(
+    inputs: [&[f64]; N],
+    term: impl Fn([f64; N]) -> [f64; K],
+) -> [f64; K] {
+    let len = inputs.iter().map(|s| s.len()).min().unwrap_or(0);
+    let mut acc = [[0.0f64; SUM_LANES]; K];
+    let full = len - len % SUM_LANES;
     let mut i = 0;
     while i < full {
-        s0 += term(i);
-        s1 += term(i + 1);
-        s2 += term(i + 2);
-        s3 += term(i + 3);
-        i += 4;
+        let chunk: [&[f64]; N] = inputs.map(|s| &s[i..i + SUM_LANES]);
+        let mut block = [[0.0f64; SUM_LANES]; K];
+        for j in 0..SUM_LANES {
+            let t = term(chunk.map(|c| c[j]));
+            for k in 0..K {
+                block[k][j] = t[k];
+            }
+        }
+        for k in 0..K {
+            for j in 0..SUM_LANES {
+                acc[k][j] += block[k][j];
+            }
+        }
+        i += SUM_LANES;
     }
-    while i < len {
-        s0 += term(i);
-        i += 1;
+    for j in 0..len - full {
+        let t = term(inputs.map(|s| s[full + j]));
+        for k in 0..K {
+            acc[k][j] += t[k];
+        }
     }
-    (s0 + s1) + (s2 + s3)
+    acc.map(|mut a| {
+        let mut width = SUM_LANES;
+        while width > 1 {
+            width /= 2;
+            for j in 0..width {
+                a[j] += a[j + width];
+            }
+        }
+        a[0]
+    })
 }
 
 /// Σ a_i b_i (c_i when given).
 #[inline(always)]
 fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
     match c {
-        None => sum4(n, |i| a[i] * b[i]),
-        Some(c) => {
-            let c = &c[..n];
-            sum4(n, |i| a[i] * b[i] * c[i])
-        }
+        None => lane_sums([a, b], |[a, b]| [a * b])[0],
+        Some(c) => lane_sums([a, b, c], |[a, b, c]| [a * b * c])[0],
     }
 }
 
 /// Σ a_i.
 #[inline(always)]
 fn sum(a: &[f64]) -> f64 {
-    sum4(a.len(), |i| a[i])
+    lane_sums([a], |[a]| [a])[0]
 }
 
 /// The batch mean of ω-weighted values seen from sample i: over the others (leave-one-out,
@@ -776,12 +811,24 @@ impl<'a> DensityRows<'a> {
         out
     }
 
+    /// The same operations as the fused pass's density block (`fused::density_block`), so
+    /// both give the same bits.
     fn compute(self, model: &Mix2, second: Option<&Mix2>, scratch: &mut [f64]) {
         model.log_parts_rows(self.x, self.model_old, self.model_new, scratch);
-        fastmath::log_sum_share(self.model_old, self.model_new, self.log_q, self.resp_old);
-        if let Some(mix) = second {
-            mix.log_parts_rows(self.x, self.second_old, self.second_new, scratch);
-            fastmath::log_sum(self.second_old, self.second_new, self.log_second);
+        match second {
+            Some(mix) => {
+                mix.log_parts_rows(self.x, self.second_old, self.second_new, scratch);
+                fastmath::log_sum_share_and_log_sum(
+                    (self.model_old, self.model_new),
+                    (self.second_old, self.second_new),
+                    self.log_q,
+                    self.resp_old,
+                    self.log_second,
+                );
+            }
+            None => {
+                fastmath::log_sum_share(self.model_old, self.model_new, self.log_q, self.resp_old)
+            }
         }
     }
 }
@@ -867,34 +914,35 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;
     let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
-    let weight_score = &mut batch.second_b[..n];
+    let (omega, value, resp) = (&batch.omega[..n], &batch.value[..n], &batch.resp_old[..n]);
+    // ω c r and ω c (1 − r), kept for the scale score and the d > 1 sums.
     for i in 0..n {
-        let wc = batch.omega[i] * batch.value[i];
-        let r_old = batch.resp_old[i];
-        coef_old[i] = wc * r_old;
-        coef_new[i] = wc * (1.0 - r_old);
+        let wc = omega[i] * value[i];
+        coef_old[i] = wc * resp[i];
+        coef_new[i] = wc * (1.0 - resp[i]);
     }
-    match wp {
-        WeightParam::Logit => {
-            for (s, r) in weight_score.iter_mut().zip(&batch.resp_old[..n]) {
-                *s = r - alpha;
-            }
-        }
-        WeightParam::Direct => {
-            for (s, r) in weight_score.iter_mut().zip(&batch.resp_old[..n]) {
-                *s = r / alpha - (1.0 - r) / (1.0 - alpha);
-            }
-        }
-    }
-    grad.weight = dot(&batch.omega[..n], &batch.value[..n], Some(weight_score));
-    let mass_old = sum(coef_old);
-    let mass_new = sum(coef_new);
-    if d == 1 {
-        // local accumulators: no store-to-load chain through grad's memory
+    let weight_score = |r: f64| match wp {
+        WeightParam::Logit => r - alpha,
+        WeightParam::Direct => r / alpha - (1.0 - r) / (1.0 - alpha),
+    };
+    let (coef_old, coef_new) = (&*coef_old, &*coef_new);
+    // One pass for every sum (for d = 1 the mean sums too): independent vector chains.
+    let (mass_old, mass_new) = if d == 1 {
         let xs = &batch.x[..n];
-        grad.old[0] = dot(coef_old, xs, None);
-        grad.new[0] = dot(coef_new, xs, None);
+        let [weight, mass_old, mass_new, old, new] = lane_sums(
+            [omega, value, resp, coef_old, coef_new, xs],
+            |[o, v, r, a, b, x]| [o * v * weight_score(r), a, b, a * x, b * x],
+        );
+        grad.weight = weight;
+        grad.old[0] = old;
+        grad.new[0] = new;
+        (mass_old, mass_new)
     } else {
+        let [weight, mass_old, mass_new] = lane_sums(
+            [omega, value, resp, coef_old, coef_new],
+            |[o, v, r, a, b]| [o * v * weight_score(r), a, b],
+        );
+        grad.weight = weight;
         grad.old.iter_mut().for_each(|v| *v = 0.0);
         grad.new.iter_mut().for_each(|v| *v = 0.0);
         for ((row, a), b) in batch.x[..n * d]
@@ -907,7 +955,8 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
                 *gn += b * xj;
             }
         }
-    }
+        (mass_old, mass_new)
+    };
     // Σ c r (x − μ) = Σ c r x − μ Σ c r, then the precision Σ⁻¹ (docs: theory-scores).
     grad.old
         .iter_mut()

@@ -53,16 +53,20 @@ fn density_block(model: &Mix2, second: Option<&Mix2>, batch: &mut Batch, lo: usi
     let scratch = &mut batch.scratch;
     let (mo, mn) = (&mut batch.part_a[lo..hi], &mut batch.part_b[lo..hi]);
     model.log_parts_rows(x, mo, mn, scratch);
-    fastmath::log_sum_share_slices(
-        mo,
-        mn,
-        &mut batch.log_q[lo..hi],
-        &mut batch.resp_old[lo..hi],
-    );
-    if let Some(mix) = second {
-        let (so, sn) = (&mut batch.second_a[lo..hi], &mut batch.second_b[lo..hi]);
-        mix.log_parts_rows(x, so, sn, scratch);
-        fastmath::log_sum_slices(so, sn, &mut batch.log_second[lo..hi]);
+    let (log_q, resp_old) = (&mut batch.log_q[lo..hi], &mut batch.resp_old[lo..hi]);
+    match second {
+        Some(mix) => {
+            let (so, sn) = (&mut batch.second_a[lo..hi], &mut batch.second_b[lo..hi]);
+            mix.log_parts_rows(x, so, sn, scratch);
+            fastmath::log_sum_share_and_log_sum_slices(
+                (mo, mn),
+                (so, sn),
+                log_q,
+                resp_old,
+                &mut batch.log_second[lo..hi],
+            );
+        }
+        None => fastmath::log_sum_share_slices(mo, mn, log_q, resp_old),
     }
 }
 

@@ -72,12 +72,8 @@ pub(crate) fn log_ratio_values(batch: &mut Batch) {
 #[inline(always)]
 pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
     let n = batch.len;
-    let baseline = LooMean::new(
-        batch.weighted_value_sum(),
-        batch.weight_sum(),
-        batch.omega[0],
-        exact,
-    );
+    let (sum_wv, sum_w) = batch.weighted_value_and_weight_sums();
+    let baseline = LooMean::new(sum_wv, sum_w, batch.omega[0], exact);
     for (v, a) in batch.value[..n].iter_mut().zip(&batch.aux[..n]) {
         *v -= a * baseline.at(*v);
     }

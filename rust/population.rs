@@ -3,12 +3,18 @@
 //! on a point only through its projection on the affine span of the means involved (in
 //! whitened coordinates), so the expectations are k-dimensional quadratures (k ≤ 3) over each
 //! component of the sampling distribution (or of the integrand's mass, importance-weighted:
-//! `quadrature_batch`); orthogonal directions contribute nothing to the gradient. The
-//! quadrature is
-//! the trapezoidal rule on a uniform grid with Gaussian weights, which converges exponentially
-//! for these analytic integrands and, unlike Gauss–Hermite, resolves the steep logistic
-//! responsibilities of well-separated modes: node spacing h ≤ 0.75/Δ_max gives an error
-//! ~ exp(−2π²/(h Δ_max)) < 1e-11.
+//! `quadrature_batch`); orthogonal directions contribute nothing to the gradient.
+//!
+//! The quadrature is the tensor trapezoidal rule with Gaussian weights, one uniform spacing
+//! per axis, which converges exponentially for these analytic integrands and, unlike
+//! Gauss–Hermite, resolves the steep logistic responsibilities of well-separated modes. The
+//! steepness comes only from the log-sum-exp / logistic share of one two-component mixture
+//! (`steep_pairs`): its poles lie π/(Δ|u_j|) off the real axis along axis j, so each axis gets
+//! h_j ≤ 0.75/max(Δ|u_j|) (error ~ exp(−2π²/(h_j Δ |u_j|)) < 1e-11), and the span is rotated
+//! so that the steep directions fall on few axes; the smooth axes need only h ≤ 0.5/√(1+κ),
+//! κ the curvature an objective's exponential factor adds (`axis_spacings`). Untilted
+//! integrands drop the box's corners outside a ball of radius 9.5. Unequal covariances and
+//! trained scales keep one spacing min(0.75/Δ_max, 0.1) over all pairs of components.
 
 use crate::engine::{
     evaluate, records_in, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params,

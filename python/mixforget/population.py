@@ -41,13 +41,13 @@ def population_gradient(
 
     Equal covariance: expectations are quadratures on the affine span of the means in
     whitened coordinates (k ≤ 3 dimensions), exact in the other directions
-    (docs: theory-population); accuracy ~1e-11 for smooth integrands (trapezoidal rule with spacing
-    ≤ 0.75/Δ_max); the discontinuous ``new_indicator`` reward (d = 1) is integrated second-order
-    across its jump (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal
-    covariance: d = 1 only, else NotImplementedError. TTT-Discover with adaptive β or the indicator
-    reward, and OAPL with the indicator reward, have a closed-form limit only when the means span
-    all d dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean
-    (d,)}.
+    (docs: theory-population); accuracy ~1e-11 for smooth integrands (trapezoidal rule with
+    spacing ≤ 0.75/(Δ|u_j|) per axis for each mixture's separation Δ along u); the
+    discontinuous ``new_indicator`` reward (d = 1) is integrated second-order across its jump
+    (~1e-8), and a ``weight_cap`` puts a kink in the integrand (~1e-6). Unequal covariance:
+    d = 1 only, else NotImplementedError. TTT-Discover with adaptive β or the indicator reward,
+    and OAPL with the indicator reward, have a closed-form limit only when the means span all d
+    dimensions (NotImplementedError otherwise). Returns {weight, old_mean (d,), new_mean (d,)}.
 
     ``train_scales=True`` (see :func:`mixforget.simulate`) adds ``old_scale`` and
     ``new_scale``, the derivatives with respect to σ_k ('direct') or log σ_k ('log'); the

@@ -82,6 +82,15 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
         sampling_components(self, m)
     }
 
+    /// The largest curvature κ (whitened units) that the per-sample value's exponential
+    /// factors add to the log of the exact integrand (e^{βR} with R a log density: β), which
+    /// sets the exact quadrature's spacing along smooth directions; None when no bound is
+    /// known before the batch (adaptive temperatures, indicator rewards, capped weights),
+    /// which keeps the fine spacing everywhere.
+    fn quadrature_curvature(&self) -> Option<f64> {
+        Some(0.0)
+    }
+
     /// Radius of an indicator reward, whose jumps the exact quadrature must resolve.
     fn indicator_radius(&self) -> Option<f64> {
         None

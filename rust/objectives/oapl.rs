@@ -40,6 +40,11 @@ impl Objective for OAPL {
         Some(&m.lag)
     }
 
+    /// e^{R/β1} with R a log density adds curvature 1/β1; the indicator reward jumps.
+    fn quadrature_curvature(&self) -> Option<f64> {
+        (self.reward != Reward::NewIndicator).then_some(1.0 / self.beta1)
+    }
+
     fn indicator_radius(&self) -> Option<f64> {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }

@@ -84,6 +84,11 @@ impl Objective for ReverseKL {
         (self.replay, self.replay_slots)
     }
 
+    /// A cap below the weights' bound 1/(1−λ) puts a kink in the integrand.
+    fn quadrature_curvature(&self) -> Option<f64> {
+        (self.cap() * (1.0 - self.replay) >= 1.0).then_some(0.0)
+    }
+
     /// The current model q_θ (replay adds p_old*).
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Mixture(&m.model)

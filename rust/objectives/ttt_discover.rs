@@ -48,6 +48,15 @@ impl Objective for TTTDiscover {
         Some(&m.start)
     }
 
+    /// e^{βR} with R a log density adds curvature β; the adaptive β is known only after the
+    /// batch, and the indicator reward jumps.
+    fn quadrature_curvature(&self) -> Option<f64> {
+        match (self.beta, self.reward) {
+            (_, Reward::NewIndicator) | (Beta::Adaptive, _) => None,
+            (Beta::Fixed(beta), _) => Some(beta),
+        }
+    }
+
     fn indicator_radius(&self) -> Option<f64> {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }

@@ -313,50 +313,87 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
     )
 
 
-def numpy_loop_w1(
+def _softplus(t: np.ndarray) -> np.ndarray:
+    """log(1 + eᵗ) elementwise, stable for any t: max(t, 0) + log1p(e^−|t|) (three times as
+    fast as ``np.logaddexp(0, t)`` in NumPy 2.x, same values to rounding)."""
+    out = np.abs(t)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(t, 0.0)
+    return out
+
+
+def numpy_loop(
     replicates: int,
     steps: int,
     batch_size: int,
+    dim: int = 1,
     lr: float = 0.05,
     record_every: Optional[int] = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """W1 written the way a careful NumPy user would for this one workload: ReverseKL, d = 1,
-    the default problem (Σ = 1 for model and world), leave-one-out baseline, logit weight, no
-    replay. Arrays are (R, B); one ``np.random.Generator`` (seeded with ``seed``); the only
-    Python loop runs over steps. It computes the same estimator as :func:`mixforget.simulate`
-    (a different random stream, so equal in distribution): per sample ℓ = log q − log p*, the
-    responsibilities r_old = q_old/q and r_new = 1 − r_old, c = ℓ − mean_{j≠i} ℓ_j, and
-    θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old), r_new(x − μ_new)) (the
-    normalisers cancel in ℓ and r because the variances are equal). A replicate whose
-    parameters turn non-finite is frozen, as in mixforget.
+    """W1 (``dim`` = 1) and W2 (``dim`` = 32) written the way a careful NumPy user would for
+    this one workload: ReverseKL, the default problem of :func:`default_problem` in ``dim``
+    dimensions (Σ = I for model and world), leave-one-out baseline, logit weight, no replay.
+    One ``np.random.Generator`` (seeded with ``seed``) draws the labels (R, B) and the normals
+    z (R, B, d); the only Python loop runs over steps. It computes the same estimator as
+    :func:`mixforget.simulate` (a different random stream, so equal in distribution): per
+    sample ℓ = log q − log p*, the responsibilities r_old = q_old/q and r_new = 1 − r_old,
+    c = ℓ − mean_{j≠i} ℓ_j, and θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old),
+    r_new(x − μ_new)).
 
-    Returns a dict of arrays: ``old_weight``, ``old_mean``, ``new_mean`` (R, T/k + 1) at steps
-    0, k, …, T (k = ``record_every``, default gcd(T, 10)), ``starved`` (R, T/k + 1, the
-    cumulative count of batches without an old-mode sample) and ``diverged`` (R,)."""
-    r, b, t_steps = int(replicates), int(batch_size), int(steps)
-    if r < 1 or b < 2 or t_steps < 1:
+    Because all four Gaussians share Σ = I, their normalisers and the −½|x|² terms cancel in
+    ℓ and in r_old: with x = μ_new + [old]·δ + z (δ = μ_old − μ_new, e = μ_new − μ*_new,
+    δ* = μ*_old − μ*_new) the log-odds of the model's labels are t = η + z·δ + ([old] − ½)|δ|²,
+    those of the world's t* = η* + x·δ* − ½(|μ*_old|² − |μ*_new|²), and ℓ = z·e + [old]·δ·e +
+    softplus(t) − softplus(t*) up to a per-replicate constant, which the leave-one-out
+    baseline removes. So a step reads z twice (one batched matmul for the three projections,
+    one for the two score sums Σ c·r·z) besides drawing it. A replicate whose parameters turn
+    non-finite is frozen at its last finite value, one that crosses the runaway bound
+    (``mixforget.results.RUNAWAY_DISTANCE`` / ``RUNAWAY_WEIGHT``) where it crossed, as in
+    mixforget.
+
+    Returns a dict of arrays: ``old_weight`` (R, T/k + 1), ``old_mean`` and ``new_mean``
+    (R, T/k + 1, d) at steps 0, k, …, T (k = ``record_every``, default gcd(T, 10)),
+    ``starved`` (R, T/k + 1, the cumulative count of batches without an old-mode sample) and
+    ``diverged`` (R,)."""
+    from . import _core
+
+    r, b, t_steps, d = int(replicates), int(batch_size), int(steps), int(dim)
+    if r < 1 or b < 2 or t_steps < 1 or d < 1:
         raise ValueError(
-            f"replicates >= 1, batch_size >= 2 and steps >= 1 required, got {r}, {b}, {t_steps}"
+            "replicates >= 1, batch_size >= 2, steps >= 1 and dim >= 1 required, got "
+            f"{r}, {b}, {t_steps}, {d}"
         )
     k = _record_every(t_steps) if record_every is None else int(record_every)
     if k < 1 or t_steps % k:
         raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
-    target, start = default_problem(1)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    target, start = default_problem(d)
     rng = np.random.default_rng(seed)
     a_star = float(target.old_weight)
-    log_a_star, log_b_star = math.log(a_star), math.log1p(-a_star)
-    mo_star, mn_star = float(target.old_mean[0]), float(target.new_mean[0])
+    mo_star = np.asarray(target.old_mean, float)
+    mn_star = np.asarray(target.new_mean, float)
+    t_star_const = math.log(a_star / (1.0 - a_star)) - 0.5 * (mo_star @ mo_star - mn_star @ mn_star)
     eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
-    mo = np.full(r, float(start.old_mean[0]))
-    mn = np.full(r, float(start.new_mean[0]))
+    mo = np.tile(np.asarray(start.old_mean, float), (r, 1))
+    mn = np.tile(np.asarray(start.new_mean, float), (r, 1))
+    runaway_eta = math.log(1.0 / _core.RUNAWAY_WEIGHT - 1.0)
+    # rows of the projections z·v: δ, e (per replicate) and δ* (shared)
+    d_star = mo_star - mn_star
+    proj_rows = np.empty((r, 3, d))
+    proj_rows[:, 2] = d_star
     alive = np.ones(r, dtype=bool)
     starved = np.zeros(r, dtype=np.int64)
     n_rec = t_steps // k + 1
     rec: dict[str, np.ndarray] = {
-        name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")
+        "old_weight": np.empty((r, n_rec)),
+        "old_mean": np.empty((r, n_rec, d)),
+        "new_mean": np.empty((r, n_rec, d)),
+        "starved": np.zeros((r, n_rec), dtype=np.int64),
     }
-    rec["starved"] = np.zeros((r, n_rec), dtype=np.int64)
 
     def record(j: int) -> None:
         rec["old_weight"][:, j] = 1.0 / (1.0 + np.exp(-eta))
@@ -369,37 +406,64 @@ def numpy_loop_w1(
     for step in range(1, t_steps + 1):
         alpha = 1.0 / (1.0 + np.exp(-eta))
         old = rng.random((r, b)) < alpha[:, None]
-        x = np.where(old, mo[:, None], mn[:, None])
-        x += rng.standard_normal((r, b))
-        d_old = x - mo[:, None]
-        d_new = x - mn[:, None]
-        log_q_old = np.log(alpha)[:, None] - 0.5 * d_old * d_old
-        log_q_new = np.log1p(-alpha)[:, None] - 0.5 * d_new * d_new
-        log_q = np.logaddexp(log_q_old, log_q_new)
-        resp_old = np.exp(log_q_old - log_q)
-        d = x - mo_star
-        log_p_old = log_a_star - 0.5 * d * d
-        d = x - mn_star
-        log_p = np.logaddexp(log_p_old, log_b_star - 0.5 * d * d)
-        ell = log_q - log_p
+        old_f = old.astype(float)
+        z = rng.standard_normal((r, b, d))
+        delta = mo - mn
+        err = mn - mn_star
+        proj_rows[:, 0] = delta
+        proj_rows[:, 1] = err
+        z_delta, z_err, z_star = np.matmul(proj_rows, z.transpose(0, 2, 1)).transpose(1, 0, 2)
+        delta_sq = np.einsum("ij,ij->i", delta, delta)[:, None]
+        t = z_delta + (eta[:, None] - 0.5 * delta_sq) + old_f * delta_sq
+        t_star = z_star + (t_star_const + mn @ d_star)[:, None]  # x·δ* + const: t*
+        t_star += old_f * (delta @ d_star)[:, None]
+        sp = _softplus(t)
+        ell = z_err + old_f * np.einsum("ij,ij->i", delta, err)[:, None] + sp
+        ell -= _softplus(t_star)
+        resp_old = np.exp(t - sp)
         coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
-        coef_old = coef * resp_old
-        g_w = coef_old.sum(axis=1) - alpha * coef.sum(axis=1)
-        g_old = np.einsum("ij,ij->i", coef_old, d_old)
-        g_new = np.einsum("ij,ij->i", coef - coef_old, d_new)  # c·r_new = c − c·r_old
+        weighted = np.empty((r, 2, b))
+        np.multiply(coef, resp_old, out=weighted[:, 0])  # c·r_old
+        np.subtract(coef, weighted[:, 0], out=weighted[:, 1])  # c·r_new = c − c·r_old
+        g_w = weighted[:, 0].sum(axis=1) - alpha * coef.sum(axis=1)
+        g_z = np.matmul(weighted, z)  # (R, 2, d): Σ c·r_old·z, Σ c·r_new·z
+        # x − μ_old = z − [new]·δ, x − μ_new = z + [old]·δ
+        new_old = np.einsum("ij,ij->i", weighted[:, 0], 1.0 - old_f)[:, None]
+        old_new = np.einsum("ij,ij->i", weighted[:, 1], old_f)[:, None]
         scale = lr / b
         eta_new = eta - scale * g_w
-        mo_new = mo - scale * g_old
-        mn_new = mn - scale * g_new
-        ok = alive & np.isfinite(eta_new) & np.isfinite(mo_new) & np.isfinite(mn_new)
+        mo_new = mo - scale * (g_z[:, 0] - new_old * delta)
+        mn_new = mn - scale * (g_z[:, 1] + old_new * delta)
+        finite = np.isfinite(eta_new) & np.isfinite(mo_new).all(axis=1)
+        finite &= np.isfinite(mn_new).all(axis=1)
+        ok = alive & finite
         starved += alive & ~old.any(axis=1)
         eta = np.where(ok, eta_new, eta)
-        mo = np.where(ok, mo_new, mo)
-        mn = np.where(ok, mn_new, mn)
-        alive = ok
+        mo = np.where(ok[:, None], mo_new, mo)
+        mn = np.where(ok[:, None], mn_new, mn)
+        runaway = np.abs(eta) >= runaway_eta
+        runaway |= np.linalg.norm(mo - mo_star, axis=1) > _core.RUNAWAY_DISTANCE
+        runaway |= np.linalg.norm(mn - mn_star, axis=1) > _core.RUNAWAY_DISTANCE
+        alive = ok & ~runaway
         if step % k == 0:
             record(step // k)
     rec["diverged"] = ~alive
+    return rec
+
+
+def numpy_loop_w1(
+    replicates: int,
+    steps: int,
+    batch_size: int,
+    lr: float = 0.05,
+    record_every: Optional[int] = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The specialised NumPy loop for W1: :func:`numpy_loop` at ``dim`` = 1 with the means
+    recorded as (R, T/k + 1) arrays (the single coordinate)."""
+    rec = numpy_loop(replicates, steps, batch_size, 1, lr, record_every, seed)
+    rec["old_mean"] = rec["old_mean"][:, :, 0]
+    rec["new_mean"] = rec["new_mean"][:, :, 0]
     return rec
 
 

@@ -4,8 +4,11 @@ Run:  ``pytest benches --benchmark-enable --benchmark-group-by=group``
 (``pytest`` alone collects only tests/; pyproject's addopts disable benchmarks by default).
 
 Each workload is one benchmark group holding the Rust path, its NumPy twin
-(``mixforget.reference``) and the RNG floor (``mixforget._core.normal_floor`` drawing the
-same number of normals on the same threads). Every entry's ``extra_info`` records the
+(``mixforget.reference``), for W1/W2 the specialised NumPy loop (``mixforget.bench.numpy_loop``)
+and the RNG floor (``mixforget.bench.rng_floor`` with the workload's generator: the eight-lane
+SIMD generator ``_core.lane_normal_floor`` that W1/W2 draw from, also for W3; the scalar
+Ziggurat ``_core.normal_floor`` for W4's scalar streams) drawing the same number of normals on
+the same threads. Every entry's ``extra_info`` records the
 sizes, threads, NumPy version, ns per sample per core, the multiple of the RNG floor and,
 once both sides of a group ran, the speed-up over NumPy at equal work. A summary of all
 ratios is printed at the end of the session.
@@ -104,21 +107,24 @@ def start(target: mixforget.TwoMode) -> mixforget.TwoMode:
 # the RNG floor and the ledger that links the entries of a group
 # ---------------------------------------------------------------------------------------
 class FloorCache:
-    """Best time to draw n standard normals in Rust on t threads, measured once per (n, t)
-    (the group's floor benchmark stores its own measurement; others measure lazily)."""
+    """Best time to draw n standard normals in Rust on t threads with generator g
+    (``mb.FLOOR_GENERATORS``), measured once per (n, t, g) (the group's floor benchmark stores
+    its own measurement; others measure lazily)."""
 
     def __init__(self, disabled: bool) -> None:
         self.disabled = disabled
-        self._cache: dict[tuple[int, int], float] = {}
+        self._cache: dict[tuple[int, int, str], float] = {}
 
-    def store(self, normals: int, threads: int, seconds: float) -> None:
-        key = (int(normals), int(threads))
+    def store(self, normals: int, threads: int, generator: str, seconds: float) -> None:
+        key = (int(normals), int(threads), generator)
         self._cache[key] = min(seconds, self._cache.get(key, math.inf))
 
-    def seconds(self, normals: int, threads: int) -> float:
-        key = (int(normals), int(threads))
+    def seconds(self, normals: int, threads: int, generator: str) -> float:
+        key = (int(normals), int(threads), generator)
         if key not in self._cache:
-            self._cache[key] = mb.rng_floor(normals, threads, repeats=1 if self.disabled else 3)
+            self._cache[key] = mb.rng_floor(
+                normals, threads, repeats=1 if self.disabled else 3, generator=generator
+            )
         return self._cache[key]
 
 
@@ -218,7 +224,8 @@ class Measure:
         benchmarks are disabled) and record: sizes, threads, NumPy version, samples processed
         (default: the workload's Rust size), seconds (best round), ns per sample per core,
         the time scaled to the Rust size, its multiple of the RNG floor (the Rust size's
-        normals on ``threads`` threads; for NumPy entries on the Rust entries' threads), and
+        normals from the workload's generator on ``threads`` threads; for NumPy entries on the
+        Rust entries' threads), and
         the speed-ups against NumPy / one thread once those entries exist."""
         times: list[float] = []
 
@@ -234,7 +241,9 @@ class Measure:
         scaled = best * workload.rust_units / n
         floor_threads = threads if not impl.startswith("numpy") else mb.usable_cores()
         floor_s = (
-            self.floor.seconds(workload.normals, floor_threads) if impl != "rng_floor" else best
+            self.floor.seconds(workload.normals, floor_threads, workload.floor_generator)
+            if impl != "rng_floor"
+            else best
         )
         info = benchmark.extra_info
         info.update(
@@ -254,6 +263,7 @@ class Measure:
                 "seconds_at_rust_size": scaled,
                 "rng_floor_seconds": floor_s,
                 "rng_floor_threads": floor_threads,
+                "rng_floor_generator": workload.floor_generator,
                 "floor_multiple": scaled / floor_s if floor_s > 0 else math.inf,
                 "numpy_version": np.__version__,
                 "mixforget_version": mixforget.__version__,
@@ -275,14 +285,15 @@ class Measure:
     def floor_entry(
         self, benchmark: Any, workload: mb.Workload, threads: int, rounds: int = 3
     ) -> None:
-        """The group's RNG floor entry: ``normal_floor`` drawing the normals of the workload's
-        Rust size on ``threads`` threads (stored for the other entries' floor multiple)."""
-        n = workload.normals
+        """The group's RNG floor entry: the workload's generator (``mb.rng_floor``: the lane
+        generator for W1–W3, the scalar one for W4) drawing the normals of the workload's Rust
+        size on ``threads`` threads (stored for the other entries' floor multiple)."""
+        n, generator = workload.normals, workload.floor_generator
         self(
             benchmark,
             workload,
             "rng_floor",
-            lambda: mb.rng_floor(n, threads, repeats=1),
+            lambda: mb.rng_floor(n, threads, repeats=1, generator=generator),
             threads=threads,
             rounds=rounds,
             samples=workload.rust_units,
@@ -290,7 +301,7 @@ class Measure:
         info = benchmark.extra_info
         info["normals"] = n
         info["ns_per_normal_per_core"] = info["seconds_best"] * threads / n * 1e9
-        self.floor.store(n, threads, info["seconds_best"])
+        self.floor.store(n, threads, generator, info["seconds_best"])
 
 
 @pytest.fixture(scope="session")

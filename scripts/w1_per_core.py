@@ -5,7 +5,11 @@ vectorised generator). "Per core" is process CPU time (user + system, all thread
 sample, which stays meaningful on a machine shared with other jobs; wall time is printed
 beside it (their ratio is the parallelism actually obtained).
 
-Run: ``python scripts/w1_per_core.py [rng rust loop twin jax numba]`` (default: all).
+``w2`` runs W2 instead (the same at d = 32, means along (1, …, 1)/√32, Σ = I): mixforget, the
+specialised NumPy loop (``mixforget.bench.numpy_loop`` at d = 32) and the twin; JAX and Numba
+exist for W1 only and are skipped.
+
+Run: ``python scripts/w1_per_core.py [w2] [rng rust loop twin jax numba]`` (default: all, W1).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from mixforget import _core, reference
 from mixforget import bench as mb
 
 R, B = 1000, 64
+#: steps timed per implementation: W1 (d = 1) and W2 (d = 32, about 10× the work per sample)
+STEPS = {1: {"rust": 200, "loop": 50, "twin": 20}, 32: {"rust": 20, "loop": 5, "twin": 2}}
 
 
 def cpu_seconds() -> float:
@@ -46,8 +52,13 @@ def measure(name: str, fn: Callable[[], Any], units: int, repeats: int = 3) -> f
     return best_cpu / units
 
 
-def main(which: list[str]) -> None:
-    target, start = mb.default_problem(1)
+def main(which: list[str], dim: int = 1) -> None:
+    """Time the implementations in ``which`` on W1 (``dim`` = 1) or W2 (``dim`` = 32), each
+    over a number of steps that takes seconds (:data:`STEPS`)."""
+    target, start = mb.default_problem(dim)
+    name = "W1" if dim == 1 else "W2"
+    steps_of = STEPS[dim]
+
     if "rng" in which:
         n = 2 * 10**7
         measure(
@@ -59,10 +70,10 @@ def main(which: list[str]) -> None:
             n,
         )
     if "rust" in which:
-        steps = 200
+        steps = steps_of["rust"]
         for threads in (1, 2):
             measure(
-                f"mf.simulate W1 T={steps}, {threads} thread(s)",
+                f"mf.simulate {name} T={steps}, {threads} thread(s)",
                 lambda threads=threads: mf.simulate(
                     target,
                     start,
@@ -71,23 +82,23 @@ def main(which: list[str]) -> None:
                     batch_size=B,
                     lr=0.05,
                     replicates=R,
-                    record_every=10,
+                    record_every=math.gcd(steps, 10),
                     rng=0,
                     threads=threads,
                 ),
                 R * B * steps,
             )
     if "loop" in which:
-        steps = 50
+        steps = steps_of["loop"]
         measure(
-            f"specialised NumPy loop W1 T={steps}",
-            lambda: mb.numpy_loop_w1(R, steps, B),
+            f"specialised NumPy loop {name} T={steps}",
+            lambda: mb.numpy_loop(R, steps, B, dim=dim),
             R * B * steps,
         )
     if "twin" in which:
-        steps = 20
+        steps = steps_of["twin"]
         measure(
-            f"generic NumPy twin W1 T={steps}",
+            f"generic NumPy twin {name} T={steps}",
             lambda: reference.simulate(
                 target,
                 start,
@@ -96,13 +107,15 @@ def main(which: list[str]) -> None:
                 batch_size=B,
                 lr=0.05,
                 replicates=R,
-                record_every=10,
+                record_every=math.gcd(steps, 10),
                 rng=0,
             ),
             R * B * steps,
             repeats=2,
         )
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+    if dim > 1:
+        return  # the JAX and Numba versions are written for W1
     if "jax" in which:
         try:
             import jax
@@ -137,4 +150,7 @@ def main(which: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["rng", "rust", "loop", "twin", "jax", "numba"])
+    words = sys.argv[1:]
+    w2 = "w2" in words
+    words = [w for w in words if w != "w2"]
+    main(words or ["rng", "rust", "loop", "twin", "jax", "numba"], dim=32 if w2 else 1)

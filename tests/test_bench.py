@@ -25,6 +25,8 @@ COLUMNS = [
     "ns/sample/core",
     "× RNG floor",
     "threads",
+    "vs NumPy loop",
+    "per core",
 ]
 
 
@@ -44,7 +46,11 @@ def test_main_quick_prints_full_table(capsys):
         assert col in header
     for key in mb.WORKLOADS:
         assert any(line.split()[:1] == [key] for line in out.splitlines()), key
-    assert "RNG floor" in out
+    assert "RNG floor" in out and "8-lane SIMD generator" in out
+    loop_note = next(line for line in out.splitlines() if line.startswith("vs NumPy loop"))
+    assert "bench.numpy_loop" in loop_note and "W1" in loop_note and "W2" in loop_note
+    w2 = next(line for line in out.splitlines() if line.split()[:1] == ["W2"])
+    assert not w2.rstrip().endswith("—")  # W2 has its specialised-loop ratios
 
 
 def test_main_accepts_argv_list(capsys):
@@ -65,6 +71,17 @@ def test_rows_are_consistent():
             r["rust_s"] * r["threads"] / r["samples"] * 1e9
         )
         assert r["numpy_s"] == pytest.approx(r["numpy_measured_s"] * r["numpy_scale"])
+    assert [r["floor_generator"] for r in rows] == ["lane"] * 5 + ["scalar"]
+    for r in rows:
+        has_loop = r["workload"] in ("W1", "W1 1t", "W2")
+        assert ("numpy_loop_s" in r) == has_loop, r["workload"]
+        if has_loop:
+            assert r["numpy_loop_s"] > 0
+            assert r["loop_speedup"] == pytest.approx(r["numpy_loop_s"] / r["rust_s"])
+            assert r["loop_speedup_per_core"] == pytest.approx(r["loop_speedup"] / r["threads"])
+            assert r["numpy_loop_s"] == pytest.approx(
+                r["numpy_loop_ns_per_sample_core"] * 1e-9 * r["samples"]
+            )
     w1, w1_1t, w2 = rows[0], rows[1], rows[2]
     assert w1["threads"] == 2 and w1_1t["threads"] == 1
     assert w1["thread_speedup"] == pytest.approx(w1_1t["rust_s"] / w1["rust_s"])
@@ -72,6 +89,35 @@ def test_rows_are_consistent():
     assert w2["samples"] == s["replicates"] * s["batch_size"] * s["steps"]
     assert w2["normals"] == w2["samples"] * 32
     assert w2["numpy_scale"] == pytest.approx(s["steps"] / s["numpy_steps"]) and w2["numpy_scaled"]
+
+
+def test_rng_floor_times_the_generator_asked_for(monkeypatch):
+    """The default floor is the lane generator's (what simulate draws from); "scalar" times
+    the scalar Ziggurat; anything else is refused before any work."""
+    from mixforget import _core
+
+    calls = []
+    for name in ("lane_normal_floor", "normal_floor"):
+        monkeypatch.setattr(
+            _core, name, lambda n, key, threads, name=name: calls.append((name, n, threads))
+        )
+    assert mb.rng_floor(1000, 2, repeats=2) >= 0
+    assert calls == [("lane_normal_floor", 1000, 2)] * 2
+    calls.clear()
+    mb.rng_floor(10, 1, repeats=1, generator="scalar")
+    assert calls == [("normal_floor", 10, 1)]
+    calls.clear()
+    with pytest.raises(ValueError, match="generator"):
+        mb.rng_floor(10, 1, generator="ziggurat")
+    assert calls == []
+    assert mb.FLOOR_GENERATORS == ("lane", "scalar")
+    assert [mb.make_workload(k, mb.SMOKE_SIZES[k]).floor_generator for k in mb.WORKLOADS] == [
+        "lane",
+        "lane",
+        "lane",
+        "lane",
+        "scalar",
+    ]
 
 
 def test_one_thread_has_no_scaling_row():

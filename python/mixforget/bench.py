@@ -12,8 +12,12 @@ this command at sizes that finish in under a minute, ``--quick`` in about ten se
 
 Each row reports the best of a few repeats, the speed-up per unit of work (the NumPy twin may
 run fewer steps; its time is scaled per step to the Rust size), the Rust cost in ns per sample
-per core, and its multiple of the *RNG floor*: the time ``mixforget._core.normal_floor`` takes
-to draw the same number of standard normals (same generator, same threads) in this run.
+per core, and its multiple of the *RNG floor*: the time the workload's generator takes to draw
+the same number of standard normals alone (same threads) in this run. W1 and W2 draw every
+batch from the replicate's eight-lane SIMD generator, so their floor is
+``mixforget._core.lane_normal_floor``; W4 draws its uniforms from the scalar Xoshiro256++
+streams, so its floor is ``mixforget._core.normal_floor`` (scalar Ziggurat); W3 draws nothing
+and is compared with the lane generator, the fastest way the engine produces normals.
 What counts as a sample and as "the same normals":
 
 - W1/W2: a sample is one drawn point of one batch (R·T·B samples); the floor draws R·T·B·d
@@ -23,8 +27,12 @@ What counts as a sample and as "the same normals":
 - W4: a sample is one batch (its count is a single binomial variate; the samples are not
   materialised): the floor draws one normal per batch.
 
+Beside the generic NumPy twin, W1 and W2 are timed against :func:`numpy_loop`, the specialised
+vectorised NumPy loop a careful NumPy user would write for these two workloads.
+
 Public: :func:`main` (the CLI entry), :func:`run_benchmarks`, :func:`format_table`,
-:func:`make_workload`, :func:`default_problem`, :func:`rng_floor`, :func:`machine_info`,
+:func:`make_workload`, :func:`default_problem`, :func:`numpy_loop`, :func:`numpy_loop_w1`,
+:func:`rng_floor`, :data:`FLOOR_GENERATORS`, :func:`machine_info`,
 :func:`usable_cores`, :data:`FULL_SIZES`, :data:`CLI_SIZES`, :data:`QUICK_SIZES`,
 :data:`SMOKE_SIZES`. ``benches/`` builds its workloads with the same helpers.
 """
@@ -46,6 +54,7 @@ import numpy as np
 
 __all__ = [
     "CLI_SIZES",
+    "FLOOR_GENERATORS",
     "FULL_SIZES",
     "QUICK_SIZES",
     "SMOKE_SIZES",
@@ -57,6 +66,8 @@ __all__ = [
     "machine_info",
     "main",
     "make_workload",
+    "numpy_loop",
+    "numpy_loop_w1",
     "rng_floor",
     "run_backend_w1",
     "run_benchmarks",
@@ -116,6 +127,14 @@ _TITLES = {
 
 _FLOOR_KEY = (0x6D69_7866_6F72_6765, 0x666C_6F6F_7221)  # fixed root key of the floor probe
 
+#: The generators an RNG floor can time: ``"lane"`` (the eight-lane SIMD generator of every
+#: replicate stream of ``simulate``, ``_core.lane_normal_floor``) and ``"scalar"`` (the scalar
+#: Xoshiro256++ + Ziggurat of the other kernels, ``_core.normal_floor``).
+FLOOR_GENERATORS: tuple[str, ...] = ("lane", "scalar")
+
+#: The generator each workload draws from (W3 draws nothing: the engine's fastest normals).
+_FLOOR_GENERATOR = {"W1": "lane", "W2": "lane", "W3a": "lane", "W3b": "lane", "W4": "scalar"}
+
 
 # ---------------------------------------------------------------------------------------
 # machine and timing helpers
@@ -164,14 +183,20 @@ def best_of(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def rng_floor(normals: int, threads: int, repeats: int = 3) -> float:
-    """The RNG floor: best time (s) of drawing ``normals`` standard normals in Rust alone
-    (``mixforget._core.normal_floor``: Xoshiro256++ + Ziggurat in parallel chunks, the
-    generator of every kernel) on ``threads`` threads."""
+def rng_floor(normals: int, threads: int, repeats: int = 3, generator: str = "lane") -> float:
+    """The RNG floor: best time (s) of drawing ``normals`` standard normals in Rust alone, in
+    parallel chunks on ``threads`` threads, with ``generator`` (one of
+    :data:`FLOOR_GENERATORS`): ``"lane"`` (default) the eight-lane SIMD generator that every
+    replicate stream of ``simulate`` draws its batches from (``_core.lane_normal_floor``),
+    ``"scalar"`` the scalar Xoshiro256++ + Ziggurat of the other kernels
+    (``_core.normal_floor``)."""
     from . import _core
 
+    if generator not in FLOOR_GENERATORS:
+        raise ValueError(f"generator must be one of {list(FLOOR_GENERATORS)}, got {generator!r}")
+    draw = _core.lane_normal_floor if generator == "lane" else _core.normal_floor
     n = max(1, int(normals))
-    return best_of(lambda: _core.normal_floor(n, _FLOOR_KEY, int(threads)), repeats)
+    return best_of(lambda: draw(n, _FLOOR_KEY, int(threads)), repeats)
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,10 +224,12 @@ class Workload:
     ``rust(threads)`` and ``numpy()`` run it once (the NumPy twin on ``numpy_units`` samples,
     possibly fewer steps than Rust). ``rust_units`` / ``numpy_units``: samples processed (see
     the module docstring for what a sample is); ``normals``: the RNG-floor size of the Rust
-    call. ``numpy_scale`` = rust_units / numpy_units multiplies NumPy times to the Rust size.
+    call, ``floor_generator`` the generator of its floor (see :func:`rng_floor`).
+    ``numpy_scale`` = rust_units / numpy_units multiplies NumPy times to the Rust size.
     ``steps`` / ``numpy_steps`` are set for the simulate workloads (per-step comparison).
-    ``numpy_loop()`` (W1 only, else None) runs :func:`numpy_loop_w1`, the specialised
-    vectorised NumPy loop, on ``numpy_units`` samples."""
+    ``numpy_loop()`` (W1 and W2, else None) runs the specialised vectorised NumPy loop
+    (:func:`numpy_loop_w1` for W1, :func:`numpy_loop` at d = 32 for W2) on ``numpy_units``
+    samples."""
 
     key: str
     title: str
@@ -216,6 +243,7 @@ class Workload:
     steps: Optional[int] = None
     numpy_steps: Optional[int] = None
     numpy_loop: Optional[Callable[[], Any]] = field(default=None, repr=False)
+    floor_generator: str = "lane"
 
     @property
     def numpy_scale(self) -> float:
@@ -294,8 +322,9 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
             rng=0,
         )
 
-    def numpy_loop() -> Any:
-        return numpy_loop_w1(r, tn, b, lr=0.05, record_every=_record_every(tn), seed=0)
+    def numpy_loop_() -> Any:
+        kw: dict[str, Any] = dict(lr=0.05, record_every=_record_every(tn), seed=0)
+        return numpy_loop_w1(r, tn, b, **kw) if d == 1 else numpy_loop(r, tn, b, dim=d, **kw)
 
     return Workload(
         key,
@@ -309,8 +338,149 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
         numpy_,
         steps=t,
         numpy_steps=tn,
-        numpy_loop=numpy_loop if d == 1 else None,
+        numpy_loop=numpy_loop_,
+        floor_generator=_FLOOR_GENERATOR[key],
     )
+
+
+def _softplus(t: np.ndarray) -> np.ndarray:
+    """log(1 + eᵗ) elementwise, stable for any t: max(t, 0) + log1p(e^−|t|) (three times as
+    fast as ``np.logaddexp(0, t)`` in NumPy 2.x, same values to rounding)."""
+    out = np.abs(t)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(t, 0.0)
+    return out
+
+
+def numpy_loop(
+    replicates: int,
+    steps: int,
+    batch_size: int,
+    dim: int = 1,
+    lr: float = 0.05,
+    record_every: Optional[int] = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """W1 (``dim`` = 1) and W2 (``dim`` = 32) written the way a careful NumPy user would for
+    this one workload: ReverseKL, the default problem of :func:`default_problem` in ``dim``
+    dimensions (Σ = I for model and world), leave-one-out baseline, logit weight, no replay.
+    One ``np.random.Generator`` (seeded with ``seed``) draws the labels (R, B) and the normals
+    z (R, B, d); the only Python loop runs over steps. It computes the same estimator as
+    :func:`mixforget.simulate` (a different random stream, so equal in distribution): per
+    sample ℓ = log q − log p*, the responsibilities r_old = q_old/q and r_new = 1 − r_old,
+    c = ℓ − mean_{j≠i} ℓ_j, and θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old),
+    r_new(x − μ_new)).
+
+    Because all four Gaussians share Σ = I, their normalisers and the −½|x|² terms cancel in
+    ℓ and in r_old: with x = μ_new + [old]·δ + z (δ = μ_old − μ_new, e = μ_new − μ*_new,
+    δ* = μ*_old − μ*_new) the log-odds of the model's labels are t = η + z·δ + ([old] − ½)|δ|²,
+    those of the world's t* = η* + x·δ* − ½(|μ*_old|² − |μ*_new|²), and ℓ = z·e + [old]·δ·e +
+    softplus(t) − softplus(t*) up to a per-replicate constant, which the leave-one-out
+    baseline removes. So a step reads z twice (one batched matmul for the three projections,
+    one for the two score sums Σ c·r·z) besides drawing it. A replicate whose parameters turn
+    non-finite is frozen at its last finite value, one that crosses the runaway bound
+    (``mixforget.results.RUNAWAY_DISTANCE`` / ``RUNAWAY_WEIGHT``) where it crossed, as in
+    mixforget.
+
+    Returns a dict of arrays: ``old_weight`` (R, T/k + 1), ``old_mean`` and ``new_mean``
+    (R, T/k + 1, d) at steps 0, k, …, T (k = ``record_every``, default gcd(T, 10)),
+    ``starved`` (R, T/k + 1, the cumulative count of batches without an old-mode sample) and
+    ``diverged`` (R,)."""
+    from . import _core
+
+    r, b, t_steps, d = int(replicates), int(batch_size), int(steps), int(dim)
+    if r < 1 or b < 2 or t_steps < 1 or d < 1:
+        raise ValueError(
+            "replicates >= 1, batch_size >= 2, steps >= 1 and dim >= 1 required, got "
+            f"{r}, {b}, {t_steps}, {d}"
+        )
+    k = _record_every(t_steps) if record_every is None else int(record_every)
+    if k < 1 or t_steps % k:
+        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    target, start = default_problem(d)
+    rng = np.random.default_rng(seed)
+    a_star = float(target.old_weight)
+    mo_star = np.asarray(target.old_mean, float)
+    mn_star = np.asarray(target.new_mean, float)
+    t_star_const = math.log(a_star / (1.0 - a_star)) - 0.5 * (mo_star @ mo_star - mn_star @ mn_star)
+    eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
+    mo = np.tile(np.asarray(start.old_mean, float), (r, 1))
+    mn = np.tile(np.asarray(start.new_mean, float), (r, 1))
+    runaway_eta = math.log(1.0 / _core.RUNAWAY_WEIGHT - 1.0)
+    # rows of the projections z·v: δ, e (per replicate) and δ* (shared)
+    d_star = mo_star - mn_star
+    proj_rows = np.empty((r, 3, d))
+    proj_rows[:, 2] = d_star
+    alive = np.ones(r, dtype=bool)
+    starved = np.zeros(r, dtype=np.int64)
+    n_rec = t_steps // k + 1
+    rec: dict[str, np.ndarray] = {
+        "old_weight": np.empty((r, n_rec)),
+        "old_mean": np.empty((r, n_rec, d)),
+        "new_mean": np.empty((r, n_rec, d)),
+        "starved": np.zeros((r, n_rec), dtype=np.int64),
+    }
+
+    def record(j: int) -> None:
+        rec["old_weight"][:, j] = 1.0 / (1.0 + np.exp(-eta))
+        rec["old_mean"][:, j] = mo
+        rec["new_mean"][:, j] = mn
+        rec["starved"][:, j] = starved
+
+    record(0)
+    inv_loo = 1.0 / (b - 1)
+    # frozen replicates are still computed (vectorised): their overflows are expected
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(1, t_steps + 1):
+            alpha = 1.0 / (1.0 + np.exp(-eta))
+            old = rng.random((r, b)) < alpha[:, None]
+            old_f = old.astype(float)
+            z = rng.standard_normal((r, b, d))
+            delta = mo - mn
+            err = mn - mn_star
+            proj_rows[:, 0] = delta
+            proj_rows[:, 1] = err
+            z_delta, z_err, z_star = np.matmul(proj_rows, z.transpose(0, 2, 1)).transpose(1, 0, 2)
+            delta_sq = np.einsum("ij,ij->i", delta, delta)[:, None]
+            t = z_delta + (eta[:, None] - 0.5 * delta_sq) + old_f * delta_sq
+            t_star = z_star + (t_star_const + mn @ d_star)[:, None]  # x·δ* + const: t*
+            t_star += old_f * (delta @ d_star)[:, None]
+            sp = _softplus(t)
+            ell = z_err + old_f * np.einsum("ij,ij->i", delta, err)[:, None] + sp
+            ell -= _softplus(t_star)
+            resp_old = np.exp(t - sp)
+            coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
+            weighted = np.empty((r, 2, b))
+            np.multiply(coef, resp_old, out=weighted[:, 0])  # c·r_old
+            np.subtract(coef, weighted[:, 0], out=weighted[:, 1])  # c·r_new = c − c·r_old
+            g_w = weighted[:, 0].sum(axis=1) - alpha * coef.sum(axis=1)
+            g_z = np.matmul(weighted, z)  # (R, 2, d): Σ c·r_old·z, Σ c·r_new·z
+            # x − μ_old = z − [new]·δ, x − μ_new = z + [old]·δ
+            new_old = np.einsum("ij,ij->i", weighted[:, 0], 1.0 - old_f)[:, None]
+            old_new = np.einsum("ij,ij->i", weighted[:, 1], old_f)[:, None]
+            scale = lr / b
+            eta_new = eta - scale * g_w
+            mo_new = mo - scale * (g_z[:, 0] - new_old * delta)
+            mn_new = mn - scale * (g_z[:, 1] + old_new * delta)
+            finite = np.isfinite(eta_new) & np.isfinite(mo_new).all(axis=1)
+            finite &= np.isfinite(mn_new).all(axis=1)
+            ok = alive & finite
+            starved += alive & ~old.any(axis=1)
+            eta = np.where(ok, eta_new, eta)
+            mo = np.where(ok[:, None], mo_new, mo)
+            mn = np.where(ok[:, None], mn_new, mn)
+            runaway = np.abs(eta) >= runaway_eta
+            runaway |= np.linalg.norm(mo - mo_star, axis=1) > _core.RUNAWAY_DISTANCE
+            runaway |= np.linalg.norm(mn - mn_star, axis=1) > _core.RUNAWAY_DISTANCE
+            alive = ok & ~runaway
+            if step % k == 0:
+                record(step // k)
+    rec["diverged"] = ~alive
+    return rec
 
 
 def numpy_loop_w1(
@@ -321,85 +491,11 @@ def numpy_loop_w1(
     record_every: Optional[int] = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """W1 written the way a careful NumPy user would for this one workload: ReverseKL, d = 1,
-    the default problem (Σ = 1 for model and world), leave-one-out baseline, logit weight, no
-    replay. Arrays are (R, B); one ``np.random.Generator`` (seeded with ``seed``); the only
-    Python loop runs over steps. It computes the same estimator as :func:`mixforget.simulate`
-    (a different random stream, so equal in distribution): per sample ℓ = log q − log p*, the
-    responsibilities r_old = q_old/q and r_new = 1 − r_old, c = ℓ − mean_{j≠i} ℓ_j, and
-    θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old), r_new(x − μ_new)) (the
-    normalisers cancel in ℓ and r because the variances are equal). A replicate whose
-    parameters turn non-finite is frozen, as in mixforget.
-
-    Returns a dict of arrays: ``old_weight``, ``old_mean``, ``new_mean`` (R, T/k + 1) at steps
-    0, k, …, T (k = ``record_every``, default gcd(T, 10)), ``starved`` (R, T/k + 1, the
-    cumulative count of batches without an old-mode sample) and ``diverged`` (R,)."""
-    r, b, t_steps = int(replicates), int(batch_size), int(steps)
-    if r < 1 or b < 2 or t_steps < 1:
-        raise ValueError(
-            f"replicates >= 1, batch_size >= 2 and steps >= 1 required, got {r}, {b}, {t_steps}"
-        )
-    k = _record_every(t_steps) if record_every is None else int(record_every)
-    if k < 1 or t_steps % k:
-        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
-    target, start = default_problem(1)
-    rng = np.random.default_rng(seed)
-    a_star = float(target.old_weight)
-    log_a_star, log_b_star = math.log(a_star), math.log1p(-a_star)
-    mo_star, mn_star = float(target.old_mean[0]), float(target.new_mean[0])
-    eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
-    mo = np.full(r, float(start.old_mean[0]))
-    mn = np.full(r, float(start.new_mean[0]))
-    alive = np.ones(r, dtype=bool)
-    starved = np.zeros(r, dtype=np.int64)
-    n_rec = t_steps // k + 1
-    rec: dict[str, np.ndarray] = {
-        name: np.empty((r, n_rec)) for name in ("old_weight", "old_mean", "new_mean")
-    }
-    rec["starved"] = np.zeros((r, n_rec), dtype=np.int64)
-
-    def record(j: int) -> None:
-        rec["old_weight"][:, j] = 1.0 / (1.0 + np.exp(-eta))
-        rec["old_mean"][:, j] = mo
-        rec["new_mean"][:, j] = mn
-        rec["starved"][:, j] = starved
-
-    record(0)
-    inv_loo = 1.0 / (b - 1)
-    for step in range(1, t_steps + 1):
-        alpha = 1.0 / (1.0 + np.exp(-eta))
-        old = rng.random((r, b)) < alpha[:, None]
-        x = np.where(old, mo[:, None], mn[:, None])
-        x += rng.standard_normal((r, b))
-        d_old = x - mo[:, None]
-        d_new = x - mn[:, None]
-        log_q_old = np.log(alpha)[:, None] - 0.5 * d_old * d_old
-        log_q_new = np.log1p(-alpha)[:, None] - 0.5 * d_new * d_new
-        log_q = np.logaddexp(log_q_old, log_q_new)
-        resp_old = np.exp(log_q_old - log_q)
-        d = x - mo_star
-        log_p_old = log_a_star - 0.5 * d * d
-        d = x - mn_star
-        log_p = np.logaddexp(log_p_old, log_b_star - 0.5 * d * d)
-        ell = log_q - log_p
-        coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
-        coef_old = coef * resp_old
-        g_w = coef_old.sum(axis=1) - alpha * coef.sum(axis=1)
-        g_old = np.einsum("ij,ij->i", coef_old, d_old)
-        g_new = np.einsum("ij,ij->i", coef - coef_old, d_new)  # c·r_new = c − c·r_old
-        scale = lr / b
-        eta_new = eta - scale * g_w
-        mo_new = mo - scale * g_old
-        mn_new = mn - scale * g_new
-        ok = alive & np.isfinite(eta_new) & np.isfinite(mo_new) & np.isfinite(mn_new)
-        starved += alive & ~old.any(axis=1)
-        eta = np.where(ok, eta_new, eta)
-        mo = np.where(ok, mo_new, mo)
-        mn = np.where(ok, mn_new, mn)
-        alive = ok
-        if step % k == 0:
-            record(step // k)
-    rec["diverged"] = ~alive
+    """The specialised NumPy loop for W1: :func:`numpy_loop` at ``dim`` = 1 with the means
+    recorded as (R, T/k + 1) arrays (the single coordinate)."""
+    rec = numpy_loop(replicates, steps, batch_size, 1, lr, record_every, seed)
+    rec["old_mean"] = rec["old_mean"][:, :, 0]
+    rec["new_mean"] = rec["new_mean"][:, :, 0]
     return rec
 
 
@@ -418,7 +514,18 @@ def _responsibilities_workload(key: str, s: dict[str, Any]) -> Workload:
     def numpy_() -> Any:
         return reference.responsibilities(x, weights, means, 1.0)
 
-    return Workload(key, _TITLES[key], s, "point", n, n, n * d, rust, numpy_)
+    return Workload(
+        key,
+        _TITLES[key],
+        s,
+        "point",
+        n,
+        n,
+        n * d,
+        rust,
+        numpy_,
+        floor_generator=_FLOOR_GENERATOR[key],
+    )
 
 
 def _starvation_workload(key: str, s: dict[str, Any]) -> Workload:
@@ -432,7 +539,18 @@ def _starvation_workload(key: str, s: dict[str, Any]) -> Workload:
     def numpy_() -> Any:
         return reference.starvation_counts(alpha, b, nb, rng=0)
 
-    return Workload(key, _TITLES[key], s, "batch", nb, nb, nb, rust, numpy_)
+    return Workload(
+        key,
+        _TITLES[key],
+        s,
+        "batch",
+        nb,
+        nb,
+        nb,
+        rust,
+        numpy_,
+        floor_generator=_FLOOR_GENERATOR[key],
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,6 +582,7 @@ def _row(
         "rust_ns_per_sample_core": rust_s * threads / w.rust_units * 1e9,
         "numpy_ns_per_sample_core": numpy_measured_s / w.numpy_units * 1e9,
         "floor_s": floor_s,
+        "floor_generator": w.floor_generator,
         "floor_multiple": rust_s / floor_s if floor_s > 0 else math.inf,
     }
     if loop_measured_s is not None:
@@ -482,7 +601,8 @@ def run_benchmarks(
     threads: int | None = None,
     progress: Callable[[str], Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Time every workload (Rust, NumPy twin, RNG floor; best of ``repeats``) and return one
+    """Time every workload (Rust, NumPy twin, the specialised NumPy loop where there is one,
+    RNG floor; best of ``repeats``) and return one
     dict per table row, in :data:`WORKLOADS` order, plus a "W1 1t" row (W1 on one thread)
     after W1 when ``threads`` > 1.
 
@@ -490,10 +610,11 @@ def run_benchmarks(
     workload (e.g. ``{"W4": {"batches": 1000}}``). ``threads``: Rust threads (default: all
     usable cores). Row keys: workload, title, sizes, threads, samples, normals, rust_s,
     numpy_s (scaled to the Rust size), numpy_measured_s, numpy_scale, numpy_scaled, speedup,
-    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_multiple;
-    W1 rows also numpy_loop_s (the specialised NumPy loop :func:`numpy_loop_w1` on one core,
-    scaled to the Rust size), numpy_loop_ns_per_sample_core, loop_speedup (its time / Rust's)
-    and loop_speedup_per_core (the same per core: / threads)."""
+    rust_ns_per_sample_core, numpy_ns_per_sample_core (one core), floor_s, floor_generator
+    (see :func:`rng_floor`: "lane" for W1–W3, "scalar" for W4), floor_multiple; W1 and W2
+    rows also numpy_loop_s (the specialised NumPy loop :func:`numpy_loop` on one core, scaled
+    to the Rust size), numpy_loop_ns_per_sample_core, loop_speedup (its time / Rust's) and
+    loop_speedup_per_core (the same per core: / threads)."""
     base = QUICK_SIZES if quick else CLI_SIZES
     sizes = dict(sizes or {})
     unknown = set(sizes) - set(WORKLOADS)
@@ -514,11 +635,11 @@ def run_benchmarks(
         rust_s = best_of(partial(w.rust, n_threads), repeats)
         numpy_s = best_of(w.numpy, repeats)
         loop_s = best_of(w.numpy_loop, repeats) if w.numpy_loop is not None else None
-        floor_s = rng_floor(w.normals, n_threads, repeats)
+        floor_s = rng_floor(w.normals, n_threads, repeats, w.floor_generator)
         rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s, loop_s))
         if key == "W1" and n_threads > 1:
             rust1 = best_of(partial(w.rust, 1), repeats)
-            floor1 = rng_floor(w.normals, 1, repeats)
+            floor1 = rng_floor(w.normals, 1, repeats, w.floor_generator)
             row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1, loop_s)
             row1["thread_speedup"] = rust1 / rust_s
             rows[-1]["thread_speedup"] = rust1 / rust_s
@@ -654,16 +775,24 @@ def format_table(
         "× RNG floor = Rust time / time to draw the same normals alone in Rust "
         "(W1/W2: R·T·B·d, W3: n·d, W4: one"
     )
-    out.append("per batch), measured in this run with the same threads.")
-    for r in rows:
-        if r["workload"] == "W1" and "numpy_loop_s" in r:
-            out.append(
-                "vs NumPy loop = time of the specialised vectorised NumPy W1 (bench.numpy_loop_w1, "
-                f"one core, {r['numpy_loop_ns_per_sample_core']:.1f} ns/sample) / Rust time;"
-            )
-            out.append(
-                "per core = the same ratio divided by the Rust threads (one thread vs one core)."
-            )
+    out.append(
+        "per batch) with the workload's generator (W1–W3: the 8-lane SIMD generator, W4: the"
+    )
+    out.append("scalar Ziggurat), measured in this run with the same threads.")
+    loops = {
+        str(r["workload"]): r["numpy_loop_ns_per_sample_core"]
+        for r in rows
+        if "numpy_loop_ns_per_sample_core" in r and r["workload"] in WORKLOADS
+    }
+    if loops:
+        per_sample = ", ".join(f"{key} {ns:.1f}" for key, ns in loops.items())
+        out.append(
+            "vs NumPy loop = time of the specialised vectorised NumPy loop (bench.numpy_loop, one "
+            f"core; ns/sample: {per_sample}) / Rust time;"
+        )
+        out.append(
+            "per core = the same ratio divided by the Rust threads (one thread vs one core)."
+        )
     for r in rows:
         if r["workload"] == "W1" and "thread_speedup" in r:
             out.append(

@@ -421,7 +421,14 @@ impl Batch {
         }
     }
 
-    /// Σ ω_i (four interleaved partial sums, like every batch sum here).
+    /// Keep the first `len` points (len ≤ the current length) without shrinking the
+    /// buffers, so that the next `reset` to the old size has nothing to refill.
+    pub fn shorten(&mut self, len: usize) {
+        assert!(len <= self.len, "shorten to {len} > {}", self.len);
+        self.len = len;
+    }
+
+    /// Σ ω_i (16 partial sums in a fixed order, like every batch sum here).
     #[inline]
     pub(crate) fn weight_sum(&self) -> f64 {
         sum(&self.omega[..self.len])
@@ -652,16 +659,7 @@ pub(crate) fn lane_sums<const N: usize, const K: usize>(
             acc[k][j] += t[k];
         }
     }
-    acc.map(|mut a| {
-        let mut width = SUM_LANES;
-        while width > 1 {
-            width /= 2;
-            for j in 0..width {
-                a[j] += a[j + width];
-            }
-        }
-        a[0]
-    })
+    acc.map(lane_total)
 }
 
 /// Σ a_i b_i (c_i when given).
@@ -811,14 +809,43 @@ impl<'a> DensityRows<'a> {
         out
     }
 
+    /// `compute` with the widest instruction set present: a chunk run on a rayon worker does
+    /// not inherit the caller's target features.
+    fn compute_dispatched(self, model: &Mix2, second: Option<&Mix2>, scratch: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+            unsafe fn avx512(r: DensityRows, m: &Mix2, s: Option<&Mix2>, x: &mut [f64]) {
+                r.compute(m, s, x)
+            }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(r: DensityRows, m: &Mix2, s: Option<&Mix2>, x: &mut [f64]) {
+                r.compute(m, s, x)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the processor supports these AVX-512 subsets (checked just above).
+                return unsafe { avx512(self, model, second, scratch) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor supports AVX2 (checked just above).
+                return unsafe { avx2(self, model, second, scratch) };
+            }
+        }
+        self.compute(model, second, scratch)
+    }
+
     /// The same operations as the fused pass's density block (`fused::density_block`), so
     /// both give the same bits.
+    #[inline(always)]
     fn compute(self, model: &Mix2, second: Option<&Mix2>, scratch: &mut [f64]) {
         model.log_parts_rows(self.x, self.model_old, self.model_new, scratch);
         match second {
             Some(mix) => {
                 mix.log_parts_rows(self.x, self.second_old, self.second_new, scratch);
-                fastmath::log_sum_share_and_log_sum(
+                fastmath::log_sum_share_and_log_sum_slices(
                     (self.model_old, self.model_new),
                     (self.second_old, self.second_new),
                     self.log_q,
@@ -826,15 +853,19 @@ impl<'a> DensityRows<'a> {
                     self.log_second,
                 );
             }
-            None => {
-                fastmath::log_sum_share(self.model_old, self.model_new, self.log_q, self.resp_old)
-            }
+            None => fastmath::log_sum_share_slices(
+                self.model_old,
+                self.model_new,
+                self.log_q,
+                self.resp_old,
+            ),
         }
     }
 }
 
 /// The generic score-function core: the densities, the objective's per-sample values and
 /// coefficients c_i, then ĝ = Σ ω_i c_i s(x_i) with s the score of the model (docs: theory-scores).
+#[inline(always)]
 pub fn evaluate<O: Objective>(
     objective: &O,
     wp: WeightParam,
@@ -858,7 +889,7 @@ pub fn evaluate<O: Objective>(
     if chunk < n {
         rows.chunks(chunk, d)
             .into_par_iter()
-            .for_each(|c| c.compute(model, second, &mut vec![0.0; d]));
+            .for_each(|c| c.compute_dispatched(model, second, &mut vec![0.0; d]));
     } else {
         rows.compute(model, second, scratch);
     }
@@ -905,6 +936,52 @@ pub(crate) fn accumulate_scale_score(
     }
 }
 
+/// Σ_i a_i x_i and Σ_i b_i x_i for rows x_i of a small fixed dimension D (the reduced spans
+/// of the population quadrature): `lane_sums`' order and shape, one block of 16 rows at a
+/// time, so the thousands of quadrature nodes are summed with vector adds.
+#[inline(always)]
+fn small_score_sums<const D: usize>(x: &[f64], a: &[f64], b: &[f64], grad: &mut Grad) {
+    let n = a.len().min(b.len()).min(x.len() / D);
+    let mut acc_a = [[0.0f64; SUM_LANES]; D];
+    let mut acc_b = [[0.0f64; SUM_LANES]; D];
+    let full = n - n % SUM_LANES;
+    let mut i = 0;
+    while i < full {
+        let rows = &x[i * D..(i + SUM_LANES) * D];
+        let (ca, cb) = (&a[i..i + SUM_LANES], &b[i..i + SUM_LANES]);
+        for j in 0..SUM_LANES {
+            for k in 0..D {
+                acc_a[k][j] += ca[j] * rows[j * D + k];
+                acc_b[k][j] += cb[j] * rows[j * D + k];
+            }
+        }
+        i += SUM_LANES;
+    }
+    for j in 0..n - full {
+        for k in 0..D {
+            acc_a[k][j] += a[full + j] * x[(full + j) * D + k];
+            acc_b[k][j] += b[full + j] * x[(full + j) * D + k];
+        }
+    }
+    for k in 0..D {
+        grad.old[k] = lane_total(acc_a[k]);
+        grad.new[k] = lane_total(acc_b[k]);
+    }
+}
+
+/// The fixed pairwise tree over `lane_sums`' partial sums.
+#[inline(always)]
+fn lane_total(mut a: [f64; SUM_LANES]) -> f64 {
+    let mut width = SUM_LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            a[j] += a[j + width];
+        }
+    }
+    a[0]
+}
+
 /// ĝ = Σ ω_i c_i s(x_i) for the model's score s: per-sample weights first (vectorised), then
 /// the sums. With c_i in `batch.value` and r_i the old responsibility,
 /// ∂/∂η = Σ ω c (r − α) (logit; r/α − (1−r)/(1−α) direct), ∂/∂μ_o = Σ⁻¹ Σ ω c r (x − μ_o),
@@ -943,16 +1020,19 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
             |[o, v, r, a, b]| [o * v * weight_score(r), a, b],
         );
         grad.weight = weight;
-        grad.old.iter_mut().for_each(|v| *v = 0.0);
-        grad.new.iter_mut().for_each(|v| *v = 0.0);
-        for ((row, a), b) in batch.x[..n * d]
-            .chunks_exact(d)
-            .zip(coef_old.iter())
-            .zip(coef_new.iter())
-        {
-            for ((go, gn), xj) in grad.old.iter_mut().zip(grad.new.iter_mut()).zip(row) {
-                *go += a * xj;
-                *gn += b * xj;
+        let x = &batch.x[..n * d];
+        match d {
+            2 => small_score_sums::<2>(x, coef_old, coef_new, grad),
+            3 => small_score_sums::<3>(x, coef_old, coef_new, grad),
+            _ => {
+                grad.old.iter_mut().for_each(|v| *v = 0.0);
+                grad.new.iter_mut().for_each(|v| *v = 0.0);
+                for ((row, a), b) in x.chunks_exact(d).zip(coef_old).zip(coef_new) {
+                    for ((go, gn), xj) in grad.old.iter_mut().zip(grad.new.iter_mut()).zip(row) {
+                        *go += a * xj;
+                        *gn += b * xj;
+                    }
+                }
             }
         }
         (mass_old, mass_new)

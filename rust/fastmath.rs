@@ -1,6 +1,7 @@
 //! Branch-free exp and log for the engine's hot loops, written so that LLVM vectorises the
-//! array loops (SSE2 everywhere, AVX2 when the processor has it, selected at run time; no FMA,
-//! so every path rounds identically and results do not depend on the machine's vector width).
+//! array loops. The slice functions are inlined into their callers, which pick the
+//! instruction set at run time (the fused finite-batch pass, the exact quadrature); no FMA,
+//! so every path rounds identically and results do not depend on the machine's vector width.
 //! Accuracy: a few ulp over the ranges used (checked against libm in the tests below).
 
 /// ln 2 split in a high part with trailing zero bits and the remainder (fdlibm).
@@ -139,7 +140,7 @@ fn log_sum_share_body(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [
     }
 }
 
-#[inline(always)]
+#[cfg(test)]
 fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     let n = log_sum.len().min(a.len()).min(b.len());
     let (a, b, log_sum) = (&a[..n], &b[..n], &mut log_sum[..n]);
@@ -153,16 +154,17 @@ fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     }
 }
 
-/// `log_sum_share` inlined into the caller (which picks the instruction set): for short
-/// slices inside an already dispatched loop.
+/// log_sum[i] = log(e^a[i] + e^b[i]) and share_a[i] = e^a[i] / (e^a[i] + e^b[i]): the
+/// log-density and responsibility of a two-component mixture from its log parts. Inlined
+/// into the caller, which picks the instruction set.
 #[inline(always)]
 pub fn log_sum_share_slices(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
     log_sum_share_body(a, b, log_sum, share_a)
 }
 
-/// `log_sum` inlined into the caller (see `log_sum_share_slices`).
-#[inline(always)]
-pub fn log_sum_slices(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
+/// log_sum[i] = log(e^a[i] + e^b[i]) (the tests' reference for the shared-division form).
+#[cfg(test)]
+fn log_sum_slices(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     log_sum_body(a, b, log_sum)
 }
 
@@ -196,76 +198,6 @@ pub fn logistic_pairs(z: &[f64], out: &mut [f64]) {
         }
     }
     logistic_pairs_body(z, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn log_sum_avx2(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
-    log_sum_body(a, b, log_sum)
-}
-
-/// log_sum[i] = log(e^a[i] + e^b[i]), as `log_sum_share` without the shares.
-pub fn log_sum(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2 (checked just above).
-            unsafe { log_sum_avx2(a, b, log_sum) };
-            return;
-        }
-    }
-    log_sum_body(a, b, log_sum)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn log_sum_share_avx2(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
-    log_sum_share_body(a, b, log_sum, share_a)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn log_sum_share_and_log_sum_avx2(
-    model: (&[f64], &[f64]),
-    second: (&[f64], &[f64]),
-    log_q: &mut [f64],
-    share_a: &mut [f64],
-    log_second: &mut [f64],
-) {
-    log_sum_share_and_log_sum_slices(model, second, log_q, share_a, log_second)
-}
-
-/// `log_sum_share_and_log_sum_slices` with the instruction set picked at run time.
-pub fn log_sum_share_and_log_sum(
-    model: (&[f64], &[f64]),
-    second: (&[f64], &[f64]),
-    log_q: &mut [f64],
-    share_a: &mut [f64],
-    log_second: &mut [f64],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2 (checked just above).
-            unsafe { log_sum_share_and_log_sum_avx2(model, second, log_q, share_a, log_second) };
-            return;
-        }
-    }
-    log_sum_share_and_log_sum_slices(model, second, log_q, share_a, log_second)
-}
-
-/// log_sum[i] = log(e^a[i] + e^b[i]) and share_a[i] = e^a[i] / (e^a[i] + e^b[i]):
-/// the log-density and responsibility of a two-component mixture from its log parts.
-pub fn log_sum_share(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2 (checked just above).
-            unsafe { log_sum_share_avx2(a, b, log_sum, share_a) };
-            return;
-        }
-    }
-    log_sum_share_body(a, b, log_sum, share_a)
 }
 
 #[cfg(test)]
@@ -306,8 +238,8 @@ mod tests {
         let (mut l, mut s, mut l2) = (vec![0.0; 1001], vec![0.0; 1001], vec![0.0; 1001]);
         log_sum_share_and_log_sum_slices((&a, &b), (&c, &d), &mut l, &mut s, &mut l2);
         let (mut lr, mut sr, mut l2r) = (vec![0.0; 1001], vec![0.0; 1001], vec![0.0; 1001]);
-        log_sum_share(&a, &b, &mut lr, &mut sr);
-        log_sum(&c, &d, &mut l2r);
+        log_sum_share_slices(&a, &b, &mut lr, &mut sr);
+        log_sum_slices(&c, &d, &mut l2r);
         for i in 0..1001 {
             assert!((l[i] - lr[i]).abs() <= 4e-16 * (1.0 + lr[i].abs()), "{i}");
             assert!(
@@ -328,9 +260,9 @@ mod tests {
         let a: Vec<f64> = (0..257).map(|i| -50.0 + 0.37 * i as f64).collect();
         let b: Vec<f64> = (0..257).map(|i| 20.0 - 0.21 * i as f64).collect();
         let (mut l, mut s) = (vec![0.0; 257], vec![0.0; 257]);
-        log_sum_share(&a, &b, &mut l, &mut s);
+        log_sum_share_slices(&a, &b, &mut l, &mut s);
         let mut l2 = vec![0.0; 257];
-        log_sum(&a, &b, &mut l2);
+        log_sum_slices(&a, &b, &mut l2);
         assert_eq!(l, l2);
         for i in 0..257 {
             let m = a[i].max(b[i]);

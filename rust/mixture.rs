@@ -230,6 +230,23 @@ pub fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
+/// base + c‖x_i − μ‖² for the rows of x (n × D) with D fixed at compile time (the reduced
+/// spans of the population quadrature, D = 2, 3): the row loop vectorises. The squares are
+/// added in `squared_distance`'s order (((t_0² + t_1²) + t_2²) for D ≤ 3), so the values are
+/// the same bits as the general path's.
+#[inline(always)]
+fn small_rows<const D: usize>(x: &[f64], mean: &[f64], base: f64, c: f64, out: &mut [f64]) {
+    let mu: [f64; D] = std::array::from_fn(|k| mean[k]);
+    for (o, row) in out.iter_mut().zip(x.chunks_exact(D)) {
+        let mut s = 0.0;
+        for k in 0..D {
+            let t = row[k] - mu[k];
+            s = if k == 0 { t * t } else { s + t * t };
+        }
+        *o = base + c * s;
+    }
+}
+
 /// A Gaussian component N(mean, Σ) with its normalising constant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gaussian {
@@ -296,6 +313,10 @@ impl Gaussian {
                         let t = xi - mu;
                         *o = base + c * t * t;
                     }
+                } else if d == 2 {
+                    small_rows::<2>(x, &self.mean, base, c, &mut out[..n]);
+                } else if d == 3 {
+                    small_rows::<3>(x, &self.mean, base, c, &mut out[..n]);
                 } else {
                     for (o, row) in out[..n].iter_mut().zip(x.chunks_exact(d)) {
                         *o = base + c * squared_distance(row, &self.mean);

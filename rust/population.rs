@@ -483,6 +483,7 @@ const LOG_RATIO_FLOOR: f64 = -600.0;
 /// `axis_spacings` and the nodes inside a ball; None: the general rule (unequal covariances,
 /// trained scales), one spacing min(0.75/Δ_max, 0.1) on every axis of a box, Δ_max the
 /// largest Mahalanobis separation of any two components.
+#[inline(always)]
 fn quadrature_batch<O: Objective>(
     objective: &O,
     m: &Models,
@@ -549,6 +550,10 @@ fn quadrature_batch<O: Objective>(
     let mut idx = vec![0usize; k];
     let mut i = 0;
     for ((prob, g), axes) in comps.iter().zip(&grids) {
+        if let (Cov::Scalar { sd }, false) = (&g.cov, reweight) {
+            i = scalar_component_nodes(*prob, &g.mean, *sd, axes, radius_sq, batch, i);
+            continue;
+        }
         let count: usize = axes.iter().map(|(n, _)| n.len()).product();
         idx.iter_mut().for_each(|v| *v = 0);
         for _ in 0..count {
@@ -585,8 +590,76 @@ fn quadrature_batch<O: Objective>(
         }
     }
     // dropped nodes (if any) shorten the batch; the kept ones are in place
-    batch.reset(k, i);
+    batch.shorten(i);
     batch.replay_used = objective.replay().0;
+}
+
+/// The tensor grid of one component with covariance σ²I and no reweighting (the case of
+/// every reduced span), written from row `first` on; returns the next free row. Axis 0 runs
+/// fastest, as in the general loop; the other axes' coordinates, weights and squared norm
+/// are computed once per line of axis-0 nodes, and the ball keeps the contiguous run of
+/// axis-0 nodes with t² ≤ r² − (the others' squared norm).
+fn scalar_component_nodes(
+    prob: f64,
+    mean: &[f64],
+    sd: f64,
+    axes: &[(Vec<f64>, Vec<f64>)],
+    radius_sq: f64,
+    batch: &mut Batch,
+    first: usize,
+) -> usize {
+    match axes.len() {
+        1 => scalar_nodes_fixed::<1>(prob, mean, sd, axes, radius_sq, batch, first),
+        2 => scalar_nodes_fixed::<2>(prob, mean, sd, axes, radius_sq, batch, first),
+        3 => scalar_nodes_fixed::<3>(prob, mean, sd, axes, radius_sq, batch, first),
+        k => unreachable!("quadrature spans have 1 to {MAX_SPAN} axes, not {k}"),
+    }
+}
+
+/// `scalar_component_nodes` for K axes (fixed-size rows: plain stores, no copy calls).
+fn scalar_nodes_fixed<const K: usize>(
+    prob: f64,
+    mean: &[f64],
+    sd: f64,
+    axes: &[(Vec<f64>, Vec<f64>)],
+    radius_sq: f64,
+    batch: &mut Batch,
+    first: usize,
+) -> usize {
+    let (nodes0, weights0) = &axes[0];
+    let lines: usize = axes[1..].iter().map(|(n, _)| n.len()).product();
+    let mut idx = [0usize; K];
+    let mut row = [0.0; K];
+    let mut i = first;
+    for _ in 0..lines {
+        let mut w_line = prob;
+        let mut norm_sq_line = 0.0;
+        for dim in 1..K {
+            let t = axes[dim].0[idx[dim]];
+            w_line *= axes[dim].1[idx[dim]];
+            norm_sq_line += t * t;
+            row[dim] = t * sd + mean[dim];
+        }
+        for (t, w) in nodes0.iter().zip(weights0) {
+            if norm_sq_line + t * t <= radius_sq {
+                row[0] = t * sd + mean[0];
+                let out: &mut [f64; K] = (&mut batch.x[i * K..(i + 1) * K])
+                    .try_into()
+                    .expect("a row of K coordinates");
+                *out = row;
+                batch.omega[i] = w_line * w;
+                i += 1;
+            }
+        }
+        for dim in 1..K {
+            idx[dim] += 1;
+            if idx[dim] < axes[dim].0.len() {
+                break;
+            }
+            idx[dim] = 0;
+        }
+    }
+    i
 }
 
 /// The exact gradient of the objective at a replicate's state, in original coordinates.
@@ -610,6 +683,58 @@ pub(crate) fn exact_gradient_with(
 
 /// `exact_gradient` with a caller-owned quadrature buffer, reused across a flow's steps.
 fn exact_gradient_in<O: Objective>(
+    objective: &O,
+    problem: &Problem,
+    rep: &Replicate,
+    batch: &mut Batch,
+    rule: &Rule,
+) -> Result<Grad, String> {
+    // The node construction and the exact evaluation are long vectorisable loops: run them
+    // with the widest instruction set present. No FMA contraction happens in Rust, so every
+    // copy gives the same bits.
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the processor supports these AVX-512 subsets (checked just above).
+            return unsafe { exact_gradient_avx512(objective, problem, rep, batch, rule) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2 (checked just above).
+            return unsafe { exact_gradient_avx2(objective, problem, rep, batch, rule) };
+        }
+    }
+    exact_gradient_body(objective, problem, rep, batch, rule)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+unsafe fn exact_gradient_avx512<O: Objective>(
+    objective: &O,
+    problem: &Problem,
+    rep: &Replicate,
+    batch: &mut Batch,
+    rule: &Rule,
+) -> Result<Grad, String> {
+    exact_gradient_body(objective, problem, rep, batch, rule)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn exact_gradient_avx2<O: Objective>(
+    objective: &O,
+    problem: &Problem,
+    rep: &Replicate,
+    batch: &mut Batch,
+    rule: &Rule,
+) -> Result<Grad, String> {
+    exact_gradient_body(objective, problem, rep, batch, rule)
+}
+
+#[inline(always)]
+fn exact_gradient_body<O: Objective>(
     objective: &O,
     problem: &Problem,
     rep: &Replicate,

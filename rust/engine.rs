@@ -286,16 +286,23 @@ impl Problem {
         models
             .model
             .set(r.theta.alpha(wp), &r.theta.old, &r.theta.new);
-        models.lag.set(r.lag.alpha(wp), &r.lag.old, &r.lag.new);
-        models
-            .teacher
-            .set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
+        if O::MOVES_STATE {
+            models.lag.set(r.lag.alpha(wp), &r.lag.old, &r.lag.new);
+            models
+                .teacher
+                .set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
+        }
         if let Some(scales) = &self.scales {
-            for (mix, p) in [
-                (&mut models.model, &r.theta),
-                (&mut models.lag, &r.lag),
-                (&mut models.teacher, &r.teacher),
-            ] {
+            let moving: &mut [(&mut Mix2, &Params)] = if O::MOVES_STATE {
+                &mut [
+                    (&mut models.model, &r.theta),
+                    (&mut models.lag, &r.lag),
+                    (&mut models.teacher, &r.teacher),
+                ]
+            } else {
+                &mut [(&mut models.model, &r.theta)]
+            };
+            for (mix, p) in moving.iter_mut() {
                 scales.apply(0, p.scale[0], &mut mix.old);
                 scales.apply(1, p.scale[1], &mut mix.new);
             }

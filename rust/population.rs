@@ -597,8 +597,8 @@ fn quadrature_batch<O: Objective>(
 /// The tensor grid of one component with covariance σ²I and no reweighting (the case of
 /// every reduced span), written from row `first` on; returns the next free row. Axis 0 runs
 /// fastest, as in the general loop; the other axes' coordinates, weights and squared norm
-/// are computed once per line of axis-0 nodes, and the ball keeps the contiguous run of
-/// axis-0 nodes with t² ≤ r² − (the others' squared norm).
+/// are computed once per line of axis-0 nodes, and the ball keeps the axis-0 nodes with
+/// t² ≤ r² − (the others' squared norm).
 fn scalar_component_nodes(
     prob: f64,
     mean: &[f64],

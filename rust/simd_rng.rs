@@ -141,6 +141,12 @@ impl LaneStream {
     pub fn fill_normal(&mut self, out: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
+                // SAFETY: the processor supports AVX-512 F and DQ (checked just above).
+                return unsafe { fill_normal_ziggurat_avx512(self, out) };
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the processor supports AVX2 (checked just above).
                 return unsafe { fill_normal_ziggurat_avx2(self, out) };
@@ -340,7 +346,7 @@ pub fn ln_positive(u: f64) -> f64 {
 
 /// Words per inner chunk of the Ziggurat fill (a multiple of LANES and of 64).
 const ZIG_CHUNK: usize = 256;
-const _: () = assert!(ZIG_CHUNK % LANES == 0 && ZIG_CHUNK % 64 == 0);
+const _: () = assert!(ZIG_CHUNK.is_multiple_of(LANES) && ZIG_CHUNK.is_multiple_of(64));
 
 /// The Ziggurat's fast path on one word: (x, accepted). Layer i = the low 8 bits; u ∈ [−1, 1)
 /// from the top 52 bits (rand_distr's layout); x = u·X[i] is accepted when |x| < X[i+1],
@@ -402,6 +408,64 @@ fn fill_normal_ziggurat(stream: &mut LaneStream, out: &mut [f64]) {
                 x
             } else {
                 ziggurat_slow(stream, p % LANES, w)
+            };
+        }
+    }
+}
+
+/// `fill_normal_ziggurat` with AVX-512: eight words at a time (one register holds a whole
+/// lane block), the eight lanes' state steps in one register each too; the same operations
+/// on the same words as the other paths, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn fill_normal_ziggurat_avx512(stream: &mut LaneStream, out: &mut [f64]) {
+    use core::arch::x86_64::*;
+    let layer_mask = _mm512_set1_epi64(0xff);
+    let two_bits = _mm512_set1_epi64(0x4000_0000_0000_0000);
+    let three = _mm512_set1_pd(3.0);
+    let abs_mask = _mm512_castsi512_pd(_mm512_set1_epi64(i64::MAX));
+    let table = ZIG_NORM_X.as_ptr();
+    for chunk in out.chunks_mut(ZIG_CHUNK) {
+        // the portable word loop, vectorised by LLVM with this function's features
+        fill_words(stream, as_words(chunk));
+        let mut rejected = [0u64; ZIG_CHUNK / 64];
+        let tail_start = chunk.len() / 8 * 8;
+        let mut base = 0;
+        for oct in chunk[..tail_start].chunks_exact_mut(8) {
+            let ptr = oct.as_mut_ptr();
+            // SAFETY: `oct` holds 8 f64; layer indices are ≤ 255, so i and i + 1 index the
+            // 257-entry table in bounds.
+            let accepted = unsafe {
+                let w = _mm512_loadu_si512(ptr as *const __m512i);
+                let layer = _mm512_and_si512(w, layer_mask);
+                let u = _mm512_sub_pd(
+                    _mm512_castsi512_pd(_mm512_or_si512(_mm512_srli_epi64::<12>(w), two_bits)),
+                    three,
+                );
+                let x = _mm512_mul_pd(u, _mm512_i64gather_pd::<8>(layer, table));
+                let edge = _mm512_i64gather_pd::<8>(layer, table.add(1));
+                let inside = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_and_pd(x, abs_mask), edge);
+                _mm512_storeu_pd(ptr, _mm512_mask_blend_pd(inside, _mm512_castsi512_pd(w), x));
+                inside
+            };
+            rejected[base / 64] |= u64::from(!accepted) << (base % 64);
+            base += 8;
+        }
+        for (word_index, &bits) in rejected.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let p = 64 * word_index + bits.trailing_zeros() as usize;
+                chunk[p] = ziggurat_slow(stream, p % LANES, chunk[p].to_bits());
+                bits &= bits - 1;
+            }
+        }
+        for (k, v) in chunk[tail_start..].iter_mut().enumerate() {
+            let w = v.to_bits();
+            let (x, accepted) = ziggurat_fast(w);
+            *v = if accepted {
+                x
+            } else {
+                ziggurat_slow(stream, (tail_start + k) % LANES, w)
             };
         }
     }
@@ -561,10 +625,18 @@ mod tests {
         let mut a = LaneStream::new([11, 12], 13);
         let mut b = a.clone();
         let (mut za, mut zb) = (vec![0.0; n], vec![0.0; n]);
-        a.fill_normal(&mut za); // AVX2 where the processor has it
+        a.fill_normal(&mut za); // AVX-512 or AVX2 where the processor has it
         fill_normal_ziggurat(&mut b, &mut zb);
         assert_eq!(za, zb);
         assert_eq!(a, b);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut c = LaneStream::new([11, 12], 13);
+            let mut zc = vec![0.0; n];
+            // SAFETY: the processor supports AVX2 (checked just above).
+            unsafe { fill_normal_ziggurat_avx2(&mut c, &mut zc) };
+            assert_eq!(zc, zb);
+        }
         let (mut wa, mut wb) = (vec![0u64; n], vec![0u64; n]);
         a.fill_u64(&mut wa);
         fill_words(&mut b, &mut wb);

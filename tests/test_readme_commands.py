@@ -225,7 +225,7 @@ def test_readme_links_the_docs_and_has_no_relative_images():
     assert "[`docs/`](docs/)" in text and "sphinx-build" in text
     for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert re.match(r"https://", target), f"relative image link {target!r}"
-    assert "Rust toolchain ≥ 1.85" in text and "pip install dist/mixforget-" in text
+    assert "Rust toolchain ≥ 1.89" in text and "pip install dist/mixforget-" in text
 
 
 def test_shell_commands_parse():

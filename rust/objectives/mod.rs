@@ -65,6 +65,11 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// stores its log parts and log density in `batch.second_a/second_b/log_second`.
     fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2>;
 
+    /// Whether `update_state` moves the replicate's teacher or lagged parameters (SDFT, OAPL);
+    /// otherwise they stay at the start and the models built from them are not refreshed
+    /// every step.
+    const MOVES_STATE: bool = false;
+
     /// The model kept by the extra state (teacher, start or lag model), whose means an exact
     /// evaluation must span.
     fn state_model<'a>(&self, _m: &'a Models) -> Option<&'a Mix2> {

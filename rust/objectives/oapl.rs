@@ -87,9 +87,11 @@ impl Objective for OAPL {
         Ok(())
     }
 
+    const MOVES_STATE: bool = true;
+
     /// θ_lag ← θ every `lag` steps.
     fn update_state(&self, r: &mut Replicate) {
-        if r.steps_done % self.lag as u64 == 0 {
+        if r.steps_done.is_multiple_of(self.lag as u64) {
             r.lag.copy_from(&r.theta);
         }
     }

@@ -82,6 +82,8 @@ impl Objective for SDFT {
         }
     }
 
+    const MOVES_STATE: bool = true;
+
     /// φ ← (1−τ) φ + τ θ.
     fn update_state(&self, r: &mut Replicate) {
         let ema = self.ema;

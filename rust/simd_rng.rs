@@ -413,6 +413,30 @@ fn fill_normal_ziggurat(stream: &mut LaneStream, out: &mut [f64]) {
     }
 }
 
+/// The vector fast paths' second half: the rejected positions (bit p of `rejected`) through
+/// the slow path in increasing position, then the positions from `tail_start` on (fewer than
+/// one vector) word by word, as the portable path does.
+#[inline(always)]
+fn finish_chunk(stream: &mut LaneStream, chunk: &mut [f64], rejected: &[u64], tail_start: usize) {
+    for (word_index, &bits) in rejected.iter().enumerate() {
+        let mut bits = bits;
+        while bits != 0 {
+            let p = 64 * word_index + bits.trailing_zeros() as usize;
+            chunk[p] = ziggurat_slow(stream, p % LANES, chunk[p].to_bits());
+            bits &= bits - 1;
+        }
+    }
+    for (k, v) in chunk[tail_start..].iter_mut().enumerate() {
+        let w = v.to_bits();
+        let (x, accepted) = ziggurat_fast(w);
+        *v = if accepted {
+            x
+        } else {
+            ziggurat_slow(stream, (tail_start + k) % LANES, w)
+        };
+    }
+}
+
 /// `fill_normal_ziggurat` with AVX-512: eight words at a time (one register holds a whole
 /// lane block), the eight lanes' state steps in one register each too; the same operations
 /// on the same words as the other paths, so the same bits.
@@ -451,23 +475,7 @@ unsafe fn fill_normal_ziggurat_avx512(stream: &mut LaneStream, out: &mut [f64]) 
             rejected[base / 64] |= u64::from(!accepted) << (base % 64);
             base += 8;
         }
-        for (word_index, &bits) in rejected.iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                let p = 64 * word_index + bits.trailing_zeros() as usize;
-                chunk[p] = ziggurat_slow(stream, p % LANES, chunk[p].to_bits());
-                bits &= bits - 1;
-            }
-        }
-        for (k, v) in chunk[tail_start..].iter_mut().enumerate() {
-            let w = v.to_bits();
-            let (x, accepted) = ziggurat_fast(w);
-            *v = if accepted {
-                x
-            } else {
-                ziggurat_slow(stream, (tail_start + k) % LANES, w)
-            };
-        }
+        finish_chunk(stream, chunk, &rejected, tail_start);
     }
 }
 
@@ -511,23 +519,7 @@ unsafe fn fill_normal_ziggurat_avx2(stream: &mut LaneStream, out: &mut [f64]) {
             rejected[base / 64] |= (!accepted & 0b1111) << (base % 64);
             base += 4;
         }
-        for (word_index, &bits) in rejected.iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                let p = 64 * word_index + bits.trailing_zeros() as usize;
-                chunk[p] = ziggurat_slow(stream, p % LANES, chunk[p].to_bits());
-                bits &= bits - 1;
-            }
-        }
-        for (k, v) in chunk[tail_start..].iter_mut().enumerate() {
-            let w = v.to_bits();
-            let (x, accepted) = ziggurat_fast(w);
-            *v = if accepted {
-                x
-            } else {
-                ziggurat_slow(stream, (tail_start + k) % LANES, w)
-            };
-        }
+        finish_chunk(stream, chunk, &rejected, tail_start);
     }
 }
 

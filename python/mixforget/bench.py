@@ -373,10 +373,10 @@ def numpy_loop(
     c = ℓ − mean_{j≠i} ℓ_j, and θ ← θ − lr·(1/B)Σ c·s with s = (r_old − α, r_old(x − μ_old),
     r_new(x − μ_new)).
 
-    Because all four Gaussians share Σ = I, their normalisers and the −½|x|² terms cancel in
+    Because all four Gaussians share Σ = I, their normalisers and the −½‖x‖² terms cancel in
     ℓ and in r_old: with x = μ_new + [old]·δ + z (δ = μ_old − μ_new, e = μ_new − μ*_new,
-    δ* = μ*_old − μ*_new) the log-odds of the model's labels are t = η + z·δ + ([old] − ½)|δ|²,
-    those of the world's t* = η* + x·δ* − ½(|μ*_old|² − |μ*_new|²), and ℓ = z·e + [old]·δ·e +
+    δ* = μ*_old − μ*_new) the log-odds of the model's labels are t = η + z·δ + ([old] − ½)‖δ‖²,
+    those of the world's t* = η* + x·δ* − ½(‖μ*_old‖² − ‖μ*_new‖²), and ℓ = z·e + [old]·δ·e +
     softplus(t) − softplus(t*) up to a per-replicate constant, which the leave-one-out
     baseline removes. So a step reads z twice (one batched matmul for the three projections,
     one for the two score sums Σ c·r·z) besides drawing it. A replicate whose parameters turn

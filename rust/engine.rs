@@ -449,12 +449,6 @@ impl Batch {
         (wv, w)
     }
 
-    /// Σ ω_i v_i.
-    #[inline]
-    pub(crate) fn weighted_value_sum(&self) -> f64 {
-        dot(&self.omega[..self.len], &self.value[..self.len], None)
-    }
-
     /// max_i v_i: the shift that keeps exponentials of rewards finite.
     pub(crate) fn value_max(&self) -> f64 {
         self.value[..self.len]
@@ -669,15 +663,6 @@ pub(crate) fn lane_sums<const N: usize, const K: usize>(
     acc.map(lane_total)
 }
 
-/// Σ a_i b_i (c_i when given).
-#[inline(always)]
-fn dot(a: &[f64], b: &[f64], c: Option<&[f64]>) -> f64 {
-    match c {
-        None => lane_sums([a, b], |[a, b]| [a * b])[0],
-        Some(c) => lane_sums([a, b, c], |[a, b, c]| [a * b * c])[0],
-    }
-}
-
 /// Σ a_i.
 #[inline(always)]
 fn sum(a: &[f64]) -> f64 {
@@ -829,10 +814,7 @@ impl<'a> DensityRows<'a> {
             unsafe fn avx2(r: DensityRows, m: &Mix2, s: Option<&Mix2>, x: &mut [f64]) {
                 r.compute(m, s, x)
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
+            if crate::fastmath::has_avx512() {
                 // SAFETY: the processor supports these AVX-512 subsets (checked just above).
                 return unsafe { avx512(self, model, second, scratch) };
             }

@@ -4,6 +4,16 @@
 //! so every path rounds identically and results do not depend on the machine's vector width.
 //! Accuracy: a few ulp over the ranges used (checked against libm in the tests below).
 
+/// Whether the processor has the AVX-512 subsets (F, DQ, VL) that every AVX-512 copy of a
+/// hot loop in this crate is compiled for: the one run-time test the dispatchers share.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// ln 2 split in a high part with trailing zero bits and the remainder (fdlibm).
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);

@@ -145,10 +145,7 @@ pub fn batch_gradient<O: Objective>(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
+        if crate::fastmath::has_avx512() {
             // SAFETY: the processor supports these AVX-512 subsets (checked just above).
             return unsafe { batch_gradient_avx512(objective, wp, scales, m, rng, batch, grad) };
         }

@@ -694,10 +694,7 @@ fn exact_gradient_in<O: Objective>(
     // copy gives the same bits.
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
+        if crate::fastmath::has_avx512() {
             // SAFETY: the processor supports these AVX-512 subsets (checked just above).
             return unsafe { exact_gradient_avx512(objective, problem, rep, batch, rule) };
         }

@@ -141,10 +141,8 @@ impl LaneStream {
     pub fn fill_normal(&mut self, out: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-            {
-                // SAFETY: the processor supports AVX-512 F and DQ (checked just above).
+            if crate::fastmath::has_avx512() {
+                // SAFETY: the processor supports AVX-512 F, DQ and VL (checked just above).
                 return unsafe { fill_normal_ziggurat_avx512(self, out) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -441,7 +439,7 @@ fn finish_chunk(stream: &mut LaneStream, chunk: &mut [f64], rejected: &[u64], ta
 /// lane block), the eight lanes' state steps in one register each too; the same operations
 /// on the same words as the other paths, so the same bits.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
 unsafe fn fill_normal_ziggurat_avx512(stream: &mut LaneStream, out: &mut [f64]) {
     use core::arch::x86_64::*;
     let layer_mask = _mm512_set1_epi64(0xff);

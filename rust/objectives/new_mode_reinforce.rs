@@ -95,8 +95,8 @@ impl Objective for NewModeREINFORCE {
             Advantage::Normalised => {
                 // ω-weighted moments: the batch's (ω = 1/B) or, in the exact limit, those of
                 // r under φ_n (the quadrature weights).
-                let sum_w = batch.weight_sum();
-                let mean = batch.weighted_value_sum() / sum_w;
+                let (sum_wv, sum_w) = batch.weighted_value_and_weight_sums();
+                let mean = sum_wv / sum_w;
                 let var = batch.omega[..n]
                     .iter()
                     .zip(&batch.value[..n])

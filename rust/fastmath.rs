@@ -132,8 +132,11 @@ pub fn log_sum_share_and_log_sum_slices(
     }
 }
 
+/// log_sum[i] = log(e^a[i] + e^b[i]) and share_a[i] = e^a[i] / (e^a[i] + e^b[i]): the
+/// log-density and responsibility of a two-component mixture from its log parts. Inlined
+/// into the caller, which picks the instruction set.
 #[inline(always)]
-fn log_sum_share_body(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
+pub fn log_sum_share_slices(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
     let n = log_sum.len().min(share_a.len()).min(a.len()).min(b.len());
     let (a, b, log_sum, share_a) = (&a[..n], &b[..n], &mut log_sum[..n], &mut share_a[..n]);
     // Two simple loops vectorise far better than one long body (fewer live registers).
@@ -150,8 +153,9 @@ fn log_sum_share_body(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [
     }
 }
 
+/// log_sum[i] = log(e^a[i] + e^b[i]) (the tests' reference for the shared-division form).
 #[cfg(test)]
-fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
+fn log_sum_slices(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
     let n = log_sum.len().min(a.len()).min(b.len());
     let (a, b, log_sum) = (&a[..n], &b[..n], &mut log_sum[..n]);
     for i in 0..n {
@@ -162,20 +166,6 @@ fn log_sum_body(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
         let (x, y) = (a[i], b[i]);
         log_sum[i] = (if x >= y { x } else { y }) + ln_1_to_2(1.0 + log_sum[i]);
     }
-}
-
-/// log_sum[i] = log(e^a[i] + e^b[i]) and share_a[i] = e^a[i] / (e^a[i] + e^b[i]): the
-/// log-density and responsibility of a two-component mixture from its log parts. Inlined
-/// into the caller, which picks the instruction set.
-#[inline(always)]
-pub fn log_sum_share_slices(a: &[f64], b: &[f64], log_sum: &mut [f64], share_a: &mut [f64]) {
-    log_sum_share_body(a, b, log_sum, share_a)
-}
-
-/// log_sum[i] = log(e^a[i] + e^b[i]) (the tests' reference for the shared-division form).
-#[cfg(test)]
-fn log_sum_slices(a: &[f64], b: &[f64], log_sum: &mut [f64]) {
-    log_sum_body(a, b, log_sum)
 }
 
 #[inline(always)]

@@ -46,6 +46,21 @@ class Objective:
         return {"kind": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
     @property
+    def label(self) -> str:
+        """Compact text of the objective for tables, legends and sweep columns: the class name
+        and the fields that differ from their defaults, e.g. ``"ForwardKL"`` or
+        ``"ReverseKL(replay=0.25)"`` (``repr`` lists every field). The one definition of an
+        objective's short name."""
+        changed = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            changed.append(f"{f.name}={value!r}")
+        name = type(self).__name__
+        return f"{name}({', '.join(changed)})" if changed else name
+
+    @property
     def replay_fraction(self) -> float:
         """λ, the replay fraction (0 for objectives without replay)."""
         return float(getattr(self, "replay", 0.0))

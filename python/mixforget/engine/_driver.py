@@ -58,12 +58,16 @@ class Stepper(Protocol):
     """One way of running the training step (docs: theory-training-loop) for all replicates.
 
     ``implementation`` names it in ``meta`` ('rust' or the twin's backend); ``chunks`` sizes
-    its calls; ``advance(n, record_every)`` runs the next n steps and returns the records at
-    the step counts divisible by ``record_every`` that it crossed; ``diverged()`` flags the
-    replicates that were frozen (non-finite or beyond the runaway bound)."""
+    its calls; ``first_record()`` is record 0 as the stepper holds the start (None: the
+    start model's own values); ``advance(n, record_every)`` runs the next n steps and returns
+    the records at the step counts divisible by ``record_every`` that it crossed;
+    ``diverged()`` flags the replicates that were frozen (non-finite or beyond the runaway
+    bound)."""
 
     implementation: str
     chunks: ChunkPolicy
+
+    def first_record(self) -> Optional[Records]: ...
 
     def advance(self, steps: int, record_every: int) -> Records: ...
 
@@ -89,8 +93,10 @@ class _RecordBuffers:
         self.scales[:, :] = np.array(component_scales(start))
         self.filled = 1
 
-    def append(self, rec: Records) -> None:
-        k, m = self.filled, rec.old_weight.shape[1]
+    def append(self, rec: Records, at: Optional[int] = None) -> None:
+        """Store ``rec`` after the last record (or from record ``at``)."""
+        k = self.filled if at is None else at
+        m = rec.old_weight.shape[1]
         self.old_weight[:, k : k + m] = rec.old_weight
         self.old_mean[:, k : k + m] = rec.old_mean
         self.new_mean[:, k : k + m] = rec.new_mean
@@ -111,6 +117,9 @@ def drive(
     allocated) and return its Trajectory; ``meta_extra`` is appended to ``meta``."""
     buffers = _RecordBuffers(plan)
     stepper = open_stepper()
+    first = stepper.first_record()
+    if first is not None:
+        buffers.append(first, at=0)
     policy = stepper.chunks
     most = -(-plan.steps // _MIN_CALLS)
     if policy.most is not None:

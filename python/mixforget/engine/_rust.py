@@ -10,7 +10,7 @@ the ``TrainingProblem`` (through :func:`mixforget._problem.build_problem`), cons
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -78,13 +78,16 @@ class RustSimulation:
     implementation = "rust"
 
     def __init__(self, plan: RunPlan) -> None:
-        assert plan.batch_size is not None and plan.seed is not None and plan.threads
+        assert plan.batch_size is not None and plan.seed is not None and plan.threads is not None
         self.train_scales = plan.train_scales
         self._sim = _core.Simulator(
             _problem_of(plan), plan.batch_size, plan.replicates, root_key(plan.seed), plan.threads
         )
         work = plan.replicates * plan.batch_size * (plan.target.dim + 1)
         self.chunks = ChunkPolicy(first=_FIRST_CALL_WORK // work)
+
+    def first_record(self) -> Optional[Records]:
+        return None
 
     def advance(self, steps: int, record_every: int) -> Records:
         return _records_of(self._sim.advance(steps, record_every), self.train_scales, True)
@@ -102,6 +105,9 @@ class RustPopulationFlow:
     def __init__(self, plan: RunPlan) -> None:
         self.train_scales = plan.train_scales
         self._flow = _core.PopulationFlow(_problem_of(plan))
+
+    def first_record(self) -> Optional[Records]:
+        return None
 
     def advance(self, steps: int, record_every: int) -> Records:
         return _records_of(self._flow.advance(steps, record_every), self.train_scales, False)

@@ -18,6 +18,7 @@ The core (:mod:`._engine`) never inspects which objective it runs: it asks the o
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, Optional, TypeVar
@@ -124,6 +125,20 @@ class Params:
         so = None if self.old_scale is None else scale_sd(self.old_scale, scale_param)
         sn = None if self.new_scale is None else scale_sd(self.new_scale, scale_param)
         return mix_from_param(self.weight, self.old_mean, self.new_mean, weight_param, so, sn)
+
+
+@functools.cache
+def register_params_pytree() -> None:
+    """Make :class:`Params` a JAX pytree (once), so that ``lax.scan`` can carry it; called
+    by the twin before it jits a step."""
+    import jax
+
+    names = Params.group_names()
+    jax.tree_util.register_pytree_node(
+        Params,
+        lambda p: (tuple(getattr(p, n) for n in names), None),
+        lambda _, leaves: Params(*leaves),
+    )
 
 
 def scale_value(sd: float, scale_param: str) -> float:

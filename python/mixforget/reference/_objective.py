@@ -295,8 +295,8 @@ class ObjectiveTwin(Generic[ObjectiveT]):
     returned, random state likewise), so that the step can be jitted and scanned by JAX;
     the twin object only holds what is fixed during a run."""
 
-    #: the objective class name (``Objective.as_dict()["kind"]``) this twin implements
-    kind: ClassVar[str] = ""
+    #: the objective class (of :data:`mixforget.objectives.OBJECTIVES`) this twin implements
+    implements: ClassVar[type[Objective]]
 
     def __init__(self, objective: ObjectiveT, ctx: Context, batch_size: Optional[int]) -> None:
         self.objective = objective

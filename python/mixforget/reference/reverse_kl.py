@@ -53,7 +53,7 @@ def replay_weight(ctx: Context, x: Any, lq: Any, lam: float, cap: Optional[float
 
 
 class ReverseKLTwin(ObjectiveTwin[ReverseKL]):
-    kind = "ReverseKL"
+    implements = ReverseKL
 
     def __init__(self, objective: ReverseKL, ctx: Context, batch_size: Optional[int]) -> None:
         super().__init__(objective, ctx, batch_size)

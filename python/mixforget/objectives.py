@@ -36,8 +36,9 @@ __all__ = [
     "objective_from_dict",
 ]
 
-#: replay slot rules (one definition: ``_defaults.REPLAY_SLOTS``)
+#: replay slot rules (one definition: ``_defaults.REPLAY_SLOTS``); the first is the default
 SLOTS = REPLAY_SLOTS
+BERNOULLI, STRATIFIED = REPLAY_SLOTS
 BASELINES = ("none", "loo")
 DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
@@ -88,7 +89,7 @@ class ForwardKL(Objective):
     """
 
     replay: float = 0.0
-    replay_slots: str = "bernoulli"
+    replay_slots: str = BERNOULLI
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
@@ -106,7 +107,7 @@ class ReverseKL(Objective):
     """
 
     replay: float = 0.0
-    replay_slots: str = "bernoulli"
+    replay_slots: str = BERNOULLI
     weight_cap: Optional[float] = None
     baseline: str = "loo"
 

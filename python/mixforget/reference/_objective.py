@@ -2,7 +2,7 @@
 (docs: theory-estimators), plus the pieces several objectives share (replay slots, two-mode draws,
 rewards, the log-ratio estimator).
 
-The core (:mod:`._engine`) never inspects which objective it runs: it asks the objective's
+The core (:mod:`._step`) never inspects which objective it runs: it asks the objective's
 :class:`ObjectiveTwin` (found by :func:`._registry.twin_for`) for
 
 - its **sampling source** — :meth:`ObjectiveTwin.draw` (one batch, old labels kept) and
@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Generic, Optional, TypeVar
 import numpy as np
 
 from ..mixture import TwoMode
-from ..objectives import Objective
+from ..objectives import BERNOULLI, Objective
 from ..theory import stratified_replay_count
 from ._averaging import Averager
 from ._backend import Backend, default_backend, namespace_of
@@ -352,7 +352,7 @@ def replay_mask(
     (random state, mask (R, B) or None)."""
     if lam <= 0.0:
         return state, None
-    if slots == "bernoulli":
+    if slots == BERNOULLI:
         state, u = rng.uniform(state, (r, b))
         return state, u < lam
     be = ctx.backend

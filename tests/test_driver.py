@@ -74,8 +74,9 @@ def test_records_sit_at_absolute_steps_whatever_the_chunks(policy):
     assert np.all(traj.old_weight[:, 0] == START.old_weight)
     assert np.all(traj.new_mean[:, 0, 0] == 0.5)
     assert sum(stepper.calls) == 600
-    assert len(stepper.calls) >= 20  # at most 1/20 of the run per call
     q = policy.quantum
+    if q <= 600 // 20:  # at most 1/20 of the run per call, unless the quantum is larger
+        assert len(stepper.calls) >= 20
     assert all(n % q == 0 for n in stepper.calls[:-1])
     if policy.most is not None:
         assert max(stepper.calls) <= policy.most

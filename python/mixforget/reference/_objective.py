@@ -35,7 +35,7 @@ from ._densities import (
     Mix,
     mix_from_param,
     mix_logpdf,
-    scale_and_shape,
+    unit_shape_and_scale,
     weight_param_of,
 )
 
@@ -78,7 +78,7 @@ class Params:
         scales: list[Any] = [None, None]
         if scale_param is not None:
             for k, cov in enumerate((model.old_cov, model.new_cov)):
-                sd = scale_and_shape(cov, model.dim)[0]
+                sd = unit_shape_and_scale(cov, model.dim)[1]
                 scales[k] = be.asarray(np.full(rows, scale_value(sd, scale_param)))
         return cls(
             be.asarray(w),
@@ -186,7 +186,7 @@ class Context:
         d = target.dim
         covs = [model.old_cov, model.new_cov]
         if scale_param is not None:
-            covs = [scale_and_shape(cov, d)[1] for cov in covs]
+            covs = [unit_shape_and_scale(cov, d)[0] for cov in covs]
         return cls(
             weight_param=weight_param,
             dim=d,

@@ -391,7 +391,7 @@ def _objective(table: dict[str, Any], where: str = "objective") -> Objective:
         raise ConfigError(f"{where}.kind is required, one of {sorted(OBJECTIVE_CLASSES)}")
     kind = choice_spec(tuple(OBJECTIVE_CLASSES))(f"{where}.kind", table["kind"])
     cls = OBJECTIVE_CLASSES[kind]
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     fields = {k: v for k, v in table.items() if k != "kind"}
     for key in fields:
         if key not in names:

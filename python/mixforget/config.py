@@ -14,8 +14,8 @@ A configuration file describes one training problem (the arguments of
     new_mean = [0.5]
 
     [objective]              # required; kind plus the fields of that objective class
-    kind = "ReverseKL"       # ForwardKL | ReverseKL | SDFT | TTTDiscover | OAPL | NewModeREINFORCE
-    replay = 0.0
+    kind = "ReverseKL"       # a class of mixforget.objectives.OBJECTIVES, e.g. ForwardKL | OAPL
+    replay = 0.0             # fields, defaults and checks are the dataclass's own
 
     [run]                    # keyword arguments of mixforget.simulate (defaults shown)
     steps = 2000
@@ -62,16 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ._defaults import DEFAULT_LR
 from .mixture import TwoMode
-from .objectives import (
-    OAPL,
-    SDFT,
-    ForwardKL,
-    NewModeREINFORCE,
-    Objective,
-    ReverseKL,
-    TTTDiscover,
-)
+from .objectives import OBJECTIVES, Objective
 
 __all__ = ["GRID_RUN_KEYS", "Config", "ConfigError", "load_config", "parse_config"]
 
@@ -213,15 +206,6 @@ def _cov_spec(key: str, value: Any) -> Any:
     raise ConfigError(f"{key} must be {desc}, got {_describe(value)}")
 
 
-def _beta_spec(key: str, value: Any) -> Any:
-    if value == "adaptive":
-        return value
-    if not _is_real(value) or not (math.isfinite(float(value)) and float(value) > 0):
-        raise ConfigError(f"{key} must be a number > 0 or 'adaptive', got {_describe(value)}")
-    return float(value)
-
-
-_FRACTION = float_spec(0.0, 1.0, hi_open=True)
 _POSITIVE = float_spec(0.0, lo_open=True)
 _NONNEG = float_spec(0.0)
 _PROBABILITY = float_spec(0.0, 1.0, lo_open=True, hi_open=True)
@@ -235,27 +219,17 @@ MODEL_KEYS: dict[str, Spec] = {
     "new_cov": _cov_spec,
 }
 
-OBJECTIVE_CLASSES: dict[str, type] = {
-    c.__name__: c for c in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
-}
+#: kind → objective class, read from the registry (the dataclasses validate their own fields)
+OBJECTIVE_CLASSES: dict[str, type[Objective]] = {cls.kind: cls for cls in OBJECTIVES}
 
-OBJECTIVE_FIELDS: dict[str, Spec] = {
-    "replay": _FRACTION,
-    "replay_slots": choice_spec(("bernoulli", "stratified")),
-    "weight_cap": _POSITIVE,
-    "baseline": choice_spec(("none", "loo")),
-    "ema": float_spec(0.0, 1.0, lo_open=True),
-    "anchor": float_spec(0.0, 1.0),
-    "direction": choice_spec(("reverse", "forward")),
-    "beta": _beta_spec,
-    "kl_penalty": _NONNEG,
-    "reward": choice_spec(("new_logpdf", "target_logpdf", "new_indicator")),
-    "radius": _POSITIVE,
-    "beta1": _POSITIVE,
-    "beta2": _POSITIVE,
-    "lag": int_spec(1),
-    "advantage": choice_spec(("raw", "normalised")),
-}
+
+def _objective_error(where: str, exc: Exception, names: list[str]) -> ConfigError:
+    """A dataclass's validation error as a ConfigError naming the key: its messages start
+    with the field name ("replay must be in [0, 1), got 1.0")."""
+    text = str(exc)
+    if text.split(" ", 1)[0] in names:
+        return ConfigError(f"{where}.{text}")
+    return ConfigError(f"[{where}] {text}")
 
 
 _LR_SCALE_KEYS = ("weight", "old_mean", "new_mean", "old_scale", "new_scale")
@@ -293,7 +267,7 @@ GRID_RUN_KEYS = ("steps", "batch_size", "lr", "replicates", "record_every", "wei
 RUN_DEFAULTS: dict[str, Any] = {
     "steps": 2000,
     "batch_size": 64,
-    "lr": 0.05,
+    "lr": DEFAULT_LR,
     "replicates": 1000,
     "record_every": 10,
     "rng": 0,
@@ -417,18 +391,17 @@ def _objective(table: dict[str, Any], where: str = "objective") -> Objective:
         raise ConfigError(f"{where}.kind is required, one of {sorted(OBJECTIVE_CLASSES)}")
     kind = choice_spec(tuple(OBJECTIVE_CLASSES))(f"{where}.kind", table["kind"])
     cls = OBJECTIVE_CLASSES[kind]
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     fields = {k: v for k, v in table.items() if k != "kind"}
     for key in fields:
         if key not in names:
             raise ConfigError(
                 f"unknown key '{where}.{key}' for kind = {kind!r}; allowed keys: {['kind', *names]}"
             )
-    values = {k: OBJECTIVE_FIELDS[k](f"{where}.{k}", v) for k, v in fields.items()}
     try:
-        obj: Objective = cls(**values)
+        obj: Objective = cls(**fields)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"[{where}] {exc}") from None
+        raise _objective_error(where, exc, names) from None
     return obj
 
 
@@ -471,14 +444,8 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
         elif key == "old_weight":
             spec = _PROBABILITY
         elif key.startswith("objective."):
-            name = key.split(".", 1)[1]
-            for obj in kinds:
-                names = [f.name for f in dataclasses.fields(obj)]  # type: ignore[arg-type]
-                if name not in names:
-                    raise ConfigError(
-                        f"unknown grid key '{key}': {type(obj).__name__} has fields {names}"
-                    )
-            spec = OBJECTIVE_FIELDS[name]
+            grid[key] = _objective_field_values(key, where, values, kinds)
+            continue
         elif key.startswith(("target.", "start.")):
             name = key.split(".", 1)[1]
             if name not in MODEL_KEYS:
@@ -493,6 +460,27 @@ def _grid(table: Any, objective: Objective) -> dict[str, list[Any]]:
             raise ConfigError(f"unknown grid key '{key}'{hint}; allowed grid keys: {allowed}")
         grid[key] = [spec(f"{where}[{i}]", v) for i, v in enumerate(values)]
     return grid
+
+
+def _objective_field_values(
+    key: str, where: str, values: list[Any], kinds: list[Objective]
+) -> list[Any]:
+    """Grid values of ``objective.<field>``, each checked by constructing every objective of
+    the grid with it (the dataclass's own validation) and normalised as the dataclass
+    stores it."""
+    name = key.split(".", 1)[1]
+    for obj in kinds:
+        names = [f.name for f in dataclasses.fields(obj)]  # type: ignore[arg-type]
+        if name not in names:
+            raise ConfigError(f"unknown grid key '{key}': {type(obj).__name__} has fields {names}")
+    out = []
+    for i, value in enumerate(values):
+        try:
+            variants = [dataclasses.replace(obj, **{name: value}) for obj in kinds]  # type: ignore[type-var]
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}[{i}]: {exc}") from None
+        out.append(getattr(variants[0], name))
+    return out
 
 
 def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Config:

@@ -1,10 +1,15 @@
-"""Training objectives (docs: theory-estimators): frozen dataclasses validated at construction.
+"""Training objectives (docs: theory-estimators) and the registry of them: frozen dataclasses
+validated at construction, and :data:`OBJECTIVES`, the one list that every other place reads.
 
 Each objective only *describes* an estimator; the estimators themselves run in Rust, one
-module per class of the same name (``rust/objectives/``), all through one score-function core
-ĝ = Σ_i ω_i c_i s(x_i), where an objective contributes its sampling distribution and its
-per-sample coefficient c_i. The Rust binding reads these dataclasses by attribute name, with
-``kind`` naming the objective, so they are the one definition of each objective's fields.
+module per class of the same name (``rust/objectives/``), and in the array-API twin
+(``mixforget/reference/``), all through one score-function core ĝ = Σ_i ω_i c_i s(x_i), where
+an objective contributes its sampling distribution and its per-sample coefficient c_i. A
+dataclass here is the one definition of its objective's fields, their defaults, their
+validation (``__post_init__``) and its text (:attr:`Objective.label`): the Rust binding
+reads it by attribute name with ``kind`` (the class name) naming the objective, TOML
+configurations (:mod:`mixforget.config`) construct it, the twin's registry is keyed by its
+``kind``. Adding an objective: see CONTRIBUTING.md, "Adding an objective".
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
+from ._defaults import REPLAY_SLOTS
 from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
 
 __all__ = [
     "ADVANTAGES",
     "OAPL",
+    "OBJECTIVES",
     "REWARDS",
     "SDFT",
     "ForwardKL",
@@ -25,10 +32,13 @@ __all__ = [
     "Objective",
     "ReverseKL",
     "TTTDiscover",
+    "objective_class",
     "objective_from_dict",
 ]
 
-SLOTS = ("bernoulli", "stratified")
+#: replay slot rules (one definition: ``_defaults.REPLAY_SLOTS``); the first is the default
+SLOTS = REPLAY_SLOTS
+BERNOULLI, STRATIFIED = REPLAY_SLOTS
 BASELINES = ("none", "loo")
 DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
@@ -38,8 +48,15 @@ ADVANTAGES = ("raw", "normalised")
 class Objective:
     """Base class of the objectives; see the subclasses."""
 
-    #: The objective's name, the class name (the Rust binding dispatches on it).
+    #: The objective's name, the class name (the Rust binding, the twin's registry and TOML
+    #: ``kind`` dispatch on it); set from the class name for every direct subclass (a
+    #: subclass of an objective keeps its parent's kind, as the binding runs the parent).
     kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if Objective in cls.__bases__:
+            cls.kind = cls.__name__
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form: ``{"kind": class name, **fields}``."""
@@ -60,16 +77,6 @@ class Objective:
         name = type(self).__name__
         return f"{name}({', '.join(changed)})" if changed else name
 
-    @property
-    def replay_fraction(self) -> float:
-        """λ, the replay fraction (0 for objectives without replay)."""
-        return float(getattr(self, "replay", 0.0))
-
-    @property
-    def samples_from_model(self) -> bool:
-        """True when the on-policy part of the batch is drawn from the current model."""
-        return True
-
 
 @dataclass(frozen=True)
 class ForwardKL(Objective):
@@ -81,18 +88,12 @@ class ForwardKL(Objective):
     round(λB) replay samples per batch).
     """
 
-    kind: ClassVar[str] = "ForwardKL"
-
     replay: float = 0.0
-    replay_slots: str = "bernoulli"
+    replay_slots: str = BERNOULLI
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
         as_choice("replay_slots", self.replay_slots, SLOTS)
-
-    @property
-    def samples_from_model(self) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,8 @@ class ReverseKL(Objective):
     Stratified slots use the realised fraction λ' = round(λB)/B in the weights.
     """
 
-    kind: ClassVar[str] = "ReverseKL"
-
     replay: float = 0.0
-    replay_slots: str = "bernoulli"
+    replay_slots: str = BERNOULLI
     weight_cap: Optional[float] = None
     baseline: str = "loo"
 
@@ -131,8 +130,6 @@ class SDFT(Objective):
     baseline); 'forward': KL(t ‖ q_θ), samples from t, ĝ = −(1/B) Σ s(x_i).
     """
 
-    kind: ClassVar[str] = "SDFT"
-
     ema: float = 0.02
     anchor: float = 0.5
     direction: str = "reverse"
@@ -147,10 +144,6 @@ class SDFT(Objective):
         object.__setattr__(self, "ema", ema)
         object.__setattr__(self, "anchor", anchor)
         as_choice("direction", self.direction, DIRECTIONS)
-
-    @property
-    def samples_from_model(self) -> bool:
-        return self.direction == "reverse"
 
 
 def _check_reward(reward: Any, radius: Any) -> float:
@@ -167,8 +160,6 @@ class TTTDiscover(Objective):
     KL(softmax(β r) ‖ uniform_G) = ln 2 (needs G ≥ 3). Rewards: 'new_logpdf', 'target_logpdf',
     'new_indicator' (1[‖x − μ_n*‖_Σ ≤ radius]).
     """
-
-    kind: ClassVar[str] = "TTTDiscover"
 
     beta: Union[float, str] = 2.0
     kl_penalty: float = 0.0
@@ -199,8 +190,6 @@ class OAPL(Objective):
     ĝ = (2β2/G) Σ (β2 Δ_i − (r_i − V̂)) s(x_i), Δ_i = log q_θ(x_i) − log q_lag(x_i).
     """
 
-    kind: ClassVar[str] = "OAPL"
-
     beta1: float = 1.0
     beta2: float = 1.0
     lag: int = 10
@@ -212,10 +201,6 @@ class OAPL(Objective):
         object.__setattr__(self, "beta2", as_positive_float("beta2", self.beta2))
         object.__setattr__(self, "lag", as_positive_int("lag", self.lag))
         object.__setattr__(self, "radius", _check_reward(self.reward, self.radius))
-
-    @property
-    def samples_from_model(self) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -248,8 +233,6 @@ class NewModeREINFORCE(Objective):
     there is no baseline. ``beta`` > 0 shifts every reward by −log β.
     """
 
-    kind: ClassVar[str] = "NewModeREINFORCE"
-
     beta: float = 0.1
     advantage: str = "raw"
 
@@ -258,24 +241,37 @@ class NewModeREINFORCE(Objective):
         as_choice("advantage", self.advantage, ADVANTAGES)
 
 
-_CLASSES = {
-    cls.__name__: cls for cls in (ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE)
-}
+#: The registry: every objective, one line each. Everything that knows the objectives (the
+#: package's exports, the twin's registry, TOML kinds, the Rust binding's kinds) is checked
+#: against it by ``tests/test_objective_registry.py``.
+OBJECTIVES: tuple[type[Objective], ...] = (
+    ForwardKL,
+    ReverseKL,
+    SDFT,
+    TTTDiscover,
+    OAPL,
+    NewModeREINFORCE,
+)
+
+_BY_KIND: dict[str, type[Objective]] = {cls.kind: cls for cls in OBJECTIVES}
+
+
+def objective_class(kind: Any) -> type[Objective]:
+    """The objective class named ``kind`` (ValueError listing the kinds otherwise)."""
+    if not isinstance(kind, str) or kind not in _BY_KIND:
+        raise ValueError(f"objective kind must be one of {list(_BY_KIND)}, got {kind!r}")
+    return _BY_KIND[kind]
 
 
 def objective_from_dict(data: dict[str, Any]) -> Objective:
     """Inverse of :meth:`Objective.as_dict`."""
     data = dict(data)
-    kind = data.pop("kind", None)
-    if kind not in _CLASSES:
-        raise ValueError(f"objective kind must be one of {sorted(_CLASSES)}, got {kind!r}")
-    names = {f.name for f in dataclasses.fields(_CLASSES[kind])}
+    cls = objective_class(data.pop("kind", None))
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown field(s) {sorted(unknown)} for {kind}; allowed: {sorted(names)}")
-    obj: Objective = _CLASSES[kind](**data)
+        raise ValueError(
+            f"unknown field(s) {sorted(unknown)} for {cls.kind}; allowed: {sorted(names)}"
+        )
+    obj: Objective = cls(**data)
     return obj
-
-
-def is_objective(value: Any) -> bool:
-    return isinstance(value, Objective)

@@ -1,28 +1,18 @@
-"""Population (infinite-batch) flow and exact gradients (docs: theory-population)."""
+"""Population (infinite-batch) flow and exact gradients (docs: theory-population): the front
+doors of the G → ∞ limit, run by the engine's driver with the Rust population stepper."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Optional
 
 import numpy as np
 
-from . import _core
-from ._chunks import timed_chunks
-from ._problem import (
-    build_problem,
-    check_lr,
-    check_lr_scale,
-    check_models,
-    check_objective,
-    check_steps,
-    check_train_scales,
-    check_weight_param,
-    population_flow_bytes,
-)
-from ._validate import check_output_size
-from .mixture import TwoMode, component_scales
+from ._defaults import DEFAULT_LR
+from ._problem import check_models, check_objective, check_train_scales, check_weight_param
+from .engine import check_flow, drive
+from .engine._rust import RustPopulationFlow, rust_population_gradient
+from .mixture import TwoMode
 from .objectives import Objective
 from .results import Trajectory
 
@@ -59,17 +49,9 @@ def population_gradient(
     objective = check_objective(objective)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
-    problem = build_problem(
-        target,
-        model,
-        objective,
-        weight_param,
-        1.0,
-        check_lr_scale(None, train_scales),
-        train_scales,
-        scale_param,
+    flat = rust_population_gradient(
+        target, model, objective, weight_param, train_scales, scale_param
     )
-    flat = _core.population_gradient(problem)
     d = target.dim
     out: dict[str, np.ndarray | float] = {
         "weight": float(flat[0]),
@@ -87,7 +69,7 @@ def population_flow(
     start: TwoMode,
     objective: Objective,
     steps: int = 2000,
-    lr: float = 0.05,
+    lr: float = DEFAULT_LR,
     record_every: int = 10,
     weight_param: str = "logit",
     lr_scale: Optional[Mapping[str, float]] = None,
@@ -106,71 +88,16 @@ def population_flow(
 
     ``train_scales=True`` (see :func:`mixforget.simulate`) is exact for d = 1 and raises
     NotImplementedError for d > 1 (each step would need a quadrature over all d dimensions)."""
-    check_models(target, start)
-    objective = check_objective(objective)
-    steps, record_every = check_steps(steps, record_every)
-    lr = check_lr(lr)
-    weight_param = check_weight_param(weight_param)
-    train_scales, scale_param = check_train_scales(train_scales, scale_param)
-    scale = check_lr_scale(lr_scale, train_scales)
-    if train_scales and target.dim > 1:
-        raise NotImplementedError(
-            "population_flow with train_scales=True is implemented for d = 1 only (every step "
-            f"would need a quadrature over all d dimensions), got d = {target.dim}; "
-            "population_gradient supports d <= 3"
-        )
-    check_output_size(
-        "the recorded flow and quadrature buffers",
-        population_flow_bytes(target.dim, steps, record_every),
-        f"raise record_every (now {record_every}) or lower steps (now {steps})",
+    plan = check_flow(
+        target,
+        start,
+        objective,
+        steps,
+        lr,
+        record_every,
+        weight_param,
+        lr_scale,
+        train_scales,
+        scale_param,
     )
-    problem = build_problem(
-        target, start, objective, weight_param, lr, scale, train_scales, scale_param
-    )
-    began = time.perf_counter()
-    d = target.dim
-    n_records = steps // record_every + 1
-    # the whole output up front: an impossible size fails here (MemoryError) before any work
-    old_weight = np.empty((1, n_records))
-    old_mean = np.empty((1, n_records, d))
-    new_mean = np.empty((1, n_records, d))
-    old_weight[:, 0] = start.old_weight
-    old_mean[:, 0] = start.old_mean
-    new_mean[:, 0] = start.new_mean
-    scales = np.empty((1, n_records, 2))
-    scales[:, :] = np.array(component_scales(start))
-    flow = _core.PopulationFlow(problem)
-    k = 1
-    for n in timed_chunks(steps, 1):
-        w, o, nw, _, sc = flow.advance(n, record_every)
-        m = w.shape[1]
-        old_weight[:, k : k + m] = w
-        old_mean[:, k : k + m] = o
-        new_mean[:, k : k + m] = nw
-        if train_scales:
-            scales[:, k : k + m] = sc
-        k += m
-    return Trajectory(
-        steps=np.arange(0, steps + 1, record_every),
-        old_weight=old_weight,
-        old_mean=old_mean,
-        new_mean=new_mean,
-        starved=np.zeros((1, n_records), dtype=np.int64),
-        diverged=np.array([flow.diverged()]),
-        target=target,
-        old_scale=scales[:, :, 0],
-        new_scale=scales[:, :, 1],
-        meta={
-            "objective": objective.as_dict(),
-            "start": start.to_dict(),
-            "steps": steps,
-            "lr": lr,
-            "record_every": record_every,
-            "weight_param": weight_param,
-            "lr_scale": scale,
-            "train_scales": train_scales,
-            "scale_param": scale_param,
-            "population": True,
-            "wall_time": time.perf_counter() - began,
-        },
-    )
+    return drive(plan, lambda: RustPopulationFlow(plan))

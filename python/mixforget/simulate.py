@@ -1,32 +1,21 @@
-"""Finite-batch training over replicates (docs: theory-training-loop) and one-step gradient
-studies."""
+"""The front doors of finite-batch training (docs: theory-training-loop) and of one-step
+gradient studies: they validate the arguments and hand the run to the engine's driver
+(:func:`mixforget.engine.drive`) with the Rust stepper, or to the array-API twin
+(:mod:`mixforget.reference`) for the other backends."""
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Mapping
 from typing import Any, Optional
 
-import numpy as np
-
-from . import _core, reference
-from ._chunks import timed_chunks
-from ._problem import (
-    build_problem,
-    check_lr_scale,
-    check_models,
-    check_objective,
-    check_run,
-    check_train_scales,
-    check_weight_param,
-    estimate_gradient_bytes,
-)
-from ._rng import RngLike, resolve_rng, root_key, seed_record
+from . import reference
+from ._defaults import DEFAULT_LR
+from ._problem import check_run
+from ._rng import RngLike, resolve_rng
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
-from ._validate import as_positive_int, check_output_size
-from .kernels import resolve_threads
-from .mixture import TwoMode, component_scales
+from .engine import drive, plan_of_run
+from .engine._rust import RustSimulation, rust_gradient_estimates
+from .mixture import TwoMode
 from .objectives import Objective
 from .reference._backend import check_backend_args
 from .results import GradientEstimates, Trajectory
@@ -34,13 +23,6 @@ from .results import GradientEstimates, Trajectory
 __all__ = ["DEFAULT_MEMORY_LIMIT", "estimate_gradient", "simulate"]
 
 DEFAULT_MEMORY_LIMIT = _DEFAULT_LIMIT
-#: Work of the first Rust call (samples × (d + 1)): a few milliseconds; later calls are sized
-#: from the measured rate to about 0.1 s each (``_chunks.timed_chunks``), so that Ctrl-C is
-#: honoured within 0.5 s whatever ``record_every`` is, and at most 1/20 of the run each so
-#: that the progress bar moves. Results do not depend on the chunking: the streams live in
-#: Rust and records sit at absolute step counts.
-_FIRST_CALL_WORK = 2**18
-_MIN_CALLS = 20
 
 
 def simulate(
@@ -49,7 +31,7 @@ def simulate(
     objective: Objective,
     steps: int = 2000,
     batch_size: int = 64,
-    lr: float = 0.05,
+    lr: float = DEFAULT_LR,
     replicates: int = 1000,
     record_every: int = 10,
     rng: RngLike = 0,
@@ -167,111 +149,8 @@ def simulate(
         train_scales,
         scale_param,
     )
-    objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
-    replicates, record_every, weight_param, scale, n_threads = (
-        run.replicates,
-        run.record_every,
-        run.weight_param,
-        run.lr_scale,
-        run.threads,
-    )
-    seq = resolve_rng(rng)
-    problem = build_problem(
-        target, start, objective, weight_param, lr, scale, run.train_scales, run.scale_param
-    )
-    sim = _core.Simulator(problem, batch_size, replicates, root_key(seq), n_threads)
-
-    d = target.dim
-    n_records = steps // record_every + 1
-    # the whole output up front: an impossible size fails here (MemoryError) before any work
-    old_weight = np.empty((replicates, n_records))
-    old_mean = np.empty((replicates, n_records, d))
-    new_mean = np.empty((replicates, n_records, d))
-    starved = np.empty((replicates, n_records), dtype=np.int64)
-    old_weight[:, 0] = start.old_weight
-    old_mean[:, 0] = start.old_mean
-    new_mean[:, 0] = start.new_mean
-    starved[:, 0] = 0
-    sigma0 = component_scales(start)
-    scales = np.empty((replicates, n_records, 2))
-    scales[:, :] = np.array(sigma0)
-    first = _FIRST_CALL_WORK // (replicates * batch_size * (d + 1))
-    chunks = timed_chunks(steps, first, most=-(-steps // _MIN_CALLS))
-    bar = _progress_bar(progress, steps)
-    began = time.perf_counter()
-    k = 1
-    try:
-        for n in chunks:
-            w, o, nw, s, sc = sim.advance(n, record_every)
-            m = w.shape[1]
-            old_weight[:, k : k + m] = w
-            old_mean[:, k : k + m] = o
-            new_mean[:, k : k + m] = nw
-            starved[:, k : k + m] = s
-            if run.train_scales:
-                scales[:, k : k + m] = sc
-            k += m
-            if bar is not None:
-                bar.update(n)
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - began
-    meta = {
-        "objective": objective.as_dict(),
-        "start": start.to_dict(),
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "replicates": replicates,
-        "record_every": record_every,
-        "weight_param": weight_param,
-        "lr_scale": scale,
-        "train_scales": run.train_scales,
-        "scale_param": run.scale_param,
-        "seed": seed_record(seq),
-        "wall_time": wall,
-        "threads": n_threads,
-        "implementation": "rust",
-    }
-    scale_rec = scales
-    return Trajectory(
-        steps=np.arange(0, steps + 1, record_every),
-        old_weight=old_weight,
-        old_mean=old_mean,
-        new_mean=new_mean,
-        starved=starved,
-        diverged=np.asarray(sim.diverged(), dtype=bool),
-        target=target,
-        meta=meta,
-        old_scale=scale_rec[:, :, 0],
-        new_scale=scale_rec[:, :, 1],
-    )
-
-
-class _TextBar:
-    """Minimal progress display on stderr when tqdm is not installed."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        sys.stderr.write(f"\rmixforget: {self.done}/{self.total} steps")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-
-
-def _progress_bar(progress: bool, total: int) -> Any:
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _TextBar(total)
-    return tqdm(total=total, unit="step", desc="mixforget")
+    plan = plan_of_run(target, start, run, resolve_rng(rng))
+    return drive(plan, lambda: RustSimulation(plan), progress)
 
 
 def estimate_gradient(
@@ -322,45 +201,15 @@ def estimate_gradient(
             device=device,
             precision=precision,
         )
-    check_models(target, model, "model")
-    batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
-    batches = as_positive_int("batches", batches, minimum=2)
-    weight_param = check_weight_param(weight_param)
-    train_scales, scale_param = check_train_scales(train_scales, scale_param)
-    n_threads = resolve_threads(threads)
-    check_output_size(
-        f"batches={batches} gradient estimates of batch_size={batch_size}",
-        estimate_gradient_bytes(target.dim, batch_size, batches, n_threads),
-        "estimate fewer batches per call or use a smaller batch_size",
-    )
-    seq = resolve_rng(rng)
-    problem = build_problem(
+    return rust_gradient_estimates(
         target,
         model,
         objective,
+        batch_size,
+        batches,
+        rng,
         weight_param,
-        1.0,
-        check_lr_scale(None, train_scales),
+        threads,
         train_scales,
         scale_param,
-    )
-    key = root_key(seq)
-    width = 1 + 2 * target.dim + (2 if train_scales else 0)
-    grads = np.empty((batches, width))
-    counts = np.empty(batches, dtype=np.int64)
-    # Calls of about 0.1 s (Ctrl-C), cut at stream boundaries: the c-th run of
-    # BATCHES_PER_STREAM batches uses stream c whatever the cut, so the numbers equal one call's.
-    per_stream = _core.BATCHES_PER_STREAM
-    first = per_stream * max(1, _FIRST_CALL_WORK // (per_stream * batch_size * (target.dim + 1)))
-    done = 0
-    for n in timed_chunks(batches, first, quantum=per_stream):
-        g, c = _core.estimate_gradient(
-            problem, batch_size, n, key, n_threads, first_stream=done // per_stream
-        )
-        grads[done : done + n] = g
-        counts[done : done + n] = c
-        done += n
-    return GradientEstimates(
-        gradients=grads, starved=counts == 0, old_count=counts, seed=seed_record(seq)
     )

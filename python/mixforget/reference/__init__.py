@@ -28,9 +28,12 @@ Layout (the Rust engine's, one module per objective):
   module docstring;
 - :mod:`._objective` — the interface those implement (:class:`~._objective.ObjectiveTwin`),
   the run context, the parameters and the pieces several objectives share;
-  :mod:`._registry` maps an objective to its twin;
-- :mod:`._engine` — the shared core: draw, densities, score accumulation, update, recording
-  (:func:`simulate`, :func:`estimate_gradient`, :func:`population_gradient`);
+  :mod:`._registry` maps an objective (by its ``kind`` in
+  :data:`mixforget.objectives.OBJECTIVES`) to its twin;
+- :mod:`._step` — the shared core of one step: draw, densities, score accumulation, update,
+  divergence; :mod:`._engine` — the twin's stepper for the engine's driver
+  (:func:`mixforget.engine.drive`, which records, chunks and builds the Trajectory) and the
+  front doors :func:`simulate`, :func:`estimate_gradient`, :func:`population_gradient`;
 - :mod:`._densities` — Gaussian components and two-mode mixtures; :mod:`._averaging` — the
   batch mean and its population (quadrature) limit;
 - :mod:`.kernels` — twins of :func:`mixforget.kernels.responsibilities`,

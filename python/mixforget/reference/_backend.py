@@ -359,7 +359,6 @@ def _jax_backend(precision: str, device: Any) -> Backend:
     import jax.numpy as jnp
 
     dev = _jax_device(jax, device)
-    _register_pytrees(jax)
     dtype = getattr(jnp, precision)
     return Backend(
         "jax",
@@ -371,21 +370,6 @@ def _jax_backend(precision: str, device: Any) -> Backend:
         jnp.bool_,
         lambda seq: _random.JaxRandom(seq, dtype, dev),
         jit=True,
-    )
-
-
-@functools.cache
-def _register_pytrees(jax: Any) -> None:
-    """Params is carried through ``lax.scan``: make it a pytree (once)."""
-    from dataclasses import fields
-
-    from ._objective import Params
-
-    names = tuple(f.name for f in fields(Params))
-    jax.tree_util.register_pytree_node(
-        Params,
-        lambda p: (tuple(getattr(p, n) for n in names), None),
-        lambda _, leaves: Params(*leaves),
     )
 
 

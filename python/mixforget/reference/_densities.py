@@ -88,21 +88,23 @@ class Gauss:
         return self.prec(v) if sd is None else self.prec(v) / (sd * sd)[:, None]
 
 
-def scale_and_shape(cov: Any, dim: int) -> tuple[float, np.ndarray]:
-    """A covariance Σ as σ²·S (trainable scales): σ = det(Σ)^{1/(2d)} (the standard deviation
-    of a scalar covariance, :func:`mixforget.mixture.component_scales`) and the unit-determinant
-    shape S = Σ/σ², in Σ's form (scalar, diagonal or full; a scalar's shape is exactly 1)."""
+def unit_shape_and_scale(cov: Any, dim: int) -> tuple[np.ndarray, float]:
+    """(S, σ) of a covariance Σ = σ²·S (trainable scales), in the order and meaning of
+    :func:`mixforget.mixture.unit_shape_and_scale`: the unit-determinant shape S = Σ/σ² in
+    Σ's own form (scalar, diagonal or full; a scalar's shape is exactly 1, which the twin's
+    :class:`Gauss` keeps cheap) and σ = det(Σ)^{1/(2d)} (the standard deviation when d = 1).
+    The twin keeps Σ's form, which the mixture's (d, d)-matrix version does not."""
     cov = np.asarray(cov, dtype=np.float64)
     if cov.ndim == 0:
-        return math.sqrt(float(cov)), np.asarray(1.0)
+        return np.asarray(1.0), math.sqrt(float(cov))
     if dim == 1:
-        return math.sqrt(float(cov.reshape(-1)[0])), np.ones_like(cov)
+        return np.ones_like(cov), math.sqrt(float(cov.reshape(-1)[0]))
     if cov.ndim == 1:
         log_det = float(np.sum(np.log(cov)))
     else:
         log_det = float(np.linalg.slogdet(cov)[1])
     sd = math.exp(log_det / (2 * dim))
-    return sd, cov / (sd * sd)
+    return cov / (sd * sd), sd
 
 
 @dataclass

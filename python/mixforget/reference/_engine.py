@@ -1,19 +1,19 @@
-"""The shared core of the twin, written once for every objective: draw, densities, score
-accumulation, update and recording (docs: theory-scores, theory-training-loop). What differs between
-objectives is asked of the objective's :class:`~._objective.ObjectiveTwin`
-(:func:`._registry.twin_for`)."""
+"""The twin's front doors: :func:`simulate` (its stepper :class:`TwinSimulation`, run by the
+engine's driver :func:`mixforget.engine.drive`), and the one-step studies
+:func:`estimate_gradient` and :func:`population_gradient`, all with the step of
+:mod:`._step` on the backend of :mod:`._backend`."""
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
 
+from .._defaults import DEFAULT_LR
 from .._problem import (
     check_models,
     check_objective,
@@ -23,17 +23,23 @@ from .._problem import (
 )
 from .._rng import RngLike, resolve_rng, seed_record
 from .._validate import as_positive_int, resolve_threads
-from ..mixture import TwoMode, component_scales
+from ..engine import ChunkPolicy, Records, RunPlan, drive, plan_of_run
+from ..mixture import TwoMode
 from ..objectives import Objective
-from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT, GradientEstimates, Trajectory
-from ._averaging import Averager, BatchMean, QuadMean
+from ..results import GradientEstimates, Trajectory
+from ._averaging import BatchMean, QuadMean
 from ._backend import Backend, get_backend
-from ._densities import Mix, alpha_of, mix_logpdf
-from ._objective import Context, Extra, ModelDensities, ObjectiveTwin, Params
+from ._densities import Mix, alpha_of
+from ._objective import (
+    Context,
+    Extra,
+    ObjectiveTwin,
+    Params,
+    register_params_pytree,
+)
 from ._registry import twin_for
+from ._step import TrainingStep, draw_batch, gradient
 
-_DIRECT_EPS = 1e-3  # docs: theory-model: the direct weight is clipped to [ε, 1 − ε]
-_SCALE_FLOOR = 1e-3  # a direct scale σ is floored at 1e-3 after each step (2510.18874's code)
 _CHUNK_SAMPLES = 1 << 20  # estimate_gradient: samples per vectorised chunk (bounds memory)
 #: JAX: recorded values per jitted call (R × records), bounding device memory for the
 #: stacked records; a run compiles at most two chunk lengths (full chunks, remainder)
@@ -47,151 +53,6 @@ _BACKEND_DOC = """backend : {"numpy", "torch", "cupy", "jax", "array_api_strict"
         Float type of the computation; results come back as float64 NumPy arrays."""
 
 
-def score_mean(
-    c: Any, x: Any, lpo: Any, lpn: Any, lq: Any, mix: Mix, ctx: Context, avg: Averager
-) -> Params:
-    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (docs: theory-scores), per group:
-    weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
-    new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
-    With trainable scales (Σ_k = σ_k² S_k) also σ_o: r_o (M_o − d)/σ_o and σ_n:
-    r_n (M_n − d)/σ_n, M_k = ‖x − μ_k‖²_{S_k}/σ_k² (∂/∂σ log φ(x; μ, σ²S)); for u = log σ
-    the same times σ. Returns weight (R,), old_mean (R, d), new_mean (R, d) and, when the
-    scales train, old_scale, new_scale (R,)."""
-    xp = ctx.xp
-    ro = xp.exp(mix.log_a[:, None] + lpo - lq)
-    rn = xp.exp(mix.log_b[:, None] + lpn - lq)
-    if ctx.weight_param == "logit":
-        s_w = ro - mix.alpha[:, None]
-    else:
-        s_w = xp.exp(lpo - lq) - xp.exp(lpn - lq)
-    cro, crn = c * ro, c * rn
-    diff_o, diff_n = x - mix.mo[:, None, :], x - mix.mn[:, None, :]
-    grad = Params(
-        weight=avg.mean(c * s_w),
-        old_mean=ctx.g_o.scaled_prec(avg.mean(cro[:, :, None] * diff_o), mix.so),
-        new_mean=ctx.g_n.scaled_prec(avg.mean(crn[:, :, None] * diff_n), mix.sn),
-    )
-    if ctx.trains_scales:
-        grad.old_scale = _scale_score_mean(ctx, ctx.g_o, cro, diff_o, mix.so, avg)
-        grad.new_scale = _scale_score_mean(ctx, ctx.g_n, crn, diff_n, mix.sn, avg)
-    return grad
-
-
-def _scale_score_mean(
-    ctx: Context, shape: Any, coef: Any, diff: Any, sd: Any, avg: Averager
-) -> Any:
-    """avg_i[c_i r_i (M_i − d)]/σ (σ direct) or avg_i[c_i r_i (M_i − d)] (log σ), with
-    M_i = ‖x_i − μ‖²_S/σ² and coef = c·r (R, N)."""
-    m = shape.mahal2(diff) / (sd * sd)[:, None]
-    g = avg.mean(coef * (m - float(ctx.dim)))
-    return g / sd if ctx.scale_param == "direct" else g
-
-
-def gradient(
-    ctx: Context, twin: ObjectiveTwin[Any], x: Any, avg: Averager, model: Mix, extra: Extra
-) -> Params:
-    """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
-    (docs: theory-scores, theory-estimators)."""
-    lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
-    c = twin.model_coefficient(x, ModelDensities(model, lpo, lpn, lq), avg, extra)
-    return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
-
-
-def draw_batch(
-    rng: Any,
-    state: Any,
-    ctx: Context,
-    twin: ObjectiveTwin[Any],
-    r: int,
-    b: int,
-    model: Mix,
-    extra: Extra,
-) -> tuple[Any, Any, Any]:
-    """One batch per replicate from the objective's sampling distribution: the standard
-    normals z (R, B, d) first, then whatever the objective draws (replay slots, labels).
-    Returns (random state, x (R, B, d), old label (R, B))."""
-    state, z = rng.normal(state, (r, b, ctx.dim))
-    return twin.draw(rng, state, z, model, extra)
-
-
-def sgd_step(
-    params: Params,
-    grad: Params,
-    lr: float,
-    scale: Mapping[str, float],
-    weight_param: str,
-    scale_param: Optional[str] = None,
-) -> Params:
-    """θ ← θ − lr·m⊙ĝ per group (m = ``lr_scale``); the direct weight is then clipped to
-    [1e-3, 1 − 1e-3] (NaN stays NaN), and direct scales σ are floored at 1e-3 (as the Rust
-    engine's ``max``, a NaN σ becomes the floor)."""
-    new = Params(
-        **{name: v - lr * scale[name] * getattr(grad, name) for name, v in params.groups().items()}
-    )
-    if weight_param == "direct":
-        new.weight = _clip_keep_nan(new.weight, _DIRECT_EPS, 1.0 - _DIRECT_EPS)
-    if scale_param == "direct" and new.old_scale is not None:
-        new.old_scale = _floor(new.old_scale, _SCALE_FLOOR)
-        new.new_scale = _floor(new.new_scale, _SCALE_FLOOR)
-    return new
-
-
-def _floor(v: Any, lo: float) -> Any:
-    """max(v, lo) as Rust's f64::max: a NaN gives ``lo``."""
-    from ._backend import namespace_of
-
-    xp = namespace_of(v)
-    return xp.where(v > lo, v, xp.full_like(v, lo))
-
-
-def _clip_keep_nan(v: Any, lo: float, hi: float) -> Any:
-    """clip(v, lo, hi) with NaN kept NaN (as NumPy and Rust), spelled with where so that
-    every namespace agrees."""
-    from ._backend import namespace_of
-
-    xp = namespace_of(v)
-    return xp.where(v < lo, xp.full_like(v, lo), xp.where(v > hi, xp.full_like(v, hi), v))
-
-
-class _Stepper:
-    """One training step (docs: theory-training-loop) for all replicates at once, written once
-    against the array API: a pure function of the carry (params, extra state, starved counts,
-    diverged flags, random state) and the 1-based step number, so that JAX can jit and scan it."""
-
-    def __init__(
-        self,
-        ctx: Context,
-        twin: ObjectiveTwin[Any],
-        rng: Any,
-        r: int,
-        batch_size: int,
-        lr: float,
-        scale: Mapping[str, float],
-    ) -> None:
-        self.ctx, self.twin, self.rng = ctx, twin, rng
-        self.r, self.batch_size, self.lr, self.scale = r, batch_size, lr, scale
-        self.avg = BatchMean(batch_size)
-
-    def __call__(self, carry: tuple[Any, ...], t: Any) -> tuple[Any, ...]:
-        params, extra, starved, diverged, state = carry
-        ctx, xp, wp = self.ctx, self.ctx.xp, self.ctx.weight_param
-        model = ctx.mix_of(params)
-        state, x, old = draw_batch(
-            self.rng, state, ctx, self.twin, self.r, self.batch_size, model, extra
-        )
-        grad = gradient(ctx, self.twin, x, self.avg, model, extra)
-        new = sgd_step(params, grad, self.lr, self.scale, wp, ctx.scale_param)
-        fed = xp.any(old, axis=1)
-        starved = starved + xp.astype(~diverged & ~fed, starved.dtype)
-        ok = ~diverged & new.finite()
-        # runaway: frozen where it crossed the bound, extra state not advanced (as in Rust)
-        runaway = ok & _runaway(ctx, new)
-        diverged = diverged | ~ok | runaway
-        params = new.where(ok, params)
-        extra = self.twin.advance(t, params, ok & ~runaway, extra)
-        return params, extra, starved, diverged, state
-
-
 def _record_of(carry: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
     """What a record keeps: α, the means, the cumulative starved count and, when the scales
     train, σ_o and σ_n."""
@@ -203,57 +64,11 @@ def _record_of(carry: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
     return values
 
 
-class _Recorder:
-    """The recorded trajectory on the host: α, the means, the cumulative starved count and
-    the scales σ_o, σ_n at records 0, 1, …, n_rec − 1 (device arrays are copied at records
-    only). Untrained scales are constant at their start value ``sigma0``."""
-
-    def __init__(
-        self, be: Backend, r: int, d: int, n_rec: int, sigma0: tuple[float, float]
-    ) -> None:
-        self.be = be
-        self.old_weight = np.empty((r, n_rec))
-        self.old_mean = np.empty((r, n_rec, d))
-        self.new_mean = np.empty((r, n_rec, d))
-        self.starved = np.zeros((r, n_rec), dtype=np.int64)
-        self.old_scale = np.full((r, n_rec), sigma0[0])
-        self.new_scale = np.full((r, n_rec), sigma0[1])
-
-    def record(self, j: Any, values: tuple[Any, ...]) -> None:
-        """Store one record (j an int) or a block of records (j a slice; values with the
-        record axis first)."""
-        host = [self.be.to_numpy(v) for v in values]
-        if isinstance(j, slice):
-            host = [np.moveaxis(h, 0, 1) for h in host]
-        outs = (
-            self.old_weight,
-            self.old_mean,
-            self.new_mean,
-            self.starved,
-            self.old_scale,
-            self.new_scale,
-        )
-        for out, h in zip(outs, host):
-            out[:, j] = h
-
-
-def _run_eager(
-    step: _Stepper,
-    carry: tuple[Any, ...],
-    steps: int,
-    record_every: int,
-    recorder: _Recorder,
-    bar: Any,
-) -> tuple[Any, ...]:
-    """Python loop over steps (NumPy, torch, CuPy, array-api-strict): the work of a step is
-    queued on the device without a host read; the host copies at records only."""
-    for t in range(1, steps + 1):
-        carry = step(carry, t)
-        if t % record_every == 0:
-            recorder.record(t // record_every, _record_of(carry, step.ctx))
-        if bar is not None:
-            bar.update(1)
-    return carry
+def _records(host: list[np.ndarray]) -> Records:
+    """Host copies of :func:`_record_of`'s values, each with the records on axis 1, as the
+    driver's :class:`~mixforget.engine.Records`."""
+    scales = np.stack(host[4:6], axis=-1) if len(host) > 4 else None
+    return Records(host[0], host[1], host[2], host[3], scales)
 
 
 #: compiled JAX functions of recent runs, keyed by everything their step closes over (the
@@ -292,22 +107,65 @@ def _problem_key(
     )
 
 
-def _run_jax(
-    step: _Stepper,
-    carry: tuple[Any, ...],
-    steps: int,
-    record_every: int,
-    recorder: _Recorder,
-    bar: Any,
-    key: str,
-) -> tuple[Any, ...]:
-    """JAX: the step jitted once (and cached under ``key``); ``record_every`` steps per
-    ``lax.fori_loop``, records stacked by ``lax.scan`` over a chunk of records, one host copy
-    per chunk."""
-    import jax
-    import jax.numpy as jnp
+class TwinSimulation:
+    """The twin's stepper for :func:`mixforget.engine.drive`: the carry (params, extra state,
+    starved counts, diverged flags, random state) on the backend's device, advanced by
+    :class:`_Stepper`. Eager backends loop over steps in Python (the host copies at records
+    only); JAX runs ``record_every`` steps per ``lax.fori_loop`` and a fixed number of
+    records per jitted ``lax.scan`` (one host copy per call; a run compiles at most two
+    chunk lengths: full chunks and the remainder)."""
 
-    def build() -> Any:
+    def __init__(self, plan: RunPlan, be: Backend) -> None:
+        assert plan.batch_size is not None and plan.seed is not None
+        trained = plan.scale_param if plan.train_scales else None
+        r = plan.replicates
+        ctx = Context.build(plan.target, plan.start, plan.weight_param, be, trained)
+        twin = twin_for(plan.objective, ctx, plan.batch_size)
+        random = be.random(plan.seed)
+        params = Params.of_model(plan.start, plan.weight_param, r, be, trained)
+        starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
+        diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
+        self.carry = (params, twin.reset(params), starved, diverged, random.init())
+        self.step = TrainingStep(ctx, twin, random, r, plan.batch_size, plan.lr, plan.lr_scale)
+        self.be, self.done = be, 0
+        self.implementation = be.name
+        if be.jit:
+            register_params_pytree()
+            self._chunk = _jit_cached(_simulate_key(plan, be), lambda: self._build_jax(plan))
+            per_record = r * (4 + 2 * ctx.dim)  # α, starved, σ_o, σ_n, the means
+            n_records = plan.steps // plan.record_every
+            per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, per_record)))
+            fixed = per_call * plan.record_every
+            self.chunks = ChunkPolicy(first=fixed, quantum=fixed, most=fixed)
+        else:
+            self.chunks = ChunkPolicy(first=1)
+
+    def first_record(self) -> Records:
+        """Record 0, read from the carry (the start parameters as this backend holds them)."""
+        return _records([self._host(v)[:, None] for v in _record_of(self.carry, self.step.ctx)])
+
+    def _host(self, value: Any) -> np.ndarray:
+        return self.be.to_numpy(value)
+
+    def advance(self, steps: int, record_every: int) -> Records:
+        if self.be.jit:
+            return self._advance_jax(steps, record_every)
+        kept: list[tuple[Any, ...]] = []
+        for t in range(self.done + 1, self.done + steps + 1):
+            self.carry = self.step(self.carry, t)
+            if t % record_every == 0:
+                kept.append(tuple(self._host(v) for v in _record_of(self.carry, self.step.ctx)))
+        self.done += steps
+        if not kept:  # a chunk shorter than record_every crossed no record
+            r, d = self.step.r, self.step.ctx.dim
+            return Records(np.empty((r, 0)), np.empty((r, 0, d)), np.empty((r, 0, d)))
+        return _records([np.stack(column, axis=1) for column in zip(*kept)])
+
+    def _build_jax(self, plan: RunPlan) -> Any:
+        import jax
+
+        step, record_every = self.step, plan.record_every
+
         def block(c: tuple[Any, ...], t0: Any) -> tuple[tuple[Any, ...], Any]:
             c = jax.lax.fori_loop(0, record_every, lambda i, cc: step(cc, t0 + i + 1), c)
             return c, _record_of(c, step.ctx)
@@ -317,21 +175,37 @@ def _run_jax(
 
         return jax.jit(chunk)
 
-    chunk = _jit_cached(key, build)
+    def _advance_jax(self, steps: int, record_every: int) -> Records:
+        import jax
+        import jax.numpy as jnp
 
-    n_records = steps // record_every
-    per_record = step.r * (4 + 2 * step.ctx.dim)  # α, starved, σ_o, σ_n, the means
-    per_call = max(1, min(n_records, _JAX_RECORD_VALUES // max(1, per_record)))
-    done = 0
-    while done < n_records:
-        n = min(per_call, n_records - done)
-        starts = jnp.arange(done, done + n, dtype=jnp.int64) * record_every
-        carry, records = chunk(carry, jax.device_put(starts, step.ctx.backend.device))
-        recorder.record(slice(done + 1, done + n + 1), records)
-        done += n
-        if bar is not None:
-            bar.update(n * record_every)
-    return carry
+        first, n = self.done // record_every, steps // record_every
+        starts = jnp.arange(first, first + n, dtype=jnp.int64) * record_every
+        self.carry, records = self._chunk(self.carry, jax.device_put(starts, self.be.device))
+        self.done += steps
+        return _records([np.moveaxis(self._host(v), 0, 1) for v in records])
+
+    def diverged(self) -> np.ndarray:
+        return self._host(self.carry[3]).astype(bool)
+
+
+def _simulate_key(plan: RunPlan, be: Backend) -> str:
+    """What a compiled simulate chunk closes over (not the seed, start means or steps)."""
+    return _problem_key(
+        "simulate",
+        plan.target,
+        plan.start,
+        plan.objective,
+        weight_param=plan.weight_param,
+        lr=plan.lr,
+        scale=plan.lr_scale,
+        batch_size=plan.batch_size,
+        replicates=plan.replicates,
+        record_every=plan.record_every,
+        scale_param=plan.scale_param if plan.train_scales else None,
+        precision=be.precision,
+        device=str(be.device),
+    )
 
 
 # =====================================================================================
@@ -345,7 +219,7 @@ def simulate(
     objective: Objective,
     steps: int = 2000,
     batch_size: int = 64,
-    lr: float = 0.05,
+    lr: float = DEFAULT_LR,
     replicates: int = 1000,
     record_every: int = 10,
     rng: RngLike = 0,
@@ -392,7 +266,6 @@ def simulate(
     The same ``rng`` gives the same numbers on the same backend, device and precision; across
     backends the random streams differ and results agree in distribution only. Records are
     the only host copies (JAX: one per chunk of records)."""
-    t0 = time.perf_counter()
     run = check_run(
         target,
         start,
@@ -411,105 +284,14 @@ def simulate(
         scale_param,
     )
     be = get_backend(backend, device, precision)
-    objective, steps, batch_size, lr = run.objective, run.steps, run.batch_size, run.lr
-    replicates, record_every, weight_param = run.replicates, run.record_every, run.weight_param
-    trained = run.scale_param if run.train_scales else None
-    r = replicates
-    seq = resolve_rng(rng)
-    recorder = _Recorder(be, r, target.dim, steps // record_every + 1, component_scales(start))
-    bar = _progress_bar(steps, be.name) if progress else None
+    plan = plan_of_run(target, start, run, resolve_rng(rng))
+    device_name = None if be.device is None else str(be.device)
+    extra = {"backend": be.name, "device": device_name, "precision": be.precision}
     with be.context():
-        ctx = Context.build(target, start, weight_param, be, trained)
-        twin = twin_for(objective, ctx, batch_size)
-        random = be.random(seq)
-        params = Params.of_model(start, weight_param, r, be, trained)
-        starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
-        diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
-        carry = (params, twin.reset(params), starved, diverged, random.init())
-        recorder.record(0, _record_of(carry, ctx))
-        step = _Stepper(ctx, twin, random, r, batch_size, lr, run.lr_scale)
-        if be.jit:
-            key = _problem_key(
-                "simulate",
-                target,
-                start,
-                objective,
-                weight_param=weight_param,
-                lr=lr,
-                scale=run.lr_scale,
-                batch_size=batch_size,
-                replicates=r,
-                record_every=record_every,
-                scale_param=trained,
-                precision=be.precision,
-                device=str(be.device),
-            )
-            carry = _run_jax(step, carry, steps, record_every, recorder, bar, key)
-        else:
-            carry = _run_eager(step, carry, steps, record_every, recorder, bar)
-        diverged_host = be.to_numpy(carry[3]).astype(bool)
-    if bar is not None:
-        bar.close()
-
-    meta = {
-        "objective": objective.as_dict(),
-        "start": start.to_dict(),
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "replicates": replicates,
-        "record_every": record_every,
-        "weight_param": weight_param,
-        "lr_scale": run.lr_scale,
-        "train_scales": run.train_scales,
-        "scale_param": run.scale_param,
-        "seed": seed_record(seq),
-        "wall_time": time.perf_counter() - t0,
-        "threads": run.threads,
-        "implementation": be.name,
-        "backend": be.name,
-        "device": None if be.device is None else str(be.device),
-        "precision": be.precision,
-    }
-    return Trajectory(
-        steps=np.arange(0, steps + 1, record_every, dtype=np.int64),
-        old_weight=recorder.old_weight,
-        old_mean=recorder.old_mean,
-        new_mean=recorder.new_mean,
-        starved=recorder.starved,
-        diverged=diverged_host,
-        target=target,
-        meta=meta,
-        old_scale=recorder.old_scale,
-        new_scale=recorder.new_scale,
-    )
+        return drive(plan, lambda: TwinSimulation(plan, be), progress, extra)
 
 
 simulate.__doc__ = (simulate.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)
-
-
-def _runaway(ctx: Context, params: Params) -> Any:
-    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust): a mean
-    beyond RUNAWAY_DISTANCE Mahalanobis units of the target's mean of its mode, or the weight
-    parameter beyond RUNAWAY_WEIGHT of 0 or 1 (logit: |η| ≥ ln(1/RUNAWAY_WEIGHT − 1))."""
-    xp, w = ctx.xp, params.weight
-    if ctx.weight_param == "logit":
-        edge = xp.abs(w) >= math.log(1.0 / RUNAWAY_WEIGHT - 1.0)
-    else:
-        edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
-    bound = RUNAWAY_DISTANCE * RUNAWAY_DISTANCE
-    far_old = ctx.wg_o.mahal2(params.old_mean - ctx.world.mo) > bound
-    far_new = ctx.wg_n.mahal2(params.new_mean - ctx.world.mn) > bound
-    return edge | far_old | far_new
-
-
-def _progress_bar(total: int, name: str) -> Any:
-    try:
-        # optional dependency (the 'progress' extra): imported only when a bar is asked for
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="step", desc=f"mixforget ({name})")
 
 
 # =====================================================================================
@@ -589,6 +371,7 @@ def estimate_gradient(
             return state, xp.concat(flat, axis=1), xp.sum(xp.astype(old, be.int_dtype), axis=1)
 
         if be.jit:
+            register_params_pytree()
             key = _problem_key(
                 "estimate_gradient",
                 target,

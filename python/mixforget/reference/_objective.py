@@ -2,7 +2,7 @@
 (docs: theory-estimators), plus the pieces several objectives share (replay slots, two-mode draws,
 rewards, the log-ratio estimator).
 
-The core (:mod:`._engine`) never inspects which objective it runs: it asks the objective's
+The core (:mod:`._step`) never inspects which objective it runs: it asks the objective's
 :class:`ObjectiveTwin` (found by :func:`._registry.twin_for`) for
 
 - its **sampling source** — :meth:`ObjectiveTwin.draw` (one batch, old labels kept) and
@@ -18,6 +18,7 @@ The core (:mod:`._engine`) never inspects which objective it runs: it asks the o
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, Optional, TypeVar
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, Generic, Optional, TypeVar
 import numpy as np
 
 from ..mixture import TwoMode
-from ..objectives import Objective
+from ..objectives import BERNOULLI, Objective
 from ..theory import stratified_replay_count
 from ._averaging import Averager
 from ._backend import Backend, default_backend, namespace_of
@@ -34,7 +35,7 @@ from ._densities import (
     Mix,
     mix_from_param,
     mix_logpdf,
-    scale_and_shape,
+    unit_shape_and_scale,
     weight_param_of,
 )
 
@@ -77,7 +78,7 @@ class Params:
         scales: list[Any] = [None, None]
         if scale_param is not None:
             for k, cov in enumerate((model.old_cov, model.new_cov)):
-                sd = scale_and_shape(cov, model.dim)[0]
+                sd = unit_shape_and_scale(cov, model.dim)[1]
                 scales[k] = be.asarray(np.full(rows, scale_value(sd, scale_param)))
         return cls(
             be.asarray(w),
@@ -126,6 +127,20 @@ class Params:
         return mix_from_param(self.weight, self.old_mean, self.new_mean, weight_param, so, sn)
 
 
+@functools.cache
+def register_params_pytree() -> None:
+    """Make :class:`Params` a JAX pytree (once), so that ``lax.scan`` can carry it; called
+    by the twin before it jits a step."""
+    import jax
+
+    names = Params.group_names()
+    jax.tree_util.register_pytree_node(
+        Params,
+        lambda p: (tuple(getattr(p, n) for n in names), None),
+        lambda _, leaves: Params(*leaves),
+    )
+
+
 def scale_value(sd: float, scale_param: str) -> float:
     """The stored parameter of a component scale σ: σ itself ('direct') or log σ ('log')."""
     return math.log(sd) if scale_param == "log" else sd
@@ -171,7 +186,7 @@ class Context:
         d = target.dim
         covs = [model.old_cov, model.new_cov]
         if scale_param is not None:
-            covs = [scale_and_shape(cov, d)[1] for cov in covs]
+            covs = [unit_shape_and_scale(cov, d)[0] for cov in covs]
         return cls(
             weight_param=weight_param,
             dim=d,
@@ -280,8 +295,8 @@ class ObjectiveTwin(Generic[ObjectiveT]):
     returned, random state likewise), so that the step can be jitted and scanned by JAX;
     the twin object only holds what is fixed during a run."""
 
-    #: the objective class name (``Objective.as_dict()["kind"]``) this twin implements
-    kind: ClassVar[str] = ""
+    #: the objective class (of :data:`mixforget.objectives.OBJECTIVES`) this twin implements
+    implements: ClassVar[type[Objective]]
 
     def __init__(self, objective: ObjectiveT, ctx: Context, batch_size: Optional[int]) -> None:
         self.objective = objective
@@ -337,7 +352,7 @@ def replay_mask(
     (random state, mask (R, B) or None)."""
     if lam <= 0.0:
         return state, None
-    if slots == "bernoulli":
+    if slots == BERNOULLI:
         state, u = rng.uniform(state, (r, b))
         return state, u < lam
     be = ctx.backend

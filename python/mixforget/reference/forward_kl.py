@@ -22,7 +22,7 @@ from ._objective import Extra, ObjectiveTwin, replay_logpdf, replay_mask
 
 
 class ForwardKLTwin(ObjectiveTwin[ForwardKL]):
-    kind = "ForwardKL"
+    implements = ForwardKL
 
     def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         r, b = z.shape[:2]

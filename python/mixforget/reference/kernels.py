@@ -12,6 +12,7 @@ import numpy as np
 from .._kernels import as_points, mixture_args, sample_args, starvation_args
 from .._rng import RngLike, resolve_rng
 from .._validate import resolve_threads
+from ..objectives import BERNOULLI
 from ..theory import stratified_replay_count
 from ._backend import Backend, get_backend
 from ._densities import Gauss
@@ -136,7 +137,7 @@ def starvation_counts(
     batch_size: int,
     batches: int,
     replay: float = 0.0,
-    slots: str = "bernoulli",
+    slots: str = BERNOULLI,
     rng: RngLike = 0,
     threads: Optional[int] = None,
     *,
@@ -156,7 +157,7 @@ def starvation_counts(
     seq = resolve_rng(rng)
     with be.context():
         random = be.random(seq)
-        if slots == "bernoulli":
+        if slots == BERNOULLI:
             _, counts = random.binomial(random.init(), b, lam + (1.0 - lam) * alpha, n)
             return be.to_numpy(counts).astype(np.int64, copy=False)
         k = int(stratified_replay_count(lam, b))

@@ -30,7 +30,7 @@ from ._objective import Extra, ModelDensities, ObjectiveTwin
 
 
 class NewModeREINFORCETwin(ObjectiveTwin[NewModeREINFORCE]):
-    kind = "NewModeREINFORCE"
+    implements = NewModeREINFORCE
 
     def draw(self, rng: Any, state: Any, z: Any, model: Mix, extra: Extra) -> tuple[Any, Any, Any]:
         xp = self.ctx.xp

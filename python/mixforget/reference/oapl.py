@@ -23,7 +23,7 @@ from ._objective import Extra, ObjectiveTwin, Params, reward, select
 
 
 class OAPLTwin(ObjectiveTwin[OAPL]):
-    kind = "OAPL"
+    implements = OAPL
 
     def reset(self, params: Params) -> Extra:
         return {"lag": params.copy()}

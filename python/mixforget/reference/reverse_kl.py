@@ -25,7 +25,7 @@ from .._kernels import as_points
 from .._problem import check_models
 from .._validate import resolve_threads
 from ..mixture import TwoMode
-from ..objectives import ReverseKL
+from ..objectives import STRATIFIED, ReverseKL
 from ..theory import stratified_replay_count
 from ._averaging import Averager
 from ._densities import Mix
@@ -35,7 +35,7 @@ from .kernels import mixture_logpdf
 
 def effective_replay(objective: ReverseKL, batch_size: Optional[int]) -> float:
     """λ' in the weights: λ (bernoulli slots, population) or round(λB)/B (stratified)."""
-    if objective.replay > 0.0 and objective.replay_slots == "stratified" and batch_size is not None:
+    if objective.replay > 0.0 and objective.replay_slots == STRATIFIED and batch_size is not None:
         return int(stratified_replay_count(objective.replay, batch_size)) / batch_size
     return objective.replay
 
@@ -53,7 +53,7 @@ def replay_weight(ctx: Context, x: Any, lq: Any, lam: float, cap: Optional[float
 
 
 class ReverseKLTwin(ObjectiveTwin[ReverseKL]):
-    kind = "ReverseKL"
+    implements = ReverseKL
 
     def __init__(self, objective: ReverseKL, ctx: Context, batch_size: Optional[int]) -> None:
         super().__init__(objective, ctx, batch_size)

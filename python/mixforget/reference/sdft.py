@@ -37,7 +37,7 @@ def teacher_mix(ctx: Context, anchor: float, ema_params: Params) -> Mix:
 
 
 class SDFTTwin(ObjectiveTwin[SDFT]):
-    kind = "SDFT"
+    implements = SDFT
 
     def reset(self, params: Params) -> Extra:
         return {"ema": params.copy()}

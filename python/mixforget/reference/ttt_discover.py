@@ -93,7 +93,7 @@ def adaptive_beta(r: Any, avg: Averager) -> Any:
 
 
 class TTTDiscoverTwin(ObjectiveTwin[TTTDiscover]):
-    kind = "TTTDiscover"
+    implements = TTTDiscover
 
     def reset(self, params: Params) -> Extra:
         return {"start": params.copy()}

@@ -1,0 +1,176 @@
+"""One training step of the twin for all replicates at once, written once against the array API
+(docs: theory-scores, theory-training-loop): draw a batch, form the score-function estimate
+ĝ = avg_i[c_i s(x_i)], update θ ← θ − lr·m⊙ĝ, count starved batches and freeze diverged or
+runaway replicates. What differs between objectives is asked of the objective's
+:class:`~._objective.ObjectiveTwin`; the steppers of :mod:`._engine` drive this step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT
+from ._averaging import Averager, BatchMean
+from ._backend import namespace_of
+from ._densities import Mix, mix_logpdf
+from ._objective import Context, Extra, ModelDensities, ObjectiveTwin, Params
+
+_DIRECT_EPS = 1e-3  # docs: theory-model: the direct weight is clipped to [ε, 1 − ε]
+_SCALE_FLOOR = 1e-3  # a direct scale σ is floored at 1e-3 after each step (2510.18874's code)
+
+
+def score_mean(
+    c: Any, x: Any, lpo: Any, lpn: Any, lq: Any, mix: Mix, ctx: Context, avg: Averager
+) -> Params:
+    """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (docs: theory-scores), per group:
+    weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
+    new mean r_n Σ_n⁻¹(x − μ_n). Σ⁻¹ is applied after averaging (it is linear).
+    With trainable scales (Σ_k = σ_k² S_k) also σ_o: r_o (M_o − d)/σ_o and σ_n:
+    r_n (M_n − d)/σ_n, M_k = ‖x − μ_k‖²_{S_k}/σ_k² (∂/∂σ log φ(x; μ, σ²S)); for u = log σ
+    the same times σ. Returns weight (R,), old_mean (R, d), new_mean (R, d) and, when the
+    scales train, old_scale, new_scale (R,)."""
+    xp = ctx.xp
+    ro = xp.exp(mix.log_a[:, None] + lpo - lq)
+    rn = xp.exp(mix.log_b[:, None] + lpn - lq)
+    if ctx.weight_param == "logit":
+        s_w = ro - mix.alpha[:, None]
+    else:
+        s_w = xp.exp(lpo - lq) - xp.exp(lpn - lq)
+    cro, crn = c * ro, c * rn
+    diff_o, diff_n = x - mix.mo[:, None, :], x - mix.mn[:, None, :]
+    grad = Params(
+        weight=avg.mean(c * s_w),
+        old_mean=ctx.g_o.scaled_prec(avg.mean(cro[:, :, None] * diff_o), mix.so),
+        new_mean=ctx.g_n.scaled_prec(avg.mean(crn[:, :, None] * diff_n), mix.sn),
+    )
+    if ctx.trains_scales:
+        grad.old_scale = _scale_score_mean(ctx, ctx.g_o, cro, diff_o, mix.so, avg)
+        grad.new_scale = _scale_score_mean(ctx, ctx.g_n, crn, diff_n, mix.sn, avg)
+    return grad
+
+
+def _scale_score_mean(
+    ctx: Context, shape: Any, coef: Any, diff: Any, sd: Any, avg: Averager
+) -> Any:
+    """avg_i[c_i r_i (M_i − d)]/σ (σ direct) or avg_i[c_i r_i (M_i − d)] (log σ), with
+    M_i = ‖x_i − μ‖²_S/σ² and coef = c·r (R, N)."""
+    m = shape.mahal2(diff) / (sd * sd)[:, None]
+    g = avg.mean(coef * (m - float(ctx.dim)))
+    return g / sd if ctx.scale_param == "direct" else g
+
+
+def gradient(
+    ctx: Context, twin: ObjectiveTwin[Any], x: Any, avg: Averager, model: Mix, extra: Extra
+) -> Params:
+    """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
+    (docs: theory-scores, theory-estimators)."""
+    lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
+    c = twin.model_coefficient(x, ModelDensities(model, lpo, lpn, lq), avg, extra)
+    return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
+
+
+def draw_batch(
+    rng: Any,
+    state: Any,
+    ctx: Context,
+    twin: ObjectiveTwin[Any],
+    r: int,
+    b: int,
+    model: Mix,
+    extra: Extra,
+) -> tuple[Any, Any, Any]:
+    """One batch per replicate from the objective's sampling distribution: the standard
+    normals z (R, B, d) first, then whatever the objective draws (replay slots, labels).
+    Returns (random state, x (R, B, d), old label (R, B))."""
+    state, z = rng.normal(state, (r, b, ctx.dim))
+    return twin.draw(rng, state, z, model, extra)
+
+
+def sgd_step(
+    params: Params,
+    grad: Params,
+    lr: float,
+    scale: Mapping[str, float],
+    weight_param: str,
+    scale_param: Optional[str] = None,
+) -> Params:
+    """θ ← θ − lr·m⊙ĝ per group (m = ``lr_scale``); the direct weight is then clipped to
+    [1e-3, 1 − 1e-3] (NaN stays NaN), and direct scales σ are floored at 1e-3 (as the Rust
+    engine's ``max``, a NaN σ becomes the floor)."""
+    new = Params(
+        **{name: v - lr * scale[name] * getattr(grad, name) for name, v in params.groups().items()}
+    )
+    if weight_param == "direct":
+        new.weight = _clip_keep_nan(new.weight, _DIRECT_EPS, 1.0 - _DIRECT_EPS)
+    if scale_param == "direct" and new.old_scale is not None:
+        new.old_scale = _floor(new.old_scale, _SCALE_FLOOR)
+        new.new_scale = _floor(new.new_scale, _SCALE_FLOOR)
+    return new
+
+
+def _floor(v: Any, lo: float) -> Any:
+    """max(v, lo) as Rust's f64::max: a NaN gives ``lo``."""
+    xp = namespace_of(v)
+    return xp.where(v > lo, v, xp.full_like(v, lo))
+
+
+def _clip_keep_nan(v: Any, lo: float, hi: float) -> Any:
+    """clip(v, lo, hi) with NaN kept NaN (as NumPy and Rust), spelled with where so that
+    every namespace agrees."""
+    xp = namespace_of(v)
+    return xp.where(v < lo, xp.full_like(v, lo), xp.where(v > hi, xp.full_like(v, hi), v))
+
+
+class TrainingStep:
+    """One training step (docs: theory-training-loop) for all replicates at once, written once
+    against the array API: a pure function of the carry (params, extra state, starved counts,
+    diverged flags, random state) and the 1-based step number, so that JAX can jit and scan it."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        twin: ObjectiveTwin[Any],
+        rng: Any,
+        r: int,
+        batch_size: int,
+        lr: float,
+        scale: Mapping[str, float],
+    ) -> None:
+        self.ctx, self.twin, self.rng = ctx, twin, rng
+        self.r, self.batch_size, self.lr, self.scale = r, batch_size, lr, scale
+        self.avg = BatchMean(batch_size)
+
+    def __call__(self, carry: tuple[Any, ...], t: Any) -> tuple[Any, ...]:
+        params, extra, starved, diverged, state = carry
+        ctx, xp, wp = self.ctx, self.ctx.xp, self.ctx.weight_param
+        model = ctx.mix_of(params)
+        state, x, old = draw_batch(
+            self.rng, state, ctx, self.twin, self.r, self.batch_size, model, extra
+        )
+        grad = gradient(ctx, self.twin, x, self.avg, model, extra)
+        new = sgd_step(params, grad, self.lr, self.scale, wp, ctx.scale_param)
+        fed = xp.any(old, axis=1)
+        starved = starved + xp.astype(~diverged & ~fed, starved.dtype)
+        ok = ~diverged & new.finite()
+        # runaway: frozen where it crossed the bound, extra state not advanced (as in Rust)
+        runaway = ok & beyond_runaway(ctx, new)
+        diverged = diverged | ~ok | runaway
+        params = new.where(ok, params)
+        extra = self.twin.advance(t, params, ok & ~runaway, extra)
+        return params, extra, starved, diverged, state
+
+
+def beyond_runaway(ctx: Context, params: Params) -> Any:
+    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust): a mean
+    beyond RUNAWAY_DISTANCE Mahalanobis units of the target's mean of its mode, or the weight
+    parameter beyond RUNAWAY_WEIGHT of 0 or 1 (logit: |η| ≥ ln(1/RUNAWAY_WEIGHT − 1))."""
+    xp, w = ctx.xp, params.weight
+    if ctx.weight_param == "logit":
+        edge = xp.abs(w) >= math.log(1.0 / RUNAWAY_WEIGHT - 1.0)
+    else:
+        edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
+    bound = RUNAWAY_DISTANCE * RUNAWAY_DISTANCE
+    far_old = ctx.wg_o.mahal2(params.old_mean - ctx.world.mo) > bound
+    far_new = ctx.wg_n.mahal2(params.new_mean - ctx.world.mn) > bound
+    return edge | far_old | far_new

@@ -52,6 +52,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ._defaults import DEFAULT_LR, DEFAULT_PROBLEM
+
 __all__ = [
     "CLI_SIZES",
     "FLOOR_GENERATORS",
@@ -209,8 +211,10 @@ def default_problem(dim: int = 1) -> tuple[Any, Any]:
     from .mixture import TwoMode
 
     u = np.ones(int(dim)) / math.sqrt(int(dim))
-    target = TwoMode(old_mean=-3.0 * u, new_mean=3.5 * u, old_weight=0.75, cov=1.0)
-    return target, target.replace(new_mean=0.5 * u)
+    along_u = {**DEFAULT_PROBLEM["target"]}
+    along_u.update({key: along_u[key][0] * u for key in ("old_mean", "new_mean")})
+    target = TwoMode(**along_u)
+    return target, target.replace(new_mean=DEFAULT_PROBLEM["start_new_mean"][0] * u)
 
 
 def _record_every(steps: int) -> int:
@@ -302,7 +306,7 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
             objective,
             steps=t,
             batch_size=b,
-            lr=0.05,
+            lr=DEFAULT_LR,
             replicates=r,
             record_every=_record_every(t),
             rng=0,
@@ -316,14 +320,14 @@ def _simulate_workload(key: str, s: dict[str, Any]) -> Workload:
             objective,
             steps=tn,
             batch_size=b,
-            lr=0.05,
+            lr=DEFAULT_LR,
             replicates=r,
             record_every=_record_every(tn),
             rng=0,
         )
 
     def numpy_loop_() -> Any:
-        kw: dict[str, Any] = dict(lr=0.05, record_every=_record_every(tn), seed=0)
+        kw: dict[str, Any] = dict(lr=DEFAULT_LR, record_every=_record_every(tn), seed=0)
         return numpy_loop_w1(r, tn, b, **kw) if d == 1 else numpy_loop(r, tn, b, dim=d, **kw)
 
     return Workload(
@@ -359,7 +363,7 @@ def numpy_loop(
     steps: int,
     batch_size: int,
     dim: int = 1,
-    lr: float = 0.05,
+    lr: float = DEFAULT_LR,
     record_every: Optional[int] = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
@@ -487,7 +491,7 @@ def numpy_loop_w1(
     replicates: int,
     steps: int,
     batch_size: int,
-    lr: float = 0.05,
+    lr: float = DEFAULT_LR,
     record_every: Optional[int] = None,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
@@ -668,7 +672,7 @@ def run_backend_w1(
     kw: dict[str, Any] = dict(
         steps=steps,
         batch_size=batch_size,
-        lr=0.05,
+        lr=DEFAULT_LR,
         replicates=replicates,
         record_every=_record_every(steps),
         rng=0,

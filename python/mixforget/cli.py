@@ -18,6 +18,7 @@ files are described in :mod:`mixforget.config`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -31,6 +32,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._defaults import DEFAULT_LR, DEFAULT_PROBLEM
+
 __all__ = [
     "DEMO_SETTINGS",
     "FIGURE_FORMATS",
@@ -43,12 +46,11 @@ __all__ = [
 #: The canonical study: the default problem of the docs (1-D, old mode −3, new target 3.5,
 #: start new mean 0.5, α* = 0.75, cov 1), forward vs reverse KL, with and without replay.
 DEMO_SETTINGS: dict[str, Any] = {
-    "target": {"old_mean": [-3.0], "new_mean": [3.5], "old_weight": 0.75, "cov": 1.0},
-    "start_new_mean": [0.5],
+    **copy.deepcopy(DEFAULT_PROBLEM),
     "runs": [("ForwardKL", 0.0), ("ForwardKL", 0.25), ("ReverseKL", 0.0), ("ReverseKL", 0.25)],
     "steps": 1000,
     "batch_size": 64,
-    "lr": 0.05,
+    "lr": DEFAULT_LR,
     "replicates": 1000,
     "record_every": 10,
     # figure (c): starvation rate against batch size

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._defaults import Z95
 from ._plotting import DRIFT_LABEL, WEIGHT_LABEL, ensure_axes, kept_replicates
 from ._plotting import plot_trajectory as plot_trajectory
 from ._plotting import require_matplotlib as require_matplotlib
@@ -461,7 +462,7 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
             yerr = None
             if batches is not None:
                 n = batches[sel][order]
-                half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
+                half = Z95 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
                 yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
             ax.errorbar(
                 bs[keep],

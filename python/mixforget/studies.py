@@ -40,6 +40,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import theory
+from ._defaults import REPLAY_SLOTS, Z95
 from ._problem import check_models
 from ._rng import RngLike, resolve_rng, seed_record
 from ._validate import (
@@ -67,7 +68,6 @@ __all__ = [
     "variance_with_stderr",
 ]
 
-_Z95 = 1.959963984540054
 _DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 
 
@@ -78,7 +78,7 @@ _DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 _ROUNDING_FACTOR = 16.0
 
 
-def binomial_interval(successes: int, trials: int, z: float = _Z95) -> tuple[float, float]:
+def binomial_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default).
 
     Well behaved at 0 and ``trials`` successes (where the normal interval collapses)."""
@@ -764,7 +764,7 @@ def starvation(
     lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
     separation = as_positive_float("separation", separation)
     old_mean_offset = as_real("old_mean_offset", old_mean_offset)
-    if slots not in ("bernoulli", "stratified"):
+    if slots not in REPLAY_SLOTS:
         raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
     if objective is None:
         objective = ReverseKL()
@@ -901,20 +901,11 @@ def _binomial_z(successes: int, trials: int, p: float) -> float:
 # drop vs gain (the trade-off of arXiv 2510.18874)
 # ---------------------------------------------------------------------------------------
 def objective_label(objective: Objective) -> str:
-    """Compact name of an objective: the class name and the fields that differ from their
-    defaults, e.g. ``"ForwardKL"``, ``"ReverseKL(replay=0.25)"``."""
+    """Compact name of an objective, e.g. ``"ForwardKL"``, ``"ReverseKL(replay=0.25)"``:
+    :attr:`mixforget.Objective.label`."""
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
-    parts: list[str] = []
-    if dataclasses.is_dataclass(objective):
-        for f in dataclasses.fields(objective):
-            value = getattr(objective, f.name)
-            if f.default is not dataclasses.MISSING and value == f.default:
-                continue
-            shown = _fmt(value) if isinstance(value, float) else repr(value)
-            parts.append(f"{f.name}={shown}")
-    name = type(objective).__name__
-    return f"{name}({', '.join(parts)})" if parts else name
+    return objective.label
 
 
 def _family(objective: Objective) -> str:
@@ -1104,7 +1095,7 @@ def _as_objectives(objectives: Any) -> list[Objective]:
     for obj in out:
         if not isinstance(obj, Objective):
             raise TypeError(f"objectives must hold mixforget objectives, got {type(obj).__name__}")
-    labels = [objective_label(o) for o in out]
+    labels = [o.label for o in out]
     if len(set(labels)) != len(labels):
         raise ValueError(f"objectives must be distinct, got {labels}")
     return out
@@ -1254,7 +1245,7 @@ def drop_vs_gain(
         acc = traj.overlap_accuracy()[keep]
         drop = acc[:, :1, 0] - acc[:, :, 0]
         gain = acc[:, :, 1] - acc[:, :1, 1]
-        label, fam = objective_label(obj), _family(obj)
+        label, fam = obj.label, _family(obj)
         final = {
             **_interval_dict("final_drop", drop[:, -1]),
             **_interval_dict("final_gain", gain[:, -1]),

@@ -57,6 +57,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._defaults import DEFAULT_LR
 from ._problem import (
     check_lr,
     check_lr_scale,
@@ -205,26 +206,18 @@ def _dumps(value: Any) -> str:
 
 
 def short_objective(objective: Objective) -> str:
-    """Compact text of an objective: its class and the fields that differ from their
-    defaults, e.g. ``ReverseKL(replay=0.25)`` or ``ForwardKL()`` (for tables; ``repr`` lists
-    every field)."""
-    changed = []
-    for f in dataclasses.fields(objective):  # type: ignore[arg-type]
-        value = getattr(objective, f.name)
-        if f.default is not dataclasses.MISSING and value == f.default:
-            continue
-        changed.append(f"{f.name}={value!r}")
-    return f"{type(objective).__name__}({', '.join(changed)})"
+    """Compact text of an objective for tables: :attr:`mixforget.Objective.label`."""
+    return objective.label
 
 
 def _display(value: Any) -> Any:
     """Column value of a grid key in the returned table: scalars as is, models by their
-    repr, objectives in short form (:func:`short_objective`), other containers as JSON
+    repr, objectives by their :attr:`~mixforget.Objective.label`, other containers as JSON
     text."""
     if isinstance(value, dict) and set(value) == {"TwoMode"}:
         return repr(TwoMode(**value["TwoMode"]))
     if isinstance(value, dict) and set(value) == {"Objective"}:
-        return short_objective(objective_from_dict(value["Objective"]))
+        return objective_from_dict(value["Objective"]).label
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return value
@@ -320,7 +313,7 @@ def _resolve_point(
     kw["batch_size"] = as_positive_int("batch_size", kw.get("batch_size", 64))
     check_objective(objective, kw["batch_size"])
     kw["steps"], kw["record_every"] = check_steps(kw.get("steps", 2000), kw.get("record_every", 10))
-    kw["lr"] = check_lr(kw.get("lr", 0.05))
+    kw["lr"] = check_lr(kw.get("lr", DEFAULT_LR))
     kw["replicates"] = as_positive_int("replicates", kw.get("replicates", 1000))
     kw["weight_param"] = check_weight_param(kw.get("weight_param", "logit"))
     kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"), kw.get("train_scales", False))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from ._defaults import REPLAY_SLOTS
 from ._overlap import (
     _check_model,
     _cov_full,
@@ -59,7 +60,6 @@ __all__ = [
 
 _SQRT2 = math.sqrt(2.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-_SLOTS = ("bernoulli", "stratified")
 _WEIGHT_PARAMS = ("logit", "direct")
 
 
@@ -395,7 +395,7 @@ def starvation_probability(
     Vectorised: ``old_weight`` ∈ [0, 1], ``batch_size`` (integers ≥ 1) and ``replay`` ∈ [0, 1)
     broadcast together; a float is returned when all three are scalars.
     """
-    as_choice("slots", slots, _SLOTS)
+    as_choice("slots", slots, REPLAY_SLOTS)
     alpha = _as_prob_array("old_weight", old_weight, upper_open=False)
     b = _as_batch_sizes(batch_size)
     lam = _as_prob_array("replay", replay, upper_open=True)
@@ -468,7 +468,7 @@ def expected_starved_batches(
       (entry 0 is 0), the layout of ``traj.starved``.
     """
     if slots is not None:
-        as_choice("slots", slots, _SLOTS)
+        as_choice("slots", slots, REPLAY_SLOTS)
     if not isinstance(cumulative, bool):
         raise TypeError(f"cumulative must be a bool, got {cumulative!r}")
     if isinstance(path_or_trajectory, Trajectory):

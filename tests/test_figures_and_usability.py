@@ -272,14 +272,13 @@ def test_trajectory_and_gradient_reprs_are_short(target, start):
 
 def test_objective_label_shows_only_changed_fields():
     from mixforget.studies import objective_label
-    from mixforget.sweeps import short_objective
 
     assert mf.ReverseKL().label == "ReverseKL"
     assert mf.ReverseKL(replay=0.25).label == "ReverseKL(replay=0.25)"
     sdft = mf.SDFT(anchor=1.0, direction="forward")
     assert sdft.label == "SDFT(anchor=1.0, direction='forward')"
-    # the two older public names are the same label, not a second definition
-    assert short_objective(sdft) == objective_label(sdft) == sdft.label
+    # the documented older name is the same label, not a second definition
+    assert objective_label(sdft) == sdft.label
 
 
 def _sweep_config(tmp_path: Path) -> Path:

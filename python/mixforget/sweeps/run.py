@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,8 +52,6 @@ from .store import (
 )
 
 
-# the sweep
-# ---------------------------------------------------------------------------------------
 class _TextBar:
     def __init__(self, total: int, initial: int) -> None:
         self.total, self.done = total, initial
@@ -156,10 +155,52 @@ def sweep(
     """
     base = _check_base(base)
     grid = _check_grid(grid)
+    _check_call(executor, progress, population, keep_trajectories, db, separation_mode)
+    resolved = _resolve_points(base, grid, separation_mode)
+
+    stored = _stored_meta(db)
+    if rng is None and "seed" in stored:
+        root = seed_from_record(json.loads(stored["seed"]))
+    else:
+        root = resolve_rng(rng)
+    meta = _identity_meta(
+        base, grid, resolved, seed_record(root), bool(population), separation_mode
+    )
+    if stored and stored.get("hash") != meta["hash"]:
+        raise _different_sweep(db, stored.get("hash", "?"), meta["hash"])
+    keep_dir = _keep_dir(keep_trajectories)
+
+    conn = _connect(db)
+    run = _PointRun(conn, executor, keep_dir)
+    try:
+        _create(conn, meta, db)
+        run.plan(resolved, root, population)
+        bar = _bar(progress, len(resolved), len(resolved) - len(run.tasks))
+        run.bar = bar
+        try:
+            run.compute(list(run.tasks))
+            run.wait_for_other_processes()
+        finally:
+            if bar is not None:
+                bar.close()
+        return _as_table(_read_rows(conn))
+    finally:
+        run.release_unfinished()
+        conn.close()
+
+
+def _check_call(
+    executor: Any,
+    progress: Any,
+    population: Any,
+    keep_trajectories: Any,
+    db: Any,
+    separation_mode: Any,
+) -> None:
+    """Type and value checks of sweep's arguments other than base and grid (before any work)."""
     for name, flag in (("population", population), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
-    population = bool(population)
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError(
             "executor must have a submit(fn, arg) method (e.g. concurrent.futures."
@@ -175,24 +216,35 @@ def sweep(
         raise ValueError(
             f"separation_mode must be one of {list(SEPARATION_MODES)}, got {separation_mode!r}"
         )
-    points = expand_grid(grid)
+
+
+def _resolve_points(
+    base: Mapping[str, Any], grid: Mapping[str, list[Any]], separation_mode: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every point of the grid as (simulate keyword arguments, canonical grid values); any
+    invalid point raises, naming its index and values, before any work."""
     resolved = []
-    for i, values in enumerate(points):
+    for i, values in enumerate(expand_grid(grid)):
         try:
             kw = _resolve_point(base, values, separation_mode)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"grid point {i} {values}: {exc}") from None
         resolved.append((kw, _canonical_values(values, kw)))
+    return resolved
 
-    stored = _stored_meta(db)
-    if rng is None and "seed" in stored:
-        root = seed_from_record(json.loads(stored["seed"]))
-    else:
-        root = resolve_rng(rng)
-    root_record = seed_record(root)
-    base_plain = {
-        k: v for k, v in _base_identity(base).items() if k not in grid
-    }  # overridden keys do not count
+
+def _identity_meta(
+    base: Mapping[str, Any],
+    grid: Mapping[str, list[Any]],
+    resolved: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    root_record: dict[str, Any],
+    population: bool,
+    separation_mode: str,
+) -> dict[str, str]:
+    """The ``meta`` table of the sweep's store: its identity (canonical base and grid, root
+    seed, population flag, separation mode) and the SHA-256 ``hash`` of that identity."""
+    # keys the grid overrides do not count as part of the base
+    base_plain = {k: v for k, v in _base_identity(base).items() if k not in grid}
     shape = [len(v) for v in grid.values()]
     index = list(itertools.product(*(range(n) for n in shape)))
     grid_plain = []
@@ -208,110 +260,121 @@ def sweep(
     }
     if "separation" in grid:
         identity["separation_mode"] = separation_mode
-    digest = hashlib.sha256(_dumps(identity).encode()).hexdigest()
-    if stored and stored.get("hash") != digest:
-        raise _different_sweep(db, stored.get("hash", "?"), digest)
+    return {
+        "hash": hashlib.sha256(_dumps(identity).encode()).hexdigest(),
+        "format": FORMAT,
+        "seed": json.dumps(root_record),
+        "base": _dumps(base_plain),
+        "grid": _dumps(grid_plain),
+        "n_points": str(len(resolved)),
+    }
 
-    keep_dir = None if keep_trajectories is None else Path(keep_trajectories)
-    if keep_dir is not None:
-        keep_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            check_writable(keep_dir / "point_000000.npz", "keep_trajectories")
-        except OSError as exc:
-            raise ValueError(str(exc)) from None
-    conn = _connect(db)
-    owner = _owner()
-    mine: set[int] = set()  # points claimed by this process and not yet written
+
+def _keep_dir(keep_trajectories: Optional[str | Path]) -> Optional[Path]:
+    """The directory for the points' trajectories (created, and checked writable), or None."""
+    if keep_trajectories is None:
+        return None
+    keep_dir = Path(keep_trajectories)
+    keep_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _create(
-            conn,
-            {
-                "hash": digest,
-                "format": FORMAT,
-                "seed": json.dumps(root_record),
-                "base": _dumps(base_plain),
-                "grid": _dumps(grid_plain),
-                "n_points": str(len(points)),
-            },
-            db,
-        )
-        done = {r[0] for r in conn.execute("SELECT point FROM points")}
-        tasks: dict[int, dict[str, Any]] = {}
-        params: dict[int, str] = {}
+        check_writable(keep_dir / "point_000000.npz", "keep_trajectories")
+    except OSError as exc:
+        raise ValueError(str(exc)) from None
+    return keep_dir
+
+
+class _PointRun:
+    """The missing points of one sweep and their computation by this process: claim a point,
+    compute it (in process or on the executor), write its row; wait for or take over the
+    points other processes have claimed."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: Any, keep_dir: Optional[Path]):
+        self.conn, self.executor, self.keep_dir = conn, executor, keep_dir
+        self.owner = _owner()
+        self.mine: set[int] = set()  # points claimed by this process and not yet written
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.params: dict[int, str] = {}
+        self.bar: Any = None
+
+    def plan(
+        self,
+        resolved: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+        root: np.random.SeedSequence,
+        population: bool,
+    ) -> None:
+        """The task of every point without a row, each with its child seed of ``root``."""
+        done = {r[0] for r in self.conn.execute("SELECT point FROM points")}
         for i, (kw, canon) in enumerate(resolved):
             if i in done:
                 continue
             child = np.random.SeedSequence(root.entropy, spawn_key=(*tuple(root.spawn_key), i))
-            tasks[i] = _task(kw, seed_record(child), keep_dir is not None, population)
-            params[i] = _dumps(canon)
-        bar = _bar(progress, len(points), len(done))
+            self.tasks[i] = _task(kw, seed_record(child), self.keep_dir is not None, population)
+            self.params[i] = _dumps(canon)
 
-        def finish(i: int, result: Mapping[str, Any]) -> None:
-            task = tasks[i]
-            row: dict[str, Any] = {
-                "point": i,
-                "params": params[i],
-                "config": _dumps(_stored_config(task)),
-                "seed_entropy": task["seed"]["entropy"],
-                "seed_spawn_key": json.dumps(task["seed"]["spawn_key"]),
-                "wall_time": result["wall_time"],
-                "trajectory": None,
-                **result["metrics"],
-            }
-            if keep_dir is not None and result["trajectory"] is not None:
-                payload = dict(result["trajectory"])
-                payload["target"] = TwoMode(**payload["target"])
-                path = Trajectory(**payload).save(keep_dir / f"point_{i:06d}.npz")
-                row["trajectory"] = str(path)
-            _write_point(conn, row)
-            mine.discard(i)
-            if bar is not None:
-                bar.update(1)
+    def finish(self, i: int, result: Mapping[str, Any]) -> None:
+        """Write point ``i``'s row (and its trajectory file), releasing its claim."""
+        task = self.tasks[i]
+        row: dict[str, Any] = {
+            "point": i,
+            "params": self.params[i],
+            "config": _dumps(_stored_config(task)),
+            "seed_entropy": task["seed"]["entropy"],
+            "seed_spawn_key": json.dumps(task["seed"]["spawn_key"]),
+            "wall_time": result["wall_time"],
+            "trajectory": None,
+            **result["metrics"],
+        }
+        if self.keep_dir is not None and result["trajectory"] is not None:
+            payload = dict(result["trajectory"])
+            payload["target"] = TwoMode(**payload["target"])
+            path = Trajectory(**payload).save(self.keep_dir / f"point_{i:06d}.npz")
+            row["trajectory"] = str(path)
+        _write_point(self.conn, row)
+        self.mine.discard(i)
+        if self.bar is not None:
+            self.bar.update(1)
 
-        def compute(batch: list[int]) -> None:
-            if executor is None:
-                for i in batch:
-                    if _claim(conn, i, owner):
-                        mine.add(i)
-                        finish(i, _compute_point(tasks[i]))
-                return
-            futures = {}
-            try:
-                for i in batch:
-                    if _claim(conn, i, owner):
-                        mine.add(i)
-                        futures[executor.submit(_compute_point, tasks[i])] = i
-                for fut in _completed(list(futures)):
-                    finish(futures[fut], fut.result())
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
-
+    def compute(self, batch: list[int]) -> None:
+        """Claim and compute the points of ``batch`` that no other process holds."""
+        if self.executor is None:
+            for i in batch:
+                if _claim(self.conn, i, self.owner):
+                    self.mine.add(i)
+                    self.finish(i, _compute_point(self.tasks[i]))
+            return
+        futures = {}
         try:
-            compute(list(tasks))
-            # Points claimed by other live processes on this host: wait for their rows, and
-            # take over those whose owner has died (claims from other hosts are not awaited).
-            while True:
-                finished = {r[0] for r in conn.execute("SELECT point FROM points")}
-                claims = dict(conn.execute("SELECT point, owner FROM claims").fetchall())
-                waiting = [i for i in tasks if i not in finished and i in claims]
-                local = [i for i in waiting if claims[i].split("|")[0] == socket.gethostname()]
-                orphans = [i for i in local if claims[i] == owner or not _owner_alive(claims[i])]
-                if orphans:
-                    compute(orphans)
-                elif local:
-                    time.sleep(0.2)
-                else:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        return _as_table(_read_rows(conn))
-    finally:
-        if mine:
-            _release(conn, sorted(mine), owner)
-        conn.close()
+            for i in batch:
+                if _claim(self.conn, i, self.owner):
+                    self.mine.add(i)
+                    futures[self.executor.submit(_compute_point, self.tasks[i])] = i
+            for fut in _completed(list(futures)):
+                self.finish(futures[fut], fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+    def wait_for_other_processes(self) -> None:
+        """Points claimed by other live processes on this host: wait for their rows, and
+        take over those whose owner has died (claims from other hosts are not awaited)."""
+        while True:
+            finished = {r[0] for r in self.conn.execute("SELECT point FROM points")}
+            claims = dict(self.conn.execute("SELECT point, owner FROM claims").fetchall())
+            waiting = [i for i in self.tasks if i not in finished and i in claims]
+            local = [i for i in waiting if claims[i].split("|")[0] == socket.gethostname()]
+            orphans = [i for i in local if claims[i] == self.owner or not _owner_alive(claims[i])]
+            if orphans:
+                self.compute(orphans)
+            elif local:
+                time.sleep(0.2)
+            else:
+                break
+
+    def release_unfinished(self) -> None:
+        """Drop this process's claims of points it did not finish (an interrupted run)."""
+        if self.mine:
+            _release(self.conn, sorted(self.mine), self.owner)
 
 
 def _base_identity(base: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,14 @@ PACKAGE = "mixforget"
 
 
 def module_files() -> dict[str, Path]:
-    """Dotted name → file of every module of the package (``pkg.sub`` for ``sub/__init__``)."""
+    """Dotted name → file of every module of the package (``pkg.sub`` for ``sub/__init__``);
+    a compiled extension counts by its ``.pyi`` stub (``mixforget._core``)."""
     names = {}
-    for path in PACKAGE_DIR.rglob("*.py"):
+    for path in sorted(PACKAGE_DIR.rglob("*.py*")):
+        if path.suffix not in (".py", ".pyi") or (
+            path.suffix == ".pyi" and path.with_suffix(".py").exists()
+        ):
+            continue
         parts = [PACKAGE, *path.relative_to(PACKAGE_DIR).with_suffix("").parts]
         if parts[-1] == "__init__":
             parts.pop()
@@ -41,23 +46,27 @@ def _absolute_base(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 
 def imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """Absolute dotted names that any import statement of ``tree`` names (the whole tree is
-    walked: function bodies included). ``from a import b`` names ``a`` and ``a.b``."""
+    walked: function bodies included). ``import a.b`` names ``a.b``; ``from a import b``
+    names ``a.b`` (a submodule, or an attribute of ``a``); ``from a import *`` names ``a``."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = _absolute_base(node, module, is_package)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+            for alias in node.names:
+                names.add(base if alias.name == "*" else f"{base}.{alias.name}")
     return names
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module → the package modules it imports. A name that is an attribute of a module (a
-    function, a class, or a name a package re-exports from its ``__init__``) resolves to
-    that module; importing a submodule also runs its parent packages, so they count too
-    (except the module's own parents, which are already running when it is imported)."""
+    """Module → the package modules it imports. A name that is not a module (a function, a
+    class, a name a package re-exports from its ``__init__``) resolves to the module that
+    holds it. Importing a submodule also runs its parent packages, so they count too, except
+    the importer's own parent packages: they are already running when it runs, and ``from .
+    import sibling`` needs only the sibling. An importer's parent package does count when it
+    is used for its attributes (``import mixforget as mf`` or ``from . import TwoMode`` inside
+    a function: the classic way to hide a cycle)."""
     modules = module_files()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -65,12 +74,16 @@ def import_graph() -> dict[str, set[str]]:
         for target in imported_names(tree, name, path.name == "__init__.py"):
             if target != PACKAGE and not target.startswith(PACKAGE + "."):
                 continue  # third-party or standard library
-            while target and target not in modules:
-                target = target.rpartition(".")[0]  # attribute of a module: the module
-            while target:
-                if target != name and not name.startswith(target + "."):
-                    graph[name].add(target)
-                target = target.rpartition(".")[0]
+            holder = target
+            while holder not in modules:
+                holder = holder.rpartition(".")[0]  # attribute of a module: the module
+            if holder != name:
+                graph[name].add(holder)  # the module itself, even an ancestor of the importer
+            parent = holder.rpartition(".")[0]
+            while parent:
+                if parent != name and not name.startswith(parent + "."):
+                    graph[name].add(parent)
+                parent = parent.rpartition(".")[0]
     return graph
 
 
@@ -122,6 +135,7 @@ def test_graph_sees_the_package_imports():
     graph = import_graph()
     assert "mixforget._kernels" in graph["mixforget.mixture"]
     assert "mixforget._problem" in graph["mixforget.kernels"]
+    assert "mixforget._core" in graph["mixforget.population"]  # the extension, by its stub
     assert "mixforget.results" in graph["mixforget.theory.starvation"]
     # a package's __init__ re-exporting its submodules imports them
     assert "mixforget.theory.starvation" in graph["mixforget.theory"]
@@ -132,6 +146,8 @@ def test_graph_sees_the_package_imports():
     assert "mixforget._plotting" in graph["mixforget.results"]
     assert "mixforget.reference._engine" in graph["mixforget.reference"]
     assert "mixforget.objectives" in graph["mixforget.reference.forward_kl"]
+    # a function-level "import mixforget as mf" is an edge to the package itself
+    assert "mixforget" in graph["mixforget.cli"]
     # third-party imports (numpy everywhere, matplotlib lazily) are not nodes
     assert all(target.startswith(PACKAGE) for targets in graph.values() for target in targets)
 
@@ -147,10 +163,11 @@ def test_function_level_and_reexported_imports_count():
     )
     names = imported_names(ast.parse(source), "mixforget.mod", is_package=False)
     assert {"mixforget.a", "mixforget.pkg.exported", "mixforget.b.g"} <= names
+    assert "mixforget" not in names  # "from . import a" needs the submodule a only
     assert "matplotlib.pyplot" in names  # seen, then dropped by import_graph as third-party
     # a relative import inside a package's __init__ is anchored at the package itself
     inner = imported_names(ast.parse("from .x import y\n"), "mixforget.pkg", is_package=True)
-    assert "mixforget.pkg.x" in inner
+    assert "mixforget.pkg.x.y" in inner
 
 
 def test_cycle_finder_finds_cycles():

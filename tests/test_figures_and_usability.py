@@ -94,7 +94,7 @@ def test_forgetting_band_modes(demo_runs):
 def test_noise_floor_in_the_caption_matches_the_measurement():
     """The caption's √(lr/(πB)) is the mean size of the SGD noise of the old mean under
     forward KL with replay; measured on the demo problem it agrees within 5 standard errors."""
-    from mixforget.cli import _forgetting_caption
+    from mixforget.cli.demo import _forgetting_caption
 
     lr, batch = 0.05, 64
     caption = _forgetting_caption({"lr": lr, "batch_size": batch, "replicates": 1000})
@@ -150,11 +150,12 @@ def test_starvation_colour_per_alpha_and_style_per_replay():
 
 
 def test_demo_figures_titles_legends_and_formats(demo_runs, tmp_path):
-    from mixforget.cli import _demo_figure_objects, _starvation_table
+    from mixforget.cli.demo import _demo_figure_objects
+    from mixforget.studies.demo import starvation_table
 
     trajs, flows = demo_runs
     settings = {**DEMO_SETTINGS, "starvation_batches": 2000, "gradient_batches": 500}
-    starvation = _starvation_table(settings, np.random.SeedSequence(0), None)
+    starvation = starvation_table(settings, np.random.SeedSequence(0), None)
     figures = _demo_figure_objects(trajs, flows, starvation, settings)
     assert list(figures) == ["densities", "forgetting", "starvation"]
     fig = figures["starvation"]

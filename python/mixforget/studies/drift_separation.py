@@ -236,28 +236,13 @@ def drift_vs_separation(
     sep = _check_separations(separations)
     if objective is None:
         objective = ReverseKL(baseline="none")
-    if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
-    dim = as_positive_int("dim", dim)
-    fit_points = as_positive_int("fit_points", fit_points, minimum=3)  # a line needs 3 to fit
-    if (
-        isinstance(start_offset, bool)
-        or not isinstance(start_offset, numbers.Real)
-        or not math.isfinite(start_offset)
-    ):
-        raise ValueError(f"start_offset must be a finite number, got {start_offset!r}")
-    if (
-        isinstance(replicates, bool)
-        or not isinstance(replicates, numbers.Integral)
-        or replicates < 0
-    ):
-        raise ValueError(
-            f"replicates must be an integer >= 0 (0: no finite-batch runs), got {replicates!r}"
-        )
+    dim, fit_points = _check_drift_arguments(objective, dim, fit_points, start_offset, replicates)
     u, _ = _unit_direction(direction, dim, cov)
     origin = np.zeros(dim)
     root = resolve_rng(rng)
     children = root.spawn(sep.size)
+    training = {"steps": steps, "lr": lr, "record_every": record_every}
+    training.update(weight_param=weight_param, lr_scale=lr_scale)
 
     rows: list[dict[str, Any]] = []
     for delta, child in zip(sep, children):
@@ -268,104 +253,17 @@ def drift_vs_separation(
                 f"start_offset = {start_offset} puts the start's new mean on the old mean at Δ = "
                 f"{delta}"
             )
-        bc = float(math.exp(-delta * delta / 8.0))
-        flow = population_flow(
-            target,
-            start,
-            objective,
-            steps=steps,
-            lr=lr,
-            record_every=record_every,
-            weight_param=weight_param,
-            lr_scale=lr_scale,
-        )
-        drift = flow.drift[0]
-        k = int(np.argmax(drift))
-        row: dict[str, Any] = {
-            "separation": float(delta),
-            "bhattacharyya": bc,
-            "sup_drift_population": float(drift[k]),
-            "ratio_population": float(drift[k]) / bc,
-            "argsup_step_population": int(flow.steps[k]),
-            "final_drift_population": float(drift[-1]),
-            "final_new_error_population": float(flow.new_error[0, -1]),
-            "final_weight_error_population": float(abs(flow.old_weight[0, -1] - target.old_weight)),
-            "population_diverged": bool(flow.diverged[0]),
-        }
+        row = _population_columns(target, start, objective, float(delta), training)
         if replicates > 0:
-            traj = simulate(
-                target,
-                start,
-                objective,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                replicates=int(replicates),
-                record_every=record_every,
-                rng=child,
-                weight_param=weight_param,
-                lr_scale=lr_scale,
-                threads=threads,
-                progress=progress,
-            )
-            keep = ~traj.excluded
-            bdrift = traj.drift[keep]
-            sups = bdrift.max(axis=1)
-            mean, lo, hi = mean_interval(sups)
-            mean_path = traj.old_mean[keep].mean(axis=0)  # (n_rec, d)
+            run = {"batch_size": batch_size, "replicates": int(replicates), "rng": child}
+            run.update(threads=threads, progress=progress)
             row.update(
-                {
-                    "sup_drift_batch_mean": float(mean),
-                    "sup_drift_batch_lo": float(lo),
-                    "sup_drift_batch_hi": float(hi),
-                    "ratio_batch": float(mean) / bc,
-                    "sup_mean_path_drift": float(
-                        np.max(target.mahalanobis(mean_path - target.old_mean, "old"))
-                    ),
-                    "final_drift_batch_mean": float(bdrift[:, -1].mean()),
-                    "replicates": int(keep.sum()),
-                    "diverged": int(traj.excluded.sum()),
-                }
+                _batch_columns(target, start, objective, row["bhattacharyya"], training, run)
             )
         rows.append(row)
-
-    # Rounding floor of the flow: each of the `steps` updates adds rounding errors of order
-    # ε·lr·(gradient terms of order 1) to μ_o, whatever the overlap. A sup drift (or a BC)
-    # below a few times that floor is rounding noise, not the overlap-gated drift.
-    floor = _ROUNDING_FACTOR * np.finfo(np.float64).eps * float(lr) * int(steps)
-    noisy = []
-    for row in rows:
-        row["below_rounding"] = bool(
-            row["sup_drift_population"] <= floor or row["bhattacharyya"] <= floor
-        )
-        if row["below_rounding"]:
-            noisy.append(row["separation"])
-    if noisy:
-        warnings.warn(
-            f"drift_vs_separation: at separations {noisy} the population drift (or BC) is below "
-            f"the rounding floor {floor:.1e} of {steps} float64 updates (16·ε·lr·steps): it is "
-            "rounding noise, not overlap-gated drift (rows flagged 'below_rounding'); leave "
-            "these separations out of the fit",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    _flag_below_rounding(rows, lr, steps)
     n_fit = min(fit_points, sep.size)
-    if n_fit < 3:
-        warnings.warn(
-            f"drift_vs_separation: only {n_fit} separation(s) to fit; the corrected fit needs 3 "
-            "(its slope and exponent are NaN)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    fit_sep = sep[-n_fit:]
-    log_pop = np.log(np.array([r["sup_drift_population"] for r in rows[-n_fit:]]))
-    slope_pop, _ = _fit_line(fit_sep**2, log_pop)
-    corr_pop, k_pop = _fit_poly_corrected(fit_sep, log_pop)
-    slope_b = corr_b = k_b = math.nan
-    if replicates > 0:
-        log_b = np.log(np.array([r["sup_drift_batch_mean"] for r in rows[-n_fit:]]))
-        slope_b, _ = _fit_line(fit_sep**2, log_b)
-        corr_b, k_b = _fit_poly_corrected(fit_sep, log_b)
+    fits = _fit_slopes(sep, rows, n_fit, replicates > 0)
     settings = {
         "objective": objective.as_dict(),
         "old_weight": float(old_weight),
@@ -385,13 +283,142 @@ def drift_vs_separation(
     }
     return DriftSeparationStudy(
         rows=rows,
-        fit_separations=tuple(float(s) for s in fit_sep),
-        slope_population=slope_pop,
-        slope_population_corrected=corr_pop,
-        poly_exponent_population=k_pop,
-        slope_batch=slope_b,
-        slope_batch_corrected=corr_b,
-        poly_exponent_batch=k_b,
+        fit_separations=tuple(float(s) for s in sep[-n_fit:]),
         constant_population=float(max(r["ratio_population"] for r in rows)),
         settings=settings,
+        **fits,
     )
+
+
+def _check_drift_arguments(
+    objective: Any, dim: Any, fit_points: Any, start_offset: Any, replicates: Any
+) -> tuple[int, int]:
+    """The checks of drift_vs_separation's arguments (before any work); (dim, fit_points)."""
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
+    dim = as_positive_int("dim", dim)
+    fit_points = as_positive_int("fit_points", fit_points, minimum=3)  # a line needs 3 to fit
+    if (
+        isinstance(start_offset, bool)
+        or not isinstance(start_offset, numbers.Real)
+        or not math.isfinite(start_offset)
+    ):
+        raise ValueError(f"start_offset must be a finite number, got {start_offset!r}")
+    if (
+        isinstance(replicates, bool)
+        or not isinstance(replicates, numbers.Integral)
+        or replicates < 0
+    ):
+        raise ValueError(
+            f"replicates must be an integer >= 0 (0: no finite-batch runs), got {replicates!r}"
+        )
+    return dim, fit_points
+
+
+def _population_columns(
+    target: TwoMode,
+    start: TwoMode,
+    objective: Objective,
+    delta: float,
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The row of one separation Δ with its population-flow columns (exact drift)."""
+    bc = float(math.exp(-delta * delta / 8.0))
+    flow = population_flow(target, start, objective, **training)
+    drift = flow.drift[0]
+    k = int(np.argmax(drift))
+    return {
+        "separation": delta,
+        "bhattacharyya": bc,
+        "sup_drift_population": float(drift[k]),
+        "ratio_population": float(drift[k]) / bc,
+        "argsup_step_population": int(flow.steps[k]),
+        "final_drift_population": float(drift[-1]),
+        "final_new_error_population": float(flow.new_error[0, -1]),
+        "final_weight_error_population": float(abs(flow.old_weight[0, -1] - target.old_weight)),
+        "population_diverged": bool(flow.diverged[0]),
+    }
+
+
+def _batch_columns(
+    target: TwoMode,
+    start: TwoMode,
+    objective: Objective,
+    bc: float,
+    training: dict[str, Any],
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The finite-batch columns of one separation: sup drift per replicate (mean and 95 %
+    interval), the drift of the replicate-mean path, replicates kept and diverged."""
+    traj = simulate(target, start, objective, **training, **run)
+    keep = ~traj.excluded
+    bdrift = traj.drift[keep]
+    mean, lo, hi = mean_interval(bdrift.max(axis=1))
+    mean_path = traj.old_mean[keep].mean(axis=0)  # (n_rec, d)
+    return {
+        "sup_drift_batch_mean": float(mean),
+        "sup_drift_batch_lo": float(lo),
+        "sup_drift_batch_hi": float(hi),
+        "ratio_batch": float(mean) / bc,
+        "sup_mean_path_drift": float(
+            np.max(target.mahalanobis(mean_path - target.old_mean, "old"))
+        ),
+        "final_drift_batch_mean": float(bdrift[:, -1].mean()),
+        "replicates": int(keep.sum()),
+        "diverged": int(traj.excluded.sum()),
+    }
+
+
+def _flag_below_rounding(rows: list[dict[str, Any]], lr: float, steps: int) -> None:
+    """Flag (``below_rounding``) and warn about the rows whose drift or BC is rounding noise."""
+    # Rounding floor of the flow: each of the `steps` updates adds rounding errors of order
+    # ε·lr·(gradient terms of order 1) to μ_o, whatever the overlap. A sup drift (or a BC)
+    # below a few times that floor is rounding noise, not the overlap-gated drift.
+    floor = _ROUNDING_FACTOR * np.finfo(np.float64).eps * float(lr) * int(steps)
+    noisy = []
+    for row in rows:
+        row["below_rounding"] = bool(
+            row["sup_drift_population"] <= floor or row["bhattacharyya"] <= floor
+        )
+        if row["below_rounding"]:
+            noisy.append(row["separation"])
+    if noisy:
+        warnings.warn(
+            f"drift_vs_separation: at separations {noisy} the population drift (or BC) is below "
+            f"the rounding floor {floor:.1e} of {steps} float64 updates (16·ε·lr·steps): it is "
+            "rounding noise, not overlap-gated drift (rows flagged 'below_rounding'); leave "
+            "these separations out of the fit",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _fit_slopes(
+    sep: np.ndarray, rows: list[dict[str, Any]], n_fit: int, batch: bool
+) -> dict[str, float]:
+    """Slopes of log sup drift on Δ² over the ``n_fit`` largest separations, plain and with a
+    polynomial factor removed, for the population flow and (``batch``) the finite batches."""
+    if n_fit < 3:
+        warnings.warn(
+            f"drift_vs_separation: only {n_fit} separation(s) to fit; the corrected fit needs 3 "
+            "(its slope and exponent are NaN)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    fit_sep = sep[-n_fit:]
+    log_pop = np.log(np.array([r["sup_drift_population"] for r in rows[-n_fit:]]))
+    slope_pop, _ = _fit_line(fit_sep**2, log_pop)
+    corr_pop, k_pop = _fit_poly_corrected(fit_sep, log_pop)
+    slope_b = corr_b = k_b = math.nan
+    if batch:
+        log_b = np.log(np.array([r["sup_drift_batch_mean"] for r in rows[-n_fit:]]))
+        slope_b, _ = _fit_line(fit_sep**2, log_b)
+        corr_b, k_b = _fit_poly_corrected(fit_sep, log_b)
+    return {
+        "slope_population": slope_pop,
+        "slope_population_corrected": corr_pop,
+        "poly_exponent_population": k_pop,
+        "slope_batch": slope_b,
+        "slope_batch_corrected": corr_b,
+        "poly_exponent_batch": k_b,
+    }

@@ -224,14 +224,7 @@ def starvation(
     ``objective``: a :class:`~mixforget.ReverseKL` template (default ``ReverseKL()``, loo
     baseline; its replay fields are overridden). Returns a :class:`StarvationStudy`.
     """
-    alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", old_weights)]
-    sizes_raw = _as_list("batch_sizes", batch_sizes)
-    sizes = []
-    for b in sizes_raw:
-        if isinstance(b, numbers.Real) and not isinstance(b, bool) and float(b).is_integer():
-            b = int(float(b))
-        sizes.append(as_positive_int("batch_sizes", b))
-    lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
+    alphas, sizes, lams = _check_grid(old_weights, batch_sizes, replay)
     separation = as_positive_float("separation", separation)
     old_mean_offset = as_real("old_mean_offset", old_mean_offset)
     if slots not in REPLAY_SLOTS:
@@ -255,51 +248,16 @@ def starvation(
         target = TwoMode(np.zeros(dim), separation * u, a, cov)
         model = target.replace(old_mean=old_mean_offset * u)
         streams = child.spawn(1 + len(lams))
-        on_est = estimate_gradient(
-            target,
-            model,
-            on_obj,
-            batch_size=b,
-            batches=batches,
-            rng=streams[0],
-            weight_param=weight_param,
-            threads=threads,
-        )
-        on_pop = population_gradient(target, model, on_obj, weight_param=weight_param)
-        on_flat = _flat_gradient(on_pop)
-        g_on = on_est.gradients[:, 1]
-        var_on, var_on_se = variance_with_stderr(g_on)
-        k_on = int(on_est.starved.sum())
-        p_on = float(theory.starvation_probability(a, b))
+
+        cell = (target, model, b, batches, weight_param, threads)
+        on_est, on_pop = _measure(*cell, on_obj, streams[0])
+        on = _estimator_summary(on_est, on_pop, batches, theory.starvation_probability(a, b))
         for lam, stream in zip(lams, streams[1:]):
             rep_obj = dataclasses.replace(objective, replay=lam, replay_slots=slots)
-            if lam == 0.0:
-                rep_est, rep_pop = on_est, on_pop
-            else:
-                rep_est = estimate_gradient(
-                    target,
-                    model,
-                    rep_obj,
-                    batch_size=b,
-                    batches=batches,
-                    rng=stream,
-                    weight_param=weight_param,
-                    threads=threads,
-                )
-                rep_pop = population_gradient(target, model, rep_obj, weight_param=weight_param)
-            rep_flat = _flat_gradient(rep_pop)
-            g_rep = rep_est.gradients[:, 1]
-            var_rep, var_rep_se = variance_with_stderr(g_rep)
-            k_rep = int(rep_est.starved.sum())
-            p_rep = float(theory.starvation_probability(a, b, lam, slots))
-            ratio = var_on / var_rep if var_rep > 0 else math.inf
-            log_se = (
-                math.hypot(var_on_se / var_on, var_rep_se / var_rep)
-                if var_on > 0 and var_rep > 0
-                else math.nan
-            )
-            on_lo, on_hi = binomial_interval(k_on, batches)
-            rep_lo, rep_hi = binomial_interval(k_rep, batches)
+            # without replay the replay estimator is the on-policy one: reuse its batches
+            rep_est, rep_pop = (on_est, on_pop) if lam == 0.0 else _measure(*cell, rep_obj, stream)
+            p_rep = theory.starvation_probability(a, b, lam, slots)
+            rep = _estimator_summary(rep_est, rep_pop, batches, p_rep)
             rows.append(
                 {
                     "old_weight": a,
@@ -307,31 +265,7 @@ def starvation(
                     "replay": lam,
                     "slots": slots,
                     "batches": batches,
-                    "predicted_onpolicy": p_on,
-                    "measured_onpolicy": k_on / batches,
-                    "onpolicy_lo": on_lo,
-                    "onpolicy_hi": on_hi,
-                    "z_onpolicy": _binomial_z(k_on, batches, p_on),
-                    "predicted_replay": p_rep,
-                    "measured_replay": k_rep / batches,
-                    "replay_lo": rep_lo,
-                    "replay_hi": rep_hi,
-                    "z_replay": _binomial_z(k_rep, batches, p_rep),
-                    "var_onpolicy": var_on,
-                    "var_onpolicy_se": var_on_se,
-                    "var_replay": var_rep,
-                    "var_replay_se": var_rep_se,
-                    "variance_ratio": ratio,
-                    "log_variance_ratio_z": (math.log(ratio) / log_se)
-                    if log_se and log_se > 0
-                    else math.nan,
-                    "mean_onpolicy": float(g_on.mean()),
-                    "mean_onpolicy_se": float(g_on.std(ddof=1) / math.sqrt(batches)),
-                    "mean_replay": float(g_rep.mean()),
-                    "mean_replay_se": float(g_rep.std(ddof=1) / math.sqrt(batches)),
-                    "population_onpolicy": float(on_flat[1]),
-                    "population_replay": float(rep_flat[1]),
-                    "population_max_abs_diff": float(np.max(np.abs(rep_flat - on_flat))),
+                    **_comparison_columns(on, rep, batches),
                 }
             )
     settings = {
@@ -346,6 +280,101 @@ def starvation(
         "seed": seed_record(root),
     }
     return StarvationStudy(rows=rows, settings=settings)
+
+
+def _measure(
+    target: TwoMode,
+    model: TwoMode,
+    batch_size: int,
+    batches: int,
+    weight_param: str,
+    threads: Optional[int],
+    objective: ReverseKL,
+    stream: np.random.SeedSequence,
+) -> tuple[Any, Any]:
+    """The gradient estimates of ``objective`` at ``model`` (``batches`` batches drawn from
+    ``stream``) and its population gradient."""
+    est = estimate_gradient(
+        target,
+        model,
+        objective,
+        batch_size=batch_size,
+        batches=batches,
+        rng=stream,
+        weight_param=weight_param,
+        threads=threads,
+    )
+    return est, population_gradient(target, model, objective, weight_param=weight_param)
+
+
+def _check_grid(
+    old_weights: Any, batch_sizes: Any, replay: Any
+) -> tuple[list[float], list[int], list[float]]:
+    """The study's grid, checked: old weights in (0, 1), batch sizes >= 1 (integral floats
+    accepted), replay fractions in [0, 1)."""
+    alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", old_weights)]
+    sizes = []
+    for b in _as_list("batch_sizes", batch_sizes):
+        if isinstance(b, numbers.Real) and not isinstance(b, bool) and float(b).is_integer():
+            b = int(float(b))
+        sizes.append(as_positive_int("batch_sizes", b))
+    lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
+    return alphas, sizes, lams
+
+
+def _estimator_summary(est: Any, pop: Any, batches: int, predicted: Any) -> dict[str, Any]:
+    """One estimator of a study cell: its old-mean gradient samples and their variance, its
+    starved batches with their Wilson interval and predicted rate, its population gradient."""
+    g = est.gradients[:, 1]
+    var, var_se = variance_with_stderr(g)
+    starved = int(est.starved.sum())
+    lo, hi = binomial_interval(starved, batches)
+    return {
+        "g": g,
+        "var": var,
+        "var_se": var_se,
+        "starved": starved,
+        "lo": lo,
+        "hi": hi,
+        "predicted": float(predicted),
+        "population": _flat_gradient(pop),
+    }
+
+
+def _comparison_columns(on: dict[str, Any], rep: dict[str, Any], batches: int) -> dict[str, Any]:
+    """The columns of one row: on-policy vs replay starvation (predicted, measured, interval,
+    z), gradient variances and their ratio, gradient means and population gradients."""
+    ratio = on["var"] / rep["var"] if rep["var"] > 0 else math.inf
+    log_se = (
+        math.hypot(on["var_se"] / on["var"], rep["var_se"] / rep["var"])
+        if on["var"] > 0 and rep["var"] > 0
+        else math.nan
+    )
+    return {
+        "predicted_onpolicy": on["predicted"],
+        "measured_onpolicy": on["starved"] / batches,
+        "onpolicy_lo": on["lo"],
+        "onpolicy_hi": on["hi"],
+        "z_onpolicy": _binomial_z(on["starved"], batches, on["predicted"]),
+        "predicted_replay": rep["predicted"],
+        "measured_replay": rep["starved"] / batches,
+        "replay_lo": rep["lo"],
+        "replay_hi": rep["hi"],
+        "z_replay": _binomial_z(rep["starved"], batches, rep["predicted"]),
+        "var_onpolicy": on["var"],
+        "var_onpolicy_se": on["var_se"],
+        "var_replay": rep["var"],
+        "var_replay_se": rep["var_se"],
+        "variance_ratio": ratio,
+        "log_variance_ratio_z": (math.log(ratio) / log_se) if log_se and log_se > 0 else math.nan,
+        "mean_onpolicy": float(on["g"].mean()),
+        "mean_onpolicy_se": float(on["g"].std(ddof=1) / math.sqrt(batches)),
+        "mean_replay": float(rep["g"].mean()),
+        "mean_replay_se": float(rep["g"].std(ddof=1) / math.sqrt(batches)),
+        "population_onpolicy": float(on["population"][1]),
+        "population_replay": float(rep["population"][1]),
+        "population_max_abs_diff": float(np.max(np.abs(rep["population"] - on["population"]))),
+    }
 
 
 def _flat_gradient(grad: dict[str, Any]) -> np.ndarray:

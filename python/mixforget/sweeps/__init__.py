@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from .grid import COLUMNS, METRICS, SEPARATION_MODES, apply_separation, expand_grid
 from .run import sweep
+from .store import APPLICATION_ID as APPLICATION_ID  # the store's marks (see above)
+from .store import USER_VERSION as USER_VERSION
 from .store import load_sweep
 
 __all__ = [

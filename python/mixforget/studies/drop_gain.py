@@ -367,44 +367,9 @@ def drop_vs_gain(
             progress=progress,
             **simulate_kwargs,
         )
-        keep = ~traj.diverged
-        acc = traj.overlap_accuracy()[keep]
-        drop = acc[:, :1, 0] - acc[:, :, 0]
-        gain = acc[:, :, 1] - acc[:, :1, 1]
-        label, fam = obj.label, _family(obj)
-        final = {
-            **_interval_dict("final_drop", drop[:, -1]),
-            **_interval_dict("final_gain", gain[:, -1]),
-        }
-        for g in thr:
-            first = _first_reaching(gain, g)
-            hit = first >= 0
-            drop_at = drop[np.flatnonzero(hit), first[hit]]
-            rows.append(
-                {
-                    "objective": label,
-                    "family": fam,
-                    "lr": lr,
-                    "threshold": g,
-                    "replicates": int(keep.sum()),
-                    "diverged": int(traj.diverged.sum()),
-                    "reached": int(hit.sum()),
-                    "never_reached": int((~hit).sum()),
-                    **_interval_dict("drop_at_threshold", drop_at),
-                    **_interval_dict("step_at_threshold", traj.steps[first[hit]].astype(float)),
-                    **final,
-                }
-            )
-        paths.append(
-            {
-                "objective": label,
-                "family": fam,
-                "lr": lr,
-                "steps": traj.steps,
-                "drop_mean": drop.mean(axis=0) if drop.size else np.full(traj.steps.size, np.nan),
-                "gain_mean": gain.mean(axis=0) if gain.size else np.full(traj.steps.size, np.nan),
-            }
-        )
+        run_rows, path = _run_rows(traj, obj, lr, thr)
+        rows.extend(run_rows)
+        paths.append(path)
     settings = {
         "target": target.to_dict(),
         "start": start.to_dict(),
@@ -420,3 +385,48 @@ def drop_vs_gain(
         "seed": seed_record(root),
     }
     return DropGainStudy(rows=rows, paths=paths, settings=settings)
+
+
+def _run_rows(
+    traj: Any, obj: Objective, lr: float, thresholds: list[float]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of one (objective, lr) run, one per gain threshold (the drop at the first step
+    each replicate's gain reaches it, and the final drop and gain), and its mean path."""
+    keep = ~traj.diverged
+    acc = traj.overlap_accuracy()[keep]
+    drop = acc[:, :1, 0] - acc[:, :, 0]
+    gain = acc[:, :, 1] - acc[:, :1, 1]
+    label, fam = obj.label, _family(obj)
+    final = {
+        **_interval_dict("final_drop", drop[:, -1]),
+        **_interval_dict("final_gain", gain[:, -1]),
+    }
+    rows = []
+    for g in thresholds:
+        first = _first_reaching(gain, g)
+        hit = first >= 0
+        drop_at = drop[np.flatnonzero(hit), first[hit]]
+        rows.append(
+            {
+                "objective": label,
+                "family": fam,
+                "lr": lr,
+                "threshold": g,
+                "replicates": int(keep.sum()),
+                "diverged": int(traj.diverged.sum()),
+                "reached": int(hit.sum()),
+                "never_reached": int((~hit).sum()),
+                **_interval_dict("drop_at_threshold", drop_at),
+                **_interval_dict("step_at_threshold", traj.steps[first[hit]].astype(float)),
+                **final,
+            }
+        )
+    path = {
+        "objective": label,
+        "family": fam,
+        "lr": lr,
+        "steps": traj.steps,
+        "drop_mean": drop.mean(axis=0) if drop.size else np.full(traj.steps.size, np.nan),
+        "gain_mean": gain.mean(axis=0) if gain.size else np.full(traj.steps.size, np.nan),
+    }
+    return rows, path

@@ -8,7 +8,7 @@ import sqlite3
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from ..studies.demo import DEMO_SETTINGS
 from ._errors import _RunError, _UsageError
@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{demo,simulate,sweep,bench}")
     sub.required = True
 
+    _add_demo_command(sub)
+    _add_simulate_command(sub)
+    _add_sweep_command(sub)
+    _add_bench_command(sub)
+    for command in sub.choices.values():  # --debug also after the subcommand
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    return parser
+
+
+def _add_demo_command(sub: Any) -> None:
+    """``mixforget demo`` and its options."""
     p = sub.add_parser(
         "demo",
         help="the canonical study: forward vs reverse KL, replay, starvation",
@@ -116,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_simulate_command(sub: Any) -> None:
+    """``mixforget simulate CONFIG --out FILE`` and its options."""
     p = sub.add_parser("simulate", help="run one configuration and save the Trajectory (.npz)")
     p.add_argument("config", help="TOML configuration (see mixforget.config)")
     p.add_argument("--out", required=True, help="output .npz (mixforget.Trajectory.load reads it)")
@@ -125,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_simulate)
 
+
+def _add_sweep_command(sub: Any) -> None:
+    """``mixforget sweep CONFIG --db FILE`` and its options."""
     p = sub.add_parser(
         "sweep", help="run a configuration's [sweep.grid] into a resumable SQLite db"
     )
@@ -156,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_sweep)
 
+
+def _add_bench_command(sub: Any) -> None:
+    """``mixforget bench`` and its options."""
     p = sub.add_parser("bench", help="Rust vs NumPy timings on this machine (mixforget.bench)")
     p.add_argument("--quick", action="store_true", help="small workloads only")
     p.add_argument("--backend", default=None, help="W1 on this simulate backend, next to Rust")
@@ -164,11 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicates", type=int, default=1000, help="R for --backend")
     p.add_argument("--steps", type=int, default=1000, help="T for --backend")
     p.set_defaults(func=_cmd_bench)
-    for command in sub.choices.values():  # --debug also after the subcommand
-        command.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -227,6 +227,14 @@ def format_table(
     ]
     out += [line(b) for b in body]
     out.append("")
+    out += _legend(rows)
+    return "\n".join(out)
+
+
+def _legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines under the table: what each column means, the NumPy-loop comparison and the
+    thread scaling of W1 (when measured)."""
+    out: list[str] = []
     out.append(
         "Times: best of the repeats. NumPy: the pure-NumPy twin (mixforget.reference) on one core;"
     )
@@ -266,7 +274,7 @@ def format_table(
                 f"Thread scaling W1: 1 → {r['threads']} threads: {r['thread_speedup']:.2f}× "
                 f"({r['thread_speedup'] / r['threads'] * 100:.0f}% parallel efficiency)."
             )
-    return "\n".join(out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

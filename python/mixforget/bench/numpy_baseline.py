@@ -66,17 +66,7 @@ def numpy_loop(
     ``diverged`` (R,)."""
     from .. import _core
 
-    r, b, t_steps, d = int(replicates), int(batch_size), int(steps), int(dim)
-    if r < 1 or b < 2 or t_steps < 1 or d < 1:
-        raise ValueError(
-            "replicates >= 1, batch_size >= 2, steps >= 1 and dim >= 1 required, got "
-            f"{r}, {b}, {t_steps}, {d}"
-        )
-    k = _record_every(t_steps) if record_every is None else int(record_every)
-    if k < 1 or t_steps % k:
-        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    r, b, t_steps, d, k = _check_sizes(replicates, batch_size, steps, dim, lr, record_every)
     target, start = default_problem(d)
     rng = np.random.default_rng(seed)
     a_star = float(target.old_weight)
@@ -116,32 +106,13 @@ def numpy_loop(
             old = rng.random((r, b)) < alpha[:, None]
             old_f = old.astype(float)
             z = rng.standard_normal((r, b, d))
-            delta = mo - mn
-            err = mn - mn_star
-            proj_rows[:, 0] = delta
-            proj_rows[:, 1] = err
-            z_delta, z_err, z_star = np.matmul(proj_rows, z.transpose(0, 2, 1)).transpose(1, 0, 2)
-            delta_sq = np.einsum("ij,ij->i", delta, delta)[:, None]
-            t = z_delta + (eta[:, None] - 0.5 * delta_sq) + old_f * delta_sq
-            t_star = z_star + (t_star_const + mn @ d_star)[:, None]  # x·δ* + const: t*
-            t_star += old_f * (delta @ d_star)[:, None]
-            sp = _softplus(t)
-            ell = z_err + old_f * np.einsum("ij,ij->i", delta, err)[:, None] + sp
-            ell -= _softplus(t_star)
-            resp_old = np.exp(t - sp)
-            coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
-            weighted = np.empty((r, 2, b))
-            np.multiply(coef, resp_old, out=weighted[:, 0])  # c·r_old
-            np.subtract(coef, weighted[:, 0], out=weighted[:, 1])  # c·r_new = c − c·r_old
-            g_w = weighted[:, 0].sum(axis=1) - alpha * coef.sum(axis=1)
-            g_z = np.matmul(weighted, z)  # (R, 2, d): Σ c·r_old·z, Σ c·r_new·z
-            # x − μ_old = z − [new]·δ, x − μ_new = z + [old]·δ
-            new_old = np.einsum("ij,ij->i", weighted[:, 0], 1.0 - old_f)[:, None]
-            old_new = np.einsum("ij,ij->i", weighted[:, 1], old_f)[:, None]
+            g_w, g_old, g_new = _batch_gradient(
+                eta, mo, mn, alpha, old_f, z, proj_rows, mn_star, d_star, t_star_const, inv_loo
+            )
             scale = lr / b
             eta_new = eta - scale * g_w
-            mo_new = mo - scale * (g_z[:, 0] - new_old * delta)
-            mn_new = mn - scale * (g_z[:, 1] + old_new * delta)
+            mo_new = mo - scale * g_old
+            mn_new = mn - scale * g_new
             finite = np.isfinite(eta_new) & np.isfinite(mo_new).all(axis=1)
             finite &= np.isfinite(mn_new).all(axis=1)
             ok = alive & finite
@@ -157,6 +128,68 @@ def numpy_loop(
                 record(step // k)
     rec["diverged"] = ~alive
     return rec
+
+
+def _check_sizes(
+    replicates: int, batch_size: int, steps: int, dim: int, lr: float, record_every: Optional[int]
+) -> tuple[int, int, int, int, int]:
+    """(R, B, T, d, record interval) of :func:`numpy_loop`, checked."""
+    r, b, t_steps, d = int(replicates), int(batch_size), int(steps), int(dim)
+    if r < 1 or b < 2 or t_steps < 1 or d < 1:
+        raise ValueError(
+            "replicates >= 1, batch_size >= 2, steps >= 1 and dim >= 1 required, got "
+            f"{r}, {b}, {t_steps}, {d}"
+        )
+    k = _record_every(t_steps) if record_every is None else int(record_every)
+    if k < 1 or t_steps % k:
+        raise ValueError(f"record_every must be >= 1 and divide steps={t_steps}, got {k}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    return r, b, t_steps, d, k
+
+
+def _batch_gradient(
+    eta: np.ndarray,
+    mo: np.ndarray,
+    mn: np.ndarray,
+    alpha: np.ndarray,
+    old_f: np.ndarray,
+    z: np.ndarray,
+    proj_rows: np.ndarray,
+    mn_star: np.ndarray,
+    d_star: np.ndarray,
+    t_star_const: float,
+    inv_loo: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The summed ReverseKL score-function gradient of one batch per replicate, in the
+    logit η and the two means: samples x = μ_[label] + z (``old_f`` the old labels), the
+    log-ratio ℓ = log q − log p* through the projections of z, the loo-baselined coefficient
+    and the responsibilities. ``proj_rows[:, 2]`` holds δ* = μ_o* − μ_n*; rows 0 and 1 are
+    overwritten (δ and the new-mean error)."""
+    r, b = old_f.shape
+    delta = mo - mn
+    err = mn - mn_star
+    proj_rows[:, 0] = delta
+    proj_rows[:, 1] = err
+    z_delta, z_err, z_star = np.matmul(proj_rows, z.transpose(0, 2, 1)).transpose(1, 0, 2)
+    delta_sq = np.einsum("ij,ij->i", delta, delta)[:, None]
+    t = z_delta + (eta[:, None] - 0.5 * delta_sq) + old_f * delta_sq
+    t_star = z_star + (t_star_const + mn @ d_star)[:, None]  # x·δ* + const: t*
+    t_star += old_f * (delta @ d_star)[:, None]
+    sp = _softplus(t)
+    ell = z_err + old_f * np.einsum("ij,ij->i", delta, err)[:, None] + sp
+    ell -= _softplus(t_star)
+    resp_old = np.exp(t - sp)
+    coef = ell * (1.0 + inv_loo) - ell.sum(axis=1, keepdims=True) * inv_loo  # ℓ − LOO mean
+    weighted = np.empty((r, 2, b))
+    np.multiply(coef, resp_old, out=weighted[:, 0])  # c·r_old
+    np.subtract(coef, weighted[:, 0], out=weighted[:, 1])  # c·r_new = c − c·r_old
+    g_w = weighted[:, 0].sum(axis=1) - alpha * coef.sum(axis=1)
+    g_z = np.matmul(weighted, z)  # (R, 2, d): Σ c·r_old·z, Σ c·r_new·z
+    # x − μ_old = z − [new]·δ, x − μ_new = z + [old]·δ
+    new_old = np.einsum("ij,ij->i", weighted[:, 0], 1.0 - old_f)[:, None]
+    old_new = np.einsum("ij,ij->i", weighted[:, 1], old_f)[:, None]
+    return g_w, g_z[:, 0] - new_old * delta, g_z[:, 1] + old_new * delta
 
 
 def numpy_loop_w1(

@@ -28,7 +28,7 @@ from ._shared import _as_list, _axes, _fmt, _markdown, _to_pandas
 # ---------------------------------------------------------------------------------------
 def objective_label(objective: Objective) -> str:
     """Compact name of an objective, e.g. ``"ForwardKL"``, ``"ReverseKL(replay=0.25)"``:
-    :attr:`mixforget.Objective.label`."""
+    :attr:`mixforget.objectives.Objective.label`."""
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
     return objective.label

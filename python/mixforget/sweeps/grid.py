@@ -152,8 +152,8 @@ def _dumps(value: Any) -> str:
 
 def _display(value: Any) -> Any:
     """Column value of a grid key in the returned table: scalars as is, models by their
-    repr, objectives by their :attr:`~mixforget.objectives.Objective.label`, other containers as JSON
-    text."""
+    repr, objectives by their :attr:`~mixforget.objectives.Objective.label`, other containers
+    as JSON text."""
     if isinstance(value, dict) and set(value) == {"TwoMode"}:
         return repr(TwoMode(**value["TwoMode"]))
     if isinstance(value, dict) and set(value) == {"Objective"}:

@@ -1,5 +1,5 @@
-"""Helpers the studies share: interval and variance statistics, line fits, the markdown
-and pandas forms of a result table, axes creation and the checks of a separation grid."""
+"""Helpers the studies share: interval and variance statistics, the markdown and pandas
+forms of a result table, axes creation, the unit direction of a problem and list checks."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ import numpy as np
 from .._defaults import Z95
 from ..mixture import TwoMode
 
-_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
-
-
 # ---------------------------------------------------------------------------------------
 # small statistics helpers
 # ---------------------------------------------------------------------------------------
-#: Rounding floor of drift_vs_separation, in units of ε·lr·steps.
-_ROUNDING_FACTOR = 16.0
 
 
 def binomial_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -54,23 +49,6 @@ def variance_with_stderr(values: Any) -> tuple[float, float]:
     s2 = float(c @ c) / (n - 1)
     m4 = float(np.mean(c**4))
     return s2, math.sqrt(max(m4 - s2 * s2, 0.0) / n)
-
-
-def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope and intercept of y against x."""
-    if x.size < 2:
-        return math.nan, math.nan
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept)
-
-
-def _fit_poly_corrected(sep: np.ndarray, log_d: np.ndarray) -> tuple[float, float]:
-    """log D = a + b Δ² + c log Δ by least squares; returns (b, c). NaN with < 3 points."""
-    if sep.size < 3:
-        return math.nan, math.nan
-    design = np.column_stack([np.ones_like(sep), sep**2, np.log(sep)])
-    coef, *_ = np.linalg.lstsq(design, log_d, rcond=None)
-    return float(coef[1]), float(coef[2])
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -131,17 +109,6 @@ def _unit_direction(direction: Any, dim: int, cov: Any) -> tuple[np.ndarray, Two
     probe = TwoMode(np.zeros(dim), u, 0.5, cov)
     length = float(probe.mahalanobis(u, "old"))
     return u / length, probe
-
-
-def _check_separations(separations: Any) -> np.ndarray:
-    sep = np.asarray(separations, dtype=np.float64).reshape(-1)
-    if sep.size == 0:
-        raise ValueError("separations must hold at least one value")
-    if not np.all(np.isfinite(sep)) or np.any(sep <= 0.0):
-        raise ValueError(f"separations must be finite numbers > 0, got {separations!r}")
-    if np.any(np.diff(sep) <= 0.0):
-        raise ValueError("separations must increase strictly")
-    return sep
 
 
 def _as_list(name: str, values: Any) -> list[Any]:

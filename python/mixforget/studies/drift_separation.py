@@ -23,16 +23,43 @@ from ..objectives import Objective, ReverseKL
 from ..population import population_flow
 from ..simulate import simulate
 from ._shared import (
-    _ROUNDING_FACTOR,
     _axes,
-    _check_separations,
-    _fit_line,
-    _fit_poly_corrected,
     _fmt,
     _markdown,
     _to_pandas,
     _unit_direction,
 )
+
+#: Rounding floor of drift_vs_separation, in units of ε·lr·steps.
+_ROUNDING_FACTOR = 16.0
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept of y against x."""
+    if x.size < 2:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def _fit_poly_corrected(sep: np.ndarray, log_d: np.ndarray) -> tuple[float, float]:
+    """log D = a + b Δ² + c log Δ by least squares; returns (b, c). NaN with < 3 points."""
+    if sep.size < 3:
+        return math.nan, math.nan
+    design = np.column_stack([np.ones_like(sep), sep**2, np.log(sep)])
+    coef, *_ = np.linalg.lstsq(design, log_d, rcond=None)
+    return float(coef[1]), float(coef[2])
+
+
+def _check_separations(separations: Any) -> np.ndarray:
+    sep = np.asarray(separations, dtype=np.float64).reshape(-1)
+    if sep.size == 0:
+        raise ValueError("separations must hold at least one value")
+    if not np.all(np.isfinite(sep)) or np.any(sep <= 0.0):
+        raise ValueError(f"separations must be finite numbers > 0, got {separations!r}")
+    if np.any(np.diff(sep) <= 0.0):
+        raise ValueError("separations must increase strictly")
+    return sep
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,7 +268,7 @@ def drift_vs_separation(
     origin = np.zeros(dim)
     root = resolve_rng(rng)
     children = root.spawn(sep.size)
-    training = {"steps": steps, "lr": lr, "record_every": record_every}
+    training: dict[str, Any] = {"steps": steps, "lr": lr, "record_every": record_every}
     training.update(weight_param=weight_param, lr_scale=lr_scale)
 
     rows: list[dict[str, Any]] = []

@@ -28,7 +28,6 @@ from ..objectives import ReverseKL
 from ..population import population_gradient
 from ..simulate import estimate_gradient
 from ._shared import (
-    _DASHES,
     _as_list,
     _axes,
     _fmt,
@@ -38,6 +37,8 @@ from ._shared import (
     binomial_interval,
     variance_with_stderr,
 )
+
+_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_forgetting_band_modes(demo_runs):
 def test_noise_floor_in_the_caption_matches_the_measurement():
     """The caption's √(lr/(πB)) is the mean size of the SGD noise of the old mean under
     forward KL with replay; measured on the demo problem it agrees within 5 standard errors."""
-    from mixforget.cli import _forgetting_caption
+    from mixforget.cli.demo import _forgetting_caption
 
     lr, batch = 0.05, 64
     caption = _forgetting_caption({"lr": lr, "batch_size": batch, "replicates": 1000})
@@ -150,11 +150,12 @@ def test_starvation_colour_per_alpha_and_style_per_replay():
 
 
 def test_demo_figures_titles_legends_and_formats(demo_runs, tmp_path):
-    from mixforget.cli import _demo_figure_objects, _starvation_table
+    from mixforget.cli.demo import _demo_figure_objects
+    from mixforget.studies.demo import starvation_table
 
     trajs, flows = demo_runs
     settings = {**DEMO_SETTINGS, "starvation_batches": 2000, "gradient_batches": 500}
-    starvation = _starvation_table(settings, np.random.SeedSequence(0), None)
+    starvation = starvation_table(settings, np.random.SeedSequence(0), None)
     figures = _demo_figure_objects(trajs, flows, starvation, settings)
     assert list(figures) == ["densities", "forgetting", "starvation"]
     fig = figures["starvation"]
@@ -264,20 +265,21 @@ def test_trajectory_and_gradient_reprs_are_short(target, start):
     assert len(text) < 250 and "ReverseKL(replay=0.25)" in text and "1000 replicates" in text
     assert "3 records" in text and "array" not in text
     flow = mf.population_flow(target, start, mf.ForwardKL(), steps=20)
-    assert "ForwardKL(), population flow" in repr(flow)
+    assert "ForwardKL, population flow" in repr(flow)
     est = mf.estimate_gradient(target, start, mf.ReverseKL(), batch_size=8, batches=5000, rng=0)
     assert repr(est).startswith("<GradientEstimates 5000 batches x 3 parameters")
     assert len(repr(est)) < 120
 
 
-def test_short_objective_shows_only_changed_fields():
-    from mixforget.sweeps import short_objective
+def test_objective_label_shows_only_changed_fields():
+    from mixforget.studies import objective_label
 
-    assert short_objective(mf.ReverseKL()) == "ReverseKL()"
-    assert short_objective(mf.ReverseKL(replay=0.25)) == "ReverseKL(replay=0.25)"
-    assert short_objective(mf.SDFT(anchor=1.0, direction="forward")) == (
-        "SDFT(anchor=1.0, direction='forward')"
-    )
+    assert mf.ReverseKL().label == "ReverseKL"
+    assert mf.ReverseKL(replay=0.25).label == "ReverseKL(replay=0.25)"
+    sdft = mf.SDFT(anchor=1.0, direction="forward")
+    assert sdft.label == "SDFT(anchor=1.0, direction='forward')"
+    # the documented older name is the same label, not a second definition
+    assert objective_label(sdft) == sdft.label
 
 
 def _sweep_config(tmp_path: Path) -> Path:
@@ -336,11 +338,11 @@ def test_sweep_table_objective_column_is_compact(tmp_path, capsys):
     cfg.write_text(text, encoding="utf-8")
     assert main(["sweep", str(cfg), "--db", str(tmp_path / "o.sqlite")]) == 0
     out = capsys.readouterr().out
-    assert "ForwardKL()" in out and "ReverseKL(replay=0.25)" in out
+    assert "ForwardKL " in out and "ReverseKL(replay=0.25)" in out
     assert max(len(line) for line in out.splitlines()) < 120
     rows = mf.load_sweep(tmp_path / "o.sqlite")
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
-    assert [r["objective"] for r in records] == ["ForwardKL()"] * 2 + ["ReverseKL(replay=0.25)"] * 2
+    assert [r["objective"] for r in records] == ["ForwardKL"] * 2 + ["ReverseKL(replay=0.25)"] * 2
 
 
 def test_bench_labels_name_each_size_once():

@@ -13,6 +13,7 @@ import pytest
 
 import mixforget as mf
 from mixforget import studies, theory
+from mixforget.studies import drop_gain
 
 scipy_integrate = pytest.importorskip("scipy.integrate")
 scipy_optimize = pytest.importorskip("scipy.optimize")
@@ -408,10 +409,10 @@ def test_drop_vs_gain_numbers_match_a_direct_run(small_study):
 
 def test_first_reaching_is_monotone_per_replicate():
     gain = np.array([[0.0, 0.2, 0.5, 0.4, 0.95], [0.0, 0.1, 0.1, 0.1, 0.1]])
-    assert studies._first_reaching(gain, 0.2).tolist() == [1, -1]
-    assert studies._first_reaching(gain, 0.5).tolist() == [2, -1]
-    assert studies._first_reaching(gain, 0.9).tolist() == [4, -1]
-    assert studies._first_reaching(gain, 0.1).tolist() == [1, 1]
+    assert drop_gain._first_reaching(gain, 0.2).tolist() == [1, -1]
+    assert drop_gain._first_reaching(gain, 0.5).tolist() == [2, -1]
+    assert drop_gain._first_reaching(gain, 0.9).tolist() == [4, -1]
+    assert drop_gain._first_reaching(gain, 0.1).tolist() == [1, 1]
 
 
 def test_drop_vs_gain_outputs(small_study):

@@ -413,13 +413,14 @@ def test_two_processes_share_one_db(tmp_path):
             import importlib, json, sys
             import mixforget as mf
             sw = importlib.import_module("mixforget.sweeps")
-            compute = sw._compute_point
+            run = importlib.import_module("mixforget.sweeps.run")  # where sweep looks it up
+            compute = run._compute_point
             def logged(task):
                 out = compute(task)
                 with open(sys.argv[2], "a") as fh:
                     fh.write(json.dumps(task["seed"]["spawn_key"][-1]) + "\\n")
                 return out
-            sw._compute_point = logged
+            run._compute_point = logged
             T = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
             base = dict(target=T, start=T.replace(new_mean=[0.5]), objective=mf.ReverseKL(),
                         steps=200, replicates=20, record_every=10)
@@ -563,10 +564,11 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, monkeypatch, capsys, 
     regular = tmp_path / "file"
     regular.write_text("")
     called = []
-    monkeypatch.setattr(mf, "simulate", lambda *a, **k: called.append(1))
-    monkeypatch.setattr(
-        importlib.import_module("mixforget.sweeps"), "simulate", lambda *a, **k: called.append(1)
-    )
+    # where the simulate command and a sweep point look simulate up
+    for module in ("mixforget.cli.run_config", "mixforget.sweeps._point"):
+        monkeypatch.setattr(
+            importlib.import_module(module), "simulate", lambda *a, **k: called.append(1)
+        )
     args = [
         a.format(
             quick=EXAMPLES / "quick.toml", sweep=EXAMPLES / "sweep.toml", file=regular, tmp=tmp_path
@@ -636,7 +638,11 @@ def test_cli_unreachable_scheduler_fails_fast(tmp_path):
 
 
 def test_cli_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(mf, "simulate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(
+        importlib.import_module("mixforget.cli.run_config"),
+        "simulate",
+        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")),
+    )
     assert main(["simulate", str(EXAMPLES / "quick.toml"), "--out", str(tmp_path / "x.npz")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "boom" in err and "--debug" in err

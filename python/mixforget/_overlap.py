@@ -1,7 +1,7 @@
 """Overlap accuracy of two-mode models (the metrics of arXiv 2510.18874): closed forms of
-∫ min(a·φ_a, b·φ_b) for weighted Gaussian components. Below :mod:`mixforget.theory` and
-:mod:`mixforget.results`, which both re-export or use it, so that neither imports the other
-for it. Pure NumPy + :mod:`math`.
+∫ min(a·φ_a, b·φ_b) for weighted Gaussian components, per model or along a trajectory's
+records. :meth:`mixforget.Trajectory.overlap_accuracy` computes with it and
+:mod:`mixforget.theory` re-exports its public functions. Pure NumPy + :mod:`math`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The figure pieces that :meth:`mixforget.Trajectory.plot` needs, below the result types
-(matplotlib imported lazily: it is the optional extra 'plot'). :mod:`mixforget.plot` builds its
-figures from them and re-exports :func:`plot_trajectory` and :func:`require_matplotlib`."""
+"""The figure of one trajectory (:meth:`mixforget.Trajectory.plot`: mean old weight with its
+95 % band, drift on a twin axis) and the pieces every figure shares: axes creation, the
+kept replicates, axis labels and the matplotlib requirement (the optional extra 'plot',
+imported lazily). :mod:`mixforget.plot` builds its figures from them and re-exports
+:func:`plot_trajectory` and :func:`require_matplotlib`."""
 
 from __future__ import annotations
 

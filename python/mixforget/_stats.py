@@ -1,13 +1,13 @@
-"""Small statistics shared by the result types, the studies and the figures (no package
-imports)."""
+"""Small statistics shared by the result types, the studies and the figures (imports only
+:mod:`mixforget._defaults`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mean_interval"]
+from ._defaults import Z95
 
-_Z95 = 1.959963984540054
+__all__ = ["mean_interval"]
 
 
 def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -17,5 +17,5 @@ def mean_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.nda
     mean = values.mean(axis=axis)
     if n < 2:
         return mean, mean.copy(), mean.copy()
-    half = _Z95 * values.std(axis=axis, ddof=1) / np.sqrt(n)
+    half = Z95 * values.std(axis=axis, ddof=1) / np.sqrt(n)
     return mean, mean - half, mean + half

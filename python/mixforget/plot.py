@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._defaults import Z95
 from ._plotting import DRIFT_LABEL, WEIGHT_LABEL, ensure_axes, kept_replicates
 from ._plotting import plot_trajectory as plot_trajectory
 from ._plotting import require_matplotlib as require_matplotlib
@@ -335,25 +336,8 @@ def plot_drift_vs_separation(
         if pop is not None:
             y = pop[sel][order]
             ok = np.isfinite(y) & (y > 0)
-            series = (x2[ok], y[ok])
-            same = any(
-                a.shape == series[0].shape
-                and np.allclose(a, series[0])
-                and np.allclose(b, series[1], rtol=1e-9, atol=0)
-                for a, b in drawn_population
-            )
-            if ok.any() and not same:
-                drawn_population.append(series)
-                slope = _log_slope(series[0], series[1], fit_points)
-                (line,) = ax.plot(
-                    series[0],
-                    series[1],
-                    color="black",
-                    marker="o",
-                    markersize=4,
-                    linestyle=_LINESTYLES[(len(drawn_population) - 1) % len(_LINESTYLES)],
-                    label=f"population flow{{}} (slope {slope:.3f})",
-                )
+            line = _population_series(ax, x2[ok], y[ok], drawn_population, fit_points)
+            if line is not None:
                 population_lines.append((line, suffix))
                 if anchor is None:
                     anchor = (float(x2[ok][-1]), float(y[ok][-1]), float(bc[sel][order][ok][-1]))
@@ -382,22 +366,57 @@ def plot_drift_vs_separation(
         name = "" if len(population_lines) == 1 else f" ({suffix.rstrip(': ')})"
         line.set_label(line.get_label().format(name))
     if anchor is not None:
-        xs = np.linspace(float(np.nanmin(sep)) ** 2, float(np.nanmax(sep)) ** 2, 200)
-        c = anchor[1] / anchor[2]
-        ax.plot(
-            xs,
-            c * np.exp(-xs / 8.0),
-            color="0.45",
-            linestyle="--",
-            linewidth=1.0,
-            label=r"theory: slope $-1/8$ ($\propto e^{-\Delta^2/8}$ = BC)",
-        )
+        _theory_line(ax, sep, anchor)
     ax.set_yscale("log")
     ax.set_xlabel(r"$\Delta^2$ (squared Mahalanobis separation)")
     ax.set_ylabel(r"$\sup_t \Vert\mu_o(t) - \mu_o^*\Vert_\Sigma$")
     ax.set_title("old-mode drift is gated by overlap")
     ax.legend(fontsize="small")
     return ax
+
+
+def _population_series(
+    ax: Any,
+    x2: np.ndarray,
+    y: np.ndarray,
+    drawn: list[tuple[np.ndarray, np.ndarray]],
+    fit_points: int,
+) -> Any:
+    """Draw one population-flow series (log sup drift against Δ², with its fitted slope)
+    unless it is empty or equal to one already ``drawn``; the line, or None. The label keeps
+    a ``{}`` for the series name, filled in once all series are known."""
+    same = any(
+        a.shape == x2.shape and np.allclose(a, x2) and np.allclose(b, y, rtol=1e-9, atol=0)
+        for a, b in drawn
+    )
+    if not x2.size or same:
+        return None
+    drawn.append((x2, y))
+    slope = _log_slope(x2, y, fit_points)
+    (line,) = ax.plot(
+        x2,
+        y,
+        color="black",
+        marker="o",
+        markersize=4,
+        linestyle=_LINESTYLES[(len(drawn) - 1) % len(_LINESTYLES)],
+        label=f"population flow{{}} (slope {slope:.3f})",
+    )
+    return line
+
+
+def _theory_line(ax: Any, sep: np.ndarray, anchor: tuple[float, float, float]) -> None:
+    """The theory's C·BC = C·e^{−Δ²/8} (slope −1/8), through ``anchor`` = (Δ², drift, BC)."""
+    xs = np.linspace(float(np.nanmin(sep)) ** 2, float(np.nanmax(sep)) ** 2, 200)
+    c = anchor[1] / anchor[2]
+    ax.plot(
+        xs,
+        c * np.exp(-xs / 8.0),
+        color="0.45",
+        linestyle="--",
+        linewidth=1.0,
+        label=r"theory: slope $-1/8$ ($\propto e^{-\Delta^2/8}$ = BC)",
+    )
 
 
 def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots: str) -> np.ndarray:
@@ -461,7 +480,7 @@ def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any
             yerr = None
             if batches is not None:
                 n = batches[sel][order]
-                half = 1.959963984540054 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
+                half = Z95 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
                 yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
             ax.errorbar(
                 bs[keep],

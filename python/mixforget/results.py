@@ -11,14 +11,15 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
+from ._files import atomic_write
 from ._overlap import overlap_accuracy_records
 from ._plotting import plot_trajectory
 from ._stats import mean_interval
 from .mixture import TwoMode, component_scales
+from .objectives import objective_from_dict
 
 __all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
 
-_Z95 = 1.959963984540054
 #: A replicate whose mean is farther than this many Mahalanobis units from the target's
 #: mean of its mode has run away (see :attr:`Trajectory.runaway`). Defined once, in the Rust
 #: engine (rust/engine.rs), which flags such a replicate ``diverged`` and freezes it.
@@ -243,8 +244,6 @@ class Trajectory:
 
         Atomic: written to an exclusively created temporary file in the same directory, then
         moved over ``path``; a failed write leaves ``path`` untouched and nothing else."""
-        from ._files import atomic_write
-
         path = Path(path)
         meta = {"target": self.target.to_dict(), "meta": self.meta}
         meta_json = json.dumps(meta, default=_json_default)
@@ -319,11 +318,8 @@ def _objective_text(record: Any) -> str:
     if not isinstance(record, dict) or "kind" not in record:
         return "objective n/a"
     try:
-        from .objectives import objective_from_dict
-        from .sweeps import short_objective
-
-        return short_objective(objective_from_dict(record))
-    except (ImportError, ValueError, TypeError, KeyError):
+        return objective_from_dict(record).label
+    except (ValueError, TypeError, KeyError):
         return str(record["kind"])
 
 

@@ -1,0 +1,31 @@
+"""The ``mixforget`` command line (docs: api).
+
+Subcommands::
+
+    mixforget demo [--out DIR] [--replicates N] [--threads T] [--steps S] [--seed S] [--no-figures]
+    mixforget simulate CONFIG.toml --out FILE.npz [--threads T] [--progress]
+    mixforget sweep CONFIG.toml --db FILE [--scheduler ADDRESS] [--workers N]
+                    [--keep-trajectories DIR] [--progress]
+    mixforget bench [--quick]          (implemented in mixforget.bench)
+
+Exit status: 0 success; 1 a failed run: an I/O failure (unwritable output, unreachable
+scheduler, database error) or a demo whose numbers do not show the expected effects; 2 a usage
+or configuration error (nothing written); 130 interrupted. Every expected failure is one line on
+stderr; ``--debug`` (before or after the subcommand) also prints the traceback. Configuration
+files are described in :mod:`mixforget.config`.
+"""
+
+from __future__ import annotations
+
+from ..studies.demo import DEMO_SETTINGS
+from .demo import FIGURE_FORMATS, format_demo_table, run_demo
+from .main import build_parser, main
+
+__all__ = [
+    "DEMO_SETTINGS",
+    "FIGURE_FORMATS",
+    "build_parser",
+    "format_demo_table",
+    "main",
+    "run_demo",
+]

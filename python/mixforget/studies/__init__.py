@@ -1,0 +1,51 @@
+"""Studies that put the theory next to the measurement (docs: theory-geometry, theory-reverse-kl,
+theory-starvation, theory-population, theory-pred-drift, theory-pred-starvation,
+theory-pred-replay).
+
+Three studies, each returning a small frozen result table that a paper would print:
+
+- :func:`drift_vs_separation` — docs: theory-pred-drift: old-component drift under an
+  on-policy objective (ReverseKL by default) is gated by the overlap of the modes,
+  sup_t D_t ≤ C·BC with BC = e^{−Δ²/8}, so log sup_t D_t against Δ² has slope → −1/8.
+  Population flow (docs: theory-population, exact) and finite-batch training
+  (docs: theory-training-loop, mean over replicates with a 95% interval) side by side, with the
+  fitted slopes.
+- :func:`starvation` — docs: theory-starvation / docs: theory-pred-starvation, theory-pred-replay:
+  predicted vs measured starvation rates (P = (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli
+  replay, 0 with stratified replay), and the variance of the old-mean gradient estimate with and
+  without replay next to the (unchanged) population gradient.
+- :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
+  (drop in overlap accuracy) at the first step where the new task's gain reaches a
+  threshold, per objective and learning rate.
+
+Result objects: :class:`DriftSeparationStudy`, :class:`StarvationStudy`,
+:class:`DropGainStudy`, each with
+``.rows`` (list of dicts), ``.to_pandas()`` (needs pandas), ``.to_markdown()`` and
+``.plot(ax=None)`` (needs matplotlib, imported lazily; works with the Agg backend).
+
+One module per study (``drift_separation``, ``starvation_replay``, ``drop_gain``) and the
+helpers they share (``_shared``); the public names are re-exported here, so
+``mixforget.studies.starvation`` is the function.
+
+Public names: drift_vs_separation, starvation, drop_vs_gain, DriftSeparationStudy,
+StarvationStudy, DropGainStudy, binomial_interval, objective_label, variance_with_stderr.
+"""
+
+from __future__ import annotations
+
+from ._shared import binomial_interval, variance_with_stderr
+from .drift_separation import DriftSeparationStudy, drift_vs_separation
+from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
+from .starvation_replay import StarvationStudy, starvation
+
+__all__ = [
+    "DriftSeparationStudy",
+    "DropGainStudy",
+    "StarvationStudy",
+    "binomial_interval",
+    "drift_vs_separation",
+    "drop_vs_gain",
+    "objective_label",
+    "starvation",
+    "variance_with_stderr",
+]

@@ -1,0 +1,55 @@
+"""Resumable parameter sweeps stored in SQLite (docs: api, design-reliability).
+
+:func:`sweep` runs :func:`mixforget.simulate` on every point of a Cartesian grid and writes
+one row per finished point into an SQLite database, each in its own transaction: a sweep
+killed at any moment (even ``kill -9``) loses at most the points in flight, and running the
+same call again computes only the missing points. Every point has its own child seed,
+``SeedSequence(root.entropy, spawn_key=root.spawn_key + (i,))`` — the i-th child of a fresh
+``root.spawn(n_points)`` — so the rows do not depend on the executor, the order in which
+points finish, or how often the sweep was interrupted.
+
+Database layout (``sqlite3``)
+-----------------------------
+The file is marked as a sweep store by ``PRAGMA application_id`` = 0x4D465357 ("MFSW") and
+``PRAGMA user_version`` = 1 (the layout); any other file (another application's SQLite
+database, a non-SQLite or corrupt file) is refused untouched with one ValueError. Stores made
+before the marks existed (same tables and format) are adopted and marked.
+
+``claims(point INTEGER PRIMARY KEY, owner TEXT)``: points being computed, claimed atomically
+(``BEGIN IMMEDIATE``) by ``host|pid|process start time``, so that several processes running
+the same sweep on one db compute every point exactly once; a claim whose process has died is
+taken over, and a finished point drops its claim in the transaction that writes its row.
+
+``meta(key TEXT PRIMARY KEY, value TEXT)``: ``hash`` (SHA-256 of base + grid + root seed +
+population flag + separation mode; a db made by another sweep is refused), ``seed`` (root
+seed record, JSON), ``base``, ``grid`` (canonical JSON), ``n_points``, ``format``.
+
+``points``: one row per finished point — ``point`` (index in the grid order), ``params``
+(JSON of this point's grid values), ``config`` (JSON of the full resolved simulate
+arguments), ``seed_entropy``, ``seed_spawn_key`` (JSON list), ``separation`` and
+``bhattacharyya`` of the point's target, ``replicates`` (non-diverged), ``diverged``, and for
+each of old_weight, drift (final), sup_drift (sup over the records of each replicate),
+new_error and starved (cumulative starved batches per replicate): ``<name>_mean``,
+``<name>_lo``, ``<name>_hi`` (95% interval of the mean over replicates, as in
+:meth:`Trajectory.summary`; NULL when every replicate diverged); ``old_weight_population``
+and ``sup_drift_population`` (the population flow, with ``population=True``), ``wall_time``
+(seconds of simulation) and ``trajectory`` (path of the kept .npz or NULL).
+"""
+
+from __future__ import annotations
+
+from .grid import COLUMNS, METRICS, SEPARATION_MODES, apply_separation, expand_grid
+from .run import sweep
+from .store import APPLICATION_ID as APPLICATION_ID  # the store's marks (see above)
+from .store import USER_VERSION as USER_VERSION
+from .store import load_sweep
+
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "SEPARATION_MODES",
+    "apply_separation",
+    "expand_grid",
+    "load_sweep",
+    "sweep",
+]

@@ -11,8 +11,10 @@
 //! probability λ) or stratified (exactly round(λB) replay samples per batch).
 
 use super::{likelihood_coefficients, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models};
-use crate::starvation::Slots;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Exactness, Models};
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ForwardKL {

@@ -31,9 +31,11 @@ pub use reverse_kl::{Baseline, ReverseKL};
 pub use sdft::{Direction, SDFT};
 pub use ttt_discover::{Beta, TTTDiscover};
 
-use crate::engine::{sampling_components, Batch, Exactness, Mix2, Models, Replicate};
-use crate::mixture::Gaussian;
-use crate::starvation::Slots;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Exactness, Models, Replicate};
+use crate::model::mixture::Gaussian;
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 /// Where the non-replay part of a batch comes from.
 pub enum Source<'a> {
@@ -122,6 +124,27 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
 
     /// The extra state's own update, after θ took a (finite) step.
     fn update_state(&self, _r: &mut Replicate) {}
+}
+
+/// The components of the full sampling distribution with their probabilities (for exact
+/// expectations): replay λ from p_old*, the rest from the source.
+pub fn sampling_components<'a, O: Objective>(
+    objective: &O,
+    m: &'a Models,
+) -> Vec<(f64, &'a Gaussian)> {
+    let (replay, _) = objective.replay();
+    let mut out = Vec::with_capacity(3);
+    match objective.source(m) {
+        Source::Single(g) => out.push((1.0 - replay, g)),
+        Source::Mixture(mix) => {
+            out.push(((1.0 - replay) * mix.alpha, &mix.old));
+            out.push(((1.0 - replay) * (1.0 - mix.alpha), &mix.new));
+        }
+    }
+    if replay > 0.0 {
+        out.push((replay, &m.target.old));
+    }
+    out
 }
 
 /// The objective of a training problem: one variant per objective module.

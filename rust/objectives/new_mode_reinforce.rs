@@ -21,9 +21,11 @@
 //! and standard deviation of r under φ_n.
 
 use super::{Named, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models};
-use crate::fastmath;
-use crate::mixture::Gaussian;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Exactness, Models};
+use crate::math::fastmath;
+use crate::model::mixture::Gaussian;
+use crate::model::two_mode::Mix2;
 
 /// How the rewards become advantages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

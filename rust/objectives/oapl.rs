@@ -10,7 +10,9 @@
 //! so c_i = 2β2 (β2 Δ_i − (r_i − V̂)).
 
 use super::{reward_values, Objective, Reward, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models, Replicate};
+use crate::engine::batch::Batch;
+use crate::engine::state::{Exactness, Models, Replicate};
+use crate::model::two_mode::Mix2;
 
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Clone, Copy, Debug, PartialEq)]

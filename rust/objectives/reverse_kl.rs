@@ -10,9 +10,11 @@
 //! λ' = round(λB)/B in the weights. In the exact limit the baseline is the full expectation.
 
 use super::{Named, Objective, Source};
-use crate::engine::{Batch, Exactness, LooMean, Mix2, Models};
-use crate::fastmath;
-use crate::starvation::Slots;
+use crate::engine::batch::{Batch, LooMean};
+use crate::engine::state::{Exactness, Models};
+use crate::math::fastmath;
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 /// The baseline b_i subtracted from each sample's log-ratio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,9 @@
 
 use super::reverse_kl::{log_ratio_values, subtract_loo_baseline};
 use super::{likelihood_coefficients, Named, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models, Replicate};
+use crate::engine::batch::Batch;
+use crate::engine::state::{Exactness, Models, Replicate};
+use crate::model::two_mode::Mix2;
 
 /// Which KL between student and teacher is minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,9 @@
 //! exact limit the leave-one-out mean becomes the expectation.
 
 use super::{reward_values, Objective, Reward, Source};
-use crate::engine::{Batch, Exactness, LooMean, Mix2, Models};
+use crate::engine::batch::{Batch, LooMean};
+use crate::engine::state::{Exactness, Models};
+use crate::model::two_mode::Mix2;
 
 const LN_2: f64 = std::f64::consts::LN_2;
 

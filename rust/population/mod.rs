@@ -16,11 +16,15 @@
 //! integrands drop the box's corners outside a ball of radius 9.5. Unequal covariances and
 //! trained scales keep one spacing min(0.75/Δ_max, 0.1) over all pairs of components.
 
-use crate::engine::{
-    evaluate, records_in, sampling_components, Batch, Exactness, Grad, Mix2, Models, Params,
-    Problem, Records, Replicate,
-};
-use crate::mixture::{log_add_exp, Cov, Gaussian};
+use crate::engine::batch::Batch;
+use crate::engine::problem::Problem;
+use crate::engine::score::evaluate;
+use crate::engine::state::{Exactness, Grad, Models, Replicate};
+use crate::engine::training::{records_in, Records};
+use crate::model::mixture::{log_add_exp, Cov, Gaussian};
+use crate::model::params::Params;
+use crate::model::two_mode::Mix2;
+use crate::objectives::sampling_components;
 use crate::objectives::{with_objective, Objective, Source};
 
 /// Half-width of the quadrature grid in standard deviations.
@@ -694,7 +698,7 @@ fn exact_gradient_in<O: Objective>(
     // copy gives the same bits.
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::fastmath::has_avx512() {
+        if crate::math::fastmath::has_avx512() {
             // SAFETY: the processor supports these AVX-512 subsets (checked just above).
             return unsafe { exact_gradient_avx512(objective, problem, rep, batch, rule) };
         }
@@ -869,12 +873,13 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{estimate_gradient, WeightParam};
+    use crate::engine::training::estimate_gradient;
+    use crate::model::params::WeightParam;
     use crate::objectives::{
         Advantage, Baseline, Beta, Direction, ForwardKL, NewModeREINFORCE, ReverseKL, Reward, Spec,
         TTTDiscover, OAPL, SDFT,
     };
-    use crate::starvation::Slots;
+    use crate::random::starvation::Slots;
 
     fn problem(objective: Spec, d: usize) -> Problem {
         let cov = Cov::scalar(1.0).unwrap();

@@ -2,7 +2,7 @@
 //! (log-sum-exp, with the equal-covariance two-component logistic fast path of
 //! docs: theory-geometry) and sampling. Pure Rust; parallel over fixed-size chunks with rayon.
 
-use crate::rng::{normal, Stream};
+use crate::random::rng::{normal, Stream};
 use rayon::prelude::*;
 
 pub const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -403,7 +403,7 @@ impl Mixture {
         if let Some((a, b)) = &self.logistic {
             let z: f64 = a.iter().zip(x).map(|(p, q)| p * q).sum::<f64>() + b;
             // σ(z) and σ(−z) from one exponential.
-            let e = crate::fastmath::exp(-z.abs());
+            let e = crate::math::fastmath::exp(-z.abs());
             let inv = 1.0 / (1.0 + e);
             let (hi, lo) = (inv, e * inv);
             out[0] = if z >= 0.0 { hi } else { lo };
@@ -438,7 +438,7 @@ impl Mixture {
         let (d, k) = (self.dim(), self.components.len());
         if let Some((a, b)) = &self.logistic {
             // Equal-covariance two components: z = aᵀx + b per point, then σ(±z) in one
-            // vectorised pass (crate::fastmath::logistic_pairs).
+            // vectorised pass (crate::math::fastmath::logistic_pairs).
             out.par_chunks_mut(CHUNK * 2)
                 .zip(x.par_chunks(CHUNK * d))
                 .for_each(|(o, xs)| {
@@ -449,7 +449,7 @@ impl Mixture {
                             .map(|row| a.iter().zip(row).map(|(p, q)| p * q).sum::<f64>() + b)
                             .collect()
                     };
-                    crate::fastmath::logistic_pairs(&z, o);
+                    crate::math::fastmath::logistic_pairs(&z, o);
                 });
             return;
         }

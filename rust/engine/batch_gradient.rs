@@ -28,15 +28,17 @@
 //! log normaliser), available per block in `batch.part_a/part_b` right after
 //! `density_block`, should a later fusion want it without a second distance pass.
 
-use crate::engine::{
-    accumulate_scale_score, accumulate_score, draw_batch, Batch, Exactness, Grad, Mix2, Models,
-    ScaleParam,
-};
-use crate::fastmath;
+use crate::engine::batch::Batch;
+use crate::engine::sampling::draw_batch;
+use crate::engine::score::{accumulate_scale_score, accumulate_score};
+use crate::engine::state::{Exactness, Grad, Models};
+use crate::math::fastmath;
+use crate::model::params::ScaleParam;
+use crate::model::two_mode::Mix2;
 use crate::objectives::Objective;
-use crate::simd_rng::LaneStream;
+use crate::random::simd_rng::LaneStream;
 
-use crate::engine::WeightParam;
+use crate::model::params::WeightParam;
 
 /// Samples per density block. Not smaller: LLVM vectorises each short loop of a block
 /// with its vector width times an unroll factor (4 × 8 doubles with AVX-512), and a block
@@ -145,7 +147,7 @@ pub fn batch_gradient<O: Objective>(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::fastmath::has_avx512() {
+        if crate::math::fastmath::has_avx512() {
             // SAFETY: the processor supports these AVX-512 subsets (checked just above).
             return unsafe { batch_gradient_avx512(objective, wp, scales, m, rng, batch, grad) };
         }
@@ -160,13 +162,15 @@ pub fn batch_gradient<O: Objective>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{evaluate, Params, Problem};
-    use crate::mixture::{Cov, Gaussian};
+    use crate::engine::problem::Problem;
+    use crate::engine::score::evaluate;
+    use crate::model::mixture::{Cov, Gaussian};
+    use crate::model::params::Params;
     use crate::objectives::{with_objective, TTTDiscover};
     use crate::objectives::{
         Baseline, Beta, Direction, ForwardKL, ReverseKL, Reward, Spec, OAPL, SDFT,
     };
-    use crate::starvation::Slots;
+    use crate::random::starvation::Slots;
 
     fn problem(dim: usize, cov: Cov, objective: Spec) -> Problem {
         let u = 1.0 / (dim as f64).sqrt();

@@ -1,8 +1,8 @@
 //! Old-mode starvation (docs: theory-starvation): the number of old-labelled samples in each of
 //! many batches, drawn as binomial counts without materialising the samples.
 
-use crate::mixture::CHUNK;
-use crate::rng::Stream;
+use crate::model::mixture::CHUNK;
+use crate::random::rng::Stream;
 use rand::RngExt;
 use rand_distr::Binomial;
 use rayon::prelude::*;

@@ -7,6 +7,7 @@
 pub mod bindings;
 pub mod buffers;
 pub mod engine;
+pub mod error;
 pub mod math;
 pub mod model;
 pub mod objectives;

@@ -142,7 +142,8 @@ def population_flow(
     flow = _core.PopulationFlow(problem)
     k = 1
     for n in timed_chunks(steps, 1):
-        w, o, nw, _, sc = flow.advance(n, record_every)
+        rec = flow.advance(n, record_every)
+        w, o, nw, sc = rec.weight, rec.old_mean, rec.new_mean, rec.scale
         m = w.shape[1]
         old_weight[:, k : k + m] = w
         old_mean[:, k : k + m] = o

@@ -202,7 +202,8 @@ def simulate(
     k = 1
     try:
         for n in chunks:
-            w, o, nw, s, sc = sim.advance(n, record_every)
+            rec = sim.advance(n, record_every)
+            w, o, nw, s, sc = rec.weight, rec.old_mean, rec.new_mean, rec.starved, rec.scale
             m = w.shape[1]
             old_weight[:, k : k + m] = w
             old_mean[:, k : k + m] = o

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
 use crate::model::mixture::{Cov, Gaussian, Mixture};
+use crate::model::params::{ScaleParam, WeightParam};
 use crate::objectives::{
     Beta, ForwardKL, Named, NewModeREINFORCE, ReverseKL, Reward, Spec, TTTDiscover, OAPL, SDFT,
 };
@@ -19,9 +20,7 @@ pub(crate) fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyR
         0 => Cov::scalar(data[0]),
         1 if data.len() == dim => Cov::diag(data),
         2 if data.len() == dim * dim => Cov::full(data, dim),
-        _ => Err(format!(
-            "covariance must be a scalar, ({dim},) or ({dim}, {dim})"
-        )),
+        _ => Err(format!("covariance must be a scalar, ({dim},) or ({dim}, {dim})").into()),
     };
     res.map_err(|e| PyValueError::new_err(format!("covs: {e}")))
 }
@@ -278,4 +277,93 @@ pub(crate) fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Boun
         }
     }
     Ok(d)
+}
+
+/// The learning-rate multipliers per parameter group, from the dict `lr_scale` (keys
+/// `weight`, `old_mean`, `new_mean`, and `old_scale`, `new_scale` when the scales train;
+/// absent scale keys are 1). Each must be a finite number >= 0 (0 freezes its group).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct LrScale {
+    pub(crate) weight: f64,
+    pub(crate) old_mean: f64,
+    pub(crate) new_mean: f64,
+    pub(crate) old_scale: f64,
+    pub(crate) new_scale: f64,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for LrScale {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let dict = ob
+            .cast::<PyDict>()
+            .map_err(|_| PyValueError::new_err("lr_scale must be a dict"))?;
+        const KEYS: [&str; 5] = ["weight", "old_mean", "new_mean", "old_scale", "new_scale"];
+        for key in dict.keys() {
+            let name: String = key.extract()?;
+            if !KEYS.contains(&name.as_str()) {
+                return Err(PyValueError::new_err(format!(
+                    "lr_scale key must be one of {KEYS:?}, got {name:?}"
+                )));
+            }
+        }
+        let get = |key: &str, required: bool| -> PyResult<f64> {
+            let value = match dict.get_item(key)? {
+                Some(v) => v.extract::<f64>()?,
+                None if required => {
+                    return Err(PyValueError::new_err(format!(
+                        "lr_scale needs the key {key:?}"
+                    )))
+                }
+                None => 1.0,
+            };
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(PyValueError::new_err(format!(
+                    "lr_scale[{key:?}] must be a finite number >= 0, got {value}"
+                )));
+            }
+            Ok(value)
+        };
+        Ok(LrScale {
+            weight: get("weight", true)?,
+            old_mean: get("old_mean", true)?,
+            new_mean: get("new_mean", true)?,
+            old_scale: get("old_scale", false)?,
+            new_scale: get("new_scale", false)?,
+        })
+    }
+}
+
+/// `weight_param`, from its name ('logit' or 'direct').
+pub(crate) struct WeightParamArg(pub(crate) WeightParam);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for WeightParamArg {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<String>()?.as_str() {
+            "logit" => Ok(WeightParamArg(WeightParam::Logit)),
+            "direct" => Ok(WeightParamArg(WeightParam::Direct)),
+            other => Err(PyValueError::new_err(format!(
+                "weight_param must be 'logit' or 'direct', got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `scale_param`, from its name ('direct' or 'log').
+pub(crate) struct ScaleParamArg(pub(crate) ScaleParam);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ScaleParamArg {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<String>()?.as_str() {
+            "direct" => Ok(ScaleParamArg(ScaleParam::Direct)),
+            "log" => Ok(ScaleParamArg(ScaleParam::Log)),
+            other => Err(PyValueError::new_err(format!(
+                "scale_param must be 'direct' or 'log', got {other:?}"
+            ))),
+        }
+    }
 }

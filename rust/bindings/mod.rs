@@ -18,6 +18,7 @@ mod mixtures;
 mod pools;
 mod population_flow;
 mod problem;
+mod records;
 mod rng_probes;
 mod simulator;
 use gradients::*;
@@ -42,6 +43,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lane_normal_tail_counts, m)?)?;
     m.add_class::<TrainingProblem>()?;
     m.add_class::<Simulator>()?;
+    m.add_class::<records::RecordChunk>()?;
     m.add_class::<PopulationFlow>()?;
     m.add("RUNAWAY_DISTANCE", crate::engine::problem::RUNAWAY_DISTANCE)?;
     m.add("RUNAWAY_WEIGHT", crate::engine::problem::RUNAWAY_WEIGHT)?;

@@ -8,6 +8,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use super::errors::*;
+use crate::error::KernelResult;
 
 /// Most thread pools kept alive at once. Each distinct `threads` value needs a pool of that
 /// size (rayon cannot cap a pool's parallelism per call); keeping them all would leak OS
@@ -60,15 +61,13 @@ pub(crate) fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
 pub(crate) fn run<T: Send>(
     py: Python<'_>,
     threads: usize,
-    f: impl FnOnce() -> Result<T, String> + Send,
+    f: impl FnOnce() -> KernelResult<T> + Send,
 ) -> PyResult<T> {
     let p = pool(threads)?;
     let out = py.detach(|| catch_unwind(AssertUnwindSafe(|| p.install(f))));
     match out {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(msg)) => Err(to_py_err(msg)),
-        Err(_) => Err(PyRuntimeError::new_err(
-            "internal error in the mixforget kernel (a Rust panic was caught); please report it",
-        )),
+        Ok(Err(e)) => Err(BindingError::Kernel(e).into()),
+        Err(_) => Err(BindingError::Panicked.into()),
     }
 }

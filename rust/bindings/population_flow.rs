@@ -5,7 +5,8 @@ use pyo3::prelude::*;
 
 use super::pools::*;
 use super::problem::*;
-use super::simulator::{check_chunk, RecordArrays, RecordBuffers};
+use super::records::{RecordBuffers, RecordChunk};
+use super::simulator::check_chunk;
 use crate::population;
 
 /// The population flow (exact gradients), advanced call by call; call `advance` chunk by
@@ -32,7 +33,7 @@ impl PopulationFlow {
         py: Python<'py>,
         steps: u64,
         record_every: u64,
-    ) -> PyResult<RecordArrays<'py>> {
+    ) -> PyResult<RecordChunk> {
         check_chunk(self.inner.steps_done(), steps, record_every)?;
         let d = self.inner.problem.dim;
         let n_rec =
@@ -43,7 +44,7 @@ impl PopulationFlow {
             flow.advance(steps, record_every, buf.records())?;
             Ok(buf)
         })?;
-        buf.into_arrays(py, 1, n_rec, d)
+        buf.into_chunk(py)
     }
 
     /// Steps run so far.

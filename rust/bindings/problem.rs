@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 use super::conversions::*;
 use crate::engine::problem::{Problem, Scales};
 use crate::model::mixture::Gaussian;
-use crate::model::params::{Params, ScaleParam, WeightParam};
+use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
 
 /// A training problem: target, model covariances, start, objective and update settings.
@@ -19,8 +19,28 @@ pub(crate) struct TrainingProblem {
 
 #[pymethods]
 impl TrainingProblem {
+    /// Every field by name (keyword-only): the target p* (`target_weight`, `target_means`
+    /// (2, d), `target_covs`), the model covariances and start state θ_0 (`model_covs`,
+    /// `start_weight`, `start_means` (2, d)), the `objective` dataclass, and the update:
+    /// `weight_param`, `lr`, `lr_scale` (the dict of learning-rate multipliers per group,
+    /// [`LrScale`]), `train_scales` and `scale_param`.
     #[new]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        *,
+        target_weight,
+        target_means,
+        target_covs,
+        model_covs,
+        start_weight,
+        start_means,
+        objective,
+        weight_param,
+        lr,
+        lr_scale,
+        train_scales,
+        scale_param,
+    ))]
+    #[allow(clippy::too_many_arguments)] // keyword-only: each one named at the call site
     fn new(
         target_weight: f64,
         target_means: PyReadonlyArray2<'_, f64>,
@@ -29,12 +49,11 @@ impl TrainingProblem {
         start_weight: f64,
         start_means: PyReadonlyArray2<'_, f64>,
         objective: &Bound<'_, PyAny>,
-        weight_param: &str,
+        weight_param: WeightParamArg,
         lr: f64,
-        lr_scale: (f64, f64, f64),
+        lr_scale: LrScale,
         train_scales: bool,
-        scale_param: &str,
-        scale_lr_scale: (f64, f64),
+        scale_param: ScaleParamArg,
     ) -> PyResult<Self> {
         let shape = target_means.shape();
         if shape[0] != 2
@@ -66,24 +85,8 @@ impl TrainingProblem {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(PyValueError::new_err(format!("lr must be > 0, got {lr}")));
         }
-        let wp = match weight_param {
-            "logit" => WeightParam::Logit,
-            "direct" => WeightParam::Direct,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "weight_param must be 'logit' or 'direct', got {other:?}"
-                )))
-            }
-        };
-        let scale_param = match scale_param {
-            "direct" => ScaleParam::Direct,
-            "log" => ScaleParam::Log,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "scale_param must be 'direct' or 'log', got {other:?}"
-                )))
-            }
-        };
+        let wp = weight_param.0;
+        let scale_param = scale_param.0;
         let objective = ObjectiveReader { obj: objective }.spec()?;
         let target = Mix2::new(
             target_weight,
@@ -99,7 +102,7 @@ impl TrainingProblem {
             start.scale = sd.map(|s| scale_param.value(s));
             Some(Scales {
                 param: scale_param,
-                lr_scale: [scale_lr_scale.0, scale_lr_scale.1],
+                lr_scale: [lr_scale.old_scale, lr_scale.new_scale],
                 shape: [
                     model_old_cov.scaled(1.0 / sd[0]),
                     model_new_cov.scaled(1.0 / sd[1]),
@@ -118,7 +121,7 @@ impl TrainingProblem {
             objective,
             weight_param: wp,
             lr,
-            lr_scale: [lr_scale.0, lr_scale.1, lr_scale.2],
+            lr_scale: [lr_scale.weight, lr_scale.old_mean, lr_scale.new_mean],
             scales,
         };
         Ok(TrainingProblem { inner })

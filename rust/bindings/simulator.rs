@@ -1,70 +1,15 @@
 //! `Simulator` (finite-batch training of many replicates) and the named records a chunk of
 //! steps returns.
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods};
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::*;
 use super::pools::*;
 use super::problem::*;
-use crate::buffers::try_zeroed;
-use crate::engine::training::{Records, Simulation};
-
-pub(crate) type RecordArrays<'py> = (
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray3<f64>>,
-    Bound<'py, PyArray3<f64>>,
-    Bound<'py, PyArray2<i64>>,
-    Bound<'py, PyArray3<f64>>,
-);
-
-pub(crate) struct RecordBuffers {
-    weight: Vec<f64>,
-    old: Vec<f64>,
-    new: Vec<f64>,
-    starved: Vec<i64>,
-    scale: Vec<f64>,
-}
-
-impl RecordBuffers {
-    pub(crate) fn new(replicates: usize, n_rec: usize, d: usize) -> Result<Self, String> {
-        let what = "the records";
-        Ok(RecordBuffers {
-            weight: try_zeroed(&[replicates, n_rec], what)?,
-            old: try_zeroed(&[replicates, n_rec, d], what)?,
-            new: try_zeroed(&[replicates, n_rec, d], what)?,
-            starved: try_zeroed(&[replicates, n_rec], what)?,
-            scale: try_zeroed(&[replicates, n_rec, 2], what)?,
-        })
-    }
-    pub(crate) fn records(&mut self) -> Records<'_> {
-        Records {
-            weight: &mut self.weight,
-            old: &mut self.old,
-            new: &mut self.new,
-            starved: &mut self.starved,
-            scale: &mut self.scale,
-        }
-    }
-    pub(crate) fn into_arrays(
-        self,
-        py: Python<'_>,
-        replicates: usize,
-        n_rec: usize,
-        d: usize,
-    ) -> PyResult<RecordArrays<'_>> {
-        Ok((
-            self.weight.into_pyarray(py).reshape([replicates, n_rec])?,
-            self.old.into_pyarray(py).reshape([replicates, n_rec, d])?,
-            self.new.into_pyarray(py).reshape([replicates, n_rec, d])?,
-            self.starved.into_pyarray(py).reshape([replicates, n_rec])?,
-            self.scale
-                .into_pyarray(py)
-                .reshape([replicates, n_rec, 2])?,
-        ))
-    }
-}
+use super::records::{RecordBuffers, RecordChunk};
+use crate::engine::training::Simulation;
 
 /// Finite-batch training of many replicates; call `advance` chunk by chunk.
 #[pyclass(module = "mixforget._core")]
@@ -98,17 +43,15 @@ impl Simulator {
         Ok(Simulator { inner, threads })
     }
 
-    /// Advance all replicates by `steps` >= 1; returns the records at the absolute step
-    /// counts in (steps_done, steps_done + steps] that are multiples of `record_every` (old
-    /// weight (R, n), old mean (R, n, d), new mean (R, n, d), cumulative starved (R, n),
-    /// scales (σ_o, σ_n) (R, n, 2)), so
-    /// a run cut into calls of any length records the same.
+    /// Advance all replicates by `steps` >= 1; returns the records (a [`RecordChunk`]) at
+    /// the absolute step counts in (steps_done, steps_done + steps] that are multiples of
+    /// `record_every`, so a run cut into calls of any length records the same.
     fn advance<'py>(
         &mut self,
         py: Python<'py>,
         steps: u64,
         record_every: u64,
-    ) -> PyResult<RecordArrays<'py>> {
+    ) -> PyResult<RecordChunk> {
         check_chunk(self.inner.steps_done, steps, record_every)?;
         let (r, d, n_rec) = (
             self.inner.replicates.len(),
@@ -121,7 +64,7 @@ impl Simulator {
             sim.advance(steps, record_every, buf.records())?;
             Ok(buf)
         })?;
-        buffers.into_arrays(py, r, n_rec, d)
+        buffers.into_chunk(py)
     }
 
     /// Steps run so far.

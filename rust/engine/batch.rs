@@ -2,6 +2,7 @@
 //! baselines use ([`LooMean`]). Nothing here depends on the objectives or the loop.
 
 use crate::buffers::{try_filled, try_zeroed};
+use crate::error::KernelResult;
 use crate::math::lane_sums::{lane_sums, sum};
 
 /// A batch of points with their averaging weights ω (Σ ω = 1) and old labels, plus
@@ -46,7 +47,7 @@ impl Batch {
 
     /// A batch buffer whose size comes from the user: an error naming the size when it
     /// cannot be allocated.
-    pub fn try_new(dim: usize, capacity: usize) -> Result<Batch, String> {
+    pub fn try_new(dim: usize, capacity: usize) -> KernelResult<Batch> {
         let what = "the batch buffers";
         let column = || try_zeroed::<f64>(&[capacity], what);
         Ok(Batch {

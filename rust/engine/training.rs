@@ -5,6 +5,7 @@ use crate::buffers::checked_len;
 use crate::engine::batch::Batch;
 use crate::engine::problem::Problem;
 use crate::engine::state::{Grad, Replicate};
+use crate::error::{KernelError, KernelResult};
 use crate::objectives::{with_objective, Objective};
 use crate::random::simd_rng::LaneStream;
 use rayon::prelude::*;
@@ -41,13 +42,12 @@ impl Simulation {
         batch_size: usize,
         replicates: usize,
         key: [u64; 2],
-    ) -> Result<Simulation, String> {
+    ) -> KernelResult<Simulation> {
         let mut reps = Vec::new();
         reps.try_reserve_exact(replicates).map_err(|_| {
-            format!(
-                "{}cannot allocate the state of {replicates} replicates",
-                crate::buffers::MEMORY_ERROR
-            )
+            KernelError::OutOfMemory(format!(
+                "cannot allocate the state of {replicates} replicates"
+            ))
         })?;
         reps.extend((0..replicates).map(|r| problem.new_replicate(key, r as u64)));
         Ok(Simulation {
@@ -66,7 +66,7 @@ impl Simulation {
     /// Advance every replicate by `steps`, recording at every absolute step count that is a
     /// multiple of `record_every` into `rec` (`records_in` records per replicate), so that
     /// the records do not depend on how a run is cut into calls. Parallel over replicates.
-    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> Result<(), String> {
+    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
         with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
     }
 
@@ -76,7 +76,7 @@ impl Simulation {
         steps: u64,
         record_every: u64,
         rec: Records,
-    ) -> Result<(), String> {
+    ) -> KernelResult<()> {
         let n_rec = self.records_in(steps, record_every);
         let d = self.problem.dim;
         let done = self.steps_done;
@@ -92,7 +92,8 @@ impl Simulation {
                 "record buffers of {} and {} values do not hold {r} replicates × {n_rec} records",
                 rec.weight.len(),
                 rec.old.len()
-            ));
+            )
+            .into());
         }
         // Each replicate's slices of the records (empty ones for a chunk without records).
         type Outs<'s> = (
@@ -139,7 +140,7 @@ impl Simulation {
                         k += 1;
                     }
                 }
-                Ok::<(), String>(())
+                Ok::<(), KernelError>(())
             },
         )?;
         self.steps_done += steps;
@@ -162,7 +163,7 @@ pub fn estimate_gradient(
     first_stream: u64,
     grads: &mut [f64],
     old_counts: &mut [i64],
-) -> Result<(), String> {
+) -> KernelResult<()> {
     with_objective!(problem.objective, o => {
         estimate_gradient_with(&o, problem, batch_size, key, first_stream, grads, old_counts)
     })
@@ -176,7 +177,7 @@ fn estimate_gradient_with<O: Objective>(
     first_stream: u64,
     grads: &mut [f64],
     old_counts: &mut [i64],
-) -> Result<(), String> {
+) -> KernelResult<()> {
     let d = problem.dim;
     let width = problem.grad_width();
     let rep = problem.new_replicate(key, 0);

@@ -2,6 +2,7 @@
 //! (log-sum-exp, with the equal-covariance two-component logistic fast path of
 //! docs: theory-geometry) and sampling. Pure Rust; parallel over fixed-size chunks with rayon.
 
+use crate::error::KernelResult;
 use crate::random::rng::{normal, Stream};
 use rayon::prelude::*;
 
@@ -23,14 +24,14 @@ pub enum Cov {
 }
 
 impl Cov {
-    pub fn scalar(var: f64) -> Result<Cov, String> {
+    pub fn scalar(var: f64) -> KernelResult<Cov> {
         if !(var.is_finite() && var > 0.0) {
-            return Err(format!("variance must be finite and > 0, got {var}"));
+            return Err(format!("variance must be finite and > 0, got {var}").into());
         }
         Ok(Cov::Scalar { sd: var.sqrt() })
     }
 
-    pub fn diag(var: &[f64]) -> Result<Cov, String> {
+    pub fn diag(var: &[f64]) -> KernelResult<Cov> {
         if var.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err("diagonal variances must be finite and > 0".into());
         }
@@ -40,9 +41,9 @@ impl Cov {
     }
 
     /// Cholesky of a symmetric matrix (row-major); Err if not positive definite.
-    pub fn full(matrix: &[f64], dim: usize) -> Result<Cov, String> {
+    pub fn full(matrix: &[f64], dim: usize) -> KernelResult<Cov> {
         if matrix.len() != dim * dim {
-            return Err(format!("covariance matrix must be {dim}x{dim}"));
+            return Err(format!("covariance matrix must be {dim}x{dim}").into());
         }
         let mut l = vec![0.0; dim * dim];
         for i in 0..dim {

@@ -33,6 +33,7 @@ pub use ttt_discover::{Beta, TTTDiscover};
 
 use crate::engine::batch::Batch;
 use crate::engine::state::{Exactness, Models, Replicate};
+use crate::error::KernelResult;
 use crate::model::mixture::Gaussian;
 use crate::model::two_mode::Mix2;
 use crate::random::starvation::Slots;
@@ -114,7 +115,7 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
 
     /// Refuse an exact (population) evaluation that drops `perp_dims` dimensions when the
     /// objective's limit has no closed form for them.
-    fn check_exact(&self, _perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, _perp_dims: usize) -> KernelResult<()> {
         Ok(())
     }
 

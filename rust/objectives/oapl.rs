@@ -12,6 +12,7 @@
 use super::{reward_values, Objective, Reward, Source};
 use crate::engine::batch::Batch;
 use crate::engine::state::{Exactness, Models, Replicate};
+use crate::error::KernelResult;
 use crate::model::two_mode::Mix2;
 
 #[allow(clippy::upper_case_acronyms)]
@@ -82,7 +83,7 @@ impl Objective for OAPL {
         }
     }
 
-    fn check_exact(&self, perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, perp_dims: usize) -> KernelResult<()> {
         if perp_dims > 0 && self.reward == Reward::NewIndicator {
             return Err("the exact population limit of OAPL with the indicator reward is implemented only when the means span all d dimensions (e.g. d = 1)".into());
         }

@@ -13,6 +13,7 @@
 use super::{reward_values, Objective, Reward, Source};
 use crate::engine::batch::{Batch, LooMean};
 use crate::engine::state::{Exactness, Models};
+use crate::error::KernelResult;
 use crate::model::two_mode::Mix2;
 
 const LN_2: f64 = std::f64::consts::LN_2;
@@ -96,7 +97,7 @@ impl Objective for TTTDiscover {
 
     /// The dropped dimensions of the exact limit change the adaptive β and the indicator's
     /// jumps, with no closed form.
-    fn check_exact(&self, perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, perp_dims: usize) -> KernelResult<()> {
         if perp_dims > 0 && (self.beta == Beta::Adaptive || self.reward == Reward::NewIndicator) {
             return Err("the exact population limit of TTT-Discover with this reward or adaptive beta is implemented only when the means span all d dimensions (e.g. d = 1)".into());
         }

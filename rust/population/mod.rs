@@ -21,6 +21,7 @@ use crate::engine::problem::Problem;
 use crate::engine::score::evaluate;
 use crate::engine::state::{Exactness, Grad, Models, Replicate};
 use crate::engine::training::{records_in, Records};
+use crate::error::{KernelError, KernelResult};
 use crate::model::mixture::{log_add_exp, Cov, Gaussian};
 use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
@@ -99,7 +100,7 @@ fn reduce<O: Objective>(
     problem: &Problem,
     m: &Models,
     rule: &Rule,
-) -> Result<(Models, Reduction, usize), String> {
+) -> KernelResult<(Models, Reduction, usize)> {
     let d = problem.dim;
     let cov = &m.target.old.cov;
     let equal = [&m.target.new.cov, &m.model.old.cov, &m.model.new.cov]
@@ -116,7 +117,10 @@ fn reduce<O: Objective>(
                 0,
             ));
         }
-        return Err("NotImplemented: exact population expectations with unequal covariances are available for d = 1 only".into());
+        return Err(KernelError::NotImplemented(
+            "exact population expectations with unequal covariances are available for d = 1 only"
+                .into(),
+        ));
     }
     let whitened: Vec<Vec<f64>> = relevant_means(objective, m)
         .into_iter()
@@ -152,7 +156,7 @@ fn reduce<O: Objective>(
     }
     let k = basis.len();
     if k > MAX_SPAN {
-        return Err(format!("NotImplemented: the means span {k} dimensions; exact population expectations support at most {MAX_SPAN}"));
+        return Err(KernelError::NotImplemented(format!("the means span {k} dimensions; exact population expectations support at most {MAX_SPAN}")));
     }
     let reduced = reduced_models(m, &basis, &anchor, cov);
     // Rotate the span so that the steep directions fall on as few axes as possible: candidate
@@ -667,7 +671,7 @@ fn scalar_nodes_fixed<const K: usize>(
 }
 
 /// The exact gradient of the objective at a replicate's state, in original coordinates.
-pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> Result<Grad, String> {
+pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> KernelResult<Grad> {
     with_objective!(problem.objective, o => {
         exact_gradient_in(&o, problem, rep, &mut Batch::new(1, 0), &Rule::DEFAULT)
     })
@@ -679,7 +683,7 @@ pub(crate) fn exact_gradient_with(
     problem: &Problem,
     rep: &Replicate,
     rule: &Rule,
-) -> Result<Grad, String> {
+) -> KernelResult<Grad> {
     with_objective!(problem.objective, o => {
         exact_gradient_in(&o, problem, rep, &mut Batch::new(1, 0), rule)
     })
@@ -692,7 +696,7 @@ fn exact_gradient_in<O: Objective>(
     rep: &Replicate,
     batch: &mut Batch,
     rule: &Rule,
-) -> Result<Grad, String> {
+) -> KernelResult<Grad> {
     // The node construction and the exact evaluation are long vectorisable loops: run them
     // with the widest instruction set present. No FMA contraction happens in Rust, so every
     // copy gives the same bits.
@@ -718,7 +722,7 @@ unsafe fn exact_gradient_avx512<O: Objective>(
     rep: &Replicate,
     batch: &mut Batch,
     rule: &Rule,
-) -> Result<Grad, String> {
+) -> KernelResult<Grad> {
     exact_gradient_body(objective, problem, rep, batch, rule)
 }
 
@@ -730,7 +734,7 @@ unsafe fn exact_gradient_avx2<O: Objective>(
     rep: &Replicate,
     batch: &mut Batch,
     rule: &Rule,
-) -> Result<Grad, String> {
+) -> KernelResult<Grad> {
     exact_gradient_body(objective, problem, rep, batch, rule)
 }
 
@@ -741,13 +745,13 @@ fn exact_gradient_body<O: Objective>(
     rep: &Replicate,
     batch: &mut Batch,
     rule: &Rule,
-) -> Result<Grad, String> {
+) -> KernelResult<Grad> {
     let models = problem.models_at(objective, rep);
     let (reduced, reduction, perp_dims) = if problem.scales.is_some() {
         // The scale score needs ‖x − μ‖² in every direction, and trained scales make the
         // covariances unequal: quadrature over all d dimensions, no span reduction.
         if problem.dim > MAX_SPAN {
-            return Err(format!("NotImplemented: exact population expectations with train_scales=True are available for d <= {MAX_SPAN} (a quadrature over all d dimensions), got d = {}", problem.dim));
+            return Err(KernelError::NotImplemented(format!("exact population expectations with train_scales=True are available for d <= {MAX_SPAN} (a quadrature over all d dimensions), got d = {}", problem.dim)));
         }
         let none = Reduction {
             basis: vec![],
@@ -813,7 +817,7 @@ impl Flow {
 
     /// Advance by `steps`, recording at every absolute step count that is a multiple of
     /// `record_every` (`engine::records_in(steps_done, steps, record_every)` records).
-    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> Result<(), String> {
+    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
         with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
     }
 
@@ -823,9 +827,9 @@ impl Flow {
         steps: u64,
         record_every: u64,
         rec: Records,
-    ) -> Result<(), String> {
+    ) -> KernelResult<()> {
         if self.problem.scales.is_some() && self.problem.dim > 1 {
-            return Err(format!("NotImplemented: population_flow with train_scales=True is implemented for d = 1 only (every step would need a quadrature over all d dimensions), got d = {}; population_gradient supports d <= {MAX_SPAN}", self.problem.dim));
+            return Err(KernelError::NotImplemented(format!("population_flow with train_scales=True is implemented for d = 1 only (every step would need a quadrature over all d dimensions), got d = {}; population_gradient supports d <= {MAX_SPAN}", self.problem.dim)));
         }
         let n_rec = records_in(self.done, steps, record_every);
         let d = self.problem.dim;
@@ -833,7 +837,8 @@ impl Flow {
             return Err(format!(
                 "record buffers of {} values do not hold {n_rec} records",
                 rec.weight.len()
-            ));
+            )
+            .into());
         }
         let mut k = 0;
         for step in self.done + 1..=self.done + steps {

@@ -9,7 +9,8 @@ use pyo3::types::{PyBool, PyDict, PyString};
 use crate::model::mixture::{Cov, Gaussian, Mixture};
 use crate::model::params::{ScaleParam, WeightParam};
 use crate::objectives::{
-    Beta, ForwardKL, Named, NewModeREINFORCE, ReverseKL, Reward, Spec, TTTDiscover, OAPL, SDFT,
+    Beta, ForwardKL, Named, NewModeREINFORCE, ObjectiveSpec, ReverseKL, Reward, TTTDiscover, OAPL,
+    SDFT,
 };
 
 pub(crate) fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyResult<Cov> {
@@ -144,17 +145,17 @@ impl<'py> ObjectiveReader<'_, 'py> {
         Ok((self.choice("reward")?, self.positive("radius")?))
     }
 
-    pub(crate) fn spec(&self) -> PyResult<Spec> {
+    pub(crate) fn spec(&self) -> PyResult<ObjectiveSpec> {
         let kind_value = self.attr("kind")?;
         let kind = kind_value.extract::<String>().unwrap_or_default();
         Ok(match kind.as_str() {
-            "ForwardKL" => Spec::ForwardKL(ForwardKL {
+            "ForwardKL" => ObjectiveSpec::ForwardKL(ForwardKL {
                 replay: self.replay()?,
                 replay_slots: self.choice("replay_slots")?,
             }),
             "ReverseKL" => {
                 let cap = self.attr("weight_cap")?;
-                Spec::ReverseKL(ReverseKL {
+                ObjectiveSpec::ReverseKL(ReverseKL {
                     replay: self.replay()?,
                     replay_slots: self.choice("replay_slots")?,
                     weight_cap: if cap.is_none() {
@@ -170,7 +171,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
                     baseline: self.choice("baseline")?,
                 })
             }
-            "SDFT" => Spec::SDFT(SDFT {
+            "SDFT" => ObjectiveSpec::SDFT(SDFT {
                 ema: self.number("ema", "a finite number in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
                 anchor: self.number("anchor", "a finite number in [0, 1]", |v| {
                     (0.0..=1.0).contains(&v)
@@ -189,7 +190,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
                     )?),
                 };
                 let (reward, radius) = self.reward()?;
-                Spec::TTTDiscover(TTTDiscover {
+                ObjectiveSpec::TTTDiscover(TTTDiscover {
                     beta,
                     kl_penalty: self.number("kl_penalty", "a finite number >= 0", |v| v >= 0.0)?,
                     reward,
@@ -203,7 +204,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
                     _ => return Err(self.bad("lag", "an integer >= 1", &lag)),
                 };
                 let (reward, radius) = self.reward()?;
-                Spec::OAPL(OAPL {
+                ObjectiveSpec::OAPL(OAPL {
                     beta1: self.positive("beta1")?,
                     beta2: self.positive("beta2")?,
                     lag,
@@ -211,12 +212,15 @@ impl<'py> ObjectiveReader<'_, 'py> {
                     radius,
                 })
             }
-            "NewModeREINFORCE" => Spec::NewModeREINFORCE(NewModeREINFORCE {
+            "NewModeREINFORCE" => ObjectiveSpec::NewModeREINFORCE(NewModeREINFORCE {
                 beta: self.positive("beta")?,
                 advantage: self.choice("advantage")?,
             }),
             _ => {
-                let kinds: Vec<String> = Spec::KINDS.iter().map(|k| format!("'{k}'")).collect();
+                let kinds: Vec<String> = ObjectiveSpec::KINDS
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect();
                 return Err(self.bad(
                     "kind",
                     &format!("one of [{}]", kinds.join(", ")),
@@ -236,26 +240,29 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// The objective's fields as Python sees them: {"kind": class name, **fields}, the form of
 /// `Objective.as_dict()` (the round trip of the binding is tested against it).
-pub(crate) fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn objective_dict<'py>(
+    py: Python<'py>,
+    spec: &ObjectiveSpec,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("kind", spec.kind())?;
     match spec {
-        Spec::ForwardKL(o) => {
+        ObjectiveSpec::ForwardKL(o) => {
             d.set_item("replay", o.replay)?;
             d.set_item("replay_slots", o.replay_slots.name())?;
         }
-        Spec::ReverseKL(o) => {
+        ObjectiveSpec::ReverseKL(o) => {
             d.set_item("replay", o.replay)?;
             d.set_item("replay_slots", o.replay_slots.name())?;
             d.set_item("weight_cap", o.weight_cap)?;
             d.set_item("baseline", o.baseline.name())?;
         }
-        Spec::SDFT(o) => {
+        ObjectiveSpec::SDFT(o) => {
             d.set_item("ema", o.ema)?;
             d.set_item("anchor", o.anchor)?;
             d.set_item("direction", o.direction.name())?;
         }
-        Spec::TTTDiscover(o) => {
+        ObjectiveSpec::TTTDiscover(o) => {
             match o.beta {
                 Beta::Fixed(b) => d.set_item("beta", b)?,
                 Beta::Adaptive => d.set_item("beta", "adaptive")?,
@@ -264,14 +271,14 @@ pub(crate) fn objective_dict<'py>(py: Python<'py>, spec: &Spec) -> PyResult<Boun
             d.set_item("reward", o.reward.name())?;
             d.set_item("radius", o.radius)?;
         }
-        Spec::OAPL(o) => {
+        ObjectiveSpec::OAPL(o) => {
             d.set_item("beta1", o.beta1)?;
             d.set_item("beta2", o.beta2)?;
             d.set_item("lag", o.lag)?;
             d.set_item("reward", o.reward.name())?;
             d.set_item("radius", o.radius)?;
         }
-        Spec::NewModeREINFORCE(o) => {
+        ObjectiveSpec::NewModeREINFORCE(o) => {
             d.set_item("beta", o.beta)?;
             d.set_item("advantage", o.advantage.name())?;
         }

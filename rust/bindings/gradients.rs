@@ -10,7 +10,7 @@ use super::pools::*;
 use super::problem::*;
 use crate::buffers::try_zeroed;
 use crate::model::mixture;
-use crate::objectives::{Objective, Spec};
+use crate::objectives::{Objective, ObjectiveSpec};
 
 /// estimate_gradient(problem, batch_size, batches, key, threads, first_stream=0)
 /// -> (gradients (batches, 1+2d [+2 scale entries]), old counts): the c-th run of BATCHES_PER_STREAM batches
@@ -63,7 +63,7 @@ pub(crate) fn replay_weights<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let p = &problem.inner;
     let objective = match p.objective {
-        Spec::ReverseKL(o) => o,
+        ObjectiveSpec::ReverseKL(o) => o,
         _ => {
             return Err(PyValueError::new_err(
                 "replay_weights needs a ReverseKL objective",

@@ -1,7 +1,7 @@
 //! The `mixforget._core` extension module: bindings only, one file per object Python sees. Arguments arrive validated and
 //! normalised by the Python layer (python/mixforget/); here they are converted, checked once
 //! more for consistency, and handed to the pure-Rust kernels with the GIL released. An
-//! objective crosses as its dataclass, read by attribute name into a typed `objectives::Spec`
+//! objective crosses as its dataclass, read by attribute name into a typed `objectives::ObjectiveSpec`
 //! (`ObjectiveReader`); its string choices become Rust enums.
 //! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.

@@ -26,12 +26,12 @@ pub struct Batch {
     /// coefficients of the old and new means (`accumulate_score`).
     pub(crate) part_a: Vec<f64>,
     pub(crate) part_b: Vec<f64>,
-    /// The two log parts of the objective's second density (`Objective::second`); `second_b`
+    /// The two log parts of the objective's second density (`Objective::second`); `compared_new`
     /// then holds the weight score.
-    pub(crate) second_a: Vec<f64>,
-    pub(crate) second_b: Vec<f64>,
+    pub(crate) compared_old: Vec<f64>,
+    pub(crate) compared_new: Vec<f64>,
     /// log of the second density.
-    pub(crate) log_second: Vec<f64>,
+    pub(crate) log_compared: Vec<f64>,
     /// The objective's per-sample value, then its coefficient c_i.
     pub(crate) value: Vec<f64>,
     /// The objective's per-sample auxiliary quantity (importance weight, log-ratio).
@@ -62,9 +62,9 @@ impl Batch {
             resp_old: column()?,
             part_a: column()?,
             part_b: column()?,
-            second_a: column()?,
-            second_b: column()?,
-            log_second: column()?,
+            compared_old: column()?,
+            compared_new: column()?,
+            log_compared: column()?,
             value: column()?,
             aux: column()?,
             scratch: vec![0.0; dim],
@@ -87,9 +87,9 @@ impl Batch {
             &mut self.resp_old,
             &mut self.part_a,
             &mut self.part_b,
-            &mut self.second_a,
-            &mut self.second_b,
-            &mut self.log_second,
+            &mut self.compared_old,
+            &mut self.compared_new,
+            &mut self.log_compared,
             &mut self.value,
             &mut self.aux,
         ] {

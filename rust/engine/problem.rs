@@ -7,7 +7,7 @@ use crate::engine::state::{Grad, Models, Replicate};
 use crate::model::mixture::{Cov, Gaussian};
 use crate::model::params::{Params, ScaleParam, WeightParam, DIRECT_EPS, SCALE_FLOOR};
 use crate::model::two_mode::Mix2;
-use crate::objectives::{Objective, Spec};
+use crate::objectives::{Objective, ObjectiveSpec};
 use crate::random::simd_rng::LaneStream;
 
 /// The runaway bound (with [`RUNAWAY_WEIGHT`]): a replicate whose old or new mean is farther
@@ -50,7 +50,7 @@ pub struct Problem {
     pub model_old_cov: Cov,
     pub model_new_cov: Cov,
     pub start: Params,
-    pub objective: Spec,
+    pub objective: ObjectiveSpec,
     pub weight_param: WeightParam,
     pub lr: f64,
     /// Learning-rate multipliers for (weight, old mean, new mean); 0 freezes a group.
@@ -114,7 +114,7 @@ impl Problem {
                 scales.apply(1, p.scale[1], &mut mix.new);
             }
         }
-        objective.refresh_state(models, &self.target);
+        objective.derive_models(models, &self.target);
     }
 
     /// σ_k of a parameter set (its fixed start value when scales are not trained).
@@ -234,7 +234,7 @@ impl Problem {
             r.diverged = true;
             return;
         }
-        objective.update_state(r);
+        objective.advance(r);
     }
 
     /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`]).

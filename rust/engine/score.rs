@@ -3,7 +3,7 @@
 //! finite batches and the exact (quadrature) expectations alike.
 
 use crate::engine::batch::Batch;
-use crate::engine::state::{Exactness, Grad, Models};
+use crate::engine::state::{Averager, Grad, Models};
 use crate::math::fastmath;
 use crate::math::lane_sums::{lane_sums, lane_total, SUM_LANES};
 use crate::model::params::{ScaleParam, WeightParam};
@@ -24,7 +24,7 @@ struct DensityRows<'a> {
     second_new: &'a mut [f64],
     log_q: &'a mut [f64],
     resp_old: &'a mut [f64],
-    log_second: &'a mut [f64],
+    log_compared: &'a mut [f64],
 }
 
 impl<'a> DensityRows<'a> {
@@ -35,11 +35,11 @@ impl<'a> DensityRows<'a> {
             x,
             part_a,
             part_b,
-            second_a,
-            second_b,
+            compared_old,
+            compared_new,
             log_q,
             resp_old,
-            log_second,
+            log_compared,
             scratch,
             ..
         } = batch;
@@ -47,11 +47,11 @@ impl<'a> DensityRows<'a> {
             x: &x[..n * d],
             model_old: &mut part_a[..n],
             model_new: &mut part_b[..n],
-            second_old: &mut second_a[..n],
-            second_new: &mut second_b[..n],
+            second_old: &mut compared_old[..n],
+            second_new: &mut compared_new[..n],
             log_q: &mut log_q[..n],
             resp_old: &mut resp_old[..n],
-            log_second: &mut log_second[..n],
+            log_compared: &mut log_compared[..n],
         };
         (rows, scratch)
     }
@@ -68,7 +68,7 @@ impl<'a> DensityRows<'a> {
         let (sn0, sn1) = self.second_new.split_at_mut(mid);
         let (lq0, lq1) = self.log_q.split_at_mut(mid);
         let (ro0, ro1) = self.resp_old.split_at_mut(mid);
-        let (ls0, ls1) = self.log_second.split_at_mut(mid);
+        let (ls0, ls1) = self.log_compared.split_at_mut(mid);
         (
             DensityRows {
                 x: x0,
@@ -78,7 +78,7 @@ impl<'a> DensityRows<'a> {
                 second_new: sn0,
                 log_q: lq0,
                 resp_old: ro0,
-                log_second: ls0,
+                log_compared: ls0,
             },
             DensityRows {
                 x: x1,
@@ -88,7 +88,7 @@ impl<'a> DensityRows<'a> {
                 second_new: sn1,
                 log_q: lq1,
                 resp_old: ro1,
-                log_second: ls1,
+                log_compared: ls1,
             },
         )
     }
@@ -131,7 +131,7 @@ impl<'a> DensityRows<'a> {
         self.compute(model, second, scratch)
     }
 
-    /// The same operations as the fused pass's density block (`fused::density_block`), so
+    /// The same operations as the fused pass's density block (`batch_gradient::density_block`), so
     /// both give the same bits.
     #[inline(always)]
     fn compute(self, model: &Mix2, second: Option<&Mix2>, scratch: &mut [f64]) {
@@ -144,7 +144,7 @@ impl<'a> DensityRows<'a> {
                     (self.second_old, self.second_new),
                     self.log_q,
                     self.resp_old,
-                    self.log_second,
+                    self.log_compared,
                 );
             }
             None => fastmath::log_sum_share_slices(
@@ -166,12 +166,12 @@ pub fn evaluate<O: Objective>(
     scales: Option<ScaleParam>,
     m: &Models,
     batch: &mut Batch,
-    how: Exactness,
+    how: Averager,
     grad: &mut Grad,
 ) {
     let (n, d) = (batch.len, batch.dim);
     let model = &m.model;
-    let second = objective.second(m);
+    let second = objective.compared_density(m);
     // Densities over chunks: in parallel for large exact (quadrature) batches, in one piece
     // for finite batches (those already run one replicate per thread).
     let chunk = if how.exact && n > 2 * PAR_CHUNK {

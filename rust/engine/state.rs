@@ -66,10 +66,10 @@ impl Grad {
 
 /// How the exact (population) evaluation differs from a finite batch.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Exactness {
+pub struct Averager {
     /// Expectations instead of leave-one-out batch statistics (the G → ∞ limit).
     pub exact: bool,
-    /// Dimensions dropped by the span reduction (population.rs); their contribution to
+    /// Dimensions dropped by the span reduction (`crate::population`); their contribution to
     /// log-density rewards is added in closed form where one exists.
     pub perp_dims: usize,
 }

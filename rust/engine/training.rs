@@ -205,12 +205,12 @@ mod tests {
     use crate::model::mixture::{Cov, Gaussian};
     use crate::model::params::{Params, WeightParam};
     use crate::model::two_mode::Mix2;
-    use crate::objectives::Spec;
+    use crate::objectives::ObjectiveSpec;
     use crate::random::starvation::Slots;
 
     use crate::objectives::ForwardKL;
 
-    fn problem(objective: Spec) -> Problem {
+    fn problem(objective: ObjectiveSpec) -> Problem {
         let cov = Cov::scalar(1.0).unwrap();
         let g = |m: f64| Gaussian::new(vec![m], cov.clone());
         Problem {
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn forward_kl_forgets_mass_and_simulation_is_deterministic() {
-        let p = problem(Spec::ForwardKL(ForwardKL {
+        let p = problem(ObjectiveSpec::ForwardKL(ForwardKL {
             replay: 0.0,
             replay_slots: Slots::Bernoulli,
         }));
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn records_do_not_depend_on_how_a_run_is_cut_into_calls() {
-        let p = problem(Spec::ForwardKL(ForwardKL {
+        let p = problem(ObjectiveSpec::ForwardKL(ForwardKL {
             replay: 0.2,
             replay_slots: Slots::Bernoulli,
         }));
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn gradient_study_cut_at_stream_boundaries_matches_one_call() {
-        let p = problem(Spec::ForwardKL(ForwardKL {
+        let p = problem(ObjectiveSpec::ForwardKL(ForwardKL {
             replay: 0.0,
             replay_slots: Slots::Bernoulli,
         }));
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn runaway_replicates_are_flagged_and_frozen() {
-        let mut p = problem(Spec::ForwardKL(ForwardKL {
+        let mut p = problem(ObjectiveSpec::ForwardKL(ForwardKL {
             replay: 0.0,
             replay_slots: Slots::Bernoulli,
         }));

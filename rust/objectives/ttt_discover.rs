@@ -12,7 +12,7 @@
 
 use super::{reward_values, Objective, Reward, Source};
 use crate::engine::batch::{Batch, LooMean};
-use crate::engine::state::{Exactness, Models};
+use crate::engine::state::{Averager, Models};
 use crate::error::KernelResult;
 use crate::model::two_mode::Mix2;
 
@@ -38,12 +38,14 @@ pub struct TTTDiscover {
 }
 
 impl Objective for TTTDiscover {
+    const KIND: &'static str = "TTTDiscover";
+
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Mixture(&m.model)
     }
 
     /// The start model q_0 of the KL penalty.
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         Some(&m.start)
     }
 
@@ -71,7 +73,7 @@ impl Objective for TTTDiscover {
     }
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, how: Averager) {
         let n = batch.len;
         let sum_w = batch.weight_sum();
         let beta = match self.beta {

@@ -111,14 +111,6 @@ impl LaneStream {
         result
     }
 
-    /// One step of every lane: word j from lane j.
-    #[inline(always)]
-    pub fn next_block(&mut self) -> [u64; LANES] {
-        let mut out = [0u64; LANES];
-        step(&mut self.s, &mut out);
-        out
-    }
-
     /// Raw 64-bit words (see the consumption rule in the module docstring).
     pub fn fill_u64(&mut self, out: &mut [u64]) {
         dispatch!(fill_u64_body(self, out): u64)

@@ -1,5 +1,5 @@
 //! The trainable parameters θ = (weight parameter, μ_o, μ_n, scale parameters) and how the
-//! weight and the scales are parametrised (docs: theory-parametrisations).
+//! weight and the scales are parametrised.
 
 /// Clip bounds of the direct weight parametrisation (2510.18874's code).
 pub const DIRECT_EPS: f64 = 1e-3;

@@ -152,19 +152,18 @@ def build_problem(
     det(Σ_k)^{1/(2d)}). The objective dataclass itself crosses the binding (read by attribute
     name)."""
     return _core.TrainingProblem(
-        target.old_weight,
-        np.stack([target.old_mean, target.new_mean]),
-        [target.old_cov, target.new_cov],
-        [model.old_cov, model.new_cov],
-        model.old_weight,
-        np.stack([model.old_mean, model.new_mean]),
-        objective,
-        weight_param,
-        lr,
-        (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),
-        train_scales,
-        scale_param,
-        (lr_scale.get("old_scale", 1.0), lr_scale.get("new_scale", 1.0)),
+        target_weight=target.old_weight,
+        target_means=np.stack([target.old_mean, target.new_mean]),
+        target_covs=[target.old_cov, target.new_cov],
+        model_covs=[model.old_cov, model.new_cov],
+        start_weight=model.old_weight,
+        start_means=np.stack([model.old_mean, model.new_mean]),
+        objective=objective,
+        weight_param=weight_param,
+        lr=lr,
+        lr_scale=dict(lr_scale),
+        train_scales=train_scales,
+        scale_param=scale_param,
     )
 
 

@@ -79,7 +79,7 @@ fn batch_gradient_body<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -108,7 +108,7 @@ unsafe fn batch_gradient_avx2<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -125,7 +125,7 @@ unsafe fn batch_gradient_avx512<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -141,7 +141,7 @@ pub fn batch_gradient<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -254,7 +254,7 @@ mod tests {
             for spec in objectives() {
                 let p = problem(dim, cov.clone(), spec);
                 with_objective!(spec, o => {
-                    let rep = p.new_replicate([3, 4], 0);
+                    let rep = p.new_replicate(&o, [3, 4], 0);
                     let models = p.models_at(&o, &rep);
                     for b in [1, 7, 16, 64, 77] {
                         let (mut r1, mut r2) = (rep.rng.clone(), rep.rng.clone());

@@ -164,7 +164,7 @@ pub fn evaluate<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     batch: &mut Batch,
     how: Averager,
     grad: &mut Grad,

@@ -20,7 +20,8 @@
 //! mode, and there is no baseline. In the exact limit the normalised advantage uses the mean
 //! and standard deviation of r under φ_n.
 
-use super::{Named, Objective, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{no_extra_state, Named, Objective, Source};
 use crate::engine::batch::Batch;
 use crate::engine::state::{Averager, Models};
 use crate::math::fastmath;
@@ -53,6 +54,19 @@ pub struct NewModeREINFORCE {
 
 impl Objective for NewModeREINFORCE {
     const KIND: &'static str = "NewModeREINFORCE";
+
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        Ok(NewModeREINFORCE {
+            beta: f.positive("beta")?,
+            advantage: f.choice("advantage")?,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("beta", self.beta)?;
+        f.word("advantage", self.advantage.name())
+    }
+    no_extra_state!();
 
     /// The model's new component φ_n.
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {

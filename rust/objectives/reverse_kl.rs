@@ -9,7 +9,8 @@
 //! (baseline "loo") or 0 ("none"). Stratified slots use the realised fraction
 //! λ' = round(λB)/B in the weights. In the exact limit the baseline is the full expectation.
 
-use super::{Named, Objective, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{no_extra_state, Named, Objective, Source};
 use crate::engine::batch::{Batch, LooMean};
 use crate::engine::state::{Averager, Models};
 use crate::math::fastmath;
@@ -83,6 +84,24 @@ pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
 
 impl Objective for ReverseKL {
     const KIND: &'static str = "ReverseKL";
+
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        Ok(ReverseKL {
+            replay: f.replay()?,
+            replay_slots: f.choice("replay_slots")?,
+            weight_cap: f
+                .optional_number("weight_cap", "None or a finite number > 0", |v| v > 0.0)?,
+            baseline: f.choice("baseline")?,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("replay", self.replay)?;
+        f.word("replay_slots", self.replay_slots.name())?;
+        f.optional_number("weight_cap", self.weight_cap)?;
+        f.word("baseline", self.baseline.name())
+    }
+    no_extra_state!();
 
     fn replay(&self) -> (f64, Slots) {
         (self.replay, self.replay_slots)

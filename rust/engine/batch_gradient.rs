@@ -51,7 +51,10 @@ fn density_block(model: &Mix2, second: Option<&Mix2>, batch: &mut Batch, lo: usi
     let d = batch.dim;
     let x = &batch.x[lo * d..hi * d];
     let scratch = &mut batch.scratch;
-    let (mo, mn) = (&mut batch.part_a[lo..hi], &mut batch.part_b[lo..hi]);
+    let (mo, mn) = (
+        &mut batch.model_old_part[lo..hi],
+        &mut batch.model_new_part[lo..hi],
+    );
     model.log_parts_rows(x, mo, mn, scratch);
     let (log_q, resp_old) = (&mut batch.log_q[lo..hi], &mut batch.resp_old[lo..hi]);
     match second {

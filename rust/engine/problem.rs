@@ -66,15 +66,15 @@ impl MixtureBuilder for Problem {
         let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
         let mut mix = Mix2::new(
             p.alpha(self.weight_param),
-            g(&p.old, &self.model_old_cov),
-            g(&p.new, &self.model_new_cov),
+            g(&p.old_mean, &self.model_old_cov),
+            g(&p.new_mean, &self.model_new_cov),
         );
         self.apply_scales(p, &mut mix);
         mix
     }
 
     fn set_mixture(&self, p: &Params, mix: &mut Mix2) {
-        mix.set(p.alpha(self.weight_param), &p.old, &p.new);
+        mix.set(p.alpha(self.weight_param), &p.old_mean, &p.new_mean);
         self.apply_scales(p, mix);
     }
 }
@@ -184,8 +184,8 @@ impl Problem {
     ) {
         let d = self.dim;
         weight[k] = rep.theta.alpha(self.weight_param);
-        old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
-        new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
+        old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old_mean);
+        new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new_mean);
         starved[k] = rep.starved;
         scale[2 * k..2 * k + 2].copy_from_slice(&self.scale_sd(&rep.theta));
     }
@@ -206,12 +206,12 @@ impl Problem {
             r.theta.weight = r.theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
         }
         r.theta
-            .old
+            .old_mean
             .iter_mut()
             .zip(&grad.old)
             .for_each(|(p, g)| *p -= lr * so * g);
         r.theta
-            .new
+            .new_mean
             .iter_mut()
             .zip(&grad.new)
             .for_each(|(p, g)| *p -= lr * sn * g);
@@ -260,8 +260,8 @@ impl Problem {
             &mut large
         };
         [
-            (&theta.old, &self.target.old),
-            (&theta.new, &self.target.new),
+            (&theta.old_mean, &self.target.old),
+            (&theta.new_mean, &self.target.new),
         ]
         .into_iter()
         .any(|(mean, mode)| {

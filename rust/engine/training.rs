@@ -383,7 +383,7 @@ mod tests {
         let start = p.start.clone();
         assert!(!p.runaway(&start));
         let far = |shift: f64| Params {
-            old: vec![start.old[0] + shift],
+            old_mean: vec![start.old_mean[0] + shift],
             ..start.clone()
         };
         assert!(!p.runaway(&far(0.99e6)));

@@ -159,9 +159,8 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Per-sample value v_i into `batch.value` and auxiliary quantity into `batch.aux`
-    /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_compared` and the
-    /// points.
+    /// Per-sample value v_i into `batch.value` and its importance weight or log-ratio into
+    /// `batch.weight_or_log_ratio`, from `batch.log_q`, `batch.log_compared` and the points.
     fn values(&self, m: &Models<Self::ExtraModels>, batch: &mut Batch);
 
     /// Batch statistics (baselines, entropic weights, V̂ …) and the coefficients c_i, written
@@ -366,15 +365,16 @@ impl Reward {
     }
 }
 
-/// The RL objectives' per-sample values: v_i = R(x_i) and aux_i = log q_θ(x_i) − log q_2(x_i)
-/// (q_2 the second density: start model or lagged model).
+/// The RL objectives' per-sample values: v_i = R(x_i) and, in `weight_or_log_ratio`, the
+/// log-ratio log q_θ(x_i) − log q_2(x_i) (q_2 the compared density: start model or lagged
+/// model).
 #[inline(always)]
 pub(crate) fn reward_values<X>(reward: Reward, radius: f64, m: &Models<X>, batch: &mut Batch) {
     let d = batch.dim;
     for i in 0..batch.len {
         let x = &batch.x[i * d..(i + 1) * d];
         batch.value[i] = reward.at(radius, &m.target, x, &mut batch.scratch);
-        batch.aux[i] = batch.log_q[i] - batch.log_compared[i];
+        batch.weight_or_log_ratio[i] = batch.log_q[i] - batch.log_compared[i];
     }
 }
 

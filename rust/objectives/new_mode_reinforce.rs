@@ -89,16 +89,16 @@ impl Objective for NewModeREINFORCE {
         Some(&m.target)
     }
 
-    /// v_i = r_i, aux_i = ρ_i, from the model's log parts and the target's new part.
+    /// v_i = r_i, batch.weight_or_log_ratio = ρ_i, from the model's log parts and the target's new part.
     fn values(&self, m: &Models, batch: &mut Batch) {
         let ln_target_new_weight = (1.0 - m.target.alpha).ln();
         let ln_beta = self.beta.ln();
         for i in 0..batch.len {
-            // part_b = log (1−α) φ_n(x), compared_new = log (1−α*) p_new*(x)
-            let log_new_part = batch.part_b[i];
+            // model_new_part = log (1−α) φ_n(x), compared_new = log (1−α*) p_new*(x)
+            let log_new_part = batch.model_new_part[i];
             let log_p_new = batch.compared_new[i] - ln_target_new_weight;
             batch.value[i] = log_p_new - log_new_part - ln_beta;
-            batch.aux[i] = fastmath::exp(batch.log_q[i] - log_new_part);
+            batch.weight_or_log_ratio[i] = fastmath::exp(batch.log_q[i] - log_new_part);
         }
     }
 
@@ -107,7 +107,7 @@ impl Objective for NewModeREINFORCE {
         match self.advantage {
             Advantage::Raw => {
                 for i in 0..n {
-                    batch.value[i] *= -batch.aux[i];
+                    batch.value[i] *= -batch.weight_or_log_ratio[i];
                 }
             }
             Advantage::Normalised => {
@@ -123,7 +123,8 @@ impl Objective for NewModeREINFORCE {
                     / sum_w;
                 let inv_sd = if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 };
                 for i in 0..n {
-                    batch.value[i] = -batch.aux[i] * (batch.value[i] - mean) * inv_sd;
+                    batch.value[i] =
+                        -batch.weight_or_log_ratio[i] * (batch.value[i] - mean) * inv_sd;
                 }
             }
         }

@@ -103,7 +103,7 @@ impl Objective for OAPL {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }
 
-    /// v_i = r_i, aux_i = Δ_i.
+    /// v_i = r_i, batch.weight_or_log_ratio = Δ_i.
     #[inline(always)]
     fn values(&self, m: &Models<Mix2>, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
@@ -130,7 +130,7 @@ impl Objective for OAPL {
         };
         for i in 0..n {
             let advantage = batch.value[i] - v_hat + shift;
-            batch.value[i] = 2.0 * beta2 * (beta2 * batch.aux[i] - advantage);
+            batch.value[i] = 2.0 * beta2 * (beta2 * batch.weight_or_log_ratio[i] - advantage);
         }
     }
 

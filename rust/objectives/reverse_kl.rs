@@ -61,7 +61,7 @@ pub(crate) fn log_ratio_values(batch: &mut Batch) {
     // zipped slices: no bounds checks, so the loop vectorises
     for (((v, a), lq), ls) in batch.value[..n]
         .iter_mut()
-        .zip(&mut batch.aux[..n])
+        .zip(&mut batch.weight_or_log_ratio[..n])
         .zip(&batch.log_q[..n])
         .zip(&batch.log_compared[..n])
     {
@@ -77,7 +77,10 @@ pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
     let n = batch.len;
     let (sum_wv, sum_w) = batch.weighted_value_and_weight_sums();
     let baseline = LooMean::new(sum_wv, sum_w, batch.omega[0], exact);
-    for (v, a) in batch.value[..n].iter_mut().zip(&batch.aux[..n]) {
+    for (v, a) in batch.value[..n]
+        .iter_mut()
+        .zip(&batch.weight_or_log_ratio[..n])
+    {
         *v -= a * baseline.at(*v);
     }
 }
@@ -122,7 +125,7 @@ impl Objective for ReverseKL {
         Some(&m.target)
     }
 
-    /// v_i = w_i (log q_θ(x_i) − log p*(x_i)), aux_i = w_i.
+    /// v_i = w_i (log q_θ(x_i) − log p*(x_i)), batch.weight_or_log_ratio = w_i.
     #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch) {
         let replay_used = batch.replay_used;
@@ -132,7 +135,7 @@ impl Objective for ReverseKL {
             let n = batch.len;
             for ((((v, a), lq), ls), so) in batch.value[..n]
                 .iter_mut()
-                .zip(&mut batch.aux[..n])
+                .zip(&mut batch.weight_or_log_ratio[..n])
                 .zip(&batch.log_q[..n])
                 .zip(&batch.log_compared[..n])
                 .zip(&batch.compared_old[..n])

@@ -124,13 +124,13 @@ impl Objective for SDFT {
     fn advance(&self, t: &mut Params, theta: &Params, _step: u64) {
         let ema = self.ema;
         t.weight = (1.0 - ema) * t.weight + ema * theta.weight;
-        t.old
+        t.old_mean
             .iter_mut()
-            .zip(&theta.old)
+            .zip(&theta.old_mean)
             .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
-        t.new
+        t.new_mean
             .iter_mut()
-            .zip(&theta.new)
+            .zip(&theta.new_mean)
             .for_each(|(p, q)| *p = (1.0 - ema) * *p + ema * q);
         // the scale parameters (σ or log σ) follow the same average; they are constant, and
         // unused, when scales do not train

@@ -103,7 +103,7 @@ impl Objective for TTTDiscover {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }
 
-    /// v_i = r_i, aux_i = log q_θ(x_i) − log q_0(x_i).
+    /// v_i = r_i, batch.weight_or_log_ratio = log q_θ(x_i) − log q_0(x_i).
     #[inline(always)]
     fn values(&self, m: &Models<Mix2>, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
@@ -129,7 +129,8 @@ impl Objective for TTTDiscover {
         for i in 0..n {
             let e = batch.value[i];
             let den = mean_e.at(e);
-            let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
+            let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 }
+                - kl_penalty * batch.weight_or_log_ratio[i];
             batch.value[i] = -advantage;
         }
     }

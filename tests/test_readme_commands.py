@@ -149,6 +149,7 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_every_readme_and_example_command_runs(tmp_path):
     work = _scratch(tmp_path)
     commands = [c for c in readme_commands() if not _is_install_or_suite(c)]

@@ -126,3 +126,20 @@ def test_readme_prose_quotes_the_stored_tables():
         int(min(ratios)),
         round(max(ratios)),
     )
+
+
+def test_readme_says_what_the_test_step_costs_and_how_to_skip_the_slow_tests():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert 'pytest -m "not slow"' in readme and "968 MB" in readme
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        markers = tomllib.load(fh)["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(marker.startswith("slow:") for marker in markers)
+
+
+def test_readme_warns_that_the_rl_z_scores_hold_for_one_seed_set():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "*for this seed set*" in readme and "infinite variance" in readme

@@ -70,6 +70,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
     "min_reported_time": 1,
+    # its execution-times page loads jQuery/DataTables from a CDN: the docs must read offline
+    "write_computation_times": False,
 }
 
 html_theme = "pydata_sphinx_theme"

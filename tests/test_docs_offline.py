@@ -56,6 +56,8 @@ def test_an_empty_folder_is_not_a_pass(tmp_path):
 def test_docs_ship_the_math_renderer_and_ci_checks_the_build():
     conf = (ROOT / "docs" / "conf.py").read_text(encoding="utf-8")
     assert '"sphinx-mathjax-offline"' in conf
+    # sphinx-gallery's execution-times page loads jQuery/DataTables from a CDN
+    assert '"write_computation_times": False' in conf
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     docs_extra = next(line for line in pyproject.splitlines() if line.startswith("docs = "))
     assert "sphinx-mathjax-offline" in docs_extra

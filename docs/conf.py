@@ -21,6 +21,8 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    # MathJax shipped with the build (no CDN): formulas render offline (issue 25)
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -68,6 +70,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
     "min_reported_time": 1,
+    # its execution-times page loads jQuery/DataTables from a CDN: the docs must read offline
+    "write_computation_times": False,
 }
 
 html_theme = "pydata_sphinx_theme"

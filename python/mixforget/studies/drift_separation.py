@@ -17,6 +17,7 @@ from .._rng import RngLike, resolve_rng, seed_record
 from .._stats import mean_interval
 from .._validate import (
     as_positive_int,
+    describe_type,
 )
 from ..mixture import TwoMode
 from ..objectives import Objective, ReverseKL
@@ -322,7 +323,7 @@ def _check_drift_arguments(
 ) -> tuple[int, int]:
     """The checks of drift_vs_separation's arguments (before any work); (dim, fit_points)."""
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
+        raise TypeError(f"objective must be a mixforget objective, got {describe_type(objective)}")
     dim = as_positive_int("dim", dim)
     fit_points = as_positive_int("fit_points", fit_points, minimum=3)  # a line needs 3 to fit
     if (

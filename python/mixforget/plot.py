@@ -73,8 +73,9 @@ def plot_forgetting(
 
     Every run has its own colour, line style and markers (placed at staggered steps), so runs
     whose curves coincide — e.g. reverse KL with and without replay — stay visible. The
-    population flow of the same label (exact expected-gradient flow), if given, is drawn as
-    a thin black dotted line on top. Both panels carry a legend.
+    population flow of the same label (exact expected-gradient flow), if given, is drawn
+    dotted on top, in a darker shade of its run's colour, with its own legend entry. Both
+    panels carry a legend.
 
     Parameters
     ----------
@@ -131,11 +132,8 @@ def plot_forgetting(
         flow = flows.get(label)
         if flow is not None:
             for ax, values in ((ax_w, flow.old_weight[0]), (ax_d, flow.drift[0])):
-                ax.plot(flow.steps, values, color="black", linestyle=":", linewidth=1.1, zorder=4)
+                ax.plot(flow.steps, values, label=f"{label}: population flow", **_flow_style(k))
     extra = []
-    if flows:
-        (proxy,) = ax_w.plot([], [], color="black", linestyle=":", linewidth=1.1)
-        extra.append((proxy, "population flow (exact)"))
     if band in ("replicates", "both"):
         extra.append((Patch(color="0.5", alpha=_SPREAD_ALPHA), "central 95% of replicates"))
     if band in ("mean", "both"):
@@ -162,6 +160,15 @@ def plot_forgetting(
     return axes
 
 
+def _flow_style(k: int) -> dict[str, Any]:
+    """The population flow of run ``k``: its colour, darkened so that the dotted line shows on
+    top of a finite-batch curve it coincides with, drawn above the runs."""
+    from matplotlib.colors import to_rgb
+
+    colour = tuple(0.6 * c for c in to_rgb(f"C{k % 10}"))
+    return {"color": colour, "linestyle": ":", "linewidth": 2.0, "zorder": 4}
+
+
 def _normal_pdf_1d(x: np.ndarray, mean: float, var: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2.0 * math.pi * var)
 
@@ -183,7 +190,8 @@ def plot_densities(
     replicates), over the target density p* (grey fill). ForwardKL runs also show their
     training distribution p_train = (1−λ) p_new + λ p_old (docs: theory-forward-kl, black dotted).
     ``snapshots``: steps to draw (nearest records); default 0, 5%, 15%, 40% and 100% of the
-    run. Returns the axes."""
+    run. All panels share one density scale (the largest peak of any panel), so heights
+    compare across runs. Returns the axes."""
     runs = list(trajectories.items())
     if not runs:
         raise ValueError("trajectories must not be empty")
@@ -193,7 +201,9 @@ def plot_densities(
         require_matplotlib()
         import matplotlib.pyplot as plt
 
-        _, grid = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6), squeeze=False)
+        _, grid = plt.subplots(
+            1, len(runs), figsize=(4.5 * len(runs), 3.6), squeeze=False, sharey=True
+        )
         axes = list(grid[0])
     import matplotlib
 
@@ -249,6 +259,10 @@ def plot_densities(
         ax.set_xlabel("x")
         ax.set_ylabel("density")
         ax.legend(fontsize="x-small")
+    drawn = list(axes)[: len(runs)]
+    top = 1.05 * max(float(ax.dataLim.y1) for ax in drawn)
+    for ax in drawn:  # one density scale for every panel
+        ax.set_ylim(0.0, top)
     return axes
 
 

@@ -73,8 +73,9 @@ def _forgetting_caption(settings: dict[str, Any]) -> str:
     floor = math.sqrt(settings["lr"] / (math.pi * settings["batch_size"]))
     return (
         f"Lines: mean over {settings['replicates']} replicates (B = {settings['batch_size']}, "
-        f"lr = {settings['lr']:g}); black dotted: the exact population flow. Reverse KL with and "
-        "without replay coincide: replay does not change the reverse-KL objective.\n"
+        f"lr = {settings['lr']:g}), shaded: their 95% interval; dotted, in the colour of its "
+        "run: the exact population flow.\nReverse KL with and without replay coincide: replay "
+        "does not change the reverse-KL objective.\n"
         rf"ForwardKL, λ = 0.25: the drift stays near $\sqrt{{\mathrm{{lr}}/(\pi B)}}$ ≈ "
         rf"{floor:.3f}, SGD noise of the old mean around $\mu_o^*$ (zero on average, but its "
         r"size $\Vert\mu_o - \mu_o^*\Vert$ is not); the population flow has no noise and "
@@ -126,7 +127,8 @@ def _demo_figure_objects(
     figures["densities"] = fig
 
     fig = Figure(figsize=(12, 5.2), layout="constrained")
-    plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
+    # the mean's 95% band only: the central 95% of 4 runs' replicates overlap into one blur
+    plot_forgetting(trajs, flows, axes=fig.subplots(1, 2), band="mean")
     fig.suptitle("(b) forgetting over training: finite batches vs the population flow")
     fig.supxlabel(_forgetting_caption(settings), fontsize="small")
     figures["forgetting"] = fig

@@ -191,9 +191,9 @@ def _add_bench_command(sub: Any) -> None:
             "Times the Rust kernels against NumPy on this machine, in ns per sample per core: "
             "simulate (W1: ReverseKL d=1, W2: d=32), responsibilities (W3) and the starvation "
             "counts (W4), next to a specialised NumPy loop and the pure-NumPy twin "
-            "(mixforget.reference), and prints the table (docs: speed). --quick runs small workloads only (about ten "
-            "seconds); --backend X times W1 on another array backend of mixforget.simulate "
-            "(numpy, torch, cupy, jax, ...) next to Rust instead."
+            "(mixforget.reference), and prints the table (docs: speed). --quick runs small "
+            "workloads only (about ten seconds); --backend X times W1 on another array "
+            "backend of mixforget.simulate (numpy, torch, cupy, jax, ...) next to Rust instead."
         ),
     )
     p.add_argument("--quick", action="store_true", help="small workloads only")

@@ -268,3 +268,122 @@ def _has_pandas() -> bool:
     except ImportError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------
+# docs: citations as links, tutorial width, the fitted exponent's caveat, the build backend
+# ---------------------------------------------------------------------------------------
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docs_citations_become_links_outside_literal_blocks():
+    ext = _load(ROOT / "docs" / "_ext" / "docs_links.py", "docs_links")
+    lines = [
+        "Result (docs: theory-reverse-kl, theory-starvation,",
+        "    theory-pred-replay); see docs: api.",
+        "",
+        "Example::",
+        "",
+        "    x = 1  # docs: theory-model",
+        "",
+        "Then docs: theory-model-x, and theory-geometry alone stays text.",
+    ]
+    ext._process_docstring(None, "function", "f", None, None, lines)
+    text = "\n".join(lines)
+    for label in ("theory-reverse-kl", "theory-starvation", "theory-pred-replay", "api"):
+        assert f":ref:`{label} <{label}>`" in text
+    assert "    x = 1  # docs: theory-model" in lines  # the literal block is untouched
+    assert ":ref:`theory-model-x <theory-model-x>`" in text
+    assert "and theory-geometry alone" in text
+    # every package docstring citation is converted (the labels exist: tests/test_docs.py)
+    doc = mf.studies.starvation.__doc__
+    converted = ext.link_citations(doc)
+    assert "docs: theory" not in converted.replace("docs: :ref:", "")
+
+
+def test_tutorial_code_lines_fit_the_page():
+    """Code lines (not the prose blocks, which wrap) stay within 88 characters, so the
+    tutorials do not scroll sideways at 1280 px."""
+    long = []
+    for path in sorted((ROOT / "docs" / "tutorials_src").glob("tutorial_*.py")):
+        text = path.read_text(encoding="utf-8")
+        body = text.split('"""', 2)[2]  # after the module docstring (prose)
+        in_prose = False
+        for line in body.splitlines():
+            if line.startswith("# %%"):
+                in_prose = True
+                continue
+            in_prose = in_prose and line.startswith("#")
+            if not in_prose and len(line) > 88:
+                long.append(f"{path.name}: {line}")
+    assert not long, "\n".join(long)
+
+
+def test_fitted_exponent_is_flagged_where_the_drift_is_not_overlap_gated():
+    from mixforget.studies.drift_separation import DriftSeparationStudy
+
+    row = {"separation": 5.0, "bhattacharyya": 0.04, "sup_drift_population": 0.02}
+    row["ratio_population"] = 0.5
+    row.update(sup_drift_batch_mean=0.03, sup_drift_batch_lo=0.02, sup_drift_batch_hi=0.04)
+    row["sup_mean_path_drift"] = 0.02
+    common = dict(
+        rows=[row],
+        fit_separations=(5.0, 6.0, 7.0, 8.0),
+        slope_population=-0.121,
+        slope_population_corrected=-0.124,
+        poly_exponent_population=0.23,
+        constant_population=0.6,
+    )
+    gated = DriftSeparationStudy(
+        **common, slope_batch=-0.12, slope_batch_corrected=-0.13, poly_exponent_batch=0.5
+    )
+    flat = DriftSeparationStudy(
+        **common, slope_batch=-0.0435, slope_batch_corrected=0.0528, poly_exponent_batch=-8.07
+    )
+    assert "not meaningful" not in gated.to_markdown()
+    text = flat.to_markdown()
+    assert text.count("not meaningful") == 1
+    assert "(k = -8.07; not meaningful here" in text and "(k = 0.23)" in text
+
+
+def test_source_build_without_cargo_stops_with_one_line(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    fake = types.ModuleType("maturin")
+    calls = []
+    for hook in (
+        "build_wheel",
+        "build_editable",
+        "build_sdist",
+        "get_requires_for_build_wheel",
+        "get_requires_for_build_editable",
+        "get_requires_for_build_sdist",
+        "prepare_metadata_for_build_wheel",
+        "prepare_metadata_for_build_editable",
+    ):
+        setattr(fake, hook, lambda *a, _name=hook, **k: calls.append(_name) or _name)
+        getattr(fake, hook).__name__ = hook
+    monkeypatch.setitem(sys.modules, "maturin", fake)
+    backend = _load(ROOT / "build_backend" / "mixforget_build.py", "mixforget_build")
+    monkeypatch.delenv("CARGO", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cargo anywhere
+    with pytest.raises(SystemExit) as info:
+        backend.get_requires_for_build_wheel()
+    message = str(info.value)
+    assert "\n" not in message and "rustup" in message and "wheel" in message
+    assert calls == []  # maturin never ran
+    cargo = tmp_path / "cargo"
+    cargo.write_text("#!/bin/sh\n")
+    cargo.chmod(0o755)
+    assert backend.build_wheel("out") == "build_wheel" and calls == ["build_wheel"]
+    # the pyproject names this backend
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'build-backend = "mixforget_build"' in pyproject
+    assert 'backend-path = ["build_backend"]' in pyproject

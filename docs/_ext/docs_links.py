@@ -1,4 +1,4 @@
-"""Sphinx extension: the ``(docs: theory-xxx)`` citations of the docstrings become links.
+"""Sphinx extension: the ``(docs: <label>)`` citations of the docstrings become links.
 
 The package's docstrings cite the sections of these docs by label, as plain text that reads
 well in ``help()`` — ``(docs: theory-reverse-kl, theory-starvation)``. In the API pages each

@@ -111,7 +111,7 @@ def _curve(x_name: str, xs: np.ndarray, fixed: dict[str, float], slots: str) -> 
         grid = np.linspace(0.0, min(0.95, max(0.25, 2.0 * hi)), 200)
     else:
         grid = np.linspace(lo, hi, 200) if hi > lo else np.array([lo])
-    args = {**fixed, x_name: grid}
+    args: dict[str, Any] = {**fixed, x_name: grid}
     b = np.rint(np.broadcast_to(args["batch_size"], grid.shape)).astype(np.int64)
     y = _theory(np.broadcast_to(args["old_weight"], grid.shape), b, args["replay"], slots)
     ok = y > 0

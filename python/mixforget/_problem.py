@@ -17,6 +17,7 @@ from ._validate import (
     as_positive_int,
     batch_buffer_bytes,
     check_output_size,
+    describe_type,
     get_memory_limit,
     in_flight,
     resolve_threads,
@@ -48,7 +49,7 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         raise TypeError(
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, "
             "NewModeREINFORCE; "
-            f"got {type(objective).__name__}"
+            f"got {describe_type(objective)}"
         )
     if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
         # group-relative advantages: with one sample per group the advantage (TTT: e_1 over

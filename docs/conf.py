@@ -8,7 +8,9 @@ tutorials are executed during the build).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import mixforget
 
@@ -28,7 +30,10 @@ extensions = [
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    # "(docs: theory-…)" citations in docstrings become links (docs/_ext/docs_links.py)
+    "docs_links",
 ]
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "tutorials_src/README.txt", "Thumbs.db", ".DS_Store"]

@@ -17,6 +17,7 @@ from ._validate import (
     as_positive_int,
     batch_buffer_bytes,
     check_output_size,
+    describe_type,
     get_memory_limit,
     in_flight,
     resolve_threads,
@@ -47,7 +48,7 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
     if not isinstance(objective, Objective):
         kinds = ", ".join(cls.kind for cls in OBJECTIVES)
         raise TypeError(
-            f"objective must be one of mixforget.{kinds}; got {type(objective).__name__}"
+            f"objective must be one of mixforget.{kinds}; got {describe_type(objective)}"
         )
     minimum, needed_by = objective.min_batch_size()
     if batch_size is not None and batch_size < minimum:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mixforget as mf
-from mixforget import config, objectives
+from mixforget import _core, config, objectives
 from mixforget._problem import build_problem, check_lr_scale
 from mixforget.reference._registry import TWINS
 
@@ -76,8 +76,11 @@ class Unregistered(mf.Objective):
 
 
 def test_rust_knows_exactly_the_registered_kinds():
-    """The binding refuses a kind it does not know and lists the kinds it does: those of the
-    registry (a Rust objective without a Python class, or the reverse, fails here)."""
+    """The kernels' list (``objective_list!``, exposed as ``_core.OBJECTIVE_KINDS``) holds
+    exactly the registry's kinds (a Rust objective without a Python class, or the reverse,
+    fails here); the binding refuses a kind it does not know and lists those."""
+    assert len(set(_core.OBJECTIVE_KINDS)) == len(_core.OBJECTIVE_KINDS)
+    assert sorted(_core.OBJECTIVE_KINDS) == sorted(KINDS)
     target = mf.TwoMode(old_mean=[-2.0], new_mean=[2.0], old_weight=0.7)
     with pytest.raises(ValueError) as err:
         mf.estimate_gradient(target, target, Unregistered(), batch_size=8, batches=2)

@@ -11,6 +11,7 @@ from .objectives import Objective
 
 __all__ = [
     "BATCHES_PER_STREAM",
+    "OBJECTIVE_KINDS",
     "RUNAWAY_DISTANCE",
     "RUNAWAY_WEIGHT",
     "SAMPLES_PER_STREAM",
@@ -37,6 +38,9 @@ RUNAWAY_DISTANCE: float
 RUNAWAY_WEIGHT: float
 BATCHES_PER_STREAM: int
 SAMPLES_PER_STREAM: int
+#: the Python class names of the objectives the kernels implement (rust/objectives/, in the
+#: order of ``objective_list!``)
+OBJECTIVE_KINDS: tuple[str, ...]
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]

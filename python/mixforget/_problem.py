@@ -23,7 +23,7 @@ from ._validate import (
     resolve_threads,
 )
 from .mixture import TwoMode
-from .objectives import OAPL, Objective, TTTDiscover
+from .objectives import OBJECTIVES, Objective
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")
@@ -46,28 +46,13 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
 
 def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objective:
     if not isinstance(objective, Objective):
+        kinds = ", ".join(cls.kind for cls in OBJECTIVES)
         raise TypeError(
-            "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, "
-            "NewModeREINFORCE; "
-            f"got {describe_type(objective)}"
+            f"objective must be one of mixforget.{kinds}; got {describe_type(objective)}"
         )
-    if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
-        # group-relative advantages: with one sample per group the advantage (TTT: e_1 over
-        # an empty leave-one-out mean; OAPL: r_1 − V̂ = 0) carries no signal.
-        raise ValueError(
-            f"batch_size must be >= 2 with {type(objective).__name__} (the group is the batch; "
-            "with one sample the group-relative gradient is identically 0), got 1"
-        )
-    if (
-        isinstance(objective, TTTDiscover)
-        and objective.adaptive
-        and batch_size is not None
-        and batch_size < 3
-    ):
-        raise ValueError(
-            "batch_size must be >= 3 with TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3), "
-            f"got {batch_size}"
-        )
+    minimum, needed_by = objective.min_batch_size()
+    if batch_size is not None and batch_size < minimum:
+        raise ValueError(f"batch_size must be >= {minimum} with {needed_by}, got {batch_size}")
     return objective
 
 

@@ -58,6 +58,17 @@ class Objective:
         if Objective in cls.__bases__:
             cls.kind = cls.__name__
 
+    def min_batch_size(self) -> tuple[int, str]:
+        """The smallest batch size the estimator is defined for.
+
+        Returns
+        -------
+        (minimum, needed_by)
+            The minimum (1: any batch) and the text naming the objective and the reason, for
+            the message of every entry point that refuses a smaller batch.
+        """
+        return 1, type(self).__name__
+
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form: ``{"kind": class name, **fields}``."""
         return {"kind": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
@@ -151,6 +162,13 @@ def _check_reward(reward: Any, radius: Any) -> float:
     return as_positive_float("radius", radius)
 
 
+#: Why a group-relative estimator needs two samples per group: with one, the advantage (an
+#: entropic weight over an empty leave-one-out mean; r_1 − V̂ = 0) carries no signal.
+_GROUP_OF_TWO = (
+    "(the group is the batch; with one sample the group-relative gradient is identically 0)"
+)
+
+
 @dataclass(frozen=True)
 class TTTDiscover(Objective):
     """Entropic test-time RL (docs: theory-ttt-discover). Group size G = batch size.
@@ -181,6 +199,11 @@ class TTTDiscover(Objective):
     def adaptive(self) -> bool:
         return self.beta == "adaptive"
 
+    def min_batch_size(self) -> tuple[int, str]:
+        if self.adaptive:
+            return 3, "TTTDiscover(beta='adaptive') (KL = ln 2 needs G >= 3)"
+        return 2, f"{type(self).__name__} {_GROUP_OF_TWO}"
+
 
 @dataclass(frozen=True)
 class OAPL(Objective):
@@ -201,6 +224,9 @@ class OAPL(Objective):
         object.__setattr__(self, "beta2", as_positive_float("beta2", self.beta2))
         object.__setattr__(self, "lag", as_positive_int("lag", self.lag))
         object.__setattr__(self, "radius", _check_reward(self.reward, self.radius))
+
+    def min_batch_size(self) -> tuple[int, str]:
+        return 2, f"{type(self).__name__} {_GROUP_OF_TWO}"
 
 
 @dataclass(frozen=True)

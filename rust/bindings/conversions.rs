@@ -1,5 +1,6 @@
 //! Typed conversions between Python values and the kernels' types: covariances, mixtures,
-//! point arrays, objectives (read by attribute name into an [`ObjectiveSpec`]) and back.
+//! point arrays, objectives (read by attribute name into an [`ObjectiveSpec`], each objective
+//! reading its own fields) and back.
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -8,10 +9,8 @@ use pyo3::types::{PyBool, PyDict, PyString};
 
 use crate::model::mixture::{Cov, Gaussian, Mixture};
 use crate::model::params::{ScaleParam, WeightParam};
-use crate::objectives::{
-    Beta, ForwardKL, Named, NewModeREINFORCE, ObjectiveSpec, ReverseKL, Reward, TTTDiscover, OAPL,
-    SDFT,
-};
+use crate::objectives::fields::{FieldReader, FieldWriter};
+use crate::objectives::{Named, ObjectiveSpec};
 
 pub(crate) fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyResult<Cov> {
     let data = c
@@ -70,14 +69,15 @@ pub(crate) fn points<'a>(x: &'a PyReadonlyArray2<'_, f64>, d: usize) -> PyResult
 
 /// Typed extraction of an objective of python/mixforget/objectives.py, read by attribute name
 /// (the frozen dataclasses stay the one user-facing definition; duck-typed objects work
-/// too). The `kind` attribute picks the objective; every field is checked here again, so a
-/// value that bypassed the dataclass validation is refused with a ValueError naming it.
+/// too). The `kind` attribute picks the objective, which reads its own fields through this
+/// [`FieldReader`] (`Objective::read`); every field is checked here again, so a value that
+/// bypassed the dataclass validation is refused with a ValueError naming it.
 pub(crate) struct ObjectiveReader<'a, 'py> {
     pub(crate) obj: &'a Bound<'py, PyAny>,
 }
 
 impl<'py> ObjectiveReader<'_, 'py> {
-    pub(crate) fn attr(&self, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn attr(&self, name: &str) -> PyResult<Bound<'py, PyAny>> {
         self.obj.getattr(name).map_err(|_| {
             PyValueError::new_err(format!(
                 "objective.{name} is missing (got an object of type {})",
@@ -86,7 +86,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
         })
     }
 
-    pub(crate) fn bad(&self, name: &str, allowed: &str, value: &Bound<'py, PyAny>) -> PyErr {
+    fn bad(&self, name: &str, allowed: &str, value: &Bound<'py, PyAny>) -> PyErr {
         let shown = value
             .repr()
             .map(|r| r.to_string())
@@ -94,18 +94,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
         PyValueError::new_err(format!("objective.{name} must be {allowed}, got {shown}"))
     }
 
-    /// A real number (not a bool or a string) with `ok(value)`.
-    pub(crate) fn number(
-        &self,
-        name: &str,
-        allowed: &str,
-        ok: impl Fn(f64) -> bool,
-    ) -> PyResult<f64> {
-        let value = self.attr(name)?;
-        self.number_from(name, allowed, ok, &value)
-    }
-
-    pub(crate) fn number_from(
+    fn number_from(
         &self,
         name: &str,
         allowed: &str,
@@ -121,113 +110,74 @@ impl<'py> ObjectiveReader<'_, 'py> {
         }
     }
 
-    pub(crate) fn positive(&self, name: &str) -> PyResult<f64> {
-        self.number(name, "a finite number > 0", |v| v > 0.0)
+    /// The objective of the object's `kind`.
+    pub(crate) fn spec(&self) -> PyResult<ObjectiveSpec> {
+        let kind_value = self.attr("kind")?;
+        let kind = kind_value.extract::<String>().unwrap_or_default();
+        ObjectiveSpec::read(&kind, self).unwrap_or_else(|| {
+            let kinds: Vec<String> = ObjectiveSpec::KINDS
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect();
+            Err(self.bad(
+                "kind",
+                &format!("one of [{}]", kinds.join(", ")),
+                &kind_value,
+            ))
+        })
+    }
+}
+
+impl FieldReader for ObjectiveReader<'_, '_> {
+    type Error = PyErr;
+
+    fn number(&self, name: &str, allowed: &str, ok: impl Fn(f64) -> bool) -> PyResult<f64> {
+        let value = self.attr(name)?;
+        self.number_from(name, allowed, ok, &value)
     }
 
-    /// One of the names of `E`.
-    pub(crate) fn choice<E: Named>(&self, name: &str) -> PyResult<E> {
+    fn optional_number(
+        &self,
+        name: &str,
+        allowed: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> PyResult<Option<f64>> {
+        let value = self.attr(name)?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        self.number_from(name, allowed, ok, &value).map(Some)
+    }
+
+    fn number_or_word(
+        &self,
+        name: &str,
+        word: &str,
+        allowed: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> PyResult<Option<f64>> {
+        let value = self.attr(name)?;
+        match value.extract::<String>() {
+            Ok(s) if s == word => Ok(None),
+            _ => self.number_from(name, allowed, ok, &value).map(Some),
+        }
+    }
+
+    fn integer(&self, name: &str, allowed: &str, ok: impl Fn(i64) -> bool) -> PyResult<i64> {
+        let value = self.attr(name)?;
+        match value.extract::<i64>() {
+            Ok(v) if ok(v) && !value.is_instance_of::<PyBool>() => Ok(v),
+            _ => Err(self.bad(name, allowed, &value)),
+        }
+    }
+
+    fn choice<E: Named>(&self, name: &str) -> PyResult<E> {
         let value = self.attr(name)?;
         value
             .extract::<String>()
             .ok()
             .and_then(|s| E::from_name(&s))
             .ok_or_else(|| self.bad(name, &format!("one of {}", E::choices()), &value))
-    }
-
-    pub(crate) fn replay(&self) -> PyResult<f64> {
-        self.number("replay", "a finite number in [0, 1)", |v| {
-            (0.0..1.0).contains(&v)
-        })
-    }
-
-    pub(crate) fn reward(&self) -> PyResult<(Reward, f64)> {
-        Ok((self.choice("reward")?, self.positive("radius")?))
-    }
-
-    pub(crate) fn spec(&self) -> PyResult<ObjectiveSpec> {
-        let kind_value = self.attr("kind")?;
-        let kind = kind_value.extract::<String>().unwrap_or_default();
-        Ok(match kind.as_str() {
-            "ForwardKL" => ObjectiveSpec::ForwardKL(ForwardKL {
-                replay: self.replay()?,
-                replay_slots: self.choice("replay_slots")?,
-            }),
-            "ReverseKL" => {
-                let cap = self.attr("weight_cap")?;
-                ObjectiveSpec::ReverseKL(ReverseKL {
-                    replay: self.replay()?,
-                    replay_slots: self.choice("replay_slots")?,
-                    weight_cap: if cap.is_none() {
-                        None
-                    } else {
-                        Some(self.number_from(
-                            "weight_cap",
-                            "None or a finite number > 0",
-                            |v| v > 0.0,
-                            &cap,
-                        )?)
-                    },
-                    baseline: self.choice("baseline")?,
-                })
-            }
-            "SDFT" => ObjectiveSpec::SDFT(SDFT {
-                ema: self.number("ema", "a finite number in (0, 1]", |v| v > 0.0 && v <= 1.0)?,
-                anchor: self.number("anchor", "a finite number in [0, 1]", |v| {
-                    (0.0..=1.0).contains(&v)
-                })?,
-                direction: self.choice("direction")?,
-            }),
-            "TTTDiscover" => {
-                let beta = self.attr("beta")?;
-                let beta = match beta.extract::<String>() {
-                    Ok(s) if s == "adaptive" => Beta::Adaptive,
-                    _ => Beta::Fixed(self.number_from(
-                        "beta",
-                        "a finite number > 0 or 'adaptive'",
-                        |v| v > 0.0,
-                        &beta,
-                    )?),
-                };
-                let (reward, radius) = self.reward()?;
-                ObjectiveSpec::TTTDiscover(TTTDiscover {
-                    beta,
-                    kl_penalty: self.number("kl_penalty", "a finite number >= 0", |v| v >= 0.0)?,
-                    reward,
-                    radius,
-                })
-            }
-            "OAPL" => {
-                let lag = self.attr("lag")?;
-                let lag = match lag.extract::<i64>() {
-                    Ok(v) if v >= 1 && !lag.is_instance_of::<PyBool>() => v as usize,
-                    _ => return Err(self.bad("lag", "an integer >= 1", &lag)),
-                };
-                let (reward, radius) = self.reward()?;
-                ObjectiveSpec::OAPL(OAPL {
-                    beta1: self.positive("beta1")?,
-                    beta2: self.positive("beta2")?,
-                    lag,
-                    reward,
-                    radius,
-                })
-            }
-            "NewModeREINFORCE" => ObjectiveSpec::NewModeREINFORCE(NewModeREINFORCE {
-                beta: self.positive("beta")?,
-                advantage: self.choice("advantage")?,
-            }),
-            _ => {
-                let kinds: Vec<String> = ObjectiveSpec::KINDS
-                    .iter()
-                    .map(|k| format!("'{k}'"))
-                    .collect();
-                return Err(self.bad(
-                    "kind",
-                    &format!("one of [{}]", kinds.join(", ")),
-                    &kind_value,
-                ));
-            }
-        })
     }
 }
 
@@ -238,52 +188,39 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// An objective's fields written into a dict ([`FieldWriter`]).
+struct DictWriter<'py>(Bound<'py, PyDict>);
+
+impl FieldWriter for DictWriter<'_> {
+    type Error = PyErr;
+
+    fn number(&mut self, name: &str, value: f64) -> PyResult<()> {
+        self.0.set_item(name, value)
+    }
+
+    fn optional_number(&mut self, name: &str, value: Option<f64>) -> PyResult<()> {
+        self.0.set_item(name, value)
+    }
+
+    fn integer(&mut self, name: &str, value: i64) -> PyResult<()> {
+        self.0.set_item(name, value)
+    }
+
+    fn word(&mut self, name: &str, value: &str) -> PyResult<()> {
+        self.0.set_item(name, value)
+    }
+}
+
 /// The objective's fields as Python sees them: {"kind": class name, **fields}, the form of
 /// `Objective.as_dict()` (the round trip of the binding is tested against it).
 pub(crate) fn objective_dict<'py>(
     py: Python<'py>,
     spec: &ObjectiveSpec,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("kind", spec.kind())?;
-    match spec {
-        ObjectiveSpec::ForwardKL(o) => {
-            d.set_item("replay", o.replay)?;
-            d.set_item("replay_slots", o.replay_slots.name())?;
-        }
-        ObjectiveSpec::ReverseKL(o) => {
-            d.set_item("replay", o.replay)?;
-            d.set_item("replay_slots", o.replay_slots.name())?;
-            d.set_item("weight_cap", o.weight_cap)?;
-            d.set_item("baseline", o.baseline.name())?;
-        }
-        ObjectiveSpec::SDFT(o) => {
-            d.set_item("ema", o.ema)?;
-            d.set_item("anchor", o.anchor)?;
-            d.set_item("direction", o.direction.name())?;
-        }
-        ObjectiveSpec::TTTDiscover(o) => {
-            match o.beta {
-                Beta::Fixed(b) => d.set_item("beta", b)?,
-                Beta::Adaptive => d.set_item("beta", "adaptive")?,
-            }
-            d.set_item("kl_penalty", o.kl_penalty)?;
-            d.set_item("reward", o.reward.name())?;
-            d.set_item("radius", o.radius)?;
-        }
-        ObjectiveSpec::OAPL(o) => {
-            d.set_item("beta1", o.beta1)?;
-            d.set_item("beta2", o.beta2)?;
-            d.set_item("lag", o.lag)?;
-            d.set_item("reward", o.reward.name())?;
-            d.set_item("radius", o.radius)?;
-        }
-        ObjectiveSpec::NewModeREINFORCE(o) => {
-            d.set_item("beta", o.beta)?;
-            d.set_item("advantage", o.advantage.name())?;
-        }
-    }
-    Ok(d)
+    let mut out = DictWriter(PyDict::new(py));
+    out.0.set_item("kind", spec.kind())?;
+    spec.write(&mut out)?;
+    Ok(out.0)
 }
 
 /// The learning-rate multipliers per parameter group, from the dict `lr_scale` (keys

@@ -72,7 +72,7 @@ pub(crate) fn replay_weights<'py>(
     };
     let (replay, cap) = (objective.replay().0, objective.cap());
     let xs = points(&x, p.dim)?;
-    let models = p.models_at(&objective, &p.new_replicate([0, 0], 0));
+    let models = p.models_at(&objective, &p.new_replicate(&objective, [0, 0], 0));
     let out = run(py, threads, || {
         use rayon::prelude::*;
         let mut out = try_zeroed(&[xs.len() / p.dim], "the replay weights")?;

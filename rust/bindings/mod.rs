@@ -2,11 +2,13 @@
 //! normalised by the Python layer (python/mixforget/); here they are converted, checked once
 //! more for consistency, and handed to the pure-Rust kernels with the GIL released. An
 //! objective crosses as its dataclass, read by attribute name into a typed `objectives::ObjectiveSpec`
-//! (`ObjectiveReader`); its string choices become Rust enums.
+//! (`ObjectiveReader`, through which each objective reads its own fields); its string choices
+//! become Rust enums.
 //! Kernel errors become ValueError (NotImplementedError where marked); a panic, which should
 //! never happen, is caught and reported as RuntimeError instead of aborting the interpreter.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use self::problem::*;
 use crate::model::mixture;
@@ -52,5 +54,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         crate::engine::training::BATCHES_PER_STREAM,
     )?;
     m.add("SAMPLES_PER_STREAM", mixture::CHUNK)?;
+    // the objectives of `objectives::objective_list!`, by Python class name, in list order
+    m.add(
+        "OBJECTIVE_KINDS",
+        PyTuple::new(m.py(), crate::objectives::ObjectiveSpec::KINDS)?,
+    )?;
     Ok(())
 }

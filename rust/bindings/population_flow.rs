@@ -7,13 +7,14 @@ use super::pools::*;
 use super::problem::*;
 use super::records::{RecordBuffers, RecordChunk};
 use super::simulator::check_chunk;
+use crate::engine::training::{records_in, Run};
 use crate::population;
 
 /// The population flow (exact gradients), advanced call by call; call `advance` chunk by
 /// chunk.
 #[pyclass(module = "mixforget._core")]
 pub(crate) struct PopulationFlow {
-    inner: population::Flow,
+    inner: Box<dyn Run>,
 }
 
 #[pymethods]
@@ -21,7 +22,7 @@ impl PopulationFlow {
     #[new]
     fn new(problem: &TrainingProblem) -> Self {
         PopulationFlow {
-            inner: population::Flow::new(problem.inner.clone()),
+            inner: population::flow(problem.inner.clone()),
         }
     }
 
@@ -35,9 +36,8 @@ impl PopulationFlow {
         record_every: u64,
     ) -> PyResult<RecordChunk> {
         check_chunk(self.inner.steps_done(), steps, record_every)?;
-        let d = self.inner.problem.dim;
-        let n_rec =
-            crate::engine::training::records_in(self.inner.steps_done(), steps, record_every);
+        let d = self.inner.problem().dim;
+        let n_rec = records_in(self.inner.steps_done(), steps, record_every);
         let flow = &mut self.inner;
         let buf = run(py, 0, || {
             let mut buf = RecordBuffers::new(1, n_rec, d)?;
@@ -55,7 +55,7 @@ impl PopulationFlow {
 
     /// Whether the flow stopped: a non-finite parameter or the runaway bound.
     fn diverged(&self) -> bool {
-        self.inner.rep.diverged
+        self.inner.diverged()[0]
     }
 }
 
@@ -68,7 +68,7 @@ pub(crate) fn population_gradient<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let p = &problem.inner;
     let out = run(py, 0, || {
-        let g = population::exact_gradient(p, &p.new_replicate([0, 0], 0))?;
+        let g = population::exact_gradient(p)?;
         let mut flat = vec![0.0; p.grad_width()];
         g.write_flat(&mut flat);
         Ok(flat)

@@ -9,12 +9,12 @@ use super::errors::*;
 use super::pools::*;
 use super::problem::*;
 use super::records::{RecordBuffers, RecordChunk};
-use crate::engine::training::Simulation;
+use crate::engine::training::{records_in, simulation, Run};
 
 /// Finite-batch training of many replicates; call `advance` chunk by chunk.
 #[pyclass(module = "mixforget._core")]
 pub(crate) struct Simulator {
-    inner: Simulation,
+    inner: Box<dyn Run>,
     threads: usize,
 }
 
@@ -33,7 +33,7 @@ impl Simulator {
                 "batch_size and replicates must be >= 1",
             ));
         }
-        let inner = Simulation::new(
+        let inner = simulation(
             problem.inner.clone(),
             batch_size,
             replicates,
@@ -52,11 +52,12 @@ impl Simulator {
         steps: u64,
         record_every: u64,
     ) -> PyResult<RecordChunk> {
-        check_chunk(self.inner.steps_done, steps, record_every)?;
+        let done = self.inner.steps_done();
+        check_chunk(done, steps, record_every)?;
         let (r, d, n_rec) = (
-            self.inner.replicates.len(),
-            self.inner.problem.dim,
-            self.inner.records_in(steps, record_every),
+            self.inner.diverged().len(),
+            self.inner.problem().dim,
+            records_in(done, steps, record_every),
         );
         let sim = &mut self.inner;
         let buffers = run(py, self.threads, || {
@@ -70,18 +71,13 @@ impl Simulator {
     /// Steps run so far.
     #[getter]
     fn steps_done(&self) -> u64 {
-        self.inner.steps_done
+        self.inner.steps_done()
     }
 
     /// (R,) bool: replicates stopped because a parameter became non-finite or left the
     /// runaway bound (RUNAWAY_DISTANCE, RUNAWAY_WEIGHT).
     fn diverged<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        self.inner
-            .replicates
-            .iter()
-            .map(|r| r.diverged)
-            .collect::<Vec<_>>()
-            .into_pyarray(py)
+        self.inner.diverged().into_pyarray(py)
     }
 }
 

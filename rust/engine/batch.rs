@@ -24,18 +24,20 @@ pub struct Batch {
     pub(crate) resp_old: Vec<f64>,
     /// log α φ_o(x_i) and log (1−α) φ_n(x_i) of the model; then the per-sample score
     /// coefficients of the old and new means (`accumulate_score`).
-    pub(crate) part_a: Vec<f64>,
-    pub(crate) part_b: Vec<f64>,
-    /// The two log parts of the objective's second density (`Objective::second`); `compared_new`
-    /// then holds the weight score.
+    pub(crate) model_old_part: Vec<f64>,
+    pub(crate) model_new_part: Vec<f64>,
+    /// The two log parts of the density the objective compares with
+    /// (`Objective::compared_density`); `compared_new` then holds the weight score.
     pub(crate) compared_old: Vec<f64>,
     pub(crate) compared_new: Vec<f64>,
-    /// log of the second density.
+    /// log of the compared density.
     pub(crate) log_compared: Vec<f64>,
     /// The objective's per-sample value, then its coefficient c_i.
     pub(crate) value: Vec<f64>,
-    /// The objective's per-sample auxiliary quantity (importance weight, log-ratio).
-    pub(crate) aux: Vec<f64>,
+    /// The objective's second per-sample quantity beside its value: an importance weight
+    /// (1 without one) or a log-ratio log q_θ(x_i) − log q_2(x_i) against the compared
+    /// density.
+    pub(crate) weight_or_log_ratio: Vec<f64>,
     pub(crate) scratch: Vec<f64>,
 }
 
@@ -60,13 +62,13 @@ impl Batch {
             replay_used: 0.0,
             log_q: column()?,
             resp_old: column()?,
-            part_a: column()?,
-            part_b: column()?,
+            model_old_part: column()?,
+            model_new_part: column()?,
             compared_old: column()?,
             compared_new: column()?,
             log_compared: column()?,
             value: column()?,
-            aux: column()?,
+            weight_or_log_ratio: column()?,
             scratch: vec![0.0; dim],
         })
     }
@@ -85,13 +87,13 @@ impl Batch {
             &mut self.omega,
             &mut self.log_q,
             &mut self.resp_old,
-            &mut self.part_a,
-            &mut self.part_b,
+            &mut self.model_old_part,
+            &mut self.model_new_part,
             &mut self.compared_old,
             &mut self.compared_new,
             &mut self.log_compared,
             &mut self.value,
-            &mut self.aux,
+            &mut self.weight_or_log_ratio,
         ] {
             v.resize(len, 0.0);
         }

@@ -51,7 +51,10 @@ fn density_block(model: &Mix2, second: Option<&Mix2>, batch: &mut Batch, lo: usi
     let d = batch.dim;
     let x = &batch.x[lo * d..hi * d];
     let scratch = &mut batch.scratch;
-    let (mo, mn) = (&mut batch.part_a[lo..hi], &mut batch.part_b[lo..hi]);
+    let (mo, mn) = (
+        &mut batch.model_old_part[lo..hi],
+        &mut batch.model_new_part[lo..hi],
+    );
     model.log_parts_rows(x, mo, mn, scratch);
     let (log_q, resp_old) = (&mut batch.log_q[lo..hi], &mut batch.resp_old[lo..hi]);
     match second {
@@ -79,7 +82,7 @@ fn batch_gradient_body<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -108,7 +111,7 @@ unsafe fn batch_gradient_avx2<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -125,7 +128,7 @@ unsafe fn batch_gradient_avx512<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -141,7 +144,7 @@ pub fn batch_gradient<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
     grad: &mut Grad,
@@ -254,7 +257,7 @@ mod tests {
             for spec in objectives() {
                 let p = problem(dim, cov.clone(), spec);
                 with_objective!(spec, o => {
-                    let rep = p.new_replicate([3, 4], 0);
+                    let rep = p.new_replicate(&o, [3, 4], 0);
                     let models = p.models_at(&o, &rep);
                     for b in [1, 7, 16, 64, 77] {
                         let (mut r1, mut r2) = (rep.rng.clone(), rep.rng.clone());

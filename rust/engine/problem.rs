@@ -3,7 +3,7 @@
 //! its runaway rule, and the records.
 
 use crate::engine::batch::Batch;
-use crate::engine::state::{Grad, Models, Replicate};
+use crate::engine::state::{Grad, MixtureBuilder, Models, Replicate};
 use crate::model::mixture::{Cov, Gaussian};
 use crate::model::params::{Params, ScaleParam, WeightParam, DIRECT_EPS, SCALE_FLOOR};
 use crate::model::two_mode::Mix2;
@@ -59,62 +59,57 @@ pub struct Problem {
     pub scales: Option<Scales>,
 }
 
-impl Problem {
-    pub fn models_at<O: Objective>(&self, objective: &O, r: &Replicate) -> Models {
-        let wp = self.weight_param;
+/// The model's mixture of a parameter set: the weight parametrisation, the model
+/// covariances and, when they train, the scales.
+impl MixtureBuilder for Problem {
+    fn mixture(&self, p: &Params) -> Mix2 {
         let g = |mean: &[f64], cov: &Cov| Gaussian::new(mean.to_vec(), cov.clone());
-        let mix = |p: &Params| {
-            let mut mix = Mix2::new(
-                p.alpha(wp),
-                g(&p.old, &self.model_old_cov),
-                g(&p.new, &self.model_new_cov),
-            );
-            if let Some(scales) = &self.scales {
-                scales.apply(0, p.scale[0], &mut mix.old);
-                scales.apply(1, p.scale[1], &mut mix.new);
-            }
-            mix
-        };
-        let mut models = Models {
-            model: mix(&r.theta),
-            target: self.target.clone(),
-            teacher: mix(&r.teacher),
-            start: mix(&self.start),
-            lag: mix(&r.lag),
-        };
-        self.refresh(objective, &mut models, r);
-        models
+        let mut mix = Mix2::new(
+            p.alpha(self.weight_param),
+            g(&p.old_mean, &self.model_old_cov),
+            g(&p.new_mean, &self.model_new_cov),
+        );
+        self.apply_scales(p, &mut mix);
+        mix
     }
 
-    /// Update the moving models in place (no allocation): θ, teacher, lag, then what the
-    /// objective derives from its extra state (SDFT's anchored teacher).
-    pub fn refresh<O: Objective>(&self, objective: &O, models: &mut Models, r: &Replicate) {
-        let wp = self.weight_param;
-        models
-            .model
-            .set(r.theta.alpha(wp), &r.theta.old, &r.theta.new);
-        if O::MOVES_STATE {
-            models.lag.set(r.lag.alpha(wp), &r.lag.old, &r.lag.new);
-            models
-                .teacher
-                .set(r.teacher.alpha(wp), &r.teacher.old, &r.teacher.new);
-        }
+    fn set_mixture(&self, p: &Params, mix: &mut Mix2) {
+        mix.set(p.alpha(self.weight_param), &p.old_mean, &p.new_mean);
+        self.apply_scales(p, mix);
+    }
+}
+
+impl Problem {
+    fn apply_scales(&self, p: &Params, mix: &mut Mix2) {
         if let Some(scales) = &self.scales {
-            let moving: &mut [(&mut Mix2, &Params)] = if O::MOVES_STATE {
-                &mut [
-                    (&mut models.model, &r.theta),
-                    (&mut models.lag, &r.lag),
-                    (&mut models.teacher, &r.teacher),
-                ]
-            } else {
-                &mut [(&mut models.model, &r.theta)]
-            };
-            for (mix, p) in moving.iter_mut() {
-                scales.apply(0, p.scale[0], &mut mix.old);
-                scales.apply(1, p.scale[1], &mut mix.new);
-            }
+            scales.apply(0, p.scale[0], &mut mix.old);
+            scales.apply(1, p.scale[1], &mut mix.new);
         }
-        objective.derive_models(models, &self.target);
+    }
+
+    /// The densities at a replicate's state: q_θ, p* and the objective's extra models.
+    pub fn models_at<O: Objective>(
+        &self,
+        objective: &O,
+        r: &Replicate<O::Extra>,
+    ) -> Models<O::ExtraModels> {
+        Models {
+            model: self.mixture(&r.theta),
+            target: self.target.clone(),
+            extra: objective.extra_models(&r.extra, self, &self.target),
+        }
+    }
+
+    /// Update the moving models in place (no allocation): q_θ, then what the objective
+    /// derives from its extra state.
+    pub fn refresh<O: Objective>(
+        &self,
+        objective: &O,
+        models: &mut Models<O::ExtraModels>,
+        r: &Replicate<O::Extra>,
+    ) {
+        self.set_mixture(&r.theta, &mut models.model);
+        objective.refresh_extra_models(&r.extra, &mut models.extra, self, &self.target);
     }
 
     /// σ_k of a parameter set (its fixed start value when scales are not trained).
@@ -130,11 +125,17 @@ impl Problem {
         1 + 2 * self.dim + if self.scales.is_some() { 2 } else { 0 }
     }
 
-    pub fn new_replicate(&self, key: [u64; 2], index: u64) -> Replicate {
+    /// Replicate `index` at the start: θ_0, the objective's extra state reset from it, and
+    /// its stream (key, index).
+    pub fn new_replicate<O: Objective>(
+        &self,
+        objective: &O,
+        key: [u64; 2],
+        index: u64,
+    ) -> Replicate<O::Extra> {
         Replicate {
             theta: self.start.clone(),
-            teacher: self.start.clone(),
-            lag: self.start.clone(),
+            extra: objective.reset(&self.start),
             steps_done: 0,
             starved: 0,
             diverged: false,
@@ -150,7 +151,7 @@ impl Problem {
     pub fn batch_gradient<O: Objective>(
         &self,
         objective: &O,
-        models: &Models,
+        models: &Models<O::ExtraModels>,
         rng: &mut LaneStream,
         batch: &mut Batch,
         grad: &mut Grad,
@@ -169,9 +170,9 @@ impl Problem {
     /// Write record `k` of a replicate (α, μ_o, μ_n, cumulative starved count, (σ_o, σ_n))
     /// into its per-replicate slices of the recording buffers.
     #[allow(clippy::type_complexity)]
-    pub fn record(
+    pub fn record<E>(
         &self,
-        rep: &Replicate,
+        rep: &Replicate<E>,
         k: usize,
         (weight, old, new, starved, scale): (
             &mut [f64],
@@ -183,8 +184,8 @@ impl Problem {
     ) {
         let d = self.dim;
         weight[k] = rep.theta.alpha(self.weight_param);
-        old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old);
-        new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new);
+        old[k * d..(k + 1) * d].copy_from_slice(&rep.theta.old_mean);
+        new[k * d..(k + 1) * d].copy_from_slice(&rep.theta.new_mean);
         starved[k] = rep.starved;
         scale[2 * k..2 * k + 2].copy_from_slice(&self.scale_sd(&rep.theta));
     }
@@ -193,7 +194,7 @@ impl Problem {
     pub fn apply_update<O: Objective>(
         &self,
         objective: &O,
-        r: &mut Replicate,
+        r: &mut Replicate<O::Extra>,
         grad: &Grad,
         previous: &mut Params,
     ) {
@@ -205,12 +206,12 @@ impl Problem {
             r.theta.weight = r.theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
         }
         r.theta
-            .old
+            .old_mean
             .iter_mut()
             .zip(&grad.old)
             .for_each(|(p, g)| *p -= lr * so * g);
         r.theta
-            .new
+            .new_mean
             .iter_mut()
             .zip(&grad.new)
             .for_each(|(p, g)| *p -= lr * sn * g);
@@ -234,7 +235,7 @@ impl Problem {
             r.diverged = true;
             return;
         }
-        objective.advance(r);
+        objective.advance(&mut r.extra, &r.theta, r.steps_done);
     }
 
     /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`]).
@@ -259,8 +260,8 @@ impl Problem {
             &mut large
         };
         [
-            (&theta.old, &self.target.old),
-            (&theta.new, &self.target.new),
+            (&theta.old_mean, &self.target.old),
+            (&theta.new_mean, &self.target.new),
         ]
         .into_iter()
         .any(|(mean, mode)| {

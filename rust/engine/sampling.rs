@@ -20,7 +20,7 @@ use crate::random::starvation::{stratified_replay_count, Slots};
 #[inline(always)]
 pub fn draw_batch<O: Objective>(
     objective: &O,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rng: &mut LaneStream,
     batch: &mut Batch,
 ) -> usize {

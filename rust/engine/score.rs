@@ -33,8 +33,8 @@ impl<'a> DensityRows<'a> {
         let (n, d) = (batch.len, batch.dim);
         let Batch {
             x,
-            part_a,
-            part_b,
+            model_old_part,
+            model_new_part,
             compared_old,
             compared_new,
             log_q,
@@ -45,8 +45,8 @@ impl<'a> DensityRows<'a> {
         } = batch;
         let rows = DensityRows {
             x: &x[..n * d],
-            model_old: &mut part_a[..n],
-            model_new: &mut part_b[..n],
+            model_old: &mut model_old_part[..n],
+            model_new: &mut model_new_part[..n],
             second_old: &mut compared_old[..n],
             second_new: &mut compared_new[..n],
             log_q: &mut log_q[..n],
@@ -164,7 +164,7 @@ pub fn evaluate<O: Objective>(
     objective: &O,
     wp: WeightParam,
     scales: Option<ScaleParam>,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     batch: &mut Batch,
     how: Averager,
     grad: &mut Grad,
@@ -199,7 +199,7 @@ pub fn evaluate<O: Objective>(
 /// component k's covariance σ_k² S_k, ∂/∂σ_k log φ_k = (M_k − d)/σ_k, so
 /// ∂/∂σ_o = Σ ω c r (M_o − d)/σ_o and ∂/∂σ_n = Σ ω c (1−r) (M_n − d)/σ_n; for u = log σ
 /// the same times σ. Reads the per-sample coefficients ω c r and ω c (1−r) that
-/// `accumulate_score` leaves in `part_a`/`part_b`.
+/// `accumulate_score` leaves in `model_old_part`/`model_new_part`.
 pub(crate) fn accumulate_scale_score(
     param: ScaleParam,
     model: &Mix2,
@@ -207,9 +207,12 @@ pub(crate) fn accumulate_scale_score(
     grad: &mut Grad,
 ) {
     let (n, d) = (batch.len, batch.dim);
-    for (k, (comp, coef)) in [(&model.old, &batch.part_a), (&model.new, &batch.part_b)]
-        .into_iter()
-        .enumerate()
+    for (k, (comp, coef)) in [
+        (&model.old, &batch.model_old_part),
+        (&model.new, &batch.model_new_part),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mu = &comp.mean;
         let mut total = 0.0;
@@ -271,7 +274,10 @@ fn small_score_sums<const D: usize>(x: &[f64], a: &[f64], b: &[f64], grad: &mut 
 pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;
-    let (coef_old, coef_new) = (&mut batch.part_a[..n], &mut batch.part_b[..n]);
+    let (coef_old, coef_new) = (
+        &mut batch.model_old_part[..n],
+        &mut batch.model_new_part[..n],
+    );
     let (omega, value, resp) = (&batch.omega[..n], &batch.value[..n], &batch.resp_old[..n]);
     // ω c r and ω c (1 − r), kept for the scale score and the d > 1 sums.
     for i in 0..n {

@@ -1,30 +1,69 @@
 //! The engine's vocabulary of per-step state: the densities an objective reads ([`Models`]),
 //! one replicate's state ([`Replicate`]), a gradient ([`Grad`]) and how an evaluation averages
-//! ([`Averager`]). Nothing here depends on the objectives or the loop.
+//! ([`Averager`]); and the two views through which an objective's own extra state meets the
+//! generic core ([`ExtraModels`], [`MixtureBuilder`]). Nothing here depends on the objectives
+//! or the loop, and nothing names an objective: each objective declares its extra state and
+//! the densities derived from it as associated types (`crate::objectives::Objective`).
 
 use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
 use crate::random::simd_rng::LaneStream;
 
-/// Every density an objective may need, at the current state.
+/// Every density an objective may need, at the current state: the model q_θ, the target p*
+/// and the densities `X` the objective derives from its extra state
+/// (`Objective::ExtraModels`; `()` for an objective without one).
 #[derive(Clone, Debug)]
-pub struct Models {
+pub struct Models<X = ()> {
     pub model: Mix2,
     pub target: Mix2,
-    /// SDFT's teacher t (new mean already moved toward the truth by the anchor).
-    pub teacher: Mix2,
-    /// TTT-Discover's start model q_0.
-    pub start: Mix2,
-    /// OAPL's lagged model.
-    pub lag: Mix2,
+    pub extra: X,
 }
 
-/// State of one replicate.
+/// The densities an objective derives from its extra state, as the generic core sees them:
+/// mixtures it can list (an exact evaluation spans their means and resolves their
+/// separations) and map (into the reduced span of `crate::population`).
+pub trait ExtraModels: Clone + std::fmt::Debug + Send + Sync {
+    /// Every mixture, in a fixed order.
+    fn mixtures(&self) -> impl Iterator<Item = &Mix2>;
+    /// The same densities with `f` applied to every mixture.
+    fn map(&self, f: impl FnMut(&Mix2) -> Mix2) -> Self;
+}
+
+/// No derived densities.
+impl ExtraModels for () {
+    fn mixtures(&self) -> impl Iterator<Item = &Mix2> {
+        std::iter::empty()
+    }
+    fn map(&self, _f: impl FnMut(&Mix2) -> Mix2) -> Self {}
+}
+
+/// One derived mixture (a teacher, start or lagged model).
+impl ExtraModels for Mix2 {
+    fn mixtures(&self) -> impl Iterator<Item = &Mix2> {
+        std::iter::once(self)
+    }
+    fn map(&self, mut f: impl FnMut(&Mix2) -> Mix2) -> Self {
+        f(self)
+    }
+}
+
+/// How a parameter set becomes the model's mixture: the problem's weight parametrisation,
+/// model covariances and trained scales (implemented by `engine::problem::Problem`). An
+/// objective builds the densities of its extra state with it.
+pub trait MixtureBuilder {
+    /// The mixture of `p`.
+    fn mixture(&self, p: &Params) -> Mix2;
+    /// `mix` set to the mixture of `p` in place (no allocation; `mix` came from
+    /// [`mixture`](MixtureBuilder::mixture)).
+    fn set_mixture(&self, p: &Params, mix: &mut Mix2);
+}
+
+/// State of one replicate: θ, the objective's extra state `E` (`Objective::Extra`; `()` for
+/// none), counters and its random stream.
 #[derive(Clone, Debug)]
-pub struct Replicate {
+pub struct Replicate<E = ()> {
     pub theta: Params,
-    pub teacher: Params,
-    pub lag: Params,
+    pub extra: E,
     pub steps_done: u64,
     pub starved: i64,
     pub diverged: bool,

@@ -27,30 +27,80 @@ pub fn records_in(done: u64, steps: u64, record_every: u64) -> usize {
     ((done + steps) / record_every - done / record_every) as usize
 }
 
+/// A run of any objective advanced chunk by chunk, as the bindings drive it ([`Simulation`],
+/// `population::Flow`): the objective is dispatched once, when the run is made (see
+/// [`simulation`]), and once per chunk through this trait; every step inside is monomorphised.
+pub trait Run: Send + Sync {
+    fn problem(&self) -> &Problem;
+    /// Steps run so far.
+    fn steps_done(&self) -> u64;
+    /// Per replicate: stopped by a non-finite parameter or the runaway bound.
+    fn diverged(&self) -> Vec<bool>;
+    /// Advance by `steps`, recording at every absolute step count that is a multiple of
+    /// `record_every` (`records_in(steps_done, steps, record_every)` records per replicate).
+    fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()>;
+}
+
 /// Finite-batch training of many replicates (docs: theory-training-loop), each on its own stream.
-pub struct Simulation {
+pub struct Simulation<O: Objective> {
+    pub objective: O,
     pub problem: Problem,
     pub batch_size: usize,
-    pub replicates: Vec<Replicate>,
+    pub replicates: Vec<Replicate<O::Extra>>,
     /// Steps run so far (the same for every replicate; a diverged one is frozen, not behind).
     pub steps_done: u64,
 }
 
-impl Simulation {
+/// A [`Simulation`] of the problem's objective.
+pub fn simulation(
+    problem: Problem,
+    batch_size: usize,
+    replicates: usize,
+    key: [u64; 2],
+) -> KernelResult<Box<dyn Run>> {
+    with_objective!(problem.objective, o => {
+        Ok(Box::new(Simulation::new(o, problem, batch_size, replicates, key)?) as Box<dyn Run>)
+    })
+}
+
+impl<O: Objective> Run for Simulation<O> {
+    fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    fn diverged(&self) -> Vec<bool> {
+        self.replicates.iter().map(|r| r.diverged).collect()
+    }
+
+    /// Advance every replicate by `steps`, recording at every absolute step count that is a
+    /// multiple of `record_every` into `rec` (`records_in` records per replicate), so that
+    /// the records do not depend on how a run is cut into calls. Parallel over replicates.
+    fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
+        self.advance_with(steps, record_every, rec)
+    }
+}
+
+impl<O: Objective> Simulation<O> {
     pub fn new(
+        objective: O,
         problem: Problem,
         batch_size: usize,
         replicates: usize,
         key: [u64; 2],
-    ) -> KernelResult<Simulation> {
+    ) -> KernelResult<Simulation<O>> {
         let mut reps = Vec::new();
         reps.try_reserve_exact(replicates).map_err(|_| {
             KernelError::OutOfMemory(format!(
                 "cannot allocate the state of {replicates} replicates"
             ))
         })?;
-        reps.extend((0..replicates).map(|r| problem.new_replicate(key, r as u64)));
+        reps.extend((0..replicates).map(|r| problem.new_replicate(&objective, key, r as u64)));
         Ok(Simulation {
+            objective,
             problem,
             batch_size,
             replicates: reps,
@@ -63,24 +113,12 @@ impl Simulation {
         records_in(self.steps_done, steps, record_every)
     }
 
-    /// Advance every replicate by `steps`, recording at every absolute step count that is a
-    /// multiple of `record_every` into `rec` (`records_in` records per replicate), so that
-    /// the records do not depend on how a run is cut into calls. Parallel over replicates.
-    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
-        with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
-    }
-
-    fn advance_with<O: Objective>(
-        &mut self,
-        objective: &O,
-        steps: u64,
-        record_every: u64,
-        rec: Records,
-    ) -> KernelResult<()> {
+    fn advance_with(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
         let n_rec = self.records_in(steps, record_every);
         let d = self.problem.dim;
         let done = self.steps_done;
         let problem = &self.problem;
+        let objective = &self.objective;
         let b = self.batch_size;
         let width = checked_len(&[n_rec, d], "the records")?;
         let r = self.replicates.len();
@@ -180,7 +218,7 @@ fn estimate_gradient_with<O: Objective>(
 ) -> KernelResult<()> {
     let d = problem.dim;
     let width = problem.grad_width();
-    let rep = problem.new_replicate(key, 0);
+    let rep = problem.new_replicate(objective, key, 0);
     let models = problem.models_at(objective, &rep);
     grads
         .par_chunks_mut(BATCHES_PER_STREAM * width)
@@ -234,7 +272,7 @@ mod tests {
             replay_slots: Slots::Bernoulli,
         }));
         let run = |threads: usize| {
-            let mut sim = Simulation::new(p.clone(), 32, 8, [5, 6]).unwrap();
+            let mut sim = simulation(p.clone(), 32, 8, [5, 6]).unwrap();
             let (mut w, mut o, mut n, mut s, mut sc) = (
                 vec![0.0; 8 * 4],
                 vec![0.0; 8 * 4],
@@ -270,10 +308,10 @@ mod tests {
     }
 
     fn run_in_chunks(p: &Problem, chunks: &[u64], record_every: u64) -> (Vec<f64>, Vec<bool>) {
-        let mut sim = Simulation::new(p.clone(), 16, 3, [7, 8]).unwrap();
+        let mut sim = simulation(p.clone(), 16, 3, [7, 8]).unwrap();
         let mut weights = vec![Vec::new(); 3];
         for &n in chunks {
-            let k = sim.records_in(n, record_every);
+            let k = records_in(sim.steps_done(), n, record_every);
             let (mut w, mut o, mut m, mut s, mut sc) = (
                 vec![0.0; 3 * k],
                 vec![0.0; 3 * k],
@@ -293,7 +331,7 @@ mod tests {
                 out.extend_from_slice(&w[r * k..(r + 1) * k]);
             }
         }
-        let diverged = sim.replicates.iter().map(|r| r.diverged).collect();
+        let diverged = sim.diverged();
         (weights.concat(), diverged)
     }
 
@@ -345,7 +383,7 @@ mod tests {
         let start = p.start.clone();
         assert!(!p.runaway(&start));
         let far = |shift: f64| Params {
-            old: vec![start.old[0] + shift],
+            old_mean: vec![start.old_mean[0] + shift],
             ..start.clone()
         };
         assert!(!p.runaway(&far(0.99e6)));

@@ -49,8 +49,8 @@ impl ScaleParam {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     pub weight: f64,
-    pub old: Vec<f64>,
-    pub new: Vec<f64>,
+    pub old_mean: Vec<f64>,
+    pub new_mean: Vec<f64>,
     pub scale: [f64; 2],
 }
 
@@ -61,31 +61,36 @@ impl Params {
             WeightParam::Direct => self.weight,
         }
     }
-    pub fn from_alpha(alpha: f64, old: Vec<f64>, new: Vec<f64>, wp: WeightParam) -> Params {
+    pub fn from_alpha(
+        alpha: f64,
+        old_mean: Vec<f64>,
+        new_mean: Vec<f64>,
+        wp: WeightParam,
+    ) -> Params {
         let weight = match wp {
             WeightParam::Logit => (alpha / (1.0 - alpha)).ln(),
             WeightParam::Direct => alpha,
         };
         Params {
             weight,
-            old,
-            new,
+            old_mean,
+            new_mean,
             scale: [1.0, 1.0],
         }
     }
     pub(crate) fn is_finite(&self) -> bool {
         self.weight.is_finite()
             && self
-                .old
+                .old_mean
                 .iter()
-                .chain(&self.new)
+                .chain(&self.new_mean)
                 .chain(&self.scale)
                 .all(|v| v.is_finite())
     }
     pub(crate) fn copy_from(&mut self, other: &Params) {
         self.weight = other.weight;
-        self.old.copy_from_slice(&other.old);
-        self.new.copy_from_slice(&other.new);
+        self.old_mean.copy_from_slice(&other.old_mean);
+        self.new_mean.copy_from_slice(&other.new_mean);
         self.scale = other.scale;
     }
 }

@@ -10,7 +10,8 @@
 //! old mode's mass is forgotten. Replay slots: Bernoulli (each sample is replay with
 //! probability λ) or stratified (exactly round(λB) replay samples per batch).
 
-use super::{likelihood_coefficients, Objective, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{likelihood_coefficients, no_extra_state, Named, Objective, Source};
 use crate::engine::batch::Batch;
 use crate::engine::state::{Averager, Models};
 use crate::model::two_mode::Mix2;
@@ -25,6 +26,19 @@ pub struct ForwardKL {
 
 impl Objective for ForwardKL {
     const KIND: &'static str = "ForwardKL";
+
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        Ok(ForwardKL {
+            replay: f.replay()?,
+            replay_slots: f.choice("replay_slots")?,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("replay", self.replay)?;
+        f.word("replay_slots", self.replay_slots.name())
+    }
+    no_extra_state!();
 
     fn replay(&self) -> (f64, Slots) {
         (self.replay, self.replay_slots)

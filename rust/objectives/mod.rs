@@ -9,15 +9,27 @@
 //! extra state and its exact-limit rules. Each module is named after the Python class of
 //! `mixforget.objectives` it implements and declares that name as [`Objective::KIND`].
 //!
-//! The core is generic over the trait and monomorphised: an entry point dispatches on
-//! [`ObjectiveSpec`] once (see [`with_objective!`]) and every per-sample loop is specialised
-//! for one objective, with no dynamic dispatch inside.
+//! An objective owns all of its state and fields. Its extra state beyond θ (SDFT's teacher,
+//! TTT-Discover's start model, OAPL's lagged model; the twin's `Extra`) is its associated type
+//! [`Objective::Extra`], set by [`Objective::reset`] and moved by [`Objective::advance`], and
+//! the densities it derives from that state are [`Objective::ExtraModels`], held in
+//! `Models::extra`; objectives without state use `()` ([`no_extra_state!`]). Its fields
+//! cross the binding through [`Objective::read`] and [`Objective::write`] (by name, against
+//! the pyo3-free traits of [`fields`]). The generic core (`crate::engine`,
+//! `crate::population`, `crate::bindings`) names no objective and no objective's field.
 //!
-//! Adding an objective: its module here (its struct, implementing [`Objective`] with its
-//! `KIND`), its `pub mod`/`pub use` lines, and one name in [`objective_list!`]: that list
-//! generates [`ObjectiveSpec`], its `KINDS` and [`with_objective!`]. The binding still reads
-//! its fields by name in `bindings/conversions.rs` (`ObjectiveReader::spec`, `objective_dict`);
-//! on the Python side its dataclass in `objectives.py` with `kind` set to the class name.
+//! The core is generic over the trait and monomorphised: an entry point dispatches on
+//! [`ObjectiveSpec`] once (see [`with_objective!`]; a run kept across calls once when it is
+//! made, then once per chunk) and every per-sample loop is specialised for one objective,
+//! with no dynamic dispatch inside.
+//!
+//! Adding an objective: its module here (its struct implementing [`Objective`]: its `KIND`,
+//! `read`/`write` of its fields, its `Extra`/`ExtraModels` or `no_extra_state!()`, and the
+//! estimator's pieces), its `pub mod`/`pub use` lines, and one name in [`objective_list!`]:
+//! that list generates [`ObjectiveSpec`] (with its `KINDS`, exposed to Python as
+//! `_core.OBJECTIVE_KINDS`, and its `read`/`write` by kind) and [`with_objective!`]. On the
+//! Python side its dataclass in `objectives.py` with `kind` set to the class name (see
+//! docs/adding-an-objective.md).
 
 pub mod forward_kl;
 pub mod new_mode_reinforce;
@@ -33,10 +45,12 @@ pub use reverse_kl::{Baseline, ReverseKL};
 pub use sdft::{Direction, SDFT};
 pub use ttt_discover::{Beta, TTTDiscover};
 
+use self::fields::{FieldReader, FieldWriter};
 use crate::engine::batch::Batch;
-use crate::engine::state::{Averager, Models, Replicate};
+use crate::engine::state::{Averager, ExtraModels, MixtureBuilder, Models};
 use crate::error::KernelResult;
 use crate::model::mixture::Gaussian;
+use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
 use crate::random::starvation::Slots;
 
@@ -52,14 +66,58 @@ pub enum Source<'a> {
 ///
 /// The core calls, per batch: [`source`](Objective::source) and
 /// [`replay`](Objective::replay) to draw it; the model's log density log q(x_i) and
-/// responsibilities (always) and [`compared_density`](Objective::compared_density)'s log density (if any) into
-/// the batch's work arrays; [`values`](Objective::values) then
-/// [`coefficients`](Objective::coefficients) to turn them into c_i; the score sums. Per step:
-/// [`derive_models`](Objective::derive_models) before the batch and
-/// [`advance`](Objective::advance) after the update.
+/// responsibilities (always) and [`compared_density`](Objective::compared_density)'s log
+/// density (if any) into the batch's work arrays; [`values`](Objective::values) then
+/// [`coefficients`](Objective::coefficients) to turn them into c_i; the score sums. Its own
+/// state beyond θ (the twin's `Extra`, `reset`, `advance`): [`reset`](Objective::reset) per
+/// replicate at the start, [`extra_models`](Objective::extra_models) once per call,
+/// [`refresh_extra_models`](Objective::refresh_extra_models) before every batch and
+/// [`advance`](Objective::advance) after every (finite) update.
 pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// The Python class name (`kind`) of the objective, declared by its module.
     const KIND: &'static str;
+
+    /// The objective from its fields by name (the Python dataclass's attributes), each
+    /// checked.
+    fn read<R: FieldReader>(fields: &R) -> Result<Self, R::Error>;
+
+    /// Its fields by name, as `Objective.as_dict()` has them (`kind` aside).
+    fn write<W: FieldWriter>(&self, fields: &mut W) -> Result<(), W::Error>;
+
+    /// The objective's own state beyond θ, one per replicate (teacher EMA, start model,
+    /// lagged model …): `()` for none.
+    type Extra: Clone + std::fmt::Debug + Send + Sync;
+
+    /// The densities it derives from [`Extra`](Objective::Extra) and reads besides q_θ and
+    /// p* (in `Models::extra`): `()` for none.
+    type ExtraModels: ExtraModels;
+
+    /// The extra state at the starting parameters (the twin's `reset`).
+    fn reset(&self, start: &Params) -> Self::Extra;
+
+    /// The densities of the extra state, built with the problem's `mixtures` (covariances,
+    /// trained scales) against the target p*.
+    fn extra_models(
+        &self,
+        extra: &Self::Extra,
+        mixtures: &impl MixtureBuilder,
+        target: &Mix2,
+    ) -> Self::ExtraModels;
+
+    /// The densities of the extra state after it moved, in place (no allocation); by
+    /// default nothing, for a state that never moves.
+    fn refresh_extra_models(
+        &self,
+        _extra: &Self::Extra,
+        _models: &mut Self::ExtraModels,
+        _mixtures: &impl MixtureBuilder,
+        _target: &Mix2,
+    ) {
+    }
+
+    /// The extra state's own update after training step `step` (1-based) took θ to the
+    /// finite `theta` (the twin's `advance`); by default nothing.
+    fn advance(&self, _extra: &mut Self::Extra, _theta: &Params, _step: u64) {}
 
     /// Replay fraction λ of p_old* in every batch and how its slots are assigned.
     fn replay(&self) -> (f64, Slots) {
@@ -67,22 +125,11 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     }
 
     /// The distribution of the non-replay samples.
-    fn source<'a>(&self, m: &'a Models) -> Source<'a>;
+    fn source<'a>(&self, m: &'a Models<Self::ExtraModels>) -> Source<'a>;
 
     /// The density whose log the per-sample value compares with log q_θ, if any; the core
     /// stores its log parts and log density in `batch.compared_old/compared_new/log_compared`.
-    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2>;
-
-    /// Whether `advance` moves the replicate's teacher or lagged parameters (SDFT, OAPL);
-    /// otherwise they stay at the start and the models built from them are not refreshed
-    /// every step.
-    const MOVES_STATE: bool = false;
-
-    /// The model kept by the extra state (teacher, start or lag model), whose means an exact
-    /// evaluation must span.
-    fn state_model<'a>(&self, _m: &'a Models) -> Option<&'a Mix2> {
-        None
-    }
+    fn compared_density<'a>(&self, m: &'a Models<Self::ExtraModels>) -> Option<&'a Mix2>;
 
     /// The components (with mixing weights) around which the exact quadrature places its
     /// nodes: those on which the integrand's mass lives. By default the sampling
@@ -91,7 +138,10 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     /// sampling distribution (NewModeREINFORCE: ρ φ_n = q/(1−α)) names the components of
     /// that mass instead; the quadrature still computes expectations under the sampling
     /// distribution p_s, reweighting each node by p_s/m with m the node mixture.
-    fn quadrature_components<'a>(&self, m: &'a Models) -> Vec<(f64, &'a Gaussian)> {
+    fn quadrature_components<'a>(
+        &self,
+        m: &'a Models<Self::ExtraModels>,
+    ) -> Vec<(f64, &'a Gaussian)> {
         sampling_components(self, m)
     }
 
@@ -109,10 +159,9 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Per-sample value v_i into `batch.value` and auxiliary quantity into `batch.aux`
-    /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_compared` and the
-    /// points.
-    fn values(&self, m: &Models, batch: &mut Batch);
+    /// Per-sample value v_i into `batch.value` and its importance weight or log-ratio into
+    /// `batch.weight_or_log_ratio`, from `batch.log_q`, `batch.log_compared` and the points.
+    fn values(&self, m: &Models<Self::ExtraModels>, batch: &mut Batch);
 
     /// Batch statistics (baselines, entropic weights, V̂ …) and the coefficients c_i, written
     /// over `batch.value`. `how` tells a finite batch from an exact expectation.
@@ -123,20 +172,31 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     fn check_exact(&self, _perp_dims: usize) -> KernelResult<()> {
         Ok(())
     }
-
-    /// Derived densities of the extra state, after the replicate's parameters have been
-    /// loaded into `models`.
-    fn derive_models(&self, _models: &mut Models, _target: &Mix2) {}
-
-    /// The extra state's own update, after θ took a (finite) step.
-    fn advance(&self, _r: &mut Replicate) {}
 }
+
+/// The associated items of an objective without extra state (`Extra = ()`, no derived
+/// densities), written inside its `impl Objective`.
+macro_rules! no_extra_state {
+    () => {
+        type Extra = ();
+        type ExtraModels = ();
+        fn reset(&self, _start: &$crate::model::params::Params) {}
+        fn extra_models(
+            &self,
+            _extra: &(),
+            _mixtures: &impl $crate::engine::state::MixtureBuilder,
+            _target: &$crate::model::two_mode::Mix2,
+        ) {
+        }
+    };
+}
+pub(crate) use no_extra_state;
 
 /// The components of the full sampling distribution with their probabilities (for exact
 /// expectations): replay λ from p_old*, the rest from the source.
 pub fn sampling_components<'a, O: Objective>(
     objective: &O,
-    m: &'a Models,
+    m: &'a Models<O::ExtraModels>,
 ) -> Vec<(f64, &'a Gaussian)> {
     let (replay, _) = objective.replay();
     let mut out = Vec::with_capacity(3);
@@ -181,6 +241,25 @@ macro_rules! define_objective_spec {
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(ObjectiveSpec::$name(_) => <$name as Objective>::KIND),*
+                }
+            }
+
+            /// The objective of Python class `kind`, read from its fields (None for a kind
+            /// not in the list).
+            pub fn read<R: FieldReader>(
+                kind: &str,
+                fields: &R,
+            ) -> Option<Result<ObjectiveSpec, R::Error>> {
+                $(if kind == <$name as Objective>::KIND {
+                    return Some(<$name as Objective>::read(fields).map(ObjectiveSpec::$name));
+                })*
+                None
+            }
+
+            /// The objective's fields by name (`kind` aside).
+            pub fn write<W: FieldWriter>(&self, fields: &mut W) -> Result<(), W::Error> {
+                match self {
+                    $(ObjectiveSpec::$name(o) => o.write(fields)),*
                 }
             }
         }
@@ -286,15 +365,16 @@ impl Reward {
     }
 }
 
-/// The RL objectives' per-sample values: v_i = R(x_i) and aux_i = log q_θ(x_i) − log q_2(x_i)
-/// (q_2 the second density: start model or lagged model).
+/// The RL objectives' per-sample values: v_i = R(x_i) and, in `weight_or_log_ratio`, the
+/// log-ratio log q_θ(x_i) − log q_2(x_i) (q_2 the compared density: start model or lagged
+/// model).
 #[inline(always)]
-pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut Batch) {
+pub(crate) fn reward_values<X>(reward: Reward, radius: f64, m: &Models<X>, batch: &mut Batch) {
     let d = batch.dim;
     for i in 0..batch.len {
         let x = &batch.x[i * d..(i + 1) * d];
         batch.value[i] = reward.at(radius, &m.target, x, &mut batch.scratch);
-        batch.aux[i] = batch.log_q[i] - batch.log_compared[i];
+        batch.weight_or_log_ratio[i] = batch.log_q[i] - batch.log_compared[i];
     }
 }
 
@@ -302,6 +382,91 @@ pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut
 #[inline(always)]
 pub(crate) fn likelihood_coefficients(batch: &mut Batch) {
     batch.value[..batch.len].iter_mut().for_each(|v| *v = -1.0)
+}
+
+pub mod fields {
+    //! An objective's fields by name, as they cross the binding: each objective reads itself from
+    //! a [`FieldReader`] and writes itself to a [`FieldWriter`] ([`super::Objective::read`],
+    //! [`super::Objective::write`]), so the binding (`bindings/conversions.rs`) implements the two
+    //! traits once for Python objects and names no objective. Kept free of pyo3, like the rest of
+    //! the kernels.
+
+    use super::{Named, Reward};
+
+    /// Typed, checked access to the fields of an objective (the Python dataclass, read by
+    /// attribute name). Every read checks its value: a value that bypassed the dataclass
+    /// validation is refused with an error naming the field and what it allows.
+    pub trait FieldReader {
+        type Error;
+
+        /// A finite real number (not a bool or a string) with `ok(value)`; `allowed` says which
+        /// values those are ("a finite number > 0").
+        fn number(
+            &self,
+            name: &str,
+            allowed: &str,
+            ok: impl Fn(f64) -> bool,
+        ) -> Result<f64, Self::Error>;
+
+        /// None, or a number as [`number`](FieldReader::number).
+        fn optional_number(
+            &self,
+            name: &str,
+            allowed: &str,
+            ok: impl Fn(f64) -> bool,
+        ) -> Result<Option<f64>, Self::Error>;
+
+        /// The string `word` (then None), or a number as [`number`](FieldReader::number).
+        fn number_or_word(
+            &self,
+            name: &str,
+            word: &str,
+            allowed: &str,
+            ok: impl Fn(f64) -> bool,
+        ) -> Result<Option<f64>, Self::Error>;
+
+        /// An integer (not a bool) with `ok(value)`.
+        fn integer(
+            &self,
+            name: &str,
+            allowed: &str,
+            ok: impl Fn(i64) -> bool,
+        ) -> Result<i64, Self::Error>;
+
+        /// One of the names of `E`.
+        fn choice<E: Named>(&self, name: &str) -> Result<E, Self::Error>;
+
+        /// A finite number > 0.
+        fn positive(&self, name: &str) -> Result<f64, Self::Error> {
+            self.number(name, "a finite number > 0", |v| v > 0.0)
+        }
+
+        /// The replay fraction λ ∈ [0, 1) (`replay`).
+        fn replay(&self) -> Result<f64, Self::Error> {
+            self.number("replay", "a finite number in [0, 1)", |v| {
+                (0.0..1.0).contains(&v)
+            })
+        }
+
+        /// A reward and the radius of the indicator reward (`reward`, `radius`).
+        fn reward(&self) -> Result<(Reward, f64), Self::Error> {
+            Ok((self.choice("reward")?, self.positive("radius")?))
+        }
+    }
+
+    /// The fields of an objective written by name, in the form of `Objective.as_dict()`.
+    pub trait FieldWriter {
+        type Error;
+
+        fn number(&mut self, name: &str, value: f64) -> Result<(), Self::Error>;
+
+        fn optional_number(&mut self, name: &str, value: Option<f64>) -> Result<(), Self::Error>;
+
+        fn integer(&mut self, name: &str, value: i64) -> Result<(), Self::Error>;
+
+        /// A string: a choice's name, or a word standing for a value ('adaptive').
+        fn word(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@
 //! mode, and there is no baseline. In the exact limit the normalised advantage uses the mean
 //! and standard deviation of r under φ_n.
 
-use super::{Named, Objective, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{no_extra_state, Named, Objective, Source};
 use crate::engine::batch::Batch;
 use crate::engine::state::{Averager, Models};
 use crate::math::fastmath;
@@ -54,6 +55,19 @@ pub struct NewModeREINFORCE {
 impl Objective for NewModeREINFORCE {
     const KIND: &'static str = "NewModeREINFORCE";
 
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        Ok(NewModeREINFORCE {
+            beta: f.positive("beta")?,
+            advantage: f.choice("advantage")?,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("beta", self.beta)?;
+        f.word("advantage", self.advantage.name())
+    }
+    no_extra_state!();
+
     /// The model's new component φ_n.
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Single(&m.model.new)
@@ -75,16 +89,16 @@ impl Objective for NewModeREINFORCE {
         Some(&m.target)
     }
 
-    /// v_i = r_i, aux_i = ρ_i, from the model's log parts and the target's new part.
+    /// v_i = r_i, batch.weight_or_log_ratio = ρ_i, from the model's log parts and the target's new part.
     fn values(&self, m: &Models, batch: &mut Batch) {
         let ln_target_new_weight = (1.0 - m.target.alpha).ln();
         let ln_beta = self.beta.ln();
         for i in 0..batch.len {
-            // part_b = log (1−α) φ_n(x), compared_new = log (1−α*) p_new*(x)
-            let log_new_part = batch.part_b[i];
+            // model_new_part = log (1−α) φ_n(x), compared_new = log (1−α*) p_new*(x)
+            let log_new_part = batch.model_new_part[i];
             let log_p_new = batch.compared_new[i] - ln_target_new_weight;
             batch.value[i] = log_p_new - log_new_part - ln_beta;
-            batch.aux[i] = fastmath::exp(batch.log_q[i] - log_new_part);
+            batch.weight_or_log_ratio[i] = fastmath::exp(batch.log_q[i] - log_new_part);
         }
     }
 
@@ -93,7 +107,7 @@ impl Objective for NewModeREINFORCE {
         match self.advantage {
             Advantage::Raw => {
                 for i in 0..n {
-                    batch.value[i] *= -batch.aux[i];
+                    batch.value[i] *= -batch.weight_or_log_ratio[i];
                 }
             }
             Advantage::Normalised => {
@@ -109,7 +123,8 @@ impl Objective for NewModeREINFORCE {
                     / sum_w;
                 let inv_sd = if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 };
                 for i in 0..n {
-                    batch.value[i] = -batch.aux[i] * (batch.value[i] - mean) * inv_sd;
+                    batch.value[i] =
+                        -batch.weight_or_log_ratio[i] * (batch.value[i] - mean) * inv_sd;
                 }
             }
         }

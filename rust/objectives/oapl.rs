@@ -9,10 +9,12 @@
 //!
 //! so c_i = 2β2 (β2 Δ_i − (r_i − V̂)).
 
-use super::{reward_values, Objective, Reward, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{reward_values, Named, Objective, Reward, Source};
 use crate::engine::batch::Batch;
-use crate::engine::state::{Averager, Models, Replicate};
+use crate::engine::state::{Averager, MixtureBuilder, Models};
 use crate::error::KernelResult;
+use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
 
 #[allow(clippy::upper_case_acronyms)]
@@ -32,17 +34,64 @@ pub struct OAPL {
 impl Objective for OAPL {
     const KIND: &'static str = "OAPL";
 
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        let lag = f.integer("lag", "an integer >= 1", |v| v >= 1)? as usize;
+        let (reward, radius) = f.reward()?;
+        Ok(OAPL {
+            beta1: f.positive("beta1")?,
+            beta2: f.positive("beta2")?,
+            lag,
+            reward,
+            radius,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("beta1", self.beta1)?;
+        f.number("beta2", self.beta2)?;
+        f.integer("lag", self.lag as i64)?;
+        f.word("reward", self.reward.name())?;
+        f.number("radius", self.radius)
+    }
+
+    /// The lagged parameters θ_lag (the twin's `"lag"`).
+    type Extra = Params;
     /// The lagged model q_lag.
-    fn source<'a>(&self, m: &'a Models) -> Source<'a> {
-        Source::Mixture(&m.lag)
+    type ExtraModels = Mix2;
+
+    fn reset(&self, start: &Params) -> Params {
+        start.clone()
     }
 
-    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
-        Some(&m.lag)
+    fn extra_models(&self, lag: &Params, mixtures: &impl MixtureBuilder, _target: &Mix2) -> Mix2 {
+        mixtures.mixture(lag)
     }
 
-    fn state_model<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
-        Some(&m.lag)
+    fn refresh_extra_models(
+        &self,
+        lag: &Params,
+        lagged: &mut Mix2,
+        mixtures: &impl MixtureBuilder,
+        _target: &Mix2,
+    ) {
+        mixtures.set_mixture(lag, lagged);
+    }
+
+    /// θ_lag ← θ every `lag` steps.
+    fn advance(&self, lag: &mut Params, theta: &Params, step: u64) {
+        if step.is_multiple_of(self.lag as u64) {
+            lag.copy_from(theta);
+        }
+    }
+
+    /// The lagged model q_lag.
+    fn source<'a>(&self, m: &'a Models<Mix2>) -> Source<'a> {
+        Source::Mixture(&m.extra)
+    }
+
+    /// q_lag, in Δ.
+    fn compared_density<'a>(&self, m: &'a Models<Mix2>) -> Option<&'a Mix2> {
+        Some(&m.extra)
     }
 
     /// e^{R/β1} with R a log density adds curvature 1/β1; the indicator reward jumps.
@@ -54,9 +103,9 @@ impl Objective for OAPL {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }
 
-    /// v_i = r_i, aux_i = Δ_i.
+    /// v_i = r_i, batch.weight_or_log_ratio = Δ_i.
     #[inline(always)]
-    fn values(&self, m: &Models, batch: &mut Batch) {
+    fn values(&self, m: &Models<Mix2>, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
     }
 
@@ -81,7 +130,7 @@ impl Objective for OAPL {
         };
         for i in 0..n {
             let advantage = batch.value[i] - v_hat + shift;
-            batch.value[i] = 2.0 * beta2 * (beta2 * batch.aux[i] - advantage);
+            batch.value[i] = 2.0 * beta2 * (beta2 * batch.weight_or_log_ratio[i] - advantage);
         }
     }
 
@@ -90,14 +139,5 @@ impl Objective for OAPL {
             return Err("the exact population limit of OAPL with the indicator reward is implemented only when the means span all d dimensions (e.g. d = 1)".into());
         }
         Ok(())
-    }
-
-    const MOVES_STATE: bool = true;
-
-    /// θ_lag ← θ every `lag` steps.
-    fn advance(&self, r: &mut Replicate) {
-        if r.steps_done.is_multiple_of(self.lag as u64) {
-            r.lag.copy_from(&r.theta);
-        }
     }
 }

@@ -9,7 +9,8 @@
 //! (baseline "loo") or 0 ("none"). Stratified slots use the realised fraction
 //! λ' = round(λB)/B in the weights. In the exact limit the baseline is the full expectation.
 
-use super::{Named, Objective, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{no_extra_state, Named, Objective, Source};
 use crate::engine::batch::{Batch, LooMean};
 use crate::engine::state::{Averager, Models};
 use crate::math::fastmath;
@@ -60,7 +61,7 @@ pub(crate) fn log_ratio_values(batch: &mut Batch) {
     // zipped slices: no bounds checks, so the loop vectorises
     for (((v, a), lq), ls) in batch.value[..n]
         .iter_mut()
-        .zip(&mut batch.aux[..n])
+        .zip(&mut batch.weight_or_log_ratio[..n])
         .zip(&batch.log_q[..n])
         .zip(&batch.log_compared[..n])
     {
@@ -76,13 +77,34 @@ pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
     let n = batch.len;
     let (sum_wv, sum_w) = batch.weighted_value_and_weight_sums();
     let baseline = LooMean::new(sum_wv, sum_w, batch.omega[0], exact);
-    for (v, a) in batch.value[..n].iter_mut().zip(&batch.aux[..n]) {
+    for (v, a) in batch.value[..n]
+        .iter_mut()
+        .zip(&batch.weight_or_log_ratio[..n])
+    {
         *v -= a * baseline.at(*v);
     }
 }
 
 impl Objective for ReverseKL {
     const KIND: &'static str = "ReverseKL";
+
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        Ok(ReverseKL {
+            replay: f.replay()?,
+            replay_slots: f.choice("replay_slots")?,
+            weight_cap: f
+                .optional_number("weight_cap", "None or a finite number > 0", |v| v > 0.0)?,
+            baseline: f.choice("baseline")?,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        f.number("replay", self.replay)?;
+        f.word("replay_slots", self.replay_slots.name())?;
+        f.optional_number("weight_cap", self.weight_cap)?;
+        f.word("baseline", self.baseline.name())
+    }
+    no_extra_state!();
 
     fn replay(&self) -> (f64, Slots) {
         (self.replay, self.replay_slots)
@@ -103,7 +125,7 @@ impl Objective for ReverseKL {
         Some(&m.target)
     }
 
-    /// v_i = w_i (log q_θ(x_i) − log p*(x_i)), aux_i = w_i.
+    /// v_i = w_i (log q_θ(x_i) − log p*(x_i)), batch.weight_or_log_ratio = w_i.
     #[inline(always)]
     fn values(&self, m: &Models, batch: &mut Batch) {
         let replay_used = batch.replay_used;
@@ -113,7 +135,7 @@ impl Objective for ReverseKL {
             let n = batch.len;
             for ((((v, a), lq), ls), so) in batch.value[..n]
                 .iter_mut()
-                .zip(&mut batch.aux[..n])
+                .zip(&mut batch.weight_or_log_ratio[..n])
                 .zip(&batch.log_q[..n])
                 .zip(&batch.log_compared[..n])
                 .zip(&batch.compared_old[..n])

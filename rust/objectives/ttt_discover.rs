@@ -10,10 +10,12 @@
 //! so c_i = −A_i. β is fixed, or adaptive: the β with KL(softmax(β r) ‖ ω) = ln 2. In the
 //! exact limit the leave-one-out mean becomes the expectation.
 
-use super::{reward_values, Objective, Reward, Source};
+use super::fields::{FieldReader, FieldWriter};
+use super::{reward_values, Named, Objective, Reward, Source};
 use crate::engine::batch::{Batch, LooMean};
-use crate::engine::state::{Averager, Models};
+use crate::engine::state::{Averager, MixtureBuilder, Models};
 use crate::error::KernelResult;
+use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
 
 const LN_2: f64 = std::f64::consts::LN_2;
@@ -40,17 +42,52 @@ pub struct TTTDiscover {
 impl Objective for TTTDiscover {
     const KIND: &'static str = "TTTDiscover";
 
-    fn source<'a>(&self, m: &'a Models) -> Source<'a> {
+    fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
+        let beta = f.number_or_word(
+            "beta",
+            "adaptive",
+            "a finite number > 0 or 'adaptive'",
+            |v| v > 0.0,
+        )?;
+        let (reward, radius) = f.reward()?;
+        Ok(TTTDiscover {
+            beta: beta.map_or(Beta::Adaptive, Beta::Fixed),
+            kl_penalty: f.number("kl_penalty", "a finite number >= 0", |v| v >= 0.0)?,
+            reward,
+            radius,
+        })
+    }
+
+    fn write<W: FieldWriter>(&self, f: &mut W) -> Result<(), W::Error> {
+        match self.beta {
+            Beta::Fixed(b) => f.number("beta", b)?,
+            Beta::Adaptive => f.word("beta", "adaptive")?,
+        }
+        f.number("kl_penalty", self.kl_penalty)?;
+        f.word("reward", self.reward.name())?;
+        f.number("radius", self.radius)
+    }
+
+    /// The start parameters (the twin's `"start"`), fixed.
+    type Extra = Params;
+    /// The start model q_0 of the KL penalty.
+    type ExtraModels = Mix2;
+
+    fn reset(&self, start: &Params) -> Params {
+        start.clone()
+    }
+
+    fn extra_models(&self, start: &Params, mixtures: &impl MixtureBuilder, _target: &Mix2) -> Mix2 {
+        mixtures.mixture(start)
+    }
+
+    fn source<'a>(&self, m: &'a Models<Mix2>) -> Source<'a> {
         Source::Mixture(&m.model)
     }
 
     /// The start model q_0 of the KL penalty.
-    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
-        Some(&m.start)
-    }
-
-    fn state_model<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
-        Some(&m.start)
+    fn compared_density<'a>(&self, m: &'a Models<Mix2>) -> Option<&'a Mix2> {
+        Some(&m.extra)
     }
 
     /// e^{βR} with R a log density adds curvature β; the adaptive β is known only after the
@@ -66,9 +103,9 @@ impl Objective for TTTDiscover {
         (self.reward == Reward::NewIndicator).then_some(self.radius)
     }
 
-    /// v_i = r_i, aux_i = log q_θ(x_i) − log q_0(x_i).
+    /// v_i = r_i, batch.weight_or_log_ratio = log q_θ(x_i) − log q_0(x_i).
     #[inline(always)]
-    fn values(&self, m: &Models, batch: &mut Batch) {
+    fn values(&self, m: &Models<Mix2>, batch: &mut Batch) {
         reward_values(self.reward, self.radius, m, batch)
     }
 
@@ -92,7 +129,8 @@ impl Objective for TTTDiscover {
         for i in 0..n {
             let e = batch.value[i];
             let den = mean_e.at(e);
-            let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 } - kl_penalty * batch.aux[i];
+            let advantage = if den > 0.0 { e / den - 1.0 } else { 0.0 }
+                - kl_penalty * batch.weight_or_log_ratio[i];
             batch.value[i] = -advantage;
         }
     }

@@ -24,8 +24,8 @@
 use crate::engine::batch::Batch;
 use crate::engine::problem::Problem;
 use crate::engine::score::evaluate;
-use crate::engine::state::{Averager, Grad, Models, Replicate};
-use crate::engine::training::{records_in, Records};
+use crate::engine::state::{Averager, ExtraModels, Grad, MixtureBuilder, Models, Replicate};
+use crate::engine::training::{records_in, Records, Run};
 use crate::error::{KernelError, KernelResult};
 use crate::model::mixture::{log_add_exp, Cov, Gaussian};
 use crate::model::params::Params;
@@ -86,15 +86,17 @@ impl Reduction {
     }
 }
 
-fn relevant_means<O: Objective>(objective: &O, m: &Models) -> Vec<Vec<f64>> {
+/// The means the span must hold: the model's, the target's and those of the objective's
+/// extra models.
+fn relevant_means<X: ExtraModels>(m: &Models<X>) -> Vec<Vec<f64>> {
     let mut means = vec![
         m.model.old.mean.clone(),
         m.model.new.mean.clone(),
         m.target.old.mean.clone(),
         m.target.new.mean.clone(),
     ];
-    if let Some(state) = objective.state_model(m) {
-        means.extend([state.old.mean.clone(), state.new.mean.clone()]);
+    for mix in m.extra.mixtures() {
+        means.extend([mix.old.mean.clone(), mix.new.mean.clone()]);
     }
     means
 }
@@ -103,9 +105,9 @@ fn relevant_means<O: Objective>(objective: &O, m: &Models) -> Vec<Vec<f64>> {
 fn reduce<O: Objective>(
     objective: &O,
     problem: &Problem,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
     rule: &Rule,
-) -> KernelResult<(Models, Reduction, usize)> {
+) -> KernelResult<(Models<O::ExtraModels>, Reduction, usize)> {
     let d = problem.dim;
     let cov = &m.target.old.cov;
     let equal = [&m.target.new.cov, &m.model.old.cov, &m.model.new.cov]
@@ -127,7 +129,7 @@ fn reduce<O: Objective>(
                 .into(),
         ));
     }
-    let whitened: Vec<Vec<f64>> = relevant_means(objective, m)
+    let whitened: Vec<Vec<f64>> = relevant_means(m)
         .into_iter()
         .map(|mut v| {
             cov.whiten(&mut v);
@@ -205,7 +207,12 @@ fn reduce<O: Objective>(
 
 /// The models' means in span coordinates y = Bᵀ L⁻¹ (μ − anchor) (B: the basis rows), unit
 /// covariances.
-fn reduced_models(m: &Models, basis: &[Vec<f64>], anchor: &[f64], cov: &Cov) -> Models {
+fn reduced_models<X: ExtraModels>(
+    m: &Models<X>,
+    basis: &[Vec<f64>],
+    anchor: &[f64],
+    cov: &Cov,
+) -> Models<X> {
     let project = |mean: &[f64]| -> Vec<f64> {
         let mut v = mean.to_vec();
         cov.whiten(&mut v);
@@ -230,9 +237,7 @@ fn reduced_models(m: &Models, basis: &[Vec<f64>], anchor: &[f64], cov: &Cov) -> 
     Models {
         model: mix(&m.model),
         target: mix(&m.target),
-        teacher: mix(&m.teacher),
-        start: mix(&m.start),
-        lag: mix(&m.lag),
+        extra: m.extra.map(mix),
     }
 }
 
@@ -280,22 +285,18 @@ fn gram_schmidt<'a>(vectors: impl Iterator<Item = &'a [f64]>, k: usize) -> Vec<V
     frame
 }
 
-fn largest_separation(m: &Models) -> f64 {
-    let comps = [
-        &m.model.old,
-        &m.model.new,
-        &m.target.old,
-        &m.target.new,
-        &m.teacher.old,
-        &m.teacher.new,
-        &m.start.old,
-        &m.start.new,
-        &m.lag.old,
-        &m.lag.new,
-    ];
+/// The largest Mahalanobis separation of any two components of the model, the target, the
+/// start model q_θ0 and the objective's extra models.
+fn largest_separation<X: ExtraModels>(m: &Models<X>, start: &Mix2) -> f64 {
+    let mixtures = [&m.model, &m.target, start];
+    let comps: Vec<&Gaussian> = mixtures
+        .into_iter()
+        .chain(m.extra.mixtures())
+        .flat_map(|mix| [&mix.old, &mix.new])
+        .collect();
     let mut best: f64 = 1.0;
-    for a in comps {
-        for b in comps {
+    for &a in &comps {
+        for &b in &comps {
             let mut scratch = vec![0.0; a.dim()];
             let q = a
                 .cov
@@ -310,7 +311,7 @@ fn largest_separation(m: &Models) -> f64 {
 }
 
 /// Boundary points (in the reduced coordinate) of an indicator reward, 1-D problems only.
-fn indicator_jumps<O: Objective>(objective: &O, m: &Models) -> Option<(f64, f64)> {
+fn indicator_jumps<O: Objective>(objective: &O, m: &Models<O::ExtraModels>) -> Option<(f64, f64)> {
     let radius = objective.indicator_radius()?;
     if m.target.new.dim() != 1 {
         return None;
@@ -384,7 +385,7 @@ fn nodes_1d(h: f64, half_width: f64, jumps: Option<(f64, f64)>) -> (Vec<f64>, Ve
 /// logistic, so they set no spacing.
 fn steep_pairs<'a, O: Objective>(
     objective: &O,
-    m: &'a Models,
+    m: &'a Models<O::ExtraModels>,
 ) -> Vec<(&'a Gaussian, &'a Gaussian)> {
     let mut pairs = vec![(&m.model.old, &m.model.new), (&m.target.old, &m.target.new)];
     if let Some(second) = objective.compared_density(m) {
@@ -418,7 +419,10 @@ fn steep_pairs<'a, O: Objective>(
 }
 
 /// Separation Δ and unit direction of every steep pair (identity-covariance coordinates).
-fn steep_directions<O: Objective>(objective: &O, m: &Models) -> Vec<(f64, Vec<f64>)> {
+fn steep_directions<O: Objective>(
+    objective: &O,
+    m: &Models<O::ExtraModels>,
+) -> Vec<(f64, Vec<f64>)> {
     steep_pairs(objective, m)
         .into_iter()
         .filter_map(|(a, b)| {
@@ -437,7 +441,7 @@ fn steep_directions<O: Objective>(objective: &O, m: &Models) -> Vec<(f64, Vec<f6
 /// whose trapezoidal error ~ exp(−2π²/((1+κ) h²)) sets the cap smooth/√(1+κ), κ the
 /// curvature of the objective's exponential factors (`Objective::quadrature_curvature`; the
 /// old fine cap where it is unknown). Beyond `max_nodes` nodes every spacing grows alike.
-fn axis_spacings<O: Objective>(objective: &O, m: &Models, rule: &Rule) -> Vec<f64> {
+fn axis_spacings<O: Objective>(objective: &O, m: &Models<O::ExtraModels>, rule: &Rule) -> Vec<f64> {
     let k = m.model.old.dim();
     let cap = match objective.quadrature_curvature() {
         Some(kappa) => rule.smooth / (1.0 + kappa).sqrt(),
@@ -472,7 +476,7 @@ fn axis_spacings<O: Objective>(objective: &O, m: &Models, rule: &Rule) -> Vec<f6
 }
 
 /// Predicted node count per component of the spacings `axis_spacings` gives.
-fn node_count<O: Objective>(objective: &O, m: &Models, rule: &Rule) -> f64 {
+fn node_count<O: Objective>(objective: &O, m: &Models<O::ExtraModels>, rule: &Rule) -> f64 {
     axis_spacings(objective, m, rule)
         .iter()
         .map(|hj| 2.0 * (rule.radius / hj).ceil() + 1.0)
@@ -499,7 +503,8 @@ const LOG_RATIO_FLOOR: f64 = -600.0;
 #[inline(always)]
 fn quadrature_batch<O: Objective>(
     objective: &O,
-    m: &Models,
+    m: &Models<O::ExtraModels>,
+    start: &Mix2,
     batch: &mut Batch,
     rule: Option<&Rule>,
 ) {
@@ -522,7 +527,7 @@ fn quadrature_batch<O: Objective>(
             (axis_spacings(objective, m, rule), rule.radius, radius)
         }
         None => {
-            let mut h = (0.75 / largest_separation(m)).min(FINE_CAP);
+            let mut h = (0.75 / largest_separation(m, start)).min(FINE_CAP);
             let per_dim_budget = MAX_NODES.powf(1.0 / k as f64).floor();
             if (2.0 * HALF_WIDTH / h + 1.0) > per_dim_budget {
                 h = 2.0 * HALF_WIDTH / (per_dim_budget - 1.0);
@@ -675,22 +680,11 @@ fn scalar_nodes_fixed<const K: usize>(
     i
 }
 
-/// The exact gradient of the objective at a replicate's state, in original coordinates.
-pub fn exact_gradient(problem: &Problem, rep: &Replicate) -> KernelResult<Grad> {
+/// The exact gradient of the problem's objective at the start state, in original coordinates.
+pub fn exact_gradient(problem: &Problem) -> KernelResult<Grad> {
     with_objective!(problem.objective, o => {
-        exact_gradient_in(&o, problem, rep, &mut Batch::new(1, 0), &Rule::DEFAULT)
-    })
-}
-
-/// `exact_gradient` under a given quadrature rule (tests: a finer reference).
-#[cfg(test)]
-pub(crate) fn exact_gradient_with(
-    problem: &Problem,
-    rep: &Replicate,
-    rule: &Rule,
-) -> KernelResult<Grad> {
-    with_objective!(problem.objective, o => {
-        exact_gradient_in(&o, problem, rep, &mut Batch::new(1, 0), rule)
+        let rep = problem.new_replicate(&o, [0, 0], 0);
+        exact_gradient_in(&o, problem, &rep, &mut Batch::new(1, 0), &Rule::DEFAULT)
     })
 }
 
@@ -698,7 +692,7 @@ pub(crate) fn exact_gradient_with(
 fn exact_gradient_in<O: Objective>(
     objective: &O,
     problem: &Problem,
-    rep: &Replicate,
+    rep: &Replicate<O::Extra>,
     batch: &mut Batch,
     rule: &Rule,
 ) -> KernelResult<Grad> {
@@ -724,7 +718,7 @@ fn exact_gradient_in<O: Objective>(
 unsafe fn exact_gradient_avx512<O: Objective>(
     objective: &O,
     problem: &Problem,
-    rep: &Replicate,
+    rep: &Replicate<O::Extra>,
     batch: &mut Batch,
     rule: &Rule,
 ) -> KernelResult<Grad> {
@@ -736,7 +730,7 @@ unsafe fn exact_gradient_avx512<O: Objective>(
 unsafe fn exact_gradient_avx2<O: Objective>(
     objective: &O,
     problem: &Problem,
-    rep: &Replicate,
+    rep: &Replicate<O::Extra>,
     batch: &mut Batch,
     rule: &Rule,
 ) -> KernelResult<Grad> {
@@ -747,7 +741,7 @@ unsafe fn exact_gradient_avx2<O: Objective>(
 fn exact_gradient_body<O: Objective>(
     objective: &O,
     problem: &Problem,
-    rep: &Replicate,
+    rep: &Replicate<O::Extra>,
     batch: &mut Batch,
     rule: &Rule,
 ) -> KernelResult<Grad> {
@@ -769,7 +763,9 @@ fn exact_gradient_body<O: Objective>(
     objective.check_exact(perp_dims)?;
     // the span rule needs identity covariances: a whitened span
     let span_rule = (!reduction.basis.is_empty()).then_some(rule);
-    quadrature_batch(objective, &reduced, batch, span_rule);
+    // the general rule's spacing resolves the start model's separations too (it always has)
+    let start = problem.mixture(&problem.start);
+    quadrature_batch(objective, &reduced, &start, batch, span_rule);
     let k = reduced.model.old.dim();
     let mut g = Grad::zeros(k);
     evaluate(
@@ -794,19 +790,26 @@ fn exact_gradient_body<O: Objective>(
 
 /// Deterministic flow θ ← θ − lr·m⊙∇L(θ), advanced call by call (so that a long flow can be
 /// interrupted between calls); records sit at absolute step counts, as in `Simulation`.
-pub struct Flow {
+pub struct Flow<O: Objective> {
+    pub objective: O,
     pub problem: Problem,
-    pub rep: Replicate,
+    pub rep: Replicate<O::Extra>,
     done: u64,
     previous: Params,
     /// The quadrature buffer, reused across steps.
     batch: Batch,
 }
 
-impl Flow {
-    pub fn new(problem: Problem) -> Flow {
-        let rep = problem.new_replicate([0, 0], 0);
+/// A [`Flow`] of the problem's objective.
+pub fn flow(problem: Problem) -> Box<dyn Run> {
+    with_objective!(problem.objective, o => Box::new(Flow::new(o, problem)) as Box<dyn Run>)
+}
+
+impl<O: Objective> Flow<O> {
+    pub fn new(objective: O, problem: Problem) -> Flow<O> {
+        let rep = problem.new_replicate(&objective, [0, 0], 0);
         Flow {
+            objective,
             previous: rep.theta.clone(),
             rep,
             done: 0,
@@ -814,25 +817,23 @@ impl Flow {
             batch: Batch::new(1, 0),
         }
     }
+}
+
+impl<O: Objective> Run for Flow<O> {
+    fn problem(&self) -> &Problem {
+        &self.problem
+    }
 
     /// Steps run so far (`Replicate::steps_done` stops at a divergence; this does not).
-    pub fn steps_done(&self) -> u64 {
+    fn steps_done(&self) -> u64 {
         self.done
     }
 
-    /// Advance by `steps`, recording at every absolute step count that is a multiple of
-    /// `record_every` (`engine::records_in(steps_done, steps, record_every)` records).
-    pub fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
-        with_objective!(self.problem.objective, o => self.advance_with(&o, steps, record_every, rec))
+    fn diverged(&self) -> Vec<bool> {
+        vec![self.rep.diverged]
     }
 
-    fn advance_with<O: Objective>(
-        &mut self,
-        objective: &O,
-        steps: u64,
-        record_every: u64,
-        rec: Records,
-    ) -> KernelResult<()> {
+    fn advance(&mut self, steps: u64, record_every: u64, rec: Records) -> KernelResult<()> {
         if self.problem.scales.is_some() && self.problem.dim > 1 {
             return Err(KernelError::NotImplemented(format!("population_flow with train_scales=True is implemented for d = 1 only (every step would need a quadrature over all d dimensions), got d = {}; population_gradient supports d <= {MAX_SPAN}", self.problem.dim)));
         }
@@ -845,6 +846,7 @@ impl Flow {
             )
             .into());
         }
+        let objective = &self.objective;
         let mut k = 0;
         for step in self.done + 1..=self.done + steps {
             if !self.rep.diverged {
@@ -945,7 +947,7 @@ mod tests {
         ] {
             for d in [1, 3] {
                 let p = problem(objective, d);
-                let exact = exact_gradient(&p, &p.new_replicate([1, 1], 0)).unwrap();
+                let exact = exact_gradient(&p).unwrap();
                 let n = 20_000;
                 let width = p.grad_width();
                 let mut grads = vec![0.0; n * width];
@@ -969,7 +971,7 @@ mod tests {
     /// Means along fixed, non-collinear directions of an `span`-dimensional subspace of R^d
     /// (rotated off the coordinate axes), with separate start, current, teacher and lag
     /// models, so that every mixture the objectives evaluate has its own direction.
-    fn spanning_problem(objective: ObjectiveSpec, d: usize, span: usize) -> (Problem, Replicate) {
+    fn spanning_problem(objective: ObjectiveSpec, d: usize, span: usize) -> (Problem, SpanState) {
         // an orthonormal frame of the subspace: rotated coordinate axes
         let frame: Vec<Vec<f64>> = (0..span)
             .map(|j| {
@@ -1003,11 +1005,42 @@ mod tests {
             lr_scale: [1.0; 3],
             scales: None,
         };
-        let mut rep = p.new_replicate([1, 1], 0);
-        rep.theta = Params::from_alpha(0.55, pick([-1.6, -0.4, 0.2]), pick([0.8, 1.2, -0.6]), wp);
-        rep.teacher = Params::from_alpha(0.65, pick([-1.8, 0.2, -0.3]), pick([0.4, 1.8, 0.5]), wp);
-        rep.lag = Params::from_alpha(0.5, pick([-2.2, 0.0, 0.6]), pick([1.0, 0.9, -0.2]), wp);
-        (p, rep)
+        let state = SpanState {
+            theta: Params::from_alpha(0.55, pick([-1.6, -0.4, 0.2]), pick([0.8, 1.2, -0.6]), wp),
+            teacher: Params::from_alpha(0.65, pick([-1.8, 0.2, -0.3]), pick([0.4, 1.8, 0.5]), wp),
+            lag: Params::from_alpha(0.5, pick([-2.2, 0.0, 0.6]), pick([1.0, 0.9, -0.2]), wp),
+        };
+        (p, state)
+    }
+
+    /// The current, teacher and lagged parameters of a spanning problem.
+    struct SpanState {
+        theta: Params,
+        teacher: Params,
+        lag: Params,
+    }
+
+    /// The replicate of a spanning problem for `o`: θ and, as its extra state, the teacher
+    /// (SDFT), the lagged parameters (OAPL) or the start (the others).
+    fn spanning_replicate<O: Objective>(o: &O, p: &Problem, s: &SpanState) -> Replicate<O::Extra> {
+        let mut rep = p.new_replicate(o, [1, 1], 0);
+        rep.theta = s.theta.clone();
+        let state = match O::KIND {
+            "SDFT" => &s.teacher,
+            "OAPL" => &s.lag,
+            _ => &p.start,
+        };
+        rep.extra = o.reset(state);
+        rep
+    }
+
+    fn exact_gradient_with<O: Objective>(
+        o: &O,
+        p: &Problem,
+        rep: &Replicate<O::Extra>,
+        rule: &Rule,
+    ) -> Grad {
+        exact_gradient_in(o, p, rep, &mut Batch::new(1, 0), rule).unwrap()
     }
 
     /// The span rule against the same rule with every spacing halved and a wider ball (error
@@ -1078,9 +1111,14 @@ mod tests {
         ];
         for (d, span) in [(2, 2), (3, 3), (5, 3)] {
             for objective in objectives {
-                let (p, rep) = spanning_problem(objective, d, span);
-                let g = exact_gradient_with(&p, &rep, &Rule::DEFAULT).unwrap();
-                let reference = exact_gradient_with(&p, &rep, &fine).unwrap();
+                let (p, state) = spanning_problem(objective, d, span);
+                let (g, reference) = with_objective!(objective, o => {
+                    let rep = spanning_replicate(&o, &p, &state);
+                    (
+                        exact_gradient_with(&o, &p, &rep, &Rule::DEFAULT),
+                        exact_gradient_with(&o, &p, &rep, &fine),
+                    )
+                });
                 let width = p.grad_width();
                 let (mut a, mut b) = (vec![0.0; width], vec![0.0; width]);
                 g.write_flat(&mut a);
@@ -1104,13 +1142,14 @@ mod tests {
     /// along an axis.
     #[test]
     fn rotation_puts_the_steep_direction_on_one_axis() {
-        let (p, rep) = spanning_problem(reverse_default(), 2, 2);
+        let (p, state) = spanning_problem(reverse_default(), 2, 2);
         let o = ReverseKL {
             replay: 0.0,
             replay_slots: Slots::Bernoulli,
             weight_cap: None,
             baseline: Baseline::Loo,
         };
+        let rep = spanning_replicate(&o, &p, &state);
         let models = p.models_at(&o, &rep);
         let (reduced, _, _) = reduce(&o, &p, &models, &Rule::DEFAULT).unwrap();
         let h = axis_spacings(&o, &reduced, &Rule::DEFAULT);

@@ -5,6 +5,7 @@ package imports but the backend: the lowest layer of :mod:`mixforget.reference`.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -14,6 +15,14 @@ import numpy as np
 from ._backend import Backend, default_backend, namespace_of
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+class CovForm(enum.Enum):
+    """The form a :class:`Gauss` covariance is stored in."""
+
+    SCALAR = "scalar"  # σ² I: one variance
+    DIAGONAL = "diagonal"  # (d,) variances
+    FULL = "full"  # (d, d) SPD, by its Cholesky factor
 
 
 class Gauss:
@@ -29,17 +38,17 @@ class Gauss:
         self.xp = be.xp
         self.dim = dim
         if cov.ndim == 0:
-            self.kind = 0
+            self.form = CovForm.SCALAR
             self.var: Any = float(cov)
             self.sd: Any = math.sqrt(self.var)
             logdet = dim * math.log(self.var)
         elif cov.ndim == 1:
-            self.kind = 1
+            self.form = CovForm.DIAGONAL
             self.var = be.asarray(cov)
             self.sd = be.asarray(np.sqrt(cov))
             logdet = float(np.sum(np.log(cov)))
         else:
-            self.kind = 2
+            self.form = CovForm.FULL
             chol = np.linalg.cholesky(cov)
             chol_inv = np.linalg.solve(chol, np.eye(dim))
             self.chol_t = be.asarray(chol.T)
@@ -52,13 +61,13 @@ class Gauss:
         return self.cov.shape == other.cov.shape and bool(np.array_equal(self.cov, other.cov))
 
     def whiten(self, v: Any) -> Any:
-        return v @ self.chol_inv_t if self.kind == 2 else v / self.sd
+        return v @ self.chol_inv_t if self.form is CovForm.FULL else v / self.sd
 
     def color(self, z: Any) -> Any:
-        return z @ self.chol_t if self.kind == 2 else z * self.sd
+        return z @ self.chol_t if self.form is CovForm.FULL else z * self.sd
 
     def prec(self, v: Any) -> Any:
-        return v @ self.prec_mat if self.kind == 2 else v / self.var
+        return v @ self.prec_mat if self.form is CovForm.FULL else v / self.var
 
     def mahal2(self, diff: Any) -> Any:
         y = self.whiten(diff)
@@ -161,7 +170,7 @@ def mix_logpdf(x: Any, mix: Mix, g_o: Gauss, g_n: Gauss) -> tuple[Any, Any, Any]
     component covariances are g_o, g_n scaled by the mixture's σ_o², σ_n² when it has
     them."""
     xp = g_o.xp
-    lpo = g_o.scaled_logpdf(x, mix.mo[:, None, :], mix.so)
-    lpn = g_n.scaled_logpdf(x, mix.mn[:, None, :], mix.sn)
-    lq = xp.logaddexp(mix.log_a[:, None] + lpo, mix.log_b[:, None] + lpn)
-    return lpo, lpn, lq
+    log_phi_old = g_o.scaled_logpdf(x, mix.mo[:, None, :], mix.so)
+    log_phi_new = g_n.scaled_logpdf(x, mix.mn[:, None, :], mix.sn)
+    lq = xp.logaddexp(mix.log_a[:, None] + log_phi_old, mix.log_b[:, None] + log_phi_new)
+    return log_phi_old, log_phi_new, lq

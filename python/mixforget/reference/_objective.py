@@ -166,8 +166,8 @@ class Context:
     weight_param: str
     dim: int
     world: Mix  # p* = α* φ(μ_o*, Σ_o*) + (1 − α*) φ(μ_n*, Σ_n*), R = 1
-    wg_o: Gauss
-    wg_n: Gauss
+    world_old_cov: Gauss
+    world_new_cov: Gauss
     g_o: Gauss  # model covariances Σ_o, Σ_n (from start / model), or their shapes S_o, S_n
     g_n: Gauss
     backend: Backend
@@ -196,8 +196,8 @@ class Context:
                 be.asarray(target.new_mean[None, :]),
                 "direct",
             ),
-            wg_o=Gauss(target.old_cov, d, be),
-            wg_n=Gauss(target.new_cov, d, be),
+            world_old_cov=Gauss(target.old_cov, d, be),
+            world_new_cov=Gauss(target.new_cov, d, be),
             g_o=Gauss(covs[0], d, be),
             g_n=Gauss(covs[1], d, be),
             backend=be,
@@ -223,15 +223,15 @@ class Context:
 
     def log_target(self, x: Any) -> Any:
         """log p*(x)."""
-        return mix_logpdf(x, self.world, self.wg_o, self.wg_n)[2]
+        return mix_logpdf(x, self.world, self.world_old_cov, self.world_new_cov)[2]
 
     def log_old_world(self, x: Any) -> Any:
         """log p_old(x) = log φ(x; μ_o*, Σ_o*), the replay distribution."""
-        return self.wg_o.logpdf(x, self.world.mo[:, None, :])
+        return self.world_old_cov.logpdf(x, self.world.mo[:, None, :])
 
     def log_new_world(self, x: Any) -> Any:
         """log p_new(x) = log φ(x; μ_n*, Σ_n*)."""
-        return self.wg_n.logpdf(x, self.world.mn[:, None, :])
+        return self.world_new_cov.logpdf(x, self.world.mn[:, None, :])
 
     def mixture_logpdf(self, x: Any, mix: Mix) -> Any:
         """log density of a mixture with the model covariances (model, teacher, q_0, lag)."""
@@ -239,11 +239,11 @@ class Context:
 
     def draw_old_world(self, z: Any) -> Any:
         """x ~ p_old from standard normals z (R, B, d)."""
-        return self.world.mo[:, None, :] + self.wg_o.color(z)
+        return self.world.mo[:, None, :] + self.world_old_cov.color(z)
 
     def draw_new_world(self, z: Any) -> Any:
         """x ~ p_new from standard normals z (R, B, d)."""
-        return self.world.mn[:, None, :] + self.wg_n.color(z)
+        return self.world.mn[:, None, :] + self.world_new_cov.color(z)
 
     def draw(self, rng: Any, state: Any, mix: Mix, z: Any) -> tuple[Any, Any, Any]:
         """From a two-mode mixture with the model covariances, given standard normals z
@@ -278,8 +278,8 @@ class ModelDensities:
     (each (R, N))."""
 
     mix: Mix
-    lpo: Any
-    lpn: Any
+    log_phi_old: Any
+    log_phi_new: Any
     lq: Any
 
 
@@ -373,7 +373,7 @@ def reward(ctx: Context, x: Any, kind: str, radius: float) -> Any:
         return ctx.log_new_world(x)
     if kind == "target_logpdf":
         return ctx.log_target(x)
-    inside = ctx.wg_n.mahal2(x - ctx.world.mn[:, None, :]) <= radius * radius
+    inside = ctx.world_new_cov.mahal2(x - ctx.world.mn[:, None, :]) <= radius * radius
     return ctx.xp.astype(inside, x.dtype)
 
 

@@ -21,7 +21,14 @@ _SCALE_FLOOR = 1e-3  # a direct scale σ is floored at 1e-3 after each step (251
 
 
 def score_mean(
-    c: Any, x: Any, lpo: Any, lpn: Any, lq: Any, mix: Mix, ctx: Context, avg: Averager
+    c: Any,
+    x: Any,
+    log_phi_old: Any,
+    log_phi_new: Any,
+    lq: Any,
+    mix: Mix,
+    ctx: Context,
+    avg: Averager,
 ) -> Params:
     """avg_i[c_i s(x_i)] for the score s = ∇_θ log q_θ (docs: theory-scores), per group:
     weight r_o − α (logit) or (φ_o − φ_n)/q (direct); old mean r_o Σ_o⁻¹(x − μ_o);
@@ -31,12 +38,12 @@ def score_mean(
     the same times σ. Returns weight (R,), old_mean (R, d), new_mean (R, d) and, when the
     scales train, old_scale, new_scale (R,)."""
     xp = ctx.xp
-    ro = xp.exp(mix.log_a[:, None] + lpo - lq)
-    rn = xp.exp(mix.log_b[:, None] + lpn - lq)
+    ro = xp.exp(mix.log_a[:, None] + log_phi_old - lq)
+    rn = xp.exp(mix.log_b[:, None] + log_phi_new - lq)
     if ctx.weight_param == "logit":
         s_w = ro - mix.alpha[:, None]
     else:
-        s_w = xp.exp(lpo - lq) - xp.exp(lpn - lq)
+        s_w = xp.exp(log_phi_old - lq) - xp.exp(log_phi_new - lq)
     cro, crn = c * ro, c * rn
     diff_o, diff_n = x - mix.mo[:, None, :], x - mix.mn[:, None, :]
     grad = Params(
@@ -65,9 +72,9 @@ def gradient(
 ) -> Params:
     """ĝ = avg_i[c_i s(x_i)] at samples / grid points x (R, N, d) — the loss gradient
     (docs: theory-scores, theory-estimators)."""
-    lpo, lpn, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
-    c = twin.model_coefficient(x, ModelDensities(model, lpo, lpn, lq), avg, extra)
-    return score_mean(c, x, lpo, lpn, lq, model, ctx, avg)
+    log_phi_old, log_phi_new, lq = mix_logpdf(x, model, ctx.g_o, ctx.g_n)
+    c = twin.model_coefficient(x, ModelDensities(model, log_phi_old, log_phi_new, lq), avg, extra)
+    return score_mean(c, x, log_phi_old, log_phi_new, lq, model, ctx, avg)
 
 
 def draw_batch(
@@ -171,6 +178,6 @@ def beyond_runaway(ctx: Context, params: Params) -> Any:
     else:
         edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
     bound = RUNAWAY_DISTANCE * RUNAWAY_DISTANCE
-    far_old = ctx.wg_o.mahal2(params.old_mean - ctx.world.mo) > bound
-    far_new = ctx.wg_n.mahal2(params.new_mean - ctx.world.mn) > bound
+    far_old = ctx.world_old_cov.mahal2(params.old_mean - ctx.world.mo) > bound
+    far_new = ctx.world_new_cov.mahal2(params.new_mean - ctx.world.mn) > bound
     return edge | far_old | far_new

@@ -44,7 +44,7 @@ class NewModeREINFORCETwin(ObjectiveTwin[NewModeREINFORCE]):
         """c_i = −ρ_i A_i. The reward needs log((1 − α) φ_n) of the model, hence this hook
         rather than :meth:`~._objective.ObjectiveTwin.coefficient`."""
         xp = self.ctx.xp
-        log_new_part = parts.mix.log_b[:, None] + parts.lpn  # log (1 − α) φ_n(x)
+        log_new_part = parts.mix.log_b[:, None] + parts.log_phi_new  # log (1 − α) φ_n(x)
         r = self.ctx.log_new_world(x) - log_new_part - math.log(self.objective.beta)
         rho = xp.exp(parts.lq - log_new_part)
         if self.objective.advantage == "normalised":

@@ -193,10 +193,7 @@ def run_demo(
         raise ValueError(
             f"out: {out} exists and is not a directory; give a directory for the results"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a parent is a file
-        raise ValueError(f"out: cannot create the directory {out}: a parent is a file") from None
+    out.mkdir(parents=True, exist_ok=True)
     check_writable(out / "summary.json", "out")  # before the work
     target, _ = demo_problem(settings)
     run_seeds = np.random.SeedSequence(seed).spawn(len(settings["runs"]) + 1)

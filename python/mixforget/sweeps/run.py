@@ -309,20 +309,11 @@ def _keep_dir(keep_trajectories: Optional[str | Path]) -> Optional[Path]:
     if keep_trajectories is None:
         return None
     keep_dir = Path(keep_trajectories)
+    keep_dir.mkdir(parents=True, exist_ok=True)  # a file there was refused by _check_call
     try:
-        keep_dir.mkdir(parents=True, exist_ok=True)
         check_writable(keep_dir / "point_000000.npz", "keep_trajectories")
-    except FileExistsError:
-        raise ValueError(
-            f"keep_trajectories: {keep_dir} exists and is not a directory; give a directory "
-            "(created when missing)"
-        ) from None
     except OSError as exc:
-        if exc.filename is None:  # check_writable's message names the argument already
-            raise ValueError(str(exc)) from None
-        raise ValueError(
-            f"keep_trajectories: cannot create the directory {keep_dir}: {exc.strerror or exc}"
-        ) from None
+        raise ValueError(str(exc)) from None
     return keep_dir
 
 

@@ -74,11 +74,11 @@ _backend._MODULES["cupy"] = "mixforget_missing_library"
 S2 = T2.replace(new_mean=[1.0, 0.0], cov=2.0)
 
 
-def refused_sweep(**base):
+def refused_sweep(population=False, **base):
     # a sweep refused for one base value: its store must not exist afterwards
     db = os.path.join(TMP, "refused.sqlite")
     try:
-        return run_sweep(base={**BASE, **base}, db=db)
+        return run_sweep(base={**BASE, **base}, db=db, population=population)
     finally:
         assert not os.path.exists(db), "a refused sweep left its store"
 
@@ -455,6 +455,9 @@ _REFUSED_BASE = [
     ("memory_limit=1000", V, "memory limit"),
     ("replicates=10**9", V, "memory limit"),
     ("objective=NORMALISED, batch_size=1", V, "batch_size"),
+    ("population=True, target=T2, start=S2", "NotImplementedError", "unequal covariances"),
+    ("population=True, target=T2, start=T2, train_scales=True", "NotImplementedError", "d = 1"),
+    ("population=True, steps=10**12, record_every=1, memory_limit=10**15", V, "memory limit"),
 ]
 CASES += [(f"sweep-refused-{a}", f"refused_sweep({a})", exc, m) for a, exc, m in _REFUSED_BASE]
 CASES += [

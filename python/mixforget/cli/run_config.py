@@ -143,7 +143,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 population=cfg.population,
                 separation_mode=cfg.separation_mode,
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, NotImplementedError) as exc:
             # sweep() checks everything before it creates the store: a refusal then is a
             # usage error with nothing written; a failure after the store changed is not
             exists = Path(args.db).exists()

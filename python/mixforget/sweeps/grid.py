@@ -25,8 +25,10 @@ from .._problem import (
     check_weight_param,
 )
 from .._validate import as_positive_int, as_probability
+from ..engine._plan import check_flow
 from ..mixture import TwoMode
 from ..objectives import Objective, objective_from_dict
+from ..population import population_gradient
 from ..reference._backend import check_backend_args, get_backend
 from ..results import numpy_to_plain
 from ..simulate import simulate
@@ -267,12 +269,13 @@ def _resolve_point(
     return kw
 
 
-def _check_execution(kw: Mapping[str, Any]) -> None:
+def _check_execution(kw: Mapping[str, Any], population: bool = False) -> None:
     """The rest of simulate()'s checks of one point resolved by :func:`_resolve_point`, run
     before the store is created: backend,
     device and precision (an array backend's library imported, so that a missing one is
     refused now), train_scales, scale_param, threads, memory_limit and the memory estimate.
-    Only checks: the values of ``kw`` (the sweep's identity) are left as given."""
+    With ``population``, also :func:`mixforget.population_flow`'s checks and its first
+    gradient. Only checks: the values of ``kw`` (the sweep's identity) are left as given."""
     backend, device, precision = check_backend_args(
         kw.get("backend", "rust"), kw.get("device"), kw.get("precision", "float64")
     )
@@ -295,6 +298,13 @@ def _check_execution(kw: Mapping[str, Any]) -> None:
     )
     if backend != "rust":
         get_backend(backend, device, precision)
+    if population:  # the flow's checks, and its first gradient (NotImplementedError cases)
+        flow_args = (kw["steps"], kw["lr"], kw["record_every"], kw["weight_param"])
+        scales = (kw["lr_scale"], kw.get("train_scales", False), kw.get("scale_param", "direct"))
+        check_flow(kw["target"], kw["start"], kw["objective"], *flow_args, *scales)
+        population_gradient(
+            kw["target"], kw["start"], kw["objective"], kw["weight_param"], *scales[1:]
+        )
 
 
 def _check_distinct(grid: Mapping[str, list[Any]], axes: Sequence[Sequence[Any]]) -> None:

@@ -182,7 +182,7 @@ def sweep(
     _check_call(
         executor, progress, population, keep_trajectories, db, separation_mode, wait_timeout
     )
-    resolved = _resolve_points(base, grid, separation_mode)
+    resolved = _resolve_points(base, grid, separation_mode, bool(population))
     _check_distinct(grid, _grid_axes(grid, resolved))
 
     stored = _stored_meta(db)
@@ -257,7 +257,7 @@ def _check_call(
 
 
 def _resolve_points(
-    base: Mapping[str, Any], grid: Mapping[str, list[Any]], separation_mode: str
+    base: Mapping[str, Any], grid: Mapping[str, list[Any]], separation_mode: str, population: bool
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Every point of the grid as (simulate keyword arguments, canonical grid values); any
     invalid point raises, naming its index and values, before any work."""
@@ -265,8 +265,8 @@ def _resolve_points(
     for i, values in enumerate(expand_grid(grid)):
         try:
             kw = _resolve_point(base, values, separation_mode)
-            _check_execution(kw)
-        except (ValueError, TypeError) as exc:
+            _check_execution(kw, population)
+        except (ValueError, TypeError, NotImplementedError) as exc:
             raise type(exc)(f"grid point {i} {values}: {exc}") from None
         resolved.append((kw, _canonical_values(values, kw)))
     return resolved

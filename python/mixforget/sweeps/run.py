@@ -228,7 +228,7 @@ def _check_call(
     """Type and value checks of sweep's arguments other than base and grid (before any work)."""
     if isinstance(wait_timeout, bool) or not isinstance(wait_timeout, numbers.Real):
         raise TypeError(f"wait_timeout must be a number of seconds, got {wait_timeout!r}")
-    if not (math.isfinite(float(wait_timeout)) and wait_timeout > 0):
+    if not (math.isfinite(float(wait_timeout)) and float(wait_timeout) > 0):
         raise ValueError(f"wait_timeout must be a finite number of seconds > 0, got {wait_timeout}")
     for name, flag in (("population", population), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):

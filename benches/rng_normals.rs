@@ -6,8 +6,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use _core::rng::{normal, Stream};
-use _core::simd_rng::LaneStream;
+use _core::random::rng::{normal, Stream};
+use _core::random::simd_rng::LaneStream;
 
 /// Best of 5 rounds of ≥ 0.2 s each: nanoseconds per value.
 fn time(name: &str, per_call: usize, mut f: impl FnMut()) -> f64 {

@@ -8,7 +8,9 @@ tutorials are executed during the build).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import mixforget
 
@@ -21,12 +23,17 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    # MathJax shipped with the build (no CDN): formulas render offline (issue 25)
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    # "(docs: theory-…)" citations in docstrings become links (docs/_ext/docs_links.py)
+    "docs_links",
 ]
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "tutorials_src/README.txt", "Thumbs.db", ".DS_Store"]
@@ -68,6 +75,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
     "min_reported_time": 1,
+    # its execution-times page loads jQuery/DataTables from a CDN: the docs must read offline
+    "write_computation_times": False,
 }
 
 html_theme = "pydata_sphinx_theme"

@@ -4,7 +4,9 @@ theory-ttt-discover, theory-oapl, theory-pred-methods, theory-method-closed-form
 
 Command (from the repository root):
 
-    python scripts/methods_table.py
+    python scripts/methods_table.py            # print the table
+    python scripts/methods_table.py --check    # the README's stored table still holds (exact)
+    python scripts/methods_table.py --write    # store the table in README.md
 
 Prints a markdown table made by running exact population flows (docs: theory-population) and two
 short finite-batch simulations; deterministic (fixed seeds), well under 30 s on 2 cores.
@@ -24,10 +26,12 @@ Finite-batch rows report means over replicates (± standard error).
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 try:
     import mixforget as mf
@@ -35,6 +39,11 @@ except ImportError:  # running from a checkout without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     import mixforget as mf
 from mixforget import theory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import table_check  # the sibling module, found from any working directory
+
+BLOCK = "methods_table"
 
 STANDARD = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
 START = STANDARD.replace(new_mean=[0.5])
@@ -82,8 +91,8 @@ def flow_row(
     )
 
 
-def main() -> None:
-    began = time.perf_counter()
+def table_rows() -> list[str]:
+    """The table's lines: header, rule and one row per method and setting."""
     rows = [
         "| method | setting (population flow unless stated) | α_T | α* | theory α | drift D_T | "
         "new error | retains old? | learns new? | why / condition |",
@@ -270,17 +279,43 @@ def main() -> None:
             condition="reward flat across the modes",
         ),
     ]
-    print("$ python scripts/methods_table.py")
-    print()
-    print(
+    return rows
+
+
+def block() -> str:
+    """The README block: the criteria, then the table."""
+    return (
         f"retains old: α_T ≥ α* − {RETAIN_TOL} and D_T ≤ {DRIFT_TOL}; learns new: new error ≤ "
-        f"{LEARN_TOL} (Mahalanobis)."
+        f"{LEARN_TOL} (Mahalanobis).\n\n" + "\n".join(table_rows())
     )
-    print()
-    print("\n".join(rows))
-    print()
-    print(f"({time.perf_counter() - began:.1f} s)")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the README's stored table, every line exactly (exit 1 on a "
+        "difference): every number is seeded or exact",
+    )
+    mode.add_argument("--write", action="store_true", help="store the table in README.md")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    text = block()
+    print(text)
+    print(f"\n({time.perf_counter() - began:.1f} s)", file=sys.stderr)
+    if args.write:
+        table_check.write_block(BLOCK, text)
+    if args.check:
+        problems = table_check.exact_differences(table_check.stored_block(BLOCK), text)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{BLOCK}: {len(problems)} difference(s) from README.md", file=sys.stderr)
+        if problems:
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -361,8 +361,55 @@ def to_compact_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _left_legend(ax: Any, results: list[dict[str, Any]]) -> None:
+    """Replace the study's legend by one that names every mark: colour = objective, line
+    style = family (forward solid, on-policy dashed), marker shape = learning rate, filled
+    marker with bar = drop at the first gain ≥ threshold, hollow = end of run, dotted = the
+    ends of one objective's runs joined across learning rates."""
+    from matplotlib.lines import Line2D
+
+    grey = "0.4"
+    handles = [
+        Line2D([], [], color=c, ls=ls, lw=1.5, label=name)
+        for name, c, ls in (
+            ("ForwardKL", "tab:red", "-"),
+            ("NewModeREINFORCE", "tab:blue", "--"),
+            ("ReverseKL", "tab:purple", "--"),
+        )
+    ]
+    handles += [
+        Line2D([], [], marker=m, color=grey, ls="none", ms=7, label=f"lr = {lr} (marker shape)")
+        for m, lr in (("o", "0.01"), ("s", "0.15"))
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker="|",
+            color=grey,
+            ls="none",
+            ms=12,
+            mew=1.5,
+            label="filled marker, 95 % bar: drop at first gain ≥ 0.9",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color=grey,
+            mfc="none",
+            ls="none",
+            ms=7,
+            label="hollow marker: end of run",
+        ),
+        Line2D([], [], color=grey, ls=":", lw=1.0, label="dotted: ends joined across lr"),
+    ]
+    ax.legend(handles=handles, fontsize="x-small", loc="upper left")
+
+
 def figure(results: list[dict[str, Any]], study: studies.DropGainStudy, path: str) -> None:
-    """Two panels: the drop-vs-gain study (forward solid, on-policy dashed), and the target
+    """Two panels with one encoding (colour = objective, line style = family: forward solid,
+    on-policy dashed, marker shape = learning rate): the drop-vs-gain study, and the target
     with each run's final model at the replicates' mean parameters."""
     import matplotlib
 
@@ -371,7 +418,8 @@ def figure(results: list[dict[str, Any]], study: studies.DropGainStudy, path: st
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     study.plot(ax=left)
-    xs = np.linspace(-8, 8, 800)
+    _left_legend(left, results)
+    xs = np.linspace(-8, 8, 801)
 
     def mix(a: float, m1: float, s1: float, m2: float, s2: float) -> np.ndarray:
         n = lambda m, s: np.exp(-0.5 * ((xs - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
@@ -379,15 +427,36 @@ def figure(results: list[dict[str, Any]], study: studies.DropGainStudy, path: st
 
     right.fill_between(xs, mix(0.75, -3.0, 1.0, 3.5, 0.7), color="0.85", label="target p*")
     right.plot(xs, mix(0.75, -3.5, 1.0, 0.5, 0.7), color="0.4", ls=":", label="start")
-    # the left panel's colours: forward KL red, NewModeREINFORCE blue, ReverseKL purple
-    styles = [("tab:red", "-"), ("tab:red", "-."), ("tab:blue", "-"), ("tab:purple", "-")]
-    for r, (colour, ls) in zip(results, styles):
+    # the left panel's encoding: forward KL red solid, NewModeREINFORCE blue and ReverseKL
+    # purple dashed; the learning rate's marker (o 0.01, s 0.15) every 2 units of x
+    styles = [
+        ("tab:red", "-", "s"),
+        ("tab:red", "-", "o"),
+        ("tab:blue", "--", "o"),
+        ("tab:purple", "--", "o"),
+    ]
+    top = 0.0
+    for r, (colour, ls, marker) in zip(results, styles):
         p = [r[k]["mean"] for k in ("pi1", "mu1", "s1", "mu2", "s2")]
-        right.plot(xs, mix(*p), lw=1.8, color=colour, ls=ls, label=r["label"])
+        density = mix(*p)
+        top = max(top, float(density.max()))
+        right.plot(
+            xs,
+            density,
+            lw=1.8,
+            color=colour,
+            ls=ls,
+            marker=marker,
+            mfc="none",
+            ms=6,
+            markevery=(50, 100),
+            label=r["label"],
+        )
+    right.set_ylim(0, 1.5 * top)  # room above the curves for the legend
     right.set_xlabel("x")
     right.set_ylabel("density")
     right.set_title("final models (mean parameters over replicates)")
-    right.legend(fontsize="x-small")
+    right.legend(fontsize="x-small", loc="upper center", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

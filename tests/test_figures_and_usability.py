@@ -21,12 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.colors import rgb_to_hsv, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
 def _no_literal_underscores(text: str) -> bool:
     """Outside $...$ (mathtext), a label must not show a literal underscore."""
     return "_" not in re.sub(r"\$[^$]*\$", "", text)
+
+
+def _hue_distance(a: tuple, b: tuple) -> float:
+    ha, hb = rgb_to_hsv(a)[0], rgb_to_hsv(b)[0]
+    return min(abs(ha - hb), 1 - abs(ha - hb))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +71,27 @@ def test_forgetting_runs_are_told_apart_and_every_panel_has_a_legend(demo_runs):
         legend = ax.get_legend()
         assert legend is not None
         texts = [t.get_text() for t in legend.get_texts()]
-        assert set(trajs) <= set(texts) and "population flow (exact)" in texts
+        assert set(trajs) <= set(texts)
+        # every population flow has its own legend entry and the hue of its run
+        flow_lines = {
+            line.get_label(): line for line in ax.lines if "population flow" in line.get_label()
+        }
+        assert set(flow_lines) == {f"{label}: population flow" for label in trajs}
+        assert set(flow_lines) <= set(texts)
+        run_colour = {line.get_label(): to_rgb(line.get_color()) for line in runs}
+        for label, line in flow_lines.items():
+            own = run_colour[label.removesuffix(": population flow")]
+            others = [
+                c
+                for name, c in run_colour.items()
+                if name != label.removesuffix(": population flow")
+            ]
+            shade = to_rgb(line.get_color())
+            # a darker shade of its own run's colour, closer to it than to any other run's
+            ratio = [x / y for x, y in zip(shade, own) if y > 0.05]
+            assert max(ratio) - min(ratio) < 1e-9 and ratio[0] < 1
+            assert all(_hue_distance(shade, own) < _hue_distance(shade, c) for c in others)
+        assert len({to_rgb(line.get_color()) for line in flow_lines.values()}) == len(trajs)
         assert "central 95% of replicates" in texts and "95% CI of the mean" in texts
         # two bands per run: replicates (light) and the mean's interval (darker)
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
@@ -89,6 +115,34 @@ def test_forgetting_band_modes(demo_runs):
     assert np.all(hi - lo >= mhi - mlo - 1e-12) and np.any(hi - lo > 2 * (mhi - mlo))
     with pytest.raises(ValueError, match="band must be one of"):
         plot_forgetting(trajs, axes=Figure().subplots(1, 2), band="none")
+
+
+def test_density_panels_share_one_scale_and_demo_bands_stay_apart(demo_runs):
+    """The demo's density panels compare heights (one y scale for all four), and its
+    forgetting figure shades only the mean's interval (no central-95% blur)."""
+    from mixforget.cli.demo import _demo_figure_objects
+
+    trajs, flows = demo_runs
+    from mixforget.studies.demo import starvation_table
+
+    settings = {**DEMO_SETTINGS, "starvation_batches": 200, "gradient_batches": 50}
+    starvation = starvation_table(settings, np.random.SeedSequence(0), None)
+    figures = _demo_figure_objects(trajs, flows, starvation, settings)
+    tops = {ax.get_ylim() for ax in figures["densities"].axes}
+    assert len(tops) == 1
+    peak = max(max(line.get_ydata().max() for line in ax.lines) for ax in figures["densities"].axes)
+    assert next(iter(tops))[1] >= peak
+    for ax in figures["forgetting"].axes:
+        bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert len(bands) == len(trajs)  # one band per run: the mean's 95% interval
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "central 95% of replicates" not in texts
+    # on axes it did not make, plot_densities also sets one scale
+    from mixforget.plot import plot_densities
+
+    axes = Figure().subplots(1, 2)
+    plot_densities(dict(list(trajs.items())[:2]), axes=axes)
+    assert axes[0].get_ylim() == axes[1].get_ylim()
 
 
 def test_noise_floor_in_the_caption_matches_the_measurement():

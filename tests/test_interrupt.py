@@ -164,7 +164,8 @@ def _problem(objective: mf.objectives.Objective, lr: float = 0.05):
 
 def _cut_run(advance, cuts: list[int], record_every: int) -> list[np.ndarray]:
     parts = [advance(n, record_every) for n in cuts]
-    return [np.concatenate([p[i] for p in parts], axis=1) for i in range(4)]
+    fields = ("weight", "old_mean", "new_mean", "starved")
+    return [np.concatenate([getattr(p, f) for p in parts], axis=1) for f in fields]
 
 
 @pytest.mark.parametrize("cuts", [[1, 2, 97, 200], [150, 150], [7] * 42 + [6]])

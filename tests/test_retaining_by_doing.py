@@ -68,3 +68,38 @@ def test_table_and_study_are_written(rbd, small_run):
     rows = study.select("NewModeREINFORCE", 0.01)
     assert len(rows) == 1 and rows[0]["reached"] == 24
     assert math.isfinite(rows[0]["drop_at_threshold_mean"])
+
+
+def test_figure_legends_name_every_mark_and_leave_the_curves_free(rbd, small_run, tmp_path):
+    """Issue 25: one encoding in both panels, a legend entry for the dotted join, distinct
+    entries for the learning rates and the drop at first gain, the right legend above the
+    curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results, study = small_run
+    path = tmp_path / "rbd.png"
+    captured = {}
+    original_close = plt.close
+    plt.close = lambda fig: captured.setdefault("fig", fig)  # keep the figure to inspect
+    try:
+        rbd.figure(results, study, str(path))
+    finally:
+        plt.close = original_close
+    assert path.stat().st_size > 10_000
+    left, right = captured["fig"].axes
+    labels = [t.get_text() for t in left.get_legend().get_texts()]
+    assert any(label.startswith("dotted") for label in labels)
+    markers = {
+        h.get_label(): (h.get_marker(), h.get_markerfacecolor())
+        for h in left.get_legend().legend_handles
+    }
+    first_gain = next(label for label in labels if "first gain" in label)
+    assert markers[first_gain] not in {markers[label] for label in labels if label.startswith("lr")}
+    styles = {line.get_label(): line.get_linestyle() for line in right.get_lines()}
+    assert styles["forward KL, lr 0.15"] == "-" and styles["ReverseKL, lr 0.01"] == "--"
+    curve_top = max(line.get_ydata().max() for line in right.get_lines())
+    assert right.get_ylim()[1] >= 1.4 * curve_top  # room for the legend above the curves
+    original_close(captured["fig"])

@@ -21,7 +21,10 @@ from mixforget.plot import plot_densities, plot_forgetting
 
 target = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, cov=1.0)
 start = target.replace(new_mean=[0.5])
-print(f"separation Δ = {target.separation:.2f}, Bhattacharyya coeff. {target.bhattacharyya:.2e}")
+print(
+    f"separation Δ = {target.separation:.2f},",
+    f"Bhattacharyya coeff. {target.bhattacharyya:.2e}",
+)
 print(f"at the start: Δ = {start.separation:.2f}, BC = {start.bhattacharyya:.3f}")
 
 # %%
@@ -37,14 +40,20 @@ objectives = {
 }
 settings = dict(steps=1000, lr=0.05, record_every=10)
 runs = {
-    label: mf.simulate(target, start, obj, batch_size=64, replicates=400, rng=0, **settings)
+    label: mf.simulate(
+        target, start, obj, batch_size=64, replicates=400, rng=0, **settings
+    )
     for label, obj in objectives.items()
 }
 flows = {
-    label: mf.population_flow(target, start, obj, **settings) for label, obj in objectives.items()
+    label: mf.population_flow(target, start, obj, **settings)
+    for label, obj in objectives.items()
 }
 
-print(f"{'run':18} {'α_T (95% CI)':26} {'flow α_T':>8} {'sup drift':>10} {'starved/run':>11}")
+print(
+    f"{'run':18} {'α_T (95% CI)':26} {'flow α_T':>8} {'sup drift':>10}",
+    f"{'starved/run':>11}",
+)
 for label, traj in runs.items():
     s = traj.summary()
     w = s["old_weight"]
@@ -83,7 +92,10 @@ plt.show()
 # misplaced component, and the weight comes back once the new mean has reached its target.
 rev = flows["ReverseKL λ=0"]
 peak = int(np.argmax(rev.old_weight[0]))
-print(f"population flow: max α_t = {rev.old_weight[0, peak]:.3f} at step {rev.steps[peak]}")
+print(
+    f"population flow: max α_t = {rev.old_weight[0, peak]:.3f}",
+    f"at step {rev.steps[peak]}",
+)
 
 # %%
 # **Why the reverse-KL drift is larger than e^{−Δ²/8}.** At the target the separation is

@@ -10,12 +10,31 @@ run. Theory: :ref:`theory-starvation`, :ref:`theory-replay`.
 """
 
 # %%
-# Closed forms
-# ------------
+# On your own problem
+# -------------------
+# 10 000 batches of B = 8 with replay 0.1, on a problem of yours, and the figure. What makes
+# a batch starve is the old weight α of the model the batches come from
+# (``start.old_weight``): here α = 0.05, so (1 − 0.05)^8 ≈ 66% of the on-policy batches hold
+# no old-mode sample. (At the docs' default α = 0.75 it would be 1.5e-5: starvation is a
+# small-α, small-B effect.) At one batch size the figure is drawn against the replay
+# fraction λ, with the theory ((1 − λ)(1 − α))^B as a curve; the on-policy rate is its
+# point at λ = 0.
 import matplotlib.pyplot as plt
 import numpy as np
 
 import mixforget as mf
+
+target = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.05, cov=1.0)
+start = target.replace(new_mean=[0.5])
+study = mf.studies.starvation(target=target, start=start, batch_sizes=8,
+                              replay=0.1, replicates=10_000)
+print(study.to_markdown())
+study.plot()
+plt.show()
+
+# %%
+# Closed forms
+# ------------
 
 for slots in ("bernoulli", "stratified"):
     p = mf.theory.starvation_probability(0.05, 32, replay=0.25, slots=slots)
@@ -25,18 +44,21 @@ print(f"on-policy: {float(mf.theory.starvation_probability(0.05, 32)):.4f}")
 # %%
 # Measured against predicted
 # --------------------------
-# :func:`mixforget.studies.starvation` draws many independent batches at a model whose old
-# mean is slightly off (so that the old-mean gradient is not zero), with and without
-# Bernoulli replay λ = 0.25, and compares the starved fraction with the closed form.
+# Without ``target``, :func:`mixforget.studies.starvation` builds a problem per old weight α:
+# a model whose old mean is slightly off (so that the old-mean gradient is not zero). With
+# and without Bernoulli replay λ = 0.25, it compares the starved fraction with the closed
+# form.
 study = mf.studies.starvation(
-    old_weights=[0.02, 0.1], batch_sizes=[4, 8, 16, 32], replay=0.25, batches=20_000, rng=1
+    old_weights=[0.02, 0.1], batch_sizes=[4, 8, 16, 32], replay=0.25,
+    replicates=20_000, rng=1,
 )
 for r in study.rows:
     print(
         f"α={r['old_weight']:<5} B={r['batch_size']:<3} "
         f"starved {r['measured_onpolicy']:.4f} (theory {r['predicted_onpolicy']:.4f}, "
         f"z = {r['z_onpolicy']:+.1f}); with replay {r['measured_replay']:.2e} "
-        f"(theory {r['predicted_replay']:.2e}); variance ratio {r['variance_ratio']:.1f}"
+        f"(theory {r['predicted_replay']:.2e}); "
+        f"variance ratio {r['variance_ratio']:.1f}"
     )
 
 # %%
@@ -89,7 +111,8 @@ for (label, traj), style in zip(runs.items(), ("-", "--")):
     lam = traj.meta["objective"]["replay"]
     alpha_path = traj.old_weight.mean(axis=0)[:-1]  # the state each batch is drawn from
     theory = np.cumsum(mf.theory.starvation_probability(alpha_path, 16, replay=lam))
-    ax.plot(traj.steps[1:], traj.starved.mean(axis=0)[1:], style, lw=2, label=f"{label}: measured")
+    mean_starved = traj.starved.mean(axis=0)[1:]
+    ax.plot(traj.steps[1:], mean_starved, style, lw=2, label=f"{label}: measured")
     ax.plot(traj.steps[1:], theory, ":", color="black")
 ax.plot([], [], ":", color="black", label=r"$\sum_t P(\alpha_t)$, theory")
 ax.set(xlabel="step", ylabel="starved batches per run", yscale="log")

@@ -65,7 +65,8 @@ resumed = mf.sweep(base, grid, db, rng=7, population=True).set_index("point")
 numeric = ["old_weight_mean", "sup_drift_mean", "sup_drift_population", "starved_mean"]
 same = (resumed[numeric] == before[numeric]).all(axis=1)
 recomputed = resumed["wall_time"] != before["wall_time"]
-print(pd.DataFrame({"recomputed": recomputed, "identical after resume": same}).to_string())
+check = pd.DataFrame({"recomputed": recomputed, "identical after resume": same})
+print(check.to_string())
 
 # %%
 # Every row is bit-identical: point *i* always uses the *i*-th child of the root seed,

@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt
 
 import mixforget as mf
 
-target = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, old_cov=1.0, new_cov=0.49)
+target = mf.TwoMode(
+    old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, old_cov=1.0, new_cov=0.49
+)
 start = target.replace(old_mean=[-3.5], new_mean=[0.5])
 common = dict(
     steps=200,
@@ -51,7 +53,8 @@ runs = {
 for label, traj in runs.items():
     print(
         f"{label:26} π₁ {traj.old_weight[:, -1].mean():.3f}  "
-        f"μ₂ {traj.new_mean[:, -1, 0].mean():+.2f}  σ₂ {traj.new_scale[:, -1].mean():.2f}  "
+        f"μ₂ {traj.new_mean[:, -1, 0].mean():+.2f}  "
+        f"σ₂ {traj.new_scale[:, -1].mean():.2f}  "
         f"drop {traj.drop()[:, -1].mean():+.3f}  gain {traj.gain()[:, -1].mean():+.3f}"
     )
 

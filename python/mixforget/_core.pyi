@@ -1,7 +1,7 @@
-"""Type stubs of the compiled Rust extension (rust/lib.rs). Arguments are validated by the
+"""Type stubs of the compiled Rust extension (rust/bindings/). Arguments are validated by the
 Python layer (mixforget.kernels, mixforget.simulate, ...); call those instead."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, final
 
 import numpy as np
@@ -15,6 +15,7 @@ __all__ = [
     "RUNAWAY_WEIGHT",
     "SAMPLES_PER_STREAM",
     "PopulationFlow",
+    "RecordChunk",
     "Simulator",
     "TrainingProblem",
     "__version__",
@@ -39,7 +40,6 @@ SAMPLES_PER_STREAM: int
 
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
-_Records = tuple[_F64, _F64, _F64, _I64, _F64]
 
 def responsibilities(
     x: _F64, weights: _F64, means: _F64, covs: Sequence[_F64], threads: int
@@ -82,6 +82,7 @@ def normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
 class TrainingProblem:
     def __new__(
         cls,
+        *,
         target_weight: float,
         target_means: _F64,
         target_covs: Sequence[_F64],
@@ -91,14 +92,29 @@ class TrainingProblem:
         objective: Objective,
         weight_param: str,
         lr: float,
-        lr_scale: tuple[float, float, float],
+        lr_scale: Mapping[str, float],
         train_scales: bool,
         scale_param: str,
-        scale_lr_scale: tuple[float, float],
     ) -> TrainingProblem: ...
     @property
     def dim(self) -> int: ...
     def objective_dict(self) -> dict[str, Any]: ...
+
+@final
+class RecordChunk:
+    """The records of one ``advance`` call: R replicates (1 for the population flow) × n
+    records."""
+
+    @property
+    def weight(self) -> _F64: ...
+    @property
+    def old_mean(self) -> _F64: ...
+    @property
+    def new_mean(self) -> _F64: ...
+    @property
+    def starved(self) -> _I64: ...
+    @property
+    def scale(self) -> _F64: ...
 
 @final
 class Simulator:
@@ -110,7 +126,7 @@ class Simulator:
         key: tuple[int, int],
         threads: int,
     ) -> Simulator: ...
-    def advance(self, steps: int, record_every: int) -> _Records: ...
+    def advance(self, steps: int, record_every: int) -> RecordChunk: ...
     def diverged(self) -> npt.NDArray[np.bool_]: ...
     @property
     def steps_done(self) -> int: ...
@@ -118,12 +134,12 @@ class Simulator:
 @final
 class PopulationFlow:
     def __new__(cls, problem: TrainingProblem) -> PopulationFlow: ...
-    def advance(self, steps: int, record_every: int) -> _Records: ...
+    def advance(self, steps: int, record_every: int) -> RecordChunk: ...
     @property
     def steps_done(self) -> int: ...
     def diverged(self) -> bool: ...
 
-# the vectorised generator (rust/simd_rng.rs): test and benchmark hooks
+# the vectorised generator (rust/random/simd_rng.rs): test and benchmark hooks
 def lane_normals(n: int, key: tuple[int, int], index: int) -> _F64: ...
 def lane_normal_floor(n: int, key: tuple[int, int], threads: int) -> float: ...
 def lane_normal_tail_counts(

@@ -6,6 +6,7 @@ imported lazily). :mod:`mixforget.plot` builds its figures from them and re-expo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
 import numpy as np
@@ -16,9 +17,11 @@ __all__ = [
     "BAND_ALPHA",
     "band",
     "ensure_axes",
+    "float_column",
     "kept_replicates",
     "plot_trajectory",
     "require_matplotlib",
+    "table_columns",
 ]
 
 
@@ -43,6 +46,29 @@ BAND_ALPHA = 0.25
 #: mathtext labels (matplotlib renders $...$; no literal underscores in the figures)
 WEIGHT_LABEL = r"old weight $\alpha_t$"
 DRIFT_LABEL = r"drift $D_t = \Vert\mu_o(t) - \mu_o^*\Vert_\Sigma$"
+
+
+def table_columns(table: Any) -> dict[str, np.ndarray]:
+    """Column arrays of a DataFrame, a dict of columns or a list of row dicts (the tables
+    the figures of :mod:`mixforget.plot` read)."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):  # pandas DataFrame
+        return {str(c): np.asarray(table[c].to_numpy()) for c in table.columns}
+    if isinstance(table, Mapping):
+        return {str(k): np.asarray(v) for k, v in table.items()}
+    rows = list(table)
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    return {k: np.asarray([row.get(k) for row in rows]) for k in keys}
+
+
+def float_column(cols: Mapping[str, np.ndarray], name: str) -> Optional[np.ndarray]:
+    """Column ``name`` as floats (None for missing entries -> NaN); None when absent or all
+    NaN."""
+    if name not in cols:
+        return None
+    values = np.array([np.nan if v is None else float(v) for v in cols[name]], dtype=np.float64)
+    return None if np.all(np.isnan(values)) else values
 
 
 def require_matplotlib() -> Any:

@@ -17,6 +17,7 @@ from ._validate import (
     as_positive_int,
     batch_buffer_bytes,
     check_output_size,
+    describe_type,
     get_memory_limit,
     in_flight,
     resolve_threads,
@@ -48,7 +49,7 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         raise TypeError(
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, "
             "NewModeREINFORCE; "
-            f"got {type(objective).__name__}"
+            f"got {describe_type(objective)}"
         )
     if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:
         # group-relative advantages: with one sample per group the advantage (TTT: e_1 over
@@ -162,19 +163,18 @@ def build_problem(
     det(Σ_k)^{1/(2d)}). The objective dataclass itself crosses the binding (read by attribute
     name)."""
     return _core.TrainingProblem(
-        target.old_weight,
-        np.stack([target.old_mean, target.new_mean]),
-        [target.old_cov, target.new_cov],
-        [model.old_cov, model.new_cov],
-        model.old_weight,
-        np.stack([model.old_mean, model.new_mean]),
-        objective,
-        weight_param,
-        lr,
-        (lr_scale["weight"], lr_scale["old_mean"], lr_scale["new_mean"]),
-        train_scales,
-        scale_param,
-        (lr_scale.get("old_scale", 1.0), lr_scale.get("new_scale", 1.0)),
+        target_weight=target.old_weight,
+        target_means=np.stack([target.old_mean, target.new_mean]),
+        target_covs=[target.old_cov, target.new_cov],
+        model_covs=[model.old_cov, model.new_cov],
+        start_weight=model.old_weight,
+        start_means=np.stack([model.old_mean, model.new_mean]),
+        objective=objective,
+        weight_param=weight_param,
+        lr=lr,
+        lr_scale=dict(lr_scale),
+        train_scales=train_scales,
+        scale_param=scale_param,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "batch_buffer_bytes",
     "check_output_size",
     "cholesky",
+    "describe_type",
     "get_memory_limit",
     "in_flight",
     "set_memory_limit",
@@ -34,6 +35,14 @@ __all__ = [
 
 DEFAULT_MEMORY_LIMIT = 4 * 2**30
 _memory_limit = [DEFAULT_MEMORY_LIMIT]
+
+
+def describe_type(value: Any) -> str:
+    """The type of ``value`` for an error message; a class passed where an instance was
+    expected (``mf.ReverseKL`` for ``mf.ReverseKL()``) says so, with the fix."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} itself; did you mean {value.__name__}()?"
+    return type(value).__name__
 
 
 def set_memory_limit(nbytes: int) -> None:

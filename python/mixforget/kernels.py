@@ -12,20 +12,27 @@ types, which use them) and re-exported here with ``replay_weights``, which takes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
-import numpy as np
+import numpy as _np
 
 from . import _core
-from ._chunks import timed_ranges
-from ._kernels import FIRST_ROWS, as_points, mixture_logpdf, responsibilities, sample_mixture
+from ._chunks import timed_ranges as _timed_ranges
+from ._kernels import FIRST_ROWS as _FIRST_ROWS
+from ._kernels import as_points as _as_points
 from ._kernels import mixture_args as mixture_args
+from ._kernels import mixture_logpdf as mixture_logpdf
+from ._kernels import responsibilities as responsibilities
 from ._kernels import sample_args as sample_args
+from ._kernels import sample_mixture as sample_mixture
 from ._kernels import starvation_args as starvation_args
 from ._kernels import starvation_counts as starvation_counts
-from ._problem import build_problem, check_lr_scale, check_models
-from ._validate import check_output_size, resolve_threads
-from .objectives import ReverseKL
+from ._problem import build_problem as _build_problem
+from ._problem import check_lr_scale as _check_lr_scale
+from ._problem import check_models as _check_models
+from ._validate import check_output_size as _check_output_size
+from ._validate import resolve_threads as resolve_threads
+from .objectives import ReverseKL as _ReverseKL
 
 __all__ = [
     "mixture_logpdf",
@@ -38,29 +45,26 @@ __all__ = [
 
 
 def replay_weights(
-    x: Any,
-    model: Any,
-    target: Any,
+    x: _Any,
+    model: _Any,
+    target: _Any,
     replay: float,
     weight_cap: float | None = None,
     threads: int | None = None,
-) -> np.ndarray:
+) -> _np.ndarray:
     """Bounded importance weights of reverse-KL replay (docs: theory-reverse-kl) at points x (n, d):
     w = min(c, q_θ(x)/m(x)), m = (1−λ) q_θ + λ p_old, so w ≤ 1/(1−λ) without a cap.
     ``model`` is q_θ and ``target`` gives p_old (both TwoMode)."""
-    check_models(target, model, "model")
-    objective = ReverseKL(replay=replay, weight_cap=weight_cap)
-    pts = as_points(x, model.dim)
-    check_output_size(
+    _check_models(target, model, "model")
+    objective = _ReverseKL(replay=replay, weight_cap=weight_cap)
+    pts = _as_points(x, model.dim)
+    _check_output_size(
         f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
     )
-    check_output_size(
-        f"weights of n={pts.shape[0]} points", pts.shape[0] * 8, "pass fewer points per call"
-    )
-    problem = build_problem(target, model, objective, "logit", 1.0, check_lr_scale(None))
-    out = np.empty(pts.shape[0])
+    problem = _build_problem(target, model, objective, "logit", 1.0, _check_lr_scale(None))
+    out = _np.empty(pts.shape[0])
     n_threads = resolve_threads(threads)
     # calls of about 0.1 s, so that Ctrl-C stops a large request promptly
-    for start, stop in timed_ranges(pts.shape[0], FIRST_ROWS):
+    for start, stop in _timed_ranges(pts.shape[0], _FIRST_ROWS):
         out[start:stop] = _core.replay_weights(problem, pts[start:stop], n_threads)
     return out

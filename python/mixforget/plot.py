@@ -8,8 +8,10 @@ Trajectories
     (1-D).
 Theory checks (tables: a list of dicts or a pandas DataFrame)
     :func:`plot_drift_vs_separation` — log sup drift against Δ² with an e^{−Δ²/8} reference
-    (docs: theory-pred-drift); :func:`plot_starvation` — starved-batch rate against batch size with
-    the (1−α)^B and ((1−λ)(1−α))^B curves (docs: theory-starvation, theory-pred-starvation).
+    (docs: theory-pred-drift); :func:`plot_starvation` — starved-batch rate against batch size
+    (or α, or λ) with the (1−α)^B and ((1−λ)(1−α))^B curves (docs: theory-starvation,
+    theory-pred-starvation); it also draws a :class:`mixforget.studies.StarvationStudy` (the
+    study's ``plot`` is it).
 
 Every function takes an optional ``ax`` (or ``axes``) and returns what it drew on; with
 ``ax=None`` a new figure is made through ``matplotlib.pyplot``.
@@ -23,13 +25,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._defaults import Z95
 from ._plotting import DRIFT_LABEL, WEIGHT_LABEL, ensure_axes, kept_replicates
+from ._plotting import float_column as _float_column
 from ._plotting import plot_trajectory as plot_trajectory
 from ._plotting import require_matplotlib as require_matplotlib
+from ._plotting import table_columns as _columns
+from ._starvation_plot import plot_starvation as plot_starvation
 from ._stats import mean_interval
 from .results import Trajectory
-from .theory import starvation_probability
 
 __all__ = [
     "plot_densities",
@@ -48,26 +51,6 @@ _MEAN_BAND_ALPHA = 0.4
 #: styles that keep overlapping runs apart: line style, marker (every run its own)
 _LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)))  # not ":"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-
-def _columns(table: Any) -> dict[str, np.ndarray]:
-    """Column arrays of a DataFrame, a dict of columns or a list of row dicts."""
-    if hasattr(table, "to_dict") and hasattr(table, "columns"):  # pandas DataFrame
-        return {str(c): np.asarray(table[c].to_numpy()) for c in table.columns}
-    if isinstance(table, Mapping):
-        return {str(k): np.asarray(v) for k, v in table.items()}
-    rows = list(table)
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    return {k: np.asarray([row.get(k) for row in rows]) for k in keys}
-
-
-def _float_column(cols: Mapping[str, np.ndarray], name: str) -> Optional[np.ndarray]:
-    if name not in cols:
-        return None
-    values = np.array([np.nan if v is None else float(v) for v in cols[name]], dtype=np.float64)
-    return None if np.all(np.isnan(values)) else values
 
 
 def _replicate_band(
@@ -90,8 +73,9 @@ def plot_forgetting(
 
     Every run has its own colour, line style and markers (placed at staggered steps), so runs
     whose curves coincide — e.g. reverse KL with and without replay — stay visible. The
-    population flow of the same label (exact expected-gradient flow), if given, is drawn as
-    a thin black dotted line on top. Both panels carry a legend.
+    population flow of the same label (exact expected-gradient flow), if given, is drawn
+    dotted on top, in a darker shade of its run's colour, with its own legend entry. Both
+    panels carry a legend.
 
     Parameters
     ----------
@@ -148,11 +132,8 @@ def plot_forgetting(
         flow = flows.get(label)
         if flow is not None:
             for ax, values in ((ax_w, flow.old_weight[0]), (ax_d, flow.drift[0])):
-                ax.plot(flow.steps, values, color="black", linestyle=":", linewidth=1.1, zorder=4)
+                ax.plot(flow.steps, values, label=f"{label}: population flow", **_flow_style(k))
     extra = []
-    if flows:
-        (proxy,) = ax_w.plot([], [], color="black", linestyle=":", linewidth=1.1)
-        extra.append((proxy, "population flow (exact)"))
     if band in ("replicates", "both"):
         extra.append((Patch(color="0.5", alpha=_SPREAD_ALPHA), "central 95% of replicates"))
     if band in ("mean", "both"):
@@ -179,6 +160,15 @@ def plot_forgetting(
     return axes
 
 
+def _flow_style(k: int) -> dict[str, Any]:
+    """The population flow of run ``k``: its colour, darkened so that the dotted line shows on
+    top of a finite-batch curve it coincides with, drawn above the runs."""
+    from matplotlib.colors import to_rgb
+
+    colour = tuple(0.6 * c for c in to_rgb(f"C{k % 10}"))
+    return {"color": colour, "linestyle": ":", "linewidth": 2.0, "zorder": 4}
+
+
 def _normal_pdf_1d(x: np.ndarray, mean: float, var: float) -> np.ndarray:
     return np.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2.0 * math.pi * var)
 
@@ -200,7 +190,8 @@ def plot_densities(
     replicates), over the target density p* (grey fill). ForwardKL runs also show their
     training distribution p_train = (1−λ) p_new + λ p_old (docs: theory-forward-kl, black dotted).
     ``snapshots``: steps to draw (nearest records); default 0, 5%, 15%, 40% and 100% of the
-    run. Returns the axes."""
+    run. All panels share one density scale (the largest peak of any panel), so heights
+    compare across runs. Returns the axes."""
     runs = list(trajectories.items())
     if not runs:
         raise ValueError("trajectories must not be empty")
@@ -210,7 +201,9 @@ def plot_densities(
         require_matplotlib()
         import matplotlib.pyplot as plt
 
-        _, grid = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.6), squeeze=False)
+        _, grid = plt.subplots(
+            1, len(runs), figsize=(4.5 * len(runs), 3.6), squeeze=False, sharey=True
+        )
         axes = list(grid[0])
     import matplotlib
 
@@ -266,6 +259,10 @@ def plot_densities(
         ax.set_xlabel("x")
         ax.set_ylabel("density")
         ax.legend(fontsize="x-small")
+    drawn = list(axes)[: len(runs)]
+    top = 1.05 * max(float(ax.dataLim.y1) for ax in drawn)
+    for ax in drawn:  # one density scale for every panel
+        ax.set_ylim(0.0, top)
     return axes
 
 
@@ -417,102 +414,3 @@ def _theory_line(ax: Any, sep: np.ndarray, anchor: tuple[float, float, float]) -
         linewidth=1.0,
         label=r"theory: slope $-1/8$ ($\propto e^{-\Delta^2/8}$ = BC)",
     )
-
-
-def _starvation_theory(alpha: np.ndarray, b: np.ndarray, lam: np.ndarray, slots: str) -> np.ndarray:
-    return np.asarray(starvation_probability(alpha, b, lam, slots=slots), dtype=np.float64)
-
-
-def plot_starvation(table: Any, ax: Any = None, slots: str = "bernoulli") -> Any:
-    """Starved-batch rate against batch size B (docs: theory-starvation, theory-pred-starvation):
-    measured rates as markers, the predicted P = ((1−λ)(1−α))^B as curves (λ = 0: (1−α)^B), log
-    scale.
-
-    ``table``: list of dicts, dict of columns or DataFrame with columns
-
-    - ``batch_size`` — B; ``old_weight`` — α; ``replay`` — λ (default 0);
-    - ``measured`` — fraction of starved batches;
-    - ``batches`` (optional) — number of batches behind ``measured``: 95% binomial error
-      bars (normal approximation);
-    - ``predicted`` (optional) — the theory value at that row; when absent it is computed
-      (:func:`mixforget.theory.starvation_probability` with ``slots``).
-
-    One colour per α and one line style (and marker) per λ; the legend names the colours,
-    the line styles and the markers once each, followed by any artist already labelled on
-    ``ax`` (draw extra measurements with a ``label`` first).
-    Measured rates of 0 cannot be drawn on the log scale and are left out; the y axis stops
-    at 0.2 / max(batches) (or 1e-9), below what was measurable. Returns the axes."""
-    ax = ensure_axes(ax)
-    cols = _columns(table)
-    for name in ("batch_size", "old_weight", "measured"):
-        if name not in cols:
-            raise ValueError(
-                f"table needs a {name!r} column (batch_size, old_weight, measured; "
-                "optional replay, batches, predicted)"
-            )
-    b = _float_column(cols, "batch_size")
-    alpha = _float_column(cols, "old_weight")
-    measured = _float_column(cols, "measured")
-    assert b is not None and alpha is not None and measured is not None
-    lam = _float_column(cols, "replay")
-    if lam is None:
-        lam = np.zeros_like(b)
-    batches = _float_column(cols, "batches")
-    alphas = sorted(set(alpha.tolist()))
-    replays = sorted(set(lam.tolist()))
-    colour = {a: f"C{i % 10}" for i, a in enumerate(alphas)}
-    linestyle = {v: _LINESTYLES[i % len(_LINESTYLES)] for i, v in enumerate(replays)}
-    marker = {v: _MARKERS[i % len(_MARKERS)] for i, v in enumerate(replays)}
-    for a in alphas:
-        for v in replays:
-            sel = (alpha == a) & (lam == v)
-            if not sel.any():
-                continue
-            order = np.argsort(b[sel])
-            bs, ms = b[sel][order], measured[sel][order]
-            curve_b = np.arange(int(bs.min()), int(bs.max()) + 1)
-            curve = _starvation_theory(
-                np.full(curve_b.shape, a), curve_b, np.full(curve_b.shape, v), slots
-            )
-            ok = curve > 0
-            ax.plot(curve_b[ok], curve[ok], linestyle=linestyle[v], linewidth=1.2, color=colour[a])
-            keep = np.isfinite(ms) & (ms > 0)
-            yerr = None
-            if batches is not None:
-                n = batches[sel][order]
-                half = Z95 * np.sqrt(np.clip(ms * (1 - ms), 0, None) / n)
-                yerr = np.vstack([np.minimum(half, ms * 0.999), half])[:, keep]
-            ax.errorbar(
-                bs[keep],
-                ms[keep],
-                yerr=yerr,
-                fmt=marker[v],
-                markersize=4,
-                capsize=2,
-                color=colour[a],
-            )
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=colour[a], linewidth=6) for a in alphas]
-    labels = [rf"$\alpha = {a:g}$" for a in alphas]
-    for v in replays:
-        handles.append(
-            Line2D([], [], color="black", linestyle=linestyle[v], marker=marker[v], markersize=4)
-        )
-        formula = r"$(1-\alpha)^B$" if v == 0 else r"$((1-\lambda)(1-\alpha))^B$"
-        labels.append(rf"$\lambda = {v:g}$: theory {formula}, measured")
-    ax.set_yscale("log")
-    positive = measured[np.isfinite(measured) & (measured > 0)]
-    floor = 0.2 / float(np.nanmax(batches)) if batches is not None else 1e-9
-    if positive.size:
-        floor = min(floor, 0.5 * float(positive.min()))
-    ax.set_ylim(bottom=floor, top=1.5)
-    if b.min() > 0 and b.max() / b.min() >= 8:
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size $B$")
-    ax.set_ylabel("fraction of starved batches")
-    ax.set_title("old-mode starvation")
-    # artists the caller labelled on these axes (e.g. other measurements) join the legend
-    own, own_labels = ax.get_legend_handles_labels()
-    ax.legend([*handles, *own], [*labels, *own_labels], fontsize="x-small")
-    return ax

@@ -11,8 +11,10 @@
 //! probability λ) or stratified (exactly round(λB) replay samples per batch).
 
 use super::{likelihood_coefficients, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models};
-use crate::starvation::Slots;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Averager, Models};
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ForwardKL {
@@ -22,6 +24,8 @@ pub struct ForwardKL {
 }
 
 impl Objective for ForwardKL {
+    const KIND: &'static str = "ForwardKL";
+
     fn replay(&self) -> (f64, Slots) {
         (self.replay, self.replay_slots)
     }
@@ -31,7 +35,7 @@ impl Objective for ForwardKL {
         Source::Single(&m.target.new)
     }
 
-    fn second<'a>(&self, _m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, _m: &'a Models) -> Option<&'a Mix2> {
         None
     }
 
@@ -39,7 +43,7 @@ impl Objective for ForwardKL {
     fn values(&self, _m: &Models, _batch: &mut Batch) {}
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, _how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, _how: Averager) {
         likelihood_coefficients(batch)
     }
 }

@@ -2,20 +2,22 @@
 //! [`Objective`].
 //!
 //! Every objective's gradient is ĝ = Σ_i ω_i c_i s(x_i) (docs: theory-scores): the generic core in
-//! `engine.rs` draws the batch, evaluates the model's log density and responsibilities,
+//! `crate::engine` draws the batch, evaluates the model's log density and responsibilities,
 //! accumulates the score and applies the update; an objective contributes only what is its
-//! own — where its samples come from, the second density it compares the model with, its
-//! per-sample value, its batch coefficients c_i, its extra state and its exact-limit rules.
-//! Each module is named after the Python class of `mixforget.objectives` it implements.
+//! own — where its samples come from, the density it compares the model with
+//! ([`Objective::compared_density`]), its per-sample value, its batch coefficients c_i, its
+//! extra state and its exact-limit rules. Each module is named after the Python class of
+//! `mixforget.objectives` it implements and declares that name as [`Objective::KIND`].
 //!
 //! The core is generic over the trait and monomorphised: an entry point dispatches on
-//! [`Spec`] once (see [`with_objective!`]) and every per-sample loop is specialised for one
-//! objective, with no dynamic dispatch inside.
+//! [`ObjectiveSpec`] once (see [`with_objective!`]) and every per-sample loop is specialised
+//! for one objective, with no dynamic dispatch inside.
 //!
-//! Adding an objective: its module here implementing [`Objective`], one [`Spec`] variant and
-//! its arm in [`with_objective!`], and in `lib.rs` its arm of the extraction
-//! (`ObjectiveReader::spec`) and of `objective_dict`; on the Python side its dataclass in
-//! `objectives.py` with `kind` set to the class name.
+//! Adding an objective: its module here (its struct, implementing [`Objective`] with its
+//! `KIND`), its `pub mod`/`pub use` lines, and one name in [`objective_list!`]: that list
+//! generates [`ObjectiveSpec`], its `KINDS` and [`with_objective!`]. The binding still reads
+//! its fields by name in `bindings/conversions.rs` (`ObjectiveReader::spec`, `objective_dict`);
+//! on the Python side its dataclass in `objectives.py` with `kind` set to the class name.
 
 pub mod forward_kl;
 pub mod new_mode_reinforce;
@@ -31,9 +33,12 @@ pub use reverse_kl::{Baseline, ReverseKL};
 pub use sdft::{Direction, SDFT};
 pub use ttt_discover::{Beta, TTTDiscover};
 
-use crate::engine::{sampling_components, Batch, Exactness, Mix2, Models, Replicate};
-use crate::mixture::Gaussian;
-use crate::starvation::Slots;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Averager, Models, Replicate};
+use crate::error::KernelResult;
+use crate::model::mixture::Gaussian;
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 /// Where the non-replay part of a batch comes from.
 pub enum Source<'a> {
@@ -47,12 +52,15 @@ pub enum Source<'a> {
 ///
 /// The core calls, per batch: [`source`](Objective::source) and
 /// [`replay`](Objective::replay) to draw it; the model's log density log q(x_i) and
-/// responsibilities (always) and [`second`](Objective::second)'s log density (if any) into
+/// responsibilities (always) and [`compared_density`](Objective::compared_density)'s log density (if any) into
 /// the batch's work arrays; [`values`](Objective::values) then
 /// [`coefficients`](Objective::coefficients) to turn them into c_i; the score sums. Per step:
-/// [`refresh_state`](Objective::refresh_state) before the batch and
-/// [`update_state`](Objective::update_state) after the update.
+/// [`derive_models`](Objective::derive_models) before the batch and
+/// [`advance`](Objective::advance) after the update.
 pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
+    /// The Python class name (`kind`) of the objective, declared by its module.
+    const KIND: &'static str;
+
     /// Replay fraction λ of p_old* in every batch and how its slots are assigned.
     fn replay(&self) -> (f64, Slots) {
         (0.0, Slots::Bernoulli)
@@ -62,10 +70,10 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     fn source<'a>(&self, m: &'a Models) -> Source<'a>;
 
     /// The density whose log the per-sample value compares with log q_θ, if any; the core
-    /// stores its log parts and log density in `batch.second_a/second_b/log_second`.
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2>;
+    /// stores its log parts and log density in `batch.compared_old/compared_new/log_compared`.
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2>;
 
-    /// Whether `update_state` moves the replicate's teacher or lagged parameters (SDFT, OAPL);
+    /// Whether `advance` moves the replicate's teacher or lagged parameters (SDFT, OAPL);
     /// otherwise they stay at the start and the models built from them are not refreshed
     /// every step.
     const MOVES_STATE: bool = false;
@@ -102,76 +110,102 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
     }
 
     /// Per-sample value v_i into `batch.value` and auxiliary quantity into `batch.aux`
-    /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_second` and the
+    /// (importance weight, log-ratio …), from `batch.log_q`, `batch.log_compared` and the
     /// points.
     fn values(&self, m: &Models, batch: &mut Batch);
 
     /// Batch statistics (baselines, entropic weights, V̂ …) and the coefficients c_i, written
     /// over `batch.value`. `how` tells a finite batch from an exact expectation.
-    fn coefficients(&self, batch: &mut Batch, how: Exactness);
+    fn coefficients(&self, batch: &mut Batch, how: Averager);
 
     /// Refuse an exact (population) evaluation that drops `perp_dims` dimensions when the
     /// objective's limit has no closed form for them.
-    fn check_exact(&self, _perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, _perp_dims: usize) -> KernelResult<()> {
         Ok(())
     }
 
     /// Derived densities of the extra state, after the replicate's parameters have been
     /// loaded into `models`.
-    fn refresh_state(&self, _models: &mut Models, _target: &Mix2) {}
+    fn derive_models(&self, _models: &mut Models, _target: &Mix2) {}
 
     /// The extra state's own update, after θ took a (finite) step.
-    fn update_state(&self, _r: &mut Replicate) {}
+    fn advance(&self, _r: &mut Replicate) {}
 }
 
-/// The objective of a training problem: one variant per objective module.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Spec {
-    ForwardKL(ForwardKL),
-    ReverseKL(ReverseKL),
-    SDFT(SDFT),
-    TTTDiscover(TTTDiscover),
-    OAPL(OAPL),
-    NewModeREINFORCE(NewModeREINFORCE),
-}
-
-impl Spec {
-    /// The Python class names, in `Spec` order.
-    pub const KINDS: [&'static str; 6] = [
-        "ForwardKL",
-        "ReverseKL",
-        "SDFT",
-        "TTTDiscover",
-        "OAPL",
-        "NewModeREINFORCE",
-    ];
-
-    /// The Python class name of the objective.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Spec::ForwardKL(_) => Self::KINDS[0],
-            Spec::ReverseKL(_) => Self::KINDS[1],
-            Spec::SDFT(_) => Self::KINDS[2],
-            Spec::TTTDiscover(_) => Self::KINDS[3],
-            Spec::OAPL(_) => Self::KINDS[4],
-            Spec::NewModeREINFORCE(_) => Self::KINDS[5],
+/// The components of the full sampling distribution with their probabilities (for exact
+/// expectations): replay λ from p_old*, the rest from the source.
+pub fn sampling_components<'a, O: Objective>(
+    objective: &O,
+    m: &'a Models,
+) -> Vec<(f64, &'a Gaussian)> {
+    let (replay, _) = objective.replay();
+    let mut out = Vec::with_capacity(3);
+    match objective.source(m) {
+        Source::Single(g) => out.push((1.0 - replay, g)),
+        Source::Mixture(mix) => {
+            out.push(((1.0 - replay) * mix.alpha, &mix.old));
+            out.push(((1.0 - replay) * (1.0 - mix.alpha), &mix.new));
         }
     }
+    if replay > 0.0 {
+        out.push((replay, &m.target.old));
+    }
+    out
 }
+
+/// THE list of objectives, one entry each (the name of its struct, re-exported above from its
+/// module): `ObjectiveSpec`, its `KINDS` and [`with_objective!`] are generated from it.
+/// `objective_list!(m!(args))` expands to `objectives::m! { (args) ForwardKL, ReverseKL, … }`.
+macro_rules! objective_list {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $crate::objectives::$callback! {
+            ($($args)*) ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE
+        }
+    };
+}
+
+/// The enum over the list, with the Python class names each objective declares (`KIND`).
+macro_rules! define_objective_spec {
+    (() $($name:ident),*) => {
+        /// The objective of a training problem: one variant per objective module.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub enum ObjectiveSpec {
+            $($name($name)),*
+        }
+
+        impl ObjectiveSpec {
+            /// The Python class names, in list order.
+            pub const KINDS: &'static [&'static str] = &[$(<$name as Objective>::KIND),*];
+
+            /// The Python class name of the objective.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ObjectiveSpec::$name(_) => <$name as Objective>::KIND),*
+                }
+            }
+        }
+    };
+}
+
+/// One match arm per listed objective, each evaluating the same body.
+macro_rules! match_objective {
+    (($spec:expr, $o:ident, $body:expr) $($name:ident),*) => {
+        match $spec {
+            $($crate::objectives::ObjectiveSpec::$name($o) => $body,)*
+        }
+    };
+}
+pub(crate) use define_objective_spec;
+pub(crate) use match_objective;
+pub(crate) use objective_list;
+objective_list!(define_objective_spec!());
 
 /// `with_objective!(spec, o => body)`: evaluate `body` with `o` bound to the concrete
 /// objective inside `spec`, one monomorphised copy of `body` per objective. Entry points use
 /// it once per call, never per sample.
 macro_rules! with_objective {
     ($spec:expr, $o:ident => $body:expr) => {
-        match $spec {
-            $crate::objectives::Spec::ForwardKL($o) => $body,
-            $crate::objectives::Spec::ReverseKL($o) => $body,
-            $crate::objectives::Spec::SDFT($o) => $body,
-            $crate::objectives::Spec::TTTDiscover($o) => $body,
-            $crate::objectives::Spec::OAPL($o) => $body,
-            $crate::objectives::Spec::NewModeREINFORCE($o) => $body,
-        }
+        $crate::objectives::objective_list!(match_objective!($spec, $o, $body))
     };
 }
 pub(crate) use with_objective;
@@ -260,7 +294,7 @@ pub(crate) fn reward_values(reward: Reward, radius: f64, m: &Models, batch: &mut
     for i in 0..batch.len {
         let x = &batch.x[i * d..(i + 1) * d];
         batch.value[i] = reward.at(radius, &m.target, x, &mut batch.scratch);
-        batch.aux[i] = batch.log_q[i] - batch.log_second[i];
+        batch.aux[i] = batch.log_q[i] - batch.log_compared[i];
     }
 }
 

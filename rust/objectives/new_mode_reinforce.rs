@@ -21,9 +21,11 @@
 //! and standard deviation of r under φ_n.
 
 use super::{Named, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models};
-use crate::fastmath;
-use crate::mixture::Gaussian;
+use crate::engine::batch::Batch;
+use crate::engine::state::{Averager, Models};
+use crate::math::fastmath;
+use crate::model::mixture::Gaussian;
+use crate::model::two_mode::Mix2;
 
 /// How the rewards become advantages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct NewModeREINFORCE {
 }
 
 impl Objective for NewModeREINFORCE {
+    const KIND: &'static str = "NewModeREINFORCE";
+
     /// The model's new component φ_n.
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Single(&m.model.new)
@@ -67,7 +71,7 @@ impl Objective for NewModeREINFORCE {
     }
 
     /// The target, whose new part gives log p_new*.
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         Some(&m.target)
     }
 
@@ -76,15 +80,15 @@ impl Objective for NewModeREINFORCE {
         let ln_target_new_weight = (1.0 - m.target.alpha).ln();
         let ln_beta = self.beta.ln();
         for i in 0..batch.len {
-            // part_b = log (1−α) φ_n(x), second_b = log (1−α*) p_new*(x)
+            // part_b = log (1−α) φ_n(x), compared_new = log (1−α*) p_new*(x)
             let log_new_part = batch.part_b[i];
-            let log_p_new = batch.second_b[i] - ln_target_new_weight;
+            let log_p_new = batch.compared_new[i] - ln_target_new_weight;
             batch.value[i] = log_p_new - log_new_part - ln_beta;
             batch.aux[i] = fastmath::exp(batch.log_q[i] - log_new_part);
         }
     }
 
-    fn coefficients(&self, batch: &mut Batch, _how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, _how: Averager) {
         let n = batch.len;
         match self.advantage {
             Advantage::Raw => {

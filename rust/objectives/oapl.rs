@@ -10,7 +10,10 @@
 //! so c_i = 2β2 (β2 Δ_i − (r_i − V̂)).
 
 use super::{reward_values, Objective, Reward, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models, Replicate};
+use crate::engine::batch::Batch;
+use crate::engine::state::{Averager, Models, Replicate};
+use crate::error::KernelResult;
+use crate::model::two_mode::Mix2;
 
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,12 +30,14 @@ pub struct OAPL {
 }
 
 impl Objective for OAPL {
+    const KIND: &'static str = "OAPL";
+
     /// The lagged model q_lag.
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Mixture(&m.lag)
     }
 
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         Some(&m.lag)
     }
 
@@ -56,7 +61,7 @@ impl Objective for OAPL {
     }
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, how: Averager) {
         let n = batch.len;
         let (beta1, beta2) = (self.beta1, self.beta2);
         let sum_w = batch.weight_sum();
@@ -80,7 +85,7 @@ impl Objective for OAPL {
         }
     }
 
-    fn check_exact(&self, perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, perp_dims: usize) -> KernelResult<()> {
         if perp_dims > 0 && self.reward == Reward::NewIndicator {
             return Err("the exact population limit of OAPL with the indicator reward is implemented only when the means span all d dimensions (e.g. d = 1)".into());
         }
@@ -90,7 +95,7 @@ impl Objective for OAPL {
     const MOVES_STATE: bool = true;
 
     /// θ_lag ← θ every `lag` steps.
-    fn update_state(&self, r: &mut Replicate) {
+    fn advance(&self, r: &mut Replicate) {
         if r.steps_done.is_multiple_of(self.lag as u64) {
             r.lag.copy_from(&r.theta);
         }

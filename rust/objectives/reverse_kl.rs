@@ -10,9 +10,11 @@
 //! λ' = round(λB)/B in the weights. In the exact limit the baseline is the full expectation.
 
 use super::{Named, Objective, Source};
-use crate::engine::{Batch, Exactness, LooMean, Mix2, Models};
-use crate::fastmath;
-use crate::starvation::Slots;
+use crate::engine::batch::{Batch, LooMean};
+use crate::engine::state::{Averager, Models};
+use crate::math::fastmath;
+use crate::model::two_mode::Mix2;
+use crate::random::starvation::Slots;
 
 /// The baseline b_i subtracted from each sample's log-ratio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub(crate) fn log_ratio_values(batch: &mut Batch) {
         .iter_mut()
         .zip(&mut batch.aux[..n])
         .zip(&batch.log_q[..n])
-        .zip(&batch.log_second[..n])
+        .zip(&batch.log_compared[..n])
     {
         *v = lq - ls;
         *a = 1.0;
@@ -80,6 +82,8 @@ pub(crate) fn subtract_loo_baseline(batch: &mut Batch, exact: bool) {
 }
 
 impl Objective for ReverseKL {
+    const KIND: &'static str = "ReverseKL";
+
     fn replay(&self) -> (f64, Slots) {
         (self.replay, self.replay_slots)
     }
@@ -95,7 +99,7 @@ impl Objective for ReverseKL {
     }
 
     /// The target p*.
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         Some(&m.target)
     }
 
@@ -111,8 +115,8 @@ impl Objective for ReverseKL {
                 .iter_mut()
                 .zip(&mut batch.aux[..n])
                 .zip(&batch.log_q[..n])
-                .zip(&batch.log_second[..n])
-                .zip(&batch.second_a[..n])
+                .zip(&batch.log_compared[..n])
+                .zip(&batch.compared_old[..n])
             {
                 let w = replay_weight(*lq, so - ln_target_alpha, replay_used, cap);
                 *v = w * (lq - ls);
@@ -124,7 +128,7 @@ impl Objective for ReverseKL {
     }
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, how: Averager) {
         if self.baseline == Baseline::Loo {
             subtract_loo_baseline(batch, how.exact);
         }

@@ -12,7 +12,9 @@
 
 use super::reverse_kl::{log_ratio_values, subtract_loo_baseline};
 use super::{likelihood_coefficients, Named, Objective, Source};
-use crate::engine::{Batch, Exactness, Mix2, Models, Replicate};
+use crate::engine::batch::Batch;
+use crate::engine::state::{Averager, Models, Replicate};
+use crate::model::two_mode::Mix2;
 
 /// Which KL between student and teacher is minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct SDFT {
 }
 
 impl Objective for SDFT {
+    const KIND: &'static str = "SDFT";
+
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         match self.direction {
             Direction::Reverse => Source::Mixture(&m.model),
@@ -48,7 +52,7 @@ impl Objective for SDFT {
         }
     }
 
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         match self.direction {
             Direction::Reverse => Some(&m.teacher),
             Direction::Forward => None,
@@ -67,7 +71,7 @@ impl Objective for SDFT {
     }
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, how: Averager) {
         match self.direction {
             Direction::Reverse => subtract_loo_baseline(batch, how.exact),
             Direction::Forward => likelihood_coefficients(batch),
@@ -75,7 +79,7 @@ impl Objective for SDFT {
     }
 
     /// The teacher's new mean, moved toward the truth: (1−κ) μ_n^φ + κ μ_n*.
-    fn refresh_state(&self, models: &mut Models, target: &Mix2) {
+    fn derive_models(&self, models: &mut Models, target: &Mix2) {
         let anchor = self.anchor;
         for (m, t) in models.teacher.new.mean.iter_mut().zip(&target.new.mean) {
             *m = (1.0 - anchor) * *m + anchor * t;
@@ -85,7 +89,7 @@ impl Objective for SDFT {
     const MOVES_STATE: bool = true;
 
     /// φ ← (1−τ) φ + τ θ.
-    fn update_state(&self, r: &mut Replicate) {
+    fn advance(&self, r: &mut Replicate) {
         let ema = self.ema;
         let t = &mut r.teacher;
         t.weight = (1.0 - ema) * t.weight + ema * r.theta.weight;

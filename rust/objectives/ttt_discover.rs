@@ -11,7 +11,10 @@
 //! exact limit the leave-one-out mean becomes the expectation.
 
 use super::{reward_values, Objective, Reward, Source};
-use crate::engine::{Batch, Exactness, LooMean, Mix2, Models};
+use crate::engine::batch::{Batch, LooMean};
+use crate::engine::state::{Averager, Models};
+use crate::error::KernelResult;
+use crate::model::two_mode::Mix2;
 
 const LN_2: f64 = std::f64::consts::LN_2;
 
@@ -35,12 +38,14 @@ pub struct TTTDiscover {
 }
 
 impl Objective for TTTDiscover {
+    const KIND: &'static str = "TTTDiscover";
+
     fn source<'a>(&self, m: &'a Models) -> Source<'a> {
         Source::Mixture(&m.model)
     }
 
     /// The start model q_0 of the KL penalty.
-    fn second<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
+    fn compared_density<'a>(&self, m: &'a Models) -> Option<&'a Mix2> {
         Some(&m.start)
     }
 
@@ -68,7 +73,7 @@ impl Objective for TTTDiscover {
     }
 
     #[inline(always)]
-    fn coefficients(&self, batch: &mut Batch, how: Exactness) {
+    fn coefficients(&self, batch: &mut Batch, how: Averager) {
         let n = batch.len;
         let sum_w = batch.weight_sum();
         let beta = match self.beta {
@@ -94,7 +99,7 @@ impl Objective for TTTDiscover {
 
     /// The dropped dimensions of the exact limit change the adaptive β and the indicator's
     /// jumps, with no closed form.
-    fn check_exact(&self, perp_dims: usize) -> Result<(), String> {
+    fn check_exact(&self, perp_dims: usize) -> KernelResult<()> {
         if perp_dims > 0 && (self.beta == Beta::Adaptive || self.reward == Reward::NewIndicator) {
             return Err("the exact population limit of TTT-Discover with this reward or adaptive beta is implemented only when the means span all d dimensions (e.g. d = 1)".into());
         }

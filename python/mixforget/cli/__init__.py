@@ -3,10 +3,13 @@
 Subcommands::
 
     mixforget demo [--out DIR] [--replicates N] [--threads T] [--steps S] [--seed S] [--no-figures]
+                   [--progress | --no-progress]   (default: progress when stderr is a terminal)
     mixforget simulate CONFIG.toml --out FILE.npz [--threads T] [--progress]
     mixforget sweep CONFIG.toml --db FILE [--scheduler ADDRESS] [--workers N]
                     [--keep-trajectories DIR] [--progress]
     mixforget bench [--quick]          (implemented in mixforget.bench)
+
+A bare ``mixforget`` prints this command's help (exit status 0).
 
 Exit status: 0 success; 1 a failed run: an I/O failure (unwritable output, unreachable
 scheduler, database error), a failure after output was written, a sweep that waited too long

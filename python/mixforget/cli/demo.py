@@ -73,8 +73,9 @@ def _forgetting_caption(settings: dict[str, Any]) -> str:
     floor = math.sqrt(settings["lr"] / (math.pi * settings["batch_size"]))
     return (
         f"Lines: mean over {settings['replicates']} replicates (B = {settings['batch_size']}, "
-        f"lr = {settings['lr']:g}); black dotted: the exact population flow. Reverse KL with and "
-        "without replay coincide: replay does not change the reverse-KL objective.\n"
+        f"lr = {settings['lr']:g}), shaded: their 95% interval; dotted, in the colour of its "
+        "run: the exact population flow.\nReverse KL with and without replay coincide: replay "
+        "does not change the reverse-KL objective.\n"
         rf"ForwardKL, λ = 0.25: the drift stays near $\sqrt{{\mathrm{{lr}}/(\pi B)}}$ ≈ "
         rf"{floor:.3f}, SGD noise of the old mean around $\mu_o^*$ (zero on average, but its "
         r"size $\Vert\mu_o - \mu_o^*\Vert$ is not); the population flow has no noise and "
@@ -126,7 +127,8 @@ def _demo_figure_objects(
     figures["densities"] = fig
 
     fig = Figure(figsize=(12, 5.2), layout="constrained")
-    plot_forgetting(trajs, flows, axes=fig.subplots(1, 2))
+    # the mean's 95% band only: the central 95% of 4 runs' replicates overlap into one blur
+    plot_forgetting(trajs, flows, axes=fig.subplots(1, 2), band="mean")
     fig.suptitle("(b) forgetting over training: finite batches vs the population flow")
     fig.supxlabel(_forgetting_caption(settings), fontsize="small")
     figures["forgetting"] = fig
@@ -156,6 +158,40 @@ def _demo_figure_objects(
     return figures
 
 
+class _StageProgress:
+    """The demo's progress on stderr: one stage at a time (a run, the starvation table, the
+    figures) with the time so far; rewritten in place on a terminal, one line per stage
+    elsewhere (``--progress`` into a log)."""
+
+    def __init__(self, total: int, stream: Any) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.began = time.perf_counter()
+        self.in_place = bool(getattr(stream, "isatty", lambda: False)())
+
+    def stage(self, what: str) -> None:
+        self.done += 1
+        line = f"mixforget demo [{self.done}/{self.total}] {what} ({self._elapsed()})"
+        self.stream.write(f"\r\x1b[2K{line}" if self.in_place else f"{line}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        done = f"mixforget demo: done in {self._elapsed()}"
+        self.stream.write(f"\r\x1b[2K{done}\n" if self.in_place else f"{done}\n")
+        self.stream.flush()
+
+    def _elapsed(self) -> str:
+        return f"{time.perf_counter() - self.began:.1f} s"
+
+
+def _progress_wanted(progress: Optional[bool]) -> bool:
+    """``progress``, or by default whether stderr is a terminal (no bars in CI logs)."""
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool or None, got {type(progress).__name__}")
+    return progress
+
+
 def run_demo(
     out: str | Path = "mixforget-demo",
     replicates: int = 1000,
@@ -166,6 +202,7 @@ def run_demo(
     stream: Any = None,
     figure_format: str = "png",
     dpi: int = 120,
+    progress: Optional[bool] = None,
 ) -> dict[str, Any]:
     """The canonical study (docs: api): ForwardKL vs ReverseKL, each with replay 0 and 0.25,
     on the default problem; prints a table, writes ``summary.json`` and (with matplotlib)
@@ -175,7 +212,10 @@ def run_demo(
     Returns the summary dict: settings, one row per run (final old weight, sup drift, new-mode
     error, starved batches per replicate — each mean with its 95% interval —, the population
     flow's final old weight, wall time), the starvation table, the checks (ForwardKL λ=0 old
-    weight < 0.1: mass forgetting; ReverseKL within 0.05 of α*: retention) and the figures."""
+    weight < 0.1: mass forgetting; ReverseKL within 0.05 of α*: retention) and the figures.
+
+    ``progress``: show which stage is running on stderr; None (default) shows it when stderr
+    is a terminal and stays quiet otherwise (CI logs)."""
     if figure_format not in FIGURE_FORMATS:
         raise ValueError(
             f"figure_format must be one of {list(FIGURE_FORMATS)}, got {figure_format!r}"
@@ -183,6 +223,7 @@ def run_demo(
     if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 2400:
         raise ValueError(f"dpi must be an integer in [10, 2400], got {dpi!r}")
     stream = sys.stdout if stream is None else stream
+    show_progress = _progress_wanted(progress)
     began = time.perf_counter()
     settings = dict(DEMO_SETTINGS)
     settings["replicates"] = int(replicates)
@@ -203,16 +244,18 @@ def run_demo(
         f"replicates={settings['replicates']}",
         file=stream,
     )
-    trajs, flows, rows = demo_runs(settings, run_seeds, threads)
+    # progress on stderr while computing; the table follows once the work is done
+    bar = _StageProgress(len(settings["runs"]) + 1 + int(figures), sys.stderr)
+    stage = bar.stage if show_progress else (lambda what: None)
+    trajs, flows, rows = demo_runs(
+        settings, run_seeds, threads, lambda label: stage(f"training {label}")
+    )
+    stage("starvation against the batch size")
     starvation = starvation_table(settings, run_seeds[-1], threads)
-    print(format_demo_table(rows), file=stream)
-    alpha_star = target.old_weight
-    checks = demo_checks(rows, alpha_star)
-    _print_checks(rows, starvation, checks, alpha_star, stream)
-
     figure_paths: list[str] = []
     figures_note = "not requested"
     if figures:
+        stage("figures")
         try:
             figure_paths = _demo_figures(
                 out, trajs, flows, starvation, settings, figure_format, dpi
@@ -220,6 +263,12 @@ def run_demo(
             figures_note = "written"
         except ImportError:
             figures_note = "skipped (matplotlib is not installed: pip install 'mixforget[plot]')"
+    if show_progress:
+        bar.close()
+    print(format_demo_table(rows), file=stream)
+    alpha_star = target.old_weight
+    checks = demo_checks(rows, alpha_star)
+    _print_checks(rows, starvation, checks, alpha_star, stream)
     summary = {
         "settings": {
             **{k: v for k, v in settings.items() if k != "runs"},
@@ -290,5 +339,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         figure_format=args.format,
         dpi=args.dpi,
+        progress=args.progress,
     )
     return 0 if all(summary["checks"].values()) else 1

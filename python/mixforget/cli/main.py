@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="print the traceback of a failure, too"
     )
+    # not required: a bare `mixforget` prints the help (main), not a usage error
     sub = parser.add_subparsers(dest="command", metavar="{demo,simulate,sweep,bench}")
-    sub.required = True
 
     _add_demo_command(sub)
     _add_simulate_command(sub)
@@ -127,6 +127,12 @@ def _add_demo_command(sub: Any) -> None:
         default=120,
         help="resolution of the figures in dots per inch, 10..2400 (default 120)",
     )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show which stage is running on stderr (default: only when stderr is a terminal)",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
@@ -178,7 +184,18 @@ def _add_sweep_command(sub: Any) -> None:
 
 def _add_bench_command(sub: Any) -> None:
     """``mixforget bench`` and its options."""
-    p = sub.add_parser("bench", help="Rust vs NumPy timings on this machine (mixforget.bench)")
+    p = sub.add_parser(
+        "bench",
+        help="Rust vs NumPy timings on this machine (mixforget.bench)",
+        description=(
+            "Times the Rust kernels against NumPy on this machine, in ns per sample per core: "
+            "simulate (W1: ReverseKL d=1, W2: d=32), responsibilities (W3) and the starvation "
+            "counts (W4), next to a specialised NumPy loop and the pure-NumPy twin "
+            "(mixforget.reference), and prints the table (docs: speed). --quick runs small "
+            "workloads only (about ten seconds); --backend X times W1 on another array "
+            "backend of mixforget.simulate (numpy, torch, cupy, jax, ...) next to Rust instead."
+        ),
+    )
     p.add_argument("--quick", action="store_true", help="small workloads only")
     p.add_argument("--backend", default=None, help="W1 on this simulate backend, next to Rust")
     p.add_argument("--device", default=None, help="device of --backend")
@@ -196,6 +213,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
+    if args.command is None:  # a bare `mixforget` (or only --debug): the help, exit status 0
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

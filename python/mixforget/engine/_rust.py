@@ -58,16 +58,15 @@ def _problem_of(plan: RunPlan) -> Any:
     )
 
 
-def _records_of(result: Any, train_scales: bool, batches: bool) -> Records:
-    """The binding's ``advance`` result (old weight, old mean, new mean, starved count,
-    scales) as :class:`Records`."""
-    old_weight, old_mean, new_mean, starved, scales = result
+def _records_of(chunk: Any, train_scales: bool, batches: bool) -> Records:
+    """The binding's ``advance`` result (a named ``RecordChunk``: weight, old_mean, new_mean,
+    starved, scale) as :class:`Records`."""
     return Records(
-        old_weight=old_weight,
-        old_mean=old_mean,
-        new_mean=new_mean,
-        starved=starved if batches else None,
-        scales=scales if train_scales else None,
+        old_weight=chunk.weight,
+        old_mean=chunk.old_mean,
+        new_mean=chunk.new_mean,
+        starved=chunk.starved if batches else None,
+        scales=chunk.scale if train_scales else None,
     )
 
 

@@ -7,6 +7,7 @@ line (:mod:`mixforget.cli.demo`) only prints and writes what these functions ret
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -56,12 +57,14 @@ def demo_runs(
     settings: dict[str, Any],
     seeds: list[np.random.SeedSequence],
     threads: Optional[int],
+    on_run: Optional[Callable[[str], None]] = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """Train every run of ``settings["runs"]`` (objective name, replay), run ``k`` from
     ``seeds[k]``, and its population flow. Returns the trajectories and flows by label
     (``"ForwardKL, λ=0.25"``) and one row per run (final old weight, sup drift, new-mode
     error, starved batches — each a mean with its 95 % interval —, the flow's final old
-    weight and sup drift, wall time)."""
+    weight and sup drift, wall time). ``on_run(label)``, if given, is called as each run
+    starts (progress display)."""
     target, start = demo_problem(settings)
     trajs: dict[str, Any] = {}
     flows: dict[str, Any] = {}
@@ -69,6 +72,8 @@ def demo_runs(
     for k, (kind, lam) in enumerate(settings["runs"]):
         objective = getattr(objectives, kind)(replay=lam)
         label = f"{kind}, λ={lam:g}"
+        if on_run is not None:
+            on_run(label)
         common = {
             "steps": settings["steps"],
             "lr": settings["lr"],

@@ -18,6 +18,7 @@ from .._rng import RngLike, resolve_rng, seed_record
 from .._stats import mean_interval
 from .._validate import (
     as_positive_int,
+    describe_type,
 )
 from ..mixture import TwoMode
 from ..objectives import SDFT, ForwardKL, Objective
@@ -33,7 +34,7 @@ def objective_label(objective: Objective) -> str:
     """Compact name of an objective, e.g. ``"ForwardKL"``, ``"ReverseKL(replay=0.25)"``:
     :attr:`mixforget.objectives.Objective.label`."""
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a mixforget objective, got {type(objective).__name__}")
+        raise TypeError(f"objective must be a mixforget objective, got {describe_type(objective)}")
     return objective.label
 
 
@@ -223,7 +224,7 @@ def _as_objectives(objectives: Any) -> list[Objective]:
     out = list(items)
     for obj in out:
         if not isinstance(obj, Objective):
-            raise TypeError(f"objectives must hold mixforget objectives, got {type(obj).__name__}")
+            raise TypeError(f"objectives must hold mixforget objectives, got {describe_type(obj)}")
     labels = [o.label for o in out]
     if len(set(labels)) != len(labels):
         raise ValueError(f"objectives must be distinct, got {labels}")

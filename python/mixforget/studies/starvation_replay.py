@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import theory
 from .._defaults import REPLAY_SLOTS
+from .._problem import check_models
 from .._rng import RngLike, resolve_rng, seed_record
 from .._validate import (
     as_fraction,
@@ -22,6 +23,7 @@ from .._validate import (
     as_positive_int,
     as_probability,
     as_real,
+    describe_type,
 )
 from ..mixture import TwoMode
 from ..objectives import ReverseKL
@@ -37,8 +39,6 @@ from ._shared import (
     binomial_interval,
     variance_with_stderr,
 )
-
-_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,172 +115,233 @@ class StarvationStudy:
                 ]
             )
         s = self.settings
-        note = (
-            f"\n\n{s.get('batches')} batches per setting; slots = {s.get('slots')}; target Δ = "
-            f"{_fmt(s.get('separation'), 3)}, model old mean offset "
-            f"{_fmt(s.get('old_mean_offset'), 3)}σ "
-            f"(so the old-mean gradient is non-zero)."
-        )
+        if s.get("problem") == "user":
+            target, start = TwoMode(**s["target"]), TwoMode(**s["start"])
+            problem = f"your problem: target {target!r}, model {start!r}"
+        else:
+            problem = (
+                f"target Δ = {_fmt(s.get('separation'), 3)}, model old mean offset "
+                f"{_fmt(s.get('old_mean_offset'), 3)}σ (so the old-mean gradient is non-zero)"
+            )
+        note = f"\n\n{s.get('batches')} batches per setting; slots = {s.get('slots')}; {problem}."
         return _markdown(header, lines) + note
 
-    def plot(self, ax: Any = None) -> Any:
-        """Starvation rate against batch size (log scale): measured rates with 95% bars and the
-        predicted curves (1−α)^B (solid) and ((1−λ)(1−α))^B (dashed, bernoulli replay), one
-        colour per α. Measured zeros cannot be drawn on the log scale and are omitted.
-        Returns the Axes."""
-        ax = _axes(ax)
-        alphas = sorted({r["old_weight"] for r in self.rows})
-        b_all = self.column("batch_size")
-        grid = np.unique(np.round(np.geomspace(max(1.0, b_all.min()), b_all.max(), 100)))
-        bernoulli = self.settings.get("slots", "bernoulli") == "bernoulli"
-        for i, a in enumerate(alphas):
-            colour = f"C{i % 10}"
-            sub = [r for r in self.rows if r["old_weight"] == a]
-            ax.plot(
-                grid,
-                theory.starvation_probability(a, grid.astype(np.int64)),
-                "-",
-                color=colour,
-                label=f"(1−α)^B, α={_fmt(a, 3)}",
-            )
-            onpolicy = {r["batch_size"]: r for r in sub}  # one point per B
-            self._points(ax, list(onpolicy.values()), "onpolicy", colour, "o")
-            for j, lam in enumerate(sorted({r["replay"] for r in sub if r["replay"] > 0})):
-                if bernoulli:
-                    ax.plot(
-                        grid,
-                        theory.starvation_probability(a, grid.astype(np.int64), lam),
-                        linestyle=_DASHES[j % len(_DASHES)],
-                        color=colour,
-                        label=f"((1−λ)(1−α))^B, α={_fmt(a, 3)}, λ={_fmt(lam, 3)}",
-                    )
-                self._points(ax, [r for r in sub if r["replay"] == lam], "replay", colour, "s")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        # below ~0.1/batches nothing can be measured: do not stretch the axis to 1e-16
-        floor = 0.1 / float(self.settings.get("batches", 1e5))
-        ax.set_ylim(bottom=floor, top=1.5)
-        ax.set_xlabel("batch size B")
-        ax.set_ylabel("P(batch starved of old samples)")
-        ax.set_title("old-mode starvation: measured (markers, 95%) vs predicted (lines)")
-        ax.legend(fontsize="x-small")
-        return ax
+    def plot(self, ax: Any = None, against: Optional[str] = None) -> Any:
+        """Measured starvation rates (markers, Wilson 95% bars) with the theory curves,
+        drawn by :func:`mixforget.plot.plot_starvation` from :attr:`rows` (the same function
+        and the same column names).
 
-    @staticmethod
-    def _points(ax: Any, rows: list[dict[str, Any]], which: str, colour: str, marker: str) -> None:
-        b = np.array([r["batch_size"] for r in rows], dtype=np.float64)
-        m = np.array([r[f"measured_{which}"] for r in rows])
-        lo = np.array([r[f"{which}_lo"] for r in rows])
-        hi = np.array([r[f"{which}_hi"] for r in rows])
-        ok = m > 0
-        if ok.any():
-            err = np.vstack([m[ok] - lo[ok], hi[ok] - m[ok]])
-            ax.errorbar(
-                b[ok],
-                m[ok],
-                yerr=err,
-                fmt=marker,
-                color=colour,
-                capsize=3,
-                mfc="none" if which == "replay" else colour,
-            )
+        ``against``: the x axis, ``"batch_size"``, ``"old_weight"`` or ``"replay"``; by
+        default the batch size when the study has several, else the old weight when it has
+        several, else the replay fraction (the on-policy rate is the point at λ = 0), so a
+        study at one batch size still shows the theory as a curve. Returns the Axes."""
+        from ..plot import plot_starvation
+
+        return plot_starvation(
+            self.rows, ax=_axes(ax), slots=self.settings.get("slots", "bernoulli"), against=against
+        )
+
+
+#: The old weight of the built-in problem when none is given: a batch of B = 8 misses the old
+#: mode with probability (1 − 0.05)^8 ≈ 0.66, so the default study starves visibly.
+DEFAULT_OLD_WEIGHT = 0.05
+#: Independent batches per setting when neither ``replicates`` nor ``batches`` is given.
+DEFAULT_REPLICATES = 100_000
 
 
 def starvation(
-    old_weights: Sequence[float] | float,
-    batch_sizes: Sequence[int] | int,
+    old_weights: Sequence[float] | float | None = None,
+    batch_sizes: Sequence[int] | int = 8,
     replay: Sequence[float] | float = 0.25,
     *,
+    target: Optional[TwoMode] = None,
+    start: Optional[TwoMode] = None,
+    replicates: Optional[int] = None,
     objective: Optional[ReverseKL] = None,
     slots: str = "bernoulli",
-    separation: float = 4.0,
-    old_mean_offset: float = 0.3,
-    dim: int = 1,
-    cov: Any = 1.0,
-    batches: int = 100_000,
+    separation: Optional[float] = None,
+    old_mean_offset: Optional[float] = None,
+    dim: Optional[int] = None,
+    cov: Any = None,
+    batches: Optional[int] = None,
     rng: RngLike = 0,
     weight_param: str = "logit",
     threads: Optional[int] = None,
 ) -> StarvationStudy:
     """Old-mode starvation and the effect of replay on the old-mean gradient
-    (docs: theory-reverse-kl, theory-starvation, docs: theory-pred-starvation, theory-pred-replay).
+    (docs: theory-reverse-kl, theory-starvation, theory-pred-starvation, theory-pred-replay).
 
-    For each α in ``old_weights``, B in ``batch_sizes`` and λ in ``replay``: target
-    p* = α φ(·; 0, Σ) + (1−α) φ(·; Δ·u, Σ) (Δ = ``separation``, u = e₁ at unit Mahalanobis
-    length); the model equals the target except its old mean, moved by ``old_mean_offset``
-    (Mahalanobis units, along u) so that the old-mean gradient is non-zero. Its old weight is
-    α, so a batch is starved with probability (docs: theory-starvation)
-    (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli replay, 0 with stratified replay
-    (round(λB) ≥ 1) — ``predicted_*`` from :func:`mixforget.theory.starvation_probability`.
+    On your own problem, e.g. 10 000 batches of B = 8 with replay 0.1::
 
-    Measured with :func:`mixforget.estimate_gradient` (``batches`` independent batches): the
-    fraction of starved batches (no old-labelled sample; replay draws count as old) with a
-    Wilson 95% interval, and the variance of the old-mean component of ĝ (with its standard
-    error from the fourth moment) for the on-policy estimator (``objective`` with replay 0)
-    and the replay estimator (replay λ, importance weights q/m, docs: theory-reverse-kl). The exact
-    population gradients of both (:func:`mixforget.population_gradient`) are reported: with
-    uncapped weights replay leaves them unchanged (docs: theory-reverse-kl, theory-pred-replay)
-    while the variance of the estimate drops on starvation-prone settings (small α, small B).
+        target = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.05, cov=1.0)
+        start = target.replace(new_mean=[0.5])
+        study = mf.studies.starvation(target=target, start=start, batch_sizes=8,
+                                      replay=0.1, replicates=10_000)
+        print(study.to_markdown())
+        study.plot()
 
-    ``objective``: a :class:`~mixforget.ReverseKL` template (default ``ReverseKL()``, loo
-    baseline; its replay fields are overridden). Returns a :class:`StarvationStudy`.
+    **What makes a batch starve** is the old weight α of the model the batches are drawn
+    from (``start.old_weight``): a batch of B samples holds no old-mode sample with
+    probability (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli replay λ, 0 with stratified
+    replay (round(λB) ≥ 1) — ``predicted_*`` from
+    :func:`mixforget.theory.starvation_probability` (docs: theory-starvation). At B = 8 that is
+    0.66 for α = 0.05 but 1.5e-5 for the docs' default problem (α = 0.75): starvation is a
+    small-α, small-B effect.
+
+    The problem, two ways:
+
+    - ``target`` (and ``start``, the model the gradient is estimated at; default the
+      target itself): your :class:`~mixforget.TwoMode` problem. ``old_weights``, if given,
+      replaces the model's old weight (one setting per α); by default it is
+      ``start.old_weight``.
+    - no ``target``: a built-in problem per α in ``old_weights`` (default
+      :data:`DEFAULT_OLD_WEIGHT` = 0.05): target p* = α φ(·; 0, Σ) + (1−α) φ(·; Δ·u, Σ)
+      (Δ = ``separation``, default 4; u = e₁ at unit Mahalanobis length; ``dim`` default 1;
+      ``cov`` default 1) and a model equal to the target except its old mean, moved by
+      ``old_mean_offset`` (default 0.3, Mahalanobis units, along u) so that the old-mean
+      gradient is non-zero.
+
+    Measured with :func:`mixforget.estimate_gradient` (``replicates`` independent batches per
+    setting, default 100 000; ``batches`` is the older name of the same number, still
+    accepted): the fraction of starved batches (no old-labelled sample; replay draws count as
+    old) with a Wilson 95% interval, and the variance of the old-mean component of ĝ (with its
+    standard error from the fourth moment) for the on-policy estimator (``objective`` with
+    replay 0) and the replay estimator (replay λ, importance weights q/m,
+    docs: theory-reverse-kl). The exact population gradients of both
+    (:func:`mixforget.population_gradient`) are reported: with uncapped weights replay leaves
+    them unchanged (docs: theory-reverse-kl, theory-pred-replay) while the variance of the
+    estimate drops on starvation-prone settings (small α, small B).
+
+    ``objective``: a :class:`~mixforget.ReverseKL` instance used as a template (default
+    ``ReverseKL()``, loo baseline; its replay fields are overridden). Returns a
+    :class:`StarvationStudy`.
     """
-    alphas, sizes, lams = _check_grid(old_weights, batch_sizes, replay)
-    separation = as_positive_float("separation", separation)
-    old_mean_offset = as_real("old_mean_offset", old_mean_offset)
+    sizes, lams = _check_sizes_and_replay(batch_sizes, replay)
     if slots not in REPLAY_SLOTS:
         raise ValueError(f"slots must be 'bernoulli' or 'stratified', got {slots!r}")
-    if objective is None:
-        objective = ReverseKL()
-    if not isinstance(objective, ReverseKL):
-        raise TypeError(
-            f"objective must be a mixforget.ReverseKL template, got {type(objective).__name__}"
-        )
-    batches = as_positive_int("batches", batches, minimum=2)  # variances need two batches
-    dim = as_positive_int("dim", dim)
-    u, _ = _unit_direction(None, dim, cov)
+    objective = _check_template(objective)
+    n = _replicates(replicates, batches)
+    builtin = {"separation": separation, "old_mean_offset": old_mean_offset, "dim": dim}
+    builtin["cov"] = cov
+    if target is None:
+        if start is not None:
+            raise ValueError("start needs its target: pass target=… as well")
+        problems, problem_settings = _builtin_problems(old_weights, **builtin)
+    else:
+        given = sorted(k for k, v in builtin.items() if v is not None)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} describe the built-in problem; with target=… they do not "
+                "apply (build the TwoMode you want instead)"
+            )
+        problems, problem_settings = _user_problems(target, start, old_weights)
     root = resolve_rng(rng)
     on_obj = dataclasses.replace(objective, replay=0.0, replay_slots=slots)
-
-    grid = [(a, b) for a in alphas for b in sizes]
-    children = root.spawn(len(grid))
+    grid = [(p, b) for p in problems for b in sizes]
     rows: list[dict[str, Any]] = []
-    for (a, b), child in zip(grid, children):
-        target = TwoMode(np.zeros(dim), separation * u, a, cov)
-        model = target.replace(old_mean=old_mean_offset * u)
+    for ((tgt, model), b), child in zip(grid, root.spawn(len(grid))):
         streams = child.spawn(1 + len(lams))
-
-        cell = (target, model, b, batches, weight_param, threads)
+        a = model.old_weight
+        cell = (tgt, model, b, n, weight_param, threads)
         on_est, on_pop = _measure(*cell, on_obj, streams[0])
-        on = _estimator_summary(on_est, on_pop, batches, theory.starvation_probability(a, b))
+        on = _estimator_summary(on_est, on_pop, n, theory.starvation_probability(a, b))
         for lam, stream in zip(lams, streams[1:]):
             rep_obj = dataclasses.replace(objective, replay=lam, replay_slots=slots)
             # without replay the replay estimator is the on-policy one: reuse its batches
             rep_est, rep_pop = (on_est, on_pop) if lam == 0.0 else _measure(*cell, rep_obj, stream)
-            p_rep = theory.starvation_probability(a, b, lam, slots)
-            rep = _estimator_summary(rep_est, rep_pop, batches, p_rep)
+            rep = _estimator_summary(
+                rep_est, rep_pop, n, theory.starvation_probability(a, b, lam, slots)
+            )
             rows.append(
                 {
                     "old_weight": a,
                     "batch_size": b,
                     "replay": lam,
                     "slots": slots,
-                    "batches": batches,
-                    **_comparison_columns(on, rep, batches),
+                    "batches": n,
+                    **_comparison_columns(on, rep, n),
                 }
             )
     settings = {
         "objective": objective.as_dict(),
         "slots": slots,
-        "separation": float(separation),
-        "old_mean_offset": float(old_mean_offset),
-        "dim": dim,
-        "cov": np.asarray(cov, dtype=np.float64).tolist(),
-        "batches": batches,
+        **problem_settings,
+        "batches": n,
+        "replicates": n,
         "weight_param": weight_param,
         "seed": seed_record(root),
     }
     return StarvationStudy(rows=rows, settings=settings)
+
+
+def _check_template(objective: Any) -> ReverseKL:
+    """The ReverseKL template of the study (``ReverseKL()`` when None)."""
+    if objective is None:
+        return ReverseKL()
+    if not isinstance(objective, ReverseKL):
+        raise TypeError(
+            f"objective must be a mixforget.ReverseKL template, got {describe_type(objective)}"
+        )
+    return objective
+
+
+def _replicates(replicates: Optional[int], batches: Optional[int]) -> int:
+    """The number of batches per setting: ``replicates``, or its older name ``batches``."""
+    if replicates is not None and batches is not None and replicates != batches:
+        raise ValueError(
+            f"replicates and batches name the same number; got replicates={replicates!r}, "
+            f"batches={batches!r}"
+        )
+    name, value = ("batches", batches) if replicates is None else ("replicates", replicates)
+    if value is None:
+        return DEFAULT_REPLICATES
+    return as_positive_int(name, value, minimum=2)  # variances need two batches
+
+
+def _builtin_problems(
+    old_weights: Any, separation: Any, old_mean_offset: Any, dim: Any, cov: Any
+) -> tuple[list[tuple[TwoMode, TwoMode]], dict[str, Any]]:
+    """(target, model) per α of the built-in problem, and its settings."""
+    weights = DEFAULT_OLD_WEIGHT if old_weights is None else old_weights
+    alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", weights)]
+    separation = as_positive_float("separation", 4.0 if separation is None else separation)
+    offset = as_real("old_mean_offset", 0.3 if old_mean_offset is None else old_mean_offset)
+    dim = as_positive_int("dim", 1 if dim is None else dim)
+    cov = 1.0 if cov is None else cov
+    u, _ = _unit_direction(None, dim, cov)
+    problems = []
+    for a in alphas:
+        target = TwoMode(np.zeros(dim), separation * u, a, cov)
+        problems.append((target, target.replace(old_mean=offset * u)))
+    settings = {
+        "problem": "built-in",
+        "separation": float(separation),
+        "old_mean_offset": float(offset),
+        "dim": dim,
+        "cov": np.asarray(cov, dtype=np.float64).tolist(),
+    }
+    return problems, settings
+
+
+def _user_problems(
+    target: Any, start: Any, old_weights: Any
+) -> tuple[list[tuple[TwoMode, TwoMode]], dict[str, Any]]:
+    """(target, model) per α of the user's problem (the start's own α by default), and its
+    settings."""
+    start = target if start is None else start
+    check_models(target, start)
+    if old_weights is None:
+        models = [start]
+    else:
+        alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", old_weights)]
+        models = [start.replace(old_weight=a) for a in alphas]
+    settings = {
+        "problem": "user",
+        "target": target.to_dict(),
+        "start": start.to_dict(),
+        "dim": target.dim,
+    }
+    return [(target, m) for m in models], settings
 
 
 def _measure(
@@ -308,19 +369,16 @@ def _measure(
     return est, population_gradient(target, model, objective, weight_param=weight_param)
 
 
-def _check_grid(
-    old_weights: Any, batch_sizes: Any, replay: Any
-) -> tuple[list[float], list[int], list[float]]:
-    """The study's grid, checked: old weights in (0, 1), batch sizes >= 1 (integral floats
-    accepted), replay fractions in [0, 1)."""
-    alphas = [as_probability("old_weights", a) for a in _as_list("old_weights", old_weights)]
+def _check_sizes_and_replay(batch_sizes: Any, replay: Any) -> tuple[list[int], list[float]]:
+    """The study's batch sizes (>= 1, integral floats accepted) and replay fractions in
+    [0, 1), checked."""
     sizes = []
     for b in _as_list("batch_sizes", batch_sizes):
         if isinstance(b, numbers.Real) and not isinstance(b, bool) and float(b).is_integer():
             b = int(float(b))
         sizes.append(as_positive_int("batch_sizes", b))
     lams = [as_fraction("replay", v) for v in _as_list("replay", replay)]
-    return alphas, sizes, lams
+    return sizes, lams
 
 
 def _estimator_summary(est: Any, pop: Any, batches: int, predicted: Any) -> dict[str, Any]:

@@ -22,8 +22,8 @@
 //!   loop with further words from its own lane. So a fill of n values is a function of the
 //!   state and n; splitting it into several fills gives other (equally valid) values.
 
-use crate::fastmath;
-use crate::rng::mix64;
+use crate::math::fastmath;
+use crate::random::rng::mix64;
 
 #[path = "ziggurat_tables.rs"]
 #[rustfmt::skip]
@@ -111,14 +111,6 @@ impl LaneStream {
         result
     }
 
-    /// One step of every lane: word j from lane j.
-    #[inline(always)]
-    pub fn next_block(&mut self) -> [u64; LANES] {
-        let mut out = [0u64; LANES];
-        step(&mut self.s, &mut out);
-        out
-    }
-
     /// Raw 64-bit words (see the consumption rule in the module docstring).
     pub fn fill_u64(&mut self, out: &mut [u64]) {
         dispatch!(fill_u64_body(self, out): u64)
@@ -141,7 +133,7 @@ impl LaneStream {
     pub fn fill_normal(&mut self, out: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::fastmath::has_avx512() {
+            if crate::math::fastmath::has_avx512() {
                 // SAFETY: the processor supports AVX-512 F, DQ and VL (checked just above).
                 return unsafe { fill_normal_ziggurat_avx512(self, out) };
             }

@@ -1,8 +1,9 @@
 //! Old-mode starvation (docs: theory-starvation): the number of old-labelled samples in each of
 //! many batches, drawn as binomial counts without materialising the samples.
 
-use crate::mixture::CHUNK;
-use crate::rng::Stream;
+use crate::error::KernelResult;
+use crate::model::mixture::CHUNK;
+use crate::random::rng::Stream;
 use rand::RngExt;
 use rand_distr::Binomial;
 use rayon::prelude::*;
@@ -84,7 +85,7 @@ pub fn starvation_counts(
     key: [u64; 2],
     first_stream: u64,
     out: &mut [i64],
-) -> Result<(), String> {
+) -> KernelResult<()> {
     let (fixed, trials, p) = match slots {
         Slots::Bernoulli => (0, batch_size, replay + (1.0 - replay) * old_weight),
         Slots::Stratified => {
@@ -93,9 +94,7 @@ pub fn starvation_counts(
         }
     };
     if !(p > 0.0 && p < 1.0) {
-        return Err(format!(
-            "the old-label probability must be in (0, 1), got {p}"
-        ));
+        return Err(format!("the old-label probability must be in (0, 1), got {p}").into());
     }
     if trials <= TABLE_MAX_BATCH {
         let table = BinomialTable::new(trials, p);

@@ -2,7 +2,8 @@
 //! (log-sum-exp, with the equal-covariance two-component logistic fast path of
 //! docs: theory-geometry) and sampling. Pure Rust; parallel over fixed-size chunks with rayon.
 
-use crate::rng::{normal, Stream};
+use crate::error::KernelResult;
+use crate::random::rng::{normal, Stream};
 use rayon::prelude::*;
 
 pub const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -23,14 +24,14 @@ pub enum Cov {
 }
 
 impl Cov {
-    pub fn scalar(var: f64) -> Result<Cov, String> {
+    pub fn scalar(var: f64) -> KernelResult<Cov> {
         if !(var.is_finite() && var > 0.0) {
-            return Err(format!("variance must be finite and > 0, got {var}"));
+            return Err(format!("variance must be finite and > 0, got {var}").into());
         }
         Ok(Cov::Scalar { sd: var.sqrt() })
     }
 
-    pub fn diag(var: &[f64]) -> Result<Cov, String> {
+    pub fn diag(var: &[f64]) -> KernelResult<Cov> {
         if var.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err("diagonal variances must be finite and > 0".into());
         }
@@ -40,9 +41,9 @@ impl Cov {
     }
 
     /// Cholesky of a symmetric matrix (row-major); Err if not positive definite.
-    pub fn full(matrix: &[f64], dim: usize) -> Result<Cov, String> {
+    pub fn full(matrix: &[f64], dim: usize) -> KernelResult<Cov> {
         if matrix.len() != dim * dim {
-            return Err(format!("covariance matrix must be {dim}x{dim}"));
+            return Err(format!("covariance matrix must be {dim}x{dim}").into());
         }
         let mut l = vec![0.0; dim * dim];
         for i in 0..dim {
@@ -403,7 +404,7 @@ impl Mixture {
         if let Some((a, b)) = &self.logistic {
             let z: f64 = a.iter().zip(x).map(|(p, q)| p * q).sum::<f64>() + b;
             // σ(z) and σ(−z) from one exponential.
-            let e = crate::fastmath::exp(-z.abs());
+            let e = crate::math::fastmath::exp(-z.abs());
             let inv = 1.0 / (1.0 + e);
             let (hi, lo) = (inv, e * inv);
             out[0] = if z >= 0.0 { hi } else { lo };
@@ -438,7 +439,7 @@ impl Mixture {
         let (d, k) = (self.dim(), self.components.len());
         if let Some((a, b)) = &self.logistic {
             // Equal-covariance two components: z = aᵀx + b per point, then σ(±z) in one
-            // vectorised pass (crate::fastmath::logistic_pairs).
+            // vectorised pass (crate::math::fastmath::logistic_pairs).
             out.par_chunks_mut(CHUNK * 2)
                 .zip(x.par_chunks(CHUNK * d))
                 .for_each(|(o, xs)| {
@@ -449,7 +450,7 @@ impl Mixture {
                             .map(|row| a.iter().zip(row).map(|(p, q)| p * q).sum::<f64>() + b)
                             .collect()
                     };
-                    crate::fastmath::logistic_pairs(&z, o);
+                    crate::math::fastmath::logistic_pairs(&z, o);
                 });
             return;
         }

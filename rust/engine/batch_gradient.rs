@@ -1,7 +1,7 @@
 //! The finite-batch gradient as one vectorised pass per batch, generic over the objective
 //! (monomorphised, like the rest of the core).
 //!
-//! `engine::evaluate` serves both finite batches and exact (quadrature) expectations; it
+//! `engine::score::evaluate` serves both finite batches and exact (quadrature) expectations; it
 //! runs the densities as separate whole-array passes (model log parts, log-sum-exp and
 //! responsibilities, second density), compiled for the baseline instruction set. A finite
 //! batch is small (B ≲ a few hundred), so here instead:
@@ -22,21 +22,21 @@
 //! The result equals `draw_batch` + `evaluate` bit for bit (asserted in the tests below), so
 //! switching a caller between the two changes no number.
 //!
-//! Extending the score: a new per-sample score term (e.g. trainable per-component scales,
-//! (‖x−μ‖²_S/σ² − d)/σ times the responsibility) belongs in `engine::accumulate_score`,
-//! which this pass calls; ‖x−μ‖²_S/σ² of each component is −2·(log part − log weight −
-//! log normaliser), available per block in `batch.part_a/part_b` right after
-//! `density_block`, should a later fusion want it without a second distance pass.
+//! The score itself (weight, means, and the scales when they train) is `engine::score`'s
+//! `accumulate_score` and `accumulate_scale_score`, shared with the exact evaluation; the
+//! scale score recomputes ‖x−μ‖² per component in a second, short pass over the batch.
 
-use crate::engine::{
-    accumulate_scale_score, accumulate_score, draw_batch, Batch, Exactness, Grad, Mix2, Models,
-    ScaleParam,
-};
-use crate::fastmath;
+use crate::engine::batch::Batch;
+use crate::engine::sampling::draw_batch;
+use crate::engine::score::{accumulate_scale_score, accumulate_score};
+use crate::engine::state::{Averager, Grad, Models};
+use crate::math::fastmath;
+use crate::model::params::ScaleParam;
+use crate::model::two_mode::Mix2;
 use crate::objectives::Objective;
-use crate::simd_rng::LaneStream;
+use crate::random::simd_rng::LaneStream;
 
-use crate::engine::WeightParam;
+use crate::model::params::WeightParam;
 
 /// Samples per density block. Not smaller: LLVM vectorises each short loop of a block
 /// with its vector width times an unroll factor (4 × 8 doubles with AVX-512), and a block
@@ -56,14 +56,17 @@ fn density_block(model: &Mix2, second: Option<&Mix2>, batch: &mut Batch, lo: usi
     let (log_q, resp_old) = (&mut batch.log_q[lo..hi], &mut batch.resp_old[lo..hi]);
     match second {
         Some(mix) => {
-            let (so, sn) = (&mut batch.second_a[lo..hi], &mut batch.second_b[lo..hi]);
+            let (so, sn) = (
+                &mut batch.compared_old[lo..hi],
+                &mut batch.compared_new[lo..hi],
+            );
             mix.log_parts_rows(x, so, sn, scratch);
             fastmath::log_sum_share_and_log_sum_slices(
                 (mo, mn),
                 (so, sn),
                 log_q,
                 resp_old,
-                &mut batch.log_second[lo..hi],
+                &mut batch.log_compared[lo..hi],
             );
         }
         None => fastmath::log_sum_share_slices(mo, mn, log_q, resp_old),
@@ -82,7 +85,7 @@ fn batch_gradient_body<O: Objective>(
     grad: &mut Grad,
 ) -> usize {
     let old_count = draw_batch(objective, m, rng, batch);
-    let second = objective.second(m);
+    let second = objective.compared_density(m);
     let n = batch.len;
     let mut lo = 0;
     while lo < n {
@@ -91,7 +94,7 @@ fn batch_gradient_body<O: Objective>(
         lo = hi;
     }
     objective.values(m, batch);
-    objective.coefficients(batch, Exactness::default());
+    objective.coefficients(batch, Averager::default());
     accumulate_score(wp, &m.model, batch, grad);
     if let Some(param) = scales {
         accumulate_scale_score(param, &m.model, batch, grad);
@@ -131,9 +134,9 @@ unsafe fn batch_gradient_avx512<O: Objective>(
 }
 
 /// One finite-batch estimate ĝ at `m`: the batch drawn from the objective's sampling
-/// distribution (see `engine::draw_batch`) on `rng`, then ĝ = Σ ω_i c_i s(x_i) into `grad`. Returns the
+/// distribution (see `engine::sampling::draw_batch`) on `rng`, then ĝ = Σ ω_i c_i s(x_i) into `grad`. Returns the
 /// number of old-labelled samples. Same numbers as `draw_batch` followed by
-/// `engine::evaluate` with `Exactness::default()`.
+/// `engine::score::evaluate` with `Averager::default()`.
 pub fn batch_gradient<O: Objective>(
     objective: &O,
     wp: WeightParam,
@@ -145,7 +148,7 @@ pub fn batch_gradient<O: Objective>(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::fastmath::has_avx512() {
+        if crate::math::fastmath::has_avx512() {
             // SAFETY: the processor supports these AVX-512 subsets (checked just above).
             return unsafe { batch_gradient_avx512(objective, wp, scales, m, rng, batch, grad) };
         }
@@ -160,15 +163,17 @@ pub fn batch_gradient<O: Objective>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{evaluate, Params, Problem};
-    use crate::mixture::{Cov, Gaussian};
+    use crate::engine::problem::Problem;
+    use crate::engine::score::evaluate;
+    use crate::model::mixture::{Cov, Gaussian};
+    use crate::model::params::Params;
     use crate::objectives::{with_objective, TTTDiscover};
     use crate::objectives::{
-        Baseline, Beta, Direction, ForwardKL, ReverseKL, Reward, Spec, OAPL, SDFT,
+        Baseline, Beta, Direction, ForwardKL, ObjectiveSpec, ReverseKL, Reward, OAPL, SDFT,
     };
-    use crate::starvation::Slots;
+    use crate::random::starvation::Slots;
 
-    fn problem(dim: usize, cov: Cov, objective: Spec) -> Problem {
+    fn problem(dim: usize, cov: Cov, objective: ObjectiveSpec) -> Problem {
         let u = 1.0 / (dim as f64).sqrt();
         let g = |m: f64| Gaussian::new(vec![m * u; dim], cov.clone());
         Problem {
@@ -190,36 +195,36 @@ mod tests {
         }
     }
 
-    fn objectives() -> Vec<Spec> {
+    fn objectives() -> Vec<ObjectiveSpec> {
         vec![
-            Spec::ForwardKL(ForwardKL {
+            ObjectiveSpec::ForwardKL(ForwardKL {
                 replay: 0.25,
                 replay_slots: Slots::Bernoulli,
             }),
-            Spec::ReverseKL(ReverseKL {
+            ObjectiveSpec::ReverseKL(ReverseKL {
                 replay: 0.3,
                 replay_slots: Slots::Bernoulli,
                 weight_cap: Some(1.2),
                 baseline: Baseline::Loo,
             }),
-            Spec::ReverseKL(ReverseKL {
+            ObjectiveSpec::ReverseKL(ReverseKL {
                 replay: 0.25,
                 replay_slots: Slots::Stratified,
                 weight_cap: None,
                 baseline: Baseline::None,
             }),
-            Spec::SDFT(SDFT {
+            ObjectiveSpec::SDFT(SDFT {
                 ema: 0.1,
                 anchor: 0.3,
                 direction: Direction::Forward,
             }),
-            Spec::TTTDiscover(TTTDiscover {
+            ObjectiveSpec::TTTDiscover(TTTDiscover {
                 beta: Beta::Adaptive,
                 kl_penalty: 0.1,
                 reward: Reward::TargetLogpdf,
                 radius: 1.0,
             }),
-            Spec::OAPL(OAPL {
+            ObjectiveSpec::OAPL(OAPL {
                 beta1: 0.5,
                 beta2: 2.0,
                 lag: 3,
@@ -258,7 +263,7 @@ mod tests {
                         for _ in 0..3 {
                             let c1 = batch_gradient(&o, p.weight_param, None, &models, &mut r1, &mut b1, &mut g1);
                             let c2 = draw_batch(&o, &models, &mut r2, &mut b2);
-                            evaluate(&o, p.weight_param, None, &models, &mut b2, Exactness::default(), &mut g2);
+                            evaluate(&o, p.weight_param, None, &models, &mut b2, Averager::default(), &mut g2);
                             assert_eq!(c1, c2);
                             assert_eq!(g1, g2, "{spec:?} d={dim} B={b}");
                             assert!(g1.weight.is_finite());

@@ -106,19 +106,19 @@ pub fn log_sum_share_and_log_sum_slices(
     (c, d): (&[f64], &[f64]),
     log_q: &mut [f64],
     share_a: &mut [f64],
-    log_second: &mut [f64],
+    log_compared: &mut [f64],
 ) {
     let n = log_q.len();
     let (a, b, c, d) = (&a[..n], &b[..n], &c[..n], &d[..n]);
-    let (share_a, log_second) = (&mut share_a[..n], &mut log_second[..n]);
+    let (share_a, log_compared) = (&mut share_a[..n], &mut log_compared[..n]);
     for i in 0..n {
         let dq = a[i] - b[i];
         share_a[i] = exp(if dq > 0.0 { -dq } else { dq }); // t_q = e^{−|a−b|}
         let dp = c[i] - d[i];
-        log_second[i] = exp(if dp > 0.0 { -dp } else { dp }); // t_p
+        log_compared[i] = exp(if dp > 0.0 { -dp } else { dp }); // t_p
     }
     for i in 0..n {
-        let (tq, tp) = (share_a[i], log_second[i]);
+        let (tq, tp) = (share_a[i], log_compared[i]);
         let y_q = 1.0 + tq;
         let (off_q, num_q, den_q) = ln_1_to_2_reduce(y_q);
         let (off_p, num_p, den_p) = ln_1_to_2_reduce(1.0 + tp);
@@ -127,7 +127,7 @@ pub fn log_sum_share_and_log_sum_slices(
         log_q[i] = (if a_hi { a[i] } else { b[i] })
             + ln_1_to_2_finish(off_q, num_q * (inv * (den_p * y_q)));
         share_a[i] = (if a_hi { 1.0 } else { tq }) * (inv * (den_q * den_p));
-        log_second[i] = (if c[i] >= d[i] { c[i] } else { d[i] })
+        log_compared[i] = (if c[i] >= d[i] { c[i] } else { d[i] })
             + ln_1_to_2_finish(off_p, num_p * (inv * (den_q * y_q)));
     }
 }

@@ -1,0 +1,169 @@
+//! A batch and its per-sample work arrays ([`Batch`]), and the leave-one-out mean the
+//! baselines use ([`LooMean`]). Nothing here depends on the objectives or the loop.
+
+use crate::buffers::{try_filled, try_zeroed};
+use crate::error::KernelResult;
+use crate::math::lane_sums::{lane_sums, sum};
+
+/// A batch of points with their averaging weights ω (Σ ω = 1) and old labels, plus
+/// per-sample work arrays: allocated once per replicate, reused every step.
+pub struct Batch {
+    pub dim: usize,
+    pub len: usize,
+    pub x: Vec<f64>,
+    pub omega: Vec<f64>,
+    /// Which sampling component each point came from (see `draw_batch`).
+    pub(crate) component: Vec<u8>,
+    /// Raw random words of the replay and label draws (see `draw_batch`).
+    pub(crate) words: Vec<u64>,
+    /// Replay fraction used by the importance weights (λ, or round(λB)/B when stratified).
+    pub replay_used: f64,
+    /// log q_θ(x_i).
+    pub(crate) log_q: Vec<f64>,
+    /// The model's old-component responsibility r_o(x_i).
+    pub(crate) resp_old: Vec<f64>,
+    /// log α φ_o(x_i) and log (1−α) φ_n(x_i) of the model; then the per-sample score
+    /// coefficients of the old and new means (`accumulate_score`).
+    pub(crate) part_a: Vec<f64>,
+    pub(crate) part_b: Vec<f64>,
+    /// The two log parts of the objective's second density (`Objective::second`); `compared_new`
+    /// then holds the weight score.
+    pub(crate) compared_old: Vec<f64>,
+    pub(crate) compared_new: Vec<f64>,
+    /// log of the second density.
+    pub(crate) log_compared: Vec<f64>,
+    /// The objective's per-sample value, then its coefficient c_i.
+    pub(crate) value: Vec<f64>,
+    /// The objective's per-sample auxiliary quantity (importance weight, log-ratio).
+    pub(crate) aux: Vec<f64>,
+    pub(crate) scratch: Vec<f64>,
+}
+
+impl Batch {
+    /// A batch buffer for internal, bounded sizes (panics if it cannot be allocated).
+    pub fn new(dim: usize, capacity: usize) -> Batch {
+        Batch::try_new(dim, capacity).expect("batch buffer")
+    }
+
+    /// A batch buffer whose size comes from the user: an error naming the size when it
+    /// cannot be allocated.
+    pub fn try_new(dim: usize, capacity: usize) -> KernelResult<Batch> {
+        let what = "the batch buffers";
+        let column = || try_zeroed::<f64>(&[capacity], what);
+        Ok(Batch {
+            dim,
+            len: capacity,
+            x: try_zeroed(&[capacity, dim], what)?,
+            omega: try_filled(capacity, 1.0 / capacity.max(1) as f64, what)?,
+            component: try_zeroed(&[capacity], what)?,
+            words: try_zeroed(&[capacity], what)?,
+            replay_used: 0.0,
+            log_q: column()?,
+            resp_old: column()?,
+            part_a: column()?,
+            part_b: column()?,
+            compared_old: column()?,
+            compared_new: column()?,
+            log_compared: column()?,
+            value: column()?,
+            aux: column()?,
+            scratch: vec![0.0; dim],
+        })
+    }
+
+    /// Reshape for `len` points in `dim` dimensions, reusing the allocations (exact
+    /// evaluations rebuild their quadrature batch every step). ω is left for the caller to
+    /// fill.
+    pub fn reset(&mut self, dim: usize, len: usize) {
+        self.dim = dim;
+        self.len = len;
+        self.x.resize(len * dim, 0.0);
+        self.scratch.resize(dim, 0.0);
+        self.component.resize(len, 0);
+        self.words.resize(len, 0);
+        for v in [
+            &mut self.omega,
+            &mut self.log_q,
+            &mut self.resp_old,
+            &mut self.part_a,
+            &mut self.part_b,
+            &mut self.compared_old,
+            &mut self.compared_new,
+            &mut self.log_compared,
+            &mut self.value,
+            &mut self.aux,
+        ] {
+            v.resize(len, 0.0);
+        }
+    }
+
+    /// Keep the first `len` points (len ≤ the current length) without shrinking the
+    /// buffers, so that the next `reset` to the old size has nothing to refill.
+    pub fn shorten(&mut self, len: usize) {
+        assert!(len <= self.len, "shorten to {len} > {}", self.len);
+        self.len = len;
+    }
+
+    /// Σ ω_i (16 partial sums in a fixed order, like every batch sum here). Inlined, so that
+    /// it runs with the fused pass's instruction set.
+    #[inline(always)]
+    pub(crate) fn weight_sum(&self) -> f64 {
+        sum(&self.omega[..self.len])
+    }
+
+    /// (Σ ω_i v_i, Σ ω_i) in one pass.
+    #[inline(always)]
+    pub(crate) fn weighted_value_and_weight_sums(&self) -> (f64, f64) {
+        let (omega, value) = (&self.omega[..self.len], &self.value[..self.len]);
+        let [wv, w] = lane_sums([omega, value], |[o, v]| [o * v, o]);
+        (wv, w)
+    }
+
+    /// max_i v_i: the shift that keeps exponentials of rewards finite.
+    pub(crate) fn value_max(&self) -> f64 {
+        self.value[..self.len]
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// The batch mean of ω-weighted values seen from sample i: over the others (leave-one-out,
+/// finite batches) or over all (exact expectations), b_i = (Σ ω v − own·v_i)·scale. Finite
+/// batches have uniform ω, so the leave-one-out denominator is one constant (no per-sample
+/// division); a batch of one has no others and gets b = 0.
+pub(crate) struct LooMean {
+    total: f64,
+    own: f64,
+    scale: f64,
+}
+
+impl LooMean {
+    pub(crate) fn new(sum_wv: f64, sum_w: f64, omega: f64, exact: bool) -> LooMean {
+        if exact {
+            return LooMean {
+                total: sum_wv,
+                own: 0.0,
+                scale: 1.0 / sum_w,
+            };
+        }
+        let den = sum_w - omega;
+        if den > 0.0 {
+            LooMean {
+                total: sum_wv,
+                own: omega,
+                scale: 1.0 / den,
+            }
+        } else {
+            LooMean {
+                total: 0.0,
+                own: 0.0,
+                scale: 0.0,
+            }
+        }
+    }
+    #[inline(always)]
+    pub(crate) fn at(&self, v_i: f64) -> f64 {
+        (self.total - self.own * v_i) * self.scale
+    }
+}

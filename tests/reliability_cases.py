@@ -64,6 +64,29 @@ def text_file():
     with open(path, "w") as fh:
         fh.write("this is not an npz archive")
     return path
+
+
+NORMALISED = mf.NewModeREINFORCE(advantage="normalised")
+# a backend whose library is missing, whatever is installed here
+from mixforget.reference import _backend
+
+_backend._MODULES["cupy"] = "mixforget_missing_library"
+S2 = T2.replace(new_mean=[1.0, 0.0], cov=2.0)
+
+
+def refused_sweep(population=False, **base):
+    # a sweep refused for one base value: its store must not exist afterwards
+    db = os.path.join(TMP, "refused.sqlite")
+    try:
+        return run_sweep(base={**BASE, **base}, db=db, population=population)
+    finally:
+        assert not os.path.exists(db), "a refused sweep left its store"
+
+
+def gain_study(**kw):
+    args = dict(objectives=[mf.ReverseKL()], lrs=[0.1], steps=5, replicates=2)
+    args.update(kw)
+    return studies.drop_vs_gain(args.pop("target", T), args.pop("start", S), **args)
 """
 
 V, T_ = "ValueError", "TypeError"
@@ -416,4 +439,76 @@ CASES += [
     ("sweep-grid-bad-value", "run_sweep(grid={'lr': [-1.0]})", V, "lr"),
     ("sweep-separation-mode", "run_sweep(separation_mode='x')", V, "separation_mode"),
     ("load-text", "mf.Trajectory.load(text_file())", V, "not a trajectory file"),
+]
+
+# -- issue 24: refusals before any work or file; silently accepted inputs; unclear messages --
+_REFUSED_BASE = [
+    ("backend='nope'", V, "backend"),
+    ("backend='cupy'", "ImportError", "cupy"),
+    ("precision='float32'", V, "precision"),
+    ("precision='half'", V, "precision"),
+    ("device='cuda'", V, "device"),
+    ("train_scales='yes'", T_, "train_scales"),
+    ("scale_param='exp'", V, "scale_param"),
+    ("threads=0", V, "threads"),
+    ("memory_limit=-1", V, "memory_limit"),
+    ("memory_limit=1000", V, "memory limit"),
+    ("replicates=10**9", V, "memory limit"),
+    ("objective=NORMALISED, batch_size=1", V, "batch_size"),
+    ("population=True, target=T2, start=S2", "NotImplementedError", "unequal covariances"),
+    ("population=True, target=T2, start=T2, train_scales=True", "NotImplementedError", "d = 1"),
+    ("population=True, steps=10**12, record_every=1, memory_limit=10**15", V, "memory limit"),
+]
+CASES += [(f"sweep-refused-{a}", f"refused_sweep({a})", exc, m) for a, exc, m in _REFUSED_BASE]
+CASES += [
+    ("simulate-normalised-b1", "sim(objective=NORMALISED, batch_size=1)", V, "batch_size"),
+    (
+        "simulate-normalised-b1-numpy",
+        "sim(objective=NORMALISED, batch_size=1, backend='numpy')",
+        V,
+        "batch_size",
+    ),
+    ("gradient-normalised-b1", "grad(objective=NORMALISED, batch_size=1)", V, "batch_size"),
+    (
+        "gradient-normalised-b1-numpy",
+        "grad(objective=NORMALISED, batch_size=1, backend='numpy')",
+        V,
+        "batch_size",
+    ),
+    (
+        "gain-normalised-b1",
+        "gain_study(objectives=[NORMALISED], batch_size=1)",
+        V,
+        "batch_size",
+    ),
+    ("sweep-grid-repeated", "run_sweep(grid={'lr': [0.1, 0.1]})", V, "repeats"),
+    ("sweep-grid-repeated-int-float", "run_sweep(grid={'lr': [1, 1.0]})", V, r"grid\['lr'\]"),
+    (
+        "sweep-grid-repeated-objective",
+        "run_sweep(grid={'objective': [mf.ForwardKL(), mf.ForwardKL(replay=0)]})",
+        V,
+        "objective",
+    ),
+    ("sweep-grid-no-keys", "run_sweep(grid={})", V, "grid"),
+    ("sweep-keep-is-a-file", "run_sweep(keep_trajectories=text_file())", V, "keep_trajectories"),
+    ("sweep-wait-timeout-0", "run_sweep(wait_timeout=0)", V, "wait_timeout"),
+    ("sweep-wait-timeout-str", "run_sweep(wait_timeout='1')", T_, "wait_timeout"),
+    ("load-sweep-none", "mf.load_sweep(None)", T_, "db"),
+    ("gain-d2-covariance", "gain_study(target=T2, start=S2)", "NotImplementedError", "covariance"),
+    (
+        "gain-d2-scales",
+        "gain_study(target=T2, start=T2, train_scales=True)",
+        "NotImplementedError",
+        "train_scales",
+    ),
+    ("gain-later-run-bad", "gain_study(objectives=[O, mf.OAPL()], batch_size=1)", V, "batch_size"),
+    ("gain-unknown-kwarg", "gain_study(colour=1)", T_, "colour"),
+    ("drift-separations-text", "studies.drift_vs_separation(['a'], replicates=0)", T_, "separ"),
+    ("drift-separations-none", "studies.drift_vs_separation([None], replicates=0)", T_, "separ"),
+    (
+        "memory-message-in-bytes",
+        "sim(memory_limit=1000)",
+        V,
+        r"over the memory limit 1000 bytes",
+    ),
 ]

@@ -5,15 +5,21 @@ KeyboardInterrupt when control returns to it, i.e. at the end of the current cal
 Every chunked kernel gives the same numbers for any cut (records sit at absolute step
 counts; gradient studies are cut at random-stream boundaries), so the sizes may follow the
 wall clock without changing a result.
+
+A run in a thread other than the main one never sees Ctrl-C; :func:`abandon_on` gives it an
+event instead (the sweep sets it on Ctrl-C), checked between calls: the run raises
+:class:`Abandoned` within one call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Optional
 
-__all__ = ["CALL_SECONDS", "timed_chunks", "timed_ranges"]
+__all__ = ["CALL_SECONDS", "Abandoned", "abandon_on", "timed_chunks", "timed_ranges"]
 
 #: Target duration of one Rust call: long enough that the per-call overhead (~50 µs) stays
 #: negligible, short enough that Ctrl-C stops a run within 0.5 s (the next call is sized
@@ -22,6 +28,30 @@ CALL_SECONDS = 0.1
 #: Largest growth of the chunk size from one call to the next (the first calls are sized by
 #: a conservative work estimate, then grow geometrically towards the target duration).
 _GROWTH = 4
+
+_abandon = threading.local()
+
+
+class Abandoned(Exception):
+    """Raised by a chunked run whose thread's abandon event (:func:`abandon_on`) was set."""
+
+
+@contextlib.contextmanager
+def abandon_on(event: threading.Event) -> Iterator[None]:
+    """While in this context, every chunked run of this thread raises :class:`Abandoned`
+    before its next call once ``event`` is set."""
+    previous = getattr(_abandon, "event", None)
+    _abandon.event = event
+    try:
+        yield
+    finally:
+        _abandon.event = previous
+
+
+def _check_abandoned() -> None:
+    event = getattr(_abandon, "event", None)
+    if event is not None and event.is_set():
+        raise Abandoned("the run was abandoned (its sweep was interrupted)")
 
 
 def timed_chunks(
@@ -35,6 +65,7 @@ def timed_chunks(
     size = min(max(quantum, first - first % quantum), most)
     done = 0
     while done < total:
+        _check_abandoned()
         n = min(size, total - done)
         began = time.perf_counter()
         yield n

@@ -57,14 +57,25 @@ def get_memory_limit() -> int:
     return _memory_limit[0]
 
 
+def format_bytes(nbytes: int) -> str:
+    """A size for messages: exact below 1 KiB, else four significant digits in the largest
+    binary unit below it, with the exact byte count (so that two close sizes never read
+    alike, e.g. "1.5 KiB (1536 bytes)")."""
+    if nbytes < 1024:
+        return f"{nbytes} bytes"
+    units = (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10))
+    unit, power = next((u, p) for u, p in units if nbytes >= 2**p)
+    return f"{nbytes / 2**power:.4g} {unit} ({nbytes} bytes)"
+
+
 def check_output_size(what: str, nbytes: int, fix: str, limit: int | None = None) -> None:
     """Refuse, before any work, a call whose buffers (``nbytes``, every allocation counted)
     exceed the memory limit (ValueError with the size and a fix)."""
     limit = get_memory_limit() if limit is None else limit
     if nbytes > limit:
         raise ValueError(
-            f"{what} would take {nbytes / 2**30:.2f} GiB, over the memory limit "
-            f"{limit / 2**30:.2f} GiB: "
+            f"{what} would take {format_bytes(nbytes)}, over the memory limit "
+            f"{format_bytes(limit)}: "
             f"{fix}, or raise the limit (mixforget.set_memory_limit / memory_limit=)"
         )
 

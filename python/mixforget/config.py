@@ -348,8 +348,8 @@ def load_config(path: str | Path) -> Config:
         )
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            data = _toml.load(fh)
+        # utf-8-sig: a byte-order mark (written by some Windows editors) is accepted
+        data = _toml.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:
@@ -483,11 +483,27 @@ def _objective_field_values(
     return out
 
 
+def _check_integers(value: Any, where: str) -> None:
+    """TOML integers are 64-bit (the spec): a larger one (which Python's parser accepts) is
+    refused as such, naming its key, before any key's own check sees it."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_integers(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_integers(item, f"{where}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ConfigError(
+            f"{where} = {value} is beyond TOML's 64-bit integer range (-2**63 .. 2**63 - 1)"
+        )
+
+
 def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Config:
     """Validate an already-parsed TOML document (a dict) and build a :class:`Config`."""
     data = (
         _table("top level", dict(data)) if isinstance(data, Mapping) else _table("top level", data)
     )
+    _check_integers(data, "")
     _check_unknown("", data, SECTIONS)
     if "target" not in data:
         raise ConfigError("[target] is required (keys: old_mean, new_mean, old_weight, cov)")

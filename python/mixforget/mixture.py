@@ -151,8 +151,22 @@ class TwoMode:
         """Δ = ‖μ_o − μ_n‖ in the Mahalanobis metric of Σ̄ = (Σ_o + Σ_n)/2 (= Σ when equal).
 
         Scale-safe: Σ̄ and δ are divided by Σ̄'s largest diagonal entry s before whitening,
-        Δ = ‖L⁻¹ (δ/√s)‖ with L L^T = Σ̄/s, so covariances from 1e-320 to 1e308 work."""
-        return float(_whitened_norm(self._avg_cov(), self._old_mean - self._new_mean))
+        Δ = ‖L⁻¹ (δ/√s)‖ with L L^T = Σ̄/s, so covariances from 1e-320 to 1e308 work; means
+        whose difference overflows (e.g. ∓1e308) are divided by their largest entry first, so
+        Δ is finite whenever it is representable, and ``inf`` only when Δ itself exceeds the
+        largest float64 (e.g. ``TwoMode([-1e308], [1e308], 0.75).separation``: Δ = 2e308)."""
+        delta, factor = self._mean_difference()
+        return factor * float(_whitened_norm(self._avg_cov(), delta))
+
+    def _mean_difference(self) -> tuple[np.ndarray, float]:
+        """(δ', c) with μ_o − μ_n = c·δ': c = 1 (δ' exact) unless the difference overflows,
+        then c = the means' largest |entry| (δ' finite, of order 1)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = self._old_mean - self._new_mean
+        if np.all(np.isfinite(delta)):
+            return delta, 1.0
+        factor = float(max(np.max(np.abs(self._old_mean)), np.max(np.abs(self._new_mean))))
+        return self._old_mean / factor - self._new_mean / factor, factor
 
     def _avg_cov(self) -> np.ndarray:
         # 0.5·a + 0.5·b, not 0.5·(a + b): the sum overflows for entries near 1e308
@@ -161,9 +175,8 @@ class TwoMode:
     @property
     def log_bhattacharyya(self) -> float:
         """ln BC = −D_B (docs: theory-geometry), finite even where BC underflows to 0 (Δ ≳ 77)."""
-        return log_bhattacharyya(
-            self._old_mean - self._new_mean, self.cov_matrix("old"), self.cov_matrix("new")
-        )
+        delta, factor = self._mean_difference()
+        return log_bhattacharyya(delta, self.cov_matrix("old"), self.cov_matrix("new"), factor)
 
     @property
     def bhattacharyya(self) -> float:
@@ -298,8 +311,10 @@ def _whitened_norm(cov: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return norm.reshape(delta.shape[:-1])
 
 
-def log_bhattacharyya(delta: np.ndarray, cov_a: np.ndarray, cov_b: np.ndarray) -> float:
-    """ln BC = −D_B of two Gaussians whose means differ by δ (docs: theory-geometry):
+def log_bhattacharyya(
+    delta: np.ndarray, cov_a: np.ndarray, cov_b: np.ndarray, factor: float = 1.0
+) -> float:
+    """ln BC = −D_B of two Gaussians whose means differ by factor·δ (docs: theory-geometry):
     D_B = ⅛ δᵀ Σ̄⁻¹ δ + ½ ln(det Σ̄ / sqrt(det Σ_a det Σ_b)), Σ̄ = (Σ_a + Σ_b)/2. Scale-safe:
     Σ̄ = ½Σ_a + ½Σ_b (no overflow near 1e308), the norm whitened after rescaling
     (:func:`_whitened_norm`), the log-determinants of the matrices divided by Σ̄'s largest
@@ -309,7 +324,7 @@ def log_bhattacharyya(delta: np.ndarray, cov_a: np.ndarray, cov_b: np.ndarray) -
     _, ld_avg = np.linalg.slogdet(avg / scale)
     _, ld_a = np.linalg.slogdet(cov_a / scale)
     _, ld_b = np.linalg.slogdet(cov_b / scale)
-    norm = float(_whitened_norm(avg, delta))
+    norm = factor * float(_whitened_norm(avg, delta))
     return -(0.125 * norm * norm + 0.5 * (ld_avg - 0.5 * (ld_a + ld_b)))
 
 

@@ -243,7 +243,8 @@ class NewModeREINFORCE(Objective):
     ĝ = −(1/B) Σ_i ρ_i A_i s(x_i), with no baseline. ``advantage='raw'``: A = r (the
     reference code); ``'normalised'``: r centred and divided by its batch standard deviation
     (population sd; A = 0 when all rewards are equal), what the reference's docstring
-    describes.
+    describes; it needs ``batch_size`` >= 2 (one centred reward is 0: a run at
+    ``batch_size=1`` is refused before any work).
 
     What it estimates: for 'raw', E_{x~φ_n}[ρ r s] = (1/(1 − α)) ∫ q_θ(x) r(x) s(x) dx — the
     policy gradient of E_q[r] with the reward held fixed (r depends on θ, and its own
@@ -265,6 +266,15 @@ class NewModeREINFORCE(Objective):
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
         as_choice("advantage", self.advantage, ADVANTAGES)
+
+    def min_batch_size(self) -> tuple[int, str]:
+        if self.advantage == "normalised":
+            # one reward, centred on its own batch mean: A = 0 and the gradient is identically 0
+            return 2, (
+                "NewModeREINFORCE(advantage='normalised') (the advantage is centred on the "
+                "batch mean: with one sample it is identically 0)"
+            )
+        return 1, type(self).__name__
 
 
 #: The registry: every objective, one line each. Everything that knows the objectives (the

@@ -40,7 +40,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _main_backend(args: argparse.Namespace, repeats: int) -> int:
-    """``mixforget bench --backend X``: W1 on X and on Rust at the same sizes."""
+    """``mixforget bench --backend X``: W1 on X and on Rust at the same sizes. X, its device
+    and precision (its library imported) and the sizes are checked before anything runs."""
+    _check_backend_run(args)
     machine = machine_info()
     print(f"mixforget bench --backend {args.backend}: W1 on {machine['cpu']}", flush=True)
     rows = []
@@ -57,6 +59,19 @@ def _main_backend(args: argparse.Namespace, repeats: int) -> int:
             f"{r['ns_per_sample']:.3g} |"
         )
     return 0
+
+
+def _check_backend_run(args: argparse.Namespace) -> None:
+    """ValueError (bad name, device, precision or size) or ImportError (the backend's library
+    is missing, naming the extra) before any benchmark runs."""
+    from .._validate import as_positive_int
+    from ..reference._backend import check_backend_args, get_backend
+
+    check_backend_args(args.backend, args.device, args.precision)
+    as_positive_int("--replicates", args.replicates)
+    as_positive_int("--steps", args.steps)
+    if args.backend != "rust":
+        get_backend(args.backend, args.device, args.precision)
 
 
 def main(

@@ -12,10 +12,12 @@ Subcommands::
 A bare ``mixforget`` prints this command's help (exit status 0).
 
 Exit status: 0 success; 1 a failed run: an I/O failure (unwritable output, unreachable
-scheduler, database error) or a demo whose numbers do not show the expected effects; 2 a usage
-or configuration error (nothing written); 130 interrupted. Every expected failure is one line on
-stderr; ``--debug`` (before or after the subcommand) also prints the traceback. Configuration
-files are described in :mod:`mixforget.config`.
+scheduler, database error), a failure after output was written, a sweep that waited too long
+for another process's points, or a demo whose numbers do not show the expected effects; 2 a
+usage or configuration error, or a missing optional library (checked before any work: nothing
+written); 130 interrupted (a sweep keeps every finished point). Every expected failure is one
+line on stderr; ``--debug`` (before or after the subcommand) also prints the traceback.
+Configuration files are described in :mod:`mixforget.config`.
 """
 
 from __future__ import annotations

@@ -230,6 +230,10 @@ def run_demo(
     if steps is not None:
         settings["steps"] = int(steps)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"out: {out} exists and is not a directory; give a directory for the results"
+        )
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out / "summary.json", "out")  # before the work
     target, _ = demo_problem(settings)

@@ -227,7 +227,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, TypeError) as exc:  # arguments the library refused
         _report(args, str(exc))
         return 2
+    except ImportError as exc:  # an optional library the arguments need is missing
+        _report(args, str(exc))
+        return 2
     except _RunError as exc:
+        _report(args, str(exc))
+        return 1
+    except TimeoutError as exc:  # a bounded wait ran out (sweep's wait_timeout)
         _report(args, str(exc))
         return 1
     except (OSError, sqlite3.Error) as exc:

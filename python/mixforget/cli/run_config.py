@@ -126,6 +126,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     base = cfg.sweep_base()
     if args.threads is not None:
         base["threads"] = args.threads
+    existed = Path(args.db).exists()
     stored_before = _stored_points(args.db)
     executor, closers = _executor(args)
     began = time.perf_counter()
@@ -142,8 +143,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 population=cfg.population,
                 separation_mode=cfg.separation_mode,
             )
-        except (ValueError, TypeError) as exc:
-            raise _UsageError(str(exc)) from None
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            # sweep() checks everything before it creates the store: a refusal then is a
+            # usage error with nothing written; a failure after the store changed is not
+            exists = Path(args.db).exists()
+            if exists == existed and (not exists or _stored_points(args.db) == stored_before):
+                raise _UsageError(str(exc)) from None
+            raise _RunError(
+                f"{exc} (the store {args.db} was written: the points finished before the "
+                "failure are kept)"
+            ) from None
     finally:
         for obj in closers:
             try:
@@ -151,8 +160,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                     obj, "close"
                 ):  # dask Client / LocalCluster (close, never shut the scheduler down)
                     obj.close()
-                else:  # ThreadPoolExecutor
-                    obj.shutdown()
+                else:  # ThreadPoolExecutor: its queued points were cancelled by sweep()
+                    obj.shutdown(wait=True, cancel_futures=True)
             except Exception:  # pragma: no cover - best effort
                 pass
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows

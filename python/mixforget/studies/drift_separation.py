@@ -17,6 +17,7 @@ from .._rng import RngLike, resolve_rng, seed_record
 from .._stats import mean_interval
 from .._validate import (
     as_positive_int,
+    as_real,
     describe_type,
 )
 from ..mixture import TwoMode
@@ -24,6 +25,7 @@ from ..objectives import Objective, ReverseKL
 from ..population import population_flow
 from ..simulate import simulate
 from ._shared import (
+    _as_list,
     _axes,
     _fmt,
     _markdown,
@@ -53,7 +55,10 @@ def _fit_poly_corrected(sep: np.ndarray, log_d: np.ndarray) -> tuple[float, floa
 
 
 def _check_separations(separations: Any) -> np.ndarray:
-    sep = np.asarray(separations, dtype=np.float64).reshape(-1)
+    if isinstance(separations, (list, tuple, np.ndarray)) and len(separations) == 0:
+        raise ValueError("separations must hold at least one value")
+    values = [as_real("separations", v) for v in _as_list("separations", separations)]
+    sep = np.asarray(values, dtype=np.float64)
     if sep.size == 0:
         raise ValueError("separations must hold at least one value")
     if not np.all(np.isfinite(sep)) or np.any(sep <= 0.0):

@@ -3,6 +3,7 @@ the first step where the new task's gain reaches a threshold, per objective and 
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
@@ -11,7 +12,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._problem import check_models
+from .._overlap import _COV_RTOL
+from .._problem import check_models, check_run
 from .._rng import RngLike, resolve_rng, seed_record
 from .._stats import mean_interval
 from .._validate import (
@@ -20,6 +22,7 @@ from .._validate import (
 )
 from ..mixture import TwoMode
 from ..objectives import SDFT, ForwardKL, Objective
+from ..reference._backend import check_backend_args
 from ..simulate import simulate
 from ._shared import _as_list, _axes, _fmt, _markdown, _to_pandas
 
@@ -337,6 +340,15 @@ def drop_vs_gain(
     Returns
     -------
     DropGainStudy
+
+    Raises
+    ------
+    ValueError, TypeError
+        Before the first run, for any invalid argument of any run (every run's simulate
+        call is checked first).
+    NotImplementedError
+        Before the first run, in d > 1 when a start covariance differs from the target's or
+        the scales train (the overlap accuracy is implemented for d = 1 only there).
     """
     check_models(target, start)
     objs = _as_objectives(objectives)
@@ -346,28 +358,24 @@ def drop_vs_gain(
     replicates = as_positive_int("replicates", replicates)
     if "record_every" in simulate_kwargs:
         raise ValueError("drop_vs_gain records every step; do not pass record_every")
-    root = resolve_rng(rng)
     runs = [(obj, lr) for obj, lrs_obj in zip(objs, lr_grid) for lr in lrs_obj]
+    shared = dict(
+        steps=steps,
+        batch_size=batch_size,
+        replicates=replicates,
+        weight_param=weight_param,
+        lr_scale=lr_scale,
+        threads=threads,
+        progress=progress,
+        **simulate_kwargs,
+    )
+    _check_runs(target, start, runs, shared)
+    root = resolve_rng(rng)
     children = root.spawn(len(runs))
     rows: list[dict[str, Any]] = []
     paths: list[dict[str, Any]] = []
     for (obj, lr), child in zip(runs, children):
-        traj = simulate(
-            target,
-            start,
-            obj,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            replicates=replicates,
-            record_every=1,
-            rng=child,
-            weight_param=weight_param,
-            lr_scale=lr_scale,
-            threads=threads,
-            progress=progress,
-            **simulate_kwargs,
-        )
+        traj = simulate(target, start, obj, lr=lr, record_every=1, rng=child, **shared)
         run_rows, path = _run_rows(traj, obj, lr, thr)
         rows.extend(run_rows)
         paths.append(path)
@@ -386,6 +394,60 @@ def drop_vs_gain(
         "seed": seed_record(root),
     }
     return DropGainStudy(rows=rows, paths=paths, settings=settings)
+
+
+_SIMULATE_KEYS = set(inspect.signature(simulate).parameters)
+
+
+def _check_runs(
+    target: TwoMode,
+    start: TwoMode,
+    runs: Sequence[tuple[Objective, float]],
+    shared: dict[str, Any],
+) -> None:
+    """Every check of every run's simulate call, and that the overlap accuracies can be
+    computed for this problem, before the first run (docs: design-reliability)."""
+    unknown = sorted(set(shared) - _SIMULATE_KEYS)
+    if unknown:
+        raise TypeError(f"drop_vs_gain got unknown simulate keyword arguments {unknown}")
+    kw = {k: v for k, v in shared.items() if k in ("backend", "device", "precision")}
+    check_backend_args(kw.get("backend", "rust"), kw.get("device"), kw.get("precision", "float64"))
+    for obj, lr in runs:
+        check_run(
+            target,
+            start,
+            obj,
+            shared["steps"],
+            shared["batch_size"],
+            lr,
+            shared["replicates"],
+            1,
+            shared["weight_param"],
+            shared["lr_scale"],
+            shared["threads"],
+            shared["progress"],
+            shared.get("memory_limit"),
+            shared.get("train_scales", False),
+            shared.get("scale_param", "direct"),
+        )
+    if target.dim == 1:
+        return
+    for which in ("old", "new"):
+        if not np.allclose(
+            start.cov_matrix(which), target.cov_matrix(which), rtol=_COV_RTOL, atol=0.0
+        ):
+            raise NotImplementedError(
+                f"drop_vs_gain in d = {target.dim} needs the start's {which} covariance to "
+                "equal the target's (the overlap accuracy with unequal covariances is "
+                "implemented for d = 1 only); use the target's covariances for the start"
+            )
+    scale_lrs = [(shared["lr_scale"] or {}).get(k, 1.0) for k in ("old_scale", "new_scale")]
+    if shared.get("train_scales", False) and any(m != 0 for m in scale_lrs):
+        raise NotImplementedError(
+            f"drop_vs_gain in d = {target.dim} with train_scales=True: trained scales move "
+            "the model's covariances away from the target's, where the overlap accuracy is "
+            "implemented for d = 1 only"
+        )
 
 
 def _run_rows(

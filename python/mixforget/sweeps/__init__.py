@@ -17,8 +17,10 @@ before the marks existed (same tables and format) are adopted and marked.
 
 ``claims(point INTEGER PRIMARY KEY, owner TEXT)``: points being computed, claimed atomically
 (``BEGIN IMMEDIATE``) by ``host|pid|process start time``, so that several processes running
-the same sweep on one db compute every point exactly once; a claim whose process has died is
-taken over, and a finished point drops its claim in the transaction that writes its row.
+the same sweep on one db compute every point exactly once; a claim whose process has died (pid
+gone, a zombie, or a reused pid: its start time differs) is taken over, a finished point drops
+its claim in the transaction that writes its row, and a process waits for other live
+processes' claims at most ``wait_timeout`` seconds without progress (:data:`WAIT_TIMEOUT`).
 
 ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``hash`` (SHA-256 of base + grid + root seed +
 population flag + separation mode; a db made by another sweep is refused), ``seed`` (root
@@ -39,15 +41,17 @@ and ``sup_drift_population`` (the population flow, with ``population=True``), ``
 from __future__ import annotations
 
 from .grid import COLUMNS, METRICS, SEPARATION_MODES, apply_separation, expand_grid
-from .run import sweep
+from .run import ABANDON_SECONDS, WAIT_TIMEOUT, sweep
 from .store import APPLICATION_ID as APPLICATION_ID  # the store's marks (see above)
 from .store import USER_VERSION as USER_VERSION
 from .store import load_sweep
 
 __all__ = [
+    "ABANDON_SECONDS",
     "COLUMNS",
     "METRICS",
     "SEPARATION_MODES",
+    "WAIT_TIMEOUT",
     "apply_separation",
     "expand_grid",
     "load_sweep",

@@ -20,12 +20,16 @@ from .._problem import (
     check_lr_scale,
     check_models,
     check_objective,
+    check_run,
     check_steps,
     check_weight_param,
 )
 from .._validate import as_positive_int, as_probability
+from ..engine._plan import check_flow
 from ..mixture import TwoMode
 from ..objectives import Objective, objective_from_dict
+from ..population import population_gradient
+from ..reference._backend import check_backend_args, get_backend
 from ..results import numpy_to_plain
 from ..simulate import simulate
 
@@ -197,6 +201,11 @@ def _grid_key_ok(key: str) -> bool:
 def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     if not isinstance(grid, Mapping):
         raise TypeError(f"grid must be a dict of key -> list of values, got {type(grid).__name__}")
+    if not grid:
+        raise ValueError(
+            "grid must have at least one key = [values] (an empty grid sweeps nothing: call "
+            "mixforget.simulate for a single run)"
+        )
     out: dict[str, list[Any]] = {}
     for key, values in grid.items():
         if not isinstance(key, str) or not _grid_key_ok(key):
@@ -260,6 +269,60 @@ def _resolve_point(
     return kw
 
 
+def _check_execution(kw: Mapping[str, Any], population: bool = False) -> None:
+    """The rest of simulate()'s checks of one point resolved by :func:`_resolve_point`, run
+    before the store is created: backend,
+    device and precision (an array backend's library imported, so that a missing one is
+    refused now), train_scales, scale_param, threads, memory_limit and the memory estimate.
+    With ``population``, also :func:`mixforget.population_flow`'s checks and its first
+    gradient. Only checks: the values of ``kw`` (the sweep's identity) are left as given."""
+    backend, device, precision = check_backend_args(
+        kw.get("backend", "rust"), kw.get("device"), kw.get("precision", "float64")
+    )
+    check_run(
+        kw["target"],
+        kw["start"],
+        kw["objective"],
+        kw["steps"],
+        kw["batch_size"],
+        kw["lr"],
+        kw["replicates"],
+        kw["record_every"],
+        kw["weight_param"],
+        kw["lr_scale"],
+        kw.get("threads"),
+        False,
+        kw.get("memory_limit"),
+        kw.get("train_scales", False),
+        kw.get("scale_param", "direct"),
+    )
+    if backend != "rust":
+        get_backend(backend, device, precision)
+    if population:  # the flow's checks, and its first gradient (NotImplementedError cases)
+        flow_args = (kw["steps"], kw["lr"], kw["record_every"], kw["weight_param"])
+        scales = (kw["lr_scale"], kw.get("train_scales", False), kw.get("scale_param", "direct"))
+        check_flow(kw["target"], kw["start"], kw["objective"], *flow_args, *scales)
+        population_gradient(
+            kw["target"], kw["start"], kw["objective"], kw["weight_param"], *scales[1:]
+        )
+
+
+def _check_distinct(grid: Mapping[str, list[Any]], axes: Sequence[Sequence[Any]]) -> None:
+    """Refuse a grid key whose values repeat once canonicalised (``[0.1, 0.1]``, ``[1, 1.0]``):
+    the points would be computed twice under different seeds and stored as separate rows."""
+    for key, values in zip(grid, axes):
+        seen: dict[str, int] = {}
+        for j, value in enumerate(values):
+            text = json.dumps(value, sort_keys=True)
+            if text in seen:
+                raise ValueError(
+                    f"grid[{key!r}] repeats a value: entries {seen[text]} and {j} "
+                    f"({grid[key][seen[text]]!r} and {grid[key][j]!r}) are the same point; "
+                    "give each value once"
+                )
+            seen[text] = j
+
+
 def _canonical_values(values: Mapping[str, Any], kw: Mapping[str, Any]) -> dict[str, Any]:
     """This point's grid values in canonical plain form (1 and 1.0 hash alike, etc.)."""
     out: dict[str, Any] = {}
@@ -276,6 +339,19 @@ def _canonical_values(values: Mapping[str, Any], kw: Mapping[str, Any]) -> dict[
         else:
             out[key] = _plain(np.asarray(value, dtype=np.float64))
     return out
+
+
+def _grid_axes(
+    grid: Mapping[str, list[Any]], resolved: Sequence[tuple[dict[str, Any], dict[str, Any]]]
+) -> list[list[Any]]:
+    """The canonical values of each grid key, in the key's order: value j of key p is read
+    from the first point whose p-th index is j (points resolved by :func:`_resolve_point`)."""
+    shape = [len(v) for v in grid.values()]
+    axes = []
+    for p, key in enumerate(grid):
+        stride = math.prod(shape[p + 1 :])  # last key fastest (expand_grid)
+        axes.append([resolved[j * stride][1][key] for j in range(shape[p])])
+    return axes
 
 
 def _task(

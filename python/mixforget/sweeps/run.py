@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import itertools
 import json
+import math
+import numbers
 import os
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._chunks import abandon_on
 from .._files import check_writable
 from .._rng import RngLike, resolve_rng, seed_from_record, seed_record
 from ..mixture import TwoMode
@@ -29,8 +32,11 @@ from .grid import (
     SEPARATION_MODES,
     _canonical_values,
     _check_base,
+    _check_distinct,
+    _check_execution,
     _check_grid,
     _dumps,
+    _grid_axes,
     _plain,
     _resolve_point,
     _stored_config,
@@ -50,6 +56,10 @@ from .store import (
     _stored_meta,
     _write_point,
 )
+
+#: Default of sweep(wait_timeout=): seconds without any new row after which a process stops
+#: waiting for the points that other live processes claimed.
+WAIT_TIMEOUT = 3600.0
 
 
 class _TextBar:
@@ -92,6 +102,7 @@ def sweep(
     keep_trajectories: Optional[str | Path] = None,
     population: bool = False,
     separation_mode: str = "proportional",
+    wait_timeout: float = WAIT_TIMEOUT,
 ) -> Any:
     """Run :func:`mixforget.simulate` on every point of a grid, storing one SQLite row per
     point (docs: api, design-reliability).
@@ -119,7 +130,11 @@ def sweep(
         processes may run the same sweep on one db at once: each point is claimed atomically
         before it is computed, so every point is computed exactly once (a claim of a process
         that died is taken over; a process waits for the points that live processes on the
-        same host are computing, then returns the full table).
+        same host are computing, then returns the full table; see ``wait_timeout``).
+        Every argument and every point (including backend, precision, threads, memory_limit
+        and the memory estimate, and the import of an array backend's library) is checked
+        before the store is created, so a refused call leaves no file; a grid key whose
+        values repeat (``[0.1, 0.1]``, ``[1, 1.0]``) and an empty grid are refused.
     executor : concurrent.futures-style object, optional
         Anything with ``submit(fn, task)`` returning futures with ``result()``: a
         ``ThreadPoolExecutor`` (the Rust core releases the GIL), a ``ProcessPoolExecutor``,
@@ -142,6 +157,12 @@ def sweep(
         How the grid key ``"separation"`` moves the start's new mean (:func:`apply_separation`):
         'proportional' keeps its relative position between the modes, 'fixed' keeps its offset
         from the target's new mean (the family of docs: theory-pred-drift).
+    wait_timeout : float
+        Seconds (default :data:`WAIT_TIMEOUT`, one hour) this process waits, once its own
+        points are done, for points claimed by other live processes without any new row
+        appearing; then TimeoutError (nothing is lost: rerun to resume). A claim's process
+        counts as dead when its pid is gone, is a zombie (killed, not yet reaped) or belongs
+        to a process started later (a reused pid); its points are then computed here.
 
     Returns
     -------
@@ -150,13 +171,19 @@ def sweep(
     table (module docstring).
 
     Reliability: each finished point is written in its own transaction, so an interrupted
-    sweep (Ctrl-C, ``kill -9``) loses at most the points in flight; rows are bit-identical
+    sweep (Ctrl-C, ``kill -9``) loses at most the points in flight. On Ctrl-C (or a failure)
+    with an executor, every point already computed is written, and the points in flight are
+    abandoned within about :data:`ABANDON_SECONDS` (a ``ThreadPoolExecutor``'s threads stop
+    at their next chunk of work) and their claims released. Rows are bit-identical
     whatever the executor or the interruptions (only ``wall_time`` differs).
     """
     base = _check_base(base)
     grid = _check_grid(grid)
-    _check_call(executor, progress, population, keep_trajectories, db, separation_mode)
-    resolved = _resolve_points(base, grid, separation_mode)
+    _check_call(
+        executor, progress, population, keep_trajectories, db, separation_mode, wait_timeout
+    )
+    resolved = _resolve_points(base, grid, separation_mode, bool(population))
+    _check_distinct(grid, _grid_axes(grid, resolved))
 
     stored = _stored_meta(db)
     if rng is None and "seed" in stored:
@@ -179,11 +206,11 @@ def sweep(
         run.bar = bar
         try:
             run.compute(list(run.tasks))
-            run.wait_for_other_processes()
+            run.wait_for_other_processes(wait_timeout)
         finally:
             if bar is not None:
                 bar.close()
-        return _as_table(_read_rows(conn))
+        return _as_table(_read_rows(conn, db))
     finally:
         run.release_unfinished()
         conn.close()
@@ -196,8 +223,13 @@ def _check_call(
     keep_trajectories: Any,
     db: Any,
     separation_mode: Any,
+    wait_timeout: Any,
 ) -> None:
     """Type and value checks of sweep's arguments other than base and grid (before any work)."""
+    if isinstance(wait_timeout, bool) or not isinstance(wait_timeout, numbers.Real):
+        raise TypeError(f"wait_timeout must be a number of seconds, got {wait_timeout!r}")
+    if not (math.isfinite(float(wait_timeout)) and float(wait_timeout) > 0):
+        raise ValueError(f"wait_timeout must be a finite number of seconds > 0, got {wait_timeout}")
     for name, flag in (("population", population), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -210,6 +242,12 @@ def _check_call(
         raise TypeError(
             f"keep_trajectories must be a directory path or None, got {keep_trajectories!r}"
         )
+    keep = None if keep_trajectories is None else Path(keep_trajectories)
+    if keep is not None and keep.exists() and not keep.is_dir():
+        raise ValueError(
+            f"keep_trajectories: {keep} exists and is not a directory; give a directory "
+            "(created when missing)"
+        )
     if not isinstance(db, (str, os.PathLike)):
         raise TypeError(f"db must be a file path, got {type(db).__name__}")
     if separation_mode not in SEPARATION_MODES:
@@ -219,7 +257,7 @@ def _check_call(
 
 
 def _resolve_points(
-    base: Mapping[str, Any], grid: Mapping[str, list[Any]], separation_mode: str
+    base: Mapping[str, Any], grid: Mapping[str, list[Any]], separation_mode: str, population: bool
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Every point of the grid as (simulate keyword arguments, canonical grid values); any
     invalid point raises, naming its index and values, before any work."""
@@ -227,7 +265,8 @@ def _resolve_points(
     for i, values in enumerate(expand_grid(grid)):
         try:
             kw = _resolve_point(base, values, separation_mode)
-        except (ValueError, TypeError) as exc:
+            _check_execution(kw, population)
+        except (ValueError, TypeError, NotImplementedError) as exc:
             raise type(exc)(f"grid point {i} {values}: {exc}") from None
         resolved.append((kw, _canonical_values(values, kw)))
     return resolved
@@ -245,12 +284,7 @@ def _identity_meta(
     seed, population flag, separation mode) and the SHA-256 ``hash`` of that identity."""
     # keys the grid overrides do not count as part of the base
     base_plain = {k: v for k, v in _base_identity(base).items() if k not in grid}
-    shape = [len(v) for v in grid.values()]
-    index = list(itertools.product(*(range(n) for n in shape)))
-    grid_plain = []
-    for p, key in enumerate(grid):
-        first = [next(i for i, idx in enumerate(index) if idx[p] == j) for j in range(shape[p])]
-        grid_plain.append([key, [resolved[i][1][key] for i in first]])
+    grid_plain = [[key, axis] for key, axis in zip(grid, _grid_axes(grid, resolved))]
     identity = {
         "format": FORMAT,
         "base": base_plain,
@@ -275,12 +309,24 @@ def _keep_dir(keep_trajectories: Optional[str | Path]) -> Optional[Path]:
     if keep_trajectories is None:
         return None
     keep_dir = Path(keep_trajectories)
-    keep_dir.mkdir(parents=True, exist_ok=True)
+    keep_dir.mkdir(parents=True, exist_ok=True)  # a file there was refused by _check_call
     try:
         check_writable(keep_dir / "point_000000.npz", "keep_trajectories")
     except OSError as exc:
         raise ValueError(str(exc)) from None
     return keep_dir
+
+
+#: Seconds an interrupted sweep waits for the points in flight to finish or stop (threads
+#: stop at their next chunk, about 0.1 s) before it abandons them.
+ABANDON_SECONDS = 0.5
+
+
+def _abandonable_point(abandon: threading.Event, task: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`_compute_point` in an executor thread, stopped (Abandoned) once ``abandon``
+    is set."""
+    with abandon_on(abandon):
+        return _compute_point(task)
 
 
 class _PointRun:
@@ -342,34 +388,68 @@ class _PointRun:
                     self.mine.add(i)
                     self.finish(i, _compute_point(self.tasks[i]))
             return
-        futures = {}
+        futures: dict[Any, int] = {}
+        abandon = threading.Event()
+        in_threads = isinstance(self.executor, concurrent.futures.ThreadPoolExecutor)
         try:
             for i in batch:
                 if _claim(self.conn, i, self.owner):
                     self.mine.add(i)
-                    futures[self.executor.submit(_compute_point, self.tasks[i])] = i
+                    if in_threads:  # threads never see Ctrl-C: they watch the event
+                        fut = self.executor.submit(_abandonable_point, abandon, self.tasks[i])
+                    else:
+                        fut = self.executor.submit(_compute_point, self.tasks[i])
+                    futures[fut] = i
             for fut in _completed(list(futures)):
                 self.finish(futures[fut], fut.result())
         except BaseException:
+            abandon.set()
             for fut in futures:
                 fut.cancel()
+            self._commit_finished(futures)
             raise
 
-    def wait_for_other_processes(self) -> None:
+    def _commit_finished(self, futures: Mapping[Any, int]) -> None:
+        """After Ctrl-C or a failure: write every point whose computation has finished (or
+        finishes within :data:`ABANDON_SECONDS`), abandon the others (their claims are
+        released by :meth:`release_unfinished`)."""
+        running = [f for f in futures if isinstance(f, concurrent.futures.Future)]
+        if running:
+            concurrent.futures.wait(running, timeout=ABANDON_SECONDS)
+        for fut, i in futures.items():
+            done = getattr(fut, "done", None)
+            if i not in self.mine or not callable(done) or not done() or fut.cancelled():
+                continue
+            if fut.exception() is None:
+                self.finish(i, fut.result())
+
+    def wait_for_other_processes(self, timeout: float) -> None:
         """Points claimed by other live processes on this host: wait for their rows, and
-        take over those whose owner has died (claims from other hosts are not awaited)."""
+        take over those whose owner has died (claims from other hosts are not awaited).
+        TimeoutError when no awaited row has appeared for ``timeout`` seconds."""
+        progress_at, n_finished = time.monotonic(), -1
         while True:
             finished = {r[0] for r in self.conn.execute("SELECT point FROM points")}
             claims = dict(self.conn.execute("SELECT point, owner FROM claims").fetchall())
             waiting = [i for i in self.tasks if i not in finished and i in claims]
             local = [i for i in waiting if claims[i].split("|")[0] == socket.gethostname()]
             orphans = [i for i in local if claims[i] == self.owner or not _owner_alive(claims[i])]
+            if len(finished) != n_finished:
+                progress_at, n_finished = time.monotonic(), len(finished)
             if orphans:
                 self.compute(orphans)
-            elif local:
-                time.sleep(0.2)
-            else:
+            elif not local:
                 break
+            elif time.monotonic() - progress_at > timeout:
+                owners = sorted({claims[i].split("|")[1] for i in local})
+                raise TimeoutError(
+                    f"sweep: waited {timeout:g} s (wait_timeout) for points {local[:10]} that "
+                    f"live processes (pid {', '.join(owners)}) claimed, without any new row; "
+                    "every point this process computed is stored: rerun later to resume, or "
+                    "stop those processes"
+                )
+            else:
+                time.sleep(0.2)
 
     def release_unfinished(self) -> None:
         """Drop this process's claims of points it did not finish (an interrupted run)."""

@@ -174,14 +174,21 @@ def _different_sweep(db: str | Path, stored: str, digest: str) -> ValueError:
 
 
 # -- claims: several processes on one store compute every point exactly once -------------
-def _process_start(pid: int) -> str:
-    """Start time of a process (clock ticks since boot, Linux), '' when unknown: with the pid
-    it identifies a process even after its pid is reused."""
+def _proc_stat(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name (field 3 on: state first, start
+    time at index 19), [] when unknown (no such process, or not Linux)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+            return fh.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
-        return ""
+        return []
+
+
+def _process_start(pid: int) -> str:
+    """Start time of a process (clock ticks since boot, Linux, field 22 of /proc/<pid>/stat),
+    '' when unknown: with the pid it identifies a process even after its pid is reused."""
+    fields = _proc_stat(pid)
+    return fields[19].decode() if len(fields) > 19 else ""
 
 
 def _owner() -> str:
@@ -189,18 +196,25 @@ def _owner() -> str:
 
 
 def _owner_alive(owner: str) -> bool:
-    """Whether the process that made a claim still runs. Claims made on another host count as
-    alive (they cannot be checked from here)."""
+    """Whether the process that made a claim still runs: its pid exists, is not a zombie
+    (killed, not yet reaped: state Z or X) and started when the claim's process did (a reused
+    pid is another process). Claims made on another host count as alive (they cannot be
+    checked from here)."""
     host, pid_text, started = ([*owner.split("|"), "", "", ""])[:3]
     if host != socket.gethostname():
         return True
     try:
         pid = int(pid_text)
+        if pid <= 0:  # kill(0 or -n) would probe a process group
+            return False
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except (ValueError, ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         pass  # exists, owned by another user
+    fields = _proc_stat(pid)
+    if fields and fields[0] in (b"Z", b"X"):
+        return False
     return _process_start(pid) == started
 
 
@@ -250,16 +264,23 @@ def _write_point(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         raise
 
 
-def _read_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM points ORDER BY point")
-    grid_keys: list[str] = []
+def _read_rows(conn: sqlite3.Connection, db: str | Path) -> list[dict[str, Any]]:
+    """Every stored row, each checked (:func:`_checked_row`), as the returned table's rows."""
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    grid_keys: list[str] = []
     if "grid" in meta:
-        grid_keys = [k for k, _ in json.loads(meta["grid"])]
+        try:
+            grid_keys = [k for k, _ in json.loads(meta["grid"])]
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"db: {db}: the stored grid (meta table, key 'grid') is corrupt: {exc}"
+            ) from None
+    n_points = meta.get("n_points", "")
+    cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM points ORDER BY point")
     rows = []
     for record in cur.fetchall():
         raw = dict(zip(COLUMNS, record))
-        params = json.loads(raw["params"])
+        params = _checked_row(raw, int(n_points) if n_points.isdigit() else None, db)
         row: dict[str, Any] = {"point": raw["point"]}
         for key in grid_keys:
             row[key] = _display(params.get(key))
@@ -270,6 +291,51 @@ def _read_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         row["config"] = raw["config"]
         rows.append(row)
     return rows
+
+
+#: Stored columns holding JSON text of a given type, and the integer columns.
+_JSON_COLUMNS = {"params": dict, "config": dict, "seed_spawn_key": list}
+_INT_COLUMNS = ("replicates", "diverged")
+_TEXT_COLUMNS = ("seed_entropy", "params", "config", "seed_spawn_key", "trajectory")
+
+
+def _checked_row(raw: Mapping[str, Any], n_points: int | None, db: str | Path) -> dict[str, Any]:
+    """Validate one stored row (types of every column, JSON of the JSON columns, the point
+    index in range); returns its parsed ``params``. A row edited or damaged outside
+    mixforget raises ValueError naming the store, the point and the column."""
+    point = raw["point"]
+
+    def corrupt(column: str, why: str) -> ValueError:
+        return ValueError(
+            f"db: {db}: the stored row of point {point} is corrupt (column {column!r}: {why}); "
+            f"the store was not changed: delete that row (DELETE FROM points WHERE point = "
+            f"{point}) to recompute it, or use another db"
+        )
+
+    if not isinstance(point, int) or point < 0 or (n_points is not None and point >= n_points):
+        raise corrupt("point", f"{point!r} is not a point index of this sweep")
+    for column in _TEXT_COLUMNS:
+        value = raw[column]
+        if not isinstance(value, str) and not (column == "trajectory" and value is None):
+            raise corrupt(column, f"expected text, got {type(value).__name__}")
+    parsed: dict[str, Any] = {}
+    for column, kind in _JSON_COLUMNS.items():
+        try:
+            parsed[column] = json.loads(raw[column])
+        except ValueError as exc:
+            raise corrupt(column, f"not valid JSON: {exc}") from None
+        if not isinstance(parsed[column], kind):
+            raise corrupt(column, f"expected a JSON {kind.__name__}")
+    for column in COLUMNS:
+        value = raw[column]
+        if column in _TEXT_COLUMNS or column == "point" or value is None:
+            continue
+        wanted = (int,) if column in _INT_COLUMNS else (int, float)
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise corrupt(column, f"expected a number, got {value!r}")
+        if column in _INT_COLUMNS and value < 0:
+            raise corrupt(column, f"expected a count >= 0, got {value}")
+    return parsed["params"]
 
 
 def _as_table(rows: list[dict[str, Any]]) -> Any:
@@ -285,14 +351,18 @@ def _as_table(rows: list[dict[str, Any]]) -> Any:
 def load_sweep(db: str | Path) -> Any:
     """Rows of a sweep database (finished points, ordered by point index): a pandas
     DataFrame when pandas is installed, else a list of dicts. Columns: ``point``, one column
-    per grid key, then the stored columns (see the module docstring)."""
+    per grid key, then the stored columns (see the module docstring). Every row is checked
+    on load: a row damaged outside mixforget raises ValueError naming the store, the point
+    and the column."""
+    if not isinstance(db, (str, os.PathLike)):
+        raise TypeError(f"db must be the path of a sweep database, got {type(db).__name__}")
     if not Path(db).exists():
         raise FileNotFoundError(f"no sweep database at {db}")
     if not _inspect_store(db):
         raise _not_a_store(db, "no sweep in it")
     conn = _connect(db)
     try:
-        return _as_table(_read_rows(conn))
+        return _as_table(_read_rows(conn, db))
     finally:
         conn.close()
 

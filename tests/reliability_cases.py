@@ -136,6 +136,20 @@ _add(
 )
 _add("simulate", "sim", "replicates", [("0", V), (BIG, V), ("1.5", T_), ("-3", V)], "replicates")
 _add("simulate", "sim", "weight_param", [("'x'", V), ("None", V), ("1", V)], "weight_param")
+# a start below the update's documented floors is refused, never moved silently (issue 24)
+CASES += [
+    (
+        f"{name}-start-below-{floor}",
+        f"{call}(start=S.replace({change}), {kwargs})",
+        V,
+        match,
+    )
+    for name, call in (("simulate", "sim"), ("flow", "flow"))
+    for floor, change, kwargs, match in (
+        ("direct-weight-clamp", "old_weight=1e-4", "weight_param='direct'", "old_weight"),
+        ("scale-floor", "cov=1e-8", "train_scales=True", "scale.*0.001"),
+    )
+]
 _add(
     "simulate",
     "sim",

@@ -13,6 +13,7 @@ __all__ = [
     "BATCHES_PER_STREAM",
     "OBJECTIVE_KINDS",
     "RUNAWAY_DISTANCE",
+    "RUNAWAY_SCALE",
     "RUNAWAY_WEIGHT",
     "SAMPLES_PER_STREAM",
     "PopulationFlow",
@@ -36,6 +37,7 @@ __all__ = [
 __version__: str
 RUNAWAY_DISTANCE: float
 RUNAWAY_WEIGHT: float
+RUNAWAY_SCALE: float
 BATCHES_PER_STREAM: int
 SAMPLES_PER_STREAM: int
 #: the Python class names of the objectives the kernels implement (rust/objectives/, in the

@@ -14,8 +14,25 @@ __all__ = [
     "DEFAULT_LR",
     "DEFAULT_PROBLEM",
     "REPLAY_SLOTS",
+    "RUNAWAY_DISTANCE",
+    "RUNAWAY_SCALE",
+    "RUNAWAY_WEIGHT",
     "Z95",
 ]
+
+# The runaway bound (docs: design, reliability): one rule over every trained parameter,
+# applied by the Rust engine after every update (rust/engine/problem.rs, the same values;
+# tests/test_reliability.py checks that they agree), by the twin and by
+# ``Trajectory.runaway`` on the records.
+#: A mean farther than this many Mahalanobis units (the target's covariance of that mode)
+#: from the target's mean of its mode has run away.
+RUNAWAY_DISTANCE: float = 1e6
+#: An old weight α, as computed in float64, within this of 0 or 1 has run away (α = 1.0
+#: exactly is flagged: logit η ≳ 36.7; at the other end η ≲ −690.8).
+RUNAWAY_WEIGHT: float = 1e-300
+#: A trained component scale σ_k more than this factor above or below the target's scale of
+#: its mode det(Σ*_k)^{1/(2d)} has run away (σ → ∞) or collapsed (σ → 0).
+RUNAWAY_SCALE: float = 1e6
 
 #: Default learning rate of every training entry point (simulate, population_flow, the twin,
 #: sweeps, TOML ``[run]``, the benchmarks).

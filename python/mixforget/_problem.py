@@ -22,7 +22,7 @@ from ._validate import (
     in_flight,
     resolve_threads,
 )
-from .mixture import TwoMode
+from .mixture import TwoMode, component_scales
 from .objectives import OBJECTIVES, Objective
 
 WEIGHT_PARAMS = ("logit", "direct")
@@ -110,6 +110,35 @@ def check_train_scales(train_scales: Any, scale_param: Any) -> tuple[bool, str]:
     if scale_param not in SCALE_PARAMS:
         raise ValueError(f"scale_param must be one of {list(SCALE_PARAMS)}, got {scale_param!r}")
     return bool(train_scales), str(scale_param)
+
+
+#: The documented floors of the update (rust/model/params.rs, the twin's _step.py): the direct
+#: weight is clamped to [DIRECT_EPS, 1 − DIRECT_EPS], a direct scale σ floored at SCALE_FLOOR.
+DIRECT_EPS = 1e-3
+SCALE_FLOOR = 1e-3
+
+
+def check_floors(start: TwoMode, weight_param: str, train_scales: bool, scale_param: str) -> None:
+    """Refuse (ValueError naming the argument and the floor) a start that the update's
+    documented floors would silently move after the first step: an old weight outside the
+    clamp [1e-3, 1 − 1e-3] of ``weight_param='direct'``, a component scale below the floor
+    1e-3 of ``train_scales=True`` with ``scale_param='direct'`` (docs: design-reliability)."""
+    alpha = start.old_weight
+    if weight_param == "direct" and not DIRECT_EPS <= alpha <= 1.0 - DIRECT_EPS:
+        raise ValueError(
+            f"start.old_weight = {alpha!r} lies outside [{DIRECT_EPS:g}, 1 - {DIRECT_EPS:g}], "
+            "the clamp of weight_param='direct' (it would be moved there silently after the "
+            "first step): choose a start inside it or weight_param='logit'"
+        )
+    if train_scales and scale_param == "direct":
+        for which, sigma in zip(("old", "new"), component_scales(start)):
+            if sigma < SCALE_FLOOR:
+                raise ValueError(
+                    f"the start's {which} component scale det(Σ)^(1/(2d)) = {sigma:g} lies "
+                    f"below {SCALE_FLOOR:g}, the floor of train_scales=True with "
+                    "scale_param='direct' (it would be raised there silently after the first "
+                    "step): choose a larger start covariance or scale_param='log'"
+                )
 
 
 def check_steps(steps: Any, record_every: Any) -> tuple[int, int]:
@@ -227,6 +256,7 @@ def check_run(
     replicates = as_positive_int("replicates", replicates)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    check_floors(start, weight_param, train_scales, scale_param)
     scale = check_lr_scale(lr_scale, train_scales)
     n_threads = resolve_threads(threads)
     memory_limit = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
+from ._defaults import RUNAWAY_DISTANCE, RUNAWAY_SCALE, RUNAWAY_WEIGHT
 from ._files import atomic_write
 from ._overlap import overlap_accuracy_records
 from ._plotting import plot_trajectory
@@ -18,14 +19,19 @@ from ._stats import mean_interval
 from .mixture import TwoMode, component_scales
 from .objectives import objective_from_dict
 
-__all__ = ["GradientEstimates", "Trajectory", "mean_interval"]
+__all__ = [
+    "RUNAWAY_DISTANCE",
+    "RUNAWAY_SCALE",
+    "RUNAWAY_WEIGHT",
+    "GradientEstimates",
+    "Trajectory",
+    "mean_interval",
+]
 
-#: A replicate whose mean is farther than this many Mahalanobis units from the target's
-#: mean of its mode has run away (see :attr:`Trajectory.runaway`). Defined once, in the Rust
-#: engine (rust/engine.rs), which flags such a replicate ``diverged`` and freezes it.
-RUNAWAY_DISTANCE: float = _core.RUNAWAY_DISTANCE
-#: A replicate whose old weight is within this of 0 or 1 has run away (same origin).
-RUNAWAY_WEIGHT: float = _core.RUNAWAY_WEIGHT
+#: Replicates per block when a property walks the (R, n_rec, d) records: bounds the
+#: temporaries of :meth:`Trajectory.summary` and :attr:`Trajectory.runaway` to ~2 MB
+#: however long the run.
+_BLOCK_ELEMENTS = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -134,47 +140,92 @@ class Trajectory:
         (:meth:`start_model`) and, when the trajectory records trained scales
         (``old_scale`` / ``new_scale``), component covariances σ_k(t)²·S_k,
         S_k = Σ_k / det(Σ_k)^{1/d}. Exact for d = 1; for d > 1 when each model component's
-        covariance equals the target's (NotImplementedError otherwise)."""
+        covariance equals the target's (NotImplementedError otherwise). NaN at the records
+        beyond the runaway bound (:attr:`runaway`: a σ of 0 or inf, σ² overflowing), so
+        that :meth:`gain` and :meth:`drop` never report a runaway as success."""
         start = self.start_model()
-        return overlap_accuracy_records(
+        beyond = self._records_beyond_bound()
+        star_scales = component_scales(self.target)
+        scales = (self.old_scale, self.new_scale) if self.trains_scales else (None, None)
+
+        def safe(values: Any, fill: Any) -> Any:
+            # records beyond the runaway bound (σ = inf or 0, σ² overflowing) are evaluated
+            # at a harmless stand-in and reported NaN below
+            if values is None:
+                return None
+            mask = beyond if np.ndim(values) == 2 else beyond[..., None]
+            return np.where(mask, fill, values)
+
+        acc = overlap_accuracy_records(
             self.target,
-            self.old_weight,
-            self.old_mean,
-            self.new_mean,
+            safe(self.old_weight, self.target.old_weight),
+            safe(self.old_mean, self.target.old_mean),
+            safe(self.new_mean, self.target.new_mean),
             start.cov_matrix("old"),
             start.cov_matrix("new"),
             # per-record σ_k of runs with trainable scales; None (the start covariances
             # exactly) for runs whose scales stayed fixed
-            self.old_scale if self.trains_scales else None,
-            self.new_scale if self.trains_scales else None,
+            safe(scales[0], star_scales[0]),
+            safe(scales[1], star_scales[1]),
         )
+        acc[beyond] = np.nan
+        return acc
 
     def drop(self) -> np.ndarray:
         """(R, n_rec) forgetting of the old task, drop(t) = acc_old(0) − acc_old(t)
-        (:meth:`overlap_accuracy`; positive when the old task is lost, 0 at the start)."""
+        (:meth:`overlap_accuracy`; positive when the old task is lost, 0 at the start; NaN
+        beyond the runaway bound)."""
         acc = self.overlap_accuracy()[..., 0]
         return acc[:, :1] - acc
 
     def gain(self) -> np.ndarray:
         """(R, n_rec) learning of the new task, gain(t) = acc_new(t) − acc_new(0)
-        (:meth:`overlap_accuracy`; positive when the new task is learnt, 0 at the start)."""
+        (:meth:`overlap_accuracy`; positive when the new task is learnt, 0 at the start; NaN
+        beyond the runaway bound)."""
         acc = self.overlap_accuracy()[..., 1]
         return acc - acc[:, :1]
 
     @property
     def runaway(self) -> np.ndarray:
-        """(R,) replicates whose recorded parameters left the documented bound: a mean
-        farther than :data:`RUNAWAY_DISTANCE` (10^6) Mahalanobis units from the target's
-        mean of its mode, or an old weight within :data:`RUNAWAY_WEIGHT` (1e-300) of 0 or 1.
-        Such a run has left the model's meaningful range even while finite. The engine
-        applies the same bound after every update (flagging the replicate ``diverged``);
-        this property also covers trajectories from elsewhere (loaded files, the reference
-        implementation)."""
-        with np.errstate(invalid="ignore", over="ignore"):
-            far = (self.drift > RUNAWAY_DISTANCE) | (self.new_error > RUNAWAY_DISTANCE)
-            w = self.old_weight
-            edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
-        return np.asarray((far | edge).any(axis=1), dtype=bool)
+        """(R,) replicates whose recorded parameters left the documented bound at some record,
+        one rule over every trained parameter: a mean farther than :data:`RUNAWAY_DISTANCE`
+        (10^6) Mahalanobis units from the target's mean of its mode; an old weight within
+        :data:`RUNAWAY_WEIGHT` (1e-300) of 0 or 1 (a recorded α = 1.0 included); in runs
+        that train the scales, a σ_k more than :data:`RUNAWAY_SCALE` (10^6) times above or
+        below the target's scale of its mode (decided on log σ). Such a run has left the
+        model's meaningful range even while finite. The engine and the twin apply the same
+        bound after every update (flagging the replicate ``diverged``); this property also
+        covers trajectories from elsewhere (loaded files)."""
+        return np.asarray(self._records_beyond_bound().any(axis=1), dtype=bool)
+
+    def _blocks(self) -> list[slice]:
+        """Slices of replicates whose (block, n_rec, d) temporaries stay small."""
+        r, n = self.old_weight.shape
+        step = max(1, _BLOCK_ELEMENTS // max(1, n * self.old_mean.shape[-1]))
+        return [slice(i, min(i + step, r)) for i in range(0, r, step)]
+
+    def _records_beyond_bound(self) -> np.ndarray:
+        """(R, n_rec) records beyond the runaway bound of :attr:`runaway` (NaN counts as
+        beyond, as in the engine), computed block by block."""
+        out = np.empty(self.old_weight.shape, dtype=bool)
+        scaled = self.trains_scales and self.old_scale is not None and self.new_scale is not None
+        log_stars = [math.log(s) for s in component_scales(self.target)]
+        for rows in self._blocks():
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                w = self.old_weight[rows]
+                beyond = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT) | np.isnan(w)
+                for means, star, which in (
+                    (self.old_mean, self.target.old_mean, "old"),
+                    (self.new_mean, self.target.new_mean, "new"),
+                ):
+                    dist = self.target.mahalanobis(means[rows] - star, which)
+                    beyond |= ~(dist <= RUNAWAY_DISTANCE)
+                if scaled:
+                    for sd, log_star in zip((self.old_scale, self.new_scale), log_stars):
+                        log_ratio = np.log(np.asarray(sd)[rows]) - log_star
+                        beyond |= ~(np.abs(log_ratio) <= math.log(RUNAWAY_SCALE))
+            out[rows] = beyond
+        return out
 
     @property
     def excluded(self) -> np.ndarray:
@@ -188,19 +239,31 @@ class Trajectory:
 
         Keys: replicates (kept), diverged (excluded: non-finite or beyond the bound of
         :attr:`runaway`), old_weight / drift / sup_drift / new_error / starved (each a dict
-        mean, lo, hi)."""
+        mean, lo, hi). Computed block by block of replicates: no (R, n_rec) temporaries."""
         excluded = self.excluded
         keep = ~excluded
         out: dict[str, Any] = {"replicates": int(keep.sum()), "diverged": int(excluded.sum())}
         if not keep.any():
             return out
-        drift = self.drift[keep]
+        sup_drift = np.concatenate(
+            [
+                self.target.mahalanobis(
+                    self.old_mean[rows][keep[rows]] - self.target.old_mean, "old"
+                ).max(axis=1)
+                for rows in self._blocks()
+            ]
+        )
+        last = self.old_weight.shape[1] - 1
         quantities = {
-            "old_weight": self.old_weight[keep, -1],
-            "drift": drift[:, -1],
-            "sup_drift": drift.max(axis=1),
-            "new_error": self.new_error[keep, -1],
-            "starved": self.starved[keep, -1].astype(np.float64),
+            "old_weight": self.old_weight[keep, last],
+            "drift": self.target.mahalanobis(
+                self.old_mean[keep, last] - self.target.old_mean, "old"
+            ),
+            "sup_drift": sup_drift,
+            "new_error": self.target.mahalanobis(
+                self.new_mean[keep, last] - self.target.new_mean, "new"
+            ),
+            "starved": self.starved[keep, last].astype(np.float64),
         }
         for name, values in quantities.items():
             mean, lo, hi = mean_interval(values)

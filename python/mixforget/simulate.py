@@ -63,11 +63,13 @@ def simulate(
     runaway bound (it keeps the state that crossed it): a mean farther than
     ``RUNAWAY_DISTANCE`` = 10^6 Mahalanobis units (the target's covariance of that mode) from
     the target's mean of its mode, or an old weight α within ``RUNAWAY_WEIGHT`` = 1e-300 of 0
-    or 1 as computed in float64 (logit: η < −690.8, or η > ~36.7 where α rounds to 1). The
-    constants are ``mixforget.results.RUNAWAY_DISTANCE`` / ``RUNAWAY_WEIGHT``, the same bound
-    as :attr:`Trajectory.runaway`.
+    or 1 as computed in float64 (logit: η < −690.8, or η > ~36.7 where α rounds to 1), or,
+    with ``train_scales=True``, a σ_k more than ``RUNAWAY_SCALE`` = 10^6 times above or below
+    the target's scale of its mode. The constants are ``mixforget.results.RUNAWAY_DISTANCE`` /
+    ``RUNAWAY_WEIGHT`` / ``RUNAWAY_SCALE``, the same bound as :attr:`Trajectory.runaway`.
     With ``weight_param="direct"`` the old weight α is clamped to [1e-3, 1 − 1e-3] after every
-    update (the logit parametrisation needs no clamp).
+    update (the logit parametrisation needs no clamp); a start outside it is refused
+    (ValueError), as is a start scale below the floor 1e-3 of ``scale_param='direct'``.
 
     ``train_scales=True`` trains the component scales too: component k's covariance is
     σ_k²·S_k with S_k = Σ_k / det(Σ_k)^{1/d} the start covariance's shape (fixed) and σ_k

@@ -49,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PopulationFlow>()?;
     m.add("RUNAWAY_DISTANCE", crate::engine::problem::RUNAWAY_DISTANCE)?;
     m.add("RUNAWAY_WEIGHT", crate::engine::problem::RUNAWAY_WEIGHT)?;
+    m.add("RUNAWAY_SCALE", crate::engine::problem::RUNAWAY_SCALE)?;
     m.add(
         "BATCHES_PER_STREAM",
         crate::engine::training::BATCHES_PER_STREAM,

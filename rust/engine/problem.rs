@@ -16,11 +16,15 @@ use crate::random::simd_rng::LaneStream;
 /// diverged. The one definition: Python reads both constants from `_core`
 /// (`mixforget.results.RUNAWAY_DISTANCE`, `Trajectory.runaway`).
 pub const RUNAWAY_DISTANCE: f64 = 1e6;
-/// A replicate whose old weight α is within this of 0 or 1 has run away. Decided on the
-/// weight parameter itself, without rounding α: logit |η| ≥ ln(1/1e-300 − 1) ≈ 690.8 (a
-/// recorded α rounds to exactly 1 from η ≈ 36.7 on, far inside the bound); direct α ≤ 1e-300
-/// or 1 − α ≤ 1e-300 (never, given the clip to [1e-3, 1 − 1e-3]).
+/// A replicate whose old weight α, as computed in float64 (the value the records show), is
+/// within this of 0 or 1 has run away: logit η ≤ ≈ −690.8, or η ≳ 36.7 where α rounds to
+/// exactly 1 (so a recorded α = 1.0 is always flagged); direct α never (clamped to
+/// [1e-3, 1 − 1e-3]). `Trajectory.runaway` applies the same test to the recorded α.
 pub const RUNAWAY_WEIGHT: f64 = 1e-300;
+/// A trained component scale σ_k more than this factor above or below the target's scale of
+/// its mode (det(Σ*_k)^{1/(2d)}) has run away (σ → ∞) or collapsed (σ → 0); decided on
+/// log σ, so that neither σ nor σ² has to be finite.
+pub const RUNAWAY_SCALE: f64 = 1e6;
 
 /// Trainable component scales: component k's covariance is σ_k² S_k with S_k = Σ_k /
 /// det(Σ_k)^{1/d} (unit determinant, fixed) and σ_k starting at det(Σ_k)^{1/(2d)}, so that in
@@ -238,16 +242,25 @@ impl Problem {
         objective.advance(&mut r.extra, &r.theta, r.steps_done);
     }
 
-    /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`]).
+    /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`],
+    /// [`RUNAWAY_SCALE`]): every trained parameter, one rule.
     pub fn runaway(&self, theta: &Params) -> bool {
-        let weight_out = match self.weight_param {
-            WeightParam::Logit => theta.weight.abs() >= (1.0 / RUNAWAY_WEIGHT - 1.0).ln(),
-            WeightParam::Direct => {
-                theta.weight <= RUNAWAY_WEIGHT || 1.0 - theta.weight <= RUNAWAY_WEIGHT
-            }
-        };
-        if weight_out {
+        let alpha = theta.alpha(self.weight_param);
+        if alpha <= RUNAWAY_WEIGHT || 1.0 - alpha <= RUNAWAY_WEIGHT {
             return true;
+        }
+        if let Some(scales) = &self.scales {
+            let bound = RUNAWAY_SCALE.ln();
+            let targets = [&self.target.old.cov, &self.target.new.cov];
+            let out = theta.scale.iter().zip(targets).any(|(&v, cov)| {
+                let log_ratio =
+                    scales.param.log_sd(v) - cov.half_log_det(self.dim) / self.dim as f64;
+                // NaN (log of a non-positive σ) counts as beyond the bound as well
+                log_ratio.is_nan() || log_ratio.abs() > bound
+            });
+            if out {
+                return true;
+            }
         }
         let d = self.dim;
         // whitening scratch for full covariances, on the stack for the usual dimensions

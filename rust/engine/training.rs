@@ -240,8 +240,9 @@ fn estimate_gradient_with<O: Objective>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::problem::Scales;
     use crate::model::mixture::{Cov, Gaussian};
-    use crate::model::params::{Params, WeightParam};
+    use crate::model::params::{Params, ScaleParam, WeightParam};
     use crate::model::two_mode::Mix2;
     use crate::objectives::ObjectiveSpec;
     use crate::random::starvation::Slots;
@@ -394,8 +395,28 @@ mod tests {
             ..start.clone()
         };
         assert!(p.runaway(&at(-691.0)) && p.runaway(&at(691.0)));
-        // α rounds to 1 from η ≈ 36.7 on: still inside the bound
-        assert!(!p.runaway(&at(-690.0)) && !p.runaway(&at(100.0)));
+        // α rounds to exactly 1 from η ≈ 36.7 on: the recorded α = 1.0 is flagged
+        assert!(!p.runaway(&at(-690.0)) && !p.runaway(&at(36.0)));
+        assert!(p.runaway(&at(37.0)) && p.runaway(&at(100.0)));
+        // trained scales: σ beyond RUNAWAY_SCALE times the target's scale, either way
+        let target_sd = p.target.new.cov.scale(p.dim);
+        for param in [ScaleParam::Log, ScaleParam::Direct] {
+            p.scales = Some(Scales {
+                param,
+                lr_scale: [1.0, 1.0],
+                shape: [p.model_old_cov.clone(), p.model_new_cov.clone()],
+            });
+            let sigma = |new_sd: f64| Params {
+                scale: [param.value(1.0), param.value(new_sd)],
+                ..start.clone()
+            };
+            assert!(!p.runaway(&sigma(target_sd)));
+            assert!(!p.runaway(&sigma(target_sd * 0.99e6)));
+            assert!(p.runaway(&sigma(target_sd * 1.01e6)));
+            assert!(!p.runaway(&sigma(target_sd / 0.99e6)));
+            assert!(p.runaway(&sigma(target_sd / 1.01e6)));
+        }
+        p.scales = None;
         // lr = 10: the means run away within a few steps; afterwards the records stand still
         p.lr = 10.0;
         let (w, diverged) = run_in_chunks(&p, &[200], 1);

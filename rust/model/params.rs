@@ -31,6 +31,14 @@ impl ScaleParam {
             ScaleParam::Log => value.exp(),
         }
     }
+    /// log σ from the stored parameter value (no overflow for the log parametrisation).
+    #[inline]
+    pub fn log_sd(self, value: f64) -> f64 {
+        match self {
+            ScaleParam::Direct => value.ln(),
+            ScaleParam::Log => value,
+        }
+    }
     /// The stored parameter value of σ.
     pub fn value(self, sd: f64) -> f64 {
         match self {

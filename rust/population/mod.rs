@@ -33,6 +33,13 @@ use crate::model::two_mode::Mix2;
 use crate::objectives::sampling_components;
 use crate::objectives::{with_objective, Objective, Source};
 
+/// A direction of the means' span is dropped only when its residual is at the rounding level
+/// of the whitened means (this times the largest whitened mean norm): what a dropped
+/// direction loses is a gradient of the size of its residual in units of the component scale
+/// (1, whitened), so it must be no larger than the means' own rounding. A larger tolerance
+/// (1e-9) lost the gradient along a nearly degenerate direction and stalled the d = 2 flow
+/// ~1e-9 from the target; keeping noise would spend quadrature dimensions on it.
+const SPAN_RESIDUAL_TOL: f64 = 256.0 * f64::EPSILON;
 /// Half-width of the quadrature grid in standard deviations.
 const HALF_WIDTH: f64 = 9.5;
 /// Largest number of grid points per sampling component (docs: theory-population: ~10^6).
@@ -151,7 +158,7 @@ fn reduce<O: Objective>(
             }
         }
         let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm > 1e-9 * scale {
+        if norm > SPAN_RESIDUAL_TOL * scale {
             w.iter_mut().for_each(|x| *x /= norm);
             basis.push(w);
         }

@@ -76,7 +76,6 @@ def numpy_loop(
     eta = np.full(r, math.log(start.old_weight / (1.0 - start.old_weight)))
     mo = np.tile(np.asarray(start.old_mean, float), (r, 1))
     mn = np.tile(np.asarray(start.new_mean, float), (r, 1))
-    runaway_eta = math.log(1.0 / _core.RUNAWAY_WEIGHT - 1.0)
     # rows of the projections z·v: δ, e (per replicate) and δ* (shared)
     d_star = mo_star - mn_star
     proj_rows = np.empty((r, 3, d))
@@ -120,7 +119,11 @@ def numpy_loop(
             eta = np.where(ok, eta_new, eta)
             mo = np.where(ok[:, None], mo_new, mo)
             mn = np.where(ok[:, None], mn_new, mn)
-            runaway = np.abs(eta) >= runaway_eta
+            # the engine's rule on α as computed (recorded), so α = 1.0 is flagged
+            alpha_now = 1.0 / (1.0 + np.exp(-eta))
+            runaway = (alpha_now <= _core.RUNAWAY_WEIGHT) | (
+                1.0 - alpha_now <= _core.RUNAWAY_WEIGHT
+            )
             runaway |= np.linalg.norm(mo - mo_star, axis=1) > _core.RUNAWAY_DISTANCE
             runaway |= np.linalg.norm(mn - mn_star, axis=1) > _core.RUNAWAY_DISTANCE
             alive = ok & ~runaway

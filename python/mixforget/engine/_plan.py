@@ -17,6 +17,7 @@ import numpy as np
 
 from .._problem import (
     RunSettings,
+    check_floors,
     check_lr,
     check_lr_scale,
     check_models,
@@ -143,6 +144,7 @@ def check_flow(
     lr = check_lr(lr)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    check_floors(start, weight_param, train_scales, scale_param)
     scale = check_lr_scale(lr_scale, train_scales)
     if train_scales and target.dim > 1:
         raise NotImplementedError(

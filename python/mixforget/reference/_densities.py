@@ -141,11 +141,14 @@ def _log_sigmoid(xp: Any, w: Any) -> Any:
 
 
 def alpha_of(w: Any, weight_param: str) -> Any:
-    """α from the weight parameter: σ(η) (logit) or α itself (direct) (docs: theory-model)."""
+    """α from the weight parameter: σ(η) (logit) or α itself (direct) (docs: theory-model).
+    σ(η) is computed as the engine does (1/(1 + e^{−|η|}) or e^{−|η|}/(1 + e^{−|η|})), so
+    that α rounds to exactly 1 from the same η on (the runaway rule's edge)."""
     if weight_param != "logit":
         return w
     xp = namespace_of(w)
-    return xp.exp(_log_sigmoid(xp, w))
+    e = xp.exp(-xp.abs(w))
+    return xp.where(w >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def weight_param_of(alpha: float, weight_param: str) -> float:

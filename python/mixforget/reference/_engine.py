@@ -20,9 +20,10 @@ from .._problem import (
     check_run,
     check_train_scales,
     check_weight_param,
+    records_bytes,
 )
 from .._rng import RngLike, resolve_rng, seed_record
-from .._validate import as_positive_int, resolve_threads
+from .._validate import as_positive_int, check_output_size, resolve_threads
 from ..engine import ChunkPolicy, Records, RunPlan, drive, plan_of_run
 from ..mixture import TwoMode
 from ..objectives import Objective
@@ -283,12 +284,31 @@ def simulate(
         train_scales,
         scale_param,
     )
+    check_output_size(
+        "the recorded trajectory and the twin's work arrays",
+        records_bytes(target.dim, run.steps // run.record_every + 1, run.replicates)
+        + twin_step_bytes(target.dim, run.batch_size, run.replicates),
+        f"lower replicates (now {run.replicates}) or batch_size (now {run.batch_size})",
+        run.memory_limit,
+    )
     be = get_backend(backend, device, precision)
     plan = plan_of_run(target, start, run, resolve_rng(rng))
     device_name = None if be.device is None else str(be.device)
     extra = {"backend": be.name, "device": device_name, "precision": be.precision}
     with be.context():
         return drive(plan, lambda: TwinSimulation(plan, be), progress, extra)
+
+
+#: Work arrays of one twin step that are alive at once, measured (tracemalloc, NumPy, every
+#: objective) with a margin: (R, B) arrays and (R, B, d) arrays per replicate and sample.
+_STEP_ARRAYS_FLAT = 12
+_STEP_ARRAYS_PER_DIM = 5
+
+
+def twin_step_bytes(dim: int, batch_size: int, replicates: int) -> int:
+    """Bytes of the work arrays of one twin step (every replicate's batch at once, float64):
+    an upper bound the memory limit is checked against before any work."""
+    return 8 * replicates * batch_size * (_STEP_ARRAYS_FLAT + _STEP_ARRAYS_PER_DIM * dim)
 
 
 simulate.__doc__ = (simulate.__doc__ or "").replace("{backend_doc}", _BACKEND_DOC)

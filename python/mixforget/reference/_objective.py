@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Generic, Optional, TypeVar
 
 import numpy as np
 
-from ..mixture import TwoMode
+from ..mixture import TwoMode, component_scales
 from ..objectives import BERNOULLI, Objective
 from ..theory import stratified_replay_count
 from ._averaging import Averager
@@ -172,6 +172,8 @@ class Context:
     g_n: Gauss
     backend: Backend
     scale_param: Optional[str] = None
+    # log of the target's component scales det(Σ*_k)^{1/(2d)}: the runaway rule's reference
+    world_log_scale: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def build(
@@ -202,6 +204,10 @@ class Context:
             g_n=Gauss(covs[1], d, be),
             backend=be,
             scale_param=scale_param,
+            world_log_scale=(
+                math.log(component_scales(target)[0]),
+                math.log(component_scales(target)[1]),
+            ),
         )
 
     @property

@@ -10,7 +10,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from ..results import RUNAWAY_DISTANCE, RUNAWAY_WEIGHT
+import numpy as np
+
+from ..results import RUNAWAY_DISTANCE, RUNAWAY_SCALE, RUNAWAY_WEIGHT
 from ._averaging import Averager, BatchMean
 from ._backend import namespace_of
 from ._densities import Mix, mix_logpdf
@@ -168,16 +170,52 @@ class TrainingStep:
         return params, extra, starved, diverged, state
 
 
+def _sigmoid64(eta: float) -> float:
+    """σ(η) in float64 as the engine computes it (rust/model/mixture.rs ``sigmoid``)."""
+    e = math.exp(-abs(eta))
+    return 1.0 / (1.0 + e) if eta >= 0 else e / (1.0 + e)
+
+
+def _eta_edge(beyond: Any, inside: float, outside: float) -> float:
+    """The float64 η nearest ``inside`` at which ``beyond(σ(η))`` holds, by bisection."""
+    while True:
+        mid = 0.5 * (inside + outside)
+        if mid in (inside, outside):
+            return outside
+        if beyond(_sigmoid64(mid)):
+            outside = mid
+        else:
+            inside = mid
+
+
+#: (η_low, η_high): the logit weights at which α in float64 comes within RUNAWAY_WEIGHT of 0
+#: (η ≈ −690.8) or rounds to 1 (η ≈ 36.7), the edges of the engine's rule on α.
+_ETA_EDGES = (
+    _eta_edge(lambda a: a <= RUNAWAY_WEIGHT, 0.0, -1000.0),
+    _eta_edge(lambda a: 1.0 - a <= RUNAWAY_WEIGHT, 0.0, 1000.0),
+)
+
+
 def beyond_runaway(ctx: Context, params: Params) -> Any:
-    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust): a mean
-    beyond RUNAWAY_DISTANCE Mahalanobis units of the target's mean of its mode, or the weight
-    parameter beyond RUNAWAY_WEIGHT of 0 or 1 (logit: |η| ≥ ln(1/RUNAWAY_WEIGHT − 1))."""
+    """(R,) replicates beyond the engine's runaway bound (``Problem::runaway`` in Rust), one
+    rule over every trained parameter: a mean beyond RUNAWAY_DISTANCE Mahalanobis units of the
+    target's mean of its mode; the old weight α as recorded (float64) within RUNAWAY_WEIGHT of
+    0 or 1 (so α = 1.0 is flagged); a trained σ_k more than RUNAWAY_SCALE times above or below
+    the target's scale of its mode, decided on log σ (no overflow)."""
     xp, w = ctx.xp, params.weight
     if ctx.weight_param == "logit":
-        edge = xp.abs(w) >= math.log(1.0 / RUNAWAY_WEIGHT - 1.0)
+        # the η at which α computed in float64 crosses the rule, whatever the precision
+        out = (w <= _ETA_EDGES[0]) | (w >= _ETA_EDGES[1])
     else:
-        edge = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
+        out = (w <= RUNAWAY_WEIGHT) | (1.0 - w <= RUNAWAY_WEIGHT)
     bound = RUNAWAY_DISTANCE * RUNAWAY_DISTANCE
-    far_old = ctx.world_old_cov.mahal2(params.old_mean - ctx.world.mo) > bound
-    far_new = ctx.world_new_cov.mahal2(params.new_mean - ctx.world.mn) > bound
-    return edge | far_old | far_new
+    out = out | (ctx.world_old_cov.mahal2(params.old_mean - ctx.world.mo) > bound)
+    out = out | (ctx.world_new_cov.mahal2(params.new_mean - ctx.world.mn) > bound)
+    if ctx.trains_scales:
+        log_bound = math.log(RUNAWAY_SCALE)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for value, log_star in zip((params.old_scale, params.new_scale), ctx.world_log_scale):
+                log_sd = xp.log(value) if ctx.scale_param == "direct" else value
+                # NaN (σ ≤ 0) counts as beyond the bound as well
+                out = out | ~(xp.abs(log_sd - log_star) <= log_bound)
+    return out

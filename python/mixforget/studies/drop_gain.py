@@ -58,18 +58,19 @@ class DropGainStudy:
 
     ``rows``: one dict per (objective, learning rate, threshold g) with keys
     ``objective`` (compact label, :func:`objective_label`), ``family`` ('forward' or
-    'reverse'), ``lr``, ``threshold``, ``replicates`` (non-diverged replicates used),
-    ``diverged``, ``reached`` / ``never_reached`` (replicates whose gain did / did not reach
+    'reverse'), ``lr``, ``threshold``, ``replicates`` (replicates used: neither diverged
+    nor beyond the runaway bound), ``diverged`` (those left out, :attr:`Trajectory.excluded`),
+    ``reached`` / ``never_reached`` (replicates whose gain did / did not reach
     g within the run), ``drop_at_threshold_mean`` / ``_lo`` / ``_hi`` (drop at each
     reaching replicate's first recorded step with gain ≥ g: mean and 95% interval over the
     replicates that reached it; NaN when none did, the interval collapses to the mean with
     one), ``step_at_threshold_mean`` / ``_lo`` / ``_hi`` (that first step), and the run's
     end: ``final_drop_mean`` / ``_lo`` / ``_hi``, ``final_gain_mean`` / ``_lo`` / ``_hi``
-    (over all non-diverged replicates; repeated on each threshold's row).
+    (over all replicates used; repeated on each threshold's row).
 
     ``paths``: one dict per (objective, learning rate) with ``objective``, ``family``,
     ``lr``, ``steps`` (n_rec,), ``drop_mean`` and ``gain_mean`` (n_rec,) — the mean drop and
-    gain over the non-diverged replicates at every step (what :meth:`plot` draws).
+    gain over the replicates used at every step (what :meth:`plot` draws).
     ``settings``: the target, the start, the objectives, the run settings and the seed.
     """
 
@@ -318,7 +319,8 @@ def drop_vs_gain(
     give drop(t) = acc_old(0) − acc_old(t) and gain(t) = acc_new(t) − acc_new(0). For each
     threshold g the drop at the first recorded step with gain ≥ g is averaged over the
     replicates that reach g (95% interval), and the replicates that never do are counted.
-    Diverged replicates (:attr:`mixforget.Trajectory.diverged`) are left out and counted.
+    Diverged and runaway replicates (:attr:`mixforget.Trajectory.excluded`) are left out and
+    counted.
 
     Parameters
     ----------
@@ -455,7 +457,8 @@ def _run_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The rows of one (objective, lr) run, one per gain threshold (the drop at the first step
     each replicate's gain reaches it, and the final drop and gain), and its mean path."""
-    keep = ~traj.diverged
+    excluded = traj.excluded  # diverged (non-finite) or beyond the runaway bound
+    keep = ~excluded
     acc = traj.overlap_accuracy()[keep]
     drop = acc[:, :1, 0] - acc[:, :, 0]
     gain = acc[:, :, 1] - acc[:, :1, 1]
@@ -476,7 +479,7 @@ def _run_rows(
                 "lr": lr,
                 "threshold": g,
                 "replicates": int(keep.sum()),
-                "diverged": int(traj.diverged.sum()),
+                "diverged": int(excluded.sum()),
                 "reached": int(hit.sum()),
                 "never_reached": int((~hit).sum()),
                 **_interval_dict("drop_at_threshold", drop_at),

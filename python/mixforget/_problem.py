@@ -47,7 +47,7 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
     if not isinstance(objective, Objective):
         raise TypeError(
             "objective must be one of mixforget.ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, "
-            "NewModeREINFORCE; "
+            "NewModeREINFORCE, KLRegularizedRL; "
             f"got {type(objective).__name__}"
         )
     if isinstance(objective, (TTTDiscover, OAPL)) and batch_size == 1:

@@ -9,8 +9,8 @@ use pyo3::types::{PyBool, PyDict, PyString};
 use crate::model::mixture::{Cov, Gaussian, Mixture};
 use crate::model::params::{ScaleParam, WeightParam};
 use crate::objectives::{
-    Beta, ForwardKL, Named, NewModeREINFORCE, ObjectiveSpec, ReverseKL, Reward, TTTDiscover, OAPL,
-    SDFT,
+    Beta, ForwardKL, KLRegularizedRL, Named, NewModeREINFORCE, ObjectiveSpec, ReverseKL, Reward,
+    TTTDiscover, OAPL, SDFT,
 };
 
 pub(crate) fn cov_from_array(c: &PyReadonlyArrayDyn<'_, f64>, dim: usize) -> PyResult<Cov> {
@@ -145,6 +145,27 @@ impl<'py> ObjectiveReader<'_, 'py> {
         Ok((self.choice("reward")?, self.positive("radius")?))
     }
 
+    /// KLRegularizedRL's fields (the cross-field rules are the dataclass's, checked again).
+    fn kl_regularized_rl(&self) -> PyResult<KLRegularizedRL> {
+        let real = |name: &str| self.number(name, "a finite number", |_| true);
+        let o = KLRegularizedRL {
+            reward: self.choice("reward")?,
+            reward_old: real("reward_old")?,
+            reward_new: real("reward_new")?,
+            beta: self.positive("beta")?,
+            reference: self.choice("reference")?,
+            kl: self.choice("kl")?,
+            kl_estimator: self.choice("kl_estimator")?,
+            advantage: self.choice("advantage")?,
+        };
+        o.check_fields().map_err(|(name, allowed)| {
+            self.attr(name)
+                .map(|v| self.bad(name, allowed, &v))
+                .unwrap_or_else(|e| e)
+        })?;
+        Ok(o)
+    }
+
     pub(crate) fn spec(&self) -> PyResult<ObjectiveSpec> {
         let kind_value = self.attr("kind")?;
         let kind = kind_value.extract::<String>().unwrap_or_default();
@@ -216,6 +237,7 @@ impl<'py> ObjectiveReader<'_, 'py> {
                 beta: self.positive("beta")?,
                 advantage: self.choice("advantage")?,
             }),
+            "KLRegularizedRL" => ObjectiveSpec::KLRegularizedRL(self.kl_regularized_rl()?),
             _ => {
                 let kinds: Vec<String> = ObjectiveSpec::KINDS
                     .iter()
@@ -280,6 +302,16 @@ pub(crate) fn objective_dict<'py>(
         }
         ObjectiveSpec::NewModeREINFORCE(o) => {
             d.set_item("beta", o.beta)?;
+            d.set_item("advantage", o.advantage.name())?;
+        }
+        ObjectiveSpec::KLRegularizedRL(o) => {
+            d.set_item("reward", o.reward.name())?;
+            d.set_item("reward_old", o.reward_old)?;
+            d.set_item("reward_new", o.reward_new)?;
+            d.set_item("beta", o.beta)?;
+            d.set_item("reference", o.reference.name())?;
+            d.set_item("kl", o.kl.name())?;
+            d.set_item("kl_estimator", o.kl_estimator.name())?;
             d.set_item("advantage", o.advantage.name())?;
         }
     }

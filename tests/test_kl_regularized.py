@@ -16,6 +16,7 @@ from mixforget import config
 from mixforget import reference as ref
 from mixforget.theory import (
     forward_kl_regularized_weights,
+    group_normalised_old_weight,
     kl_regularized_old_weight,
     natural_gradient_logit_flow,
     policy_gradient_logit_flow,
@@ -231,6 +232,19 @@ def test_group_normalisation_is_sign_like_at_the_optimum_and_moves_the_means():
     assert abs(flows["loo"].old_weight[0, -1] - alpha_star) < 1e-6
     assert abs(flows["group"].new_mean[0, -1, 0] - 6.0) > 0.1  # measured: 5.58 (lr 1)
     assert abs(flows["group"].old_weight[0, -1] - alpha_star) > 1e-3  # measured: 0.3069
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 3.0])
+def test_exact_kl_beside_a_group_normalised_reward_reaches_its_own_stationary_weight(beta):
+    """GRPO's layout (reward advantages normalised, KL a separate loss term) optimises
+    E[r]/sd(r) − β KL: its stationary weight is group_normalised_old_weight, far below the
+    KL-regularised α*, and 0 for small β (old mass lost)."""
+    objective = mf.KLRegularizedRL(beta=beta, advantage="group")
+    flow = mf.population_flow(WORLD, WORLD, objective, steps=20_000, lr=0.5, record_every=20_000)
+    predicted = group_normalised_old_weight(0.75, 1.0, beta)
+    assert abs(flow.old_weight[0, -1] - predicted) < 1e-6
+    assert predicted < kl_regularized_old_weight(0.75, 1.0, beta, "reverse") - 0.05
+    assert (predicted == 0.0) == (beta == 0.5)
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ Public names: bhattacharyya, misassignment, starvation_probability, expected_sta
 replay_weight_bound, forward_kl_optimum, fisher, local_rate, oapl_period_weight,
 tttdiscover_stationary_weight, stratified_replay_count, overlap_accuracy,
 overlap_accuracy_records, gaussian_overlap, reverse_kl_regularized_weights,
-forward_kl_regularized_weights, kl_regularized_old_weight, policy_gradient_logit_flow,
-natural_gradient_logit_flow.
+forward_kl_regularized_weights, kl_regularized_old_weight, group_normalised_old_weight,
+policy_gradient_logit_flow, natural_gradient_logit_flow.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .fisher import fisher, local_rate
 from .geometry import bhattacharyya, misassignment
 from .kl_regularized import (
     forward_kl_regularized_weights,
+    group_normalised_old_weight,
     kl_regularized_old_weight,
     natural_gradient_logit_flow,
     policy_gradient_logit_flow,
@@ -49,6 +50,7 @@ __all__ = [
     "forward_kl_optimum",
     "forward_kl_regularized_weights",
     "gaussian_overlap",
+    "group_normalised_old_weight",
     "kl_regularized_old_weight",
     "local_rate",
     "misassignment",

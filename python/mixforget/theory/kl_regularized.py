@@ -11,6 +11,7 @@ RK4 on the logits.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from .._validate import as_positive_float, as_positive_int
 
 __all__ = [
     "forward_kl_regularized_weights",
+    "group_normalised_old_weight",
     "kl_regularized_old_weight",
     "natural_gradient_logit_flow",
     "policy_gradient_logit_flow",
@@ -158,3 +160,35 @@ def kl_regularized_old_weight(alpha_ref: float, delta_r: float, beta: float, kl:
             forward_kl_regularized_weights([alpha_ref, 1 - alpha_ref], [0, delta_r], beta)[0]
         )
     raise ValueError(f"kl must be 'reverse' or 'forward', got {kl!r}")
+
+
+def group_normalised_old_weight(alpha_ref: float, delta_r: float, beta: float) -> float:
+    """K = 2, reverse KL kept out of a GRPO group normalisation of the label reward
+    (``KLRegularizedRL(kl_estimator='exact', advantage='group')``, docs:
+    theory-kl-regularized): the population gradient in the logit is
+    −√(α(1−α)) Δr + β α(1−α) (logit α_ref − logit α) (the reward's covariance with the score,
+    divided by sd(r) = √(α(1−α)) Δr), so the stationary old weights solve
+    Δr / √(α(1−α)) = β (logit α_ref − logit α). Returns the largest root below α_ref (the one
+    the flow from α_ref reaches), or 0.0 when there is none (the old mass goes to 0: the
+    normalised reward pull grows like α^{-1/2}, faster than the KL's log). Δr = r_new − r_old
+    > 0; roots are bracketed on a logit grid of step 0.01 down to logit α = −60 and refined
+    by bisection.
+    """
+    beta = as_positive_float("beta", beta)
+    delta_r = as_positive_float("delta_r", delta_r)
+    eta_ref = math.log(alpha_ref / (1.0 - alpha_ref))
+
+    def excess(eta: float) -> float:
+        a = 1.0 / (1.0 + math.exp(-eta))
+        return delta_r / math.sqrt(a * (1.0 - a)) - beta * (eta_ref - eta)
+
+    hi = eta_ref
+    while hi > -60.0:
+        lo = hi - 0.01
+        if excess(lo) < 0.0:
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if excess(mid) < 0.0 else (lo, mid)
+            return 1.0 / (1.0 + math.exp(-0.5 * (lo + hi)))
+        hi = lo
+    return 0.0

@@ -324,3 +324,8 @@ def test_inconsistent_settings_are_refused():
     for kw in ({"kl": "forward"}, {"kl_estimator": "k3"}):
         with pytest.raises(ValueError, match=r"^reference must be 'start'"):
             mf.KLRegularizedRL(reference="flat", **kw)
+
+
+def test_group_of_one_is_refused_before_any_work():
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 2 with KLRegularizedRL"):
+        mf.simulate(WORLD, WORLD, mf.KLRegularizedRL(advantage="group"), batch_size=1)

@@ -22,7 +22,7 @@ from ._validate import (
     resolve_threads,
 )
 from .mixture import TwoMode
-from .objectives import OAPL, Objective, TTTDiscover
+from .objectives import OAPL, KLRegularizedRL, Objective, TTTDiscover
 
 WEIGHT_PARAMS = ("logit", "direct")
 LR_GROUPS = ("weight", "old_mean", "new_mean")
@@ -56,6 +56,15 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
         raise ValueError(
             f"batch_size must be >= 2 with {type(objective).__name__} (the group is the batch; "
             "with one sample the group-relative gradient is identically 0), got 1"
+        )
+    if (
+        isinstance(objective, KLRegularizedRL)
+        and objective.advantage == "group"
+        and batch_size == 1
+    ):
+        raise ValueError(
+            "batch_size must be >= 2 with KLRegularizedRL(advantage='group') (a group of one "
+            "has no spread to normalise by: the gradient is identically 0), got 1"
         )
     if (
         isinstance(objective, TTTDiscover)

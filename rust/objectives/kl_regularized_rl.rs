@@ -280,3 +280,58 @@ impl KLRegularizedRL {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objective(
+        kl: Direction,
+        kl_estimator: KlEstimator,
+        reference: Reference,
+    ) -> KLRegularizedRL {
+        KLRegularizedRL {
+            reward: RewardKind::Labels,
+            reward_old: 0.0,
+            reward_new: 1.0,
+            beta: 1.0,
+            reference,
+            kl,
+            kl_estimator,
+            advantage: KlAdvantage::Loo,
+        }
+    }
+
+    #[test]
+    fn field_rules_name_the_field() {
+        use Direction::*;
+        use KlEstimator::*;
+        assert!(objective(Reverse, K3, Reference::Start)
+            .check_fields()
+            .is_ok());
+        assert!(objective(Forward, Exact, Reference::Target)
+            .check_fields()
+            .is_ok());
+        assert_eq!(
+            objective(Forward, K1, Reference::Start)
+                .check_fields()
+                .unwrap_err()
+                .0,
+            "kl_estimator"
+        );
+        assert_eq!(
+            objective(Reverse, K3, Reference::Flat)
+                .check_fields()
+                .unwrap_err()
+                .0,
+            "reference"
+        );
+    }
+
+    #[test]
+    fn moments_of_equal_values_have_no_spread() {
+        assert_eq!(mean_and_inverse_sd(&[0.5, 0.5], &[2.0, 2.0]), (2.0, 0.0));
+        let (mean, inv_sd) = mean_and_inverse_sd(&[0.25; 4], &[0.0, 0.0, 2.0, 2.0]);
+        assert_eq!((mean, inv_sd), (1.0, 1.0));
+    }
+}

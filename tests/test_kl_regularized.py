@@ -174,6 +174,21 @@ def test_exact_k1_and_forward_estimators_are_unbiased(objective):
     _within(_estimate(objective), exact)
 
 
+def test_exact_limit_in_three_dimensions_matches_finite_batches():
+    """The span reduction (means in d = 3, reference = target) and the forward KL's node
+    placement on the reference's components: finite-batch means within 5 SE."""
+    target = mf.TwoMode(old_mean=[-2.0, 0.5, 0.0], new_mean=[2.0, 0.0, 1.0], old_weight=0.6)
+    model = target.replace(old_mean=[-1.7, 0.0, 0.3], new_mean=[0.5, 0.4, 0.0], old_weight=0.5)
+    for objective in (
+        mf.KLRegularizedRL(kl="forward", reference="target", beta=0.7),
+        mf.KLRegularizedRL(kl_estimator="k3", reference="target"),
+        mf.KLRegularizedRL(reward="target_logpdf", reference="target", beta=0.5),
+    ):
+        exact = _flat(mf.population_gradient(target, model, objective))
+        est = mf.estimate_gradient(target, model, objective, batch_size=32, batches=20_000, rng=3)
+        _within(est, exact)
+
+
 def test_k3_estimates_the_reverse_minus_the_forward_kl_gradient():
     """Score function with k3 = ρ − 1 − log ρ as the reward: E_q[k3 s] = ∇KL(q ‖ q_ref) −
     ∇KL(q_ref ‖ q) (E_q[k3] is the KL, but k3 itself depends on θ). Zero label rewards isolate

@@ -84,6 +84,11 @@ def test_closed_forms_limits_and_input_checks():
             solve([0.5, 0.0, 0.5], r, 1.0)
     with pytest.raises(ValueError, match="kl"):
         kl_regularized_old_weight(0.75, 1.0, 1.0, "both")
+    for alpha_ref in (0.0, 1.0, math.nan):
+        with pytest.raises(ValueError, match="alpha_ref"):
+            kl_regularized_old_weight(alpha_ref, 1.0, 1.0, "reverse")
+        with pytest.raises(ValueError, match="alpha_ref"):
+            group_normalised_old_weight(alpha_ref, 1.0, 1.0)
 
 
 def test_natural_gradient_keeps_the_ratio_and_plain_gradient_is_rich_get_richer():

@@ -1,7 +1,8 @@
 """Closed forms of KL-regularised RL with per-component label rewards (docs:
 theory-kl-regularized), for any number K of components: the optimum weights of
 E_q[r] − β KL toward a reference in both KL directions, and the logit flows of the plain
-and the natural policy gradient on softmax weights.
+and the natural policy gradient on softmax weights; for K = 2, the stationary old weight of
+GRPO's layout (a group-normalised reward beside an exact KL term).
 
 All functions are pure functions of weight vectors (the components are taken as well
 separated, so that E_q[r] = Σ_k w_k r_k and the KL between two mixtures of the same
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import as_positive_float, as_positive_int
+from .._validate import as_positive_float, as_positive_int, as_probability
 
 __all__ = [
     "forward_kl_regularized_weights",
@@ -151,6 +152,7 @@ def natural_gradient_logit_flow(
 def kl_regularized_old_weight(alpha_ref: float, delta_r: float, beta: float, kl: str) -> float:
     """The K = 2 old weight α* of either direction with r_old = 0, r_new = Δr (a convenience
     over the two K-general forms, used by the checks of docs: theory-kl-regularized)."""
+    alpha_ref = as_probability("alpha_ref", alpha_ref)
     if kl == "reverse":
         return float(
             reverse_kl_regularized_weights([alpha_ref, 1 - alpha_ref], [0, delta_r], beta)[0]
@@ -174,6 +176,7 @@ def group_normalised_old_weight(alpha_ref: float, delta_r: float, beta: float) -
     > 0; roots are bracketed on a logit grid of step 0.01 down to logit α = −60 and refined
     by bisection.
     """
+    alpha_ref = as_probability("alpha_ref", alpha_ref)
     beta = as_positive_float("beta", beta)
     delta_r = as_positive_float("delta_r", delta_r)
     eta_ref = math.log(alpha_ref / (1.0 - alpha_ref))

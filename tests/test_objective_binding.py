@@ -20,7 +20,16 @@ import pytest
 import mixforget as mf
 from mixforget import _core
 from mixforget._problem import build_problem, check_lr_scale
-from mixforget.objectives import ADVANTAGES, BASELINES, DIRECTIONS, REWARDS, SLOTS
+from mixforget.objectives import (
+    ADVANTAGES,
+    BASELINES,
+    DIRECTIONS,
+    KL_ADVANTAGES,
+    KL_ESTIMATORS,
+    KL_REWARDS,
+    REWARDS,
+    SLOTS,
+)
 
 TARGET = mf.TwoMode(old_mean=[-2.0, 0.0], new_mean=[2.5, 0.5], old_weight=0.7, cov=1.0)
 START = TARGET.replace(new_mean=[0.3, 0.0], old_weight=0.6)
@@ -51,6 +60,16 @@ def _every_option() -> list[mf.objectives.Objective]:
         ]
     for advantage in ADVANTAGES:
         out += [mf.NewModeREINFORCE(advantage=advantage), mf.NewModeREINFORCE(0.7, advantage)]
+    for reward, reference, estimator, advantage in itertools.product(
+        KL_REWARDS, ("start", "target"), KL_ESTIMATORS, KL_ADVANTAGES
+    ):
+        out.append(
+            mf.KLRegularizedRL(reward, -0.5, 2.0, 0.3, reference, "reverse", estimator, advantage)
+        )
+    out += [
+        mf.KLRegularizedRL(kl="forward", advantage="group"),
+        mf.KLRegularizedRL(reward="target_logpdf", reference="flat", kl_estimator="k1"),
+    ]
     return out
 
 
@@ -73,6 +92,7 @@ def test_round_trip_covers_every_field_of_every_public_objective():
         mf.TTTDiscover,
         mf.OAPL,
         mf.NewModeREINFORCE,
+        mf.KLRegularizedRL,
     }
     for cls in seen:
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -142,6 +162,17 @@ BAD_FIELDS = [
     (mf.NewModeREINFORCE(), "beta", "adaptive"),
     (mf.NewModeREINFORCE(), "advantage", "normalized"),
     (mf.NewModeREINFORCE(), "advantage", None),
+    (mf.KLRegularizedRL(), "reward", "accuracy"),
+    (mf.KLRegularizedRL(), "reward_old", math.nan),
+    (mf.KLRegularizedRL(), "reward_new", "1"),
+    (mf.KLRegularizedRL(), "beta", 0.0),
+    (mf.KLRegularizedRL(), "beta", math.inf),
+    (mf.KLRegularizedRL(), "reference", "model"),
+    (mf.KLRegularizedRL(), "kl", "both"),
+    (mf.KLRegularizedRL(), "kl_estimator", "k2"),
+    (mf.KLRegularizedRL(kl="forward"), "kl_estimator", "k3"),  # forward needs 'exact'
+    (mf.KLRegularizedRL(kl_estimator="k3"), "reference", "flat"),  # ρ has no flat mean
+    (mf.KLRegularizedRL(), "advantage", "normalised"),
 ]
 
 
@@ -156,7 +187,8 @@ def test_bad_field_is_refused_by_the_binding_naming_it(objective, field, value):
 
 def test_every_field_of_every_objective_has_a_bad_value_test():
     covered = {(type(o), f) for o, f, _ in BAD_FIELDS}
-    for cls in (mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL, mf.NewModeREINFORCE):
+    classes = (mf.ForwardKL, mf.ReverseKL, mf.SDFT, mf.TTTDiscover, mf.OAPL, mf.NewModeREINFORCE)
+    for cls in (*classes, mf.KLRegularizedRL):
         for f in dataclasses.fields(cls):
             assert (cls, f.name) in covered, (cls.__name__, f.name)
 
@@ -164,7 +196,8 @@ def test_every_field_of_every_objective_has_a_bad_value_test():
 def test_unknown_kind_and_missing_field_name_the_attribute():
     with pytest.raises(
         ValueError,
-        match=r"^objective\.kind must be one of \[.*'OAPL', 'NewModeREINFORCE'\], got 'Adam'",
+        match=r"^objective\.kind must be one of \[.*'OAPL', 'NewModeREINFORCE', "
+        r"'KLRegularizedRL'\], got 'Adam'",
     ):
         _problem(SimpleNamespace(kind="Adam"))
     with pytest.raises(ValueError, match=r"^objective\.kind is missing"):

@@ -472,6 +472,7 @@ def test_every_objective_has_exactly_one_twin_module():
         "TTTDiscover": "ttt_discover",
         "OAPL": "oapl",
         "NewModeREINFORCE": "new_mode_reinforce",
+        "KLRegularizedRL": "kl_regularized_rl",
     }
     assert set(TWINS) == set(modules)
     for kind, module in modules.items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
 from ._defaults import REPLAY_SLOTS
-from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int
+from ._validate import as_choice, as_fraction, as_positive_float, as_positive_int, as_real
 
 __all__ = [
     "ADVANTAGES",
@@ -28,6 +28,7 @@ __all__ = [
     "REWARDS",
     "SDFT",
     "ForwardKL",
+    "KLRegularizedRL",
     "NewModeREINFORCE",
     "Objective",
     "ReverseKL",
@@ -43,6 +44,11 @@ BASELINES = ("none", "loo")
 DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
 ADVANTAGES = ("raw", "normalised")
+#: KLRegularizedRL's choices (docs: theory-kl-regularized); the first of each is its default
+KL_REWARDS = ("labels", "target_logpdf", "new_logpdf")
+KL_REFERENCES = ("start", "target", "flat")
+KL_ESTIMATORS = ("exact", "k1", "k3")
+KL_ADVANTAGES = ("loo", "group", "raw")
 
 
 class Objective:
@@ -277,6 +283,76 @@ class NewModeREINFORCE(Objective):
         return 1, type(self).__name__
 
 
+@dataclass(frozen=True)
+class KLRegularizedRL(Objective):
+    """KL-regularised RL toward a reference model (docs: theory-kl-regularized): maximise
+    E_q[r] − β KL, KL = KL(q_θ ‖ q_ref) (``kl='reverse'``) or KL(q_ref ‖ q_θ) ('forward'),
+    on-policy samples x_i ~ q_θ, as RLHF/GRPO post-training runs it.
+
+    Per sample a value v_i = r_i − β κ_i, and ĝ = −(1/B) Σ_i A_i s(x_i) with the advantage
+    A_i of v: 'raw' A = v, 'loo' A_i = v_i − mean_{j≠i} v_j, 'group' (GRPO)
+    A = (v − mean v)/sd(v) (batch moments, sd the population one; A = 0 when all are equal).
+    The KL term κ_i (``kl_estimator``):
+
+    - reverse, 'exact': the KL's own score coefficient log q_θ − log q_ref (unbiased for
+      ∇KL); under 'group' it is kept out of the normalisation (a separate loss term with its
+      batch-mean baseline, as GRPO puts the KL in the loss), otherwise it is the same as 'k1';
+    - reverse, 'k1': log q_θ/q_ref in the reward (reward shaping; unbiased);
+    - reverse, 'k3': ρ − 1 − log ρ, ρ = q_ref/q_θ, in the reward. E_q[k3] = KL(q ‖ q_ref) but
+      the score-function estimator with k3 as a reward estimates
+      ∇KL(q ‖ q_ref) − ∇KL(q_ref ‖ q): biased by −∇KL(q_ref ‖ q), zero only at q = q_ref;
+    - forward (only 'exact'): ∇KL(q_ref ‖ q) = −E_{q_ref}[s] = −E_q[ρ s], importance-weighted
+      on the on-policy samples: κ_i = −ρ_i (exact in expectation; ρ is large where q_θ ≪ q_ref).
+
+    Rewards (``reward``): 'labels' r(x) = r_old π*_old(x) + r_new (1 − π*_old(x)) with π*_old
+    the target's old-component responsibility — the task the point belongs to, a fixed
+    function of x, equal to r_k on well-separated components; 'target_logpdf' log p*(x);
+    'new_logpdf' log p_new*(x). ``reference``: 'start' (the run's start model, kept as the
+    objective's extra state), 'target' (p*: a fixed reference away from the model, with which
+    :func:`~mixforget.population_gradient` shows the estimators' bias where q_θ ≠ q_ref), or
+    'flat' (log q_ref ≡ 0, the Lebesgue measure: β KL becomes −β H(q), so reward
+    'target_logpdf', β = 1, reverse gives ReverseKL's estimator bit for bit; reverse, k1 or
+    exact only). Replay is not offered.
+    """
+
+    reward: str = "labels"
+    reward_old: float = 0.0
+    reward_new: float = 1.0
+    beta: float = 1.0
+    reference: str = "start"
+    kl: str = "reverse"
+    kl_estimator: str = "exact"
+    advantage: str = "loo"
+
+    def __post_init__(self) -> None:
+        as_choice("reward", self.reward, KL_REWARDS)
+        object.__setattr__(self, "reward_old", as_real("reward_old", self.reward_old))
+        object.__setattr__(self, "reward_new", as_real("reward_new", self.reward_new))
+        object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
+        as_choice("reference", self.reference, KL_REFERENCES)
+        as_choice("kl", self.kl, DIRECTIONS)
+        as_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        as_choice("advantage", self.advantage, KL_ADVANTAGES)
+        if self.kl == "forward" and self.kl_estimator != "exact":
+            raise ValueError(
+                "kl_estimator must be 'exact' with kl='forward' (k1 and k3 estimate the "
+                f"reverse KL), got {self.kl_estimator!r}"
+            )
+        if self.reference == "flat" and (self.kl == "forward" or self.kl_estimator == "k3"):
+            raise ValueError(
+                "reference must be 'start' with kl='forward' or kl_estimator='k3' (under the "
+                f"flat measure the ratio q_ref/q has no mean), got {self.reference!r}"
+            )
+
+    def min_batch_size(self) -> tuple[int, str]:
+        if self.advantage == "group":
+            return 2, (
+                "KLRegularizedRL(advantage='group') (a group of one has no spread to "
+                "normalise by: the gradient is identically 0)"
+            )
+        return 1, type(self).__name__
+
+
 #: The registry: every objective, one line each. Everything that knows the objectives (the
 #: package's exports, the twin's registry, TOML kinds, the Rust binding's kinds) is checked
 #: against it by ``tests/test_objective_registry.py``.
@@ -287,6 +363,7 @@ OBJECTIVES: tuple[type[Objective], ...] = (
     TTTDiscover,
     OAPL,
     NewModeREINFORCE,
+    KLRegularizedRL,
 )
 
 _BY_KIND: dict[str, type[Objective]] = {cls.kind: cls for cls in OBJECTIVES}

@@ -47,6 +47,16 @@ impl ExtraModels for Mix2 {
     }
 }
 
+/// A derived mixture that only some settings keep (KLRegularizedRL's start reference).
+impl ExtraModels for Option<Mix2> {
+    fn mixtures(&self) -> impl Iterator<Item = &Mix2> {
+        self.iter()
+    }
+    fn map(&self, f: impl FnMut(&Mix2) -> Mix2) -> Self {
+        self.as_ref().map(f)
+    }
+}
+
 /// How a parameter set becomes the model's mixture: the problem's weight parametrisation,
 /// model covariances and trained scales (implemented by `engine::problem::Problem`). An
 /// objective builds the densities of its extra state with it.

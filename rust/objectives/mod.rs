@@ -32,6 +32,7 @@
 //! docs/adding-an-objective.md).
 
 pub mod forward_kl;
+pub mod kl_regularized_rl;
 pub mod new_mode_reinforce;
 pub mod oapl;
 pub mod reverse_kl;
@@ -39,6 +40,7 @@ pub mod sdft;
 pub mod ttt_discover;
 
 pub use forward_kl::ForwardKL;
+pub use kl_regularized_rl::{KLRegularizedRL, KlAdvantage, KlEstimator, Reference, RewardKind};
 pub use new_mode_reinforce::{Advantage, NewModeREINFORCE};
 pub use oapl::OAPL;
 pub use reverse_kl::{Baseline, ReverseKL};
@@ -219,7 +221,7 @@ pub fn sampling_components<'a, O: Objective>(
 macro_rules! objective_list {
     ($callback:ident ! ($($args:tt)*)) => {
         $crate::objectives::$callback! {
-            ($($args)*) ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE
+            ($($args)*) ForwardKL, ReverseKL, SDFT, TTTDiscover, OAPL, NewModeREINFORCE, KLRegularizedRL
         }
     };
 }
@@ -489,5 +491,9 @@ mod tests {
         names_round_trip::<Baseline>();
         names_round_trip::<Direction>();
         names_round_trip::<Advantage>();
+        names_round_trip::<RewardKind>();
+        names_round_trip::<Reference>();
+        names_round_trip::<KlEstimator>();
+        names_round_trip::<KlAdvantage>();
     }
 }

@@ -23,9 +23,9 @@ otherwise ignored (one Python thread, BLAS aside).
 Layout (the Rust engine's, one module per objective):
 
 - :mod:`.forward_kl`, :mod:`.reverse_kl`, :mod:`.sdft`, :mod:`.ttt_discover`, :mod:`.oapl`,
-  :mod:`.new_mode_reinforce` — each objective's sampling source, second density,
-  per-sample coefficient, extra state and exact-limit behaviour, with its formula in the
-  module docstring;
+  :mod:`.new_mode_reinforce`, :mod:`.kl_regularized_rl` — each objective's sampling source,
+  second density, per-sample coefficient, extra state and exact-limit behaviour, with its
+  formula in the module docstring;
 - :mod:`._objective` — the interface those implement (:class:`~._objective.ObjectiveTwin`),
   the run context, the parameters and the pieces several objectives share;
   :mod:`._registry` maps an objective (by its ``kind`` in

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from ..objectives import Objective
 from ._objective import Context, ObjectiveTwin
 from .forward_kl import ForwardKLTwin
+from .kl_regularized_rl import KLRegularizedRLTwin
 from .new_mode_reinforce import NewModeREINFORCETwin
 from .oapl import OAPLTwin
 from .reverse_kl import ReverseKLTwin
@@ -26,6 +27,7 @@ TWINS: dict[str, type[ObjectiveTwin[Any]]] = {
         TTTDiscoverTwin,
         OAPLTwin,
         NewModeREINFORCETwin,
+        KLRegularizedRLTwin,
     )
 }
 

@@ -216,26 +216,10 @@ def run_demo(
 
     ``progress``: show which stage is running on stderr; None (default) shows it when stderr
     is a terminal and stays quiet otherwise (CI logs)."""
-    if figure_format not in FIGURE_FORMATS:
-        raise ValueError(
-            f"figure_format must be one of {list(FIGURE_FORMATS)}, got {figure_format!r}"
-        )
-    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 2400:
-        raise ValueError(f"dpi must be an integer in [10, 2400], got {dpi!r}")
     stream = sys.stdout if stream is None else stream
     show_progress = _progress_wanted(progress)
     began = time.perf_counter()
-    settings = dict(DEMO_SETTINGS)
-    settings["replicates"] = int(replicates)
-    if steps is not None:
-        settings["steps"] = int(steps)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(
-            f"out: {out} exists and is not a directory; give a directory for the results"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    check_writable(out / "summary.json", "out")  # before the work
+    settings, out = _checked_demo_setup(out, replicates, steps, figure_format, dpi)
     target, _ = demo_problem(settings)
     run_seeds = np.random.SeedSequence(seed).spawn(len(settings["runs"]) + 1)
     print(
@@ -291,6 +275,31 @@ def run_demo(
         print(f"\nfigures {figures_note}", file=stream)
     print(f"summary: {out / 'summary.json'}   total {summary['total_time']:.1f} s", file=stream)
     return summary
+
+
+def _checked_demo_setup(
+    out: str | Path, replicates: int, steps: Optional[int], figure_format: str, dpi: int
+) -> tuple[dict[str, Any], Path]:
+    """The demo's arguments checked and its settings built, and the output directory made,
+    before any work: (settings, out)."""
+    if figure_format not in FIGURE_FORMATS:
+        raise ValueError(
+            f"figure_format must be one of {list(FIGURE_FORMATS)}, got {figure_format!r}"
+        )
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 2400:
+        raise ValueError(f"dpi must be an integer in [10, 2400], got {dpi!r}")
+    settings = dict(DEMO_SETTINGS)
+    settings["replicates"] = int(replicates)
+    if steps is not None:
+        settings["steps"] = int(steps)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"out: {out} exists and is not a directory; give a directory for the results"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "summary.json", "out")
+    return settings, out
 
 
 def _print_checks(

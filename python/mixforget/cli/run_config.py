@@ -154,16 +154,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 "failure are kept)"
             ) from None
     finally:
-        for obj in closers:
-            try:
-                if hasattr(
-                    obj, "close"
-                ):  # dask Client / LocalCluster (close, never shut the scheduler down)
-                    obj.close()
-                else:  # ThreadPoolExecutor: its queued points were cancelled by sweep()
-                    obj.shutdown(wait=True, cancel_futures=True)
-            except Exception:  # pragma: no cover - best effort
-                pass
+        _close(closers)
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
     computed = [r for r in records if int(r["point"]) not in stored_before]
     skipped = len(records) - len(computed)
@@ -174,7 +165,35 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 0
     records = computed
-    keys = list(cfg.grid)
+    _print_points(records, list(cfg.grid))
+    elapsed = time.perf_counter() - began
+    if skipped:
+        print(
+            f"resumed {args.db}: {skipped} points were already stored (skipped), "
+            f"{len(records)} computed now ({elapsed:.1f} s); all {skipped + len(records)}: "
+            f"mixforget.load_sweep({str(args.db)!r})"
+        )
+    else:
+        print(f"{len(records)} points in {args.db} ({elapsed:.1f} s)")
+    return 0
+
+
+def _close(closers: list[Any]) -> None:
+    """Release the sweep's executors: a dask Client / LocalCluster is closed (the scheduler
+    is never shut down); a ThreadPoolExecutor, whose queued points sweep() cancelled, is shut
+    down."""
+    for obj in closers:
+        try:
+            if hasattr(obj, "close"):
+                obj.close()
+            else:
+                obj.shutdown(wait=True, cancel_futures=True)
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+
+def _print_points(records: list[dict[str, Any]], keys: list[str]) -> None:
+    """The computed points as an aligned text table: grid values and each point's summary."""
     header = ["point", *keys, "old weight α_T", "sup drift", "new error", "starved", "wall s"]
     body = []
     for r in records:
@@ -196,16 +215,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for b in body:
         print("  ".join(c.ljust(w) for c, w in zip(b, widths)))
-    elapsed = time.perf_counter() - began
-    if skipped:
-        print(
-            f"resumed {args.db}: {skipped} points were already stored (skipped), "
-            f"{len(records)} computed now ({elapsed:.1f} s); all {skipped + len(records)}: "
-            f"mixforget.load_sweep({str(args.db)!r})"
-        )
-    else:
-        print(f"{len(records)} points in {args.db} ({elapsed:.1f} s)")
-    return 0
 
 
 def _stored_points(db: str) -> set[int]:

@@ -4,6 +4,8 @@
     python scripts/retaining_by_doing.py                       # 1000 replicates (~2.5 min, 2 cores)
     python scripts/retaining_by_doing.py --replicates 50       # quick look
     python scripts/retaining_by_doing.py --figure docs/retaining_by_doing.png
+    python scripts/retaining_by_doing.py --check    # README's rbd_tails block (RL run alone, ~10 s)
+    python scripts/retaining_by_doing.py --write    # store that block in README.md
 
 The paper's setting (its public code, princeton-pli/retaining-by-doing,
 ``simulation/settings.py`` ``TwoModeSetting`` and ``simulation/run.py``): target
@@ -25,20 +27,34 @@ seeds, mean ± standard error) are printed beside them with z = (ours − refere
 standard error. The reference measures overlaps by the trapezoidal rule on 500 points of
 [−8, 8]; the script also evaluates mixforget's runs that way (rows "on the reference grid"),
 which removes the grid's ~1e-5 offset from the comparison of drop and gain.
+
+The RL run's π₁, μ₁, σ₁, drop and drop at gain ≥ 0.9 are heavy-tailed (its old-component
+gradient has infinite variance at the start), so for it the script also compares whole
+distributions: two-sample Kolmogorov–Smirnov tests and medians with distribution-free
+intervals against the reference code's own run for 2000 seeds
+(``tests/data/rbd_reference_samples.json``; :func:`tail_comparison`).
+
+(Over 600 lines on purpose: one reproduction a reader follows top to bottom — settings,
+reference numbers, runs, both comparisons, the figure.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 import mixforget as mf
 from mixforget import studies
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import table_check  # the sibling module, found from any working directory
 
 TARGET = mf.TwoMode(old_mean=[-3.0], new_mean=[3.5], old_weight=0.75, old_cov=1.0, new_cov=0.7**2)
 START = mf.TwoMode(old_mean=[-3.5], new_mean=[0.5], old_weight=0.75, old_cov=1.0, new_cov=0.7**2)
@@ -181,19 +197,59 @@ def _stats(values: np.ndarray) -> Optional[dict[str, float]]:
     return {"mean": float(mean), "lo": float(lo), "hi": float(hi), "se": se, "n": values.size}
 
 
-def _threshold_stats(drop: np.ndarray, gain: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
-    """Final drop and gain, and the drop at (and step of) the first record with gain ≥ 0.9."""
+def _threshold_samples(drop: np.ndarray, gain: np.ndarray, steps: np.ndarray) -> dict[str, Any]:
+    """Per replicate: final drop and gain, and the drop at (and step of) the first record with
+    gain ≥ 0.9 (only replicates that reach it); ``never``: how many do not."""
     reached = gain >= THRESHOLD
     hit = reached.any(axis=1)
     first = np.argmax(reached, axis=1)[hit]
-    rows = np.flatnonzero(hit)
     return {
-        "drop": _stats(drop[:, -1]),
-        "gain": _stats(gain[:, -1]),
-        "drop_at": _stats(drop[rows, first]),
-        "step_at": _stats(steps[first].astype(float)),
+        "drop": drop[:, -1],
+        "gain": gain[:, -1],
+        "drop_at": drop[np.flatnonzero(hit), first],
+        "step_at": steps[first].astype(float),
         "never": int((~hit).sum()),
     }
+
+
+def _summary(samples: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_stats` of each sample (``never`` passes through)."""
+    return {k: v if k == "never" else _stats(v) for k, v in samples.items()}
+
+
+def _grid_drop_gain(traj: mf.Trajectory, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop and gain of the kept replicates along the run, on the reference's grid."""
+    acc = grid_accuracy(traj)[keep]
+    return acc[:, :1, 0] - acc[:, :, 0], acc[:, :, 1] - acc[:, :1, 1]
+
+
+def _finals(traj: mf.Trajectory, keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "pi1": traj.old_weight[keep, -1],
+        "mu1": traj.old_mean[keep, -1, 0],
+        "s1": traj.old_scale[keep, -1],
+        "mu2": traj.new_mean[keep, -1, 0],
+        "s2": traj.new_scale[keep, -1],
+    }
+
+
+def _simulate(
+    objective: Any, lr: float, replicates: int, rng: Any, threads: Optional[int]
+) -> mf.Trajectory:
+    """One of the reference's runs, every step recorded."""
+    return mf.simulate(
+        TARGET,
+        START,
+        objective,
+        steps=STEPS,
+        batch_size=BATCH_SIZE,
+        lr=lr,
+        replicates=replicates,
+        record_every=1,
+        rng=rng,
+        threads=threads,
+        **SIMULATE,
+    )
 
 
 def run(
@@ -201,7 +257,8 @@ def run(
 ) -> tuple[list[dict[str, Any]], studies.DropGainStudy]:
     """The four runs (same streams as :func:`mixforget.studies.drop_vs_gain` with ``rng=seed``)
     and the drop-vs-gain study. Per run: label, reference key, the final parameters and the
-    drop/gain quantities (closed form, and on the reference's grid)."""
+    drop/gain quantities (closed form, and on the reference's grid); ``samples``: per
+    replicate, the final parameters and the grid drop/gain quantities."""
     study = studies.drop_vs_gain(
         TARGET,
         START,
@@ -218,32 +275,11 @@ def run(
     children = np.random.SeedSequence(seed).spawn(len(RUNS))
     results = []
     for (label, objective, lr, key), child in zip(RUNS, children):
-        traj = mf.simulate(
-            TARGET,
-            START,
-            objective,
-            steps=STEPS,
-            batch_size=BATCH_SIZE,
-            lr=lr,
-            replicates=replicates,
-            record_every=1,
-            rng=child,
-            threads=threads,
-            **SIMULATE,
-        )
+        traj = _simulate(objective, lr, replicates, child, threads)
         keep = ~traj.excluded
-        finals = {
-            "pi1": traj.old_weight[keep, -1],
-            "mu1": traj.old_mean[keep, -1, 0],
-            "s1": traj.old_scale[keep, -1],
-            "mu2": traj.new_mean[keep, -1, 0],
-            "s2": traj.new_scale[keep, -1],
-        }
-        exact = _threshold_stats(traj.drop()[keep], traj.gain()[keep], traj.steps)
-        acc = grid_accuracy(traj)[keep]
-        grid = _threshold_stats(
-            acc[:, :1, 0] - acc[:, :, 0], acc[:, :, 1] - acc[:, :1, 1], traj.steps
-        )
+        finals = _finals(traj, keep)
+        exact = _summary(_threshold_samples(traj.drop()[keep], traj.gain()[keep], traj.steps))
+        grid_samples = _threshold_samples(*_grid_drop_gain(traj, keep), traj.steps)
         # the same streams as the study: its drop at the threshold is this run's
         (row,) = study.select(studies.objective_label(objective), lr)
         if exact["drop_at"] is not None:
@@ -259,7 +295,8 @@ def run(
                 "excluded": int((~keep).sum()),
                 **{k: _stats(v) for k, v in finals.items()},
                 **exact,
-                "grid": grid,
+                "grid": _summary(grid_samples),
+                "samples": {**finals, **grid_samples},
             }
         )
     return results, study
@@ -278,6 +315,106 @@ def compare(result: dict[str, Any], name: str, grid: bool = False) -> Optional[f
     shift, shift_se = REGULARISER_SHIFT.get(result["key"], {}).get(name, (0.0, 0.0))
     se = math.sqrt(ours["se"] ** 2 + ref[1] ** 2 + shift_se**2)
     return (ours["mean"] - (ref[0] - shift)) / se if se > 0 else math.inf
+
+
+#: The reference's RL run for many more seeds than ``REFERENCE`` (its header says how).
+REFERENCE_SAMPLES = (
+    Path(__file__).resolve().parents[1] / "tests" / "data" / "rbd_reference_samples.json"
+)
+#: Quantities of the RL run whose spread is dominated by its infinite-variance old-component
+#: gradient (σ₂ < σ₁/√2 at the start): compared by distribution, not by mean ± SE.
+HEAVY_TAILED = ("pi1", "mu1", "s1", "drop", "drop_at")
+#: Fixed before any comparison was run: a two-sample KS p-value below this is a disagreement.
+KS_P_MIN = 0.001
+TAILS_BLOCK = "rbd_tails"
+
+
+def load_reference_samples(path: Path = REFERENCE_SAMPLES) -> dict[str, np.ndarray]:
+    """The reference's per-seed values of the RL run, in this script's names and signs (its
+    drop is the change of the old overlap, negative for a loss: here the loss)."""
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    columns = {k: np.asarray(v, dtype=np.float64) for k, v in stored["columns"].items()}
+    reached = columns["step_at"] > 0
+    return {
+        **{k: columns[k] for k in ("pi1", "mu1", "s1", "mu2", "s2", "gain")},
+        "drop": -columns["drop"],
+        "drop_at": -columns["drop_at"][reached],
+        "step_at": columns["step_at"][reached],
+        "seed": columns["seed"],
+    }
+
+
+def rl_samples(replicates: int = 1000, seed: int = 0, threads: Optional[int] = None) -> dict:
+    """The RL run of :func:`run` alone (the same stream): its ``samples``."""
+    child = np.random.SeedSequence(seed).spawn(len(RUNS))[2]
+    traj = _simulate(RUNS[2][1], RUNS[2][2], replicates, child, threads)
+    keep = ~traj.excluded
+    return {**_finals(traj, keep), **_threshold_samples(*_grid_drop_gain(traj, keep), traj.steps)}
+
+
+def median_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Median and its distribution-free 95% interval: the order statistics whose ranks the
+    Binomial(n, ½) puts 2.5% beyond on each side."""
+    from scipy import stats
+
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    j = max(int(stats.binom.ppf(0.025, x.size, 0.5)) - 1, 0)
+    return float(np.median(x)), float(x[j]), float(x[x.size - 1 - j])
+
+
+def tail_comparison(
+    ours: dict, reference: dict, names: Optional[tuple[str, ...]] = None
+) -> list[dict[str, Any]]:
+    """Per quantity of the RL run (``names``, default all): sample sizes, two-sample
+    Kolmogorov–Smirnov statistic and p-value, and both medians with their distribution-free
+    95% intervals."""
+    from scipy import stats
+
+    rows = []
+    for name, title in QUANTITIES:
+        if names is not None and name not in names:
+            continue
+        a, b = np.asarray(ours[name], dtype=np.float64), reference[name]
+        test = stats.ks_2samp(a, b)
+        rows.append(
+            {
+                "name": name,
+                "title": title,
+                "heavy": name in HEAVY_TAILED,
+                "n": a.size,
+                "m": b.size,
+                "ks": float(test.statistic),
+                "p": float(test.pvalue),
+                "median": median_interval(a),
+                "median_ref": median_interval(b),
+            }
+        )
+    return rows
+
+
+def tails_markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's block: the KS table of :func:`tail_comparison`."""
+    seeds = load_reference_samples()["seed"]
+    lines = [
+        "| NewModeREINFORCE, lr 0.01 | tail | mixforget: median [95%] | reference: median [95%] "
+        "| n, m | KS D | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        med = ["{} [{}, {}]".format(*(_fmt(v) for v in r[k])) for k in ("median", "median_ref")]
+        lines.append(
+            f"| {r['title']} | {'heavy' if r['heavy'] else 'light'} | {med[0]} | {med[1]} "
+            f"| {r['n']}, {r['m']} | {r['ks']:.3f} | {r['p']:.3g} |"
+        )
+    worst = min(r["p"] for r in rows if r["heavy"])
+    verdict = "agree" if worst > KS_P_MIN else "DISAGREE"
+    lines += [
+        "",
+        f"Heavy-tailed quantities {verdict} in distribution: smallest KS p = {worst:.3g} "
+        f"(threshold {KS_P_MIN}, fixed in advance); reference: its code, seeds "
+        f"{int(seeds.min())}–{int(seeds.max())}; drops and gains on its grid.",
+    ]
+    return "\n".join(lines)
 
 
 def _fmt(x: float) -> str:
@@ -314,6 +451,8 @@ def to_markdown(results: list[dict[str, Any]]) -> str:
                     ref_shown += f" (without its 1e-12: {_fmt(ref[0] - shift)})"
             z = compare(r, name)
             z_shown = "—" if z is None else f"{z:+.1f}"
+            if r["key"] == "rl_0.01" and name in HEAVY_TAILED:
+                z_shown += " (heavy tail: see the KS table)"
             if name in ("drop", "gain", "drop_at"):
                 zg = compare(r, name, grid=True)
                 if zg is not None:
@@ -462,13 +601,39 @@ def figure(results: list[dict[str, Any]], study: studies.DropGainStudy, path: st
     plt.close(fig)
 
 
+def _check_or_write_tails(write: bool, threads: Optional[int]) -> int:
+    """The tails block at the README's size: store it, or compare it exactly."""
+    block = tails_markdown(tail_comparison(rl_samples(threads=threads), load_reference_samples()))
+    print(block)
+    if write:
+        table_check.write_block(TAILS_BLOCK, block)
+        return 0
+    problems = table_check.exact_differences(table_check.stored_block(TAILS_BLOCK), block)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{TAILS_BLOCK}: {len(problems)} difference(s) from README.md", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=1000, help="replicates per run")
     parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all)")
     parser.add_argument("--figure", default=None, help="write the figure here (PNG)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help=f"run the RL run alone and compare its KS block with README.md's {TAILS_BLOCK} "
+        "(exit 1 on a difference)",
+    )
+    mode.add_argument("--write", action="store_true", help="store that block in README.md")
     args = parser.parse_args(argv)
+    if args.check or args.write:
+        if (args.replicates, args.seed) != (1000, 0):
+            parser.error("--check/--write use the README's 1000 replicates, seed 0")
+        return _check_or_write_tails(args.write, args.threads)
     began = time.perf_counter()
     results, study = run(args.replicates, args.seed, args.threads)
     wall = time.perf_counter() - began
@@ -477,6 +642,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(to_compact_markdown(results))
     print()
     print(study.to_markdown())
+    print()
+    print(tails_markdown(tail_comparison(results[2]["samples"], load_reference_samples())))
     print(
         f"\n{args.replicates} replicates per run, seed {args.seed}, {wall:.0f} s "
         f"(mixforget {mf.__version__}); command: python scripts/retaining_by_doing.py "

@@ -99,6 +99,7 @@ def _assert_same_distribution(a: mf.Trajectory, b: mf.Trajectory) -> None:
     assert not a.diverged.any() and not b.diverged.any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backend, objective",
     [

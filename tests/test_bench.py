@@ -169,6 +169,7 @@ def test_module_help_runs():
     assert proc.returncode == 0 and "--quick" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benches_smoke_run():
     """benches/ imports and every entry runs once under --benchmark-disable (smoke sizes)."""
     pytest.importorskip("pytest_benchmark")

@@ -42,6 +42,7 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_demo(tmp_path):
     out = tmp_path / "demo"
     proc = _run("demo", "--out", str(out))

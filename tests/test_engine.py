@@ -486,6 +486,7 @@ def test_memory_error_message_suggests_a_fix(target, start):
         )
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_between_chunks():
     """SIGINT during a long simulate: the in-flight chunk finishes, KeyboardInterrupt is raised
     in Python and the process ends long before the run would have."""

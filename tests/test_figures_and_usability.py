@@ -228,6 +228,7 @@ def test_demo_figures_titles_legends_and_formats(demo_runs, tmp_path):
                     assert _no_literal_underscores(t.get_text()), t.get_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<?xml"), ("pdf", b"%PDF"), ("png", None)])
 def test_demo_writes_the_requested_format_and_dpi(tmp_path, fmt, magic):
     summary = run_demo(

@@ -71,6 +71,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_sigint_stops_every_long_call_within_half_a_second():
     out = _child(_SIGINT_CALLS)
     for name, result in out.items():

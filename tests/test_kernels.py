@@ -342,6 +342,7 @@ def test_twomode_geometry_and_replace(target):
     assert abs(np.mean(labels == 0) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / 20_000)
 
 
+@pytest.mark.slow
 def test_stubs_match_the_extension():
     pytest.importorskip("mypy")
     out = subprocess.run(
@@ -350,6 +351,7 @@ def test_stubs_match_the_extension():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_public_package_type_checks():
     pytest.importorskip("mypy")
     out = subprocess.run(

@@ -777,6 +777,7 @@ def test_oapl_old_weight_follows_per_period_tilt(beta, lag, lr, periods):
         assert flow.old_weight[0, 1] == pytest.approx(0.168747, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_oapl_flat_reward_keeps_old_mass_and_finite_batches_follow_the_tilt():
     # A reward flat across the modes (radius covering both, i.e. R ≡ 1) leaves α alone; the
     # tilting reward makes the finite-batch mean follow the first period's tilt too.

@@ -112,6 +112,7 @@ def test_bad_input_raises_a_named_error(case_results, index):
     assert re.search(pattern, result["message"]), (expression, pattern, result["message"])
 
 
+@pytest.mark.slow
 def test_random_bad_arguments_never_kill_the_interpreter():
     """Hypothesis, in a subprocess: every call with at least one bad argument raises
     ValueError/TypeError; the interpreter survives all of them."""
@@ -607,6 +608,7 @@ def test_cli_read_only_db_fails_before_computing(tmp_path, capsys, monkeypatch):
     assert "not writable" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_unreachable_scheduler_fails_fast(tmp_path):
     pytest.importorskip("distributed")
     import socket

@@ -83,6 +83,7 @@ def _demo_table(lines: list[str]) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_demo_table_is_what_mixforget_demo_prints(tmp_path):
     from mixforget import cli
 

@@ -169,3 +169,21 @@ impl LooMean {
         (self.total - self.own * v_i) * self.scale
     }
 }
+
+/// 1/sd of ω-weighted values about their weighted `mean` (population sd, Σω given as `sum_w`);
+/// 0 when the values are all equal, so a normalised advantage is then 0. The normalisation of
+/// NewModeREINFORCE's 'normalised' and KLRegularizedRL's 'group' advantages.
+#[inline(always)]
+pub fn inverse_weighted_sd(omega: &[f64], values: &[f64], mean: f64, sum_w: f64) -> f64 {
+    let var = omega
+        .iter()
+        .zip(values)
+        .map(|(w, v)| w * (v - mean) * (v - mean))
+        .sum::<f64>()
+        / sum_w;
+    if var > 0.0 {
+        1.0 / var.sqrt()
+    } else {
+        0.0
+    }
+}

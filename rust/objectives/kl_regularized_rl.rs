@@ -12,7 +12,7 @@
 
 use super::fields::{FieldReader, FieldWriter};
 use super::{Direction, Named, Objective, Source};
-use crate::engine::batch::{Batch, LooMean};
+use crate::engine::batch::{inverse_weighted_sd, Batch, LooMean};
 use crate::engine::state::{Averager, MixtureBuilder, Models};
 use crate::error::KernelResult;
 use crate::model::mixture::Gaussian;
@@ -138,13 +138,7 @@ impl KLRegularizedRL {
 fn mean_and_inverse_sd(omega: &[f64], values: &[f64]) -> (f64, f64) {
     let sum_w: f64 = omega.iter().sum();
     let mean = omega.iter().zip(values).map(|(w, v)| w * v).sum::<f64>() / sum_w;
-    let var = omega
-        .iter()
-        .zip(values)
-        .map(|(w, v)| w * (v - mean) * (v - mean))
-        .sum::<f64>()
-        / sum_w;
-    (mean, if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 })
+    (mean, inverse_weighted_sd(omega, values, mean, sum_w))
 }
 
 impl Objective for KLRegularizedRL {

@@ -22,7 +22,7 @@
 
 use super::fields::{FieldReader, FieldWriter};
 use super::{no_extra_state, Named, Objective, Source};
-use crate::engine::batch::Batch;
+use crate::engine::batch::{inverse_weighted_sd, Batch};
 use crate::engine::state::{Averager, Models};
 use crate::math::fastmath;
 use crate::model::mixture::Gaussian;
@@ -115,13 +115,7 @@ impl Objective for NewModeREINFORCE {
                 // r under φ_n (the quadrature weights).
                 let (sum_wv, sum_w) = batch.weighted_value_and_weight_sums();
                 let mean = sum_wv / sum_w;
-                let var = batch.omega[..n]
-                    .iter()
-                    .zip(&batch.value[..n])
-                    .map(|(w, v)| w * (v - mean) * (v - mean))
-                    .sum::<f64>()
-                    / sum_w;
-                let inv_sd = if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 };
+                let inv_sd = inverse_weighted_sd(&batch.omega[..n], &batch.value[..n], mean, sum_w);
                 for i in 0..n {
                     batch.value[i] =
                         -batch.weight_or_log_ratio[i] * (batch.value[i] - mean) * inv_sd;

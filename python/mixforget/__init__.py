@@ -7,7 +7,7 @@ q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see the theory guide (docs: theor
 from . import kernels, reference, studies, theory
 from ._core import __version__
 from ._validate import get_memory_limit, set_memory_limit
-from .mixture import TwoMode
+from .mixture import Mixture, TwoMode
 from .objectives import (
     OAPL,
     SDFT,
@@ -29,6 +29,7 @@ __all__ = [
     "ForwardKL",
     "GradientEstimates",
     "KLRegularizedRL",
+    "Mixture",
     "NewModeREINFORCE",
     "Objective",
     "ReverseKL",

@@ -12,7 +12,7 @@ from . import _kernels
 from ._rng import RngLike
 from ._validate import as_cov, as_float_array, as_probability, cov_matrix
 
-__all__ = ["TwoMode"]
+__all__ = ["Mixture", "TwoMode", "as_mixture"]
 
 _UNSET: Any = object()
 
@@ -261,6 +261,14 @@ class TwoMode:
             out["old_cov"], out["new_cov"] = self._old_cov.tolist(), self._new_cov.tolist()
         return out
 
+    def to_mixture(self) -> Mixture:
+        """The same model as a K = 2 :class:`Mixture`: weights (α, 1 − α), means (μ_o, μ_n)."""
+        weights = [self._old_weight, 1.0 - self._old_weight]
+        means = np.stack([self._old_mean, self._new_mean])
+        if self.equal_cov:
+            return Mixture(weights, means, self._old_cov)
+        return Mixture(weights, means, covs=[self._old_cov, self._new_cov])
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Immutable with __slots__: pickle (multiprocessing, Dask) rebuilds from plain data.
         return (_from_dict, (self.to_dict(),))
@@ -346,3 +354,265 @@ def component_scales(model: TwoMode) -> tuple[float, float]:
         unit_shape_and_scale(model.cov_matrix("old"))[1],
         unit_shape_and_scale(model.cov_matrix("new"))[1],
     )
+
+
+class Mixture:
+    """A K-component Gaussian mixture, K ≥ 2, in any dimension d (docs: theory-k-components).
+
+    ``q(x) = Σ_k w_k φ(x; μ_k, Σ_k)``.
+
+    Parameters
+    ----------
+    weights : array_like (K,)
+        Component weights, each in (0, 1), summing to 1 (to 1e-9; stored renormalised).
+    means : array_like (K, d), or (K,) for d = 1
+        Component means.
+    cov : scalar, (d,) or (d, d)
+        Covariance shared by every component (isotropic, diagonal or full SPD).
+    covs : sequence of K covariances, optional
+        Give instead of ``cov`` for per-component covariances (each scalar, (d,) or (d, d)).
+
+    Instances are immutable; :meth:`replace` derives a changed copy. A K = 2 mixture is the
+    same model as :class:`TwoMode` with component 0 the old and component 1 the new one
+    (:meth:`to_two_mode`, :meth:`TwoMode.to_mixture`); the engine runs it as that TwoMode, so
+    its numbers are the TwoMode's bit for bit.
+    """
+
+    __slots__ = ("_covs", "_means", "_weights")
+    _weights: np.ndarray
+    _means: np.ndarray
+    _covs: tuple[np.ndarray, ...]
+
+    def __init__(self, weights: Any, means: Any, cov: Any = _UNSET, *, covs: Any = None) -> None:
+        w = as_float_array("weights", weights, ndim=1)
+        k = w.size
+        if k < 2:
+            raise ValueError(f"weights must have K >= 2 entries (components), got K = {k}")
+        if np.any(w <= 0.0) or np.any(w >= 1.0):
+            raise ValueError(f"weights must each be in the open interval (0, 1), got {w.tolist()}")
+        total = float(np.sum(w))
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"weights must sum to 1 (within 1e-9), got sum {total!r}")
+        w = w / total
+        m = as_float_array("means", means, ndim=(1, 2))
+        if m.ndim == 1:
+            m = m.reshape(-1, 1)
+        if m.shape[0] != k:
+            raise ValueError(
+                f"means must have one row per component: shape ({k}, d), got {m.shape}"
+            )
+        dim = m.shape[1]
+        if dim == 0:
+            raise ValueError("means must have at least one coordinate (d >= 1)")
+        if covs is not None:
+            if cov is not _UNSET:
+                raise ValueError("give either cov (shared) or covs (one per component), not both")
+            if (isinstance(covs, np.ndarray) and covs.ndim >= 1) or isinstance(covs, (list, tuple)):
+                cov_list = list(covs)
+            else:
+                raise TypeError("covs must be a sequence of K covariances")
+            if len(cov_list) != k:
+                raise ValueError(f"covs must have K = {k} entries, got {len(cov_list)}")
+            cov_tuple = tuple(as_cov(f"covs[{j}]", c, dim) for j, c in enumerate(cov_list))
+        else:
+            shared = as_cov("cov", 1.0 if cov is _UNSET else cov, dim)
+            cov_tuple = (shared,) * k
+        for arr in (w, m, *cov_tuple):
+            arr.setflags(write=False)
+        object.__setattr__(self, "_weights", w)
+        object.__setattr__(self, "_means", m)
+        object.__setattr__(self, "_covs", cov_tuple)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Mixture is immutable; use .replace(...)")
+
+    # -- parameters ---------------------------------------------------------------------
+    @property
+    def weights(self) -> np.ndarray:
+        """w, shape (K,)."""
+        return self._weights
+
+    @property
+    def means(self) -> np.ndarray:
+        """μ, shape (K, d)."""
+        return self._means
+
+    @property
+    def covs(self) -> tuple[np.ndarray, ...]:
+        """The K covariances as given (0-d scalar, (d,) diagonal or (d, d))."""
+        return self._covs
+
+    @property
+    def n_components(self) -> int:
+        """K, the number of components."""
+        return int(self._weights.size)
+
+    @property
+    def dim(self) -> int:
+        """d, the dimension of the sample space."""
+        return int(self._means.shape[1])
+
+    @property
+    def equal_cov(self) -> bool:
+        """True when every component has the same covariance."""
+        first = self._covs[0]
+        return all(c.shape == first.shape and np.array_equal(c, first) for c in self._covs[1:])
+
+    def cov_matrix(self, component: int) -> np.ndarray:
+        """Full (d, d) covariance of component ``component`` (0 ≤ component < K)."""
+        j = self._component_index("component", component)
+        return cov_matrix(self._covs[j], self.dim)
+
+    def _component_index(self, name: str, value: Any) -> int:
+        k = self.n_components
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer component index, got {value!r}")
+        if not 0 <= int(value) < k:
+            raise ValueError(f"{name} must be a component index in [0, {k - 1}], got {value}")
+        return int(value)
+
+    # -- geometry (docs: theory-k-components) ----------------------------------------------
+    def log_bhattacharyya_matrix(self) -> np.ndarray:
+        """(K, K) matrix of ln BC_jk = −D_B(φ_j, φ_k) (docs: theory-geometry), 0 on the
+        diagonal; finite where BC underflows."""
+        k = self.n_components
+        out = np.zeros((k, k))
+        for a in range(k):
+            for b in range(a + 1, k):
+                delta = self._means[a] - self._means[b]
+                value = log_bhattacharyya(delta, self.cov_matrix(a), self.cov_matrix(b))
+                out[a, b] = out[b, a] = value
+        return out
+
+    def bhattacharyya_matrix(self) -> np.ndarray:
+        """(K, K) pairwise Bhattacharyya coefficients BC_jk = ∫ sqrt(φ_j φ_k), 1 on the
+        diagonal; equal covariances: exp(−Δ_jk²/8)."""
+        return np.exp(self.log_bhattacharyya_matrix())
+
+    def separation_matrix(self) -> np.ndarray:
+        """(K, K) Mahalanobis separations Δ_jk = ‖μ_j − μ_k‖ in the metric of
+        (Σ_j + Σ_k)/2."""
+        k = self.n_components
+        out = np.zeros((k, k))
+        for a in range(k):
+            for b in range(a + 1, k):
+                avg = 0.5 * self.cov_matrix(a) + 0.5 * self.cov_matrix(b)
+                out[a, b] = out[b, a] = float(_whitened_norm(avg, self._means[a] - self._means[b]))
+        return out
+
+    # -- densities and samples (Rust kernels) ---------------------------------------------
+    def _kernel_args(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        return self._weights, self._means, list(self._covs)
+
+    def responsibilities(self, x: Any, threads: int | None = None) -> np.ndarray:
+        """(n, K) array r_k(x) = w_k φ_k(x) / q(x) (docs: theory-geometry)."""
+        return _kernels.responsibilities(self._as_points(x), *self._kernel_args(), threads=threads)
+
+    def logpdf(self, x: Any, threads: int | None = None) -> np.ndarray:
+        """log q(x) for each row of x (n, d), log-sum-exp stable."""
+        return _kernels.mixture_logpdf(self._as_points(x), *self._kernel_args(), threads=threads)
+
+    def sample(
+        self, n: int, rng: RngLike = None, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw n points: label k ~ Categorical(w), then x ~ φ_k.
+
+        Returns (x (n, d), labels (n,) int8, the component indices)."""
+        return _kernels.sample_mixture(n, *self._kernel_args(), rng=rng, threads=threads)
+
+    def _as_points(self, x: Any) -> np.ndarray:
+        arr = as_float_array("x", x, ndim=(0, 1, 2))
+        if arr.ndim < 2:
+            if self.dim == 1:
+                arr = arr.reshape(-1, 1)
+            elif arr.ndim == 1 and arr.size == self.dim:
+                arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}), got {np.shape(x)}")
+        return arr
+
+    # -- conversions and copies ---------------------------------------------------------
+    def to_two_mode(self) -> TwoMode:
+        """The K = 2 mixture as :class:`TwoMode` (component 0 old, component 1 new);
+        ValueError for K ≠ 2."""
+        if self.n_components != 2:
+            raise ValueError(
+                f"to_two_mode needs K = 2 components, this mixture has K = {self.n_components}"
+            )
+        if self.equal_cov:
+            return TwoMode(self._means[0], self._means[1], float(self._weights[0]), self._covs[0])
+        return TwoMode(
+            self._means[0],
+            self._means[1],
+            float(self._weights[0]),
+            old_cov=self._covs[0],
+            new_cov=self._covs[1],
+        )
+
+    def replace(self, **changes: Any) -> Mixture:
+        """A copy with some fields changed: weights, means, cov, covs."""
+        allowed = {"weights", "means", "cov", "covs"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise TypeError(
+                f"replace() got unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        weights = changes.get("weights", self._weights)
+        means = changes.get("means", self._means)
+        if "cov" in changes and "covs" in changes:
+            raise ValueError("give either cov or covs")
+        if "cov" in changes:
+            return Mixture(weights, means, changes["cov"])
+        if "covs" in changes:
+            return Mixture(weights, means, covs=changes["covs"])
+        if self.equal_cov:
+            return Mixture(weights, means, self._covs[0])
+        return Mixture(weights, means, covs=self._covs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists), for configs and storage."""
+        out: dict[str, Any] = {"weights": self._weights.tolist(), "means": self._means.tolist()}
+        if self.equal_cov:
+            out["cov"] = self._covs[0].tolist()
+        else:
+            out["covs"] = [c.tolist() for c in self._covs]
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_mixture_from_dict, (self.to_dict(),))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mixture):
+            return NotImplemented
+        return (
+            np.array_equal(self._weights, other._weights)
+            and self._means.shape == other._means.shape
+            and np.array_equal(self._means, other._means)
+            and all(
+                a.shape == b.shape and np.array_equal(a, b) for a, b in zip(self._covs, other._covs)
+            )
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._weights.tobytes(), self._means.tobytes()))
+
+    def __repr__(self) -> str:
+        covs = (
+            f"cov={self._covs[0].tolist()}"
+            if self.equal_cov
+            else f"covs={[c.tolist() for c in self._covs]}"
+        )
+        return f"Mixture(weights={self._weights.tolist()}, means={self._means.tolist()}, {covs})"
+
+
+def _mixture_from_dict(data: dict[str, Any]) -> Mixture:
+    return Mixture(**data)
+
+
+def as_mixture(value: TwoMode | Mixture) -> Mixture:
+    """``value`` as a :class:`Mixture` (a TwoMode becomes its K = 2 mixture)."""
+    if isinstance(value, Mixture):
+        return value
+    if isinstance(value, TwoMode):
+        return value.to_mixture()
+    raise TypeError(f"expected a TwoMode or a Mixture, got {type(value).__name__}")

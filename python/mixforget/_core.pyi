@@ -101,6 +101,7 @@ class TrainingProblem:
         lr_scale: Mapping[str, float],
         train_scales: bool,
         scale_param: str,
+        update: str = "sgd",
     ) -> TrainingProblem: ...
     @property
     def dim(self) -> int: ...

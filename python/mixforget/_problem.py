@@ -30,6 +30,9 @@ LR_GROUPS = ("weight", "old_mean", "new_mean")
 #: The learning-rate groups of the component scales σ_o, σ_n (with ``train_scales=True``).
 SCALE_LR_GROUPS = ("old_scale", "new_scale")
 SCALE_PARAMS = ("direct", "log")
+#: How a step uses the gradient: plain steps, or steps preconditioned by the complete-data
+#: Fisher of the current model (docs: theory-natural-gradient).
+UPDATES = ("sgd", "natural")
 
 
 def check_models(target: Any, model: Any, model_name: str = "start") -> None:
@@ -60,6 +63,14 @@ def check_weight_param(weight_param: Any) -> str:
     if weight_param not in WEIGHT_PARAMS:
         raise ValueError(f"weight_param must be one of {list(WEIGHT_PARAMS)}, got {weight_param!r}")
     return str(weight_param)
+
+
+def check_update(update: Any) -> str:
+    """``update``: 'sgd' (θ ← θ − lr·m⊙ĝ) or 'natural' (θ ← θ − lr·m⊙F⁻¹ĝ, F the
+    complete-data Fisher of the current model, exact per component)."""
+    if not isinstance(update, str) or update not in UPDATES:
+        raise ValueError(f"update must be one of {list(UPDATES)}, got {update!r}")
+    return update
 
 
 def check_lr(lr: Any) -> float:
@@ -161,6 +172,7 @@ def build_problem(
     lr_scale: Mapping[str, float],
     train_scales: bool = False,
     scale_param: str = "direct",
+    update: str = "sgd",
 ) -> Any:
     """The Rust TrainingProblem: target p*, model covariances and start state θ_0 (with
     ``train_scales``, component k's covariance is σ_k²·S_k, S_k = Σ_k/det(Σ_k)^{1/d}, σ_k from
@@ -179,6 +191,7 @@ def build_problem(
         lr_scale=dict(lr_scale),
         train_scales=train_scales,
         scale_param=scale_param,
+        update=update,
     )
 
 
@@ -227,6 +240,7 @@ class RunSettings:
     memory_limit: int
     train_scales: bool = False
     scale_param: str = "direct"
+    update: str = "sgd"
 
 
 def check_run(
@@ -245,6 +259,7 @@ def check_run(
     memory_limit: Any,
     train_scales: Any = False,
     scale_param: Any = "direct",
+    update: Any = "sgd",
 ) -> RunSettings:
     """Every check of a simulate call, before any work (docs: design-reliability), including the
     memory limit on the recorded output."""
@@ -256,6 +271,7 @@ def check_run(
     replicates = as_positive_int("replicates", replicates)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    update = check_update(update)
     check_floors(start, weight_param, train_scales, scale_param)
     scale = check_lr_scale(lr_scale, train_scales)
     n_threads = resolve_threads(threads)
@@ -286,4 +302,5 @@ def check_run(
         memory_limit,
         train_scales,
         scale_param,
+        update,
     )

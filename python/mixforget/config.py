@@ -29,6 +29,7 @@ A configuration file describes one training problem (the arguments of
     lr_scale = { weight = 1.0, old_mean = 1.0, new_mean = 1.0 }   # optional
     train_scales = false     # optional; true adds the lr_scale keys old_scale, new_scale
     scale_param = "direct"   # direct | log (with train_scales)
+    update = "sgd"           # sgd | natural (steps preconditioned by the Fisher)
 
     [sweep]                  # only for `mixforget sweep`
     keep_trajectories = "trajectories"   # optional directory for one .npz per point
@@ -40,8 +41,8 @@ A configuration file describes one training problem (the arguments of
     "objective.replay" = [0.0, 0.25]
 
 Grid keys: ``steps``, ``batch_size``, ``lr``, ``replicates``, ``record_every``,
-``weight_param``, ``separation`` (a number > 0; the start's new mean follows according to
-``[sweep] separation_mode``, see :func:`mixforget.sweeps.apply_separation`),
+``weight_param``, ``update``, ``separation`` (a number > 0; the start's new mean follows
+according to ``[sweep] separation_mode``, see :func:`mixforget.sweeps.apply_separation`),
 ``old_weight`` (sets the target's and the start's α), ``target.<key>`` and ``start.<key>``
 (one model key), ``objective`` (a list of inline tables ``{kind = "…", …}``) and
 ``objective.<field>`` (a field of the objective).
@@ -259,10 +260,19 @@ RUN_KEYS: dict[str, Spec] = {
     "lr_scale": _lr_scale_spec,
     "train_scales": _bool_spec,
     "scale_param": choice_spec(("direct", "log")),
+    "update": choice_spec(("sgd", "natural")),
 }
 
 #: [run] keys that may be swept (rng is per point, threads does not change results).
-GRID_RUN_KEYS = ("steps", "batch_size", "lr", "replicates", "record_every", "weight_param")
+GRID_RUN_KEYS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "replicates",
+    "record_every",
+    "weight_param",
+    "update",
+)
 
 RUN_DEFAULTS: dict[str, Any] = {
     "steps": 2000,

@@ -75,6 +75,7 @@ def population_flow(
     lr_scale: Optional[Mapping[str, float]] = None,
     train_scales: bool = False,
     scale_param: str = "direct",
+    update: str = "sgd",
 ) -> Trajectory:
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
     :func:`population_gradient` (docs: theory-population), including the objective's extra state
@@ -87,7 +88,10 @@ def population_flow(
     within about 0.5 s.
 
     ``train_scales=True`` (see :func:`mixforget.simulate`) is exact for d = 1 and raises
-    NotImplementedError for d > 1 (each step would need a quadrature over all d dimensions)."""
+    NotImplementedError for d > 1 (each step would need a quadrature over all d dimensions).
+
+    ``update='natural'`` preconditions every step with the complete-data Fisher of the
+    current model, as in :func:`mixforget.simulate` (docs: theory-natural-gradient)."""
     plan = check_flow(
         target,
         start,
@@ -99,5 +103,6 @@ def population_flow(
         lr_scale,
         train_scales,
         scale_param,
+        update,
     )
     return drive(plan, lambda: RustPopulationFlow(plan))

@@ -45,6 +45,7 @@ def simulate(
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
+    update: str = "sgd",
 ) -> Trajectory:
     """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
     finite-batch steps (docs: theory-estimators, theory-training-loop): sample a batch of
@@ -85,6 +86,13 @@ def simulate(
     16·batch_size·(d + 1) float64 values) would exceed ``memory_limit`` bytes (default:
     :func:`mixforget.get_memory_limit`, 4 GiB unless set; raise ``record_every``, lower
     ``replicates`` or ``batch_size``).
+
+    ``update='natural'`` preconditions each step with the complete-data Fisher of the
+    current model (exact per component, docs: theory-natural-gradient): the weight step is
+    divided by α(1−α) (logit η) or multiplied by it (direct α), the mean step of component k
+    is Σ_k ĝ_k / w_k (w_o = α, w_n = 1 − α, Σ_k its current covariance), a trained scale's
+    step is divided by 2d·w_k/σ_k² (direct σ) or 2d·w_k (log σ); ``lr_scale`` and the floors
+    apply as with ``'sgd'`` (the default, plain steps θ ← θ − lr·m⊙ĝ).
 
     Parameters
     ----------
@@ -133,6 +141,7 @@ def simulate(
             backend=backend,
             device=device,
             precision=precision,
+            update=update,
         )
     run = check_run(
         target,
@@ -150,6 +159,7 @@ def simulate(
         memory_limit,
         train_scales,
         scale_param,
+        update,
     )
     plan = plan_of_run(target, start, run, resolve_rng(rng))
     return drive(plan, lambda: RustSimulation(plan), progress)

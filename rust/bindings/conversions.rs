@@ -7,6 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
 
+use crate::engine::problem::Update;
 use crate::model::mixture::{Cov, Gaussian, Mixture};
 use crate::model::params::{ScaleParam, WeightParam};
 use crate::objectives::fields::{FieldReader, FieldWriter};
@@ -290,6 +291,23 @@ impl<'a, 'py> FromPyObject<'a, 'py> for WeightParamArg {
             "direct" => Ok(WeightParamArg(WeightParam::Direct)),
             other => Err(PyValueError::new_err(format!(
                 "weight_param must be 'logit' or 'direct', got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `update`, from its name ('sgd' or 'natural').
+pub(crate) struct UpdateArg(pub(crate) Update);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for UpdateArg {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<String>()?.as_str() {
+            "sgd" => Ok(UpdateArg(Update::Sgd)),
+            "natural" => Ok(UpdateArg(Update::Natural)),
+            other => Err(PyValueError::new_err(format!(
+                "update must be 'sgd' or 'natural', got {other:?}"
             ))),
         }
     }

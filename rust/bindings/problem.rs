@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::conversions::*;
-use crate::engine::problem::{Problem, Scales};
+use crate::engine::problem::{Problem, Scales, Update};
 use crate::model::mixture::Gaussian;
 use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
@@ -23,7 +23,8 @@ impl TrainingProblem {
     /// (2, d), `target_covs`), the model covariances and start state θ_0 (`model_covs`,
     /// `start_weight`, `start_means` (2, d)), the `objective` dataclass, and the update:
     /// `weight_param`, `lr`, `lr_scale` (the dict of learning-rate multipliers per group,
-    /// [`LrScale`]), `train_scales` and `scale_param`.
+    /// [`LrScale`]), `train_scales`, `scale_param` and `update` ('sgd', the default, or
+    /// 'natural').
     #[new]
     #[pyo3(signature = (
         *,
@@ -39,6 +40,7 @@ impl TrainingProblem {
         lr_scale,
         train_scales,
         scale_param,
+        update = UpdateArg(Update::Sgd),
     ))]
     #[allow(clippy::too_many_arguments)] // keyword-only: each one named at the call site
     fn new(
@@ -54,6 +56,7 @@ impl TrainingProblem {
         lr_scale: LrScale,
         train_scales: bool,
         scale_param: ScaleParamArg,
+        update: UpdateArg,
     ) -> PyResult<Self> {
         let shape = target_means.shape();
         if shape[0] != 2
@@ -123,6 +126,7 @@ impl TrainingProblem {
             lr,
             lr_scale: [lr_scale.weight, lr_scale.old_mean, lr_scale.new_mean],
             scales,
+            update: update.0,
         };
         Ok(TrainingProblem { inner })
     }

@@ -195,6 +195,7 @@ mod tests {
             lr: 0.05,
             lr_scale: [1.0, 1.0, 1.0],
             scales: None,
+            update: Default::default(),
         }
     }
 

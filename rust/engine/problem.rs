@@ -46,6 +46,19 @@ impl Scales {
     }
 }
 
+/// How a step turns the gradient ĝ into a parameter change (docs: theory-natural-gradient).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Update {
+    /// θ ← θ − lr·m⊙ĝ.
+    #[default]
+    Sgd,
+    /// θ ← θ − lr·m⊙F⁻¹ĝ with F the complete-data Fisher of the current model, exact and
+    /// block-diagonal per component: weight α(1−α) (logit η) or 1/(α(1−α)) (direct α); mean of
+    /// component k w_k Σ_k⁻¹; trained scale 2d·w_k/σ_k² (σ direct) or 2d·w_k (log σ), with
+    /// (w_o, w_n) = (α, 1−α) and Σ_k the component's current covariance.
+    Natural,
+}
+
 /// Fixed description of a training problem (original coordinates).
 #[derive(Clone, Debug)]
 pub struct Problem {
@@ -61,6 +74,8 @@ pub struct Problem {
     pub lr_scale: [f64; 3],
     /// Trainable component scales; None keeps the model covariances fixed.
     pub scales: Option<Scales>,
+    /// Plain or natural-gradient steps.
+    pub update: Update,
 }
 
 /// The model's mixture of a parameter set: the weight parametrisation, the model
@@ -203,30 +218,10 @@ impl Problem {
         previous: &mut Params,
     ) {
         previous.copy_from(&r.theta);
-        let [sw, so, sn] = self.lr_scale;
-        let lr = self.lr;
-        r.theta.weight -= lr * sw * grad.weight;
-        if self.weight_param == WeightParam::Direct {
-            r.theta.weight = r.theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
-        }
-        r.theta
-            .old_mean
-            .iter_mut()
-            .zip(&grad.old)
-            .for_each(|(p, g)| *p -= lr * so * g);
-        r.theta
-            .new_mean
-            .iter_mut()
-            .zip(&grad.new)
-            .for_each(|(p, g)| *p -= lr * sn * g);
-        if let Some(scales) = &self.scales {
-            for k in 0..2 {
-                let v = r.theta.scale[k] - lr * scales.lr_scale[k] * grad.scale[k];
-                r.theta.scale[k] = match scales.param {
-                    ScaleParam::Direct => v.max(SCALE_FLOOR),
-                    ScaleParam::Log => v,
-                };
-            }
+        if self.update == Update::Natural {
+            self.natural_step(&mut r.theta, grad);
+        } else {
+            self.sgd_step(&mut r.theta, grad);
         }
         r.steps_done += 1;
         if !r.theta.is_finite() {
@@ -240,6 +235,91 @@ impl Problem {
             return;
         }
         objective.advance(&mut r.extra, &r.theta, r.steps_done);
+    }
+
+    /// θ ← θ − lr·m⊙ĝ with the floors of the direct parametrisations.
+    fn sgd_step(&self, theta: &mut Params, grad: &Grad) {
+        let [sw, so, sn] = self.lr_scale;
+        let lr = self.lr;
+        theta.weight -= lr * sw * grad.weight;
+        if self.weight_param == WeightParam::Direct {
+            theta.weight = theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
+        }
+        theta
+            .old_mean
+            .iter_mut()
+            .zip(&grad.old)
+            .for_each(|(p, g)| *p -= lr * so * g);
+        theta
+            .new_mean
+            .iter_mut()
+            .zip(&grad.new)
+            .for_each(|(p, g)| *p -= lr * sn * g);
+        if let Some(scales) = &self.scales {
+            for k in 0..2 {
+                let v = theta.scale[k] - lr * scales.lr_scale[k] * grad.scale[k];
+                theta.scale[k] = floor_scale(scales.param, v);
+            }
+        }
+    }
+
+    /// θ ← θ − lr·m⊙F⁻¹ĝ ([`Update::Natural`]), F at the current θ, then the same floors.
+    fn natural_step(&self, theta: &mut Params, grad: &Grad) {
+        let [sw, so, sn] = self.lr_scale;
+        let lr = self.lr;
+        let alpha = theta.alpha(self.weight_param);
+        let weights = [alpha, 1.0 - alpha];
+        let bernoulli = alpha * (1.0 - alpha);
+        let weight_step = match self.weight_param {
+            WeightParam::Logit => grad.weight / bernoulli,
+            WeightParam::Direct => grad.weight * bernoulli,
+        };
+        theta.weight -= lr * sw * weight_step;
+        if self.weight_param == WeightParam::Direct {
+            theta.weight = theta.weight.clamp(DIRECT_EPS, 1.0 - DIRECT_EPS);
+        }
+        let sd = self.scale_sd(theta);
+        let d = self.dim;
+        // Σ_k ĝ_k on the stack for the usual dimensions
+        let mut small = [0.0; 16];
+        let mut large = Vec::new();
+        let step: &mut [f64] = if d <= small.len() {
+            &mut small[..d]
+        } else {
+            large.resize(d, 0.0);
+            &mut large
+        };
+        let groups = [
+            (&mut theta.old_mean, &grad.old, so),
+            (&mut theta.new_mean, &grad.new, sn),
+        ];
+        for (k, (mean, g, m)) in groups.into_iter().enumerate() {
+            step.copy_from_slice(g);
+            let factor = match &self.scales {
+                Some(scales) => {
+                    covariance_times(&scales.shape[k], step);
+                    sd[k] * sd[k] / weights[k]
+                }
+                None => {
+                    covariance_times([&self.model_old_cov, &self.model_new_cov][k], step);
+                    1.0 / weights[k]
+                }
+            };
+            mean.iter_mut()
+                .zip(step.iter())
+                .for_each(|(p, s)| *p -= lr * m * (s * factor));
+        }
+        if let Some(scales) = &self.scales {
+            let two_d = 2.0 * d as f64;
+            for k in 0..2 {
+                let fisher = match scales.param {
+                    ScaleParam::Direct => two_d * weights[k] / (sd[k] * sd[k]),
+                    ScaleParam::Log => two_d * weights[k],
+                };
+                let v = theta.scale[k] - lr * scales.lr_scale[k] * (grad.scale[k] / fisher);
+                theta.scale[k] = floor_scale(scales.param, v);
+            }
+        }
     }
 
     /// Whether θ has left the documented bound ([`RUNAWAY_DISTANCE`], [`RUNAWAY_WEIGHT`],
@@ -284,5 +364,56 @@ impl Problem {
             // NaN: an overflowing difference whitened (∞ − ∞), beyond the bound as well
             q.is_nan() || q.sqrt() > RUNAWAY_DISTANCE
         })
+    }
+}
+
+/// A scale parameter after a step: a direct σ floored at [`SCALE_FLOOR`] (a NaN becomes the
+/// floor, as `f64::max`), log σ as it is.
+fn floor_scale(param: ScaleParam, value: f64) -> f64 {
+    match param {
+        ScaleParam::Direct => value.max(SCALE_FLOOR),
+        ScaleParam::Log => value,
+    }
+}
+
+/// v ← Σ v = L (Lᵀ v), the covariance applied to a vector (the natural step of a mean).
+fn covariance_times(cov: &Cov, v: &mut [f64]) {
+    match cov {
+        Cov::Scalar { sd } => v.iter_mut().for_each(|x| *x *= sd * sd),
+        Cov::Diag { sd } => v.iter_mut().zip(sd).for_each(|(x, s)| *x *= s * s),
+        Cov::Full { chol, dim } => {
+            // Lᵀ v in place, ascending: entry i reads only entries k ≥ i, not yet overwritten
+            for i in 0..*dim {
+                v[i] = (i..*dim).map(|k| chol[k * dim + i] * v[k]).sum();
+            }
+            cov.color(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covariance_times_is_the_matrix_product() {
+        let m = [1.2, 0.3, 0.1, 0.3, 0.7, -0.2, 0.1, -0.2, 2.0];
+        let cov = Cov::full(&m, 3).unwrap();
+        let v = [0.5, -1.0, 2.0];
+        let mut out = v;
+        covariance_times(&cov, &mut out);
+        for i in 0..3 {
+            let expected: f64 = (0..3).map(|j| m[i * 3 + j] * v[j]).sum();
+            assert!(
+                (out[i] - expected).abs() < 1e-14,
+                "{i}: {} vs {expected}",
+                out[i]
+            );
+        }
+        let mut diag = v;
+        covariance_times(&Cov::diag(&[2.0, 3.0, 4.0]).unwrap(), &mut diag);
+        for (a, b) in diag.iter().zip([1.0, -3.0, 8.0]) {
+            assert!((a - b).abs() < 1e-14, "{a} vs {b}");
+        }
     }
 }

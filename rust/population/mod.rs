@@ -925,6 +925,7 @@ mod tests {
             lr: 0.05,
             lr_scale: [1.0; 3],
             scales: None,
+            update: Default::default(),
         }
     }
 
@@ -1011,6 +1012,7 @@ mod tests {
             lr: 0.05,
             lr_scale: [1.0; 3],
             scales: None,
+            update: Default::default(),
         };
         let state = SpanState {
             theta: Params::from_alpha(0.55, pick([-1.6, -0.4, 0.2]), pick([0.8, 1.2, -0.6]), wp),

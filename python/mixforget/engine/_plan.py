@@ -1,7 +1,8 @@
 """The settings of one training run, validated, and the ``meta`` record built from them.
 
 :class:`RunPlan` is what the driver needs to know about a run whatever runs it: the models,
-the objective, the schedule (steps, records), the update (lr, groups, parametrisations) and,
+the objective, the schedule (steps, records), the update (lr, groups, parametrisations,
+sgd or natural) and,
 for finite-batch runs, the batch, the replicates, the threads and the seed. Its
 :meth:`RunPlan.meta` is the one builder of ``Trajectory.meta``: the same keys mean the same
 thing for the Rust simulator, the population flow and every twin backend.
@@ -24,6 +25,7 @@ from .._problem import (
     check_objective,
     check_steps,
     check_train_scales,
+    check_update,
     check_weight_param,
     population_flow_bytes,
 )
@@ -50,6 +52,7 @@ class RunPlan:
     lr_scale: dict[str, float]
     train_scales: bool
     scale_param: str
+    update: str = "sgd"
     replicates: int = 1
     batch_size: Optional[int] = None
     threads: Optional[int] = None
@@ -89,6 +92,7 @@ class RunPlan:
             lr_scale=self.lr_scale,
             train_scales=self.train_scales,
             scale_param=self.scale_param,
+            update=self.update,
         )
         if self.population:
             meta["population"] = True
@@ -117,6 +121,7 @@ def plan_of_run(
         lr_scale=run.lr_scale,
         train_scales=run.train_scales,
         scale_param=run.scale_param,
+        update=run.update,
         replicates=run.replicates,
         batch_size=run.batch_size,
         threads=run.threads,
@@ -135,6 +140,7 @@ def check_flow(
     lr_scale: Any,
     train_scales: Any,
     scale_param: Any,
+    update: Any = "sgd",
 ) -> RunPlan:
     """Every check of a population_flow call, before any work, including the memory limit on
     the records and the quadrature buffer."""
@@ -144,6 +150,7 @@ def check_flow(
     lr = check_lr(lr)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
+    update = check_update(update)
     check_floors(start, weight_param, train_scales, scale_param)
     scale = check_lr_scale(lr_scale, train_scales)
     if train_scales and target.dim > 1:
@@ -168,4 +175,5 @@ def check_flow(
         lr_scale=scale,
         train_scales=train_scales,
         scale_param=scale_param,
+        update=update,
     )

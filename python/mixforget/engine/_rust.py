@@ -55,6 +55,7 @@ def _problem_of(plan: RunPlan) -> Any:
         plan.lr_scale,
         plan.train_scales,
         plan.scale_param,
+        plan.update,
     )
 
 

@@ -54,6 +54,7 @@ class Gauss:
             self.chol_t = be.asarray(chol.T)
             self.chol_inv_t = be.asarray(chol_inv.T)
             self.prec_mat = be.asarray(chol_inv.T @ chol_inv)
+            self.cov_mat = be.asarray(cov)
             logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
         self.lognorm = -0.5 * (dim * _LOG_2PI + logdet)
 
@@ -91,6 +92,11 @@ class Gauss:
     def scaled_color(self, z: Any, sd: Optional[Any]) -> Any:
         """σ L z: standard normals z (R, B, d) coloured by σ²Σ."""
         return self.color(z) if sd is None else self.color(z) * sd[:, None, None]
+
+    def scaled_cov_times(self, v: Any, sd: Optional[Any]) -> Any:
+        """(σ²Σ) v for v (R, d): the covariance applied (a natural-gradient mean step)."""
+        out = v @ self.cov_mat if self.form is CovForm.FULL else v * self.var
+        return out if sd is None else out * (sd * sd)[:, None]
 
     def scaled_prec(self, v: Any, sd: Optional[Any]) -> Any:
         """(σ²Σ)⁻¹ v for v (R, d)."""

@@ -127,7 +127,9 @@ class TwinSimulation:
         starved = be.asarray(np.zeros(r, dtype=np.int64), be.int_dtype)
         diverged = be.asarray(np.zeros(r, dtype=bool), be.bool_dtype)
         self.carry = (params, twin.reset(params), starved, diverged, random.init())
-        self.step = TrainingStep(ctx, twin, random, r, plan.batch_size, plan.lr, plan.lr_scale)
+        self.step = TrainingStep(
+            ctx, twin, random, r, plan.batch_size, plan.lr, plan.lr_scale, plan.update
+        )
         self.be, self.done = be, 0
         self.implementation = be.name
         if be.jit:
@@ -200,6 +202,7 @@ def _simulate_key(plan: RunPlan, be: Backend) -> str:
         weight_param=plan.weight_param,
         lr=plan.lr,
         scale=plan.lr_scale,
+        update=plan.update,
         batch_size=plan.batch_size,
         replicates=plan.replicates,
         record_every=plan.record_every,
@@ -234,6 +237,7 @@ def simulate(
     backend: str = "numpy",
     device: Any = None,
     precision: str = "float64",
+    update: str = "sgd",
 ) -> Trajectory:
     """Finite-batch training of ``replicates`` independent copies of ``start``
     (docs: theory-estimators, theory-training-loop), array-API twin of :func:`mixforget.simulate`,
@@ -258,7 +262,8 @@ def simulate(
     means' (:func:`score_mean`), ``scale_param='direct'`` steps on σ and floors it at 1e-3,
     ``'log'`` steps on log σ; the teacher EMA, q_0 and the lag carry them like the other
     parameters. They are recorded in ``old_scale``/``new_scale`` (constant without
-    ``train_scales``).
+    ``train_scales``). ``update='natural'`` preconditions ĝ with the complete-data Fisher
+    (:func:`~._step.natural_gradient`) before the update, as :func:`mixforget.simulate`.
 
     Parameters beyond :func:`mixforget.simulate`'s:
 
@@ -283,6 +288,7 @@ def simulate(
         memory_limit,
         train_scales,
         scale_param,
+        update,
     )
     check_output_size(
         "the recorded trajectory and the twin's work arrays",

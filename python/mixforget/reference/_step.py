@@ -1,8 +1,9 @@
 """One training step of the twin for all replicates at once, written once against the array API
 (docs: theory-scores, theory-training-loop): draw a batch, form the score-function estimate
-ĝ = avg_i[c_i s(x_i)], update θ ← θ − lr·m⊙ĝ, count starved batches and freeze diverged or
-runaway replicates. What differs between objectives is asked of the objective's
-:class:`~._objective.ObjectiveTwin`; the steppers of :mod:`._engine` drive this step."""
+ĝ = avg_i[c_i s(x_i)], update θ ← θ − lr·m⊙ĝ (or the natural step θ ← θ − lr·m⊙F⁻¹ĝ), count
+starved batches and freeze diverged or runaway replicates. What differs between objectives
+is asked of the objective's :class:`~._objective.ObjectiveTwin`; the steppers of
+:mod:`._engine` drive this step."""
 
 from __future__ import annotations
 
@@ -96,6 +97,29 @@ def draw_batch(
     return twin.draw(rng, state, z, model, extra)
 
 
+def natural_gradient(ctx: Context, model: Mix, grad: Params) -> Params:
+    """F⁻¹ĝ with F the complete-data Fisher of the model (docs: theory-natural-gradient),
+    block-diagonal and exact per component, w = (α, 1 − α): the weight entry divided by
+    α(1−α) (logit η) or multiplied by it (direct α); the mean of component k Σ_k ĝ_k / w_k
+    (Σ_k its current covariance σ_k²S_k); a trained scale divided by 2d·w_k/σ_k² (direct σ)
+    or 2d·w_k (log σ)."""
+    alpha = model.alpha
+    w_old, w_new = alpha, ctx.xp.exp(model.log_b)
+    bernoulli = alpha * (1.0 - alpha)
+    weight = grad.weight / bernoulli if ctx.weight_param == "logit" else grad.weight * bernoulli
+    out = Params(
+        weight=weight,
+        old_mean=ctx.g_o.scaled_cov_times(grad.old_mean, model.so) / w_old[:, None],
+        new_mean=ctx.g_n.scaled_cov_times(grad.new_mean, model.sn) / w_new[:, None],
+    )
+    if ctx.trains_scales:
+        two_d = 2.0 * ctx.dim
+        for name, w, sd in (("old_scale", w_old, model.so), ("new_scale", w_new, model.sn)):
+            fisher = two_d * w / (sd * sd) if ctx.scale_param == "direct" else two_d * w
+            setattr(out, name, getattr(grad, name) / fisher)
+    return out
+
+
 def sgd_step(
     params: Params,
     grad: Params,
@@ -145,9 +169,11 @@ class TrainingStep:
         batch_size: int,
         lr: float,
         scale: Mapping[str, float],
+        update: str = "sgd",
     ) -> None:
         self.ctx, self.twin, self.rng = ctx, twin, rng
         self.r, self.batch_size, self.lr, self.scale = r, batch_size, lr, scale
+        self.natural = update == "natural"
         self.avg = BatchMean(batch_size)
 
     def __call__(self, carry: tuple[Any, ...], t: Any) -> tuple[Any, ...]:
@@ -158,6 +184,8 @@ class TrainingStep:
             self.rng, state, ctx, self.twin, self.r, self.batch_size, model, extra
         )
         grad = gradient(ctx, self.twin, x, self.avg, model, extra)
+        if self.natural:
+            grad = natural_gradient(ctx, model, grad)
         new = sgd_step(params, grad, self.lr, self.scale, wp, ctx.scale_param)
         fed = xp.any(old, axis=1)
         starved = starved + xp.astype(~diverged & ~fed, starved.dtype)

@@ -50,6 +50,7 @@ def _compute_point(task: Mapping[str, Any]) -> dict[str, Any]:
             lr_scale=run["lr_scale"],
             train_scales=run.get("train_scales", False),
             scale_param=run.get("scale_param", "direct"),
+            update=run.get("update", "sgd"),
         )
         if not bool(flow.diverged[0]):
             metrics["old_weight_population"] = float(flow.old_weight[0, -1])

@@ -72,6 +72,7 @@ _GRID_PLAIN_KEYS = (
     "record_every",
     "weight_param",
     "lr_scale",
+    "update",
 )
 _MODEL_FIELDS = ("old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov")
 
@@ -295,13 +296,16 @@ def _check_execution(kw: Mapping[str, Any], population: bool = False) -> None:
         kw.get("memory_limit"),
         kw.get("train_scales", False),
         kw.get("scale_param", "direct"),
+        kw.get("update", "sgd"),
     )
     if backend != "rust":
         get_backend(backend, device, precision)
     if population:  # the flow's checks, and its first gradient (NotImplementedError cases)
         flow_args = (kw["steps"], kw["lr"], kw["record_every"], kw["weight_param"])
         scales = (kw["lr_scale"], kw.get("train_scales", False), kw.get("scale_param", "direct"))
-        check_flow(kw["target"], kw["start"], kw["objective"], *flow_args, *scales)
+        check_flow(
+            kw["target"], kw["start"], kw["objective"], *flow_args, *scales, kw.get("update", "sgd")
+        )
         population_gradient(
             kw["target"], kw["start"], kw["objective"], kw["weight_param"], *scales[1:]
         )

@@ -47,7 +47,9 @@ def check_models(target: Any, model: Any, model_name: str = "start") -> None:
         )
 
 
-def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objective:
+def check_objective(
+    objective: Any, batch_size: Optional[int] = None, dim: Optional[int] = None
+) -> Objective:
     if not isinstance(objective, Objective):
         kinds = ", ".join(cls.kind for cls in OBJECTIVES)
         raise TypeError(
@@ -56,6 +58,8 @@ def check_objective(objective: Any, batch_size: Optional[int] = None) -> Objecti
     minimum, needed_by = objective.min_batch_size()
     if batch_size is not None and batch_size < minimum:
         raise ValueError(f"batch_size must be >= {minimum} with {needed_by}, got {batch_size}")
+    if dim is not None:
+        objective.check_dimension(dim)
     return objective
 
 
@@ -265,7 +269,7 @@ def check_run(
     memory limit on the recorded output."""
     check_models(target, start)
     batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
+    objective = check_objective(objective, batch_size, target.dim)
     steps, record_every = check_steps(steps, record_every)
     lr = check_lr(lr)
     replicates = as_positive_int("replicates", replicates)

@@ -45,7 +45,9 @@ DIRECTIONS = ("reverse", "forward")
 REWARDS = ("new_logpdf", "target_logpdf", "new_indicator")
 ADVANTAGES = ("raw", "normalised")
 #: KLRegularizedRL's choices (docs: theory-kl-regularized); the first of each is its default
-KL_REWARDS = ("labels", "target_logpdf", "new_logpdf")
+KL_REWARDS = ("labels", "target_logpdf", "new_logpdf", "halfspace", "ball", "bump")
+#: Most entries of a geometric reward's direction or centre (rust: MAX_REWARD_DIM).
+MAX_REWARD_DIM = 16
 KL_REFERENCES = ("start", "target", "flat")
 KL_ESTIMATORS = ("exact", "k1", "k3")
 KL_ADVANTAGES = ("loo", "group", "raw")
@@ -74,6 +76,10 @@ class Objective:
             the message of every entry point that refuses a smaller batch.
         """
         return 1, type(self).__name__
+
+    def check_dimension(self, dim: int) -> None:
+        """Refuse (ValueError naming the field) fields whose dimension is not the problem's
+        ``dim``; nothing to check by default."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form: ``{"kind": class name, **fields}``."""
@@ -307,7 +313,13 @@ class KLRegularizedRL(Objective):
     Rewards (``reward``): 'labels' r(x) = r_old π*_old(x) + r_new (1 − π*_old(x)) with π*_old
     the target's old-component responsibility — the task the point belongs to, a fixed
     function of x, equal to r_k on well-separated components; 'target_logpdf' log p*(x);
-    'new_logpdf' log p_new*(x). ``reference``: 'start' (the run's start model, kept as the
+    'new_logpdf' log p_new*(x); geometric rewards in the original coordinates (docs:
+    theory-kl-rewards), as data: 'halfspace' r_new where a·x ≥ b else r_old
+    (a = ``reward_direction``, nonzero, b = ``reward_offset``), 'ball' r_new where
+    ‖x − c‖ ≤ ``reward_radius`` else r_old (c = ``reward_center``), 'bump'
+    r_old + (r_new − r_old) exp(−‖x − c‖²/(2 s²)) (s = ``reward_width``); the vector has
+    the target's dimension (at most 16) and is None for the rewards that do not use it.
+    ``reference``: 'start' (the run's start model, kept as the
     objective's extra state), 'target' (p*: a fixed reference away from the model, with which
     :func:`~mixforget.population_gradient` shows the estimators' bias where q_θ ≠ q_ref), or
     'flat' (log q_ref ≡ 0, the Lebesgue measure: β KL becomes −β H(q), so reward
@@ -323,9 +335,15 @@ class KLRegularizedRL(Objective):
     kl: str = "reverse"
     kl_estimator: str = "exact"
     advantage: str = "loo"
+    reward_direction: Optional[tuple[float, ...]] = None
+    reward_offset: float = 0.0
+    reward_center: Optional[tuple[float, ...]] = None
+    reward_radius: float = 1.0
+    reward_width: float = 1.0
 
     def __post_init__(self) -> None:
         as_choice("reward", self.reward, KL_REWARDS)
+        self._check_geometry()
         object.__setattr__(self, "reward_old", as_real("reward_old", self.reward_old))
         object.__setattr__(self, "reward_new", as_real("reward_new", self.reward_new))
         object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
@@ -344,6 +362,44 @@ class KLRegularizedRL(Objective):
                 f"flat measure the ratio q_ref/q has no mean), got {self.reference!r}"
             )
 
+    def _check_geometry(self) -> None:
+        """The geometric rewards' fields: a nonzero ``reward_direction`` with 'halfspace', a
+        ``reward_center`` with 'ball' and 'bump' (each None otherwise), finite
+        ``reward_offset``, ``reward_radius`` and ``reward_width`` > 0."""
+        uses = {"reward_direction": ("halfspace",), "reward_center": ("ball", "bump")}
+        for name, kinds in uses.items():
+            value = getattr(self, name)
+            if value is None:
+                if self.reward in kinds:
+                    raise ValueError(f"{name} must be given with reward={self.reward!r}")
+                continue
+            if self.reward not in kinds:
+                raise ValueError(
+                    f"{name} is used only with reward in {list(kinds)}, got reward="
+                    f"{self.reward!r} and {name}={value!r} (set it to None)"
+                )
+            object.__setattr__(self, name, _reward_vector(name, value))
+        if self.reward_direction is not None and not any(self.reward_direction):
+            raise ValueError(f"reward_direction must be nonzero, got {self.reward_direction}")
+        object.__setattr__(self, "reward_offset", as_real("reward_offset", self.reward_offset))
+        for name in ("reward_radius", "reward_width"):
+            object.__setattr__(self, name, as_positive_float(name, getattr(self, name)))
+
+    def reward_dim(self) -> Optional[int]:
+        """The dimension of the reward's geometry (None for the rewards without one)."""
+        vector = self.reward_direction if self.reward_direction is not None else self.reward_center
+        return None if vector is None else len(vector)
+
+    def check_dimension(self, dim: int) -> None:
+        """A geometric reward's direction or centre must have the problem's dimension."""
+        own = self.reward_dim()
+        if own is not None and own != dim:
+            name = "reward_direction" if self.reward == "halfspace" else "reward_center"
+            raise ValueError(
+                f"{name} has {own} entries but the target has dimension {dim}: the reward's "
+                "geometry must live in the target's space"
+            )
+
     def min_batch_size(self) -> tuple[int, str]:
         if self.advantage == "group":
             return 2, (
@@ -351,6 +407,16 @@ class KLRegularizedRL(Objective):
                 "normalise by: the gradient is identically 0)"
             )
         return 1, type(self).__name__
+
+
+def _reward_vector(name: str, value: Any) -> tuple[float, ...]:
+    """A direction or centre as a tuple of 1 to MAX_REWARD_DIM finite floats."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise ValueError(f"{name} must be a sequence of numbers, got {value!r}")
+    out = tuple(as_real(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if not 1 <= len(out) <= MAX_REWARD_DIM:
+        raise ValueError(f"{name} must have 1 to {MAX_REWARD_DIM} entries, got {len(out)}")
+    return out
 
 
 #: The registry: every objective, one line each. Everything that knows the objectives (the

@@ -46,7 +46,7 @@ def population_gradient(
     beyond).
     """
     check_models(target, model, "model")
-    objective = check_objective(objective)
+    objective = check_objective(objective, dim=target.dim)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
     flat = rust_population_gradient(

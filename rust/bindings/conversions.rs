@@ -172,6 +172,35 @@ impl FieldReader for ObjectiveReader<'_, '_> {
         }
     }
 
+    fn optional_vector(
+        &self,
+        name: &str,
+        allowed: &str,
+        max_len: usize,
+    ) -> PyResult<Option<Vec<f64>>> {
+        let value = self.attr(name)?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        let items: Option<Vec<f64>> = value
+            .try_iter()
+            .ok()
+            .filter(|_| !value.is_instance_of::<PyString>())
+            .and_then(|it| {
+                it.map(|item| {
+                    item.ok()
+                        .filter(|v| !v.is_instance_of::<PyBool>())
+                        .and_then(|v| v.extract::<f64>().ok())
+                        .filter(|v| v.is_finite())
+                })
+                .collect()
+            });
+        match items {
+            Some(v) if (1..=max_len).contains(&v.len()) => Ok(Some(v)),
+            _ => Err(self.bad(name, allowed, &value)),
+        }
+    }
+
     fn choice<E: Named>(&self, name: &str) -> PyResult<E> {
         let value = self.attr(name)?;
         value
@@ -209,6 +238,15 @@ impl FieldWriter for DictWriter<'_> {
 
     fn word(&mut self, name: &str, value: &str) -> PyResult<()> {
         self.0.set_item(name, value)
+    }
+
+    fn optional_vector(&mut self, name: &str, value: Option<&[f64]>) -> PyResult<()> {
+        match value {
+            Some(v) => self
+                .0
+                .set_item(name, pyo3::types::PyTuple::new(self.0.py(), v)?),
+            None => self.0.set_item(name, self.0.py().None()),
+        }
     }
 }
 

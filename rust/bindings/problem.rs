@@ -10,6 +10,7 @@ use crate::engine::problem::{Problem, Scales, Update};
 use crate::model::mixture::Gaussian;
 use crate::model::params::Params;
 use crate::model::two_mode::Mix2;
+use crate::objectives::{with_objective, Objective};
 
 /// A training problem: target, model covariances, start, objective and update settings.
 #[pyclass(module = "mixforget._core", frozen)]
@@ -91,6 +92,7 @@ impl TrainingProblem {
         let wp = weight_param.0;
         let scale_param = scale_param.0;
         let objective = ObjectiveReader { obj: objective }.spec()?;
+        with_objective!(objective, o => o.check_dimension(d)).map_err(PyValueError::new_err)?;
         let target = Mix2::new(
             target_weight,
             Gaussian::new(tm[..d].to_vec(), cov_from_array(&target_covs[0], d)?),

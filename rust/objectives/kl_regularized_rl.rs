@@ -9,13 +9,15 @@
 //! keeps the KL out of the normalisation: c_i = −(r_i − mean r)/sd(r) + β (κ_i − mean κ). The
 //! reference is the start model q_0 (extra state, as TTT-Discover's), the target p*, or the
 //! flat measure (log q_ref ≡ 0). In the exact limit the batch moments become expectations under q_θ.
+//! Rewards with their own geometry (a half-space, a ball, a Gaussian bump, in the original
+//! coordinates) are data: a direction or centre of at most [`MAX_REWARD_DIM`] entries.
 
 use super::fields::{FieldReader, FieldWriter};
 use super::{Direction, Named, Objective, Source};
 use crate::engine::batch::{inverse_weighted_sd, Batch, LooMean};
 use crate::engine::state::{Averager, MixtureBuilder, Models};
 use crate::error::KernelResult;
-use crate::model::mixture::Gaussian;
+use crate::model::mixture::{squared_distance, Gaussian};
 use crate::model::params::Params;
 use crate::model::two_mode::{log_sum_and_share, Mix2};
 
@@ -31,6 +33,42 @@ pub enum RewardKind {
     TargetLogpdf,
     /// log p_new*(x).
     NewLogpdf,
+    /// r_new where a·x ≥ b, else r_old (a = `reward_direction`, b = `reward_offset`).
+    Halfspace,
+    /// r_new where ‖x − c‖ ≤ radius (Euclidean), else r_old.
+    Ball,
+    /// r_old + (r_new − r_old) exp(−‖x − c‖²/(2 s²)), s = `reward_width`.
+    Bump,
+}
+
+/// Most entries of a reward direction or centre (the dimension of a geometric reward).
+pub const MAX_REWARD_DIM: usize = 16;
+
+/// A reward direction or centre: a short vector kept inline, so that the objective stays
+/// `Copy` (the engine copies objectives into every run).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RewardVector {
+    len: usize,
+    values: [f64; MAX_REWARD_DIM],
+}
+
+impl RewardVector {
+    /// None when `v` is empty or longer than [`MAX_REWARD_DIM`].
+    pub fn from_slice(v: &[f64]) -> Option<RewardVector> {
+        if v.is_empty() || v.len() > MAX_REWARD_DIM {
+            return None;
+        }
+        let mut values = [0.0; MAX_REWARD_DIM];
+        values[..v.len()].copy_from_slice(v);
+        Some(RewardVector {
+            len: v.len(),
+            values,
+        })
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        &self.values[..self.len]
+    }
 }
 
 impl Named for RewardKind {
@@ -38,6 +76,9 @@ impl Named for RewardKind {
         ("labels", RewardKind::Labels),
         ("target_logpdf", RewardKind::TargetLogpdf),
         ("new_logpdf", RewardKind::NewLogpdf),
+        ("halfspace", RewardKind::Halfspace),
+        ("ball", RewardKind::Ball),
+        ("bump", RewardKind::Bump),
     ];
 }
 
@@ -111,6 +152,16 @@ pub struct KLRegularizedRL {
     pub kl: Direction,
     pub kl_estimator: KlEstimator,
     pub advantage: KlAdvantage,
+    /// The geometric reward's vector: a of the half-space reward a·x ≥ b
+    /// (`reward_direction`), or c of the ball and bump rewards (`reward_center`); one field,
+    /// since a reward has one of them, which keeps the objective small.
+    pub reward_vector: Option<RewardVector>,
+    /// b of the half-space reward.
+    pub reward_offset: f64,
+    /// Radius of the ball reward (> 0).
+    pub reward_radius: f64,
+    /// Width s of the bump reward (> 0).
+    pub reward_width: f64,
 }
 
 impl KLRegularizedRL {
@@ -132,6 +183,60 @@ impl KLRegularizedRL {
     fn uses_ratio(&self) -> bool {
         self.kl == Direction::Forward || self.kl_estimator == KlEstimator::K3
     }
+
+    /// Whether the reward has its own geometry in the original coordinates.
+    fn geometric_reward(&self) -> bool {
+        matches!(
+            self.reward,
+            RewardKind::Halfspace | RewardKind::Ball | RewardKind::Bump
+        )
+    }
+
+    /// The dimension the reward's geometry lives in, if it has one.
+    pub fn reward_dim(&self) -> Option<usize> {
+        self.reward_vector.map(|v| v.as_slice().len())
+    }
+
+    /// The vector under its field name (`reward_direction`, `reward_center`): the
+    /// half-space's direction, or the ball's and bump's centre.
+    fn vector_named(&self, name: &str) -> Option<&[f64]> {
+        let holds = match name {
+            "reward_direction" => self.reward == RewardKind::Halfspace,
+            _ => matches!(self.reward, RewardKind::Ball | RewardKind::Bump),
+        };
+        self.reward_vector
+            .as_ref()
+            .filter(|_| holds)
+            .map(|v| v.as_slice())
+    }
+
+    /// r(x) of a geometric reward at x (original coordinates).
+    #[inline]
+    fn geometric_value(&self, x: &[f64]) -> f64 {
+        let (old, new) = (self.reward_old, self.reward_new);
+        match (self.reward, self.reward_vector) {
+            (RewardKind::Halfspace, Some(a)) => {
+                let s: f64 = a.as_slice().iter().zip(x).map(|(a, x)| a * x).sum();
+                if s >= self.reward_offset {
+                    new
+                } else {
+                    old
+                }
+            }
+            (RewardKind::Ball, Some(c)) => {
+                if squared_distance(x, c.as_slice()) <= self.reward_radius * self.reward_radius {
+                    new
+                } else {
+                    old
+                }
+            }
+            (RewardKind::Bump, Some(c)) => {
+                let s = self.reward_width;
+                old + (new - old) * (-0.5 * squared_distance(x, c.as_slice()) / (s * s)).exp()
+            }
+            _ => unreachable!("a geometric reward without its vector is refused when read"),
+        }
+    }
 }
 
 /// ω-weighted (mean, 1/sd) of the first n values (1/sd = 0 when they are all equal).
@@ -146,8 +251,27 @@ impl Objective for KLRegularizedRL {
 
     fn read<R: FieldReader>(f: &R) -> Result<Self, R::Error> {
         let real = |name: &str| f.number(name, "a finite number", |_| true);
+        let vector = |name: &str| {
+            f.optional_vector(name, "None or 1 to 16 finite numbers", MAX_REWARD_DIM)
+                .map(|v| v.and_then(|v| RewardVector::from_slice(&v)))
+        };
+        let reward: RewardKind = f.choice("reward")?;
+        let direction = vector("reward_direction")?;
+        let center = vector("reward_center")?;
+        let (wants_direction, wants_center) = (
+            reward == RewardKind::Halfspace,
+            matches!(reward, RewardKind::Ball | RewardKind::Bump),
+        );
+        if direction.is_some() != wants_direction {
+            let allowed = "a nonzero vector with reward='halfspace' only (None otherwise)";
+            f.number("reward_direction", allowed, |_| false)?;
+        }
+        if center.is_some() != wants_center {
+            let allowed = "a vector with reward='ball' or 'bump' only (None otherwise)";
+            f.number("reward_center", allowed, |_| false)?;
+        }
         let o = KLRegularizedRL {
-            reward: f.choice("reward")?,
+            reward,
             reward_old: real("reward_old")?,
             reward_new: real("reward_new")?,
             beta: f.positive("beta")?,
@@ -155,6 +279,10 @@ impl Objective for KLRegularizedRL {
             kl: f.choice("kl")?,
             kl_estimator: f.choice("kl_estimator")?,
             advantage: f.choice("advantage")?,
+            reward_vector: direction.or(center),
+            reward_offset: real("reward_offset")?,
+            reward_radius: f.positive("reward_radius")?,
+            reward_width: f.positive("reward_width")?,
         };
         // the rules between fields are the dataclass's, checked again: a broken one is
         // refused as its field's value, with the rule as what the field allows
@@ -172,7 +300,12 @@ impl Objective for KLRegularizedRL {
         f.word("reference", self.reference.name())?;
         f.word("kl", self.kl.name())?;
         f.word("kl_estimator", self.kl_estimator.name())?;
-        f.word("advantage", self.advantage.name())
+        f.word("advantage", self.advantage.name())?;
+        f.optional_vector("reward_direction", self.vector_named("reward_direction"))?;
+        f.number("reward_offset", self.reward_offset)?;
+        f.optional_vector("reward_center", self.vector_named("reward_center"))?;
+        f.number("reward_radius", self.reward_radius)?;
+        f.number("reward_width", self.reward_width)
     }
 
     /// The start parameters when the start model is the reference (fixed), else nothing.
@@ -219,6 +352,37 @@ impl Objective for KLRegularizedRL {
         }
     }
 
+    /// The geometric reward's vector has the problem's dimension.
+    fn check_dimension(&self, dim: usize) -> Result<(), String> {
+        match self.reward_dim() {
+            Some(own) if own != dim => Err(format!(
+                "the reward's direction or centre has {own} entries but the target has dimension {dim}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A reward with its own geometry reads x in the original coordinates.
+    fn needs_original_coordinates(&self) -> bool {
+        self.geometric_reward()
+    }
+
+    /// The jumps of the half-space (one point, b/a) and ball (c ± radius) rewards in one
+    /// dimension.
+    fn value_jumps_1d(&self) -> Option<(f64, f64)> {
+        match (self.reward, self.reward_vector) {
+            (RewardKind::Halfspace, Some(a)) if a.as_slice().len() == 1 => {
+                let at = self.reward_offset / a.as_slice()[0];
+                Some((at, at))
+            }
+            (RewardKind::Ball, Some(c)) if c.as_slice().len() == 1 => {
+                let c = c.as_slice()[0];
+                Some((c - self.reward_radius, c + self.reward_radius))
+            }
+            _ => None,
+        }
+    }
+
     /// Values linear in log densities add no curvature; the ratio ρ of k3 and of the forward
     /// KL is an exponential whose tilt is not bounded in advance.
     fn quadrature_curvature(&self) -> Option<f64> {
@@ -246,6 +410,9 @@ impl Objective for KLRegularizedRL {
                 RewardKind::TargetLogpdf if compared_target => batch.log_compared[i],
                 RewardKind::TargetLogpdf => m.target.logpdf(x, &mut batch.scratch),
                 RewardKind::NewLogpdf => m.target.new.logpdf(x, &mut batch.scratch),
+                RewardKind::Halfspace | RewardKind::Ball | RewardKind::Bump => {
+                    self.geometric_value(x)
+                }
             };
             let log_ref = if flat { 0.0 } else { batch.log_compared[i] };
             let log_q = batch.log_q[i];
@@ -312,6 +479,17 @@ impl KLRegularizedRL {
     /// reference; k3 needs the start reference (ρ = q_ref/q has no mean under a flat
     /// reference). Err names the field and what it must be.
     pub fn check_fields(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.geometric_reward() != self.reward_vector.is_some() {
+            return Err((
+                "reward",
+                "'halfspace' with reward_direction, 'ball' or 'bump' with reward_center",
+            ));
+        }
+        if let Some(a) = self.vector_named("reward_direction") {
+            if a.iter().all(|&v| v == 0.0) {
+                return Err(("reward_direction", "a nonzero vector"));
+            }
+        }
         if self.kl == Direction::Forward && self.kl_estimator != KlEstimator::Exact {
             return Err(("kl_estimator", "'exact' with kl='forward'"));
         }
@@ -343,6 +521,10 @@ mod tests {
             kl,
             kl_estimator,
             advantage: KlAdvantage::Loo,
+            reward_vector: None,
+            reward_offset: 0.0,
+            reward_radius: 1.0,
+            reward_width: 1.0,
         }
     }
 

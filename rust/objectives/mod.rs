@@ -161,6 +161,27 @@ pub trait Objective: Copy + Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Refuse fields whose dimension is not the problem's `dim` (a reward's geometry);
+    /// nothing to check by default.
+    fn check_dimension(&self, _dim: usize) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether the per-sample value reads the points in their original coordinates (a
+    /// reward with its own geometry: a half-space, a ball, a bump), so that the exact
+    /// quadrature cannot reduce to the whitened span of the means and runs over all d
+    /// dimensions instead.
+    fn needs_original_coordinates(&self) -> bool {
+        false
+    }
+
+    /// In one dimension, the points (lo, hi) where the per-sample value jumps (original
+    /// coordinates; lo = hi for a single jump), which the exact quadrature's grid passes
+    /// through; None for a continuous value or one described by `indicator_radius`.
+    fn value_jumps_1d(&self) -> Option<(f64, f64)> {
+        None
+    }
+
     /// Per-sample value v_i into `batch.value` and its importance weight or log-ratio into
     /// `batch.weight_or_log_ratio`, from `batch.log_q`, `batch.log_compared` and the points.
     fn values(&self, m: &Models<Self::ExtraModels>, batch: &mut Batch);
@@ -438,6 +459,14 @@ pub mod fields {
         /// One of the names of `E`.
         fn choice<E: Named>(&self, name: &str) -> Result<E, Self::Error>;
 
+        /// None, or a sequence of 1 to `max_len` finite real numbers.
+        fn optional_vector(
+            &self,
+            name: &str,
+            allowed: &str,
+            max_len: usize,
+        ) -> Result<Option<Vec<f64>>, Self::Error>;
+
         /// A finite number > 0.
         fn positive(&self, name: &str) -> Result<f64, Self::Error> {
             self.number(name, "a finite number > 0", |v| v > 0.0)
@@ -468,6 +497,10 @@ pub mod fields {
 
         /// A string: a choice's name, or a word standing for a value ('adaptive').
         fn word(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+
+        /// None, or a sequence of numbers (a tuple on the Python side).
+        fn optional_vector(&mut self, name: &str, value: Option<&[f64]>)
+            -> Result<(), Self::Error>;
     }
 }
 

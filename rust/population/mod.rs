@@ -319,10 +319,13 @@ fn largest_separation<X: ExtraModels>(m: &Models<X>, start: &Mix2) -> f64 {
 
 /// Boundary points (in the reduced coordinate) of an indicator reward, 1-D problems only.
 fn indicator_jumps<O: Objective>(objective: &O, m: &Models<O::ExtraModels>) -> Option<(f64, f64)> {
-    let radius = objective.indicator_radius()?;
     if m.target.new.dim() != 1 {
         return None;
     }
+    if let Some(jumps) = objective.value_jumps_1d() {
+        return Some(jumps);
+    }
+    let radius = objective.indicator_radius()?;
     let mut unit = [1.0];
     m.target.new.cov.color(&mut unit); // σ of the target's new component
     let c = m.target.new.mean[0];
@@ -753,11 +756,18 @@ fn exact_gradient_body<O: Objective>(
     rule: &Rule,
 ) -> KernelResult<Grad> {
     let models = problem.models_at(objective, rep);
-    let (reduced, reduction, perp_dims) = if problem.scales.is_some() {
+    let full = problem.scales.is_some() || objective.needs_original_coordinates();
+    let (reduced, reduction, perp_dims) = if full {
         // The scale score needs ‖x − μ‖² in every direction, and trained scales make the
-        // covariances unequal: quadrature over all d dimensions, no span reduction.
+        // covariances unequal; a reward with its own geometry reads x itself: quadrature
+        // over all d dimensions, no span reduction.
         if problem.dim > MAX_SPAN {
-            return Err(KernelError::NotImplemented(format!("exact population expectations with train_scales=True are available for d <= {MAX_SPAN} (a quadrature over all d dimensions), got d = {}", problem.dim)));
+            let why = if problem.scales.is_some() {
+                "train_scales=True"
+            } else {
+                "a reward with its own geometry (half-space, ball, bump)"
+            };
+            return Err(KernelError::NotImplemented(format!("exact population expectations with {why} are available for d <= {MAX_SPAN} (a quadrature over all d dimensions), got d = {}", problem.dim)));
         }
         let none = Reduction {
             basis: vec![],

@@ -145,7 +145,7 @@ def check_flow(
     """Every check of a population_flow call, before any work, including the memory limit on
     the records and the quadrature buffer."""
     check_models(target, start)
-    objective = check_objective(objective)
+    objective = check_objective(objective, dim=target.dim)
     steps, record_every = check_steps(steps, record_every)
     lr = check_lr(lr)
     weight_param = check_weight_param(weight_param)

@@ -155,7 +155,7 @@ def rust_gradient_estimates(
     call's)."""
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
+    objective = check_objective(objective, batch_size, target.dim)
     batches = as_positive_int("batches", batches, minimum=2)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)

@@ -370,7 +370,7 @@ def estimate_gradient(
     {backend_doc}"""
     check_models(target, model, "model")
     batch_size = as_positive_int("batch_size", batch_size)
-    objective = check_objective(objective, batch_size)
+    objective = check_objective(objective, batch_size, target.dim)
     batches = as_positive_int("batches", batches)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
@@ -453,7 +453,7 @@ def population_gradient(
     log σ_k ('log'). Grid points where the sampling density underflows to 0 contribute 0
     (NewModeREINFORCE's ratio q/((1 − α)φ_n) may overflow there)."""
     check_models(target, model, "model")
-    objective = check_objective(objective)
+    objective = check_objective(objective, dim=target.dim)
     weight_param = check_weight_param(weight_param)
     train_scales, scale_param = check_train_scales(train_scales, scale_param)
     if target.dim != 1:

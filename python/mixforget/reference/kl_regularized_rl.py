@@ -34,13 +34,16 @@ class KLRegularizedRLTwin(ObjectiveTwin[KLRegularizedRL]):
         return {"start": params.copy()} if self.objective.reference == "start" else {}
 
     def reward(self, x: Any) -> Any:
-        """r(x): label rewards weighted by the target's old responsibility, or a log density."""
+        """r(x): label rewards weighted by the target's old responsibility, a log density, or
+        a geometric reward (half-space, ball, bump) in the original coordinates."""
         obj, ctx = self.objective, self.ctx
         if obj.reward == "target_logpdf":
             return ctx.log_target(x)
         if obj.reward == "new_logpdf":
             return ctx.log_new_world(x)
         xp = ctx.xp
+        if obj.reward in ("halfspace", "ball", "bump"):
+            return _geometric_reward(obj, x, ctx.backend.asarray)
         lo = ctx.world.log_a[:, None] + ctx.log_old_world(x)
         ln = ctx.world.log_b[:, None] + ctx.log_new_world(x)
         share_old = xp.exp(lo - xp.logaddexp(lo, ln))
@@ -73,6 +76,26 @@ class KLRegularizedRLTwin(ObjectiveTwin[KLRegularizedRL]):
         if obj.advantage == "loo":
             return -(v - avg.loo(v))
         return -_standardised(v, avg)
+
+
+def _geometric_reward(obj: KLRegularizedRL, x: Any, to_device: Any) -> Any:
+    """r_new where a·x ≥ b (half-space) or ‖x − c‖ ≤ radius (ball), else r_old; the bump
+    r_old + (r_new − r_old) exp(−‖x − c‖²/(2 s²)). x: (R, N, d); ``to_device`` moves the
+    direction or centre to the run's backend."""
+    xp = namespace_of(x)
+    old, new = obj.reward_old, obj.reward_new
+    if obj.reward == "halfspace":
+        a = to_device(obj.reward_direction)
+        inside = xp.sum(x * a, axis=-1) >= obj.reward_offset
+        return xp.where(inside, new, old) + xp.zeros_like(x[..., 0])
+    c = to_device(obj.reward_center)
+    diff = x - c
+    dist2 = xp.sum(diff * diff, axis=-1)
+    if obj.reward == "ball":
+        inside = dist2 <= obj.reward_radius * obj.reward_radius
+        return xp.where(inside, new, old) + xp.zeros_like(dist2)
+    s = obj.reward_width
+    return old + (new - old) * xp.exp(-0.5 * dist2 / (s * s))
 
 
 def _standardised(v: Any, avg: Averager) -> Any:

@@ -27,7 +27,9 @@ from .._overlap import gaussian_overlap, overlap_accuracy, overlap_accuracy_reco
 from .fisher import fisher, local_rate
 from .geometry import bhattacharyya, misassignment
 from .kl_regularized import (
+    component_mean_rewards,
     forward_kl_regularized_weights,
+    geometric_reward_old_weight,
     group_normalised_old_weight,
     kl_regularized_old_weight,
     natural_gradient_logit_flow,
@@ -45,11 +47,13 @@ from .starvation import (
 
 __all__ = [
     "bhattacharyya",
+    "component_mean_rewards",
     "expected_starved_batches",
     "fisher",
     "forward_kl_optimum",
     "forward_kl_regularized_weights",
     "gaussian_overlap",
+    "geometric_reward_old_weight",
     "group_normalised_old_weight",
     "kl_regularized_old_weight",
     "local_rate",

@@ -2,7 +2,8 @@
 theory-kl-regularized), for any number K of components: the optimum weights of
 E_q[r] − β KL toward a reference in both KL directions, and the logit flows of the plain
 and the natural policy gradient on softmax weights; for K = 2, the stationary old weight of
-GRPO's layout (a group-normalised reward beside an exact KL term).
+GRPO's layout (a group-normalised reward beside an exact KL term); the component means of
+the geometric rewards (half-space, ball, bump) and the stationary weight they give.
 
 All functions are pure functions of weight vectors (the components are taken as well
 separated, so that E_q[r] = Σ_k w_k r_k and the KL between two mixtures of the same
@@ -18,9 +19,13 @@ from typing import Any
 import numpy as np
 
 from .._validate import as_positive_float, as_positive_int, as_probability
+from ..mixture import TwoMode
+from ._quadrature import _interval_prob, _norm_sf
 
 __all__ = [
+    "component_mean_rewards",
     "forward_kl_regularized_weights",
+    "geometric_reward_old_weight",
     "group_normalised_old_weight",
     "kl_regularized_old_weight",
     "natural_gradient_logit_flow",
@@ -195,3 +200,67 @@ def group_normalised_old_weight(alpha_ref: float, delta_r: float, beta: float) -
             return 1.0 / (1.0 + math.exp(-0.5 * (lo + hi)))
         hi = lo
     return 0.0
+
+
+def component_mean_rewards(objective: Any, model: TwoMode) -> tuple[float, float]:
+    """(r̄_o, r̄_n) = (E_{φ_o}[r], E_{φ_n}[r]): the mean of a geometric reward of
+    :class:`~mixforget.KLRegularizedRL` over each component of ``model`` (docs:
+    theory-kl-rewards), as exact Gaussian integrals: the half-space a·x ≥ b through
+    a·X ~ N(a·μ, aᵀΣa) (normal tail by erfc), the bump through
+    E exp(−‖X − c‖²/(2s²)) = det(I + Σ/s²)^{-1/2} exp(−½ (μ − c)ᵀ(Σ + s²I)⁻¹(μ − c)), the
+    ball in one dimension as the interval probability P[|X − c| ≤ radius] (NotImplementedError
+    for d > 1, a non-central χ² without a closed form here).
+    """
+    from ..objectives import KLRegularizedRL
+
+    if not isinstance(objective, KLRegularizedRL) or objective.reward_dim() is None:
+        raise ValueError(
+            "objective must be a KLRegularizedRL with reward 'halfspace', 'ball' or 'bump', "
+            f"got {objective!r}"
+        )
+    objective.check_dimension(model.dim)
+    old, new = objective.reward_old, objective.reward_new
+    out = []
+    for which in ("old", "new"):
+        mean = model.old_mean if which == "old" else model.new_mean
+        cov = model.cov_matrix(which)
+        out.append(old + (new - old) * _reward_share(objective, mean, cov))
+    return out[0], out[1]
+
+
+def _reward_share(objective: Any, mean: np.ndarray, cov: np.ndarray) -> float:
+    """E_{N(mean, cov)}[(r − r_old)/(r_new − r_old)] of a geometric reward."""
+    if objective.reward == "halfspace":
+        a = np.asarray(objective.reward_direction)
+        sd = math.sqrt(float(a @ cov @ a))
+        return _norm_sf((objective.reward_offset - float(a @ mean)) / sd)
+    c = np.asarray(objective.reward_center)
+    if objective.reward == "ball":
+        if len(c) != 1:
+            raise NotImplementedError(
+                "the ball reward's component means are implemented for d = 1 only"
+            )
+        rho, sd = objective.reward_radius, math.sqrt(float(cov[0, 0]))
+        return _interval_prob(c[0] - rho, c[0] + rho, float(mean[0]), sd)
+    s2 = objective.reward_width**2
+    widened = cov + s2 * np.eye(len(c))
+    diff = mean - c
+    log_det = float(np.linalg.slogdet(np.eye(len(c)) + cov / s2)[1])
+    return math.exp(-0.5 * log_det - 0.5 * float(diff @ np.linalg.solve(widened, diff)))
+
+
+def geometric_reward_old_weight(objective: Any, model: TwoMode) -> float:
+    """The stationary old weight of :class:`~mixforget.KLRegularizedRL` with a geometric
+    reward and the start ``model`` as reference, means and scales frozen (``lr_scale``
+    old_mean = new_mean = 0; docs: theory-kl-rewards): E_q[r] = α r̄_o + (1−α) r̄_n exactly,
+    and for well-separated components the KL between the mixtures is the KL between their
+    weights, so the optimum is the label-reward closed form of the objective's direction with
+    the component means of the reward (:func:`component_mean_rewards`) as label rewards."""
+    r_old, r_new = component_mean_rewards(objective, model)
+    weights = [model.old_weight, 1.0 - model.old_weight]
+    solve = (
+        reverse_kl_regularized_weights
+        if objective.kl == "reverse"
+        else forward_kl_regularized_weights
+    )
+    return float(solve(weights, [r_old, r_new], objective.beta)[0])

@@ -2,7 +2,7 @@
 theory-starvation, theory-population, theory-pred-drift, theory-pred-starvation,
 theory-pred-replay).
 
-Three studies, each returning a small frozen result table that a paper would print:
+The studies, each returning a small frozen result table that a paper would print:
 
 - :func:`drift_vs_separation` — docs: theory-pred-drift: old-component drift under an
   on-policy objective (ReverseKL by default) is gated by the overlap of the modes,
@@ -14,6 +14,10 @@ Three studies, each returning a small frozen result table that a paper would pri
   predicted vs measured starvation rates (P = (1−α)^B on-policy, ((1−λ)(1−α))^B with bernoulli
   replay, 0 with stratified replay), and the variance of the old-mean gradient estimate with and
   without replay next to the (unchanged) population gradient.
+- :func:`kl_old_weight_vs_beta`, :func:`kl_estimator_bias` — docs: theory-kl-studies: the
+  old weight kept by KL-regularised RL against β (both KL directions, closed form, population
+  flow, finite batches), and the bias and variance of the k1/k3/exact estimators under
+  leave-one-out and group advantages at small batch sizes.
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -23,12 +27,14 @@ Result objects: :class:`DriftSeparationStudy`, :class:`StarvationStudy`,
 ``.rows`` (list of dicts), ``.to_pandas()`` (needs pandas), ``.to_markdown()`` and
 ``.plot(ax=None)`` (needs matplotlib, imported lazily; works with the Agg backend).
 
-One module per study (``drift_separation``, ``starvation_replay``, ``drop_gain``) and the
+One module per study (``drift_separation``, ``starvation_replay``, ``drop_gain``,
+``kl_regularized``) and the
 helpers they share (``_shared``); the public names are re-exported here, so
 ``mixforget.studies.starvation`` is the function.
 
-Public names: drift_vs_separation, starvation, drop_vs_gain, DriftSeparationStudy,
-StarvationStudy, DropGainStudy, binomial_interval, objective_label, variance_with_stderr.
+Public names: drift_vs_separation, starvation, drop_vs_gain, kl_old_weight_vs_beta,
+kl_estimator_bias, DriftSeparationStudy, StarvationStudy, DropGainStudy, KLBetaStudy,
+KLEstimatorStudy, binomial_interval, objective_label, variance_with_stderr.
 """
 
 from __future__ import annotations
@@ -36,15 +42,20 @@ from __future__ import annotations
 from ._shared import binomial_interval, variance_with_stderr
 from .drift_separation import DriftSeparationStudy, drift_vs_separation
 from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
+from .kl_regularized import KLBetaStudy, KLEstimatorStudy, kl_estimator_bias, kl_old_weight_vs_beta
 from .starvation_replay import StarvationStudy, starvation
 
 __all__ = [
     "DriftSeparationStudy",
     "DropGainStudy",
+    "KLBetaStudy",
+    "KLEstimatorStudy",
     "StarvationStudy",
     "binomial_interval",
     "drift_vs_separation",
     "drop_vs_gain",
+    "kl_estimator_bias",
+    "kl_old_weight_vs_beta",
     "objective_label",
     "starvation",
     "variance_with_stderr",

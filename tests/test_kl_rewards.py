@@ -178,3 +178,11 @@ def test_geometric_rewards_from_toml_and_back():
     doc["objective"]["reward_center"] = "middle"
     with pytest.raises(config.ConfigError, match="reward_center"):
         config.parse_config(doc)
+
+
+def test_the_binding_refuses_a_dimension_mismatch_too():
+    from mixforget._problem import build_problem, check_lr_scale
+
+    objective = mf.KLRegularizedRL(reward="bump", reward_center=(0.0, 1.0))
+    with pytest.raises(ValueError, match="has 2 entries but the target has dimension 1"):
+        build_problem(TARGET, MODEL, objective, "logit", 0.05, check_lr_scale(None))

@@ -39,6 +39,14 @@ def _problem(objective: Any) -> Any:
     return build_problem(TARGET, START, objective, "logit", 0.05, check_lr_scale(None))
 
 
+#: the fields of the geometric rewards of KLRegularizedRL, one non-default set each
+KL_GEOMETRY: dict[str, dict[str, Any]] = {
+    "halfspace": {"reward_direction": (1.5, -0.5), "reward_offset": 0.3},
+    "ball": {"reward_center": (0.5, 0.2), "reward_radius": 1.2},
+    "bump": {"reward_center": (-0.5, 1.0), "reward_width": 0.7},
+}
+
+
 def _every_option() -> list[mf.objectives.Objective]:
     """Each objective with every value of every choice field, and non-default numbers."""
     out: list[mf.objectives.Objective] = []
@@ -64,7 +72,17 @@ def _every_option() -> list[mf.objectives.Objective]:
         KL_REWARDS, ("start", "target"), KL_ESTIMATORS, KL_ADVANTAGES
     ):
         out.append(
-            mf.KLRegularizedRL(reward, -0.5, 2.0, 0.3, reference, "reverse", estimator, advantage)
+            mf.KLRegularizedRL(
+                reward,
+                -0.5,
+                2.0,
+                0.3,
+                reference,
+                "reverse",
+                estimator,
+                advantage,
+                **KL_GEOMETRY.get(reward, {}),
+            )
         )
     out += [
         mf.KLRegularizedRL(kl="forward", advantage="group"),
@@ -173,6 +191,17 @@ BAD_FIELDS = [
     (mf.KLRegularizedRL(kl="forward"), "kl_estimator", "k3"),  # forward needs 'exact'
     (mf.KLRegularizedRL(kl_estimator="k3"), "reference", "flat"),  # ρ has no flat mean
     (mf.KLRegularizedRL(), "advantage", "normalised"),
+    (mf.KLRegularizedRL(reward="halfspace", **KL_GEOMETRY["halfspace"]), "reward_direction", "1"),
+    (
+        mf.KLRegularizedRL(reward="halfspace", **KL_GEOMETRY["halfspace"]),
+        "reward_direction",
+        (True,),
+    ),
+    (mf.KLRegularizedRL(reward="halfspace", **KL_GEOMETRY["halfspace"]), "reward_direction", None),
+    (mf.KLRegularizedRL(reward="halfspace", **KL_GEOMETRY["halfspace"]), "reward_offset", math.inf),
+    (mf.KLRegularizedRL(reward="ball", **KL_GEOMETRY["ball"]), "reward_center", ()),
+    (mf.KLRegularizedRL(reward="ball", **KL_GEOMETRY["ball"]), "reward_radius", 0.0),
+    (mf.KLRegularizedRL(reward="bump", **KL_GEOMETRY["bump"]), "reward_width", -1.0),
 ]
 
 

@@ -101,7 +101,7 @@ class TrainingProblem:
         lr_scale: Mapping[str, float],
         train_scales: bool,
         scale_param: str,
-        update: str = "sgd",
+        update: str = ...,
     ) -> TrainingProblem: ...
     @property
     def dim(self) -> int: ...

@@ -165,7 +165,12 @@ def kl_old_weight_vs_beta(
     for i, (kl, beta) in enumerate((k, b) for k in kl_values for b in beta_values):
         objective = KLRegularizedRL(reward_new=gap, beta=beta, kl=kl)
         step = lr * min(1.0, 1.0 / beta)
-        common = {"steps": steps, "lr": step, "record_every": steps, "update": update}
+        common: dict[str, Any] = {
+            "steps": steps,
+            "lr": step,
+            "record_every": steps,
+            "update": update,
+        }
         flow = population_flow(world, world, objective, **common)
         run = simulate(
             world,

@@ -555,6 +555,54 @@ mod tests {
     }
 
     #[test]
+    fn geometric_rewards_and_their_jumps() {
+        let base = objective(Direction::Reverse, KlEstimator::Exact, Reference::Start);
+        let with = |reward, v: &[f64]| KLRegularizedRL {
+            reward,
+            reward_vector: RewardVector::from_slice(v),
+            reward_offset: 1.0,
+            reward_radius: 0.5,
+            reward_width: 2.0,
+            ..base
+        };
+        let half = with(RewardKind::Halfspace, &[2.0, 0.0]);
+        assert_eq!(half.geometric_value(&[0.5, 9.0]), 1.0); // a·x = b: inside
+        assert_eq!(half.geometric_value(&[0.49, 9.0]), 0.0);
+        let ball = with(RewardKind::Ball, &[1.0, 1.0]);
+        assert_eq!(ball.geometric_value(&[1.3, 1.4]), 1.0);
+        assert_eq!(ball.geometric_value(&[1.4, 1.4]), 0.0);
+        let bump = with(RewardKind::Bump, &[0.0, 0.0]);
+        let expected = (-0.5 * 8.0 / 4.0f64).exp();
+        assert!((bump.geometric_value(&[2.0, 2.0]) - expected).abs() < 1e-15);
+        assert!(half.check_fields().is_ok() && half.check_dimension(2).is_ok());
+        assert!(half.check_dimension(3).is_err());
+        assert_eq!(
+            with(RewardKind::Halfspace, &[0.0])
+                .check_fields()
+                .unwrap_err()
+                .0,
+            "reward_direction"
+        );
+        assert_eq!(
+            with(RewardKind::Labels, &[1.0])
+                .check_fields()
+                .unwrap_err()
+                .0,
+            "reward"
+        );
+        assert_eq!(
+            with(RewardKind::Halfspace, &[4.0]).value_jumps_1d(),
+            Some((0.25, 0.25))
+        );
+        assert_eq!(
+            with(RewardKind::Ball, &[1.0]).value_jumps_1d(),
+            Some((0.5, 1.5))
+        );
+        assert_eq!(bump.value_jumps_1d(), None);
+        assert!(RewardVector::from_slice(&[0.0; MAX_REWARD_DIM + 1]).is_none());
+    }
+
+    #[test]
     fn moments_of_equal_values_have_no_spread() {
         assert_eq!(mean_and_inverse_sd(&[0.5, 0.5], &[2.0, 2.0]), (2.0, 0.0));
         let (mean, inv_sd) = mean_and_inverse_sd(&[0.25; 4], &[0.0, 0.0, 2.0, 2.0]);

@@ -393,7 +393,10 @@ class Mixture:
         total = float(np.sum(w))
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"weights must sum to 1 (within 1e-9), got sum {total!r}")
-        w = w / total
+        # renormalise only beyond rounding, so that a stored mixture rebuilt from its own
+        # weights (pickle, to_dict, replace) is the same value bit for bit
+        if abs(total - 1.0) > 4.0 * k * np.finfo(np.float64).eps:
+            w = w / total
         m = as_float_array("means", means, ndim=(1, 2))
         if m.ndim == 1:
             m = m.reshape(-1, 1)

@@ -79,6 +79,7 @@ def mixture_simulate(
             settings["threads"],
             resolve_rng(rng),
         ),
+        memory_limit=settings["memory_limit"],
     )
     open_stepper = mixture_stepper(plan, backend)
     return drive(plan, open_stepper, settings["progress"])

@@ -117,6 +117,7 @@ def mixture_estimate_gradient(
     )
     if backend == "rust":
         mixture_stepper(plan, backend)  # raises until the Rust engine is wired
+    assert plan.batch_size is not None
     rng_np = np.random.default_rng(seq)
     comps = Components.of(plan.start)
     sources = TargetSources(plan)

@@ -49,7 +49,7 @@ class MixturePlan:
 
     target: Mixture
     start: Mixture
-    objective: Objective
+    objective: ForwardKL | ReverseKL
     new_components: tuple[int, ...]
     replay_mix: np.ndarray  #: (n_old,) ρ over the old components, in increasing index order
     steps: int
@@ -137,9 +137,9 @@ def check_mixture_models(target: Any, model: Any, model_name: str = "start") -> 
         )
 
 
-def check_mixture_objective(objective: Any) -> Objective:
+def check_mixture_objective(objective: Any) -> ForwardKL | ReverseKL:
     """ForwardKL or ReverseKL; NotImplementedError naming any other objective."""
-    if isinstance(objective, MIXTURE_OBJECTIVES):
+    if isinstance(objective, (ForwardKL, ReverseKL)):
         return objective
     if isinstance(objective, Objective):
         raise NotImplementedError(

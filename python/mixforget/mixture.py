@@ -1,5 +1,10 @@
-"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (docs: theory-model,
-theory-geometry)."""
+"""The model values: the two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n)
+(:class:`TwoMode`, docs: theory-model, theory-geometry) and the K-component mixture
+(:class:`Mixture`, docs: theory-k-components).
+
+Over ~600 lines on purpose: the two values convert into each other (``to_mixture``,
+``to_two_mode``) and share the scale-safe geometry helpers, so they live in one module.
+"""
 
 from __future__ import annotations
 
@@ -393,7 +398,10 @@ class Mixture:
         total = float(np.sum(w))
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"weights must sum to 1 (within 1e-9), got sum {total!r}")
-        w = w / total
+        # renormalise only beyond rounding, so that a stored mixture rebuilt from its own
+        # weights (pickle, to_dict, replace) is the same value bit for bit
+        if abs(total - 1.0) > 4.0 * k * np.finfo(np.float64).eps:
+            w = w / total
         m = as_float_array("means", means, ndim=(1, 2))
         if m.ndim == 1:
             m = m.reshape(-1, 1)

@@ -15,6 +15,7 @@ configurations (:mod:`mixforget.config`) construct it, the twin's registry is ke
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Union
 
@@ -101,6 +102,24 @@ class Objective:
         return f"{name}({', '.join(changed)})" if changed else name
 
 
+def as_replay_mix(value: Any) -> Optional[tuple[float, ...]]:
+    """None, or a replay mix ρ as a tuple of floats: nonempty, finite, entries >= 0, summing
+    to 1 within 1e-9 (its length is checked against the old components at run time)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"replay_mix must be None or a sequence of floats, got {value!r}")
+    entries = tuple(as_real(f"replay_mix[{i}]", v) for i, v in enumerate(value))
+    if not entries:
+        raise ValueError("replay_mix must have one entry per old component, got none")
+    if any(v < 0.0 for v in entries):
+        raise ValueError(f"replay_mix entries must be >= 0, got {list(entries)}")
+    total = math.fsum(entries)
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"replay_mix must sum to 1 (within 1e-9), got sum {total!r}")
+    return entries
+
+
 @dataclass(frozen=True)
 class ForwardKL(Objective):
     """SFT on new-task data (docs: theory-forward-kl): loss KL(p_train ‖ q_θ), p_train = (1−λ) p_new
@@ -109,14 +128,19 @@ class ForwardKL(Objective):
     ĝ = −(1/B) Σ s(x_i), x_i ~ p_train. Optimum α = λ: λ = 0 gives mass forgetting.
     ``replay_slots``: 'bernoulli' (each sample is replay w.p. λ) or 'stratified' (exactly
     round(λB) replay samples per batch).
+    ``replay_mix``: for K-component mixtures (docs: theory-k-components), the mix ρ of the
+    replay over the old components in increasing index order (None: proportional to the
+    target's old weights); a two-mode run allows only None or (1.0,).
     """
 
     replay: float = 0.0
     replay_slots: str = BERNOULLI
+    replay_mix: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
         as_choice("replay_slots", self.replay_slots, SLOTS)
+        object.__setattr__(self, "replay_mix", as_replay_mix(self.replay_mix))
 
 
 @dataclass(frozen=True)
@@ -127,16 +151,19 @@ class ReverseKL(Objective):
     w_i = q_θ(x_i)/m(x_i) ≤ 1/(1−λ), optionally truncated at ``weight_cap`` (biased).
     ``baseline``: 'loo' (leave-one-out mean of the others' weighted log-ratio) or 'none'.
     Stratified slots use the realised fraction λ' = round(λB)/B in the weights.
+    ``replay_mix``: as for :class:`ForwardKL`, the replay's mix over the old components.
     """
 
     replay: float = 0.0
     replay_slots: str = BERNOULLI
     weight_cap: Optional[float] = None
     baseline: str = "loo"
+    replay_mix: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replay", as_fraction("replay", self.replay))
         as_choice("replay_slots", self.replay_slots, SLOTS)
+        object.__setattr__(self, "replay_mix", as_replay_mix(self.replay_mix))
         as_choice("baseline", self.baseline, BASELINES)
         if self.weight_cap is not None:
             cap = as_positive_float("weight_cap", self.weight_cap)

@@ -3,29 +3,34 @@ doors of the G → ∞ limit, run by the engine's driver with the Rust populatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 import numpy as np
 
 from ._defaults import DEFAULT_LR
+from ._mixture_population import MixturePopulationFlow, mixture_population_gradient
 from ._problem import check_models, check_objective, check_train_scales, check_weight_param
 from .engine import check_flow, drive
+from .engine._mixture_plan import plan_mixture_run
+from .engine._mixture_route import two_mode_models
 from .engine._rust import RustPopulationFlow, rust_population_gradient
-from .mixture import TwoMode
+from .mixture import Mixture, TwoMode
 from .objectives import Objective
-from .results import Trajectory
+from .reference.mixture_engine import Components, MixtureParams, TargetSources
+from .results import MixtureTrajectory, Trajectory
 
 __all__ = ["population_flow", "population_gradient"]
 
 
 def population_gradient(
-    target: TwoMode,
-    model: TwoMode,
+    target: TwoMode | Mixture,
+    model: TwoMode | Mixture,
     objective: Objective,
     weight_param: str = "logit",
     train_scales: bool = False,
     scale_param: str = "direct",
+    new_components: Optional[Sequence[int]] = None,
 ) -> dict[str, np.ndarray | float]:
     """Exact gradient of the objective's loss at ``model`` (the G → ∞ limit of its estimator).
 
@@ -44,7 +49,33 @@ def population_gradient(
     expectations are then quadratures over all d dimensions (no span reduction, since the
     scale score depends on every direction), available for d <= 3 (NotImplementedError
     beyond).
+
+    Mixtures (docs: theory-k-components): K = 2 gives the TwoMode's numbers; K ≥ 3
+    (ForwardKL, ReverseKL) returns {logits (K−1,), means (K, d)}, the gradient with respect
+    to the free softmax logits η and the means, by Gauss–Hermite quadrature on the span of
+    the means (up to 3-D; NotImplementedError beyond).
     """
+    models = two_mode_models(target, model, objective, new_components, "sgd", "model")
+    if models is None:
+        plan = plan_mixture_run(
+            target,
+            model,
+            objective,
+            new_components=new_components,
+            steps=1,
+            record_every=1,
+            lr=1.0,
+            lr_scale=None,
+            update="sgd",
+            weight_param=weight_param,
+            train_scales=train_scales,
+        )
+        params = MixtureParams.of(plan.start, 1)
+        g_eta, g_mu = mixture_population_gradient(
+            plan, params, Components.of(plan.start), TargetSources(plan)
+        )
+        return {"logits": g_eta[0], "means": g_mu[0]}
+    target, model = models
     check_models(target, model, "model")
     objective = check_objective(objective, dim=target.dim)
     weight_param = check_weight_param(weight_param)
@@ -65,8 +96,8 @@ def population_gradient(
 
 
 def population_flow(
-    target: TwoMode,
-    start: TwoMode,
+    target: TwoMode | Mixture,
+    start: TwoMode | Mixture,
     objective: Objective,
     steps: int = 2000,
     lr: float = DEFAULT_LR,
@@ -75,8 +106,9 @@ def population_flow(
     lr_scale: Optional[Mapping[str, float]] = None,
     train_scales: bool = False,
     scale_param: str = "direct",
+    new_components: Optional[Sequence[int]] = None,
     update: str = "sgd",
-) -> Trajectory:
+) -> Trajectory | MixtureTrajectory:
     """Deterministic flow θ ← θ − lr·m⊙∇L(θ) with the exact gradients of
     :func:`population_gradient` (docs: theory-population), including the objective's extra state
     (SDFT teacher EMA, OAPL lag refresh). The reference that finite-batch means track.
@@ -91,7 +123,29 @@ def population_flow(
     NotImplementedError for d > 1 (each step would need a quadrature over all d dimensions).
 
     ``update='natural'`` preconditions every step with the complete-data Fisher of the
-    current model, as in :func:`mixforget.simulate` (docs: theory-natural-gradient)."""
+    current model, as in :func:`mixforget.simulate` (docs: theory-natural-gradient).
+
+    Mixtures as in :func:`mixforget.simulate`: K = 2 runs as the TwoMode, bit for bit; K ≥ 3
+    (ForwardKL, ReverseKL; ``new_components``, ``update`` 'sgd' or 'natural') steps with
+    the quadrature gradient of :func:`population_gradient` (same lr, steps, record_every)
+    and returns a one-replicate :class:`~mixforget.results.MixtureTrajectory`."""
+    models = two_mode_models(target, start, objective, new_components, update)
+    if models is None:
+        kplan = plan_mixture_run(
+            target,
+            start,
+            objective,
+            new_components=new_components,
+            steps=steps,
+            record_every=record_every,
+            lr=lr,
+            lr_scale=lr_scale,
+            update=update,
+            weight_param=weight_param,
+            train_scales=train_scales,
+        )
+        return drive(kplan, lambda: MixturePopulationFlow(kplan))
+    target, start = models
     plan = check_flow(
         target,
         start,

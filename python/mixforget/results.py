@@ -13,6 +13,7 @@ import numpy as np
 
 from ._defaults import RUNAWAY_DISTANCE, RUNAWAY_SCALE, RUNAWAY_WEIGHT
 from ._files import atomic_write
+from ._mixture_trajectory import MIXTURE_ARRAYS, MixtureTrajectory
 from ._overlap import overlap_accuracy_records
 from ._plotting import plot_trajectory
 from ._stats import mean_interval
@@ -24,6 +25,7 @@ __all__ = [
     "RUNAWAY_SCALE",
     "RUNAWAY_WEIGHT",
     "GradientEstimates",
+    "MixtureTrajectory",
     "Trajectory",
     "mean_interval",
 ]
@@ -99,6 +101,21 @@ class Trajectory:
             f"{n} records ({steps}), d={self.old_mean.shape[-1]}, final mean old weight "
             f"{final} (α* = {self.target.old_weight:g}, Δ = {self.target.separation:.4g})>"
         )
+
+    @property
+    def n_components(self) -> int:
+        """K = 2 (old, new)."""
+        return 2
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(R, n_rec, 2) component weights [α, 1 − α], as :attr:`MixtureTrajectory.weights`."""
+        return np.stack([self.old_weight, 1.0 - self.old_weight], axis=-1)
+
+    @property
+    def means(self) -> np.ndarray:
+        """(R, n_rec, 2, d) component means [μ_o, μ_n], as :attr:`MixtureTrajectory.means`."""
+        return np.stack([self.old_mean, self.new_mean], axis=2)
 
     @property
     def drift(self) -> np.ndarray:
@@ -331,7 +348,8 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        """Read a file written by :meth:`save` (``allow_pickle=False``). A file that is not
+        """Read a file written by :meth:`save` or :meth:`MixtureTrajectory.save` (which
+        loads as a :class:`MixtureTrajectory`; ``allow_pickle=False``). A file that is not
         one raises ValueError naming it (missing files raise FileNotFoundError)."""
         path = Path(path)
         try:
@@ -339,6 +357,8 @@ class Trajectory:
                 if fh.read(4) != b"PK\x03\x04":
                     raise ValueError("not an .npz (zip) archive")
             with np.load(path, allow_pickle=False) as data:
+                if hasattr(data, "files") and set(MIXTURE_ARRAYS) <= set(data.files):
+                    return MixtureTrajectory.from_arrays(data)  # type: ignore[return-value]
                 if not hasattr(data, "files") or not set(_SAVED_ARRAYS) <= set(data.files):
                     raise ValueError("not an .npz archive with the arrays of a Trajectory")
                 meta = json.loads(str(data["meta_json"]))

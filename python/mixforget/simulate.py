@@ -5,20 +5,22 @@ gradient studies: they validate the arguments and hand the run to the engine's d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from . import reference
 from ._defaults import DEFAULT_LR
+from ._mixture_simulate import mixture_estimate_gradient, mixture_simulate
 from ._problem import check_run
 from ._rng import RngLike, resolve_rng
 from ._validate import DEFAULT_MEMORY_LIMIT as _DEFAULT_LIMIT
 from .engine import drive, plan_of_run
+from .engine._mixture_route import two_mode_models
 from .engine._rust import RustSimulation, rust_gradient_estimates
-from .mixture import TwoMode
+from .mixture import Mixture, TwoMode
 from .objectives import Objective
 from .reference._backend import check_backend_args
-from .results import GradientEstimates, Trajectory
+from .results import GradientEstimates, MixtureTrajectory, Trajectory
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "estimate_gradient", "simulate"]
 
@@ -26,8 +28,8 @@ DEFAULT_MEMORY_LIMIT = _DEFAULT_LIMIT
 
 
 def simulate(
-    target: TwoMode,
-    start: TwoMode,
+    target: TwoMode | Mixture,
+    start: TwoMode | Mixture,
     objective: Objective,
     steps: int = 2000,
     batch_size: int = 64,
@@ -45,8 +47,9 @@ def simulate(
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
+    new_components: Optional[Sequence[int]] = None,
     update: str = "sgd",
-) -> Trajectory:
+) -> Trajectory | MixtureTrajectory:
     """Train ``replicates`` independent copies of ``start`` on ``objective`` for ``steps``
     finite-batch steps (docs: theory-estimators, theory-training-loop): sample a batch of
     ``batch_size`` (on-policy from the current model, or from the training distribution, with replay
@@ -118,8 +121,42 @@ def simulate(
     (for ``"rust"``: any ``threads``); different backends use different random streams and
     agree in distribution only. Unknown backend, device or precision names raise
     ValueError naming the argument.
+
+    K-component mixtures (docs: theory-k-components): ``target`` and ``start`` may be
+    :class:`~mixforget.Mixture` values of the same K. K = 2 runs as the TwoMode it is
+    (:meth:`Mixture.to_two_mode`), bit for bit. K ≥ 3 runs ForwardKL and ReverseKL on the
+    K-component engine (``backend="numpy"``: the NumPy twin; the Rust K-component engine is
+    not built in yet) and returns a :class:`~mixforget.results.MixtureTrajectory`.
+    ``new_components``: the target components of the new task (default: the last); the
+    objective's ``replay_mix`` spreads the replay over the others. ``update``: 'sgd' or
+    'natural' (the complete-data natural gradient, for K = 2 as described above).
     """
     check_backend_args(backend, device, precision)
+    models = two_mode_models(target, start, objective, new_components, update)
+    if models is None:
+        return mixture_simulate(
+            target,
+            start,
+            objective,
+            backend=backend,
+            rng=rng,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            replicates=replicates,
+            record_every=record_every,
+            weight_param=weight_param,
+            lr_scale=lr_scale,
+            threads=threads,
+            progress=progress,
+            memory_limit=memory_limit,
+            train_scales=train_scales,
+            device=device,
+            precision=precision,
+            new_components=new_components,
+            update=update,
+        )
+    target, start = models
     if backend != "rust":
         return reference.simulate(
             target,
@@ -166,8 +203,8 @@ def simulate(
 
 
 def estimate_gradient(
-    target: TwoMode,
-    model: TwoMode,
+    target: TwoMode | Mixture,
+    model: TwoMode | Mixture,
     objective: Objective,
     batch_size: int = 64,
     batches: int = 100_000,
@@ -179,6 +216,7 @@ def estimate_gradient(
     backend: str = "rust",
     device: Any = None,
     precision: str = "float64",
+    new_components: Optional[Sequence[int]] = None,
 ) -> GradientEstimates:
     """One-step Monte Carlo study: ``batches`` independent finite-batch estimates ĝ of the
     objective's gradient at ``model`` (docs: theory-estimators), with each batch's starved flag and
@@ -195,8 +233,26 @@ def estimate_gradient(
     about 0.1 s (cut at random-stream boundaries, 256 batches, so the numbers do not depend
     on the cut): Ctrl-C raises KeyboardInterrupt within about 0.5 s.
     ``backend``, ``device`` and ``precision`` choose where the estimates are computed, as in
-    :func:`simulate` (default ``"rust"``)."""
+    :func:`simulate` (default ``"rust"``).
+
+    Mixtures as in :func:`simulate`: K = 2 gives the TwoMode's numbers; K ≥ 3 (ForwardKL,
+    ReverseKL; ``backend="numpy"``) gives ``gradients`` (batches, (K−1) + K d) in the order
+    [η_0 … η_{K−2}, μ_0, …, μ_{K−1}] (η the free softmax logits), ``starved`` (batches, K)
+    per component and ``old_count`` the old-labelled samples per batch."""
     check_backend_args(backend, device, precision)
+    models = two_mode_models(target, model, objective, new_components, "sgd", "model")
+    if models is None:
+        return mixture_estimate_gradient(
+            target,
+            model,
+            objective,
+            batch_size=batch_size,
+            batches=batches,
+            rng=rng,
+            new_components=new_components,
+            backend=backend,
+        )
+    target, model = models
     if backend != "rust":
         return reference.estimate_gradient(
             target,

@@ -14,13 +14,15 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, overload
 
 import numpy as np
 
 from .._chunks import timed_chunks
 from ..mixture import component_scales
-from ..results import Trajectory
+from ..results import MixtureTrajectory, Trajectory
+from ._mixture_plan import MixturePlan
+from ._mixture_records import MixtureBuffers, MixtureRecords
 from ._plan import RunPlan
 
 __all__ = ["ChunkPolicy", "Records", "Stepper", "drive"]
@@ -67,9 +69,9 @@ class Stepper(Protocol):
     implementation: str
     chunks: ChunkPolicy
 
-    def first_record(self) -> Optional[Records]: ...
+    def first_record(self) -> Optional[Records | MixtureRecords]: ...
 
-    def advance(self, steps: int, record_every: int) -> Records: ...
+    def advance(self, steps: int, record_every: int) -> Records | MixtureRecords: ...
 
     def diverged(self) -> np.ndarray: ...
 
@@ -106,16 +108,49 @@ class _RecordBuffers:
             self.scales[:, k : k + m] = rec.scales
         self.filled = k + m
 
+    def trajectory(self, plan: RunPlan, diverged: np.ndarray, meta: dict[str, Any]) -> Trajectory:
+        return Trajectory(
+            steps=np.arange(0, plan.steps + 1, plan.record_every, dtype=np.int64),
+            old_weight=self.old_weight,
+            old_mean=self.old_mean,
+            new_mean=self.new_mean,
+            starved=self.starved,
+            diverged=np.asarray(diverged, dtype=bool).reshape(plan.replicates),
+            target=plan.target,
+            meta=meta,
+            old_scale=self.scales[:, :, 0],
+            new_scale=self.scales[:, :, 1],
+        )
 
+
+@overload
 def drive(
     plan: RunPlan,
     open_stepper: Callable[[], Stepper],
+    progress: bool = ...,
+    meta_extra: Optional[Mapping[str, Any]] = ...,
+) -> Trajectory: ...
+
+
+@overload
+def drive(
+    plan: MixturePlan,
+    open_stepper: Callable[[], Stepper],
+    progress: bool = ...,
+    meta_extra: Optional[Mapping[str, Any]] = ...,
+) -> MixtureTrajectory: ...
+
+
+def drive(
+    plan: RunPlan | MixturePlan,
+    open_stepper: Callable[[], Stepper],
     progress: bool = False,
     meta_extra: Optional[Mapping[str, Any]] = None,
-) -> Trajectory:
+) -> Trajectory | MixtureTrajectory:
     """Run ``plan`` with the stepper that ``open_stepper`` makes (after the records are
-    allocated) and return its Trajectory; ``meta_extra`` is appended to ``meta``."""
-    buffers = _RecordBuffers(plan)
+    allocated) and return its Trajectory (a MixtureTrajectory for a K-component plan, whose
+    stepper hands back ``MixtureRecords``); ``meta_extra`` is appended to ``meta``."""
+    buffers: Any = MixtureBuffers(plan) if isinstance(plan, MixturePlan) else _RecordBuffers(plan)
     stepper = open_stepper()
     first = stepper.first_record()
     if first is not None:
@@ -135,18 +170,8 @@ def drive(
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - began
-    return Trajectory(
-        steps=np.arange(0, plan.steps + 1, plan.record_every, dtype=np.int64),
-        old_weight=buffers.old_weight,
-        old_mean=buffers.old_mean,
-        new_mean=buffers.new_mean,
-        starved=buffers.starved,
-        diverged=np.asarray(stepper.diverged(), dtype=bool).reshape(plan.replicates),
-        target=plan.target,
-        meta=plan.meta(wall, stepper.implementation, meta_extra),
-        old_scale=buffers.scales[:, :, 0],
-        new_scale=buffers.scales[:, :, 1],
-    )
+    meta = plan.meta(wall, stepper.implementation, meta_extra)
+    return buffers.trajectory(plan, stepper.diverged(), meta)
 
 
 class _TextBar:

@@ -18,7 +18,9 @@ replay_weight_bound, forward_kl_optimum, fisher, local_rate, oapl_period_weight,
 tttdiscover_stationary_weight, stratified_replay_count, overlap_accuracy,
 overlap_accuracy_records, gaussian_overlap, reverse_kl_regularized_weights,
 forward_kl_regularized_weights, kl_regularized_old_weight, group_normalised_old_weight,
-policy_gradient_logit_flow, natural_gradient_logit_flow.
+policy_gradient_logit_flow, natural_gradient_logit_flow; for K-component mixtures
+(``k_components``, docs: theory-k-components) component_starvation_probability,
+forward_kl_replay_optimum, pairwise_misassignment_bound.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from __future__ import annotations
 from .._overlap import gaussian_overlap, overlap_accuracy, overlap_accuracy_records
 from .fisher import fisher, local_rate
 from .geometry import bhattacharyya, misassignment
+from .k_components import (
+    component_starvation_probability,
+    forward_kl_replay_optimum,
+    pairwise_misassignment_bound,
+)
 from .kl_regularized import (
     component_mean_rewards,
     forward_kl_regularized_weights,
@@ -48,10 +55,12 @@ from .starvation import (
 __all__ = [
     "bhattacharyya",
     "component_mean_rewards",
+    "component_starvation_probability",
     "expected_starved_batches",
     "fisher",
     "forward_kl_optimum",
     "forward_kl_regularized_weights",
+    "forward_kl_replay_optimum",
     "gaussian_overlap",
     "geometric_reward_old_weight",
     "group_normalised_old_weight",
@@ -62,6 +71,7 @@ __all__ = [
     "oapl_period_weight",
     "overlap_accuracy",
     "overlap_accuracy_records",
+    "pairwise_misassignment_bound",
     "policy_gradient_logit_flow",
     "replay_weight_bound",
     "reverse_kl_regularized_weights",

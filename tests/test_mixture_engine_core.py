@@ -120,7 +120,12 @@ def test_reverse_kl_from_near_the_target_converges_to_it(k: int, d: int) -> None
     tw /= tw.sum()
     start = 0.8 * tw + 0.2 / k
     p = _problem(
-        mf.ReverseKL(replay=0.2), k, d, target_weights=tw, start_weights=start, start_shift=0.3,
+        mf.ReverseKL(replay=0.2),
+        k,
+        d,
+        target_weights=tw,
+        start_weights=start,
+        start_shift=0.3,
         lr=0.05,
     )
     weights, means, _ = _final(p, 64, 100, 1500)
@@ -141,8 +146,15 @@ def _starvation_case(objective: Any, k: int, batch: int, lam: float, slots: str)
     old = list(range(k - 1))
     rho = tw[old] / tw[old].sum()
     p = _problem(
-        objective, k, 1, target_weights=tw, start_weights=sw, new=new, rho=rho,
-        lr_weight=0.0, lr_means=0.0,
+        objective,
+        k,
+        1,
+        target_weights=tw,
+        start_weights=sw,
+        new=new,
+        rho=rho,
+        lr_weight=0.0,
+        lr_means=0.0,
     )
     on_policy = isinstance(objective, mf.ReverseKL)
     source = sw if on_policy else np.where(np.isin(np.arange(k), new), tw, 0.0) / tw[-1]
@@ -187,8 +199,10 @@ def test_same_key_gives_the_same_bits_for_any_thread_count(objective) -> None:
     def run(threads: int):
         sim = _core.MixtureSimulator(p, 16, 6, (9, 9), threads)
         a, b = sim.advance(7, 3), sim.advance(13, 3)
-        return [np.concatenate([getattr(a, f), getattr(b, f)], axis=1)
-                for f in ("weights", "means", "starved")] + [sim.diverged()]
+        return [
+            np.concatenate([getattr(a, f), getattr(b, f)], axis=1)
+            for f in ("weights", "means", "starved")
+        ] + [sim.diverged()]
 
     one, two = run(1), run(2)
     for x, y in zip(one, two):
@@ -278,8 +292,7 @@ def _exact_gradient(kind: str, lam, tw, sw, start_means, new, rho, d: int) -> np
     log_q = _lse(model)
     r = np.exp(model - log_q[:, None])
     score = np.concatenate(
-        [r[:, : k - 1] - sw[: k - 1]]
-        + [r[:, [j]] * (x - start_means[j]) for j in range(k)],
+        [r[:, : k - 1] - sw[: k - 1]] + [r[:, [j]] * (x - start_means[j]) for j in range(k)],
         axis=1,
     )
     target = _log_parts(x, tw, target_means)
@@ -308,8 +321,9 @@ def test_one_step_gradient_matches_quadrature(kind: str, k: int, d: int) -> None
     rho = np.linspace(1.0, 2.0, k - 1)
     rho /= rho.sum()
     objective = mf.ForwardKL(replay=lam) if kind == "forward" else mf.ReverseKL(replay=lam)
-    p = _problem(objective, k, d, target_weights=tw, start_weights=sw, start_shift=0.7,
-                 new=new, rho=rho)
+    p = _problem(
+        objective, k, d, target_weights=tw, start_weights=sw, start_shift=0.7, new=new, rho=rho
+    )
     reps = 4000
     g = _core.mixture_estimate_gradient(p, 32, reps, (11, 12), 2)
     exact = _exact_gradient(kind, lam, tw, sw, _means(k, d) + 0.7, new, rho, d)
@@ -347,10 +361,11 @@ def test_natural_step_preconditions_with_the_complete_data_fisher(k: int) -> Non
     else:
         free = sw[:-1]
         fisher = np.diag(free) - np.outer(free, free)
-        np.testing.assert_allclose(step_n, np.linalg.solve(fisher, step_s.T).T, rtol=1e-8,
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            step_n, np.linalg.solve(fisher, step_s.T).T, rtol=1e-8, atol=1e-13
+        )
     # means: the sgd step divided by w_j (times Σ_j = I)
-    np.testing.assert_allclose(mu0 - mu_n, (mu0 - mu_s) / sw[None, :, None], rtol=1e-8,
-                               atol=1e-13)
-    np.testing.assert_allclose(mu0 - mu_s, lr * g[:, k - 1 :].reshape(8, k, d), rtol=1e-8,
-                               atol=1e-13)
+    np.testing.assert_allclose(mu0 - mu_n, (mu0 - mu_s) / sw[None, :, None], rtol=1e-8, atol=1e-13)
+    np.testing.assert_allclose(
+        mu0 - mu_s, lr * g[:, k - 1 :].reshape(8, k, d), rtol=1e-8, atol=1e-13
+    )

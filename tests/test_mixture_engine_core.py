@@ -84,6 +84,7 @@ def _assert_mean_near(samples: np.ndarray, expected: np.ndarray, allowance: floa
 # -- (a) ForwardKL with replay: the population optimum ------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("k", "d"), CASES)
 def test_forward_kl_with_replay_reaches_its_population_optimum(k: int, d: int) -> None:
     lam, lr, batch = 0.3, 0.1, 64
@@ -114,6 +115,7 @@ def test_forward_kl_without_replay_forgets_the_old_mass() -> None:
 # -- (b) ReverseKL from near the target ---------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("k", "d"), CASES)
 def test_reverse_kl_from_near_the_target_converges_to_it(k: int, d: int) -> None:
     tw = np.linspace(1.0, 2.0, k)
@@ -247,7 +249,7 @@ def test_bad_input_is_a_value_error_naming_the_argument(overrides, name) -> None
 
 
 def test_other_objectives_are_not_implemented() -> None:
-    with pytest.raises(NotImplementedError, match="SDFT.*ForwardKL and ReverseKL"):
+    with pytest.raises(NotImplementedError, match=r"SDFT.*ForwardKL and ReverseKL"):
         _problem(mf.SDFT(), 3, 1)
     p = _problem(mf.ForwardKL(), 3, 1)
     with pytest.raises(ValueError, match="batch_size"):

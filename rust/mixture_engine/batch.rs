@@ -11,16 +11,46 @@ use crate::engine::batch::LooMean;
 use crate::error::KernelResult;
 use crate::math::fastmath;
 use crate::math::lane_sums::lane_sums;
-use crate::mixture_engine::problem::{softmax_pinned, MixtureObjective, Problem};
+use crate::mixture_engine::problem::{softmax_pinned_with_logs, MixtureObjective, Problem};
 use crate::model::mixture::{Cov, Gaussian};
 use crate::objectives::reverse_kl::{replay_weight, Baseline};
 use crate::random::simd_rng::{ln_positive, LaneStream};
 use crate::random::starvation::{stratified_replay_count, Slots};
 
+/// Call `$body(args…)` through a copy compiled for AVX-512 (F, DQ, VL) or AVX2 when the
+/// processor has it, else the portable one: the per-sample loops are inlined into each copy
+/// and vectorise with its registers. No fused multiply-add is enabled, so every copy rounds
+/// identically (the same bits on every machine).
+macro_rules! dispatch {
+    ($body:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            if fastmath::has_avx512() {
+                // SAFETY: the processor supports these AVX-512 subsets (checked just above).
+                return unsafe { avx512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the processor supports AVX2 (checked just above).
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
+
 /// The model q_θ: weights from the pinned softmax and its components (covariances fixed).
 #[derive(Clone, Debug)]
 pub struct ModelState {
     pub weights: Vec<f64>,
+    pub log_weights: Vec<f64>,
     pub components: Vec<Gaussian>,
 }
 
@@ -28,6 +58,7 @@ impl ModelState {
     pub fn new(problem: &Problem, theta: &[f64]) -> ModelState {
         let mut m = ModelState {
             weights: vec![0.0; problem.k],
+            log_weights: vec![0.0; problem.k],
             components: problem
                 .model_covs
                 .iter()
@@ -41,7 +72,7 @@ impl ModelState {
     /// The state at θ, in place (no allocation).
     pub fn set(&mut self, problem: &Problem, theta: &[f64]) {
         let (free, d) = (problem.k - 1, problem.dim);
-        softmax_pinned(&theta[..free], &mut self.weights);
+        softmax_pinned_with_logs(&theta[..free], &mut self.weights, &mut self.log_weights);
         for (j, c) in self.components.iter_mut().enumerate() {
             c.set_mean(&theta[free + j * d..free + (j + 1) * d]);
         }
@@ -114,6 +145,8 @@ pub struct Workspace {
     column_max: Vec<f64>,
     column_sum: Vec<f64>,
     scratch: Vec<f64>,
+    /// (mean, sd) per source of a one-dimensional draw: model components, then target ones.
+    source_table: Vec<(f64, f64)>,
     /// Sampling tables: new-task data, replay over the old components, the model.
     new_data: Categorical,
     replay: Categorical,
@@ -150,6 +183,7 @@ impl Workspace {
             column_max: column()?,
             column_sum: column()?,
             scratch: vec![0.0; d],
+            source_table: vec![(0.0, 0.0); 2 * k],
             new_data: Categorical::new(
                 &problem.new_components,
                 problem.new_components.iter().map(|&j| tw[j].exp()),
@@ -196,7 +230,44 @@ fn log_sum_exp_columns(
     }
 }
 
+/// The model's log density and responsibilities from its K columns of log parts (of n):
+/// out_i = log Σ_j e^{part_j(i)}, and each part overwritten by its share r_j(i) =
+/// e^{part_j(i) − max_i} / Σ_k e^{part_k(i) − max_i} (one exponential per part).
+#[inline(always)]
+fn responsibilities_and_log_sum(
+    parts: &mut [f64],
+    n: usize,
+    max: &mut [f64],
+    acc: &mut [f64],
+    out: &mut [f64],
+) {
+    let (max, acc, out) = (&mut max[..n], &mut acc[..n], &mut out[..n]);
+    max.fill(f64::NEG_INFINITY);
+    for col in parts.chunks_exact(n) {
+        for (m, p) in max.iter_mut().zip(col) {
+            *m = m.max(*p);
+        }
+    }
+    acc.fill(0.0);
+    for col in parts.chunks_exact_mut(n) {
+        for ((a, p), m) in acc.iter_mut().zip(col.iter_mut()).zip(&*max) {
+            *p = fastmath::exp(*p - m);
+            *a += *p;
+        }
+    }
+    for ((o, m), a) in out.iter_mut().zip(&*max).zip(acc.iter_mut()) {
+        *o = m + ln_positive(*a);
+        *a = 1.0 / *a;
+    }
+    for col in parts.chunks_exact_mut(n) {
+        for (p, inv) in col.iter_mut().zip(&*acc) {
+            *p *= inv;
+        }
+    }
+}
+
 /// log w_j φ_j(x_i) for every component into K columns of n.
+#[inline(always)]
 fn component_parts(
     components: &[Gaussian],
     log_weight: impl Fn(usize) -> f64,
@@ -217,6 +288,11 @@ fn component_parts(
 /// stream's fills, in order: B uniforms for Bernoulli slots (only when λ > 0), B uniforms for
 /// the labels, B·d normals. Marks in `ws.seen` the components with a sample.
 pub fn draw(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &mut Workspace) {
+    dispatch!(draw_body(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &mut Workspace))
+}
+
+#[inline(always)]
+fn draw_body(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &mut Workspace) {
     let (b, d, k) = (ws.len, problem.dim, problem.k);
     let (replay, slots) = problem.objective.replay();
     let n_strat = match slots {
@@ -273,7 +349,7 @@ pub fn draw(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &mu
         .all(|g| matches!(g.cov, Cov::Scalar { .. }));
     if d == 1 && all_scalar {
         // (mean, sd) per source, model components first: a gather, no covariance dispatch
-        let mut table = [(0.0, 0.0); 2 * 256];
+        let table = &mut ws.source_table;
         for (s, g) in model.components.iter().chain(&problem.target).enumerate() {
             if let Cov::Scalar { sd } = g.cov {
                 table[s] = (g.mean[0], sd);
@@ -302,6 +378,7 @@ pub fn draw(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &mu
 
 /// The objective's coefficients c_i into `ws.coefficient`, from the model parts (already
 /// holding log w_j φ_j) and `ws.log_q`.
+#[inline(always)]
 fn coefficients(problem: &Problem, ws: &mut Workspace) {
     let b = ws.len;
     let objective = match problem.objective {
@@ -375,31 +452,29 @@ fn coefficients(problem: &Problem, ws: &mut Workspace) {
 /// ĝ at `model` for the batch in `ws` (drawn by [`draw`]) into `grad` (the flat order
 /// [η_0 … η_{K−2}, μ_0 … μ_{K−1}]).
 pub fn gradient(problem: &Problem, model: &ModelState, ws: &mut Workspace, grad: &mut [f64]) {
+    dispatch!(gradient_body(problem: &Problem, model: &ModelState, ws: &mut Workspace, grad: &mut [f64]))
+}
+
+#[inline(always)]
+fn gradient_body(problem: &Problem, model: &ModelState, ws: &mut Workspace, grad: &mut [f64]) {
     let (b, d, k) = (ws.len, problem.dim, problem.k);
-    let w = &model.weights;
+    let (w, log_w) = (&model.weights, &model.log_weights);
     component_parts(
         &model.components,
-        |j| w[j].ln(),
+        |j| log_w[j],
         &ws.x,
         b,
         &mut ws.model_part,
         &mut ws.scratch,
     );
-    log_sum_exp_columns(
-        &ws.model_part,
+    responsibilities_and_log_sum(
+        &mut ws.model_part,
         b,
-        &ws.all_columns,
         &mut ws.column_max,
         &mut ws.column_sum,
         &mut ws.log_q,
     );
     coefficients(problem, ws);
-    // r_j(x_i) = exp(log w_j φ_j(x_i) − log q(x_i)), in place
-    for col in ws.model_part.chunks_exact_mut(b) {
-        for (r, lq) in col.iter_mut().zip(&ws.log_q[..b]) {
-            *r = fastmath::exp(*r - lq);
-        }
-    }
     let omega = 1.0 / b as f64;
     let [total] = lane_sums([&ws.coefficient[..b]], |[c]| [c]);
     let total = total * omega;

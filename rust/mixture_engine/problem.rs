@@ -273,10 +273,10 @@ impl Problem {
     }
 
     /// Whether a finite θ has left the documented bound: some ‖μ_j − μ*_j‖_{Σ*_j} >
-    /// [`RUNAWAY_DISTANCE`] or some w_j ≤ [`RUNAWAY_WEIGHT`] (float64 from η, `w` scratch of K).
-    pub fn runaway(&self, theta: &[f64], w: &mut [f64], scratch: &mut [f64]) -> bool {
+    /// [`RUNAWAY_DISTANCE`] or some w_j ≤ [`RUNAWAY_WEIGHT`], with `w` θ's weights (the
+    /// pinned softmax of its η in float64) and `scratch` d values.
+    pub fn runaway(&self, theta: &[f64], w: &[f64], scratch: &mut [f64]) -> bool {
         let free = self.k - 1;
-        softmax_pinned(&theta[..free], w);
         if w.iter().any(|&v| v <= RUNAWAY_WEIGHT || v.is_nan()) {
             return true;
         }
@@ -290,6 +290,23 @@ impl Problem {
             q.is_nan() || q.sqrt() > RUNAWAY_DISTANCE
         })
     }
+}
+
+/// w = softmax(η_0, …, η_{K−2}, 0) into `w` and log w into `log_w` (len K = η.len() + 1),
+/// shifted by the largest logit so nothing overflows.
+pub fn softmax_pinned_with_logs(eta: &[f64], w: &mut [f64], log_w: &mut [f64]) {
+    let top = eta.iter().fold(0.0f64, |m, &e| m.max(e));
+    let k = eta.len() + 1;
+    for (lw, e) in log_w[..k].iter_mut().zip(eta.iter().chain([&0.0])) {
+        *lw = e - top;
+    }
+    for (wj, lw) in w[..k].iter_mut().zip(&log_w[..k]) {
+        *wj = lw.exp();
+    }
+    let total: f64 = w[..k].iter().sum();
+    let log_total = total.ln();
+    w[..k].iter_mut().for_each(|v| *v /= total);
+    log_w[..k].iter_mut().for_each(|v| *v -= log_total);
 }
 
 /// w = softmax(η_0, …, η_{K−2}, 0) into `w` (len K = η.len() + 1), shifted by the largest
@@ -364,6 +381,18 @@ mod tests {
         // large logits do not overflow
         softmax_pinned(&[1e4, -1e4, 0.0], &mut w);
         assert!(w.iter().all(|v| v.is_finite()) && (w[0] - 1.0).abs() < 1e-15);
+        // the logs agree with ln w, and stay finite where w underflows
+        let mut log_w = [0.0; 4];
+        let eta = [0.7, -2.0, 1.5];
+        softmax_pinned_with_logs(&eta, &mut w, &mut log_w);
+        let mut plain = [0.0; 4];
+        softmax_pinned(&eta, &mut plain);
+        for j in 0..4 {
+            assert!((w[j] - plain[j]).abs() < 1e-15 && (log_w[j] - plain[j].ln()).abs() < 1e-14);
+        }
+        softmax_pinned_with_logs(&[800.0, 0.0, -800.0], &mut w, &mut log_w);
+        assert_eq!(w[2], 0.0);
+        assert!((log_w[2] - (-1600.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::buffers::checked_len;
 use crate::engine::training::records_in;
 use crate::error::{KernelError, KernelResult};
 use crate::mixture_engine::batch::{draw, gradient, ModelState, Workspace};
-use crate::mixture_engine::problem::{softmax_pinned, Problem};
+use crate::mixture_engine::problem::Problem;
 use crate::random::simd_rng::LaneStream;
 use rayon::prelude::*;
 
@@ -110,11 +110,10 @@ impl Simulation {
                 let mut ws = Workspace::try_new(problem, b)?;
                 let mut grad = vec![0.0; problem.width()];
                 let mut previous = rep.theta.clone();
-                let (mut w, mut scratch) = (vec![0.0; k], vec![0.0; d]);
+                let mut scratch = vec![0.0; d];
                 let mut at = 0;
                 for step in done + 1..=done + steps {
                     if !rep.diverged {
-                        model.set(problem, &rep.theta);
                         draw(problem, &model, &mut rep.rng, &mut ws);
                         gradient(problem, &model, &mut ws, &mut grad);
                         for (s, seen) in rep.starved.iter_mut().zip(&ws.seen) {
@@ -122,16 +121,18 @@ impl Simulation {
                         }
                         previous.copy_from_slice(&rep.theta);
                         problem.step(&mut rep.theta, &mut grad, &model.weights);
-                        if rep.theta.iter().any(|v| !v.is_finite()) {
+                        let finite = rep.theta.iter().all(|v| v.is_finite());
+                        if !finite {
                             rep.theta.copy_from_slice(&previous);
-                            rep.diverged = true;
-                        } else if problem.runaway(&rep.theta, &mut w, &mut scratch) {
-                            // frozen where it crossed the bound (finite, so the records show it)
-                            rep.diverged = true;
                         }
+                        // the model follows θ (the next batch, the runaway test, the records)
+                        model.set(problem, &rep.theta);
+                        // frozen where it crossed the bound (finite, so the records show it)
+                        rep.diverged =
+                            !finite || problem.runaway(&rep.theta, &model.weights, &mut scratch);
                     }
                     if step % record_every == 0 {
-                        softmax_pinned(&rep.theta[..k - 1], &mut w_out[at * k..(at + 1) * k]);
+                        w_out[at * k..(at + 1) * k].copy_from_slice(&model.weights);
                         m_out[at * k * d..(at + 1) * k * d].copy_from_slice(&rep.theta[k - 1..]);
                         s_out[at * k..(at + 1) * k].copy_from_slice(&rep.starved);
                         at += 1;
@@ -282,17 +283,21 @@ mod tests {
     #[test]
     fn runaway_is_flagged_and_frozen() {
         let mut p = problem(reverse_kl(), Update::Sgd);
-        let mut w = [0.0; 3];
         let mut scratch = [0.0; 1];
+        let runaway = |p: &Problem, theta: &[f64], scratch: &mut [f64]| {
+            let mut w = [0.0; 3];
+            crate::mixture_engine::problem::softmax_pinned(&theta[..2], &mut w);
+            p.runaway(theta, &w, scratch)
+        };
         let mut theta = p.start.clone();
-        assert!(!p.runaway(&theta, &mut w, &mut scratch));
+        assert!(!runaway(&p, &theta, &mut scratch));
         theta[2] = -4.0 - 1.01e6;
-        assert!(p.runaway(&theta, &mut w, &mut scratch));
+        assert!(runaway(&p, &theta, &mut scratch));
         theta[2] = -4.0 - 0.99e6;
-        assert!(!p.runaway(&theta, &mut w, &mut scratch));
+        assert!(!runaway(&p, &theta, &mut scratch));
         theta = p.start.clone();
         theta[0] = -800.0;
-        assert!(p.runaway(&theta, &mut w, &mut scratch));
+        assert!(runaway(&p, &theta, &mut scratch));
         p.lr = 1e4;
         let mut sim = Simulation::new(p, 16, 4, [1, 1]).unwrap();
         let n = 50;

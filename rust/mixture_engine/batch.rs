@@ -204,6 +204,7 @@ impl Workspace {
 
 /// out_i = log Σ_{(c, shift)} exp(parts[c][i] + shift) over the listed columns of `parts`
 /// (columns of n), shifted by the largest term.
+#[inline(always)]
 fn log_sum_exp_columns(
     parts: &[f64],
     n: usize,

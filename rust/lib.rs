@@ -9,6 +9,7 @@ pub mod buffers;
 pub mod engine;
 pub mod error;
 pub mod math;
+pub mod mixture_engine;
 pub mod model;
 pub mod objectives;
 pub mod population;

@@ -100,10 +100,12 @@ def test_k_component_settings_and_backends_are_checked():
         mf.simulate(K3, K3_START, mf.ForwardKL(), backend="numpy", update="adam")
     with pytest.raises(ValueError, match="lr_scale keys"):
         mf.simulate(K3, K3_START, mf.ForwardKL(), backend="numpy", lr_scale={"old_mean": 2.0})
-    with pytest.raises(NotImplementedError, match="Rust K-component engine"):
-        mf.simulate(K3, K3_START, mf.ForwardKL())
-    with pytest.raises(NotImplementedError, match="Rust K-component engine"):
-        mf.estimate_gradient(K3, K3_START, mf.ForwardKL())
+    with pytest.raises(NotImplementedError, match="backend='torch' is not implemented for K"):
+        mf.simulate(K3, K3_START, mf.ForwardKL(), backend="torch")
+    with pytest.raises(NotImplementedError, match="backend='jax' is not implemented for K"):
+        mf.estimate_gradient(K3, K3_START, mf.ForwardKL(), backend="jax")
+    with pytest.raises(NotImplementedError, match="CPU in float64"):
+        mf.simulate(K3, K3_START, mf.ForwardKL(), backend="numpy", precision="float32")
     with pytest.raises(NotImplementedError, match="train_scales"):
         mf.simulate(K3, K3_START, mf.ForwardKL(), backend="numpy", train_scales=True)
     with pytest.raises(NotImplementedError, match="weight_param"):

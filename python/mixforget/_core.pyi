@@ -16,6 +16,9 @@ __all__ = [
     "RUNAWAY_SCALE",
     "RUNAWAY_WEIGHT",
     "SAMPLES_PER_STREAM",
+    "MixtureProblem",
+    "MixtureRecordChunk",
+    "MixtureSimulator",
     "PopulationFlow",
     "RecordChunk",
     "Simulator",
@@ -25,6 +28,7 @@ __all__ = [
     "lane_normal_floor",
     "lane_normal_tail_counts",
     "lane_normals",
+    "mixture_estimate_gradient",
     "mixture_logpdf",
     "normal_floor",
     "population_gradient",
@@ -145,6 +149,67 @@ class PopulationFlow:
     @property
     def steps_done(self) -> int: ...
     def diverged(self) -> bool: ...
+
+# the K-component engine (rust/mixture_engine/): flat order [η_0 … η_{K−2}, μ_0 … μ_{K−1}]
+@final
+class MixtureProblem:
+    def __new__(
+        cls,
+        *,
+        target_weights: Sequence[float] | _F64,
+        target_means: _F64,
+        target_covs: Sequence[_F64],
+        model_covs: Sequence[_F64],
+        start_weights: Sequence[float] | _F64,
+        start_means: _F64,
+        objective: Objective,
+        new_components: Sequence[int],
+        replay_mix: Sequence[float] | _F64,
+        lr: float,
+        lr_weight: float,
+        lr_means: float,
+        update: str,
+    ) -> MixtureProblem: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def n_components(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+
+@final
+class MixtureRecordChunk:
+    """The records of one ``MixtureSimulator.advance`` call: R replicates × n records."""
+
+    @property
+    def weights(self) -> _F64: ...
+    @property
+    def means(self) -> _F64: ...
+    @property
+    def starved(self) -> _I64: ...
+
+@final
+class MixtureSimulator:
+    def __new__(
+        cls,
+        problem: MixtureProblem,
+        batch_size: int,
+        replicates: int,
+        key: tuple[int, int],
+        threads: int,
+    ) -> MixtureSimulator: ...
+    def advance(self, steps: int, record_every: int) -> MixtureRecordChunk: ...
+    def diverged(self) -> npt.NDArray[np.bool_]: ...
+    @property
+    def steps_done(self) -> int: ...
+
+def mixture_estimate_gradient(
+    problem: MixtureProblem,
+    batch_size: int,
+    replicates: int,
+    key: tuple[int, int],
+    threads: int,
+) -> tuple[_F64, npt.NDArray[np.bool_], _I64]: ...
 
 # the vectorised generator (rust/random/simd_rng.rs): test and benchmark hooks
 def lane_normals(n: int, key: tuple[int, int], index: int) -> _F64: ...

@@ -14,6 +14,7 @@ from ._rng import RngLike, resolve_rng, seed_record
 from ._validate import as_positive_int
 from .engine import drive
 from .engine._mixture_plan import MixturePlan, plan_mixture_run
+from .engine._rust import RustMixtureSimulation, rust_mixture_gradient_estimates
 from .objectives import ForwardKL
 from .reference.mixture_engine import (
     Components,
@@ -39,25 +40,22 @@ _CHUNK_SAMPLES = 1 << 18
 
 
 def check_mixture_backend(backend: str) -> None:
-    """Refuse a backend the K-component engine does not run on (NotImplementedError).
-
-    The Rust K-component engine (``_core.MixtureSimulator``) is wired here and in
-    :func:`mixture_stepper` only: accept 'rust' here and return
-    ``lambda: RustMixtureSimulation(plan)`` there once it is built in."""
-    if backend == "rust":
+    """Refuse a backend the K-component engine does not run on (NotImplementedError): 'rust'
+    (``_core.MixtureSimulator``) and 'numpy' (the twin) run K ≥ 3; the array-API twins
+    (torch, jax, cupy) are two-mode only."""
+    if backend not in ("rust", "numpy"):
         raise NotImplementedError(
-            "the Rust K-component engine (K >= 3) is not built in yet; run K >= 3 mixtures "
-            "with backend='numpy' (the NumPy twin)"
-        )
-    if backend != "numpy":
-        raise NotImplementedError(
-            f"backend={backend!r} is not implemented for K >= 3 components; use backend='numpy'"
+            f"backend={backend!r} is not implemented for K >= 3 components; use backend='rust' "
+            "or backend='numpy'"
         )
 
 
 def mixture_stepper(plan: MixturePlan, backend: str) -> Callable[[], Any]:
-    """The stepper factory of a K-component run on ``backend`` (checked first)."""
+    """The stepper factory of a K-component run on ``backend`` (checked first); the one
+    place that picks it."""
     check_mixture_backend(backend)
+    if backend == "rust":
+        return lambda: RustMixtureSimulation(plan)
     return lambda: NumpyMixtureSimulation(plan)
 
 
@@ -66,10 +64,9 @@ def mixture_simulate(
 ) -> MixtureTrajectory:
     """:func:`mixforget.simulate` for K ≥ 3 mixtures; ``settings`` are its keywords."""
     device, precision = settings.pop("device"), settings.pop("precision")
-    if backend == "numpy" and (device not in (None, "cpu") or precision != "float64"):
+    if device not in (None, "cpu") or precision != "float64":
         raise NotImplementedError(
-            "the K-component NumPy twin runs on the CPU in float64 (device None, "
-            "precision 'float64')"
+            "K-component runs (K >= 3) run on the CPU in float64 (device None, precision 'float64')"
         )
     plan = plan_mixture_run(
         target,
@@ -105,9 +102,10 @@ def mixture_estimate_gradient(
     rng: RngLike,
     new_components: Any,
     backend: str,
+    threads: Any = None,
 ) -> GradientEstimates:
-    """:func:`mixforget.estimate_gradient` for K ≥ 3 mixtures (NumPy twin): ``gradients``
-    (batches, P) in the flat order [η_0 … η_{K−2}, μ_0, …, μ_{K−1}], ``starved``
+    """:func:`mixforget.estimate_gradient` for K ≥ 3 mixtures (Rust or the NumPy twin):
+    ``gradients`` (batches, P) in the flat order [η_0 … η_{K−2}, μ_0, …, μ_{K−1}], ``starved``
     (batches, K) per component, ``old_count`` the old-labelled samples per batch."""
     check_mixture_backend(backend)
     batches = as_positive_int("batches", batches, minimum=2)
@@ -122,9 +120,14 @@ def mixture_estimate_gradient(
         lr=1.0,
         lr_scale=None,
         update="sgd",
-        batch=(batch_size, batches, None, seq),
+        batch=(batch_size, batches, threads, seq),
     )
     assert plan.batch_size is not None
+    if backend == "rust":
+        grads_r, starved_r, old_r = rust_mixture_gradient_estimates(plan, seq)
+        return GradientEstimates(
+            gradients=grads_r, starved=starved_r, old_count=old_r, seed=seed_record(seq)
+        )
     rng_np = np.random.default_rng(seq)
     comps = Components.of(plan.start)
     sources = TargetSources(plan)

@@ -125,8 +125,8 @@ def simulate(
     K-component mixtures (docs: theory-k-components): ``target`` and ``start`` may be
     :class:`~mixforget.Mixture` values of the same K. K = 2 runs as the TwoMode it is
     (:meth:`Mixture.to_two_mode`), bit for bit. K ≥ 3 runs ForwardKL and ReverseKL on the
-    K-component engine (``backend="numpy"``: the NumPy twin; the Rust K-component engine is
-    not built in yet) and returns a :class:`~mixforget.results.MixtureTrajectory`.
+    K-component engine (``backend="rust"``, or ``"numpy"`` for its NumPy twin; the two agree
+    in distribution) and returns a :class:`~mixforget.results.MixtureTrajectory`.
     ``new_components``: the target components of the new task (default: the last); the
     objective's ``replay_mix`` spreads the replay over the others. ``update``: 'sgd' or
     'natural' (the complete-data natural gradient, for K = 2 as described above).
@@ -236,8 +236,8 @@ def estimate_gradient(
     :func:`simulate` (default ``"rust"``).
 
     Mixtures as in :func:`simulate`: K = 2 gives the TwoMode's numbers; K ≥ 3 (ForwardKL,
-    ReverseKL; ``backend="numpy"``) gives ``gradients`` (batches, (K−1) + K d) in the order
-    [η_0 … η_{K−2}, μ_0, …, μ_{K−1}] (η the free softmax logits), ``starved`` (batches, K)
+    ReverseKL; ``backend`` 'rust' or 'numpy') gives ``gradients`` (batches, (K−1) + K d) in the
+    order [η_0 … η_{K−2}, μ_0, …, μ_{K−1}] (η the free softmax logits), ``starved`` (batches, K)
     per component and ``old_count`` the old-labelled samples per batch."""
     check_backend_args(backend, device, precision)
     models = two_mode_models(target, model, objective, new_components, "sgd", "model")
@@ -251,6 +251,7 @@ def estimate_gradient(
             rng=rng,
             new_components=new_components,
             backend=backend,
+            threads=threads,
         )
     target, model = models
     if backend != "rust":

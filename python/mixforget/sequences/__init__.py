@@ -1,7 +1,9 @@
-"""Task sequences 1 → 2 → … → K (docs: theory-sequences): continual post-training of a
-K-component mixture stage by stage, replay schedules and buffers, and the forgetting metrics
-of the continual-learning field (accuracy matrix, average accuracy, BWT, forgetting)."""
+"""Task sequences 0 → 1 → … → K−1 (docs: theory-sequences): continual post-training of a
+K-component mixture stage by stage (:func:`sequence`, :class:`Curriculum`), replay schedules
+and buffers (:mod:`.replay`), the per-task accuracy matrices (:class:`SequenceResult`) and
+the forgetting metrics of the continual-learning field (:mod:`.metrics`)."""
 
+from .curriculum import Curriculum, make_curriculum
 from .metrics import (
     average_accuracy,
     backward_transfer,
@@ -9,11 +11,24 @@ from .metrics import (
     forgetting,
     mean_forgetting,
 )
+from .replay import SCHEDULES, balanced_buffer, replay_schedule, reservoir_buffer
+from .result import MATRIX_KINDS, SequenceResult, StageRecord
+from .run import sequence
 
 __all__ = [
+    "MATRIX_KINDS",
+    "SCHEDULES",
+    "Curriculum",
+    "SequenceResult",
+    "StageRecord",
     "average_accuracy",
     "backward_transfer",
+    "balanced_buffer",
     "check_accuracy_matrix",
     "forgetting",
+    "make_curriculum",
     "mean_forgetting",
+    "replay_schedule",
+    "reservoir_buffer",
+    "sequence",
 ]

@@ -145,14 +145,14 @@ def _check_tasks(tasks: Any) -> Mixture:
 
 
 def _offset(value: Any, d: int) -> np.ndarray:
-    off = (
-        np.broadcast_to(np.asarray(value, dtype=np.float64), (d,)) if np.ndim(value) <= 1 else None
-    )
-    if off is None or not np.all(np.isfinite(off)):
+    off = np.asarray(value, dtype=np.float64)
+    if off.ndim == 0:
+        off = np.full(d, float(off))
+    if off.shape != (d,) or not np.all(np.isfinite(off)):
         raise ValueError(
             f"start_offset must be a finite scalar or a (d,) = ({d},) vector, got {value!r}"
         )
-    return np.array(off)
+    return off
 
 
 def _start(curriculum_start: Any, tasks: Mixture, offset: np.ndarray, e: float) -> Mixture:

@@ -267,3 +267,64 @@ def test_bad_tasks_and_memory(monkeypatch):
             reservoir_buffer(10, memory, np.random.default_rng(0))
         with pytest.raises(ValueError, match="memory"):
             balanced_buffer([0, 1], memory, np.random.default_rng(0))
+
+
+def test_buffers_in_training_store_and_replay_only_stored_items():
+    from mixforget.sequences.buffer import ReplayBuffers
+
+    rng = np.random.default_rng(0)
+    chol = np.eye(1)
+    balanced = ReplayBuffers.empty("balanced", 10, 5, 1)
+    reservoir = ReplayBuffers.empty("reservoir", 10, 2000, 1)
+    for task in range(3):
+        balanced.add_task(task, TASKS4.means[task], chol, 100, rng)
+        reservoir.add_task(task, TASKS4.means[task], chol, 100, rng)
+    # balanced: ⌊10/3⌋ = 3 each, the remainder to the most recent task
+    for row in balanced.labels:
+        np.testing.assert_array_equal(np.bincount(row, minlength=3), [3, 3, 4])
+    np.testing.assert_allclose(balanced.composition(), [0.3, 0.3, 0.4])
+    # reservoir: every item kept with probability M/N, so a task's share is 1/3 on average
+    assert reservoir.points.shape == (2000, 10, 1)
+    share = (reservoir.labels == 0).mean()
+    sd = np.sqrt((1 / 3) * (2 / 3) / 10 / 2000) * 1.2  # hypergeometric, below the binomial
+    assert abs(share - 1 / 3) < 5 * sd
+    np.testing.assert_allclose(reservoir.composition(), [1 / 3] * 3)
+    # stored points come from their task's distribution
+    assert np.all(np.abs(balanced.points[..., 0] - TASKS4.means[balanced.labels, 0]) < 6)
+
+
+def test_forward_kl_old_means_follow_the_buffer_as_memory_falls():
+    """FKL's old component fits its m stored points: in 1-D its mean error → |x̄_m − μ*|,
+    E = sqrt(2/(π m)) (balanced buffer, m = M/2 per old task at the last stage)."""
+    tasks = mf.Mixture([1 / 3] * 3, [[-8.0], [0.0], [8.0]], cov=1.0)
+    settings = dict(steps=300, lr=0.3, batch_size=64, replicates=100, record_every=300, rng=2)
+    errors = {}
+    for memory in (2, 32):
+        res = sequence(
+            tasks, mf.ForwardKL(replay=0.5), buffer="balanced", memory=memory, **settings
+        )
+        err = res.per_replicate_matrix("mean_error")[:, -1, 0]
+        predicted = np.sqrt(2.0 / (np.pi * (memory // 2)))
+        assert abs(err.mean() - predicted) < 5 * err.std() / 10 + 0.03, (memory, err.mean())
+        errors[memory] = err.mean()
+        # replay draws come from the buffer only: its labels are the old tasks
+        assert np.all(res.stages[-1].starved[:, -1, 2] == 0)
+    assert errors[2] > 3 * errors[32]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        (dict(memory=10), "memory"),
+        (dict(buffer="fifo", memory=10), "buffer"),
+        (dict(buffer="reservoir"), "memory"),
+        (dict(buffer="reservoir", memory=0), "memory"),
+        (dict(buffer="reservoir", memory=-1), "memory"),
+        (dict(buffer="balanced", memory=5, stream=0), "stream"),
+        (dict(buffer="balanced", memory=5, population=True), "buffer"),
+    ],
+)
+def test_bad_buffers_are_refused_before_any_work(monkeypatch, kwargs, name):
+    _no_work(monkeypatch)
+    with pytest.raises(ValueError, match=name):
+        sequence(TASKS4, mf.ForwardKL(replay=0.2), **{**SMALL, **kwargs})

@@ -14,17 +14,20 @@ same entropy and spawn key + (s,), so the same ``rng`` gives the same numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
 
 from .._rng import RngLike, resolve_rng
+from .._validate import as_positive_int
 from ..engine import drive
 from ..engine._mixture_plan import plan_mixture_run
 from ..engine._mixture_records import MixtureRecords
 from ..mixture import Mixture
 from ..objectives import Objective
 from ..reference.mixture_engine import MixtureParams, NumpyMixtureSimulation
+from .buffer import BUFFERS, BufferSources, ReplayBuffers
 from .curriculum import Curriculum, make_curriculum
 from .result import SequenceResult, StageRecord
 
@@ -33,10 +36,19 @@ __all__ = ["CarriedMixtureSimulation", "sequence"]
 
 class CarriedMixtureSimulation(NumpyMixtureSimulation):
     """The NumPy twin started from per-replicate states (``params``) and runaway flags
-    (``frozen``, kept frozen) instead of one start Mixture; its record 0 is that state."""
+    (``frozen``, kept frozen) instead of one start Mixture, its replay drawn from
+    ``buffers`` when given; its record 0 is that state."""
 
-    def __init__(self, plan: Any, params: MixtureParams, frozen: np.ndarray) -> None:
+    def __init__(
+        self,
+        plan: Any,
+        params: MixtureParams,
+        frozen: np.ndarray,
+        buffers: Optional[ReplayBuffers] = None,
+    ) -> None:
         super().__init__(plan)
+        if buffers is not None:
+            self.sources = BufferSources(plan, buffers)
         self.params = params
         self.frozen = np.asarray(frozen, dtype=bool).copy()
 
@@ -102,12 +114,33 @@ def _later_stage(
     cur: Curriculum, s: int, prev: StageRecord, settings: dict[str, Any], seed: Any
 ) -> StageRecord:
     weights, means = cur.enter(s, prev.weights[:, -1], prev.means[:, -1])
+    return _twin_stage(cur, s, weights, means, prev.diverged, prev.end_step, settings, seed)
+
+
+def _twin_stage(
+    cur: Curriculum,
+    s: int,
+    weights: np.ndarray,
+    means: np.ndarray,
+    frozen: np.ndarray,
+    offset: int,
+    settings: dict[str, Any],
+    seed: Any,
+) -> StageRecord:
+    """Stage s on the K-component twin (or its population flow) from the carried states."""
     target, objective = cur.stage_target(s), cur.stage_objective(s)
-    start = _plan_start(weights, means, prev.diverged, target)
+    buffers = settings["buffers"]
+    if buffers is not None:
+        objective = replace(objective, replay_mix=tuple(buffers.composition().tolist()))
     population = settings["population"]
+    start = (
+        Mixture(weights[0], means[0], covs=list(target.covs))
+        if population
+        else _plan_start(weights, means, frozen, target)
+    )
     plan = plan_mixture_run(
         target,
-        start if not population else Mixture(weights[0], means[0], covs=list(target.covs)),
+        start,
         objective,
         new_components=(s,),
         steps=cur.steps[s - 1],
@@ -127,10 +160,39 @@ def _later_stage(
         params = _params_of(weights, means)
         traj = drive(
             plan,
-            lambda: CarriedMixtureSimulation(plan, params, prev.diverged),
+            lambda: CarriedMixtureSimulation(plan, params, frozen, buffers),
             settings["progress"],
         )
-    return StageRecord.of_mixture(s, prev.end_step, traj, objective)
+    return StageRecord.of_mixture(s, offset, traj, objective)
+
+
+def _fill_buffer(cur: Curriculum, task: int, settings: dict[str, Any], root: Any) -> None:
+    """Task ``task``'s stream enters every replicate's buffer (its own random stream)."""
+    buffers = settings["buffers"]
+    if buffers is None:
+        return
+    seq = np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, 0, task))
+    chol = np.linalg.cholesky(cur.tasks.cov_matrix(task))
+    buffers.add_task(
+        task, cur.tasks.means[task], chol, settings["stream"], np.random.default_rng(seq)
+    )
+
+
+def _check_buffer(buffer: Any, memory: Any, stream: Any, population: bool) -> None:
+    if buffer is None:
+        if memory is not None:
+            raise ValueError("memory is the size of a replay buffer: give buffer= as well")
+        return
+    if buffer not in BUFFERS:
+        raise ValueError(f"buffer must be None or one of {list(BUFFERS)}, got {buffer!r}")
+    if population:
+        raise ValueError(
+            "buffer: the population flow has no samples to store; use population=False"
+        )
+    if memory is None:
+        raise ValueError("memory must be given with a buffer (a positive int, the stored items)")
+    as_positive_int("memory", memory)
+    as_positive_int("stream", stream)
 
 
 def sequence(
@@ -155,6 +217,9 @@ def sequence(
     progress: bool = False,
     backend: str = "rust",
     population: bool = False,
+    buffer: Optional[str] = None,
+    memory: Optional[int] = None,
+    stream: int = 1000,
 ) -> SequenceResult:
     """Continual post-training on the task sequence 0 → 1 → … → K−1 (docs: theory-sequences).
 
@@ -187,6 +252,12 @@ def sequence(
         The two-mode engine of stage 1 ('rust' or 'numpy'); later stages use the NumPy twin.
     population : bool
         Run the population (infinite-batch) flow instead (one deterministic replicate).
+    buffer : None, 'reservoir' or 'balanced'
+        Replay from a finite per-replicate buffer of ``memory`` stored samples instead of
+        the true old distributions (:mod:`mixforget.sequences.buffer`); each task adds a
+        stream of ``stream`` samples when its stage ends. The replay mix is then the
+        buffer's composition (``schedule`` is not used) and every stage, the first too,
+        runs on the K-component twin.
 
     Returns
     -------
@@ -209,6 +280,7 @@ def sequence(
     )
     if not isinstance(population, bool):
         raise TypeError(f"population must be a bool, got {type(population).__name__}")
+    _check_buffer(buffer, memory, stream, population)
     settings = dict(
         replicates=replicates,
         threads=threads,
@@ -217,9 +289,24 @@ def sequence(
         population=population,
         lr_scale=lr_scale,
         update=update,
+        stream=stream,
+        buffers=None
+        if buffer is None
+        else ReplayBuffers.empty(
+            buffer, int(memory), as_positive_int("replicates", replicates), tasks.dim
+        ),
     )
     root = resolve_rng(rng)
-    stages = [_first_stage(cur, settings, _stage_seed(root, 1))]
+    _fill_buffer(cur, 0, settings, root)
+    if buffer is None:
+        stages = [_first_stage(cur, settings, _stage_seed(root, 1))]
+    else:
+        r = settings["buffers"].points.shape[0]
+        weights = np.tile(cur.start.weights, (r, 1))
+        means = np.tile(cur.start.means, (r, 1, 1))
+        frozen = np.zeros(r, dtype=bool)
+        stages = [_twin_stage(cur, 1, weights, means, frozen, 0, settings, _stage_seed(root, 1))]
     for s in range(2, cur.n_stages + 1):
+        _fill_buffer(cur, s - 1, settings, root)
         stages.append(_later_stage(cur, s, stages[-1], settings, _stage_seed(root, s)))
     return SequenceResult(curriculum=cur, stages=tuple(stages), population=population)

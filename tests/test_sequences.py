@@ -328,3 +328,23 @@ def test_bad_buffers_are_refused_before_any_work(monkeypatch, kwargs, name):
     _no_work(monkeypatch)
     with pytest.raises(ValueError, match=name):
         sequence(TASKS4, mf.ForwardKL(replay=0.2), **{**SMALL, **kwargs})
+
+
+def test_figures_have_every_task_and_the_stage_boundaries():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = sequence(TASKS4, mf.ForwardKL(replay=0.2), **SMALL)
+    fig, axes = plt.subplots(1, 2)
+    res.plot_weights(ax=axes[0])
+    labels = [line.get_label() for line in axes[0].get_lines()]
+    assert [lab for lab in labels if lab.startswith("task")] == [f"task {j}" for j in range(4)]
+    boundaries = [
+        line.get_xdata()[0] for line in axes[0].get_lines() if line.get_linestyle() == "--"
+    ]
+    assert boundaries == [40, 80]
+    res.plot_matrix("weight", ax=axes[1])
+    assert len(axes[1].texts) == 10
+    plt.close(fig)

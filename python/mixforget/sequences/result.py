@@ -16,6 +16,7 @@ NaN above the diagonal. Kinds (each averaged over the replicates kept in the las
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,7 +228,9 @@ class SequenceResult:
 
         ax = ensure_axes(ax)
         steps, weights = self.weights_over_sequence()
-        mean = np.nanmean(weights[self.kept], axis=0) if self.kept.any() else weights[0]
+        with warnings.catch_warnings():  # tasks not yet present are NaN in every replicate
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(weights[self.kept], axis=0) if self.kept.any() else weights[0]
         for j in range(self.n_tasks):
             ax.plot(steps, mean[:, j], color=f"C{j}", label=f"task {j}")
         for b in self.boundaries:
@@ -244,9 +247,12 @@ class SequenceResult:
         ax = ensure_axes(ax)
         a = self.matrix(kind)
         image = ax.imshow(np.ma.masked_invalid(a), cmap="viridis")
+        low, high = np.nanmin(a), np.nanmax(a)
         for i in range(a.shape[0]):
             for j in range(i + 1):
-                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+                bright = high > low and (a[i, j] - low) / (high - low) > 0.6
+                colour = "k" if bright else "w"  # readable on viridis' light and dark ends
+                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
         ax.set_xlabel("task j")
         ax.set_ylabel("after stage i")
         ax.set_title(kind)

@@ -348,3 +348,46 @@ def test_figures_have_every_task_and_the_stage_boundaries():
     res.plot_matrix("weight", ax=axes[1])
     assert len(axes[1].texts) == 10
     plt.close(fig)
+
+
+def _rkl_plan(model, baseline="none"):
+    from mixforget.engine._mixture_plan import plan_mixture_run
+
+    target = mf.Mixture([1 / 3] * 3, [[-4.0], [0.0], [4.0]], cov=1.0)
+    objective = mf.ReverseKL(replay=0.3, baseline=baseline)
+    settings = dict(steps=1, record_every=1, lr=0.1, lr_scale=None, update="sgd")
+    return target, plan_mixture_run(target, model, objective, new_components=None, **settings)
+
+
+def test_buffer_replay_biases_reverse_kl_given_the_buffer_at_rate_one_over_sqrt_m():
+    """Given the buffer, ReverseKL's expected estimate differs from the p_old gradient by
+    λ (E_p̂ − E_p_old)[w v s]: zero mean over buffer draws, RMS ∝ 1/√M; zero at the target."""
+    from mixforget._mixture_population import mixture_population_gradient
+    from mixforget.reference.mixture_engine import Components, MixtureParams, TargetSources
+    from mixforget.sequences.buffer import buffer_replay_gradient
+
+    model = mf.Mixture([0.3, 0.3, 0.4], [[-3.5], [0.5], [4.5]], cov=1.0)
+    target, plan = _rkl_plan(model)
+    params = MixtureParams.of(model, 1)
+    g_eta, g_mu = mixture_population_gradient(
+        plan, params, Components.of(model), TargetSources(plan)
+    )
+    exact = np.concatenate([g_eta.ravel(), g_mu.ravel()])
+    rng = np.random.default_rng(0)
+    rms = {}
+    for memory in (10, 160):
+        diffs = []
+        for _ in range(200):
+            labels = rng.integers(0, 2, memory)  # the old tasks 0 and 1, ρ = (1/2, 1/2)
+            points = target.means[labels] + rng.standard_normal((memory, 1))
+            b_eta, b_mu = buffer_replay_gradient(plan, params, points)
+            diffs.append(np.concatenate([b_eta.ravel(), b_mu.ravel()]) - exact)
+        diffs = np.array(diffs)
+        se = diffs.std(axis=0) / np.sqrt(len(diffs))
+        assert np.all(np.abs(diffs.mean(axis=0)) < 5 * se)  # unbiased over buffer draws
+        assert np.all(diffs.std(axis=0) > 0)  # ... but not given one buffer
+        rms[memory] = np.sqrt(np.mean(np.sum(diffs**2, axis=1)))
+    assert 0.18 < rms[160] / rms[10] < 0.35  # 1/√16 = 0.25
+    _, at_target = _rkl_plan(target, baseline="loo")
+    b_eta, b_mu = buffer_replay_gradient(at_target, MixtureParams.of(target, 1), points)
+    assert np.all(b_eta == 0.0) and np.all(b_mu == 0.0)

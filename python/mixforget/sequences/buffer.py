@@ -23,7 +23,7 @@ import numpy as np
 
 from ..reference.mixture_engine import TargetSources
 
-__all__ = ["BUFFERS", "BufferSources", "ReplayBuffers"]
+__all__ = ["BUFFERS", "BufferSources", "ReplayBuffers", "buffer_replay_gradient"]
 
 #: the buffer filling rules
 BUFFERS = ("reservoir", "balanced")
@@ -121,3 +121,27 @@ class BufferSources(TargetSources):
         idx = rng.integers(0, self.buffers.points.shape[1], size=shape)
         points = np.take_along_axis(self.buffers.points, idx[..., None], axis=1)
         return points, np.take_along_axis(self.buffers.labels, idx, axis=1)
+
+
+def buffer_replay_gradient(plan, params, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(g_η (1, K−1), g_μ (1, K, d)): the expected ReverseKL estimate at θ (``params``, one
+    replicate) when the replay draws are the stored ``points`` (M, d), uniformly, and the
+    importance weights keep the density p_old: E over m̂ = (1−λ) q_θ + λ p̂_M of the same
+    coefficients as the population gradient (b̄ = E_m̂[v] for 'loo'). The on-policy part is
+    the Gauss–Hermite rule of :mod:`mixforget._mixture_population`, the buffer part the
+    exact finite sum. Compare with ``mixture_population_gradient`` (p_old itself)."""
+    from .._mixture_population import _nodes, _reverse_kl_coefficients
+    from ..reference.mixture_engine import Components, scores
+
+    comps = Components.of(plan.start)
+    target = TargetSources(plan)
+    lam = float(plan.objective.replay)
+    x_on, w_on = _nodes(plan, params, params.means[0], comps.chol)
+    on_weights = ((1.0 - lam) * params.weights[0][:, None] * w_on[None, :]).ravel()
+    x = np.concatenate([x_on.reshape(-1, x_on.shape[-1]), points])[None]
+    weights = np.concatenate([on_weights, np.full(points.shape[0], lam / points.shape[0])])
+    s_eta, s_mu, log_q = scores(x, params, comps)
+    coef = _reverse_kl_coefficients(plan, x, log_q, weights, target)
+    g_eta = np.einsum("n,rn,rnk->rk", weights, coef, s_eta)
+    g_mu = np.einsum("n,rn,rnkd->rkd", weights, coef, s_mu)
+    return g_eta, g_mu

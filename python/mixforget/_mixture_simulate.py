@@ -18,6 +18,7 @@ from .objectives import ForwardKL
 from .reference.mixture_engine import (
     Components,
     MixtureParams,
+    NumpyMixtureSimulation,
     TargetSources,
     flat_gradient,
     forward_kl_estimate,
@@ -26,29 +27,38 @@ from .reference.mixture_engine import (
 )
 from .results import GradientEstimates, MixtureTrajectory
 
-__all__ = ["mixture_estimate_gradient", "mixture_simulate", "mixture_stepper"]
+__all__ = [
+    "check_mixture_backend",
+    "mixture_estimate_gradient",
+    "mixture_simulate",
+    "mixture_stepper",
+]
 
 #: samples × components per chunk of a one-step study
 _CHUNK_SAMPLES = 1 << 18
 
 
-def mixture_stepper(plan: MixturePlan, backend: str) -> Callable[[], Any]:
-    """The stepper factory of a K-component run on ``backend``.
+def check_mixture_backend(backend: str) -> None:
+    """Refuse a backend the K-component engine does not run on (NotImplementedError).
 
-    The Rust K-component engine (``_core.MixtureSimulator``) is wired here and only here:
-    ``lambda: RustMixtureSimulation(plan)`` once it is built in."""
-    if backend == "numpy":
-        from .reference.mixture_engine import NumpyMixtureSimulation
-
-        return lambda: NumpyMixtureSimulation(plan)
+    The Rust K-component engine (``_core.MixtureSimulator``) is wired here and in
+    :func:`mixture_stepper` only: accept 'rust' here and return
+    ``lambda: RustMixtureSimulation(plan)`` there once it is built in."""
     if backend == "rust":
         raise NotImplementedError(
             "the Rust K-component engine (K >= 3) is not built in yet; run K >= 3 mixtures "
             "with backend='numpy' (the NumPy twin)"
         )
-    raise NotImplementedError(
-        f"backend={backend!r} is not implemented for K >= 3 components; use backend='numpy'"
-    )
+    if backend != "numpy":
+        raise NotImplementedError(
+            f"backend={backend!r} is not implemented for K >= 3 components; use backend='numpy'"
+        )
+
+
+def mixture_stepper(plan: MixturePlan, backend: str) -> Callable[[], Any]:
+    """The stepper factory of a K-component run on ``backend`` (checked first)."""
+    check_mixture_backend(backend)
+    return lambda: NumpyMixtureSimulation(plan)
 
 
 def mixture_simulate(
@@ -79,6 +89,7 @@ def mixture_simulate(
             settings["threads"],
             resolve_rng(rng),
         ),
+        memory_limit=settings["memory_limit"],
     )
     open_stepper = mixture_stepper(plan, backend)
     return drive(plan, open_stepper, settings["progress"])
@@ -98,8 +109,7 @@ def mixture_estimate_gradient(
     """:func:`mixforget.estimate_gradient` for K ≥ 3 mixtures (NumPy twin): ``gradients``
     (batches, P) in the flat order [η_0 … η_{K−2}, μ_0, …, μ_{K−1}], ``starved``
     (batches, K) per component, ``old_count`` the old-labelled samples per batch."""
-    if backend not in ("numpy", "rust"):
-        mixture_stepper(None, backend)  # type: ignore[arg-type]  # raises for the backend
+    check_mixture_backend(backend)
     batches = as_positive_int("batches", batches, minimum=2)
     seq = resolve_rng(rng)
     plan = plan_mixture_run(
@@ -114,8 +124,7 @@ def mixture_estimate_gradient(
         update="sgd",
         batch=(batch_size, batches, None, seq),
     )
-    if backend == "rust":
-        mixture_stepper(plan, backend)  # raises until the Rust engine is wired
+    assert plan.batch_size is not None
     rng_np = np.random.default_rng(seq)
     comps = Components.of(plan.start)
     sources = TargetSources(plan)

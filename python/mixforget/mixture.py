@@ -1,5 +1,10 @@
-"""The two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n) (docs: theory-model,
-theory-geometry)."""
+"""The model values: the two-mode Gaussian mixture q = α N(μ_o, Σ_o) + (1−α) N(μ_n, Σ_n)
+(:class:`TwoMode`, docs: theory-model, theory-geometry) and the K-component mixture
+(:class:`Mixture`, docs: theory-k-components).
+
+Over ~600 lines on purpose: the two values convert into each other (``to_mixture``,
+``to_two_mode``) and share the scale-safe geometry helpers, so they live in one module.
+"""
 
 from __future__ import annotations
 

@@ -142,6 +142,7 @@ def simulate(
             lr_scale=lr_scale,
             threads=threads,
             progress=progress,
+            memory_limit=memory_limit,
             train_scales=train_scales,
             device=device,
             precision=precision,

@@ -10,7 +10,11 @@ stepping is written once here, as numpyro's ``MCMC`` runs any kernel:
 - :mod:`._driver` — :func:`drive`: allocate the records, plan the chunks, step, record, show
   one progress bar, build the Trajectory;
 - :mod:`._rust` — the steppers of the Rust engine: the one place that constructs the
-  binding's ``Simulator`` / ``PopulationFlow`` and reads what ``advance`` returns.
+  binding's ``Simulator`` / ``PopulationFlow`` and reads what ``advance`` returns;
+- K-component runs (docs: theory-k-components): :mod:`._mixture_route` sends K = 2 Mixtures
+  to the two-mode engine and K ≥ 3 to the K-component one, :mod:`._mixture_plan` validates
+  them (:class:`~._mixture_plan.MixturePlan`), :mod:`._mixture_records` holds their records
+  (weights, means, per-component starved counts) for the driver.
 
 The public front doors stay :func:`mixforget.simulate` and :func:`mixforget.population_flow`.
 """

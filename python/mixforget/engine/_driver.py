@@ -14,15 +14,15 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, overload
 
 import numpy as np
 
 from .._chunks import timed_chunks
 from ..mixture import component_scales
-from ..results import Trajectory
+from ..results import MixtureTrajectory, Trajectory
 from ._mixture_plan import MixturePlan
-from ._mixture_records import MixtureBuffers
+from ._mixture_records import MixtureBuffers, MixtureRecords
 from ._plan import RunPlan
 
 __all__ = ["ChunkPolicy", "Records", "Stepper", "drive"]
@@ -69,9 +69,9 @@ class Stepper(Protocol):
     implementation: str
     chunks: ChunkPolicy
 
-    def first_record(self) -> Optional[Records]: ...
+    def first_record(self) -> Optional[Records | MixtureRecords]: ...
 
-    def advance(self, steps: int, record_every: int) -> Records: ...
+    def advance(self, steps: int, record_every: int) -> Records | MixtureRecords: ...
 
     def diverged(self) -> np.ndarray: ...
 
@@ -123,12 +123,30 @@ class _RecordBuffers:
         )
 
 
+@overload
+def drive(
+    plan: RunPlan,
+    open_stepper: Callable[[], Stepper],
+    progress: bool = ...,
+    meta_extra: Optional[Mapping[str, Any]] = ...,
+) -> Trajectory: ...
+
+
+@overload
+def drive(
+    plan: MixturePlan,
+    open_stepper: Callable[[], Stepper],
+    progress: bool = ...,
+    meta_extra: Optional[Mapping[str, Any]] = ...,
+) -> MixtureTrajectory: ...
+
+
 def drive(
     plan: RunPlan | MixturePlan,
     open_stepper: Callable[[], Stepper],
     progress: bool = False,
     meta_extra: Optional[Mapping[str, Any]] = None,
-) -> Trajectory:
+) -> Trajectory | MixtureTrajectory:
     """Run ``plan`` with the stepper that ``open_stepper`` makes (after the records are
     allocated) and return its Trajectory (a MixtureTrajectory for a K-component plan, whose
     stepper hands back ``MixtureRecords``); ``meta_extra`` is appended to ``meta``."""

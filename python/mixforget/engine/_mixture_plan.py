@@ -5,7 +5,7 @@ any work, and the ``meta`` record built from them.
 two-mode one: the models (two :class:`~mixforget.mixture.Mixture` of the same K and d), the
 objective (ForwardKL or ReverseKL), the task roles (``new_components``, the resolved replay
 mix ρ over the old components), the schedule, the update and, for finite-batch runs, the
-batch, the replicates, the threads and the seed. Every steppers of K components (the NumPy
+batch, the replicates, the threads and the seed. Every stepper of K components (the NumPy
 twin, the population flow, the Rust ``MixtureSimulator`` once wired) is built from one.
 """
 
@@ -49,7 +49,7 @@ class MixturePlan:
 
     target: Mixture
     start: Mixture
-    objective: Objective
+    objective: ForwardKL | ReverseKL
     new_components: tuple[int, ...]
     replay_mix: np.ndarray  #: (n_old,) ρ over the old components, in increasing index order
     steps: int
@@ -137,9 +137,9 @@ def check_mixture_models(target: Any, model: Any, model_name: str = "start") -> 
         )
 
 
-def check_mixture_objective(objective: Any) -> Objective:
+def check_mixture_objective(objective: Any) -> ForwardKL | ReverseKL:
     """ForwardKL or ReverseKL; NotImplementedError naming any other objective."""
-    if isinstance(objective, MIXTURE_OBJECTIVES):
+    if isinstance(objective, (ForwardKL, ReverseKL)):
         return objective
     if isinstance(objective, Objective):
         raise NotImplementedError(
@@ -241,9 +241,11 @@ def plan_mixture_run(
     weight_param: Any = "logit",
     train_scales: Any = False,
     batch: Optional[tuple[Any, Any, Any, np.random.SeedSequence]] = None,
+    memory_limit: Optional[int] = None,
 ) -> MixturePlan:
     """Every check of a K-component run, before any work; ``batch`` = (batch_size,
-    replicates, threads, seed) for finite-batch runs, None for the population flow."""
+    replicates, threads, seed) for finite-batch runs, None for the population flow;
+    ``memory_limit`` bounds the records (None: :func:`mixforget.get_memory_limit`)."""
     check_mixture_models(target, start)
     objective = check_mixture_objective(objective)
     _check_two_mode_only(weight_param, train_scales)
@@ -277,5 +279,6 @@ def plan_mixture_run(
         "the recorded weights, means and starved counts",
         8 * plan.replicates * plan.n_records * (2 * k + k * d),
         f"raise record_every (now {plan.record_every}) or lower replicates or steps",
+        memory_limit,
     )
     return plan

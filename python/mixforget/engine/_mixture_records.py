@@ -64,7 +64,9 @@ class MixtureBuffers:
             self.starved[:, k : k + m] = rec.starved
         self.filled = k + m
 
-    def trajectory(self, plan: Any, diverged: np.ndarray, meta: dict[str, Any]) -> Any:
+    def trajectory(
+        self, plan: Any, diverged: np.ndarray, meta: dict[str, Any]
+    ) -> MixtureTrajectory:
         return MixtureTrajectory(
             steps=np.arange(0, plan.steps + 1, plan.record_every, dtype=np.int64),
             weights=self.weights,

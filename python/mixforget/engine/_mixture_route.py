@@ -5,7 +5,7 @@ for bit; K ≥ 3 Mixtures go to the K-component engine. The checks here run befo
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from ..mixture import Mixture, TwoMode
 from ._mixture_plan import check_update
@@ -56,7 +56,7 @@ def two_mode_models(
     new_components: Any = None,
     update: Any = "sgd",
     model_name: str = "start",
-) -> Optional[tuple[Any, Any]]:
+) -> Optional[tuple[TwoMode, TwoMode]]:
     """(target, model) as TwoModes for the two-mode engine, or None for K ≥ 3 Mixtures.
 
     Anything that is neither a TwoMode nor a Mixture is handed through unchanged (the
@@ -64,7 +64,7 @@ def two_mode_models(
     ``model_name``."""
     k_target, k_model = _components(target), _components(model)
     if k_target is None or k_model is None:
-        return target, model
+        return cast(TwoMode, target), cast(TwoMode, model)
     if k_target != k_model:
         raise ValueError(
             f"{model_name} must have as many components as target: K = {k_target}, got "
@@ -74,4 +74,4 @@ def two_mode_models(
         return None
     _check_two_mode_roles(objective, new_components, update)
     as_two = [m.to_two_mode() if isinstance(m, Mixture) else m for m in (target, model)]
-    return as_two[0], as_two[1]
+    return cast(TwoMode, as_two[0]), cast(TwoMode, as_two[1])

@@ -391,3 +391,66 @@ def test_buffer_replay_biases_reverse_kl_given_the_buffer_at_rate_one_over_sqrt_
     _, at_target = _rkl_plan(target, baseline="loo")
     b_eta, b_mu = buffer_replay_gradient(at_target, MixtureParams.of(target, 1), points)
     assert np.all(b_eta == 0.0) and np.all(b_mu == 0.0)
+
+
+def test_any_thread_count_gives_the_same_numbers():
+    a, b = (sequence(TASKS4, mf.ReverseKL(replay=0.2), rng=9, threads=t, **SMALL) for t in (1, 2))
+    for sa, sb in zip(a.stages, b.stages):
+        np.testing.assert_array_equal(sa.weights, sb.weights)
+        np.testing.assert_array_equal(sa.means, sb.means)
+
+
+SEQUENCE_TOML = """
+[sequence]
+steps = [40, 40, 40]
+lr = 0.05
+batch_size = 16
+replicates = 8
+record_every = 10
+rng = 5
+schedule = "recency"
+recency = 0.5
+
+[sequence.tasks]
+weights = [0.25, 0.25, 0.25, 0.25]
+means = [[-6.0], [-2.0], [2.0], [6.0]]
+cov = 1.0
+
+[sequence.objective]
+kind = "ReverseKL"
+replay = 0.2
+"""
+
+
+def test_sequence_section_of_a_toml_file(tmp_path):
+    from mixforget.sequences.config import load_sequence_config
+
+    path = tmp_path / "seq.toml"
+    path.write_text(SEQUENCE_TOML, encoding="utf-8")
+    config = load_sequence_config(path)
+    assert config.tasks == TASKS4 and config.objective == mf.ReverseKL(replay=0.2)
+    res = config.run()
+    direct = sequence(
+        TASKS4, mf.ReverseKL(replay=0.2), schedule="recency", recency=0.5, rng=5, **SMALL
+    )
+    np.testing.assert_array_equal(res.stages[-1].weights, direct.stages[-1].weights)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ('schedule = "recency"', 'schedule = "lifo"', "schedule"),
+        ("rng = 5", "seed = 5", "sequence.seed"),
+        ("cov = 1.0", "cov = 1.0\nsigma = 2", "sequence.tasks.sigma"),
+        ('kind = "ReverseKL"', 'kind = "SDFT"', "SDFT"),
+        ("steps = [40, 40, 40]", "steps = [40, 40]", "steps"),
+    ],
+)
+def test_bad_sequence_sections_name_the_key(old, new, name):
+    import tomllib
+
+    from mixforget.config import ConfigError
+    from mixforget.sequences.config import parse_sequence_config
+
+    with pytest.raises(ConfigError, match=name):
+        parse_sequence_config(tomllib.loads(SEQUENCE_TOML.replace(old, new)))

@@ -3,6 +3,7 @@ K-component mixture stage by stage (:func:`sequence`, :class:`Curriculum`), repl
 and buffers (:mod:`.replay`), the per-task accuracy matrices (:class:`SequenceResult`) and
 the forgetting metrics of the continual-learning field (:mod:`.metrics`)."""
 
+from .config import SequenceConfig, load_sequence_config, parse_sequence_config
 from .curriculum import Curriculum, make_curriculum
 from .metrics import (
     average_accuracy,
@@ -19,6 +20,7 @@ __all__ = [
     "MATRIX_KINDS",
     "SCHEDULES",
     "Curriculum",
+    "SequenceConfig",
     "SequenceResult",
     "StageRecord",
     "average_accuracy",
@@ -26,8 +28,10 @@ __all__ = [
     "balanced_buffer",
     "check_accuracy_matrix",
     "forgetting",
+    "load_sequence_config",
     "make_curriculum",
     "mean_forgetting",
+    "parse_sequence_config",
     "replay_schedule",
     "reservoir_buffer",
     "sequence",

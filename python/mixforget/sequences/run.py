@@ -4,9 +4,11 @@ the existing driver, each replicate's state carried from one stage to the next.
 Engines: stage 1 (K = 2) is exactly :func:`mixforget.simulate` (or
 :func:`mixforget.population_flow`) with the curriculum's stage-1 target, start, objective and
 the caller's seed, so a two-task sequence equals that call bit for bit; it runs on the
-two-mode engine of ``backend``. Stages s ≥ 2 (K ≥ 3 components) run on the K-component NumPy
-twin (the Rust K-component engine is not wired yet), started from every replicate's own
-carried state; the population flow runs each stage from the carried deterministic state.
+two-mode engine of ``backend`` (on the K-component twin when replay comes from a buffer,
+which the two-mode engine cannot sample). Stages s ≥ 2 (K ≥ 3 components) run on the
+K-component NumPy twin (the Rust K-component engine is not wired yet), started from every
+replicate's own carried state; the population flow runs each stage from the carried
+deterministic state.
 Seeds: stage 1 uses the caller's SeedSequence; stage s ≥ 2 uses the SeedSequence with the
 same entropy and spawn key + (s,), so the same ``rng`` gives the same numbers.
 """

@@ -4,7 +4,7 @@ The model is the two-mode Gaussian mixture of arXiv 2510.18874 / 2603.12163,
 q = α N(μ_old, Σ) + (1−α) N(μ_new, Σ); see the theory guide (docs: theory) for every quantity.
 """
 
-from . import kernels, reference, studies, theory
+from . import kernels, reference, sequences, studies, theory
 from ._core import __version__
 from ._validate import get_memory_limit, set_memory_limit
 from .mixture import Mixture, TwoMode
@@ -20,12 +20,14 @@ from .objectives import (
 )
 from .population import population_flow, population_gradient
 from .results import GradientEstimates, Trajectory
+from .sequences import Curriculum, SequenceResult, sequence
 from .simulate import estimate_gradient, simulate
 from .sweeps import load_sweep, sweep
 
 __all__ = [
     "OAPL",
     "SDFT",
+    "Curriculum",
     "ForwardKL",
     "GradientEstimates",
     "KLRegularizedRL",
@@ -33,6 +35,7 @@ __all__ = [
     "NewModeREINFORCE",
     "Objective",
     "ReverseKL",
+    "SequenceResult",
     "TTTDiscover",
     "Trajectory",
     "TwoMode",
@@ -44,6 +47,8 @@ __all__ = [
     "population_flow",
     "population_gradient",
     "reference",
+    "sequence",
+    "sequences",
     "set_memory_limit",
     "simulate",
     "studies",

@@ -19,7 +19,7 @@ from .objectives import (
     TTTDiscover,
 )
 from .population import population_flow, population_gradient
-from .results import GradientEstimates, Trajectory
+from .results import GradientEstimates, MixtureTrajectory, Trajectory
 from .sequences import Curriculum, SequenceResult, sequence
 from .simulate import estimate_gradient, simulate
 from .sweeps import load_sweep, sweep
@@ -32,6 +32,7 @@ __all__ = [
     "GradientEstimates",
     "KLRegularizedRL",
     "Mixture",
+    "MixtureTrajectory",
     "NewModeREINFORCE",
     "Objective",
     "ReverseKL",

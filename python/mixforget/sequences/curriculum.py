@@ -68,7 +68,8 @@ class Curriculum:
 
     def stage_objective(self, s: int) -> Objective:
         """The objective of stage s: the replay fraction of ``objective``, the schedule's ρ."""
-        return replace(self.objective, replay_mix=self.replay_mixes[s - 1])
+        # the objectives are frozen dataclasses (mypy sees the Objective base class)
+        return replace(self.objective, replay_mix=self.replay_mixes[s - 1])  # type: ignore[type-var]
 
     def entry_fraction(self, s: int) -> float:
         """e: the weight task s gets when it enters (stage s has s + 1 components)."""
@@ -213,7 +214,7 @@ def make_curriculum(
         tasks=tasks,
         objective=objective,
         stage_weights=weights,
-        replay_mixes=mixes,
+        replay_mixes=tuple(tuple(float(v) for v in m) for m in mixes),
         steps=steps_t,
         lr=lr_t,
         batch_size=batch_t,

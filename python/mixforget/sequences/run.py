@@ -92,7 +92,7 @@ def _first_stage(cur: Curriculum, settings: dict[str, Any], seed: Any) -> StageR
     from ..simulate import simulate
 
     target, objective = cur.stage_target(1), cur.stage_objective(1)
-    common = dict(steps=cur.steps[0], lr=cur.lr[0], record_every=cur.record_every)
+    common: dict[str, Any] = dict(steps=cur.steps[0], lr=cur.lr[0], record_every=cur.record_every)
     common.update(lr_scale=settings["lr_scale"])
     if settings["population"]:
         traj = population_flow(target, cur.start, objective, **common)
@@ -133,7 +133,9 @@ def _twin_stage(
     target, objective = cur.stage_target(s), cur.stage_objective(s)
     buffers = settings["buffers"]
     if buffers is not None:
-        objective = replace(objective, replay_mix=tuple(buffers.composition().tolist()))
+        objective = replace(  # type: ignore[type-var]  # ForwardKL | ReverseKL, dataclasses
+            objective, replay_mix=tuple(buffers.composition().tolist())
+        )
     population = settings["population"]
     start = (
         Mixture(weights[0], means[0], covs=list(target.covs))
@@ -283,7 +285,7 @@ def sequence(
     if not isinstance(population, bool):
         raise TypeError(f"population must be a bool, got {type(population).__name__}")
     _check_buffer(buffer, memory, stream, population)
-    settings = dict(
+    settings: dict[str, Any] = dict(
         replicates=replicates,
         threads=threads,
         progress=progress,
@@ -295,7 +297,7 @@ def sequence(
         buffers=None
         if buffer is None
         else ReplayBuffers.empty(
-            buffer, int(memory), as_positive_int("replicates", replicates), tasks.dim
+            buffer, int(memory or 0), as_positive_int("replicates", replicates), tasks.dim
         ),
     )
     root = resolve_rng(rng)

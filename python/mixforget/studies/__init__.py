@@ -18,6 +18,9 @@ The studies, each returning a small frozen result table that a paper would print
   old weight kept by KL-regularised RL against β (both KL directions, closed form, population
   flow, finite batches), and the bias and variance of the k1/k3/exact estimators under
   leave-one-out and group advantages at small batch sizes.
+- :func:`which_component_goes_first` — docs: theory-k-components: with two old skills, the
+  mass half-life and final drift of each under training on a new task (population flow),
+  over the near one's separation from the new task and its weight.
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -33,19 +36,22 @@ helpers they share (``_shared``); the public names are re-exported here, so
 ``mixforget.studies.starvation`` is the function.
 
 Public names: drift_vs_separation, starvation, drop_vs_gain, kl_old_weight_vs_beta,
-kl_estimator_bias, DriftSeparationStudy, StarvationStudy, DropGainStudy, KLBetaStudy,
-KLEstimatorStudy, binomial_interval, objective_label, variance_with_stderr.
+kl_estimator_bias, which_component_goes_first, ComponentOrderStudy, DriftSeparationStudy,
+StarvationStudy, DropGainStudy, KLBetaStudy, KLEstimatorStudy, binomial_interval,
+objective_label, variance_with_stderr.
 """
 
 from __future__ import annotations
 
 from ._shared import binomial_interval, variance_with_stderr
+from .component_order import ComponentOrderStudy, which_component_goes_first
 from .drift_separation import DriftSeparationStudy, drift_vs_separation
 from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
 from .kl_regularized import KLBetaStudy, KLEstimatorStudy, kl_estimator_bias, kl_old_weight_vs_beta
 from .starvation_replay import StarvationStudy, starvation
 
 __all__ = [
+    "ComponentOrderStudy",
     "DriftSeparationStudy",
     "DropGainStudy",
     "KLBetaStudy",
@@ -59,4 +65,5 @@ __all__ = [
     "objective_label",
     "starvation",
     "variance_with_stderr",
+    "which_component_goes_first",
 ]

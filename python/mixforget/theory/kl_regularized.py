@@ -208,7 +208,7 @@ def component_mean_rewards(objective: Any, model: TwoMode) -> tuple[float, float
     theory-kl-rewards), as exact Gaussian integrals: the half-space a·x ≥ b through
     a·X ~ N(a·μ, aᵀΣa) (normal tail by erfc), the bump through
     E exp(−‖X − c‖²/(2s²)) = det(I + Σ/s²)^{-1/2} exp(−½ (μ − c)ᵀ(Σ + s²I)⁻¹(μ − c)), the
-    ball in one dimension as the interval probability P[|X − c| ≤ radius] (NotImplementedError
+    ball in one dimension as the interval probability P[``|X − c|`` ≤ radius] (NotImplementedError
     for d > 1, a non-central χ² without a closed form here).
     """
     from ..objectives import KLRegularizedRL

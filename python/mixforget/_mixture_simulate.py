@@ -13,7 +13,7 @@ import numpy as np
 from ._rng import RngLike, resolve_rng, seed_record
 from ._validate import as_positive_int
 from .engine import drive
-from .engine._mixture_plan import MixturePlan, plan_mixture_run
+from .engine._mixture_plan import MixturePlan, plan_mixture_gradient, plan_mixture_run
 from .engine._rust import RustMixtureSimulation, rust_mixture_gradient_estimates
 from .objectives import ForwardKL
 from .reference.mixture_engine import (
@@ -110,16 +110,11 @@ def mixture_estimate_gradient(
     check_mixture_backend(backend)
     batches = as_positive_int("batches", batches, minimum=2)
     seq = resolve_rng(rng)
-    plan = plan_mixture_run(
+    plan = plan_mixture_gradient(
         target,
         model,
         objective,
         new_components=new_components,
-        steps=1,
-        record_every=1,
-        lr=1.0,
-        lr_scale=None,
-        update="sgd",
         batch=(batch_size, batches, threads, seq),
     )
     assert plan.batch_size is not None

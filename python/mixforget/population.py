@@ -12,7 +12,7 @@ from ._defaults import DEFAULT_LR
 from ._mixture_population import MixturePopulationFlow, mixture_population_gradient
 from ._problem import check_models, check_objective, check_train_scales, check_weight_param
 from .engine import check_flow, drive
-from .engine._mixture_plan import plan_mixture_run
+from .engine._mixture_plan import plan_mixture_gradient, plan_mixture_run
 from .engine._mixture_route import two_mode_models
 from .engine._rust import RustPopulationFlow, rust_population_gradient
 from .mixture import Mixture, TwoMode
@@ -57,16 +57,11 @@ def population_gradient(
     """
     models = two_mode_models(target, model, objective, new_components, "sgd", "model")
     if models is None:
-        plan = plan_mixture_run(
+        plan = plan_mixture_gradient(
             target,
             model,
             objective,
             new_components=new_components,
-            steps=1,
-            record_every=1,
-            lr=1.0,
-            lr_scale=None,
-            update="sgd",
             weight_param=weight_param,
             train_scales=train_scales,
         )

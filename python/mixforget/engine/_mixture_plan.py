@@ -282,3 +282,31 @@ def plan_mixture_run(
         memory_limit,
     )
     return plan
+
+
+def plan_mixture_gradient(
+    target: Any,
+    model: Any,
+    objective: Any,
+    *,
+    new_components: Any,
+    weight_param: Any = "logit",
+    train_scales: Any = False,
+    batch: Optional[tuple[Any, Any, Any, np.random.SeedSequence]] = None,
+) -> MixturePlan:
+    """The plan of a one-step gradient study at ``model`` (one step, lr 1, no multipliers,
+    plain update): the exact gradient without ``batch``, the finite-batch study with it."""
+    return plan_mixture_run(
+        target,
+        model,
+        objective,
+        new_components=new_components,
+        steps=1,
+        record_every=1,
+        lr=1.0,
+        lr_scale=None,
+        update="sgd",
+        weight_param=weight_param,
+        train_scales=train_scales,
+        batch=batch,
+    )

@@ -27,6 +27,7 @@ from .reference.mixture_engine import (
     MixtureParams,
     TargetSources,
     natural_step,
+    replay_importance_weight,
     runaway,
     scores,
 )
@@ -120,14 +121,7 @@ def mixture_population_gradient(
 def _reverse_kl_coefficients(plan, x, log_q, weights, target) -> np.ndarray:
     """(v − w b̄): w = min(c, q/m), v = w (log q − log p*), b̄ = E_m[v] ('loo') or 0."""
     objective, lam = plan.objective, float(plan.objective.replay)
-    if lam > 0.0:
-        log_p_old = target.log_density(x, target.old_mix)
-        with np.errstate(over="ignore"):
-            iw = 1.0 / ((1.0 - lam) + lam * np.exp(log_p_old - log_q))
-    else:
-        iw = np.ones_like(log_q)
-    if objective.weight_cap is not None:
-        iw = np.minimum(iw, objective.weight_cap)
+    iw = replay_importance_weight(x, log_q, target, lam, objective.weight_cap)
     value = iw * (log_q - target.log_density(x))
     if objective.baseline == "loo":
         value = value - iw * np.sum(weights * value, axis=-1, keepdims=True)

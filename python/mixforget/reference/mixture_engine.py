@@ -31,6 +31,7 @@ __all__ = [
     "NumpyMixtureSimulation",
     "flat_gradient",
     "natural_step",
+    "replay_importance_weight",
     "scores",
 ]
 
@@ -197,6 +198,21 @@ def forward_kl_estimate(plan, sources, params, comps, shape, rng):
     return -s_eta.mean(axis=1), -s_mu.mean(axis=1), labels
 
 
+def replay_importance_weight(x, log_q, sources, lam: float, cap: Optional[float]) -> np.ndarray:
+    """ReverseKL's bounded weight w = min(c, q/m), m = (1−λ) q + λ p_old, written as
+    1 / ((1−λ) + λ p_old/q) at points x with log q; w = 1 without replay (docs:
+    theory-reverse-kl). One formula for the twin's batches and the quadrature flow."""
+    if lam > 0.0:
+        log_p_old = sources.log_density(x, sources.old_mix)
+        with np.errstate(over="ignore"):
+            weight = 1.0 / ((1.0 - lam) + lam * np.exp(log_p_old - log_q))
+    else:
+        weight = np.ones_like(log_q)
+    if cap is not None:
+        weight = np.minimum(weight, cap)
+    return weight
+
+
 def reverse_kl_estimate(plan, sources, params, comps, shape, rng):
     """ĝ = (1/B) Σ (v_i − w_i b_i) s(x_i), x_i ~ (1−λ) q_θ + λ p_old, w_i = min(c, q/m),
     v_i = w_i (log q − log p*), b_i the leave-one-out mean of the others' v ('loo') or 0."""
@@ -209,14 +225,7 @@ def reverse_kl_estimate(plan, sources, params, comps, shape, rng):
     labels = np.where(replay, lab_old, on_labels)
     s_eta, s_mu, log_q = scores(x, params, comps)
     log_ratio = log_q - sources.log_density(x)
-    if lam > 0.0:
-        log_p_old = sources.log_density(x, sources.old_mix)
-        with np.errstate(over="ignore"):
-            weight = 1.0 / ((1.0 - lam) + lam * np.exp(log_p_old - log_q))
-    else:
-        weight = np.ones(shape)
-    if objective.weight_cap is not None:
-        weight = np.minimum(weight, objective.weight_cap)
+    weight = replay_importance_weight(x, log_q, sources, lam, objective.weight_cap)
     value = weight * log_ratio
     if objective.baseline == "loo" and shape[1] > 1:
         others = (value.sum(axis=1, keepdims=True) - value) / (shape[1] - 1)

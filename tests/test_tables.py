@@ -144,3 +144,10 @@ def test_readme_says_what_the_test_step_costs_and_how_to_skip_the_slow_tests():
 def test_readme_warns_that_the_rl_z_scores_hold_for_one_seed_set():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "*for this seed set*" in readme and "infinite variance" in readme
+
+
+def test_k_drift_table_in_the_k_component_page_matches_exactly():
+    """docs/theory/k-components.md's drift-conjecture table (population flow, deterministic)."""
+    proc = _script("k_drift_table.py", "--check")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "k_drift_table: 0 difference(s)" in proc.stderr

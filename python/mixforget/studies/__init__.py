@@ -21,6 +21,9 @@ The studies, each returning a small frozen result table that a paper would print
 - :func:`which_component_goes_first` — docs: theory-k-components: with two old skills, the
   mass half-life and final drift of each under training on a new task (population flow),
   over the near one's separation from the new task and its weight.
+- :func:`drift_vs_nearest_separation` — docs: theory-k-components: the K = 3 drift conjecture
+  measured, the sup drift of an old component against Δ² of its separation from the moving
+  new one, for two positions of a second old component (slope vs −1/8).
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -36,7 +39,8 @@ helpers they share (``_shared``); the public names are re-exported here, so
 ``mixforget.studies.starvation`` is the function.
 
 Public names: drift_vs_separation, starvation, drop_vs_gain, kl_old_weight_vs_beta,
-kl_estimator_bias, which_component_goes_first, ComponentOrderStudy, DriftSeparationStudy,
+kl_estimator_bias, which_component_goes_first, drift_vs_nearest_separation,
+ComponentOrderStudy, NearestDriftStudy, DriftSeparationStudy,
 StarvationStudy, DropGainStudy, KLBetaStudy, KLEstimatorStudy, binomial_interval,
 objective_label, variance_with_stderr.
 """
@@ -48,6 +52,7 @@ from .component_order import ComponentOrderStudy, which_component_goes_first
 from .drift_separation import DriftSeparationStudy, drift_vs_separation
 from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
 from .kl_regularized import KLBetaStudy, KLEstimatorStudy, kl_estimator_bias, kl_old_weight_vs_beta
+from .nearest_drift import NearestDriftStudy, drift_vs_nearest_separation
 from .starvation_replay import StarvationStudy, starvation
 
 __all__ = [
@@ -56,8 +61,10 @@ __all__ = [
     "DropGainStudy",
     "KLBetaStudy",
     "KLEstimatorStudy",
+    "NearestDriftStudy",
     "StarvationStudy",
     "binomial_interval",
+    "drift_vs_nearest_separation",
     "drift_vs_separation",
     "drop_vs_gain",
     "kl_estimator_bias",

@@ -1,0 +1,67 @@
+"""The K = 3 drift-conjecture study (docs: theory-k-drift-measured, issue 20)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+
+import mixforget as mf
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def study():
+    return mf.studies.drift_vs_nearest_separation(
+        [4.0, 5.0, 6.0], (8.0,), steps=1500, record_every=5, fit_points=3,
+        replicates=100, batch_size=64, rng=3,
+    )  # fmt: skip
+
+
+def test_sup_drift_is_gated_by_the_moving_separation(study):
+    """Population sup drift falls with Δ, with a slope in Δ² near the conjectured −1/8 (the
+    far second old component barely moves)."""
+    sup = study.column("sup_drift_population")
+    assert np.all(np.diff(sup) < 0)
+    assert abs(study.slopes[8.0] / study.theory_slope - 1.0) < 0.15
+    assert np.all(study.column("sup_drift_other_population") < 1e-3)
+
+
+def test_finite_batch_columns_hold_the_population_value_or_more(study):
+    """Finite-batch mean sup drift has an interval around its mean and is not below the
+    population flow's (sup of a noisy path ≥ sup of its mean, up to 5 standard errors)."""
+    mean, lo, hi = (study.column(f"sup_drift_batch_{k}") for k in ("mean", "lo", "hi"))
+    assert np.all(lo < mean) and np.all(mean < hi)
+    se = (hi - lo) / 3.92
+    assert np.all(mean + 5 * se >= study.column("sup_drift_population"))
+    assert "B=64" in study.to_markdown() and "conjecture −1/8" in study.to_markdown()
+
+
+def test_plot_draws_one_curve_per_other_separation_and_the_reference(study):
+    ax = study.plot()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("other old component at −8" in t for t in labels)
+    assert any("conjectured slope" in t for t in labels)
+    assert ax.get_yscale() == "log"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"separations": []}, "separations"),
+        ({"separations": [3.0, 2.0]}, "separations"),
+        ({"other_separations": [-1.0]}, "separations"),
+        ({"fit_points": 9}, "fit_points"),
+        ({"start_offset": math.nan}, "start_offset"),
+        ({"weights": (0.5, 0.5)}, "weights"),
+        ({"weights": (0.5, 0.6, 0.2)}, "weights"),
+        ({"replicates": -1}, "replicates"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, name):
+    args = {"separations": [3.0, 4.0, 5.0, 6.0], **kwargs}
+    with pytest.raises(ValueError, match=name):
+        mf.studies.drift_vs_nearest_separation(**args)

@@ -48,8 +48,14 @@ def _check_output_path(path: str, what: str) -> Path:
 
 
 def _print_summary(summary: dict[str, Any], stream: Any) -> None:
+    """A trajectory's summary: the two-mode quantities, or for a K-component run every
+    component's weight_j, drift_j, sup_drift_j and starved_j (in the summary's order)."""
     print(f"replicates {summary['replicates']} (diverged {summary['diverged']})", file=stream)
-    for name in ("old_weight", "drift", "sup_drift", "new_error", "starved"):
+    if "weight_0" in summary:
+        names = [k for k, v in summary.items() if isinstance(v, dict)]
+    else:
+        names = ["old_weight", "drift", "sup_drift", "new_error", "starved"]
+    for name in names:
         if name in summary:
             print(f"  {name:<11} {_fmt_ci(summary[name])}", file=stream)
 

@@ -1,5 +1,6 @@
 """``mixforget simulate`` and ``mixforget sweep``: run a TOML configuration
-(:mod:`mixforget.config`) and write its trajectory or sweep database."""
+(:mod:`mixforget.config`, or a task sequence's :mod:`mixforget.sequences.config`) and write
+its trajectory, sequence result or sweep database."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..sequences.config import SequenceConfig
 from ..simulate import simulate
 from ._errors import _RunError, _UsageError
 from ._format import _fmt_ci
+from .sequence_run import run_sequence
 
 #: Seconds to wait for a dask scheduler before giving up.
 SCHEDULER_TIMEOUT = 5
@@ -22,10 +25,16 @@ SCHEDULER_TIMEOUT = 5
 # simulate / sweep
 # ---------------------------------------------------------------------------------------
 def _load(path: str) -> Any:
-    from ..config import ConfigError, load_config
+    """The configuration of ``path``: a :class:`~mixforget.config.Config`, or a
+    :class:`~mixforget.sequences.SequenceConfig` when the file has a ``[sequence]`` section."""
+    from ..config import ConfigError, parse_config, read_toml
+    from ..sequences.config import parse_sequence_config
 
     try:
-        return load_config(path)
+        data = read_toml(path)
+        if "sequence" in data:
+            return parse_sequence_config(data, source=path)
+        return parse_config(data, source=path)
     except (ConfigError, UnicodeDecodeError) as exc:
         raise _UsageError(f"invalid config {path}: {exc}") from None
 
@@ -65,6 +74,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     out = _check_output_path(args.out, "--out")
     if cfg.grid is not None:
         print("note: the [sweep] section is ignored by `mixforget simulate`", file=sys.stderr)
+    if isinstance(cfg, SequenceConfig):
+        return run_sequence(cfg, args, out)
     kwargs = cfg.simulate_kwargs()
     if args.threads is not None:
         kwargs["threads"] = args.threads

@@ -163,9 +163,15 @@ def is_mixture_table(table: Any) -> bool:
     )
 
 
-def _mixture_model(section: str, table: dict[str, Any], defaults: Optional[Mixture]) -> Mixture:
-    """The Mixture of ``[section]``; with ``defaults`` (the target) every key is optional."""
-    allowed = {**MIXTURE_KEYS, **(TARGET_ONLY_KEYS if defaults is None else {})}
+def mixture_model(
+    section: str,
+    table: dict[str, Any],
+    defaults: Optional[Mixture] = None,
+    extra_keys: Optional[dict[str, Spec]] = None,
+) -> Mixture:
+    """The Mixture of ``[section]``; with ``defaults`` (the target) every key is optional.
+    ``extra_keys``: keys the caller reads itself (allowed here, not model keys)."""
+    allowed = {**MIXTURE_KEYS, **(extra_keys or {})}
     two_mode = sorted(set(table) & set(MODEL_KEYS) - {"cov"})
     if two_mode:
         raise ConfigError(
@@ -210,12 +216,12 @@ def parse_models(
         if start.dim != target.dim:
             raise ConfigError(f"[start] has dimension {start.dim} but [target] has {target.dim}")
         return target, start, None
-    mixture = _mixture_model("target", target_table, None)
+    mixture = mixture_model("target", target_table, None, TARGET_ONLY_KEYS)
     new = target_table.get("new_components")
     new_components = None if new is None else _new_components_spec("target.new_components", new)
     if "new_components" in start_table:
         raise ConfigError("start.new_components is not a model key: give it in [target]")
-    begin = _mixture_model("start", start_table, mixture)
+    begin = mixture_model("start", start_table, mixture)
     if begin.dim != mixture.dim:
         raise ConfigError(f"[start] has dimension {begin.dim} but [target] has {mixture.dim}")
     if begin.n_components != mixture.n_components:

@@ -107,25 +107,25 @@ def test_cli_simulate_runs_the_sequence_and_writes_its_result(tmp_path, capsys):
     assert f"wrote {out}" in printed
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "key"),
-    [
-        ("replicates = 12", "replicates = 0", "sequence.replicates"),
-        ('schedule = "uniform"', 'schedule = "lifo"', "schedule"),
-        ('schedule = "uniform"', 'buffer = "reservoir"\nmemory = 0', "sequence.memory"),
-        ('schedule = "uniform"', "memory = 10", "sequence.memory"),
-        ('schedule = "uniform"', 'buffer = "fifo"', "sequence.buffer"),
-        ('schedule = "uniform"', 'backend = "torch"', "sequence.backend"),
-        ("weights = [0.4, 0.3, 0.3]", "weights = [0.4, 0.3, 0.4]", "sequence.tasks.weights"),
-        ("means = [[-4.0], [0.0], [4.0]]", "means = [[-4.0], [0.0]]", "sequence.tasks.means"),
-        ("steps = 40", "steps = [40, 40, 40]", "steps"),
-        ("rng = 7", "rng = 7\ncolour = 1", "sequence.colour"),
-        ("[sequence]", "[target]\nold_mean = 1.0\n\n[sequence]", "[target]"),
-    ],
-)
-def test_bad_sequence_configs_exit_2_naming_the_key_and_write_nothing(
-    tmp_path, capsys, old, new, key
-):
+#: what is wrong → (text replaced, its replacement, the key the error names)
+BAD_SECTIONS = {
+    "no replicates": ("replicates = 12", "replicates = 0", "sequence.replicates"),
+    "unknown schedule": ('schedule = "uniform"', 'schedule = "lifo"', "schedule"),
+    "memory 0": ('schedule = "uniform"', 'buffer = "reservoir"\nmemory = 0', "sequence.memory"),
+    "memory, no buffer": ('schedule = "uniform"', "memory = 10", "sequence.memory"),
+    "unknown buffer": ('schedule = "uniform"', 'buffer = "fifo"', "sequence.buffer"),
+    "torch": ('schedule = "uniform"', 'backend = "torch"', "sequence.backend"),
+    "weights sum": ("[0.4, 0.3, 0.3]", "[0.4, 0.3, 0.4]", "sequence.tasks.weights"),
+    "two means": ("[[-4.0], [0.0], [4.0]]", "[[-4.0], [0.0]]", "sequence.tasks.means"),
+    "steps per stage": ("steps = 40", "steps = [40, 40, 40]", "steps"),
+    "unknown key": ("rng = 7", "rng = 7\ncolour = 1", "sequence.colour"),
+    "a [target]": ("[sequence]", "[target]\nold_mean = 1.0\n\n[sequence]", "[target]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SECTIONS.values()), ids=list(BAD_SECTIONS))
+def test_bad_sequence_configs_exit_2_naming_the_key_and_write_nothing(tmp_path, capsys, case):
+    old, new, key = case
     assert old in CONFIG
     path = tmp_path / "bad.toml"
     path.write_text(CONFIG.replace(old, new, 1))

@@ -15,7 +15,12 @@ from ..sequences.config import SequenceConfig
 from ..simulate import simulate
 from ._errors import _RunError, _UsageError
 from ._format import _fmt_ci
-from .sequence_run import run_sequence
+from .sequence_run import (
+    SEQUENCE_COLUMNS,
+    mixture_columns,
+    print_summary_points,
+    run_sequence,
+)
 
 #: Seconds to wait for a dask scheduler before giving up.
 SCHEDULER_TIMEOUT = 5
@@ -158,7 +163,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 progress=args.progress,
                 keep_trajectories=keep,
                 population=cfg.population,
-                separation_mode=cfg.separation_mode,
+                separation_mode=getattr(cfg, "separation_mode", "proportional"),
             )
         except (ValueError, TypeError, NotImplementedError) as exc:
             # sweep() checks everything before it creates the store: a refusal then is a
@@ -182,7 +187,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 0
     records = computed
-    _print_points(records, list(cfg.grid))
+    if isinstance(cfg, SequenceConfig):
+        print_summary_points(records, list(cfg.grid), SEQUENCE_COLUMNS)
+    elif records and records[0].get("weight_0_mean") is not None:  # K >= 3 components
+        print_summary_points(records, list(cfg.grid), mixture_columns(records))
+    else:
+        _print_points(records, list(cfg.grid))
     elapsed = time.perf_counter() - began
     if skipped:
         print(

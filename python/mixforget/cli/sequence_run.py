@@ -1,7 +1,8 @@
 """``mixforget simulate`` on a file with a ``[sequence]`` section
 (:mod:`mixforget.sequences.config`): run the task sequence, save its
 :class:`~mixforget.sequences.SequenceResult` and print its accuracy matrix and the
-forgetting metrics (average, BWT, forgetting per task)."""
+forgetting metrics (average, BWT, forgetting per task); and the table that ``mixforget
+sweep`` prints for sequence and K-component sweeps."""
 
 from __future__ import annotations
 
@@ -48,18 +49,35 @@ def run_sequence(cfg: Any, args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def print_sequence_points(records: list[dict[str, Any]], keys: list[str]) -> None:
-    """The computed points of a sequence sweep: grid values, average, BWT and mean
-    forgetting of the weight matrix, replicates kept."""
-    header = ["point", *keys, "average", "BWT", "mean forgetting", "replicates", "wall s"]
+#: the columns of a sequence sweep's table: (row key, header)
+SEQUENCE_COLUMNS = [
+    ("weight_average", "average"),
+    ("weight_bwt", "BWT"),
+    ("weight_mean_forgetting", "mean forgetting"),
+]
+
+
+def mixture_columns(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The columns of a K-component sweep's table: every component's final mean weight."""
+    n = sum(
+        1
+        for key in (records[0] if records else {})
+        if key.startswith("weight_") and key.endswith("_mean")
+    )
+    return [(f"weight_{j}_mean", f"weight {j}") for j in range(n)]
+
+
+def print_summary_points(
+    records: list[dict[str, Any]], keys: list[str], columns: list[tuple[str, str]]
+) -> None:
+    """The computed points of a sequence or K-component sweep as an aligned text table:
+    grid values, the summary ``columns``, replicates kept, seconds."""
+    header = ["point", *keys, *(label for _, label in columns), "replicates", "wall s"]
     body = [
         [
             str(r["point"]),
             *(str(r[k]) for k in keys),
-            *(
-                f"{r[c]:.4f}" if r.get(c) is not None else "n/a"
-                for c in ("weight_average", "weight_bwt", "weight_mean_forgetting")
-            ),
+            *(f"{r[c]:.4f}" if r.get(c) is not None else "n/a" for c, _ in columns),
             str(r["replicates"]),
             f"{r['wall_time']:.2f}",
         ]

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -148,22 +148,16 @@ def load_config(path: str | Path) -> Config:
     return parse_config(read_toml(path), source=str(path))
 
 
-def _grid(table: Any, objective: Objective, mixture: bool = False) -> dict[str, list[Any]]:
-    """The ``[sweep.grid]`` table, each value checked by its key's spec; ``mixture``: the
-    configuration's models are K-component (keys ``weights``, ``target.weights``, …
-    instead of ``separation``, ``old_weight``, ``target.old_mean``, …)."""
+#: a grid key's values, checked: (key, where, values, the grid's objectives) -> list
+ValuesOf = Callable[[str, str, list[Any], list[Objective]], list[Any]]
+
+
+def grid_values(table: Any, objective: Objective, values_of: ValuesOf) -> dict[str, list[Any]]:
+    """The ``[sweep.grid]`` table: ``objective`` (a list of inline tables) built, every
+    other key's non-empty list of values checked by ``values_of``."""
     table = _table("sweep.grid", table)
     if not table:
         raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
-    model_keys = MIXTURE_KEYS if mixture else MODEL_KEYS
-    allowed = [
-        *list(GRID_RUN_KEYS),
-        *(["weights"] if mixture else ["separation", "old_weight"]),
-        "objective",
-        "objective.<field>",
-        "target.<key>",
-        "start.<key>",
-    ]
     kinds = [objective]
     if "objective" in table:
         raw = table["objective"]
@@ -178,11 +172,32 @@ def _grid(table: Any, objective: Objective, mixture: bool = False) -> dict[str, 
         where = f"sweep.grid.{key}" if "." not in key else f'sweep.grid."{key}"'
         if key == "objective":
             grid[key] = kinds
-            continue
-        if not isinstance(values, list) or not values:
+        elif not isinstance(values, list) or not values:
             raise ConfigError(
                 f"{where} must be a non-empty array of values, got {_describe(values)}"
             )
+        elif key.startswith("objective."):
+            grid[key] = _objective_field_values(key, where, values, kinds)
+        else:
+            grid[key] = values_of(key, where, values, kinds)
+    return grid
+
+
+def _grid(table: Any, objective: Objective, mixture: bool = False) -> dict[str, list[Any]]:
+    """The ``[sweep.grid]`` table, each value checked by its key's spec; ``mixture``: the
+    configuration's models are K-component (keys ``weights``, ``target.weights``, …
+    instead of ``separation``, ``old_weight``, ``target.old_mean``, …)."""
+    model_keys = MIXTURE_KEYS if mixture else MODEL_KEYS
+    allowed = [
+        *list(GRID_RUN_KEYS),
+        *(["weights"] if mixture else ["separation", "old_weight"]),
+        "objective",
+        "objective.<field>",
+        "target.<key>",
+        "start.<key>",
+    ]
+
+    def values_of(key: str, where: str, values: list[Any], kinds: list[Objective]) -> list[Any]:
         if key in GRID_RUN_KEYS:
             spec = RUN_KEYS[key]
         elif key == "separation" and not mixture:
@@ -191,9 +206,6 @@ def _grid(table: Any, objective: Objective, mixture: bool = False) -> dict[str, 
             spec = _PROBABILITY
         elif key == "weights" and mixture:
             spec = MIXTURE_KEYS["weights"]
-        elif key.startswith("objective."):
-            grid[key] = _objective_field_values(key, where, values, kinds)
-            continue
         elif key.startswith(("target.", "start.")):
             name = key.split(".", 1)[1]
             if name not in model_keys:
@@ -210,8 +222,9 @@ def _grid(table: Any, objective: Objective, mixture: bool = False) -> dict[str, 
                 )
             )
             raise ConfigError(f"unknown grid key '{key}'{hint}; allowed grid keys: {allowed}")
-        grid[key] = [spec(f"{where}[{i}]", v) for i, v in enumerate(values)]
-    return grid
+        return [spec(f"{where}[{i}]", v) for i, v in enumerate(values)]
+
+    return grid_values(table, objective, values_of)
 
 
 def _objective_field_values(
@@ -257,7 +270,8 @@ def parse_config(data: Mapping[str, Any], source: Optional[str] = None) -> Confi
     if new_components is not None:
         run["new_components"] = new_components
     if isinstance(target, Mixture):
-        _check_mixture_run(target, start, objective, run, rng, threads)
+        models = {"target": target, "start": start, "objective": objective}
+        _check_mixture_run({**models, **run, "threads": threads})
     elif "means" in run.get("lr_scale", {}):
         raise ConfigError(
             "unknown key 'run.lr_scale.means' for a two-mode run; allowed keys: "
@@ -291,6 +305,25 @@ def _run_settings(run_table: dict[str, Any]) -> tuple[dict[str, Any], int, Optio
     return run, rng, threads
 
 
+def sweep_options(
+    data: Mapping[str, Any], allowed: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the ``[sweep]`` table, {} when absent; its ``keep_trajectories`` and ``population``,
+    those given), its keys checked against ``allowed``."""
+    out: dict[str, Any] = {}
+    if "sweep" not in data:
+        return {}, out
+    sweep = _table("sweep", data["sweep"])
+    _check_unknown("sweep", sweep, allowed)
+    if "keep_trajectories" in sweep:
+        out["keep_trajectories"] = _string_spec(
+            "sweep.keep_trajectories", sweep["keep_trajectories"]
+        )
+    if "population" in sweep:
+        out["population"] = _bool_spec("sweep.population", sweep["population"])
+    return sweep, out
+
+
 def _sweep_settings(data: Mapping[str, Any], objective: Objective, mixture: bool) -> dict[str, Any]:
     """The Config fields of ``[sweep]`` (grid None without a grid)."""
     out: dict[str, Any] = {
@@ -299,18 +332,10 @@ def _sweep_settings(data: Mapping[str, Any], objective: Objective, mixture: bool
         "population": False,
         "separation_mode": "proportional",
     }
-    if "sweep" not in data:
-        return out
-    sweep = _table("sweep", data["sweep"])
-    _check_unknown("sweep", sweep, SWEEP_KEYS)
+    sweep, options = sweep_options(data, SWEEP_KEYS)
+    out.update(options)
     if "grid" in sweep:
         out["grid"] = _grid(sweep["grid"], objective, mixture)
-    if "keep_trajectories" in sweep:
-        out["keep_trajectories"] = _string_spec(
-            "sweep.keep_trajectories", sweep["keep_trajectories"]
-        )
-    if "population" in sweep:
-        out["population"] = _bool_spec("sweep.population", sweep["population"])
     if "separation_mode" in sweep:
         out["separation_mode"] = choice_spec(("proportional", "fixed"))(
             "sweep.separation_mode", sweep["separation_mode"]
@@ -326,34 +351,41 @@ _MIXTURE_RUN_KEYS = {
 }
 
 
-def _check_mixture_run(
-    target: Mixture,
-    start: Any,
-    objective: Objective,
-    run: Mapping[str, Any],
-    rng: int,
-    threads: Optional[int],
-) -> None:
-    """Every check :func:`mixforget.simulate` makes of a K-component run, now (ConfigError
-    naming the key): the objective's kind, new_components, replay_mix, the [run] keys."""
-    new = run.get("new_components")
+def check_mixture_kwargs(kw: Mapping[str, Any]) -> Optional[tuple[TwoMode, TwoMode]]:
+    """The checks :func:`mixforget.simulate` makes of Mixture models' keywords ``kw``
+    before any work: for K = 2 the route to the two-mode engine (returns its TwoModes,
+    whose run checks are the two-mode ones), for K >= 3 the K-component plan (returns None).
+    Raises the library's ValueError, TypeError or NotImplementedError."""
+    new, update = kw.get("new_components"), kw.get("update", "sgd")
+    models = two_mode_models(kw["target"], kw["start"], kw["objective"], new, update)
+    if models is not None:
+        return models
+    batch = (kw["batch_size"], kw["replicates"], kw.get("threads"), np.random.SeedSequence(0))
+    plan_mixture_run(
+        kw["target"],
+        kw["start"],
+        kw["objective"],
+        new_components=new,
+        steps=kw["steps"],
+        record_every=kw["record_every"],
+        lr=kw["lr"],
+        lr_scale=kw.get("lr_scale"),
+        update=update,
+        weight_param=kw["weight_param"],
+        train_scales=kw.get("train_scales", False),
+        batch=batch,
+        memory_limit=kw.get("memory_limit"),
+    )
+    return None
+
+
+def _check_mixture_run(kw: Mapping[str, Any]) -> None:
+    """Every check :func:`mixforget.simulate` makes of a K-component run's keywords ``kw``,
+    now (ConfigError naming the key): the objective's kind, new_components, replay_mix, the
+    [run] keys."""
+    objective = kw["objective"]
     try:
-        if two_mode_models(target, start, objective, new, run.get("update", "sgd")) is not None:
-            return  # K = 2: the two-mode engine's own checks, as for a two-mode config
-        plan_mixture_run(
-            target,
-            start,
-            objective,
-            new_components=new,
-            steps=run["steps"],
-            record_every=run["record_every"],
-            lr=run["lr"],
-            lr_scale=run.get("lr_scale"),
-            update=run.get("update", "sgd"),
-            weight_param=run["weight_param"],
-            train_scales=run.get("train_scales", False),
-            batch=(run["batch_size"], run["replicates"], threads, np.random.SeedSequence(rng)),
-        )
+        check_mixture_kwargs(kw)
     except (ValueError, TypeError, NotImplementedError) as exc:
         if isinstance(exc, NotImplementedError) and str(exc).startswith(type(objective).__name__):
             raise ConfigError(f"objective.kind: {exc}") from None

@@ -45,13 +45,10 @@ from typing import Any, Optional
 
 from ..config import ConfigError, read_toml
 from ..config._models import MIXTURE_KEYS, _key_error, _objective, mixture_model
-from ..config._parse import _objective_field_values
+from ..config._parse import grid_values, sweep_options
 from ..config._specs import (
     _bool_spec,
     _check_integers,
-    _check_unknown,
-    _describe,
-    _string_spec,
     _table,
     choice_spec,
     int_spec,
@@ -214,16 +211,8 @@ def _sweep(
 ) -> dict[str, Any]:
     """The SequenceConfig fields of ``[sweep]``: the grid's values checked one by one."""
     out: dict[str, Any] = {"grid": None, "keep_trajectories": None, "population": False}
-    if "sweep" not in data:
-        return out
-    sweep = _table("sweep", data["sweep"])
-    _check_unknown("sweep", sweep, SWEEP_KEYS)
-    if "keep_trajectories" in sweep:
-        out["keep_trajectories"] = _string_spec(
-            "sweep.keep_trajectories", sweep["keep_trajectories"]
-        )
-    if "population" in sweep:
-        out["population"] = _bool_spec("sweep.population", sweep["population"])
+    sweep, options = sweep_options(data, SWEEP_KEYS)
+    out.update(options)
     if "grid" in sweep:
         out["grid"] = _sequence_grid(
             _table("sweep.grid", sweep["grid"]), tasks, objective, settings
@@ -232,56 +221,28 @@ def _sweep(
 
 
 def _sequence_grid(
-    table: dict[str, Any], tasks: Mixture, objective: Any, settings: Mapping[str, Any]
+    table: Any, tasks: Mixture, objective: Any, settings: Mapping[str, Any]
 ) -> dict[str, list[Any]]:
-    if not table:
-        raise ConfigError("[sweep.grid] is empty; give at least one key = [values]")
     allowed = [*SEQUENCE_GRID_KEYS, "objective", "objective.<field>", "tasks.<key>"]
-    kinds = [objective]
-    if "objective" in table:
-        raw = table["objective"]
-        if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
-            raise ConfigError(
-                "sweep.grid.objective must be a non-empty array of tables like "
-                '{ kind = "ReverseKL", replay = 0.1 }'
-            )
-        kinds = [_objective(t, f"sweep.grid.objective[{i}]") for i, t in enumerate(raw)]
-    grid: dict[str, list[Any]] = {}
-    for key, values in table.items():
-        where = f"sweep.grid.{key}" if "." not in key else f'sweep.grid."{key}"'
-        if key == "objective":
-            grid[key] = kinds
-            continue
-        if not isinstance(values, list) or not values:
-            raise ConfigError(
-                f"{where} must be a non-empty array of values, got {_describe(values)}"
-            )
+
+    def values_of(key: str, where: str, values: list[Any], kinds: list[Any]) -> list[Any]:
         name = key.removeprefix("sequence.")
-        if key.startswith("objective."):
-            grid[key] = _objective_field_values(key, where, values, kinds)
-        elif key.startswith("tasks.") and key.split(".", 1)[1] in MIXTURE_KEYS:
-            part = key.split(".", 1)[1]
+        part = key.split(".", 1)[1] if key.startswith("tasks.") else None
+        if part in MIXTURE_KEYS:
             for i, value in enumerate(values):
                 _checked(where, i, value, tasks.replace, **{part: value})
-            grid[key] = list(values)
-        elif name in SEQUENCE_GRID_KEYS:
-            spec = _SETTING_SPECS.get(name)
-            checked = [spec(f"{where}[{i}]", v) if spec else v for i, v in enumerate(values)]
-            for i, value in enumerate(checked):
-                _checked(
-                    where,
-                    i,
-                    value,
-                    check_sequence_settings,
-                    tasks,
-                    objective,
-                    {**settings, name: value},
-                )
-            grid[key] = checked
-        else:
+            return list(values)
+        if name not in SEQUENCE_GRID_KEYS:
             hint = " (rng is set per point by the sweep)" if name in ("rng", "threads") else ""
             raise ConfigError(f"unknown grid key '{key}'{hint}; allowed grid keys: {allowed}")
-    return grid
+        spec = _SETTING_SPECS.get(name)
+        checked = [spec(f"{where}[{i}]", v) if spec else v for i, v in enumerate(values)]
+        for i, value in enumerate(checked):
+            changed = {**settings, name: value}
+            _checked(where, i, value, check_sequence_settings, tasks, objective, changed)
+        return checked
+
+    return grid_values(table, objective, values_of)
 
 
 def _checked(where: str, i: int, value: Any, check: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Task sequences from the command line (issue 21; docs: api/cli, api/sequences):
+"""Task sequences from the command line (issue 21; docs: api-cli, api-sequences):
 ``mixforget simulate`` on a file with ``[sequence]``, the saved SequenceResult and its
 round trip, and bad sections refused with exit status 2 before anything is written."""
 

@@ -1,4 +1,4 @@
-"""TOML configurations of K-component runs (issue 20; docs: api/config): the [target] /
+"""TOML configurations of K-component runs (issue 20; docs: api-config): the [target] /
 [start] keys of a Mixture, their defaults, the checks of every key before any work, and
 ``mixforget simulate`` on such a file."""
 

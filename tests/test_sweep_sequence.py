@@ -1,4 +1,4 @@
-"""Sweeps over K-component runs and task sequences (issues 20, 21; docs: api/sweeps): the one
+"""Sweeps over K-component runs and task sequences (issues 20, 21; docs: api-sweep): the one
 sweep loop with Mixture models or a ``tasks`` base, per-point summaries equal to the direct
 calls bit for bit, resuming, kept results, checks before any work, and ``mixforget sweep``
 on TOML files of both kinds."""

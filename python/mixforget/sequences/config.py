@@ -1,4 +1,4 @@
-"""The ``[sequence]`` section of a TOML file (docs: theory-sequences, api/config): a task
+"""The ``[sequence]`` section of a TOML file (docs: theory-sequences, api-config): a task
 sequence as configuration, validated before any work, run with :func:`mixforget.sequence`
 by ``mixforget simulate FILE --out RESULT.npz`` and swept by ``mixforget sweep FILE --db DB``.
 

@@ -1,4 +1,4 @@
-"""The three kinds of sweep point and what differs between them (docs: api/sweeps): a
+"""The three kinds of sweep point and what differs between them (docs: api-sweep): a
 two-mode run (:class:`~mixforget.TwoMode` models, the columns of :data:`METRICS`), a
 K-component run (:class:`~mixforget.Mixture` models, K >= 3: the per-component summary of
 :class:`~mixforget.results.MixtureTrajectory`) and a task sequence (a ``tasks`` Mixture:

@@ -17,7 +17,11 @@ for another process's points, or a demo whose numbers do not show the expected e
 usage or configuration error, or a missing optional library (checked before any work: nothing
 written); 130 interrupted (a sweep keeps every finished point). Every expected failure is one
 line on stderr; ``--debug`` (before or after the subcommand) also prints the traceback.
-Configuration files are described in :mod:`mixforget.config`.
+Configuration files are described in :mod:`mixforget.config`: ``simulate`` and ``sweep`` run
+what the file holds, a two-mode or K-component run (``[target]``, ``[start]``, ``[objective]``,
+``[run]``; the .npz is a Trajectory or MixtureTrajectory) or a task sequence (``[sequence]``,
+:mod:`mixforget.sequences.config`; the .npz is a SequenceResult, and the printed summary its
+weight matrix with average, BWT and forgetting).
 """
 
 from __future__ import annotations

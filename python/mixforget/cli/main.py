@@ -138,9 +138,19 @@ def _add_demo_command(sub: Any) -> None:
 
 def _add_simulate_command(sub: Any) -> None:
     """``mixforget simulate CONFIG --out FILE`` and its options."""
-    p = sub.add_parser("simulate", help="run one configuration and save the Trajectory (.npz)")
-    p.add_argument("config", help="TOML configuration (see mixforget.config)")
-    p.add_argument("--out", required=True, help="output .npz (mixforget.Trajectory.load reads it)")
+    p = sub.add_parser(
+        "simulate",
+        help="run one configuration (two-mode, K-component or [sequence]) and save it (.npz)",
+    )
+    p.add_argument(
+        "config", help="TOML configuration (see mixforget.config, mixforget.sequences.config)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .npz (mixforget.Trajectory.load or, for a [sequence], "
+        "mixforget.sequences.SequenceResult.load reads it)",
+    )
     p.add_argument(
         "--threads", type=_positive_int, default=None, help="threads (default: config or all cores)"
     )
@@ -153,7 +163,9 @@ def _add_sweep_command(sub: Any) -> None:
     p = sub.add_parser(
         "sweep", help="run a configuration's [sweep.grid] into a resumable SQLite db"
     )
-    p.add_argument("config", help="TOML configuration with a [sweep.grid] table")
+    p.add_argument(
+        "config", help="TOML configuration (a run or a [sequence]) with a [sweep.grid] table"
+    )
     p.add_argument("--db", required=True, help="SQLite file; re-running resumes it")
     p.add_argument(
         "--scheduler",

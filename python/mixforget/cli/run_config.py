@@ -1,5 +1,6 @@
 """``mixforget simulate`` and ``mixforget sweep``: run a TOML configuration
-(:mod:`mixforget.config`) and write its trajectory or sweep database."""
+(:mod:`mixforget.config`, or a task sequence's :mod:`mixforget.sequences.config`) and write
+its trajectory, sequence result or sweep database."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..sequences.config import SequenceConfig
 from ..simulate import simulate
 from ._errors import _RunError, _UsageError
 from ._format import _fmt_ci
+from .sequence_run import (
+    SEQUENCE_COLUMNS,
+    mixture_columns,
+    print_summary_points,
+    run_sequence,
+)
 
 #: Seconds to wait for a dask scheduler before giving up.
 SCHEDULER_TIMEOUT = 5
@@ -22,10 +30,16 @@ SCHEDULER_TIMEOUT = 5
 # simulate / sweep
 # ---------------------------------------------------------------------------------------
 def _load(path: str) -> Any:
-    from ..config import ConfigError, load_config
+    """The configuration of ``path``: a :class:`~mixforget.config.Config`, or a
+    :class:`~mixforget.sequences.SequenceConfig` when the file has a ``[sequence]`` section."""
+    from ..config import ConfigError, parse_config, read_toml
+    from ..sequences.config import parse_sequence_config
 
     try:
-        return load_config(path)
+        data = read_toml(path)
+        if "sequence" in data:
+            return parse_sequence_config(data, source=path)
+        return parse_config(data, source=path)
     except (ConfigError, UnicodeDecodeError) as exc:
         raise _UsageError(f"invalid config {path}: {exc}") from None
 
@@ -48,8 +62,14 @@ def _check_output_path(path: str, what: str) -> Path:
 
 
 def _print_summary(summary: dict[str, Any], stream: Any) -> None:
+    """A trajectory's summary: the two-mode quantities, or for a K-component run every
+    component's weight_j, drift_j, sup_drift_j and starved_j (in the summary's order)."""
     print(f"replicates {summary['replicates']} (diverged {summary['diverged']})", file=stream)
-    for name in ("old_weight", "drift", "sup_drift", "new_error", "starved"):
+    if "weight_0" in summary:
+        names = [k for k, v in summary.items() if isinstance(v, dict)]
+    else:
+        names = ["old_weight", "drift", "sup_drift", "new_error", "starved"]
+    for name in names:
         if name in summary:
             print(f"  {name:<11} {_fmt_ci(summary[name])}", file=stream)
 
@@ -59,6 +79,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     out = _check_output_path(args.out, "--out")
     if cfg.grid is not None:
         print("note: the [sweep] section is ignored by `mixforget simulate`", file=sys.stderr)
+    if isinstance(cfg, SequenceConfig):
+        return run_sequence(cfg, args, out)
     kwargs = cfg.simulate_kwargs()
     if args.threads is not None:
         kwargs["threads"] = args.threads
@@ -141,7 +163,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 progress=args.progress,
                 keep_trajectories=keep,
                 population=cfg.population,
-                separation_mode=cfg.separation_mode,
+                separation_mode=getattr(cfg, "separation_mode", "proportional"),
             )
         except (ValueError, TypeError, NotImplementedError) as exc:
             # sweep() checks everything before it creates the store: a refusal then is a
@@ -165,7 +187,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 0
     records = computed
-    _print_points(records, list(cfg.grid))
+    if isinstance(cfg, SequenceConfig):
+        print_summary_points(records, list(cfg.grid), SEQUENCE_COLUMNS)
+    elif records and records[0].get("weight_0_mean") is not None:  # K >= 3 components
+        print_summary_points(records, list(cfg.grid), mixture_columns(records))
+    else:
+        _print_points(records, list(cfg.grid))
     elapsed = time.perf_counter() - began
     if skipped:
         print(

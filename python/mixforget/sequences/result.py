@@ -16,21 +16,30 @@ NaN above the diagonal. Kinds (each averaged over the replicates kept in the las
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from ..mixture import Mixture
-from ..objectives import Objective
+from ..objectives import Objective, objective_from_dict
 from . import metrics
+from .curriculum import Curriculum
 from .quadrature import expected_log_likelihood
 
 __all__ = ["MATRIX_KINDS", "SequenceResult", "StageRecord"]
 
 #: the per-task quantities with an accuracy matrix; True where larger is better
 MATRIX_KINDS = {"weight": True, "mean_error": False, "log_likelihood": True}
+
+#: the arrays of every stage in a saved result (``stage<s>_<name>``)
+_STAGE_ARRAYS = ("steps", "weights", "means", "starved", "diverged")
+#: the ``format`` entry of a saved result's metadata
+SEQUENCE_FORMAT = "mixforget-sequence-1"
 
 
 @dataclass(frozen=True)
@@ -258,3 +267,74 @@ class SequenceResult:
         ax.set_title(kind)
         ax.figure.colorbar(image, ax=ax)
         return ax
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write an .npz (no pickled objects), atomically: every stage's arrays as
+        ``stage<s>_<name>`` and the curriculum, stage targets and objectives as JSON text.
+        :meth:`load` reads it back to an equal result (the same matrices bit for bit)."""
+        path = Path(path)
+        meta = {
+            "format": SEQUENCE_FORMAT,
+            "curriculum": self.curriculum.as_dict(),
+            "population": self.population,
+            "stages": [
+                {
+                    "stage": st.stage,
+                    "target": st.target.to_dict(),
+                    "objective": st.objective.as_dict(),
+                }
+                for st in self.stages
+            ],
+        }
+        arrays = {
+            f"stage{st.stage}_{name}": getattr(st, name)
+            for st in self.stages
+            for name in _STAGE_ARRAYS
+        }
+        with atomic_write(path) as fh:
+            np.savez_compressed(fh, meta_json=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SequenceResult:
+        """Read a file written by :meth:`save` (``allow_pickle=False``); ValueError naming the
+        file when it is not one."""
+        path = Path(path)
+        with np.load(path, allow_pickle=False) as data:
+            files = set(getattr(data, "files", ()))
+            meta = json.loads(str(data["meta_json"])) if "meta_json" in files else {}
+            if meta.get("format") != SEQUENCE_FORMAT:
+                raise ValueError(f"{path} is not a saved SequenceResult (SequenceResult.save)")
+            stages = tuple(
+                StageRecord(
+                    stage=entry["stage"],
+                    **{n: data[f"stage{entry['stage']}_{n}"] for n in _STAGE_ARRAYS},
+                    target=Mixture(**entry["target"]),
+                    objective=objective_from_dict(entry["objective"]),
+                )
+                for entry in meta["stages"]
+            )
+        return cls(
+            curriculum=_curriculum_from_dict(meta["curriculum"]),
+            stages=stages,
+            population=bool(meta["population"]),
+        )
+
+
+def _curriculum_from_dict(data: dict[str, Any]) -> Curriculum:
+    """The :class:`Curriculum` of :meth:`Curriculum.as_dict` (the settings were validated
+    when the sequence ran; JSON keeps every float exactly)."""
+    return Curriculum(
+        tasks=Mixture(**data["tasks"]),
+        objective=objective_from_dict(data["objective"]),
+        stage_weights=tuple(np.array(w, dtype=np.float64) for w in data["stage_weights"]),
+        replay_mixes=tuple(tuple(m) for m in data["replay_mixes"]),
+        steps=tuple(data["steps"]),
+        lr=tuple(data["lr"]),
+        batch_size=tuple(data["batch_size"]),
+        record_every=int(data["record_every"]),
+        start_offset=np.array(data["start_offset"], dtype=np.float64),
+        entry_weight=data["entry_weight"],
+        start=Mixture(**data["start"]),
+    )

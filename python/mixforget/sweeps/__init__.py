@@ -1,6 +1,7 @@
 """Resumable parameter sweeps stored in SQLite (docs: api, design-reliability).
 
-:func:`sweep` runs :func:`mixforget.simulate` on every point of a Cartesian grid and writes
+:func:`sweep` runs :func:`mixforget.simulate` (two-mode or K-component models) or
+:func:`mixforget.sequence` (a base with ``tasks``) on every point of a Cartesian grid and writes
 one row per finished point into an SQLite database, each in its own transaction: a sweep
 killed at any moment (even ``kill -9``) loses at most the points in flight, and running the
 same call again computes only the missing points. Every point has its own child seed,
@@ -35,7 +36,19 @@ new_error and starved (cumulative starved batches per replicate): ``<name>_mean`
 ``<name>_lo``, ``<name>_hi`` (95% interval of the mean over replicates, as in
 :meth:`Trajectory.summary`; NULL when every replicate diverged); ``old_weight_population``
 and ``sup_drift_population`` (the population flow, with ``population=True``), ``wall_time``
-(seconds of simulation) and ``trajectory`` (path of the kept .npz or NULL).
+(seconds of simulation) and ``trajectory`` (path of the kept .npz or NULL). Points of
+K-component runs (K >= 3) and of task sequences leave the two-mode columns NULL.
+
+``summaries(point INTEGER PRIMARY KEY, summary TEXT)``: made with the first such point (a
+two-mode store never has it), in the transaction that writes the point's row: the JSON of
+the point's summary, whose entries are columns of the returned table. K-component runs:
+``weight_<j>_<mean|lo|hi>``, ``drift_<j>_…``, ``sup_drift_<j>_…``, ``starved_<j>_…`` per
+component (:meth:`MixtureTrajectory.summary`; with ``population=True`` also
+``weight_<j>_population`` and ``sup_drift_<j>_population``). Task sequences: for each matrix
+kind (weight, mean_error, log_likelihood) ``<kind>_average``, ``<kind>_bwt``,
+``<kind>_mean_forgetting`` and ``<kind>_forgetting`` (one per old task,
+:meth:`SequenceResult.summary`; with ``population=True`` the same of the population flow,
+suffixed ``_population``).
 """
 
 from __future__ import annotations

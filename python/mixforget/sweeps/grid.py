@@ -4,7 +4,6 @@ canonical plain-data forms that are hashed and stored."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import itertools
 import json
@@ -25,13 +24,22 @@ from .._problem import (
     check_weight_param,
 )
 from .._validate import as_positive_int, as_probability
+from ..config import GRID_RUN_KEYS
 from ..engine._plan import check_flow
-from ..mixture import TwoMode
+from ..mixture import Mixture, TwoMode
 from ..objectives import Objective, objective_from_dict
 from ..population import population_gradient
 from ..reference._backend import check_backend_args, get_backend
 from ..results import numpy_to_plain
 from ..simulate import simulate
+from ._kinds import (
+    SEQUENCE_BASE_KEYS,
+    apply_objective_fields,
+    check_mixture_point,
+    check_sequence_point,
+    point_kind,
+    resolve_sequence_point,
+)
 
 FORMAT = "mixforget-sweep-1"
 
@@ -61,20 +69,10 @@ _SIM_PARAMS = list(inspect.signature(simulate).parameters)
 #: base keys that do not change results (left out of the hash and of the stored config).
 _EXECUTION_KEYS = ("threads", "memory_limit")
 _BASE_KEYS = [k for k in _SIM_PARAMS if k not in ("rng", "progress")]
-_GRID_PLAIN_KEYS = (
-    "target",
-    "start",
-    "objective",
-    "steps",
-    "batch_size",
-    "lr",
-    "replicates",
-    "record_every",
-    "weight_param",
-    "lr_scale",
-    "update",
-)
+#: grid keys that are simulate() keywords: the models, the objective, the [run] grid keys
+_GRID_PLAIN_KEYS = ("target", "start", "objective", *GRID_RUN_KEYS, "lr_scale")
 _MODEL_FIELDS = ("old_mean", "new_mean", "old_weight", "cov", "old_cov", "new_cov")
+_MIXTURE_FIELDS = ("weights", "means", "cov", "covs")
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,6 +136,8 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _plain(value: Any) -> Any:
     if isinstance(value, TwoMode):
         return {"TwoMode": value.to_dict()}
+    if isinstance(value, Mixture):
+        return {"Mixture": value.to_dict()}
     if isinstance(value, Objective):
         return {"Objective": value.as_dict()}
     if isinstance(value, (np.ndarray, np.integer, np.floating)):
@@ -161,6 +161,8 @@ def _display(value: Any) -> Any:
     as JSON text."""
     if isinstance(value, dict) and set(value) == {"TwoMode"}:
         return repr(TwoMode(**value["TwoMode"]))
+    if isinstance(value, dict) and set(value) == {"Mixture"}:
+        return repr(Mixture(**value["Mixture"]))
     if isinstance(value, dict) and set(value) == {"Objective"}:
         return objective_from_dict(value["Objective"]).label
     if isinstance(value, (dict, list)):
@@ -172,34 +174,69 @@ def _display(value: Any) -> Any:
 # validation and resolution of the points
 # ---------------------------------------------------------------------------------------
 def _check_base(base: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` as a dict: keyword arguments of :func:`mixforget.simulate`, or of
+    :func:`mixforget.sequence` when it has ``tasks`` (ValueError naming a wrong key)."""
     if not isinstance(base, Mapping):
         raise TypeError(
-            "base must be a dict of mixforget.simulate keyword arguments, got "
-            f"{type(base).__name__}"
+            "base must be a dict of mixforget.simulate (or mixforget.sequence) keyword "
+            f"arguments, got {type(base).__name__}"
         )
+    sequence = point_kind(base) == "sequence"
+    allowed, required = (
+        (SEQUENCE_BASE_KEYS, ("tasks", "objective"))
+        if sequence
+        else (_BASE_KEYS, ("target", "start", "objective"))
+    )
+    function = "mixforget.sequence" if sequence else "mixforget.simulate"
     for key in base:
         if key in ("rng", "progress"):
             raise ValueError(f"base[{key!r}] is not allowed: pass {key}= to sweep() itself")
-        if key not in _BASE_KEYS:
-            raise ValueError(f"unknown base key {key!r}; allowed: {_BASE_KEYS}")
-    for key in ("target", "start", "objective"):
+        if key not in allowed:
+            raise ValueError(f"unknown base key {key!r} ({function}); allowed: {allowed}")
+    for key in required:
         if key not in base:
-            raise ValueError(
-                f"base must contain {key!r} (keys of mixforget.simulate: {_BASE_KEYS})"
-            )
+            raise ValueError(f"base must contain {key!r} (keys of {function}: {allowed})")
     return dict(base)
 
 
-def _grid_key_ok(key: str) -> bool:
-    if key in _GRID_PLAIN_KEYS or key in ("separation", "old_weight"):
-        return True
+def _grid_key_ok(key: str, kind: str = "two_mode") -> bool:
     head, _, name = key.partition(".")
-    if head in ("target", "start") and name in _MODEL_FIELDS:
+    if head == "objective":
+        return key == "objective" or bool(name)
+    if kind == "sequence":
+        task_field = head == "tasks" and name in _MIXTURE_FIELDS
+        return task_field or key.removeprefix("sequence.") in _SEQUENCE_GRID_KEYS
+    if key in _GRID_PLAIN_KEYS or key == ("weights" if kind == "mixture" else "old_weight"):
         return True
-    return head == "objective" and bool(name)
+    if kind == "two_mode" and key == "separation":
+        return True
+    fields = _MIXTURE_FIELDS if kind == "mixture" else _MODEL_FIELDS
+    return head in ("target", "start") and name in fields
 
 
-def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
+#: grid keys of a sequence sweep (``sequence.`` prefix optional): sequence() keywords
+_SEQUENCE_GRID_KEYS = [k for k in SEQUENCE_BASE_KEYS if k not in ("tasks", "threads")]
+
+
+def _allowed_grid_keys(kind: str) -> str:
+    if kind == "sequence":
+        return (
+            f"{_SEQUENCE_GRID_KEYS} (or 'sequence.<key>'), 'tasks.<field>' "
+            f"(fields {list(_MIXTURE_FIELDS)}), 'objective', 'objective.<field>'"
+        )
+    if kind == "mixture":
+        return (
+            f"{list(_GRID_PLAIN_KEYS)}, 'weights' (the target's and the start's), "
+            f"'target.<field>', 'start.<field>' (fields {list(_MIXTURE_FIELDS)}), "
+            "'objective.<field>'"
+        )
+    return (
+        f"{list(_GRID_PLAIN_KEYS)}, 'separation', 'old_weight', 'target.<field>', "
+        f"'start.<field>' (fields {list(_MODEL_FIELDS)}), 'objective.<field>'"
+    )
+
+
+def _check_grid(grid: Mapping[str, Any], kind: str = "two_mode") -> dict[str, list[Any]]:
     if not isinstance(grid, Mapping):
         raise TypeError(f"grid must be a dict of key -> list of values, got {type(grid).__name__}")
     if not grid:
@@ -209,12 +246,8 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
         )
     out: dict[str, list[Any]] = {}
     for key, values in grid.items():
-        if not isinstance(key, str) or not _grid_key_ok(key):
-            raise ValueError(
-                f"unknown grid key {key!r}; allowed: {list(_GRID_PLAIN_KEYS)}, "
-                "'separation', 'old_weight', 'target.<field>', 'start.<field>' "
-                f"(fields {list(_MODEL_FIELDS)}), 'objective.<field>'"
-            )
+        if not isinstance(key, str) or not _grid_key_ok(key, kind):
+            raise ValueError(f"unknown grid key {key!r}; allowed: {_allowed_grid_keys(kind)}")
         if isinstance(values, (str, bytes)) or not isinstance(
             values, (list, tuple, np.ndarray, range)
         ):
@@ -229,35 +262,31 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
 def _resolve_point(
     base: Mapping[str, Any], values: Mapping[str, Any], separation_mode: str = "proportional"
 ) -> dict[str, Any]:
-    """simulate() keyword arguments of one grid point (validated)."""
+    """simulate() (or sequence()) keyword arguments of one grid point (validated)."""
+    kind = point_kind(base)
+    if kind == "sequence":
+        return resolve_sequence_point(base, values)
     kw = dict(base)
     for key, value in values.items():
         if key in _GRID_PLAIN_KEYS:
             kw[key] = value
-    check_models(kw["target"], kw["start"])
+    if kind == "two_mode":
+        check_models(kw["target"], kw["start"])
     target, start, objective = kw["target"], kw["start"], kw["objective"]
     for key, value in values.items():
         head, _, name = key.partition(".")
-        if key == "old_weight":
-            target = target.replace(old_weight=value)
-            start = start.replace(old_weight=value)
+        if key in ("old_weight", "weights"):
+            target = target.replace(**{key: value})
+            start = start.replace(**{key: value})
         elif head == "target" and name:
             target = target.replace(**{name: value})
         elif head == "start" and name:
             start = start.replace(**{name: value})
-    objective = check_objective(objective)
-    for key, value in values.items():
-        head, _, name = key.partition(".")
-        if head == "objective" and name:
-            fields = [f.name for f in dataclasses.fields(objective)]  # type: ignore[arg-type]
-            if name not in fields:
-                raise ValueError(
-                    f"grid key {key!r}: {type(objective).__name__} has fields {fields}"
-                )
-            objective = dataclasses.replace(objective, **{name: value})  # type: ignore[type-var]
+    objective = apply_objective_fields(check_objective(objective), values)
     if "separation" in values:
         target, start = apply_separation(target, start, values["separation"], separation_mode)
-    check_models(target, start)
+    if kind == "two_mode":
+        check_models(target, start)
     kw["target"], kw["start"], kw["objective"] = target, start, objective
     # the same checks simulate() makes, so that a bad point fails before any work
     kw["batch_size"] = as_positive_int("batch_size", kw.get("batch_size", 64))
@@ -266,7 +295,8 @@ def _resolve_point(
     kw["lr"] = check_lr(kw.get("lr", DEFAULT_LR))
     kw["replicates"] = as_positive_int("replicates", kw.get("replicates", 1000))
     kw["weight_param"] = check_weight_param(kw.get("weight_param", "logit"))
-    kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"), kw.get("train_scales", False))
+    if kind == "two_mode":  # a Mixture's lr_scale is checked with its engine's plan
+        kw["lr_scale"] = check_lr_scale(kw.get("lr_scale"), kw.get("train_scales", False))
     return kw
 
 
@@ -277,9 +307,16 @@ def _check_execution(kw: Mapping[str, Any], population: bool = False) -> None:
     refused now), train_scales, scale_param, threads, memory_limit and the memory estimate.
     With ``population``, also :func:`mixforget.population_flow`'s checks and its first
     gradient. Only checks: the values of ``kw`` (the sweep's identity) are left as given."""
+    kind = point_kind(kw)
+    if kind == "sequence":
+        check_sequence_point(kw, population)
+        return
     backend, device, precision = check_backend_args(
         kw.get("backend", "rust"), kw.get("device"), kw.get("precision", "float64")
     )
+    if kind == "mixture":
+        check_mixture_point(kw, population)
+        return
     check_run(
         kw["target"],
         kw["start"],
@@ -332,7 +369,10 @@ def _canonical_values(values: Mapping[str, Any], kw: Mapping[str, Any]) -> dict[
     out: dict[str, Any] = {}
     for key, value in values.items():
         head, _, name = key.partition(".")
-        if key in _GRID_PLAIN_KEYS:
+        setting = key.removeprefix("sequence.")
+        if "tasks" in kw and setting in _SEQUENCE_GRID_KEYS and setting != "objective":
+            out[key] = _plain(kw[setting])
+        elif key in _GRID_PLAIN_KEYS:
             out[key] = _plain(kw[key])
         elif key == "separation":
             out[key] = float(value)
@@ -361,11 +401,13 @@ def _grid_axes(
 def _task(
     kw: Mapping[str, Any], seed: dict[str, Any], keep: bool, population: bool
 ) -> dict[str, Any]:
-    """Plain-data description of one point, picklable for any executor."""
-    run = {k: v for k, v in kw.items() if k not in ("target", "start", "objective")}
+    """Plain-data description of one point, picklable for any executor: its ``kind``
+    (:func:`point_kind`), models as plain data, the objective, the other keywords."""
+    models = ("target", "start", "tasks")
+    run = {k: v for k, v in kw.items() if k not in (*models, "objective")}
     return {
-        "target": kw["target"].to_dict(),
-        "start": kw["start"].to_dict(),
+        "kind": point_kind(kw),
+        **{k: kw[k].to_dict() for k in models if k in kw},
         "objective": kw["objective"].as_dict(),
         "run": run,
         "seed": seed,
@@ -376,7 +418,8 @@ def _task(
 
 def _stored_config(task: Mapping[str, Any]) -> dict[str, Any]:
     run = {k: v for k, v in task["run"].items() if k not in _EXECUTION_KEYS}
-    return {"target": task["target"], "start": task["start"], "objective": task["objective"], **run}
+    models = {k: task[k] for k in ("target", "start", "tasks") if k in task}
+    return {**models, "objective": task["objective"], **run}
 
 
 # ---------------------------------------------------------------------------------------

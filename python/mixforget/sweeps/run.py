@@ -25,6 +25,7 @@ from .._files import check_writable
 from .._rng import RngLike, resolve_rng, seed_from_record, seed_record
 from ..mixture import TwoMode
 from ..results import Trajectory
+from ._kinds import point_kind
 from ._point import _compute_point
 from .grid import (
     _EXECUTION_KEYS,
@@ -104,15 +105,18 @@ def sweep(
     separation_mode: str = "proportional",
     wait_timeout: float = WAIT_TIMEOUT,
 ) -> Any:
-    """Run :func:`mixforget.simulate` on every point of a grid, storing one SQLite row per
-    point (docs: api, design-reliability).
+    """Run :func:`mixforget.simulate` (or :func:`mixforget.sequence`) on every point of a
+    grid, storing one SQLite row per point (docs: api, design-reliability).
 
     Parameters
     ----------
     base : dict
         Keyword arguments of :func:`mixforget.simulate` (``target``, ``start`` and
         ``objective`` required; not ``rng``/``progress``). ``threads`` and ``memory_limit``
-        are passed through but do not count as part of the sweep's identity.
+        are passed through but do not count as part of the sweep's identity. The models may
+        be :class:`~mixforget.Mixture` values (K-component runs); a base with ``tasks`` holds
+        keyword arguments of :func:`mixforget.sequence` instead (``tasks`` and ``objective``
+        required) and sweeps task sequences.
     grid : dict of key -> list of values
         Cartesian product in key order, last key fastest (:func:`expand_grid`). Keys: any
         simulate argument of ``base`` except threads/memory_limit (e.g. ``batch_size``,
@@ -120,7 +124,13 @@ def sweep(
         :func:`apply_separation`, applied last), ``"old_weight"`` (target's and start's α),
         ``"target.<field>"`` / ``"start.<field>"`` (one TwoMode field) and
         ``"objective.<field>"`` (e.g. ``"objective.replay"``, applied to the point's
-        objective with ``dataclasses.replace``). Every point is validated before any work.
+        objective with ``dataclasses.replace``). With Mixture models: ``"weights"`` (the
+        target's and the start's) and ``"target.<field>"`` / ``"start.<field>"`` (weights,
+        means, cov, covs) instead of ``"separation"``, ``"old_weight"`` and the TwoMode
+        fields. With ``tasks``: any keyword of :func:`mixforget.sequence` but tasks, rng,
+        threads and progress (``"memory"``, ``"schedule"``, …, also written
+        ``"sequence.memory"``), ``"tasks.<field>"``, ``"objective"`` and
+        ``"objective.<field>"``. Every point is validated before any work.
     db : path
         SQLite file. A new file is initialised; an existing one made by the same sweep
         (same base, grid, root seed, ``population``) is resumed: finished points are skipped.
@@ -148,11 +158,13 @@ def sweep(
     progress : bool
         Progress bar over points (tqdm when installed, else a line on stderr).
     keep_trajectories : directory, optional
-        Save each point's :class:`~mixforget.Trajectory` as ``point_<i>.npz`` there and store
+        Save each point's :class:`~mixforget.Trajectory` (a MixtureTrajectory, a
+        :class:`~mixforget.sequences.SequenceResult`) as ``point_<i>.npz`` there and store
         the path in the row.
     population : bool
         Also run :func:`mixforget.population_flow` per point (columns
-        ``old_weight_population``, ``sup_drift_population``).
+        ``old_weight_population``, ``sup_drift_population``; for K-component and sequence
+        points the ``…_population`` summary entries).
     separation_mode : 'proportional' or 'fixed'
         How the grid key ``"separation"`` moves the start's new mean (:func:`apply_separation`):
         'proportional' keeps its relative position between the modes, 'fixed' keeps its offset
@@ -168,7 +180,8 @@ def sweep(
     -------
     pandas.DataFrame (when pandas is installed) or list of dicts, one row per point ordered
     by point index: ``point``, one column per grid key, then the columns of the ``points``
-    table (module docstring).
+    table and, for K-component and sequence points, the entries of their stored summary
+    (module docstring: average, BWT and forgetting per point for sequences).
 
     Reliability: each finished point is written in its own transaction, so an interrupted
     sweep (Ctrl-C, ``kill -9``) loses at most the points in flight. On Ctrl-C (or a failure)
@@ -178,7 +191,7 @@ def sweep(
     whatever the executor or the interruptions (only ``wall_time`` differs).
     """
     base = _check_base(base)
-    grid = _check_grid(grid)
+    grid = _check_grid(grid, point_kind(base))
     _check_call(
         executor, progress, population, keep_trajectories, db, separation_mode, wait_timeout
     )
@@ -368,12 +381,17 @@ class _PointRun:
             "seed_spawn_key": json.dumps(task["seed"]["spawn_key"]),
             "wall_time": result["wall_time"],
             "trajectory": None,
+            "summary": result.get("summary"),
             **result["metrics"],
         }
-        if self.keep_dir is not None and result["trajectory"] is not None:
-            payload = dict(result["trajectory"])
-            payload["target"] = TwoMode(**payload["target"])
-            path = Trajectory(**payload).save(self.keep_dir / f"point_{i:06d}.npz")
+        payload = result["trajectory"]
+        if self.keep_dir is not None and payload is not None:
+            path = self.keep_dir / f"point_{i:06d}.npz"
+            if isinstance(payload, Mapping):  # a two-mode trajectory's arrays
+                fields = {**payload, "target": TwoMode(**payload["target"])}
+                Trajectory(**fields).save(path)
+            else:  # a MixtureTrajectory or SequenceResult
+                payload.save(path)
             row["trajectory"] = str(path)
         _write_point(self.conn, row)
         self.mine.discard(i)

@@ -28,6 +28,13 @@ _SQL_TYPES = {
 }
 
 
+#: The per-point summary of K-component and sequence points (JSON text of a dict): its own
+#: table, made with the first such point, so that the ``points`` layout and every two-mode
+#: store stay exactly as they were.
+_SUMMARIES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS summaries (point INTEGER PRIMARY KEY, summary TEXT NOT NULL)"
+)
+
 #: SQLite header marks of a sweep store (``PRAGMA application_id`` / ``user_version``):
 #: ASCII "MFSW" and the layout version. Any other file is refused untouched.
 APPLICATION_ID = 0x4D465357
@@ -257,6 +264,12 @@ def _write_point(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
             f"INSERT OR IGNORE INTO points ({', '.join(COLUMNS)}) VALUES ({placeholders})",
             [row.get(c) for c in COLUMNS],
         )
+        if row.get("summary") is not None:
+            conn.execute(_SUMMARIES_TABLE)
+            conn.execute(
+                "INSERT OR IGNORE INTO summaries (point, summary) VALUES (?, ?)",
+                (row["point"], json.dumps(row["summary"])),  # in the summary's own order
+            )
         conn.execute("DELETE FROM claims WHERE point = ?", (row["point"],))
         conn.execute("COMMIT")
     except BaseException:
@@ -276,6 +289,7 @@ def _read_rows(conn: sqlite3.Connection, db: str | Path) -> list[dict[str, Any]]
                 f"db: {db}: the stored grid (meta table, key 'grid') is corrupt: {exc}"
             ) from None
     n_points = meta.get("n_points", "")
+    summaries = _read_summaries(conn, db)
     cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM points ORDER BY point")
     rows = []
     for record in cur.fetchall():
@@ -287,10 +301,32 @@ def _read_rows(conn: sqlite3.Connection, db: str | Path) -> list[dict[str, Any]]
         for c in COLUMNS[1:]:
             if c not in ("params", "config"):
                 row[c] = raw[c]
+        row.update(summaries.get(raw["point"], {}))
         row["params"] = raw["params"]
         row["config"] = raw["config"]
         rows.append(row)
     return rows
+
+
+def _read_summaries(conn: sqlite3.Connection, db: str | Path) -> dict[int, dict[str, Any]]:
+    """point → its stored summary (none in a store without the table: two-mode sweeps made
+    before it existed)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "summaries" not in tables:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for point, text in conn.execute("SELECT point, summary FROM summaries"):
+        try:
+            summary = json.loads(text)
+        except (ValueError, TypeError):
+            summary = None
+        if not isinstance(summary, dict):
+            raise ValueError(
+                f"db: {db}: point {point}: the stored summary (table summaries) is not a JSON "
+                "object; the store was not changed"
+            )
+        out[int(point)] = summary
+    return out
 
 
 #: Stored columns holding JSON text of a given type, and the integer columns.

@@ -65,3 +65,25 @@ def test_bad_input_names_the_argument(kwargs, name):
     args = {"separations": [3.0, 4.0, 5.0, 6.0], **kwargs}
     with pytest.raises(ValueError, match=name):
         mf.studies.drift_vs_nearest_separation(**args)
+
+
+def test_component_forgetting_figure_names_every_component_and_leaves_runaways_out():
+    """plot_component_forgetting: one weight and one drift curve per component, the legend
+    naming role and target weight; a TwoMode Trajectory is refused with a TypeError."""
+    import mixforget.plot
+
+    target = mf.Mixture([0.4, 0.3, 0.3], [[-5.0], [0.0], [4.0]], cov=1.0)
+    start = target.replace(weights=[0.45, 0.35, 0.2], means=[[-5.0], [0.0], [2.0]])
+    traj = mf.simulate(target, start, mf.ForwardKL(), steps=50, lr=0.05, batch_size=8,
+                       replicates=20, record_every=10, rng=0)  # fmt: skip
+    flow = mf.population_flow(target, start, mf.ForwardKL(), steps=50, lr=0.05, record_every=10)
+    ax_w, ax_d = mixforget.plot.plot_component_forgetting(traj, population=flow)
+    labels = [t.get_text() for t in ax_w.get_legend().get_texts()]
+    assert "component 2 (new), target w = 0.3" in labels
+    assert sum("population flow" in t for t in labels) == 3
+    assert len(ax_d.get_lines()) == 6
+    np.testing.assert_allclose(ax_w.get_lines()[0].get_ydata(), traj.weights[:, :, 0].mean(0))
+    two = mf.TwoMode(old_mean=[-3.0], new_mean=[3.0], old_weight=0.7)
+    plain = mf.simulate(two, two, mf.ForwardKL(), steps=10, replicates=2, record_every=5)
+    with pytest.raises(TypeError, match="MixtureTrajectory"):
+        mixforget.plot.plot_component_forgetting(plain)

@@ -5,7 +5,8 @@ Trajectories
     twin axis (used by :meth:`mixforget.Trajectory.plot`);
     :func:`plot_forgetting` — old weight and drift of several runs with 95% bands, population
     flows overlaid; :func:`plot_densities` — model densities over training against the target
-    (1-D).
+    (1-D); :func:`plot_component_forgetting` — every component's weight and drift of a
+    K-component run (docs: theory-k-components), population flow overlaid.
 Theory checks (tables: a list of dicts or a pandas DataFrame)
     :func:`plot_drift_vs_separation` — log sup drift against Δ² with an e^{−Δ²/8} reference
     (docs: theory-pred-drift); :func:`plot_starvation` — starved-batch rate against batch size
@@ -25,6 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._mixture_trajectory import MixtureTrajectory
 from ._plotting import DRIFT_LABEL, WEIGHT_LABEL, ensure_axes, kept_replicates
 from ._plotting import float_column as _float_column
 from ._plotting import plot_trajectory as plot_trajectory
@@ -35,6 +37,7 @@ from ._stats import mean_interval
 from .results import Trajectory
 
 __all__ = [
+    "plot_component_forgetting",
     "plot_densities",
     "plot_drift_vs_separation",
     "plot_forgetting",
@@ -414,3 +417,64 @@ def _theory_line(ax: Any, sep: np.ndarray, anchor: tuple[float, float, float]) -
         linewidth=1.0,
         label=r"theory: slope $-1/8$ ($\propto e^{-\Delta^2/8}$ = BC)",
     )
+
+
+def plot_component_forgetting(
+    trajectory: Any,
+    axes: Any = None,
+    population: Any = None,
+    label: Optional[str] = None,
+) -> Any:
+    """Per-component forgetting of a K-component run (docs: theory-k-components): left, the
+    mean weight w_j(t) of every component with its 95% band and the target's w_j* dotted;
+    right, the mean drift ‖μ_j(t) − μ_j*‖ (Mahalanobis, the target's Σ_j) with its band. One
+    colour per component, the legend naming each (old/new role and target weight). Replicates
+    that diverged or ran away (:attr:`~mixforget.results.MixtureTrajectory.excluded`) are left
+    out and counted in the title. ``population``: a population-flow MixtureTrajectory of the
+    same problem, drawn dashed in the same colours. Returns the two axes.
+
+    ``trajectory`` is a :class:`mixforget.results.MixtureTrajectory` (from
+    :func:`mixforget.simulate` with :class:`mixforget.Mixture` models)."""
+    from ._plotting import band
+
+    if not isinstance(trajectory, MixtureTrajectory):
+        raise TypeError(
+            "trajectory must be a MixtureTrajectory (a run with mixforget.Mixture models), got "
+            f"{type(trajectory).__name__}"
+        )
+    if axes is None:
+        require_matplotlib()
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax_w, ax_d = axes
+    keep = ~np.asarray(trajectory.excluded, dtype=bool)
+    shown = keep if keep.any() else np.ones_like(keep)
+    new = set(trajectory.meta.get("new_components", []))
+    drift = trajectory.drift
+    prefix = f"{label}: " if label else ""
+    for j in range(trajectory.n_components):
+        colour = f"C{j}"
+        role = "new" if j in new else "old"
+        w_star = float(trajectory.target.weights[j])
+        name = f"{prefix}component {j} ({role}), target w = {w_star:.3g}"
+        band(ax_w, trajectory.steps, trajectory.weights[shown, :, j], color=colour, label=name)
+        ax_w.axhline(w_star, color=colour, linestyle=":", linewidth=1)
+        band(ax_d, trajectory.steps, drift[shown, :, j], color=colour, label=name)
+        if population is not None:
+            ax_w.plot(population.steps, population.weights[0, :, j], "--", color=colour,
+                      label=f"component {j}, population flow")  # fmt: skip
+            ax_d.plot(population.steps, population.drift[0, :, j], "--", color=colour,
+                      label=f"component {j}, population flow")  # fmt: skip
+    ax_w.set_xlabel("step")
+    ax_w.set_ylabel(r"component weight $w_j(t)$ (dotted: target $w_j^*$)")
+    ax_d.set_xlabel("step")
+    ax_d.set_ylabel(r"drift $\|\mu_j(t) - \mu_j^*\|_{\Sigma_j}$")
+    excluded = int((~keep).sum())
+    title = f"{int(shown.sum())} replicates (95% bands)"
+    if excluded:
+        title += f", {excluded} diverged or runaway left out"
+    ax_w.set_title(title, fontsize="small")
+    ax_w.legend(fontsize="x-small")
+    ax_d.legend(fontsize="x-small")
+    return axes

@@ -73,8 +73,8 @@ fn main() {
     let mut fit = Vec::new();
     // SMALL_BATCH_B=8 times one batch size (for a profiler)
     let sizes: Vec<usize> = match std::env::var("SMALL_BATCH_B") {
-        Ok(v) => vec![v.parse().expect("SMALL_BATCH_B: a batch size")],
-        Err(_) => vec![4, 8, 16, 32, 64, 512],
+        Ok(v) if !v.is_empty() => vec![v.parse().expect("SMALL_BATCH_B: a batch size")],
+        _ => vec![4, 8, 16, 32, 64, 512],
     };
     for b in sizes {
         let mut rep = p.new_replicate(&objective, [1, 2], 0);

@@ -9,7 +9,11 @@ beside it (their ratio is the parallelism actually obtained).
 specialised NumPy loop (``mixforget.bench.numpy_loop`` at d = 32) and the twin; JAX and Numba
 exist for W1 only and are skipped.
 
-Run: ``python scripts/w1_per_core.py [w2] [rng rust loop twin jax numba]`` (default: all, W1).
+``small`` runs W1 at the small batches of issue 23 (B = 4, 8, 16, 64, 512; one thread):
+mixforget and the specialised NumPy loop side by side, ns per sample and their ratio.
+
+Run: ``python scripts/w1_per_core.py [w2] [rng rust loop twin jax numba]`` (default: all, W1),
+or ``python scripts/w1_per_core.py small``.
 """
 
 from __future__ import annotations
@@ -149,8 +153,42 @@ def main(which: list[str], dim: int = 1) -> None:
                 )
 
 
+def small_batches(batches: tuple[int, ...] = (4, 8, 16, 64, 512)) -> None:
+    """W1 on one thread at each batch size in ``batches``: mixforget against the specialised
+    NumPy loop in the same run (about 2·10⁷ samples per Rust call, 2·10⁶ per loop call)."""
+    target, start = mb.default_problem(1)
+    for b in batches:
+        steps = max(31, 2 * 10**7 // (R * b))
+        rust = measure(
+            f"mf.simulate W1 B={b} T={steps}, 1 thread",
+            lambda b=b, steps=steps: mf.simulate(
+                target,
+                start,
+                mf.ReverseKL(),
+                steps=steps,
+                batch_size=b,
+                lr=0.05,
+                replicates=R,
+                record_every=steps,
+                rng=0,
+                threads=1,
+            ),
+            R * b * steps,
+        )
+        loop_steps = max(5, 2 * 10**6 // (R * b))
+        loop = measure(
+            f"specialised NumPy loop W1 B={b} T={loop_steps}",
+            lambda b=b, loop_steps=loop_steps: mb.numpy_loop(R, loop_steps, b),
+            R * b * loop_steps,
+        )
+        print(f"B={b}: {loop / rust:.2f}x the NumPy loop per core", flush=True)
+
+
 if __name__ == "__main__":
     words = sys.argv[1:]
+    if words == ["small"]:
+        small_batches()
+        sys.exit(0)
     w2 = "w2" in words
     words = [w for w in words if w != "w2"]
     main(words or ["rng", "rust", "loop", "twin", "jax", "numba"], dim=32 if w2 else 1)

@@ -3,7 +3,18 @@
 
 use crate::buffers::{try_filled, try_zeroed};
 use crate::error::KernelResult;
-use crate::math::lane_sums::{lane_sums, sum};
+use crate::math::lane_sums::{lane_sums, lane_sums_padded, sum, SUM_LANES};
+
+/// The fused finite-batch pass (`engine::batch_gradient`) runs a batch's last, short block of
+/// densities padded to a multiple of this many rows (one AVX-512 vector, two AVX2 ones): a
+/// length the vectoriser covers, where a batch of 4 would run scalar.
+pub const TAIL_ROWS: usize = 8;
+/// A batch from [`Batch::try_new`] has every per-sample array padded to a multiple of this
+/// many rows (the partial sums' block, a multiple of [`TAIL_ROWS`]), so that the last block of
+/// densities and of every batch sum runs whole (`lane_sums_padded`); the padding rows of x
+/// and ω stay 0 and no result reads a padding row.
+const PAD_ROWS: usize = SUM_LANES;
+const _: () = assert!(PAD_ROWS.is_multiple_of(TAIL_ROWS));
 
 /// A batch of points with their averaging weights ω (Σ ω = 1) and old labels, plus
 /// per-sample work arrays: allocated once per replicate, reused every step.
@@ -42,6 +53,30 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch's length rounded up to [`PAD_ROWS`] when every per-sample array has room for
+    /// that many rows (always for a [`Batch::try_new`] batch; not after `reset`, which
+    /// exact evaluations use).
+    #[inline(always)]
+    pub(crate) fn padded_len(&self) -> Option<usize> {
+        let padded = self.len.next_multiple_of(PAD_ROWS);
+        let columns = [
+            &self.omega,
+            &self.log_q,
+            &self.resp_old,
+            &self.model_old_part,
+            &self.model_new_part,
+            &self.compared_old,
+            &self.compared_new,
+            &self.log_compared,
+            &self.value,
+            &self.weight_or_log_ratio,
+        ];
+        let room = self.x.len() >= padded * self.dim && columns.iter().all(|c| c.len() >= padded);
+        room.then_some(padded)
+    }
+}
+
+impl Batch {
     /// A batch buffer for internal, bounded sizes (panics if it cannot be allocated).
     pub fn new(dim: usize, capacity: usize) -> Batch {
         Batch::try_new(dim, capacity).expect("batch buffer")
@@ -51,12 +86,20 @@ impl Batch {
     /// cannot be allocated.
     pub fn try_new(dim: usize, capacity: usize) -> KernelResult<Batch> {
         let what = "the batch buffers";
-        let column = || try_zeroed::<f64>(&[capacity], what);
+        // room for a padded last block (`PAD_ROWS`)
+        let padded = capacity
+            .checked_next_multiple_of(PAD_ROWS)
+            .ok_or_else(|| format!("{what}: {capacity} points overflow"))?;
+        let column = || try_zeroed::<f64>(&[padded], what);
         Ok(Batch {
             dim,
             len: capacity,
-            x: try_zeroed(&[capacity, dim], what)?,
-            omega: try_filled(capacity, 1.0 / capacity.max(1) as f64, what)?,
+            x: try_zeroed(&[padded, dim], what)?,
+            omega: {
+                let mut omega = try_filled(padded, 1.0 / capacity.max(1) as f64, what)?;
+                omega[capacity..].iter_mut().for_each(|w| *w = 0.0);
+                omega
+            },
             component: try_zeroed(&[capacity], what)?,
             words: try_zeroed(&[capacity], what)?,
             replay_used: 0.0,
@@ -75,7 +118,7 @@ impl Batch {
 
     /// Reshape for `len` points in `dim` dimensions, reusing the allocations (exact
     /// evaluations rebuild their quadrature batch every step). ω is left for the caller to
-    /// fill.
+    /// fill. The arrays are cut to `len` (no padding: exact evaluations do not use it).
     pub fn reset(&mut self, dim: usize, len: usize) {
         self.dim = dim;
         self.len = len;
@@ -110,14 +153,20 @@ impl Batch {
     /// it runs with the fused pass's instruction set.
     #[inline(always)]
     pub(crate) fn weight_sum(&self) -> f64 {
-        sum(&self.omega[..self.len])
+        match self.padded_len() {
+            Some(_) => lane_sums_padded([&self.omega[..]], self.len, |[o]| [o])[0],
+            None => sum(&self.omega[..self.len]),
+        }
     }
 
     /// (Σ ω_i v_i, Σ ω_i) in one pass.
     #[inline(always)]
     pub(crate) fn weighted_value_and_weight_sums(&self) -> (f64, f64) {
-        let (omega, value) = (&self.omega[..self.len], &self.value[..self.len]);
-        let [wv, w] = lane_sums([omega, value], |[o, v]| [o * v, o]);
+        let term = |[o, v]: [f64; 2]| [o * v, o];
+        let [wv, w] = match self.padded_len() {
+            Some(p) => lane_sums_padded([&self.omega[..p], &self.value[..p]], self.len, term),
+            None => lane_sums([&self.omega[..self.len], &self.value[..self.len]], term),
+        };
         (wv, w)
     }
 

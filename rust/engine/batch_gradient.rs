@@ -26,7 +26,7 @@
 //! `accumulate_score` and `accumulate_scale_score`, shared with the exact evaluation; the
 //! scale score recomputes ‖x−μ‖² per component in a second, short pass over the batch.
 
-use crate::engine::batch::Batch;
+use crate::engine::batch::{Batch, TAIL_ROWS};
 use crate::engine::sampling::draw_batch;
 use crate::engine::score::{accumulate_scale_score, accumulate_score};
 use crate::engine::state::{Averager, Grad, Models};
@@ -91,10 +91,21 @@ fn batch_gradient_body<O: Objective>(
     let second = objective.compared_density(m);
     let n = batch.len;
     let mut lo = 0;
-    while lo < n {
-        let hi = (lo + BLOCK).min(n);
+    while lo + BLOCK <= n {
+        density_block(&m.model, second, batch, lo, lo + BLOCK);
+        lo += BLOCK;
+    }
+    if lo < n {
+        // The short last block padded to a multiple of TAIL_ROWS rows where the arrays have
+        // room (rows are independent, so the real rows' bits are the same): a length the
+        // vectoriser's epilogue covers, where a batch of 4 would otherwise run scalar.
+        let padded = lo + (n - lo).next_multiple_of(TAIL_ROWS);
+        let hi = if batch.padded_len().is_some() {
+            padded
+        } else {
+            n
+        };
         density_block(&m.model, second, batch, lo, hi);
-        lo = hi;
     }
     objective.values(m, batch);
     objective.coefficients(batch, Averager::default());

@@ -5,7 +5,7 @@
 use crate::engine::batch::Batch;
 use crate::engine::state::{Averager, Grad, Models};
 use crate::math::fastmath;
-use crate::math::lane_sums::{lane_sums, lane_total, SUM_LANES};
+use crate::math::lane_sums::{lane_sums, lane_sums_padded, lane_total, SUM_LANES};
 use crate::model::params::{ScaleParam, WeightParam};
 use crate::model::two_mode::Mix2;
 use crate::objectives::Objective;
@@ -274,13 +274,21 @@ fn small_score_sums<const D: usize>(x: &[f64], a: &[f64], b: &[f64], grad: &mut 
 pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch, grad: &mut Grad) {
     let (n, d) = (batch.len, batch.dim);
     let alpha = model.alpha;
+    // A padded batch (`Batch::padded_len`) runs its loops over whole blocks, the padding rows
+    // computed and left out of the sums: the same bits, without a scalar tail.
+    let padded = batch.padded_len();
+    let rows = padded.unwrap_or(n);
     let (coef_old, coef_new) = (
-        &mut batch.model_old_part[..n],
-        &mut batch.model_new_part[..n],
+        &mut batch.model_old_part[..rows],
+        &mut batch.model_new_part[..rows],
     );
-    let (omega, value, resp) = (&batch.omega[..n], &batch.value[..n], &batch.resp_old[..n]);
+    let (omega, value, resp) = (
+        &batch.omega[..rows],
+        &batch.value[..rows],
+        &batch.resp_old[..rows],
+    );
     // ω c r and ω c (1 − r), kept for the scale score and the d > 1 sums.
-    for i in 0..n {
+    for i in 0..rows {
         let wc = omega[i] * value[i];
         coef_old[i] = wc * resp[i];
         coef_new[i] = wc * (1.0 - resp[i]);
@@ -292,21 +300,26 @@ pub(crate) fn accumulate_score(wp: WeightParam, model: &Mix2, batch: &mut Batch,
     let (coef_old, coef_new) = (&*coef_old, &*coef_new);
     // One pass for every sum (for d = 1 the mean sums too): independent vector chains.
     let (mass_old, mass_new) = if d == 1 {
-        let xs = &batch.x[..n];
-        let [weight, mass_old, mass_new, old, new] = lane_sums(
-            [omega, value, resp, coef_old, coef_new, xs],
-            |[o, v, r, a, b, x]| [o * v * weight_score(r), a, b, a * x, b * x],
-        );
+        let xs = &batch.x[..rows];
+        let inputs = [omega, value, resp, coef_old, coef_new, xs];
+        let term = |[o, v, r, a, b, x]: [f64; 6]| [o * v * weight_score(r), a, b, a * x, b * x];
+        let [weight, mass_old, mass_new, old, new] = match padded {
+            Some(_) => lane_sums_padded(inputs, n, term),
+            None => lane_sums(inputs, term),
+        };
         grad.weight = weight;
         grad.old[0] = old;
         grad.new[0] = new;
         (mass_old, mass_new)
     } else {
-        let [weight, mass_old, mass_new] = lane_sums(
-            [omega, value, resp, coef_old, coef_new],
-            |[o, v, r, a, b]| [o * v * weight_score(r), a, b],
-        );
+        let inputs = [omega, value, resp, coef_old, coef_new];
+        let term = |[o, v, r, a, b]: [f64; 5]| [o * v * weight_score(r), a, b];
+        let [weight, mass_old, mass_new] = match padded {
+            Some(_) => lane_sums_padded(inputs, n, term),
+            None => lane_sums(inputs, term),
+        };
         grad.weight = weight;
+        let (coef_old, coef_new) = (&coef_old[..n], &coef_new[..n]);
         let x = &batch.x[..n * d];
         match d {
             2 => small_score_sums::<2>(x, coef_old, coef_new, grad),

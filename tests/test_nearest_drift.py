@@ -87,3 +87,13 @@ def test_component_forgetting_figure_names_every_component_and_leaves_runaways_o
     plain = mf.simulate(two, two, mf.ForwardKL(), steps=10, replicates=2, record_every=5)
     with pytest.raises(TypeError, match="MixtureTrajectory"):
         mixforget.plot.plot_component_forgetting(plain)
+
+
+@pytest.mark.parametrize("kwargs", [{"weight_param": "direct"}, {"train_scales": True}])
+def test_k_component_gradient_estimates_refuse_what_the_engine_does_not_train(kwargs):
+    """estimate_gradient at K = 3 refuses weight_param='direct' / train_scales=True like
+    population_gradient does (it used to ignore them silently)."""
+    target = mf.Mixture([0.4, 0.3, 0.3], [[-5.0], [0.0], [4.0]], cov=1.0)
+    for call in (mf.estimate_gradient, mf.population_gradient):
+        with pytest.raises(NotImplementedError, match="K >= 3"):
+            call(target, target, mf.ReverseKL(), **kwargs)

@@ -103,6 +103,8 @@ def mixture_estimate_gradient(
     new_components: Any,
     backend: str,
     threads: Any = None,
+    weight_param: Any = "logit",
+    train_scales: Any = False,
 ) -> GradientEstimates:
     """:func:`mixforget.estimate_gradient` for K ≥ 3 mixtures (Rust or the NumPy twin):
     ``gradients`` (batches, P) in the flat order [η_0 … η_{K−2}, μ_0, …, μ_{K−1}], ``starved``
@@ -115,6 +117,8 @@ def mixture_estimate_gradient(
         model,
         objective,
         new_components=new_components,
+        weight_param=weight_param,
+        train_scales=train_scales,
         batch=(batch_size, batches, threads, seq),
     )
     assert plan.batch_size is not None

@@ -252,6 +252,8 @@ def estimate_gradient(
             new_components=new_components,
             backend=backend,
             threads=threads,
+            weight_param=weight_param,
+            train_scales=train_scales,
         )
     target, model = models
     if backend != "rust":

@@ -1,4 +1,5 @@
-"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (docs: speed-workloads), Rust vs the
+"""W1: simulate ReverseKL d = 1, R = 1000, B = 64, T = 1000 (docs: speed-workloads), and W1s, the
+same at the small batch B = 8 of starvation studies (issue 23; T = 4000), each Rust vs the
 NumPy twin vs the specialised NumPy loop (``mixforget.bench.numpy_loop_w1``: the best a NumPy user
 would write for this one workload) vs the RNG floor in one group; thread scaling (1, 2 and
 all usable threads) in a second group. The summary reports every entry against the
@@ -14,9 +15,15 @@ GROUP = "W1 simulate ReverseKL d=1"
 SCALING = "W1 thread scaling"
 
 
-@pytest.fixture(scope="module")
-def workload(sizes):
-    return mb.make_workload("W1", sizes["W1"])
+@pytest.fixture(scope="module", params=["W1", "W1s"])
+def workload(request, sizes):
+    return mb.make_workload(request.param, sizes[request.param])
+
+
+def _group(benchmark, workload, base):
+    """W1s entries in their own groups (the ledger pairs Rust and NumPy within a group)."""
+    if workload.key != "W1":
+        benchmark.group = base.replace("W1", workload.key, 1) + " B=8"
 
 
 def _check(res, replicates, steps):
@@ -26,11 +33,13 @@ def _check(res, replicates, steps):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_rng_floor(benchmark, measure, workload, threads, rounds):
+    _group(benchmark, workload, GROUP)
     measure.floor_entry(benchmark, workload, threads, rounds(3))
 
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_rust(benchmark, measure, workload, threads, rounds):
+    _group(benchmark, workload, GROUP)
     res = measure(
         benchmark,
         workload,
@@ -45,6 +54,7 @@ def test_w1_rust(benchmark, measure, workload, threads, rounds):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_numpy(benchmark, measure, workload, rounds):
+    _group(benchmark, workload, GROUP)
     res = measure(
         benchmark,
         workload,
@@ -60,6 +70,7 @@ def test_w1_numpy(benchmark, measure, workload, rounds):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_w1_numpy_loop(benchmark, measure, workload, rounds):
+    _group(benchmark, workload, GROUP)
     rec = measure(
         benchmark,
         workload,
@@ -80,6 +91,7 @@ def test_w1_numpy_loop(benchmark, measure, workload, rounds):
 @pytest.mark.benchmark(group=SCALING)
 @pytest.mark.parametrize("n_threads", sorted({1, 2, mb.usable_cores()}))
 def test_w1_threads(benchmark, measure, workload, rounds, n_threads):
+    _group(benchmark, workload, SCALING)
     res = measure(
         benchmark,
         workload,

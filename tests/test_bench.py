@@ -61,7 +61,7 @@ def test_main_accepts_argv_list(capsys):
 def test_rows_are_consistent():
     rows = mb.run_benchmarks(quick=True, sizes=mb.SMOKE_SIZES, repeats=1, threads=2)
     keys = [r["workload"] for r in rows]
-    assert keys == ["W1", "W1 1t", "W2", "W3a", "W3b", "W4"]
+    assert keys == ["W1", "W1 1t", "W1s", "W1s 1t", "W2", "W3a", "W3b", "W4"]
     for r in rows:
         for k in ("rust_s", "numpy_s", "numpy_measured_s", "floor_s"):
             assert r[k] > 0 and math.isfinite(r[k]), (r["workload"], k)
@@ -71,9 +71,9 @@ def test_rows_are_consistent():
             r["rust_s"] * r["threads"] / r["samples"] * 1e9
         )
         assert r["numpy_s"] == pytest.approx(r["numpy_measured_s"] * r["numpy_scale"])
-    assert [r["floor_generator"] for r in rows] == ["lane"] * 5 + ["scalar"]
+    assert [r["floor_generator"] for r in rows] == ["lane"] * 7 + ["scalar"]
     for r in rows:
-        has_loop = r["workload"] in ("W1", "W1 1t", "W2")
+        has_loop = r["workload"] in ("W1", "W1 1t", "W1s", "W1s 1t", "W2")
         assert ("numpy_loop_s" in r) == has_loop, r["workload"]
         if has_loop:
             assert r["numpy_loop_s"] > 0
@@ -82,9 +82,12 @@ def test_rows_are_consistent():
             assert r["numpy_loop_s"] == pytest.approx(
                 r["numpy_loop_ns_per_sample_core"] * 1e-9 * r["samples"]
             )
-    w1, w1_1t, w2 = rows[0], rows[1], rows[2]
+    w1, w1_1t, w1s, w1s_1t, w2 = rows[:5]
     assert w1["threads"] == 2 and w1_1t["threads"] == 1
     assert w1["thread_speedup"] == pytest.approx(w1_1t["rust_s"] / w1["rust_s"])
+    assert w1s_1t["threads"] == 1 and " B=8 " in w1s["sizes"]
+    assert w1s["thread_speedup"] == pytest.approx(w1s_1t["rust_s"] / w1s["rust_s"])
+    assert mb.FULL_SIZES["W1s"]["batch_size"] == 8 and mb.CLI_SIZES["W1s"]["batch_size"] == 8
     s = mb.SMOKE_SIZES["W2"]
     assert w2["samples"] == s["replicates"] * s["batch_size"] * s["steps"]
     assert w2["normals"] == w2["samples"] * 32
@@ -112,6 +115,7 @@ def test_rng_floor_times_the_generator_asked_for(monkeypatch):
     assert calls == []
     assert mb.FLOOR_GENERATORS == ("lane", "scalar")
     assert [mb.make_workload(k, mb.SMOKE_SIZES[k]).floor_generator for k in mb.WORKLOADS] == [
+        "lane",
         "lane",
         "lane",
         "lane",

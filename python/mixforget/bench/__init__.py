@@ -6,6 +6,7 @@ this command at sizes that finish in under a minute, ``--quick`` in about ten se
 
 - **W1** ``simulate`` ReverseKL, d = 1 (default problem of docs: theory-model, start with the new
   mean at 0.5), R replicates × B samples × T steps; also timed on one thread (thread scaling);
+- **W1s** W1 at the small batch B = 8 of starvation studies (issue 23), also on one thread;
 - **W2** the same at d = 32, means along the unit direction (1, …, 1)/√32, Σ = I;
 - **W3a / W3b** ``kernels.responsibilities`` (docs: theory-geometry) on n points, d = 1 and d = 32;
 - **W4** ``kernels.starvation_counts`` (docs: theory-starvation), α = 0.05, B = 32.
@@ -13,7 +14,7 @@ this command at sizes that finish in under a minute, ``--quick`` in about ten se
 Each row reports the best of a few repeats, the speed-up per unit of work (the NumPy twin may
 run fewer steps; its time is scaled per step to the Rust size), the Rust cost in ns per sample
 per core, and its multiple of the *RNG floor*: the time the workload's generator takes to draw
-the same number of standard normals alone (same threads) in this run. W1 and W2 draw every
+the same number of standard normals alone (same threads) in this run. W1, W1s and W2 draw every
 batch from the replicate's eight-lane SIMD generator, so their floor is
 ``mixforget._core.lane_normal_floor``; W4 draws its uniforms from the scalar Xoshiro256++
 streams, so its floor is ``mixforget._core.normal_floor`` (scalar Ziggurat); W3 draws nothing

@@ -20,6 +20,9 @@ from .workloads import (
     make_workload,
 )
 
+#: The workloads that get a one-thread row beside the all-threads row (per-core ratios).
+PER_CORE_ROWS = ("W1", "W1s")
+
 
 # the table
 # ---------------------------------------------------------------------------------------
@@ -70,7 +73,7 @@ def run_benchmarks(
 ) -> list[dict[str, Any]]:
     """Time every workload (Rust, NumPy twin, the specialised NumPy loop where there is one,
     RNG floor; best of ``repeats``) and return one
-    dict per table row, in :data:`WORKLOADS` order, plus a "W1 1t" row (W1 on one thread)
+    dict per table row, in :data:`WORKLOADS` order, plus "W1 1t" and "W1s 1t" rows (on one thread)
     after W1 when ``threads`` > 1.
 
     ``quick`` picks :data:`QUICK_SIZES` over :data:`CLI_SIZES`; ``sizes`` overrides them per
@@ -104,10 +107,10 @@ def run_benchmarks(
         loop_s = best_of(w.numpy_loop, repeats) if w.numpy_loop is not None else None
         floor_s = rng_floor(w.normals, n_threads, repeats, w.floor_generator)
         rows.append(_row(w, key, n_threads, rust_s, numpy_s, floor_s, loop_s))
-        if key == "W1" and n_threads > 1:
+        if key in PER_CORE_ROWS and n_threads > 1:
             rust1 = best_of(partial(w.rust, 1), repeats)
             floor1 = rng_floor(w.normals, 1, repeats, w.floor_generator)
-            row1 = _row(w, "W1 1t", 1, rust1, numpy_s, floor1, loop_s)
+            row1 = _row(w, f"{key} 1t", 1, rust1, numpy_s, floor1, loop_s)
             row1["thread_speedup"] = rust1 / rust_s
             rows[-1]["thread_speedup"] = rust1 / rust_s
             rows.append(row1)
@@ -269,9 +272,10 @@ def _legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             "per core = the same ratio divided by the Rust threads (one thread vs one core)."
         )
     for r in rows:
-        if r["workload"] == "W1" and "thread_speedup" in r:
+        if r["workload"] in PER_CORE_ROWS and "thread_speedup" in r:
             out.append(
-                f"Thread scaling W1: 1 → {r['threads']} threads: {r['thread_speedup']:.2f}× "
+                f"Thread scaling {r['workload']}: 1 → {r['threads']} threads: "
+                f"{r['thread_speedup']:.2f}× "
                 f"({r['thread_speedup'] / r['threads'] * 100:.0f}% parallel efficiency)."
             )
     return out

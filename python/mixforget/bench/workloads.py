@@ -16,7 +16,10 @@ from ._shared import _record_every, default_problem
 from .numpy_baseline import numpy_loop, numpy_loop_w1
 
 #: Workload keys in table order.
-WORKLOADS: tuple[str, ...] = ("W1", "W2", "W3a", "W3b", "W4")
+WORKLOADS: tuple[str, ...] = ("W1", "W1s", "W2", "W3a", "W3b", "W4")
+
+#: The simulate workloads (W1s is W1 at the small batch B = 8 of starvation studies, issue 23).
+SIMULATE_WORKLOADS: tuple[str, ...] = ("W1", "W1s", "W2")
 
 _SIM_FULL = {"replicates": 1000, "batch_size": 64, "steps": 1000, "numpy_steps": 1000}
 
@@ -24,6 +27,7 @@ _SIM_FULL = {"replicates": 1000, "batch_size": 64, "steps": 1000, "numpy_steps":
 #: 50 s).
 FULL_SIZES: dict[str, dict[str, Any]] = {
     "W1": {"dim": 1, **_SIM_FULL},
+    "W1s": {"dim": 1, **_SIM_FULL, "batch_size": 8, "steps": 4000, "numpy_steps": 4000},
     "W2": {"dim": 32, **_SIM_FULL},
     "W3a": {"points": 10**7, "dim": 1},
     "W3b": {"points": 10**6, "dim": 32},
@@ -33,6 +37,7 @@ FULL_SIZES: dict[str, dict[str, Any]] = {
 #: ``mixforget bench``: the whole table in under a minute on 2 cores (NumPy scaled per step).
 CLI_SIZES: dict[str, dict[str, Any]] = {
     "W1": {"dim": 1, "replicates": 1000, "batch_size": 64, "steps": 400, "numpy_steps": 100},
+    "W1s": {"dim": 1, "replicates": 1000, "batch_size": 8, "steps": 2000, "numpy_steps": 400},
     "W2": {"dim": 32, "replicates": 1000, "batch_size": 64, "steps": 100, "numpy_steps": 20},
     "W3a": {"points": 5 * 10**6, "dim": 1},
     "W3b": {"points": 5 * 10**5, "dim": 32},
@@ -42,6 +47,7 @@ CLI_SIZES: dict[str, dict[str, Any]] = {
 #: ``mixforget bench --quick``: about ten seconds.
 QUICK_SIZES: dict[str, dict[str, Any]] = {
     "W1": {"dim": 1, "replicates": 500, "batch_size": 64, "steps": 100, "numpy_steps": 20},
+    "W1s": {"dim": 1, "replicates": 500, "batch_size": 8, "steps": 400, "numpy_steps": 80},
     "W2": {"dim": 32, "replicates": 500, "batch_size": 64, "steps": 20, "numpy_steps": 5},
     "W3a": {"points": 10**6, "dim": 1},
     "W3b": {"points": 10**5, "dim": 32},
@@ -52,6 +58,7 @@ QUICK_SIZES: dict[str, dict[str, Any]] = {
 #: (``benches/`` under ``--benchmark-disable``, the tests).
 SMOKE_SIZES: dict[str, dict[str, Any]] = {
     "W1": {"dim": 1, "replicates": 16, "batch_size": 8, "steps": 10, "numpy_steps": 10},
+    "W1s": {"dim": 1, "replicates": 16, "batch_size": 8, "steps": 10, "numpy_steps": 10},
     "W2": {"dim": 32, "replicates": 8, "batch_size": 8, "steps": 10, "numpy_steps": 5},
     "W3a": {"points": 2000, "dim": 1},
     "W3b": {"points": 500, "dim": 32},
@@ -60,6 +67,7 @@ SMOKE_SIZES: dict[str, dict[str, Any]] = {
 
 _TITLES = {
     "W1": "simulate ReverseKL d=1",
+    "W1s": "simulate ReverseKL d=1, small batch",
     "W2": "simulate ReverseKL d=32",
     "W3a": "responsibilities",  # the sizes (describe) give n and d
     "W3b": "responsibilities",
@@ -74,7 +82,14 @@ _FLOOR_KEY = (0x6D69_7866_6F72_6765, 0x666C_6F6F_7221)  # fixed root key of the 
 FLOOR_GENERATORS: tuple[str, ...] = ("lane", "scalar")
 
 #: The generator each workload draws from (W3 draws nothing: the engine's fastest normals).
-_FLOOR_GENERATOR = {"W1": "lane", "W2": "lane", "W3a": "lane", "W3b": "lane", "W4": "scalar"}
+_FLOOR_GENERATOR = {
+    "W1": "lane",
+    "W1s": "lane",
+    "W2": "lane",
+    "W3a": "lane",
+    "W3b": "lane",
+    "W4": "scalar",
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,7 +130,7 @@ class Workload:
     def describe(self) -> str:
         """Sizes in a compact human form, e.g. ``R=1000 B=64 T=1000 (NumPy T=100)``."""
         s = dict(self.sizes)
-        if self.key in ("W1", "W2"):
+        if self.key in SIMULATE_WORKLOADS:
             text = f"R={s['replicates']} B={s['batch_size']} T={s['steps']}"
             if self.numpy_steps != self.steps:
                 text += f" (NumPy T={self.numpy_steps})"
@@ -135,12 +150,12 @@ def _si(n: int) -> str:
 
 
 def make_workload(key: str, sizes: Mapping[str, Any] | None = None) -> Workload:
-    """Build workload ``key`` ("W1", "W2", "W3a", "W3b" or "W4") at ``sizes`` (merged over
+    """Build workload ``key`` ("W1", "W1s", "W2", "W3a", "W3b" or "W4") at ``sizes`` (merged over
     :data:`FULL_SIZES`). W3 draws its input points here (seeded), outside any timing."""
     if key not in FULL_SIZES:
         raise ValueError(f"unknown workload {key!r}; expected one of {list(FULL_SIZES)}")
     s = {**FULL_SIZES[key], **(sizes or {})}
-    if key in ("W1", "W2"):
+    if key in SIMULATE_WORKLOADS:
         return _simulate_workload(key, s)
     if key in ("W3a", "W3b"):
         return _responsibilities_workload(key, s)

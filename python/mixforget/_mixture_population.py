@@ -31,7 +31,7 @@ from .reference.mixture_engine import (
     MixtureParams,
     TargetSources,
     kl_rl_values,
-    natural_step,
+    precondition,
     replay_importance_weight,
     runaway,
     scores,
@@ -196,8 +196,7 @@ class MixturePopulationFlow:
     def step(self) -> None:
         plan, params = self.plan, self.params
         g_eta, g_mu = mixture_population_gradient(plan, params, self.comps, self.target)
-        if plan.update == "natural":
-            g_eta, g_mu = natural_step(g_eta, g_mu, params.weights, self.comps)
+        g_eta, g_mu = precondition(plan.update, g_eta, g_mu, params.weights, self.comps)
         moved = MixtureParams(
             params.eta - plan.lr * plan.lr_scale["weight"] * g_eta,
             params.means - plan.lr * plan.lr_scale["means"] * g_mu,

@@ -41,8 +41,9 @@ MIXTURE_OBJECTIVES: tuple[type[Objective], ...] = (ForwardKL, ReverseKL, KLRegul
 DATA_OBJECTIVES: tuple[type[Objective], ...] = (ForwardKL, ReverseKL)
 #: an objective the K-component engine runs
 MixtureObjective = Union[ForwardKL, ReverseKL, KLRegularizedRL]
-#: the update rules: plain gradient steps or the complete-data natural gradient
-UPDATES = ("sgd", "natural")
+#: the update rules: plain gradient steps on the K−1 free logits, the complete-data natural
+#: gradient, or plain steps on all K logits of the softmax (docs: theory-kl-selection)
+UPDATES = ("sgd", "natural", "sgd_full_softmax")
 #: the lr_scale groups of a K-component run: all logits, all means
 MIXTURE_LR_GROUPS = ("weight", "means")
 

@@ -49,7 +49,12 @@ def _check_two_mode_roles(objective: Any, new_components: Any, update: Any) -> N
             "reward_old and reward_new (the same reward r_old π*_old + r_new π*_new), got "
             f"reward_labels={objective.reward_labels!r}"
         )
-    check_update(update)
+    if check_update(update) == "sgd_full_softmax":
+        raise ValueError(
+            "update='sgd_full_softmax' is for K-component runs (K >= 3); for K = 2 it is "
+            "update='sgd' with lr_scale={'weight': 2.0} (the logit difference of two free "
+            "logits moves twice the gradient)"
+        )
 
 
 def two_mode_models(

@@ -35,6 +35,7 @@ __all__ = [
     "kl_rl_values",
     "log_mixture",
     "natural_step",
+    "precondition",
     "replay_importance_weight",
     "scores",
 ]
@@ -145,6 +146,20 @@ def natural_step(
     cov = np.einsum("kij,klj->kil", comps.chol, comps.chol)
     step_mu = np.einsum("kij,rkj->rki", cov, g_mu) / weights[..., None]
     return step_eta, step_mu
+
+
+def precondition(
+    update: str, g_eta: np.ndarray, g_mu: np.ndarray, weights: np.ndarray, comps: Components
+) -> tuple[np.ndarray, np.ndarray]:
+    """The step direction of ``update``: ĝ itself ('sgd', plain steps on the K−1 free
+    logits), the natural gradient ('natural'), or plain steps on all K logits of the
+    over-parametrised softmax written in the pinned ones ('sgd_full_softmax': the last
+    logit's step −g_{K−1} = Σ_j g_j is subtracted from the others, δη = g + (Σ_j g_j) 1)."""
+    if update == "natural":
+        return natural_step(g_eta, g_mu, weights, comps)
+    if update == "sgd_full_softmax":
+        return g_eta + np.sum(g_eta, axis=-1, keepdims=True), g_mu
+    return g_eta, g_mu
 
 
 def _categorical(probs: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -349,8 +364,7 @@ class NumpyMixtureSimulation:
         self.starved += np.where(
             self.frozen[:, None], 0, starved_components(labels, plan.n_components)
         )
-        if plan.update == "natural":
-            g_eta, g_mu = natural_step(g_eta, g_mu, params.weights, self.comps)
+        g_eta, g_mu = precondition(plan.update, g_eta, g_mu, params.weights, self.comps)
         eta = params.eta - plan.lr * plan.lr_scale["weight"] * g_eta
         means = params.means - plan.lr * plan.lr_scale["means"] * g_mu
         moved = MixtureParams(eta, means)

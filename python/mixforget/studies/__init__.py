@@ -21,6 +21,9 @@ The studies, each returning a small frozen result table that a paper would print
 - :func:`which_component_goes_first` — docs: theory-k-components: with two old skills, the
   mass half-life and final drift of each under training on a new task (population flow),
   over the near one's separation from the new task and its weight.
+- :func:`selection_among_correct_modes` — docs: theory-kl-selection: with two equally
+  rewarded components (K = 3), w_2/w_3 and the old weight over training under plain
+  (all logits, pinned logit), natural and KL-regularised policy gradients.
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -31,12 +34,13 @@ Result objects: :class:`DriftSeparationStudy`, :class:`StarvationStudy`,
 ``.plot(ax=None)`` (needs matplotlib, imported lazily; works with the Agg backend).
 
 One module per study (``drift_separation``, ``starvation_replay``, ``drop_gain``,
-``kl_regularized``) and the
+``kl_regularized``, ``component_order``, ``selection``) and the
 helpers they share (``_shared``); the public names are re-exported here, so
 ``mixforget.studies.starvation`` is the function.
 
 Public names: drift_vs_separation, starvation, drop_vs_gain, kl_old_weight_vs_beta,
-kl_estimator_bias, which_component_goes_first, ComponentOrderStudy, DriftSeparationStudy,
+kl_estimator_bias, which_component_goes_first, selection_among_correct_modes,
+ComponentOrderStudy, SelectionStudy, DriftSeparationStudy,
 StarvationStudy, DropGainStudy, KLBetaStudy, KLEstimatorStudy, binomial_interval,
 objective_label, variance_with_stderr.
 """
@@ -48,6 +52,7 @@ from .component_order import ComponentOrderStudy, which_component_goes_first
 from .drift_separation import DriftSeparationStudy, drift_vs_separation
 from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
 from .kl_regularized import KLBetaStudy, KLEstimatorStudy, kl_estimator_bias, kl_old_weight_vs_beta
+from .selection import SelectionStudy, selection_among_correct_modes
 from .starvation_replay import StarvationStudy, starvation
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "DropGainStudy",
     "KLBetaStudy",
     "KLEstimatorStudy",
+    "SelectionStudy",
     "StarvationStudy",
     "binomial_interval",
     "drift_vs_separation",
@@ -63,6 +69,7 @@ __all__ = [
     "kl_estimator_bias",
     "kl_old_weight_vs_beta",
     "objective_label",
+    "selection_among_correct_modes",
     "starvation",
     "variance_with_stderr",
     "which_component_goes_first",

@@ -212,9 +212,11 @@ class TargetSources:
 
 def _replay_slots(plan: MixturePlan, shape: tuple[int, int], rng: np.random.Generator):
     """(R, B) True at the replay slots and the λ the weights use (λ' = round(λB)/B for
-    stratified slots)."""
-    lam = float(getattr(plan.objective, "replay", 0.0))
-    if plan.objective.replay_slots == "stratified":
+    stratified slots); only the objectives with replay (ForwardKL, ReverseKL) call it."""
+    objective = plan.objective
+    assert isinstance(objective, (ForwardKL, ReverseKL))
+    lam = float(objective.replay)
+    if objective.replay_slots == "stratified":
         # round half away from zero, as Rust's f64::round
         n_replay = math.floor(lam * shape[1] + 0.5)
         slots = np.zeros(shape, dtype=bool)

@@ -54,7 +54,7 @@ fn two_mode() -> f64 {
         lr: 0.01,
         lr_scale: [1.0; 3],
         scales: None,
-        update: Update::Sgd,
+        update: _core::engine::problem::Update::Sgd,
     };
     best(|| {
         let mut sim = simulation(problem.clone(), BATCH, REPLICATES, [1, 2]).unwrap();
@@ -93,6 +93,7 @@ fn k_component(k: usize) -> f64 {
         objective: MixtureObjective::ReverseKL(objective()),
         new_components: &[k as i64 - 1],
         replay_mix: &vec![1.0 / (k - 1) as f64; k - 1],
+        label_rewards: &[],
         lr: 0.01,
         lr_weight: 1.0,
         lr_means: 1.0,

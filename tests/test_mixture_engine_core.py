@@ -255,7 +255,7 @@ def test_bad_input_is_a_value_error_naming_the_argument(overrides, name) -> None
 
 
 def test_other_objectives_are_not_implemented() -> None:
-    with pytest.raises(NotImplementedError, match=r"SDFT.*ForwardKL and ReverseKL"):
+    with pytest.raises(NotImplementedError, match=r"SDFT.*ReverseKL and KLRegular"):
         _problem(mf.SDFT(), 3, 1)
     p = _problem(mf.ForwardKL(), 3, 1)
     with pytest.raises(ValueError, match="batch_size"):

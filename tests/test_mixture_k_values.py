@@ -84,7 +84,7 @@ _CALLS = {
         (K3, K3_START, mf.ReverseKL(0.2, replay_mix=(1.0,)), {}, ValueError, "replay_mix"),
         (TWO, TWO, mf.ReverseKL(0.2, replay_mix=(0.5, 0.5)), {}, ValueError, "replay_mix"),
         (TWO, TWO, mf.ForwardKL(), {"new_components": [0]}, ValueError, "new_components"),
-        (K3, K3_START, mf.SDFT(), {}, NotImplementedError, "SDFT.*ForwardKL and ReverseKL"),
+        (K3, K3_START, mf.SDFT(), {}, NotImplementedError, "SDFT.*ReverseKL and KLRegular"),
         (K3, K3_START, mf.OAPL(), {}, NotImplementedError, "OAPL"),
     ],
 )  # fmt: skip

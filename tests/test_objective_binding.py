@@ -93,7 +93,7 @@ def _every_option() -> list[mf.objectives.Objective]:
 
 #: fields of the K-component engine only (docs: theory-k-components): the two-mode binding
 #: does not read them, so they are left out of its round trip
-_K_COMPONENT_FIELDS = {"replay_mix"}
+_K_COMPONENT_FIELDS = {"replay_mix", "reward_labels"}
 
 
 def _two_mode_fields(record: dict[str, Any]) -> dict[str, Any]:

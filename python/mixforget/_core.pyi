@@ -169,6 +169,7 @@ class MixtureProblem:
         lr_weight: float,
         lr_means: float,
         update: str,
+        label_rewards: Sequence[float] = ...,
     ) -> MixtureProblem: ...
     @property
     def dim(self) -> int: ...

@@ -7,7 +7,11 @@ Every expectation is a sum over the sampling distribution's components, E_m[f] =
 components share one covariance Σ, the integrand's coefficient depends on x only through its
 whitened projection on the affine span of the 2K whitened means, and the score's component
 orthogonal to it has mean 0 independently, so the rule runs on that span (up to 3-D;
-NotImplementedError beyond). Unequal covariances: the rule runs over all d ≤ 3 dimensions.
+NotImplementedError beyond). Unequal covariances, or a reward with its own geometry
+(KLRegularizedRL's half-space, ball, bump): the rule runs over all d ≤ 3 dimensions.
+KLRegularizedRL's forward KL and k3 estimator carry ρ = q_ref/q_θ, whose mass lies on the
+reference's components: their expectations under q_θ are taken with nodes on ½ q_θ + ½ q_ref,
+reweighted by q_θ/(½ q_θ + ½ q_ref).
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ from numpy.polynomial.hermite_e import hermegauss
 from .engine._driver import ChunkPolicy
 from .engine._mixture_plan import MixturePlan
 from .engine._mixture_records import MixtureRecords
-from .objectives import ForwardKL
+from .objectives import ForwardKL, KLRegularizedRL
 from .reference.mixture_engine import (
     Components,
     MixtureParams,
     TargetSources,
-    natural_step,
+    kl_rl_values,
+    precondition,
     replay_importance_weight,
     runaway,
     scores,
 )
+from .reference.mixture_kl_rl import kl_rl_coefficients
 
 __all__ = ["MAX_SPAN", "NODES_PER_AXIS", "MixturePopulationFlow", "mixture_population_gradient"]
 
@@ -61,8 +67,15 @@ def _basis(plan: MixturePlan, params: MixtureParams) -> Optional[np.ndarray]:
     covs += [plan.target.cov_matrix(j) for j in range(plan.n_components)]
     if not all(np.array_equal(c, covs[0]) for c in covs[1:]):
         return None
+    fixed = [plan.target.means]
+    objective = plan.objective
+    if isinstance(objective, KLRegularizedRL):
+        if objective.reward_dim() is not None:
+            return None  # the reward reads x in the original coordinates
+        if objective.reference == "start":
+            fixed.append(plan.start.means)  # the reference's means leave the model's span
     whiten = np.linalg.inv(np.linalg.cholesky(covs[0]))
-    points = np.concatenate([params.means[0], plan.target.means]) @ whiten.T
+    points = np.concatenate([params.means[0], *fixed]) @ whiten.T
     diffs = points[1:] - points[0]
     u, sing, _ = np.linalg.svd(diffs.T, full_matrices=False)
     rank = int(np.sum(sing > 1e-12 * max(1.0, float(np.max(np.abs(points))))))
@@ -87,7 +100,19 @@ def _nodes(plan: MixturePlan, params: MixtureParams, means: np.ndarray, chols: n
 
 
 def _sources(plan: MixturePlan, params: MixtureParams, comps: Components, target: TargetSources):
-    """(π (C,), means (C, d), chols (C, d, d)) of the sampling distribution's components."""
+    """(π (C,), means (C, d), chols (C, d, d)) of the sampling distribution's components
+    (for KLRegularizedRL with ρ: of the proposal ½ q_θ + ½ q_ref)."""
+    if isinstance(plan.objective, KLRegularizedRL):
+        if not _ratio_proposal(plan.objective):
+            return params.weights[0], params.means[0], comps.chol
+        ref = plan.start if plan.objective.reference == "start" else plan.target
+        ref_chol = target.start_comps.chol if ref is plan.start else target.comps.chol
+        pi = np.concatenate([0.5 * params.weights[0], 0.5 * ref.weights])
+        return (
+            pi,
+            np.concatenate([params.means[0], ref.means]),
+            np.concatenate([comps.chol, ref_chol]),
+        )
     lam = float(plan.objective.replay)
     if isinstance(plan.objective, ForwardKL):
         pi = (1.0 - lam) * target.new_mix + lam * target.old_mix
@@ -109,13 +134,34 @@ def mixture_population_gradient(
     weights = (pi[used][:, None] * w[None, :]).ravel()
     x = x.reshape(1, -1, x.shape[-1])
     s_eta, s_mu, log_q = scores(x, params, comps)
-    if isinstance(plan.objective, ForwardKL):
+    if isinstance(plan.objective, KLRegularizedRL):
+        weights, coef = _kl_rl_coefficients(plan, x, log_q, weights, target)
+    elif isinstance(plan.objective, ForwardKL):
         coef = -np.ones_like(log_q)
     else:
         coef = _reverse_kl_coefficients(plan, x, log_q, weights, target)
     g_eta = np.einsum("n,rn,rnk->rk", weights, coef, s_eta)
     g_mu = np.einsum("n,rn,rnkd->rkd", weights, coef, s_mu)
     return g_eta, g_mu
+
+
+def _ratio_proposal(objective: KLRegularizedRL) -> bool:
+    """Whether the expectations need nodes on the reference too (κ carries ρ = q_ref/q)."""
+    uses_ratio = objective.kl == "forward" or objective.kl_estimator == "k3"
+    return uses_ratio and objective.reference != "flat"
+
+
+def _kl_rl_coefficients(plan, x, log_q, weights, target) -> tuple[np.ndarray, np.ndarray]:
+    """(ω (N,), c (1, N)): the rule's weights as expectations under q_θ (reweighted from
+    the proposal ½ q_θ + ½ q_ref when κ carries ρ) and KLRegularizedRL's coefficients with
+    full expectations."""
+    reward, kappa = kl_rl_values(plan, target, x, log_q)
+    if _ratio_proposal(plan.objective):
+        log_ref = target.log_reference(x, plan.objective.reference)
+        log_proposal = np.logaddexp(log_q, log_ref) - np.log(2.0)
+        weights = weights * np.exp(log_q - log_proposal)[0]
+        weights = weights / weights.sum()
+    return weights, kl_rl_coefficients(plan.objective, reward, kappa, weights, batch=False)
 
 
 def _reverse_kl_coefficients(plan, x, log_q, weights, target) -> np.ndarray:
@@ -150,8 +196,7 @@ class MixturePopulationFlow:
     def step(self) -> None:
         plan, params = self.plan, self.params
         g_eta, g_mu = mixture_population_gradient(plan, params, self.comps, self.target)
-        if plan.update == "natural":
-            g_eta, g_mu = natural_step(g_eta, g_mu, params.weights, self.comps)
+        g_eta, g_mu = precondition(plan.update, g_eta, g_mu, params.weights, self.comps)
         moved = MixtureParams(
             params.eta - plan.lr * plan.lr_scale["weight"] * g_eta,
             params.means - plan.lr * plan.lr_scale["means"] * g_mu,

@@ -15,15 +15,13 @@ from ._validate import as_positive_int
 from .engine import drive
 from .engine._mixture_plan import MixturePlan, plan_mixture_gradient, plan_mixture_run
 from .engine._rust import RustMixtureSimulation, rust_mixture_gradient_estimates
-from .objectives import ForwardKL
 from .reference.mixture_engine import (
     Components,
     MixtureParams,
     NumpyMixtureSimulation,
     TargetSources,
+    estimator_of,
     flat_gradient,
-    forward_kl_estimate,
-    reverse_kl_estimate,
     starved_components,
 )
 from .results import GradientEstimates, MixtureTrajectory
@@ -130,7 +128,7 @@ def mixture_estimate_gradient(
     rng_np = np.random.default_rng(seq)
     comps = Components.of(plan.start)
     sources = TargetSources(plan)
-    estimate = forward_kl_estimate if isinstance(plan.objective, ForwardKL) else reverse_kl_estimate
+    estimate = estimator_of(plan.objective)
     grads, starved, old_count = [], [], []
     # chunks of batches bound the (chunk, B, K, d) temporaries
     per_chunk = max(1, _CHUNK_SAMPLES // (plan.batch_size * plan.n_components))

@@ -52,6 +52,8 @@ MAX_REWARD_DIM = 16
 KL_REFERENCES = ("start", "target", "flat")
 KL_ESTIMATORS = ("exact", "k1", "k3")
 KL_ADVANTAGES = ("loo", "group", "raw")
+#: Most entries of ``reward_labels`` (one per component; rust: MAX_COMPONENTS).
+MAX_LABEL_REWARDS = 255
 
 
 class Objective:
@@ -352,6 +354,13 @@ class KLRegularizedRL(Objective):
     'flat' (log q_ref ≡ 0, the Lebesgue measure: β KL becomes −β H(q), so reward
     'target_logpdf', β = 1, reverse gives ReverseKL's estimator bit for bit; reverse, k1 or
     exact only). Replay is not offered.
+
+    K-component mixtures (docs: theory-k-components): the 'labels' reward is
+    r(x) = Σ_j r_j π*_j(x) with the target's responsibilities π*_j (for K = 2 the formula
+    above); ``reward_labels`` gives r_j per component (K entries, reward 'labels' only,
+    reward_old/reward_new left at their defaults); None gives r_new on the run's
+    ``new_components`` and r_old on the others. A two-mode run (K = 2) takes reward_old and
+    reward_new only.
     """
 
     reward: str = "labels"
@@ -367,12 +376,14 @@ class KLRegularizedRL(Objective):
     reward_center: Optional[tuple[float, ...]] = None
     reward_radius: float = 1.0
     reward_width: float = 1.0
+    reward_labels: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         as_choice("reward", self.reward, KL_REWARDS)
         self._check_geometry()
         object.__setattr__(self, "reward_old", as_real("reward_old", self.reward_old))
         object.__setattr__(self, "reward_new", as_real("reward_new", self.reward_new))
+        object.__setattr__(self, "reward_labels", self._checked_labels())
         object.__setattr__(self, "beta", as_positive_float("beta", self.beta))
         as_choice("reference", self.reference, KL_REFERENCES)
         as_choice("kl", self.kl, DIRECTIONS)
@@ -411,6 +422,47 @@ class KLRegularizedRL(Objective):
         object.__setattr__(self, "reward_offset", as_real("reward_offset", self.reward_offset))
         for name in ("reward_radius", "reward_width"):
             object.__setattr__(self, name, as_positive_float(name, getattr(self, name)))
+
+    def _checked_labels(self) -> Optional[tuple[float, ...]]:
+        """``reward_labels`` as a tuple of 2 to 255 finite floats, with reward 'labels' only
+        and with ``reward_old``, ``reward_new`` at their defaults (they would be ignored)."""
+        value = self.reward_labels
+        if value is None:
+            return None
+        if self.reward != "labels":
+            raise ValueError(
+                f"reward_labels is used only with reward='labels', got reward={self.reward!r} "
+                "(set reward_labels to None)"
+            )
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"reward_labels must be None or a sequence of floats, got {value!r}")
+        out = tuple(as_real(f"reward_labels[{i}]", v) for i, v in enumerate(value))
+        if not 2 <= len(out) <= MAX_LABEL_REWARDS:
+            raise ValueError(
+                f"reward_labels must have one entry per component (2 to {MAX_LABEL_REWARDS}), "
+                f"got {len(out)}"
+            )
+        if (self.reward_old, self.reward_new) != (0.0, 1.0):
+            raise ValueError(
+                "reward_old and reward_new must keep their defaults (0.0, 1.0) when "
+                "reward_labels is given (the labels replace them), got "
+                f"({self.reward_old!r}, {self.reward_new!r})"
+            )
+        return out
+
+    def label_rewards(self, k: int, new_components: tuple[int, ...]) -> tuple[float, ...]:
+        """r_j of each of K components for the 'labels' reward: ``reward_labels`` (checked
+        to have K entries, ValueError naming it otherwise), or ``reward_new`` on the new
+        components and ``reward_old`` on the others."""
+        if self.reward_labels is None:
+            new = set(new_components)
+            return tuple(self.reward_new if j in new else self.reward_old for j in range(k))
+        if len(self.reward_labels) != k:
+            raise ValueError(
+                f"reward_labels must have one entry per component (K = {k}), got "
+                f"{len(self.reward_labels)}"
+            )
+        return self.reward_labels
 
     def reward_dim(self) -> Optional[int]:
         """The dimension of the reward's geometry (None for the rewards without one)."""

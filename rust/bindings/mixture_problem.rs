@@ -59,8 +59,10 @@ impl MixtureProblem {
     /// Every field by name (keyword-only): the target p* (`target_weights` (K,),
     /// `target_means` (K, d), `target_covs`), the model covariances and start θ_0
     /// (`model_covs`, `start_weights` (K,), `start_means` (K, d)), the `objective` dataclass
-    /// (ForwardKL or ReverseKL), the task roles (`new_components`, `replay_mix` over the
-    /// old components) and the update (`lr`, `lr_weight`, `lr_means`, `update`).
+    /// (ForwardKL, ReverseKL or KLRegularizedRL), the task roles (`new_components`,
+    /// `replay_mix` over the old components), KLRegularizedRL's `label_rewards` (K entries
+    /// with reward 'labels', else empty) and the update (`lr`, `lr_weight`, `lr_means`,
+    /// `update`: 'sgd', 'natural' or 'sgd_full_softmax').
     #[new]
     #[pyo3(signature = (
         *,
@@ -77,6 +79,7 @@ impl MixtureProblem {
         lr_weight,
         lr_means,
         update,
+        label_rewards = Vec::new(),
     ))]
     #[allow(clippy::too_many_arguments)] // keyword-only: each one named at the call site
     fn new(
@@ -94,6 +97,7 @@ impl MixtureProblem {
         lr_weight: f64,
         lr_means: f64,
         update: String,
+        label_rewards: Vec<f64>,
     ) -> PyResult<Self> {
         let [k, d] = [target_means.shape()[0], target_means.shape()[1]];
         if k != target_weights.len() {
@@ -123,6 +127,7 @@ impl MixtureProblem {
             objective,
             new_components: &new_components,
             replay_mix: &replay_mix,
+            label_rewards: &label_rewards,
             lr,
             lr_weight,
             lr_means,

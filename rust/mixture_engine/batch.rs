@@ -14,8 +14,11 @@ use crate::math::lane_sums::lane_sums;
 use crate::mixture_engine::problem::{softmax_pinned_with_logs, MixtureObjective, Problem};
 use crate::model::mixture::{Cov, Gaussian};
 use crate::objectives::reverse_kl::{replay_weight, Baseline};
+
+mod kl_regularized;
 use crate::random::simd_rng::{ln_positive, LaneStream};
 use crate::random::starvation::{stratified_replay_count, Slots};
+use kl_regularized::{kl_rl_coefficients, kl_rl_values};
 
 /// Call `$body(args…)` through a copy compiled for AVX-512 (F, DQ, VL) or AVX2 when the
 /// processor has it, else the portable one: the per-sample loops are inlined into each copy
@@ -134,8 +137,16 @@ pub struct Workspace {
     pub replay_used: f64,
     /// K columns of B: log w_j φ_j(x_i) of the model, then r_j(x_i).
     model_part: Vec<f64>,
-    /// K columns of B: log w*_j φ*_j(x_i) of the target (ReverseKL).
+    /// K columns of B: log w*_j φ*_j(x_i) of the target (ReverseKL, KLRegularizedRL).
     target_part: Vec<f64>,
+    /// K columns of B: log w_j φ_j(x_i) of the start model (KLRegularizedRL's reference).
+    reference_part: Vec<f64>,
+    /// KLRegularizedRL: the reward r_i, log q_ref(x_i), and the uniform weights 1/B.
+    reward: Vec<f64>,
+    log_reference: Vec<f64>,
+    omega: Vec<f64>,
+    /// The start model q_0 (KLRegularizedRL's 'start' reference).
+    start_model: ModelState,
     log_q: Vec<f64>,
     log_target: Vec<f64>,
     log_old: Vec<f64>,
@@ -154,6 +165,8 @@ pub struct Workspace {
     /// (component, shift) of log Σ_j e^{part_j + shift_j} for p* and for p_old = Σ ρ_j φ*_j.
     all_columns: Vec<(usize, f64)>,
     old_columns: Vec<(usize, f64)>,
+    /// (component, shift) of log p_new*(x) = log Σ_{j new} (w*_j / W_new) φ*_j(x).
+    new_columns: Vec<(usize, f64)>,
 }
 
 impl Workspace {
@@ -175,6 +188,11 @@ impl Workspace {
             replay_used: 0.0,
             model_part: try_zeroed(&[k, len], what)?,
             target_part: try_zeroed(&[k, len], what)?,
+            reference_part: try_zeroed(&[k, len], what)?,
+            reward: column()?,
+            log_reference: column()?,
+            omega: vec![1.0 / len.max(1) as f64; len],
+            start_model: ModelState::new(problem, &problem.start),
             log_q: column()?,
             log_target: column()?,
             log_old: column()?,
@@ -198,6 +216,11 @@ impl Workspace {
                 .filter(|(_, &rho)| rho > 0.0)
                 .map(|(&j, &rho)| (j, rho.ln() - tw[j]))
                 .collect(),
+            new_columns: {
+                let w_new: f64 = problem.new_components.iter().map(|&j| tw[j].exp()).sum();
+                let shift = -w_new.ln();
+                problem.new_components.iter().map(|&j| (j, shift)).collect()
+            },
         })
     }
 }
@@ -315,7 +338,7 @@ fn draw_body(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &m
             *r = i < n_strat;
         }
     }
-    let on_policy = matches!(problem.objective, MixtureObjective::ReverseKL(_));
+    let on_policy = problem.objective.on_policy();
     ws.model.set(model.weights.iter().copied());
     let source = if on_policy { &ws.model } else { &ws.new_data };
     rng.fill_uniform(&mut ws.uniforms[..b]);
@@ -389,6 +412,11 @@ fn coefficients(problem: &Problem, ws: &mut Workspace) {
             return;
         }
         MixtureObjective::ReverseKL(o) => o,
+        MixtureObjective::KLRegularizedRL(o) => {
+            kl_rl_values(problem, &o, ws);
+            kl_rl_coefficients(&o, ws);
+            return;
+        }
     };
     let tw = &problem.target_log_weights;
     component_parts(
@@ -556,6 +584,7 @@ mod tests {
             }),
             new_components: &[2],
             replay_mix: &[0.5, 0.5],
+            label_rewards: &[],
             lr: 0.1,
             lr_weight: 1.0,
             lr_means: 1.0,

@@ -1,6 +1,6 @@
 //! The K-component engine (issue 20; the shared spec is docs/design.md, "The K-component
 //! engine"): finite-batch training of a K-component Gaussian mixture q_θ = Σ_j w_j φ(μ_j, Σ_j)
-//! against a K-component target p*, for ForwardKL and ReverseKL.
+//! against a K-component target p*, for ForwardKL, ReverseKL and KLRegularizedRL.
 //!
 //! Parameters θ = (η_0 … η_{K−2}, μ_0 … μ_{K−1}) in this flat order everywhere, with
 //! w = softmax(η_0, …, η_{K−2}, 0) (the last logit pinned at 0, so K = 2 is the two-mode

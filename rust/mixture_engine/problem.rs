@@ -1,12 +1,15 @@
 //! A K-component training problem, validated once (every refusal names its argument): the
 //! target p*, the model covariances, the start θ_0, the task roles (new and old components,
-//! the replay mix ρ), the objective and the update; and what it does to θ: the pinned
-//! softmax, the sgd or natural step, the runaway rule.
+//! the replay mix ρ, KLRegularizedRL's label reward per component), the objective and the
+//! update; and what it does to θ: the pinned softmax, the sgd, natural or full-softmax step,
+//! the runaway rule.
 
 use crate::engine::problem::{RUNAWAY_DISTANCE, RUNAWAY_WEIGHT};
 use crate::error::{KernelError, KernelResult};
 use crate::model::mixture::{Cov, Gaussian};
-use crate::objectives::{ForwardKL, Named, ObjectiveSpec, ReverseKL};
+use crate::objectives::{
+    ForwardKL, KLRegularizedRL, Named, Objective, ObjectiveSpec, ReverseKL, RewardKind,
+};
 use crate::random::starvation::Slots;
 
 /// Tolerance of "sums to 1" for weights and the replay mix.
@@ -20,6 +23,7 @@ pub const MAX_COMPONENTS: usize = 255;
 pub enum MixtureObjective {
     ForwardKL(ForwardKL),
     ReverseKL(ReverseKL),
+    KLRegularizedRL(KLRegularizedRL),
 }
 
 impl MixtureObjective {
@@ -28,9 +32,10 @@ impl MixtureObjective {
         match spec {
             ObjectiveSpec::ForwardKL(o) => Ok(MixtureObjective::ForwardKL(*o)),
             ObjectiveSpec::ReverseKL(o) => Ok(MixtureObjective::ReverseKL(*o)),
+            ObjectiveSpec::KLRegularizedRL(o) => Ok(MixtureObjective::KLRegularizedRL(*o)),
             other => Err(KernelError::NotImplemented(format!(
                 "objective {} is not implemented for K-component mixtures (K >= 3 supports \
-                 ForwardKL and ReverseKL)",
+                 ForwardKL, ReverseKL and KLRegularizedRL)",
                 other.kind()
             ))),
         }
@@ -41,17 +46,35 @@ impl MixtureObjective {
         match self {
             MixtureObjective::ForwardKL(o) => (o.replay, o.replay_slots),
             MixtureObjective::ReverseKL(o) => (o.replay, o.replay_slots),
+            MixtureObjective::KLRegularizedRL(_) => (0.0, Slots::Bernoulli),
         }
+    }
+
+    /// Whether the batch is drawn from the model (ReverseKL, KLRegularizedRL) rather than
+    /// from the new task's data (ForwardKL).
+    pub fn on_policy(&self) -> bool {
+        !matches!(self, MixtureObjective::ForwardKL(_))
     }
 }
 
-/// The step's preconditioner: the two-mode engine's (one concept, one type); for K
-/// components the natural step's Fisher is [`natural_direction`]'s.
-pub use crate::engine::problem::Update;
+/// The step's preconditioner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// Plain steps on the K − 1 free logits (the last pinned at 0) and the means.
+    Sgd,
+    /// The complete-data natural gradient ([`natural_direction`]).
+    Natural,
+    /// Plain steps on all K logits of the over-parametrised softmax, written in the pinned
+    /// ones ([`full_softmax_direction`]); the means as `Sgd`.
+    SgdFullSoftmax,
+}
 
 impl Named for Update {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("sgd", Update::Sgd), ("natural", Update::Natural)];
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("sgd", Update::Sgd),
+        ("natural", Update::Natural),
+        ("sgd_full_softmax", Update::SgdFullSoftmax),
+    ];
 }
 
 /// The problem's fields as the caller has them (means row-major K × d), before validation.
@@ -66,6 +89,8 @@ pub struct ProblemSpec<'a> {
     pub objective: MixtureObjective,
     pub new_components: &'a [i64],
     pub replay_mix: &'a [f64],
+    /// r_j of KLRegularizedRL's 'labels' reward (K entries); empty for the other objectives.
+    pub label_rewards: &'a [f64],
     pub lr: f64,
     pub lr_weight: f64,
     pub lr_means: f64,
@@ -90,6 +115,8 @@ pub struct Problem {
     pub old_components: Vec<usize>,
     /// ρ over the old components (in `old_components` order), summing to 1.
     pub replay_mix: Vec<f64>,
+    /// r_j of KLRegularizedRL's 'labels' reward (K entries; empty for the other objectives).
+    pub label_rewards: Vec<f64>,
     pub lr: f64,
     pub lr_weight: f64,
     pub lr_means: f64,
@@ -157,6 +184,30 @@ fn check_new_components(new: &[i64], k: usize) -> KernelResult<Vec<usize>> {
     Ok(new.iter().map(|&j| j as usize).collect())
 }
 
+/// KLRegularizedRL's reward against the problem: K finite label rewards with the 'labels'
+/// reward (none otherwise), a geometric reward's vector of dimension d; nothing else takes
+/// label rewards.
+fn check_label_rewards(spec: &ProblemSpec<'_>, k: usize) -> KernelResult<()> {
+    let labels = spec.label_rewards;
+    let MixtureObjective::KLRegularizedRL(o) = spec.objective else {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        return Err(invalid(
+            "label_rewards are read by KLRegularizedRL only (pass none)".into(),
+        ));
+    };
+    o.check_dimension(spec.dim).map_err(invalid)?;
+    let wanted = if o.reward == RewardKind::Labels { k } else { 0 };
+    if labels.len() != wanted || labels.iter().any(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "label_rewards must be {wanted} finite numbers (K = {k} for reward 'labels', \
+             none otherwise), got {labels:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl Problem {
     /// Validate `spec` (each refusal a ValueError naming the argument) and build the problem.
     pub fn new(spec: ProblemSpec<'_>) -> KernelResult<Problem> {
@@ -186,6 +237,7 @@ impl Problem {
             }
         }
         let new_components = check_new_components(spec.new_components, k)?;
+        check_label_rewards(&spec, k)?;
         let old_components: Vec<usize> = (0..k).filter(|j| !new_components.contains(j)).collect();
         let rho = spec.replay_mix;
         if rho.len() != old_components.len() {
@@ -239,6 +291,7 @@ impl Problem {
             new_components,
             old_components,
             replay_mix: rho.to_vec(),
+            label_rewards: spec.label_rewards.to_vec(),
             lr: spec.lr,
             lr_weight: spec.lr_weight,
             lr_means: spec.lr_means,
@@ -254,8 +307,10 @@ impl Problem {
     /// θ ← θ − lr·m⊙(F⁻¹)ĝ, with the weights `w` of θ for the natural step; `grad` is
     /// overwritten by the step direction.
     pub fn step(&self, theta: &mut [f64], grad: &mut [f64], w: &[f64]) {
-        if self.update == Update::Natural {
-            natural_direction(grad, w, &self.model_covs, self.dim);
+        match self.update {
+            Update::Natural => natural_direction(grad, w, &self.model_covs, self.dim),
+            Update::SgdFullSoftmax => full_softmax_direction(&mut grad[..self.k - 1]),
+            Update::Sgd => {}
         }
         let free = self.k - 1;
         let (lr_eta, lr_mu) = (self.lr * self.lr_weight, self.lr * self.lr_means);
@@ -330,6 +385,14 @@ pub fn covariance_apply(cov: &Cov, v: &mut [f64]) {
             cov.color(v);
         }
     }
+}
+
+/// The plain step on all K logits θ of the softmax, in the pinned logits η_j = θ_j − θ_{K−1}:
+/// ∂L/∂θ_j = g_j for j < K − 1 and ∂L/∂θ_{K−1} = −Σ_j g_j (w depends on θ through
+/// differences only), so η_j moves by g_j − ∂L/∂θ_{K−1}: g_η ← g_η + (Σ_j g_j) 1.
+pub fn full_softmax_direction(g_eta: &mut [f64]) {
+    let total: f64 = g_eta.iter().sum();
+    g_eta.iter_mut().for_each(|g| *g += total);
 }
 
 /// g ← F⁻¹ g with the complete-data Fisher, exact per block: for the free logits F_η =
@@ -432,6 +495,18 @@ mod tests {
         );
         assert!((g2b[0] - 0.3 / (0.2 * 0.8)).abs() < 1e-12);
         assert!((g2b[1] - 2.0 / 0.2).abs() < 1e-12 && (g2b[2] - 0.7 / 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn full_softmax_direction_is_the_step_of_all_k_logits() {
+        // K = 3: ∂L/∂θ = (g_0, g_1, −g_0 − g_1); η_j = θ_j − θ_2 moves by g_j + g_0 + g_1
+        let mut g = [0.3, -0.5];
+        full_softmax_direction(&mut g);
+        assert_eq!(g, [0.3 - 0.2, -0.5 - 0.2]);
+        // K = 2: twice the plain logit step
+        let mut g2 = [0.25];
+        full_softmax_direction(&mut g2);
+        assert_eq!(g2, [0.5]);
     }
 
     #[test]

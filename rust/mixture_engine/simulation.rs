@@ -204,6 +204,7 @@ mod tests {
             objective,
             new_components: &[2],
             replay_mix: &[0.6, 0.4],
+            label_rewards: &[],
             lr: 0.05,
             lr_weight: 1.0,
             lr_means: 1.0,

@@ -212,7 +212,7 @@ impl KLRegularizedRL {
 
     /// r(x) of a geometric reward at x (original coordinates).
     #[inline]
-    fn geometric_value(&self, x: &[f64]) -> f64 {
+    pub(crate) fn geometric_value(&self, x: &[f64]) -> f64 {
         let (old, new) = (self.reward_old, self.reward_new);
         match (self.reward, self.reward_vector) {
             (RewardKind::Halfspace, Some(a)) => {
@@ -240,7 +240,7 @@ impl KLRegularizedRL {
 }
 
 /// ω-weighted (mean, 1/sd) of the first n values (1/sd = 0 when they are all equal).
-fn mean_and_inverse_sd(omega: &[f64], values: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_and_inverse_sd(omega: &[f64], values: &[f64]) -> (f64, f64) {
     let sum_w: f64 = omega.iter().sum();
     let mean = omega.iter().zip(values).map(|(w, v)| w * v).sum::<f64>() / sum_w;
     (mean, inverse_weighted_sd(omega, values, mean, sum_w))

@@ -3,17 +3,18 @@ any work, and the ``meta`` record built from them.
 
 :class:`MixturePlan` is to the K-component engine what :class:`~._plan.RunPlan` is to the
 two-mode one: the models (two :class:`~mixforget.mixture.Mixture` of the same K and d), the
-objective (ForwardKL or ReverseKL), the task roles (``new_components``, the resolved replay
-mix ρ over the old components), the schedule, the update and, for finite-batch runs, the
-batch, the replicates, the threads and the seed. Every stepper of K components (the NumPy
-twin, the population flow, the Rust ``MixtureSimulator`` once wired) is built from one.
+objective (ForwardKL, ReverseKL or KLRegularizedRL), the task roles (``new_components``, the
+resolved replay mix ρ over the old components; KLRegularizedRL's label reward per
+component), the schedule, the update and, for finite-batch runs, the batch, the replicates,
+the threads and the seed. Every stepper of K components (the NumPy twin, the population
+flow, the Rust ``MixtureSimulator``) is built from one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .._problem import check_lr, check_steps
 from .._rng import seed_record
 from .._validate import as_positive_float, as_positive_int, check_output_size, resolve_threads
 from ..mixture import Mixture
-from ..objectives import ForwardKL, Objective, ReverseKL
+from ..objectives import ForwardKL, KLRegularizedRL, Objective, ReverseKL
 
 __all__ = [
     "MIXTURE_OBJECTIVES",
@@ -35,9 +36,14 @@ __all__ = [
 ]
 
 #: the objectives the K-component engine runs (docs: theory-k-components)
-MIXTURE_OBJECTIVES: tuple[type[Objective], ...] = (ForwardKL, ReverseKL)
-#: the update rules: plain gradient steps or the complete-data natural gradient
-UPDATES = ("sgd", "natural")
+MIXTURE_OBJECTIVES: tuple[type[Objective], ...] = (ForwardKL, ReverseKL, KLRegularizedRL)
+#: the objectives with data or replay from the target (task sequences run these only)
+DATA_OBJECTIVES: tuple[type[Objective], ...] = (ForwardKL, ReverseKL)
+#: an objective the K-component engine runs
+MixtureObjective = Union[ForwardKL, ReverseKL, KLRegularizedRL]
+#: the update rules: plain gradient steps on the K−1 free logits, the complete-data natural
+#: gradient, or plain steps on all K logits of the softmax (docs: theory-kl-selection)
+UPDATES = ("sgd", "natural", "sgd_full_softmax")
 #: the lr_scale groups of a K-component run: all logits, all means
 MIXTURE_LR_GROUPS = ("weight", "means")
 
@@ -49,7 +55,7 @@ class MixturePlan:
 
     target: Mixture
     start: Mixture
-    objective: ForwardKL | ReverseKL
+    objective: MixtureObjective
     new_components: tuple[int, ...]
     replay_mix: np.ndarray  #: (n_old,) ρ over the old components, in increasing index order
     steps: int
@@ -61,6 +67,8 @@ class MixturePlan:
     batch_size: Optional[int] = None
     threads: Optional[int] = None
     seed: Optional[np.random.SeedSequence] = None
+    #: (K,) r_j of KLRegularizedRL's 'labels' reward (None for the other objectives)
+    label_rewards: Optional[np.ndarray] = None
 
     @property
     def population(self) -> bool:
@@ -137,14 +145,20 @@ def check_mixture_models(target: Any, model: Any, model_name: str = "start") -> 
         )
 
 
-def check_mixture_objective(objective: Any) -> ForwardKL | ReverseKL:
-    """ForwardKL or ReverseKL; NotImplementedError naming any other objective."""
-    if isinstance(objective, (ForwardKL, ReverseKL)):
+def check_mixture_objective(
+    objective: Any, allowed: tuple[type[Objective], ...] = DATA_OBJECTIVES, what: str = ""
+) -> Any:
+    """One of ``allowed`` (by default ForwardKL or ReverseKL, what task sequences run);
+    NotImplementedError naming any other objective and ``what`` refuses it (default: the
+    K-component engine)."""
+    if isinstance(objective, allowed):
         return objective
     if isinstance(objective, Objective):
+        *most, last = [cls.__name__ for cls in allowed]
+        names = f"{', '.join(most)} and {last}" if most else last
         raise NotImplementedError(
-            f"{type(objective).__name__} is not implemented for K >= 3 components: the "
-            "K-component engine supports ForwardKL and ReverseKL"
+            f"{type(objective).__name__} is not implemented for K >= 3 components: "
+            f"{what or 'the K-component engine'} supports {names}"
         )
     raise TypeError(f"objective must be a mixforget Objective, got {type(objective).__name__}")
 
@@ -189,6 +203,24 @@ def resolve_replay_mix(objective: Objective, target: Mixture, new: tuple[int, ..
             f"{old}), got {len(given)}"
         )
     return np.array(given, dtype=np.float64)
+
+
+def _check_kl_rl(
+    objective: Any, target: Mixture, new: tuple[int, ...], batch: Optional[tuple[Any, ...]]
+) -> Optional[np.ndarray]:
+    """KLRegularizedRL's checks against the problem (its geometric reward's dimension, its
+    label rewards' length K, its smallest batch) and the label reward per component; None
+    for the other objectives."""
+    if not isinstance(objective, KLRegularizedRL):
+        return None
+    objective.check_dimension(target.dim)
+    labels = np.array(objective.label_rewards(target.n_components, new), dtype=np.float64)
+    if batch is not None:
+        minimum, needed_by = objective.min_batch_size()
+        size = as_positive_int("batch_size", batch[0])
+        if size < minimum:
+            raise ValueError(f"batch_size must be >= {minimum} with {needed_by}, got {size}")
+    return labels
 
 
 def check_update(update: Any) -> str:
@@ -247,10 +279,11 @@ def plan_mixture_run(
     replicates, threads, seed) for finite-batch runs, None for the population flow;
     ``memory_limit`` bounds the records (None: :func:`mixforget.get_memory_limit`)."""
     check_mixture_models(target, start)
-    objective = check_mixture_objective(objective)
+    objective = check_mixture_objective(objective, MIXTURE_OBJECTIVES)
     _check_two_mode_only(weight_param, train_scales)
     new = check_new_components(new_components, target.n_components)
     rho = resolve_replay_mix(objective, target, new)
+    labels = _check_kl_rl(objective, target, new, batch)
     steps, record_every = check_steps(steps, record_every)
     finite: dict[str, Any] = {}
     if batch is not None:
@@ -272,6 +305,7 @@ def plan_mixture_run(
         lr=check_lr(lr),
         lr_scale=_check_mixture_lr_scale(lr_scale),
         update=check_update(update),
+        label_rewards=labels,
         **finite,
     )
     k, d = plan.n_components, target.dim

@@ -22,8 +22,9 @@ def _components(value: Any) -> Optional[int]:
 
 
 def _check_two_mode_roles(objective: Any, new_components: Any, update: Any) -> None:
-    """A two-mode run: the new task is component 1, the replay mix is (1.0,), the update
-    'sgd' or 'natural' (ValueError naming the argument otherwise)."""
+    """A two-mode run: the new task is component 1, the replay mix is (1.0,), no
+    per-component ``reward_labels``, the update 'sgd' or 'natural' (ValueError naming the
+    argument otherwise)."""
     if new_components is not None:
         try:
             as_list = [int(j) for j in new_components]
@@ -42,7 +43,18 @@ def _check_two_mode_roles(objective: Any, new_components: Any, update: Any) -> N
             "replay_mix of a two-mode run (K = 2) must be None or (1.0,) (one old component), "
             f"got {mix!r}"
         )
-    check_update(update)
+    if getattr(objective, "reward_labels", None) is not None:
+        raise ValueError(
+            "reward_labels is for K-component runs (K >= 3); a two-mode run (K = 2) takes "
+            "reward_old and reward_new (the same reward r_old π*_old + r_new π*_new), got "
+            f"reward_labels={objective.reward_labels!r}"
+        )
+    if check_update(update) == "sgd_full_softmax":
+        raise ValueError(
+            "update='sgd_full_softmax' is for K-component runs (K >= 3); for K = 2 it is "
+            "update='sgd' with lr_scale={'weight': 2.0} (the logit difference of two free "
+            "logits moves twice the gradient)"
+        )
 
 
 def two_mode_models(

@@ -225,7 +225,15 @@ def _mixture_problem_of(plan: MixturePlan, lr: Optional[float] = None) -> Any:
         lr_weight=plan.lr_scale["weight"],
         lr_means=plan.lr_scale["means"],
         update=plan.update,
+        label_rewards=_label_rewards_of(plan),
     )
+
+
+def _label_rewards_of(plan: MixturePlan) -> list[float]:
+    """KLRegularizedRL's r_j with the 'labels' reward (the binding reads them then only)."""
+    if plan.label_rewards is None or getattr(plan.objective, "reward", None) != "labels":
+        return []
+    return [float(v) for v in plan.label_rewards]
 
 
 class RustMixtureSimulation:

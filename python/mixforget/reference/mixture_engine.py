@@ -1,6 +1,6 @@
 """The NumPy twin of the K-component engine (docs: theory-k-components; the shared spec of
-issue 20): finite-batch ForwardKL and ReverseKL training of K-component mixtures,
-vectorised over replicates × batch, as a stepper of the engine's driver.
+issue 20): finite-batch ForwardKL, ReverseKL and KLRegularizedRL training of K-component
+mixtures, vectorised over replicates × batch, as a stepper of the engine's driver.
 
 Parameters θ = (η ∈ R^{K−1}, μ_0 … μ_{K−1}), w = softmax(η, 0) (the last logit pinned at 0);
 covariances fixed. Scores ∂ log q/∂η_j = r_j − w_j, ∂ log q/∂μ_j = r_j Σ_j⁻¹ (x − μ_j); the
@@ -23,14 +23,19 @@ from ..engine._driver import ChunkPolicy
 from ..engine._mixture_plan import MixturePlan
 from ..engine._mixture_records import MixtureRecords
 from ..mixture import Mixture
-from ..objectives import ForwardKL
+from ..objectives import ForwardKL, KLRegularizedRL, ReverseKL
+from .mixture_kl_rl import kl_rl_coefficients, kl_rl_kl_term, kl_rl_reward
 
 __all__ = [
     "Components",
     "MixtureParams",
     "NumpyMixtureSimulation",
+    "estimator_of",
     "flat_gradient",
+    "kl_rl_values",
+    "log_mixture",
     "natural_step",
+    "precondition",
     "replay_importance_weight",
     "scores",
 ]
@@ -105,6 +110,13 @@ def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
+def log_mixture(
+    x: np.ndarray, comps: Components, means: np.ndarray, log_weights: np.ndarray
+) -> np.ndarray:
+    """(R, B) log Σ_j w_j φ_j(x) of a fixed mixture (means (K, d), log weights (K,))."""
+    return _logsumexp(comps.logpdf(x, means) + log_weights)
+
+
 def scores(
     x: np.ndarray, params: MixtureParams, comps: Components
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,6 +148,20 @@ def natural_step(
     return step_eta, step_mu
 
 
+def precondition(
+    update: str, g_eta: np.ndarray, g_mu: np.ndarray, weights: np.ndarray, comps: Components
+) -> tuple[np.ndarray, np.ndarray]:
+    """The step direction of ``update``: ĝ itself ('sgd', plain steps on the K−1 free
+    logits), the natural gradient ('natural'), or plain steps on all K logits of the
+    over-parametrised softmax written in the pinned ones ('sgd_full_softmax': the last
+    logit's step −g_{K−1} = Σ_j g_j is subtracted from the others, δη = g + (Σ_j g_j) 1)."""
+    if update == "natural":
+        return natural_step(g_eta, g_mu, weights, comps)
+    if update == "sgd_full_softmax":
+        return g_eta + np.sum(g_eta, axis=-1, keepdims=True), g_mu
+    return g_eta, g_mu
+
+
 def _categorical(probs: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Labels of ``shape`` (R, B) from per-replicate probabilities (R, K) (or (K,))."""
     cum = np.cumsum(np.broadcast_to(probs, (shape[0], probs.shape[-1])), axis=-1)
@@ -151,6 +177,8 @@ class TargetSources:
 
     def __init__(self, plan: MixturePlan) -> None:
         k = plan.n_components
+        self.start = plan.start
+        self.start_comps = Components.of(plan.start)
         self.comps = Components.of(plan.target)
         self.means = plan.target.means
         self.log_weights = np.log(plan.target.weights)
@@ -168,6 +196,14 @@ class TargetSources:
             joint = np.where(mix > 0, joint, -np.inf)
         return _logsumexp(joint)
 
+    def log_reference(self, x: np.ndarray, reference: str) -> np.ndarray:
+        """(R, B) log q_ref(x): the start Mixture, the target, or 0 (the flat measure)."""
+        if reference == "start":
+            return log_mixture(x, self.start_comps, self.start.means, np.log(self.start.weights))
+        if reference == "target":
+            return self.log_density(x)
+        return np.zeros(x.shape[:-1])
+
     def draw(self, mix: np.ndarray, shape: tuple[int, int], rng: np.random.Generator):
         labels = _categorical(mix, shape, rng)
         means = np.broadcast_to(self.means, (shape[0], *self.means.shape))
@@ -176,9 +212,11 @@ class TargetSources:
 
 def _replay_slots(plan: MixturePlan, shape: tuple[int, int], rng: np.random.Generator):
     """(R, B) True at the replay slots and the λ the weights use (λ' = round(λB)/B for
-    stratified slots)."""
-    lam = float(getattr(plan.objective, "replay", 0.0))
-    if plan.objective.replay_slots == "stratified":
+    stratified slots); only the objectives with replay (ForwardKL, ReverseKL) call it."""
+    objective = plan.objective
+    assert isinstance(objective, (ForwardKL, ReverseKL))
+    lam = float(objective.replay)
+    if objective.replay_slots == "stratified":
         # round half away from zero, as Rust's f64::round
         n_replay = math.floor(lam * shape[1] + 0.5)
         slots = np.zeros(shape, dtype=bool)
@@ -235,8 +273,47 @@ def reverse_kl_estimate(plan, sources, params, comps, shape, rng):
     return g_eta, g_mu, labels
 
 
-def _estimator(objective):
-    return forward_kl_estimate if isinstance(objective, ForwardKL) else reverse_kl_estimate
+def kl_rl_values(
+    plan: MixturePlan, sources: TargetSources, x: np.ndarray, log_q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(r, κ) (R, B) of KLRegularizedRL at points x (R, B, d) with log q_θ(x)."""
+    objective = plan.objective
+    assert isinstance(objective, KLRegularizedRL) and plan.label_rewards is not None
+    joint = sources.comps.logpdf(x, sources.means) + sources.log_weights
+    reward = kl_rl_reward(
+        objective,
+        x,
+        plan.label_rewards,
+        joint,
+        _logsumexp(joint),
+        lambda at: sources.log_density(at, sources.new_mix),
+    )
+    kappa = kl_rl_kl_term(objective, log_q, sources.log_reference(x, objective.reference))
+    return reward, kappa
+
+
+def kl_rl_estimate(plan, sources, params, comps, shape, rng):
+    """ĝ = (1/B) Σ c_i s(x_i), x_i ~ q_θ, c the coefficients of
+    :func:`~.mixture_kl_rl.kl_rl_coefficients` with leave-one-out means."""
+    labels = _categorical(params.weights, shape, rng)
+    x = comps.draw(labels, params.means, rng)
+    s_eta, s_mu, log_q = scores(x, params, comps)
+    reward, kappa = kl_rl_values(plan, sources, x, log_q)
+    omega = np.full(shape[1], 1.0 / shape[1])
+    coef = kl_rl_coefficients(plan.objective, reward, kappa, omega, batch=True)
+    g_eta = np.mean(coef[..., None] * s_eta, axis=1)
+    g_mu = np.mean(coef[..., None, None] * s_mu, axis=1)
+    return g_eta, g_mu, labels
+
+
+def estimator_of(objective):
+    """The finite-batch estimator of a K-component objective: (plan, sources, params,
+    comps, shape, rng) → (g_η, g_μ, labels)."""
+    if isinstance(objective, ForwardKL):
+        return forward_kl_estimate
+    if isinstance(objective, ReverseKL):
+        return reverse_kl_estimate
+    return kl_rl_estimate
 
 
 def starved_components(labels: np.ndarray, k: int) -> np.ndarray:
@@ -276,7 +353,7 @@ class NumpyMixtureSimulation:
         self.done = 0
         work = plan.replicates * plan.batch_size * plan.n_components * (plan.target.dim + 1)
         self.chunks = ChunkPolicy(first=max(1, 2**16 // work))
-        self.estimate = _estimator(plan.objective)
+        self.estimate = estimator_of(plan.objective)
 
     def first_record(self) -> Optional[MixtureRecords]:
         return None
@@ -289,8 +366,7 @@ class NumpyMixtureSimulation:
         self.starved += np.where(
             self.frozen[:, None], 0, starved_components(labels, plan.n_components)
         )
-        if plan.update == "natural":
-            g_eta, g_mu = natural_step(g_eta, g_mu, params.weights, self.comps)
+        g_eta, g_mu = precondition(plan.update, g_eta, g_mu, params.weights, self.comps)
         eta = params.eta - plan.lr * plan.lr_scale["weight"] * g_eta
         means = params.means - plan.lr * plan.lr_scale["means"] * g_mu
         moved = MixtureParams(eta, means)

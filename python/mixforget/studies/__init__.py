@@ -24,6 +24,9 @@ The studies, each returning a small frozen result table that a paper would print
 - :func:`drift_vs_nearest_separation` — docs: theory-k-components: the K = 3 drift conjecture
   measured, the sup drift of an old component against Δ² of its separation from the moving
   new one, for two positions of a second old component (slope vs −1/8).
+- :func:`selection_among_correct_modes` — docs: theory-kl-selection: with two equally
+  rewarded components (K = 3), w_2/w_3 and the old weight over training under plain
+  (all logits, pinned logit), natural and KL-regularised policy gradients.
 - :func:`drop_vs_gain` — the trade-off of arXiv 2510.18874: forgetting of the old task
   (drop in overlap accuracy) at the first step where the new task's gain reaches a
   threshold, per objective and learning rate.
@@ -34,13 +37,14 @@ Result objects: :class:`DriftSeparationStudy`, :class:`StarvationStudy`,
 ``.plot(ax=None)`` (needs matplotlib, imported lazily; works with the Agg backend).
 
 One module per study (``drift_separation``, ``starvation_replay``, ``drop_gain``,
-``kl_regularized``) and the
+``kl_regularized``, ``component_order``, ``nearest_drift``, ``selection``) and the
 helpers they share (``_shared``); the public names are re-exported here, so
 ``mixforget.studies.starvation`` is the function.
 
 Public names: drift_vs_separation, starvation, drop_vs_gain, kl_old_weight_vs_beta,
 kl_estimator_bias, which_component_goes_first, drift_vs_nearest_separation,
-ComponentOrderStudy, NearestDriftStudy, DriftSeparationStudy,
+selection_among_correct_modes, ComponentOrderStudy, NearestDriftStudy, SelectionStudy,
+DriftSeparationStudy,
 StarvationStudy, DropGainStudy, KLBetaStudy, KLEstimatorStudy, binomial_interval,
 objective_label, variance_with_stderr.
 """
@@ -53,6 +57,7 @@ from .drift_separation import DriftSeparationStudy, drift_vs_separation
 from .drop_gain import DropGainStudy, drop_vs_gain, objective_label
 from .kl_regularized import KLBetaStudy, KLEstimatorStudy, kl_estimator_bias, kl_old_weight_vs_beta
 from .nearest_drift import NearestDriftStudy, drift_vs_nearest_separation
+from .selection import SelectionStudy, selection_among_correct_modes
 from .starvation_replay import StarvationStudy, starvation
 
 __all__ = [
@@ -62,6 +67,7 @@ __all__ = [
     "KLBetaStudy",
     "KLEstimatorStudy",
     "NearestDriftStudy",
+    "SelectionStudy",
     "StarvationStudy",
     "binomial_interval",
     "drift_vs_nearest_separation",
@@ -70,6 +76,7 @@ __all__ = [
     "kl_estimator_bias",
     "kl_old_weight_vs_beta",
     "objective_label",
+    "selection_among_correct_modes",
     "starvation",
     "variance_with_stderr",
     "which_component_goes_first",

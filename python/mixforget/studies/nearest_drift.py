@@ -139,9 +139,9 @@ def _world(other: float, delta: float, weights: Sequence[float], offset: float) 
 
 def _batch_columns(traj: Any) -> dict[str, Any]:
     keep = ~traj.excluded
-    lo = hi = mean = math.nan
+    mean, lo, hi = math.nan, math.nan, math.nan
     if keep.any():
-        mean, lo, hi = mean_interval(traj.drift[keep, :, MEASURED].max(axis=1))
+        mean, lo, hi = (float(v) for v in mean_interval(traj.drift[keep, :, MEASURED].max(axis=1)))
     return {"sup_drift_batch_mean": float(mean), "sup_drift_batch_lo": float(lo),
             "sup_drift_batch_hi": float(hi), "excluded": int((~keep).sum())}  # fmt: skip
 

@@ -119,7 +119,9 @@ def _rk4_logits(theta: np.ndarray, field: Any, time: float, steps: int) -> np.nd
     return theta
 
 
-def _flow(start_weights: Any, rewards: Any, time: float, steps: int, natural: bool) -> np.ndarray:
+def _flow(
+    start_weights: Any, rewards: Any, time: float, steps: int, natural: bool, pinned: bool = False
+) -> np.ndarray:
     w, r = _weights_and_rewards(start_weights, rewards)
     time = as_positive_float("time", time, allow_zero=True)
     steps = as_positive_int("steps", steps)
@@ -127,20 +129,31 @@ def _flow(start_weights: Any, rewards: Any, time: float, steps: int, natural: bo
     def field(theta: np.ndarray) -> np.ndarray:
         q = _softmax(theta)
         advantage = r - q @ r
-        return advantage if natural else q * advantage
+        if natural:
+            return advantage
+        velocity = q * advantage
+        if pinned:
+            velocity[-1] = 0.0  # the last logit is held at 0: only the others move
+        return velocity
 
     return _softmax(_rk4_logits(np.log(w), field, time, steps))
 
 
 def policy_gradient_logit_flow(
-    start_weights: Any, rewards: Any, time: float, steps: int = 1000
+    start_weights: Any, rewards: Any, time: float, steps: int = 1000, logits: str = "all"
 ) -> np.ndarray:
     """Weights after the plain policy-gradient flow on softmax logits for ``time``
-    (docs: theory-kl-regularized): dθ_k/dt = ∂E_w[r]/∂θ_k = w_k (r_k − E_w r). A component's
-    logit moves in proportion to its own weight, so among equally rewarded components the
-    larger grows faster (rich-get-richer): their ratio is not conserved. RK4, ``steps``
-    fixed steps."""
-    return _flow(start_weights, rewards, time, steps, natural=False)
+    (docs: theory-kl-regularized, theory-kl-selection): dθ_k/dt = ∂E_w[r]/∂θ_k =
+    w_k (r_k − E_w r). With ``logits='all'`` (every one of the K logits free, the engine's
+    ``update='sgd_full_softmax'``) a component's logit moves in proportion to its own weight,
+    so among equally rewarded components the larger grows faster (rich-get-richer): their
+    ratio is not conserved. With ``logits='pinned'`` the last logit is held at 0 and only
+    the first K−1 move (the engine's ``update='sgd'``): every rewarded free component then
+    gains on the pinned one, whichever is larger — the plain gradient depends on the
+    parametrisation. RK4, ``steps`` fixed steps."""
+    if logits not in ("all", "pinned"):
+        raise ValueError(f"logits must be 'all' or 'pinned', got {logits!r}")
+    return _flow(start_weights, rewards, time, steps, natural=False, pinned=logits == "pinned")
 
 
 def natural_gradient_logit_flow(

@@ -168,7 +168,7 @@ def drift_vs_nearest_separation(
     w_2 φ(·; Δ) (unit variances, ``weights`` = (w_0, w_1, w_2), component 2 the new task),
     start = p* with the new mean at Δ + ``start_offset``; ``steps`` of the exact population
     flow, and with ``replicates`` > 0 as many finite-batch runs of ``batch_size``. The measured
-    quantity is D = sup_t |μ_1(t) − μ_1*|. The conjecture: log D falls with slope −1/8 in Δ²
+    quantity is D = sup_t ``|μ_1(t) − μ_1*|``. The conjecture: log D falls with slope −1/8 in Δ²
     (the exponent of BC = e^{−Δ²/8}), the same for every o. Fits use the ``fit_points``
     largest Δ.
 

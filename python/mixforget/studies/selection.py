@@ -54,7 +54,7 @@ class SelectionStudy:
     ``arm``, ``update``, ``beta``, the population flow's final ``ratio`` w_2/w_3 and
     ``old_weight`` w_1, the ``theory`` ratio at the end (the logit ODE for the arms without
     KL, the closed-form optimum for the KL arm), ``max_ratio_gap`` (the flow's largest
-    |w_2/w_3 − start ratio| over training), and the finite-batch ``batch_ratio`` /
+    ``|w_2/w_3 − start ratio|`` over training), and the finite-batch ``batch_ratio`` /
     ``batch_old_weight`` means with standard errors ``*_se`` over the replicates
     (``diverged`` replicates, frozen by the runaway rule, excluded). ``curves``: per arm,
     arrays over the records: ``steps``, ``ratio``, ``old_weight``, ``theory_ratio``,

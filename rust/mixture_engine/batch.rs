@@ -402,22 +402,9 @@ fn draw_body(problem: &Problem, model: &ModelState, rng: &mut LaneStream, ws: &m
 
 /// The objective's coefficients c_i into `ws.coefficient`, from the model parts (already
 /// holding log w_j φ_j) and `ws.log_q`.
-#[inline(always)]
-fn coefficients(problem: &Problem, ws: &mut Workspace) {
-    let b = ws.len;
-    let objective = match problem.objective {
-        MixtureObjective::ForwardKL(_) => {
-            // ĝ = −(1/B) Σ s(x_i)
-            ws.coefficient[..b].fill(-1.0);
-            return;
-        }
-        MixtureObjective::ReverseKL(o) => o,
-        MixtureObjective::KLRegularizedRL(o) => {
-            kl_rl_values(problem, &o, ws);
-            kl_rl_coefficients(&o, ws);
-            return;
-        }
-    };
+/// log p*(x_i) of the batch's b points into `ws.log_target` (the target's per-component parts
+/// in `ws.target_part`), shared by ReverseKL's and KLRegularizedRL's batch values.
+fn log_target_density(problem: &Problem, ws: &mut Workspace, b: usize) {
     let tw = &problem.target_log_weights;
     component_parts(
         &problem.target,
@@ -435,6 +422,25 @@ fn coefficients(problem: &Problem, ws: &mut Workspace) {
         &mut ws.column_sum,
         &mut ws.log_target,
     );
+}
+
+#[inline(always)]
+fn coefficients(problem: &Problem, ws: &mut Workspace) {
+    let b = ws.len;
+    let objective = match problem.objective {
+        MixtureObjective::ForwardKL(_) => {
+            // ĝ = −(1/B) Σ s(x_i)
+            ws.coefficient[..b].fill(-1.0);
+            return;
+        }
+        MixtureObjective::ReverseKL(o) => o,
+        MixtureObjective::KLRegularizedRL(o) => {
+            kl_rl_values(problem, &o, ws);
+            kl_rl_coefficients(&o, ws);
+            return;
+        }
+    };
+    log_target_density(problem, ws, b);
     let replay = ws.replay_used;
     if replay > 0.0 {
         log_sum_exp_columns(

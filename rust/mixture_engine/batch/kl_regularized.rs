@@ -3,7 +3,7 @@
 //! c_i of ĝ = (1/B) Σ_i c_i s(x_i), in the batch's work arrays (a child of `batch`, whose
 //! private buffers and column helpers it reads).
 
-use super::{component_parts, log_sum_exp_columns, Workspace};
+use super::{component_parts, log_sum_exp_columns, log_target_density, Workspace};
 use crate::engine::batch::LooMean;
 use crate::math::fastmath;
 use crate::math::lane_sums::lane_sums;
@@ -25,23 +25,7 @@ pub(super) fn kl_rl_values(problem: &Problem, o: &KLRegularizedRL, ws: &mut Work
         RewardKind::Labels | RewardKind::TargetLogpdf | RewardKind::NewLogpdf
     ) || o.reference == Reference::Target;
     if reads_target {
-        let tw = &problem.target_log_weights;
-        component_parts(
-            &problem.target,
-            |j| tw[j],
-            &ws.x,
-            b,
-            &mut ws.target_part,
-            &mut ws.scratch,
-        );
-        log_sum_exp_columns(
-            &ws.target_part,
-            b,
-            &ws.all_columns,
-            &mut ws.column_max,
-            &mut ws.column_sum,
-            &mut ws.log_target,
-        );
+        log_target_density(problem, ws, b);
     }
     match o.reward {
         RewardKind::Labels => {
